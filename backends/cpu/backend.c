@@ -1,0 +1,142 @@
+/*
+ * backend.c - the CPU backend's table, lifecycle and memory slots. Memory is
+ * host memory from the library's allocator (64-byte aligned), so a user's
+ * tc_set_allocator() sees every tensor.
+ */
+#include <cblas.h>
+#include <string.h>
+
+#include "cpu.h"
+
+/* OpenBLAS's thread control; declared here as Debian's cblas.h has it only
+ * in some versions. */
+void openblas_set_num_threads(int num_threads);
+
+static tc_status cpu_probe(char *msg, size_t msg_size) {
+  (void)msg;
+  (void)msg_size;
+  return TC_OK;
+}
+
+static tc_status cpu_create(void **out_ctx, const tc_backend_create_args *a) {
+  int n = a && a->num_threads > 0 ? a->num_threads : tc__num_threads();
+  cpu_ctx *c = tc__calloc(1, sizeof *c);
+  if (!c)
+    return tc__oom("tc_backend_create(cpu)");
+  tc_status st = cpu_pool_create(&c->pool, n);
+  if (st != TC_OK) {
+    tc__free(c);
+    return st;
+  }
+  /* one threading layer: ours (DESIGN.md section 7) */
+  openblas_set_num_threads(1);
+  *out_ctx = c;
+  return TC_OK;
+}
+
+static void cpu_destroy(void *ctx) {
+  cpu_ctx *c = ctx;
+  if (!c)
+    return;
+  cpu_pool_destroy(c->pool);
+  tc__free(c);
+}
+
+static tc_status cpu_set_num_threads(void *ctx, int n) {
+  cpu_ctx *c = ctx;
+  cpu_pool *p;
+  tc_status st = cpu_pool_create(&p, n > 0 ? n : tc__num_threads());
+  if (st != TC_OK)
+    return st;
+  cpu_pool_destroy(c->pool);
+  c->pool = p;
+  return TC_OK;
+}
+
+static tc_status cpu_alloc(void *ctx, void **out, size_t bytes) {
+  (void)ctx;
+  void *p = tc__malloc(bytes ? bytes : 1);
+  if (!p)
+    return tc__error(TC_ENOMEM, "cpu backend: cannot allocate %zu bytes",
+                     bytes);
+  *out = p;
+  return TC_OK;
+}
+
+static void cpu_free(void *ctx, void *ptr) {
+  (void)ctx;
+  tc__free(ptr);
+}
+
+static tc_status cpu_copy(void *ctx, void *dst, const void *src,
+                          size_t bytes) {
+  (void)ctx;
+  if (bytes)
+    memmove(dst, src, bytes);
+  return TC_OK;
+}
+
+static tc_status cpu_memset(void *ctx, void *dst, int byte, size_t bytes) {
+  (void)ctx;
+  if (bytes)
+    memset(dst, byte, bytes);
+  return TC_OK;
+}
+
+static tc_status cpu_synchronize(void *ctx) {
+  (void)ctx;
+  return TC_OK;
+}
+
+static const tc_backend_iface cpu_iface = {
+    .api_version = TC_BACKEND_API_VERSION,
+    .struct_size = sizeof(tc_backend_iface),
+    .name = "cpu",
+    .probe = cpu_probe,
+    .create = cpu_create,
+    .destroy = cpu_destroy,
+    .set_num_threads = cpu_set_num_threads,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .copy_h2d = cpu_copy,
+    .copy_d2h = cpu_copy,
+    .copy_d2d = cpu_copy,
+    .memset = cpu_memset,
+    .synchronize = cpu_synchronize,
+    .gemm = cpu_gemm,
+    .conv2d_workspace_size = cpu_conv2d_workspace_size,
+    .conv2d_fwd = cpu_conv2d_fwd,
+    .conv2d_bwd_data = cpu_conv2d_bwd_data,
+    .conv2d_bwd_filter = cpu_conv2d_bwd_filter,
+    .conv2d_bwd_bias = cpu_conv2d_bwd_bias,
+    .maxpool2d_fwd = cpu_maxpool2d_fwd,
+    .maxpool2d_bwd = cpu_maxpool2d_bwd,
+    .avgpool2d_fwd = cpu_avgpool2d_fwd,
+    .avgpool2d_bwd = cpu_avgpool2d_bwd,
+    .global_avgpool_fwd = cpu_global_avgpool_fwd,
+    .global_avgpool_bwd = cpu_global_avgpool_bwd,
+    .batchnorm_fwd_train = cpu_batchnorm_fwd_train,
+    .batchnorm_fwd_infer = cpu_batchnorm_fwd_infer,
+    .batchnorm_bwd = cpu_batchnorm_bwd,
+    .relu_fwd = cpu_relu_fwd,
+    .relu_bwd = cpu_relu_bwd,
+    .add = cpu_add,
+    .scale = cpu_scale,
+    .axpy = cpu_axpy,
+    .fill = cpu_fill,
+    .bias_add = cpu_bias_add,
+    .bias_grad = cpu_bias_grad,
+    .copy4d = cpu_copy4d,
+    .dropout_fwd = cpu_dropout_fwd,
+    .dropout_bwd = cpu_dropout_bwd,
+    .softmax_xent = cpu_softmax_xent,
+    .nll = cpu_nll,
+    .mse = cpu_mse,
+    .argmax = cpu_argmax,
+    .sgd_update = cpu_sgd_update,
+    .adam_update = cpu_adam_update,
+    .reduce = cpu_reduce,
+    .get_proc = NULL,
+};
+
+const tc_backend_iface *tc__cpu_backend_iface(void) { return &cpu_iface; }

@@ -1,0 +1,81 @@
+/*
+ * cpu.h - internals of the built-in CPU backend: its context, the one
+ * thread pool, and the op entry points that fill the backend table.
+ *
+ * Threading rule (DESIGN.md section 7): this pool is the only threading
+ * layer; OpenBLAS is set to one thread. Work is split into tasks whose count
+ * and order do not depend on the number of threads, so reductions give the
+ * same bits whatever tc_set_num_threads() says.
+ */
+#ifndef TINYCNN_CPU_H
+#define TINYCNN_CPU_H
+
+#include "../../lib/internal.h"
+
+typedef struct cpu_pool cpu_pool;
+
+typedef struct cpu_ctx {
+  cpu_pool *pool;
+} cpu_ctx;
+
+/* Runs fn(arg, task) for task in [0, n_tasks) on the pool's threads and the
+ * caller; returns when all are done. Tasks must be independent. */
+typedef void (*cpu_task_fn)(void *arg, int64_t task);
+void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
+                      void *arg);
+
+tc_status cpu_pool_create(cpu_pool **out, int n_threads);
+void cpu_pool_destroy(cpu_pool *pool);
+int cpu_pool_size(const cpu_pool *pool);
+
+/* Fixed chunking for deterministic reductions: at most CPU_REDUCE_CHUNKS
+ * partial sums, combined in order, independent of the thread count. */
+#define CPU_REDUCE_CHUNKS 64
+
+/* ---- ops (one file per family; args documented in tinycnn_backend.h) ----
+ * CPU_OP is weak while the op files are being written, so a missing one is a
+ * NULL (unsupported) slot rather than a link error. */
+#define CPU_OP __attribute__((weak))
+CPU_OP tc_status cpu_gemm(void *ctx, const tc_gemm_args *a);
+
+CPU_OP tc_status cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
+                                    size_t *out_bytes);
+CPU_OP tc_status cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a);
+CPU_OP tc_status cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a);
+CPU_OP tc_status cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a);
+CPU_OP tc_status cpu_conv2d_bwd_bias(void *ctx, const tc_conv2d_args *a);
+
+CPU_OP tc_status cpu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a);
+CPU_OP tc_status cpu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a);
+CPU_OP tc_status cpu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a);
+CPU_OP tc_status cpu_avgpool2d_bwd(void *ctx, const tc_pool2d_args *a);
+CPU_OP tc_status cpu_global_avgpool_fwd(void *ctx, const tc_gap_args *a);
+CPU_OP tc_status cpu_global_avgpool_bwd(void *ctx, const tc_gap_args *a);
+
+CPU_OP tc_status cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a);
+CPU_OP tc_status cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a);
+CPU_OP tc_status cpu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a);
+
+CPU_OP tc_status cpu_relu_fwd(void *ctx, const tc_eltwise_args *a);
+CPU_OP tc_status cpu_relu_bwd(void *ctx, const tc_eltwise_args *a);
+CPU_OP tc_status cpu_add(void *ctx, const tc_eltwise_args *a);
+CPU_OP tc_status cpu_scale(void *ctx, const tc_eltwise_args *a);
+CPU_OP tc_status cpu_axpy(void *ctx, const tc_eltwise_args *a);
+CPU_OP tc_status cpu_fill(void *ctx, const tc_eltwise_args *a);
+CPU_OP tc_status cpu_bias_add(void *ctx, const tc_bias_args *a);
+CPU_OP tc_status cpu_bias_grad(void *ctx, const tc_bias_args *a);
+CPU_OP tc_status cpu_copy4d(void *ctx, const tc_copy4d_args *a);
+
+CPU_OP tc_status cpu_dropout_fwd(void *ctx, const tc_dropout_args *a);
+CPU_OP tc_status cpu_dropout_bwd(void *ctx, const tc_dropout_args *a);
+
+CPU_OP tc_status cpu_softmax_xent(void *ctx, const tc_loss_args *a);
+CPU_OP tc_status cpu_nll(void *ctx, const tc_loss_args *a);
+CPU_OP tc_status cpu_mse(void *ctx, const tc_loss_args *a);
+CPU_OP tc_status cpu_argmax(void *ctx, const tc_argmax_args *a);
+
+CPU_OP tc_status cpu_sgd_update(void *ctx, const tc_sgd_args *a);
+CPU_OP tc_status cpu_adam_update(void *ctx, const tc_adam_args *a);
+CPU_OP tc_status cpu_reduce(void *ctx, const tc_reduce_args *a);
+
+#endif /* TINYCNN_CPU_H */

@@ -1,0 +1,424 @@
+/*
+ * eltwise.c - the CPU backend's elementwise ops over n contiguous floats
+ * (relu forward and backward, add, scale, axpy, fill), the per-channel bias
+ * add and bias gradient, and the strided 4-D copy.
+ *
+ * Meanings are in tinycnn_backend.h beside each slot. As in the CUDA
+ * backend: `fill` stores alpha's bit pattern (the core fills int32 tensors
+ * through it) and a NULL `b` in `add` counts as zeros. In the elementwise
+ * ops a buffer read and the buffer written must be the same (in place) or
+ * disjoint; copy4d's src and dst must not overlap.
+ *
+ * Threading: elementwise work is cut into fixed blocks of ELT_BLOCK
+ * elements, bias work into fixed blocks of rows or channels; every split
+ * depends on the sizes only. bias_grad sums each channel in double in a
+ * fixed order (images ascending, then the row in four interleaved lanes),
+ * so its bits never depend on the thread count.
+ */
+#include <string.h>
+
+#include "cpu.h"
+
+/* Elements per task for the streaming ops (64 KiB of floats). */
+#define ELT_BLOCK ((int64_t)16384)
+/* bias_grad: about this many elements per channel block before it is worth
+ * giving channels their own task. */
+#define BIAS_GRAD_MIN_WORK ((int64_t)4096)
+
+typedef enum elt_op {
+  ELT_RELU_FWD,
+  ELT_RELU_BWD,
+  ELT_ADD,
+  ELT_SCALE,
+  ELT_AXPY,
+  ELT_FILL
+} elt_op;
+
+typedef struct elt_job {
+  const tc_eltwise_args *a;
+  elt_op op;
+  uint32_t bits; /* fill */
+} elt_job;
+
+/* uint32 stores that may alias the float (or int32) data they overwrite */
+typedef uint32_t __attribute__((may_alias)) elt_u32;
+
+static void relu_fwd_range(const float *a, float *y, int64_t n) {
+  if (a == y) {
+    for (int64_t i = 0; i < n; i++)
+      y[i] = y[i] > 0.f ? y[i] : 0.f;
+    return;
+  }
+  const float *restrict pa = a;
+  float *restrict py = y;
+  for (int64_t i = 0; i < n; i++)
+    py[i] = pa[i] > 0.f ? pa[i] : 0.f;
+}
+
+/* a: forward output, b: dy; y may be either of them */
+static void relu_bwd_range(const float *a, const float *b, float *y,
+                           int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = a[i] > 0.f ? b[i] : 0.f;
+}
+
+static void add_range(const float *a, const float *b, float *y, int64_t n,
+                      float alpha, float beta) {
+  if (!b) {
+    for (int64_t i = 0; i < n; i++)
+      y[i] = alpha * a[i];
+  } else if (a != y && b != y) {
+    const float *restrict pa = a, *restrict pb = b;
+    float *restrict py = y;
+    for (int64_t i = 0; i < n; i++)
+      py[i] = alpha * pa[i] + beta * pb[i];
+  } else {
+    for (int64_t i = 0; i < n; i++)
+      y[i] = alpha * a[i] + beta * b[i];
+  }
+}
+
+static void scale_range(const float *a, float *y, int64_t n, float alpha) {
+  if (a == y) {
+    for (int64_t i = 0; i < n; i++)
+      y[i] *= alpha;
+    return;
+  }
+  const float *restrict pa = a;
+  float *restrict py = y;
+  for (int64_t i = 0; i < n; i++)
+    py[i] = alpha * pa[i];
+}
+
+static void axpy_range(const float *a, float *y, int64_t n, float alpha) {
+  if (a == y) {
+    for (int64_t i = 0; i < n; i++)
+      y[i] += alpha * y[i];
+    return;
+  }
+  const float *restrict pa = a;
+  float *restrict py = y;
+  for (int64_t i = 0; i < n; i++)
+    py[i] += alpha * pa[i];
+}
+
+static void elt_task(void *arg, int64_t t) {
+  const elt_job *j = arg;
+  const tc_eltwise_args *a = j->a;
+  int64_t lo = t * ELT_BLOCK;
+  int64_t len = a->n - lo < ELT_BLOCK ? a->n - lo : ELT_BLOCK;
+  const float *pa = a->a ? a->a + lo : NULL;
+  const float *pb = a->b ? a->b + lo : NULL;
+  float *py = a->y + lo;
+  switch (j->op) {
+  case ELT_RELU_FWD:
+    relu_fwd_range(pa, py, len);
+    break;
+  case ELT_RELU_BWD:
+    relu_bwd_range(pa, pb, py, len);
+    break;
+  case ELT_ADD:
+    add_range(pa, pb, py, len, a->alpha, a->beta);
+    break;
+  case ELT_SCALE:
+    scale_range(pa, py, len, a->alpha);
+    break;
+  case ELT_AXPY:
+    axpy_range(pa, py, len, a->alpha);
+    break;
+  case ELT_FILL: {
+    elt_u32 *p = (elt_u32 *)(void *)py;
+    for (int64_t i = 0; i < len; i++)
+      p[i] = j->bits;
+    break;
+  }
+  }
+}
+
+/* Checks the args of an elementwise op and runs it. */
+static tc_status elt_run(void *ctx, const tc_eltwise_args *a, elt_op op,
+                         const char *fn, int need_a, int need_b) {
+  if (!a)
+    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
+  if (a->struct_size < sizeof(tc_eltwise_args))
+    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
+                     sizeof(tc_eltwise_args));
+  if (!ctx)
+    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
+  if (a->n < 0)
+    return tc__error(TC_EINVAL, "%s: n = %lld < 0", fn, (long long)a->n);
+  if (a->n == 0)
+    return TC_OK;
+  if (!a->y)
+    return tc__error(TC_EINVAL, "%s: argument 'y' is NULL", fn);
+  if (need_a && !a->a)
+    return tc__error(TC_EINVAL, "%s: argument 'a' is NULL", fn);
+  if (need_b && !a->b)
+    return tc__error(TC_EINVAL, "%s: argument 'b' is NULL", fn);
+  elt_job j = {a, op, 0};
+  if (op == ELT_FILL)
+    memcpy(&j.bits, &a->alpha, sizeof j.bits);
+  cpu_parallel_for(ctx, (a->n + ELT_BLOCK - 1) / ELT_BLOCK, elt_task, &j);
+  return TC_OK;
+}
+
+tc_status cpu_relu_fwd(void *ctx, const tc_eltwise_args *a) {
+  return elt_run(ctx, a, ELT_RELU_FWD, "cpu_relu_fwd", 1, 0);
+}
+
+tc_status cpu_relu_bwd(void *ctx, const tc_eltwise_args *a) {
+  return elt_run(ctx, a, ELT_RELU_BWD, "cpu_relu_bwd", 1, 1);
+}
+
+tc_status cpu_add(void *ctx, const tc_eltwise_args *a) {
+  return elt_run(ctx, a, ELT_ADD, "cpu_add", 1, 0);
+}
+
+tc_status cpu_scale(void *ctx, const tc_eltwise_args *a) {
+  return elt_run(ctx, a, ELT_SCALE, "cpu_scale", 1, 0);
+}
+
+tc_status cpu_axpy(void *ctx, const tc_eltwise_args *a) {
+  return elt_run(ctx, a, ELT_AXPY, "cpu_axpy", 1, 0);
+}
+
+tc_status cpu_fill(void *ctx, const tc_eltwise_args *a) {
+  return elt_run(ctx, a, ELT_FILL, "cpu_fill", 0, 0);
+}
+
+/* ---- per-channel bias ---------------------------------------------------
+ * y, dy: (n,c,spatial)  bias, db: (c) */
+
+typedef struct bias_job {
+  const tc_bias_args *a;
+  int64_t rows; /* n*c rows of `spatial` floats */
+  int64_t per;  /* bias_add: rows per task; bias_grad: channels per task */
+} bias_job;
+
+static tc_status bias_check(void *ctx, const tc_bias_args *a, const char *fn,
+                            int64_t *out_total) {
+  if (!a)
+    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
+  if (a->struct_size < sizeof(tc_bias_args))
+    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
+                     sizeof(tc_bias_args));
+  if (!ctx)
+    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
+  if (a->n < 0 || a->c < 0 || a->spatial < 0)
+    return tc__error(TC_EINVAL,
+                     "%s: negative size (n %lld, c %lld, "
+                     "spatial %lld)",
+                     fn, (long long)a->n, (long long)a->c,
+                     (long long)a->spatial);
+  int64_t nc, total;
+  if (__builtin_mul_overflow(a->n, a->c, &nc) ||
+      __builtin_mul_overflow(nc, a->spatial, &total))
+    return tc__error(TC_EINVAL, "%s: n*c*spatial overflows", fn);
+  *out_total = total;
+  return TC_OK;
+}
+
+static void bias_add_task(void *arg, int64_t t) {
+  const bias_job *j = arg;
+  const tc_bias_args *a = j->a;
+  int64_t r0 = t * j->per;
+  int64_t r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+  int64_t sp = a->spatial;
+  for (int64_t r = r0; r < r1; r++) {
+    float b = a->bias[r % a->c];
+    float *restrict y = a->y + r * sp;
+    for (int64_t s = 0; s < sp; s++)
+      y[s] += b;
+  }
+}
+
+tc_status cpu_bias_add(void *ctx, const tc_bias_args *a) {
+  static const char fn[] = "cpu_bias_add";
+  int64_t total;
+  tc_status st = bias_check(ctx, a, fn, &total);
+  if (st != TC_OK || total == 0)
+    return st;
+  if (!a->y || !a->bias)
+    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
+                     a->y ? "bias" : "y");
+  bias_job j = {a, a->n * a->c, 1};
+  j.per = ELT_BLOCK / a->spatial;
+  if (j.per < 1)
+    j.per = 1;
+  cpu_parallel_for(ctx, (j.rows + j.per - 1) / j.per, bias_add_task, &j);
+  return TC_OK;
+}
+
+/* Sum of one row in double, four interleaved lanes combined in order. */
+static double row_sum(const float *restrict x, int64_t len) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= len; i += 4) {
+    s0 += x[i];
+    s1 += x[i + 1];
+    s2 += x[i + 2];
+    s3 += x[i + 3];
+  }
+  for (; i < len; i++)
+    s0 += x[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+/* Channels [c0, c0+per): image by image, each channel's row sum is added
+ * to its double accumulator; memory is read row after row. */
+static void bias_grad_task(void *arg, int64_t t) {
+  const bias_job *j = arg;
+  const tc_bias_args *a = j->a;
+  int64_t c0 = t * j->per;
+  int64_t cn = a->c - c0 < j->per ? a->c - c0 : j->per;
+  int64_t sp = a->spatial;
+  double acc[CPU_REDUCE_CHUNKS] = {0};
+  for (int64_t i = 0; i < a->n; i++) {
+    const float *dy = a->dy + (i * a->c + c0) * sp;
+    if (sp == 1) {
+      for (int64_t k = 0; k < cn; k++)
+        acc[k] += dy[k];
+    } else {
+      for (int64_t k = 0; k < cn; k++)
+        acc[k] += row_sum(dy + k * sp, sp);
+    }
+  }
+  for (int64_t k = 0; k < cn; k++) {
+    float s = (float)acc[k];
+    a->db[c0 + k] = a->accumulate ? a->db[c0 + k] + s : s;
+  }
+}
+
+tc_status cpu_bias_grad(void *ctx, const tc_bias_args *a) {
+  static const char fn[] = "cpu_bias_grad";
+  int64_t total;
+  tc_status st = bias_check(ctx, a, fn, &total);
+  if (st != TC_OK || a->c == 0)
+    return st;
+  if (!a->db)
+    return tc__error(TC_EINVAL, "%s: argument 'db' is NULL", fn);
+  if (total > 0 && !a->dy)
+    return tc__error(TC_EINVAL, "%s: argument 'dy' is NULL", fn);
+  /* Channels per task: enough that a task reads BIAS_GRAD_MIN_WORK
+   * elements, at most CPU_REDUCE_CHUNKS (the accumulator array). The split
+   * follows from the sizes only and does not change any channel's order. */
+  bias_job j = {a, a->n * a->c, 1};
+  int64_t per_channel = a->n * a->spatial;
+  if (per_channel < BIAS_GRAD_MIN_WORK)
+    j.per = per_channel > 0 ? BIAS_GRAD_MIN_WORK / per_channel : a->c;
+  if (j.per > CPU_REDUCE_CHUNKS)
+    j.per = CPU_REDUCE_CHUNKS;
+  if (j.per < 1)
+    j.per = 1;
+  cpu_parallel_for(ctx, (a->c + j.per - 1) / j.per, bias_grad_task, &j);
+  return TC_OK;
+}
+
+/* ---- strided 4-D copy ---------------------------------------------------
+ * dst[i0,i1,i2,i3] (+)= src[i0,i1,i2,i3], strides in elements. */
+
+typedef struct copy_job {
+  const tc_copy4d_args *a;
+  int64_t rows; /* shape[0]*shape[1]*shape[2] rows of shape[3] */
+  int64_t per;  /* rows per task */
+} copy_job;
+
+static void copy4d_task(void *arg, int64_t t) {
+  const copy_job *j = arg;
+  const tc_copy4d_args *a = j->a;
+  const int64_t *sh = a->shape, *ss = a->src_stride, *ds = a->dst_stride;
+  int64_t r0 = t * j->per;
+  int64_t r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+  int64_t len = sh[3];
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t i2 = r % sh[2], i1 = (r / sh[2]) % sh[1], i0 = r / (sh[2] * sh[1]);
+    const float *s = a->src + i0 * ss[0] + i1 * ss[1] + i2 * ss[2];
+    float *d = a->dst + i0 * ds[0] + i1 * ds[1] + i2 * ds[2];
+    if (ss[3] == 1 && ds[3] == 1) {
+      const float *restrict sc = s;
+      float *restrict dc = d;
+      if (a->accumulate)
+        for (int64_t i = 0; i < len; i++)
+          dc[i] += sc[i];
+      else
+        memcpy(dc, sc, (size_t)len * sizeof *dc);
+    } else if (a->accumulate) {
+      for (int64_t i = 0; i < len; i++)
+        d[i * ds[3]] += s[i * ss[3]];
+    } else {
+      for (int64_t i = 0; i < len; i++)
+        d[i * ds[3]] = s[i * ss[3]];
+    }
+  }
+}
+
+/* True when distinct indices reach distinct dst elements, so rows may be
+ * written concurrently: sorted by |stride|, each dimension's stride must
+ * pass the whole extent of the smaller ones. */
+static int dst_injective(const tc_copy4d_args *a) {
+  int64_t st[4], ext[4];
+  int m = 0;
+  for (int d = 0; d < 4; d++) {
+    if (a->shape[d] <= 1)
+      continue;
+    int64_t s = a->dst_stride[d];
+    if (s == INT64_MIN)
+      return 0;
+    st[m] = s < 0 ? -s : s;
+    ext[m] = a->shape[d];
+    m++;
+  }
+  for (int i = 1; i < m; i++) /* insertion sort by stride */
+    for (int k = i; k > 0 && st[k] < st[k - 1]; k--) {
+      int64_t t = st[k];
+      st[k] = st[k - 1], st[k - 1] = t;
+      t = ext[k];
+      ext[k] = ext[k - 1], ext[k - 1] = t;
+    }
+  int64_t span = 0; /* largest offset reachable by the smaller dims */
+  for (int i = 0; i < m; i++) {
+    if (st[i] <= span)
+      return 0;
+    int64_t reach;
+    if (__builtin_mul_overflow(st[i], ext[i] - 1, &reach) ||
+        __builtin_add_overflow(span, reach, &span))
+      return 0;
+  }
+  return 1;
+}
+
+tc_status cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
+  static const char fn[] = "cpu_copy4d";
+  if (!a)
+    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
+  if (a->struct_size < sizeof(tc_copy4d_args))
+    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
+                     sizeof(tc_copy4d_args));
+  if (!ctx)
+    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
+  int64_t total = 1;
+  for (int d = 0; d < 4; d++) {
+    if (a->shape[d] < 0)
+      return tc__error(TC_EINVAL, "%s: shape[%d] = %lld < 0", fn, d,
+                       (long long)a->shape[d]);
+    if (__builtin_mul_overflow(total, a->shape[d], &total))
+      return tc__error(TC_EINVAL, "%s: the shape's element count overflows",
+                       fn);
+  }
+  if (total == 0)
+    return TC_OK;
+  if (!a->src || !a->dst)
+    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
+                     a->src ? "dst" : "src");
+  copy_job j = {a, total / a->shape[3], 1};
+  j.per = ELT_BLOCK / a->shape[3];
+  if (j.per < 1)
+    j.per = 1;
+  if (!dst_injective(a)) {
+    /* repeated destinations: one task, rows in index order */
+    copy4d_task(&(copy_job){a, j.rows, j.rows}, 0);
+    return TC_OK;
+  }
+  cpu_parallel_for(ctx, (j.rows + j.per - 1) / j.per, copy4d_task, &j);
+  return TC_OK;
+}

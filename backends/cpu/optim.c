@@ -1,0 +1,244 @@
+/*
+ * optim.c - the CPU backend's optimizer updates over flat buffers: SGD
+ * (momentum, dampening, Nesterov, weight decay) and Adam / AdamW (optionally
+ * AMSGrad), with torch.optim's formulas (tinycnn_backend.h).
+ *
+ * Each element is computed in float with the operations, in the order, of
+ * PyTorch's single-tensor path (foreach=False; torch 1.13, which wrote
+ * tests/golden: exp_avg.mul_(beta1).add_(grad, alpha=1-beta1)), with the
+ * scalar coefficients rounded to float as its CPU kernels round them.
+ * PyTorch's kernels are built with FMA contraction, so on a CPU with FMA
+ * every "a + alpha*b" is one fused operation there; we do the same (chosen
+ * at run time), and so give torch's bits on the same machine. Scalars
+ * derived from hyper-parameters (1 - beta, bias corrections) are computed
+ * once, in double, as Python does. Elements are independent: work is split
+ * into fixed chunks.
+ * param, grad, momentum_buf, exp_avg, exp_avg_sq, max_exp_avg_sq: (n).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cpu.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define OPTIM_FMA_DISPATCH 1
+#define OPTIM_FMA_TARGET __attribute__((target("fma")))
+#else
+#define OPTIM_FMA_DISPATCH 0
+#define OPTIM_FMA_TARGET
+#endif
+
+/* a*b + c, fused when `fused` (a constant in each instantiation) */
+#define MADD(fused, a, b, c) ((fused) ? fmaf((a), (b), (c)) : (a) * (b) + (c))
+
+static int use_fma(void) {
+#if OPTIM_FMA_DISPATCH
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("fma");
+#elif defined(__FP_FAST_FMAF)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+/* The double a float hyper-parameter was written as: the shortest decimal
+ * that rounds to it (0.999f -> 0.999). PyTorch forms 1 - beta2 and the
+ * bias corrections from the Python double; from the float itself, 1 - 0.999f
+ * differs from 1 - 0.999 by 1.3e-5 relative, which exp_avg_sq would carry.
+ * snprintf and strtod share the locale, so the round trip holds in any. */
+static double hyper(float f) {
+  char buf[32];
+  if (!isfinite(f) || f == 0.f)
+    return f;
+  for (int prec = 1; prec <= 9; prec++) {
+    snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+    double d = strtod(buf, NULL);
+    if ((float)d == f)
+      return d;
+  }
+  return f;
+}
+
+/* Elements per task: large enough to amortise a task, fixed so the split
+ * depends only on n. */
+#define OPTIM_CHUNK ((int64_t)1 << 14)
+
+static int64_t optim_chunks(int64_t n) {
+  return (n + OPTIM_CHUNK - 1) / OPTIM_CHUNK;
+}
+
+/* ---- SGD ---- */
+
+typedef struct sgd_job {
+  const tc_sgd_args *a;
+  float wd, mu, one_minus_damp, neg_lr;
+  int use_wd, use_momentum, first, nesterov;
+} sgd_job;
+
+static inline __attribute__((always_inline)) void
+sgd_body(const sgd_job *j, int64_t task, const int fused) {
+  const tc_sgd_args *a = j->a;
+  int64_t i0 = task * OPTIM_CHUNK;
+  int64_t i1 = i0 + OPTIM_CHUNK < a->n ? i0 + OPTIM_CHUNK : a->n;
+  float *restrict p = a->param;
+  const float *restrict gr = a->grad;
+  float *restrict buf = a->momentum_buf;
+  for (int64_t i = i0; i < i1; i++) {
+    float g = gr[i];
+    if (j->use_wd) /* grad.add(param, alpha=wd) */
+      g = MADD(fused, p[i], j->wd, g);
+    if (j->use_momentum) {
+      /* first step: torch.clone(grad); then
+       * buf.mul_(mu).add_(grad, alpha=1-dampening) */
+      float b =
+          j->first ? g : MADD(fused, g, j->one_minus_damp, buf[i] * j->mu);
+      buf[i] = b;
+      g = j->nesterov ? MADD(fused, b, j->mu, g) : b;
+    }
+    p[i] = MADD(fused, g, j->neg_lr, p[i]); /* param.add_(grad, alpha=-lr) */
+  }
+}
+
+static OPTIM_FMA_TARGET void sgd_task_fma(void *arg, int64_t task) {
+  sgd_body(arg, task, 1);
+}
+
+static void sgd_task(void *arg, int64_t task) {
+  sgd_body(arg, task, 0);
+}
+
+tc_status cpu_sgd_update(void *ctx, const tc_sgd_args *a) {
+  static const char fn[] = "cpu_sgd_update";
+  if (!a)
+    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
+  if (a->struct_size < sizeof(tc_sgd_args))
+    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
+                     sizeof(tc_sgd_args));
+  if (!ctx)
+    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
+  if (a->n < 0)
+    return tc__error(TC_EINVAL, "%s: n = %lld is negative", fn,
+                     (long long)a->n);
+  if (a->n == 0)
+    return TC_OK;
+  if (!a->param || !a->grad)
+    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
+                     a->param ? "grad" : "param");
+  if (a->momentum != 0.f && !a->momentum_buf)
+    return tc__error(TC_EINVAL, "%s: momentum %g needs a momentum_buf", fn,
+                     (double)a->momentum);
+  sgd_job j = {.a = a};
+  j.wd = a->weight_decay;
+  j.use_wd = a->weight_decay != 0.f;
+  j.mu = a->momentum;
+  j.use_momentum = a->momentum != 0.f;
+  j.one_minus_damp = (float)(1.0 - hyper(a->dampening));
+  j.neg_lr = -a->lr;
+  j.first = a->first_step != 0;
+  j.nesterov = a->nesterov != 0;
+  cpu_parallel_for(ctx, optim_chunks(a->n), use_fma() ? sgd_task_fma : sgd_task,
+                   &j);
+  return TC_OK;
+}
+
+/* ---- Adam / AdamW ---- */
+
+typedef struct adam_job {
+  const tc_adam_args *a;
+  float wd, decay; /* Adam: grad += wd*param; AdamW: param *= decay */
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float bc2_sqrt, eps, neg_step_size;
+  int mode_wd; /* 0 none, 1 L2 into the gradient, 2 decoupled */
+} adam_job;
+
+/* torch.maximum: NaN wins. */
+static inline float max_nan(float a, float b) {
+  return a != a ? a : (a > b ? a : b);
+}
+
+static inline __attribute__((always_inline)) void
+adam_body(const adam_job *j, int64_t task, const int fused) {
+  const tc_adam_args *a = j->a;
+  int64_t i0 = task * OPTIM_CHUNK;
+  int64_t i1 = i0 + OPTIM_CHUNK < a->n ? i0 + OPTIM_CHUNK : a->n;
+  float *restrict p = a->param;
+  const float *restrict gr = a->grad;
+  float *restrict m = a->exp_avg;
+  float *restrict v = a->exp_avg_sq;
+  float *restrict vmax = a->amsgrad ? a->max_exp_avg_sq : NULL;
+  for (int64_t i = i0; i < i1; i++) {
+    float pi = p[i], g = gr[i];
+    if (j->mode_wd == 2)
+      pi = pi * j->decay; /* param.mul_(1 - lr*wd) */
+    else if (j->mode_wd == 1)
+      g = MADD(fused, pi, j->wd, g); /* grad.add(param, alpha=wd) */
+    /* exp_avg.mul_(beta1).add_(grad, alpha=1-beta1) */
+    float mi = MADD(fused, g, j->one_minus_beta1, m[i] * j->beta1);
+    /* exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1-beta2) */
+    float vi = MADD(fused, j->one_minus_beta2 * g, g, v[i] * j->beta2);
+    m[i] = mi;
+    v[i] = vi;
+    if (vmax) { /* torch.maximum(max_exp_avg_sq, exp_avg_sq) */
+      vi = max_nan(vmax[i], vi);
+      vmax[i] = vi;
+    }
+    float denom = sqrtf(vi) / j->bc2_sqrt + j->eps;
+    p[i] = pi + j->neg_step_size * mi / denom; /* addcdiv_(-step_size) */
+  }
+}
+
+static OPTIM_FMA_TARGET void adam_task_fma(void *arg, int64_t task) {
+  adam_body(arg, task, 1);
+}
+
+static void adam_task(void *arg, int64_t task) {
+  adam_body(arg, task, 0);
+}
+
+tc_status cpu_adam_update(void *ctx, const tc_adam_args *a) {
+  static const char fn[] = "cpu_adam_update";
+  if (!a)
+    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
+  if (a->struct_size < sizeof(tc_adam_args))
+    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
+                     sizeof(tc_adam_args));
+  if (!ctx)
+    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
+  if (a->n < 0)
+    return tc__error(TC_EINVAL, "%s: n = %lld is negative", fn,
+                     (long long)a->n);
+  if (a->step < 1)
+    return tc__error(TC_EINVAL, "%s: step %lld < 1 (steps count from 1)", fn,
+                     (long long)a->step);
+  if (a->n == 0)
+    return TC_OK;
+  if (!a->param || !a->grad || !a->exp_avg || !a->exp_avg_sq)
+    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
+                     !a->param     ? "param"
+                     : !a->grad    ? "grad"
+                     : !a->exp_avg ? "exp_avg"
+                                   : "exp_avg_sq");
+  if (a->amsgrad && !a->max_exp_avg_sq)
+    return tc__error(TC_EINVAL, "%s: amsgrad needs max_exp_avg_sq", fn);
+  adam_job j = {.a = a};
+  double lr = hyper(a->lr), wd = hyper(a->weight_decay);
+  double beta1 = hyper(a->beta1), beta2 = hyper(a->beta2);
+  j.mode_wd = wd == 0.0 ? 0 : a->decoupled ? 2 : 1;
+  j.wd = a->weight_decay;
+  j.decay = (float)(1.0 - lr * wd);
+  j.beta1 = a->beta1;
+  j.one_minus_beta1 = (float)(1.0 - beta1);
+  j.beta2 = a->beta2;
+  j.one_minus_beta2 = (float)(1.0 - beta2);
+  double step = (double)a->step;
+  double bc1 = 1.0 - pow(beta1, step);
+  double bc2 = 1.0 - pow(beta2, step);
+  j.bc2_sqrt = (float)sqrt(bc2);
+  j.neg_step_size = (float)-(lr / bc1);
+  j.eps = a->eps;
+  cpu_parallel_for(ctx, optim_chunks(a->n),
+                   use_fma() ? adam_task_fma : adam_task, &j);
+  return TC_OK;
+}

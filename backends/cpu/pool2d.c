@@ -1,0 +1,452 @@
+/*
+ * pool2d.c - the CPU backend's pooling: max pooling with a saved argmax,
+ * average pooling (torch.nn.MaxPool2d / AvgPool2d, dilation 1), and global
+ * average pooling, forward and backward. NCHW, contiguous.
+ *
+ * Semantics follow PyTorch's CPU kernels exactly:
+ *  - out_h/out_w come from the caller; they must be PyTorch's floor- or
+ *    ceil-mode size, and pad <= kernel/2, so every window holds at least one
+ *    real cell (PyTorch rejects the other cases too).
+ *  - max: padded cells are never chosen; the first maximum in raster order
+ *    wins; a NaN is taken as the maximum (PyTorch's `val > max || isnan`,
+ *    so the last NaN of a window wins). argmax is the index in the h*w plane.
+ *  - average: divisor = window clipped to the padded bounds [-pad, h+pad)
+ *    when count_include_pad, else the number of real cells in the window
+ *    (so a ceil-mode window that runs past the padded edge divides by less).
+ *  - backward scatters dy through the same windows; without `accumulate`
+ *    each dx plane is cleared first, as overlapping windows add into it.
+ *
+ * Work is split over (n*c) planes in blocks whose size depends only on the
+ * shapes; every plane is computed by one task in a fixed order, so results
+ * are the same bits whatever the thread count. Nothing here allocates.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cpu.h"
+
+/* Largest size accepted for any one dimension. */
+#define POOL_DIM_MAX ((int64_t)1 << 30)
+/* Planes are grouped into tasks of at least this many elements (input plus
+ * output) so small planes do not cost one task each. */
+#define POOL_TASK_ELEMS 8192
+
+typedef struct pool_job {
+  const tc_pool2d_args *a;
+  int64_t planes, per_task; /* planes per task */
+  int64_t hw, ohw;
+  atomic_int bad; /* maxpool backward: an argmax out of range */
+} pool_job;
+
+static int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
+static int64_t max64(int64_t x, int64_t y) { return x > y ? x : y; }
+
+/* PyTorch's pooling_output_shape (dilation 1). */
+static int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p,
+                             int ceil_mode) {
+  int64_t num = in + 2 * p - k + (ceil_mode ? s - 1 : 0);
+  int64_t out = num / s + 1;
+  /* the last window must start inside the input or the left padding */
+  if (ceil_mode && (out - 1) * s >= in + p)
+    out--;
+  return out;
+}
+
+static tc_status pool_check(void *ctx, const tc_pool2d_args *a, const char *fn,
+                            int fwd, int max) {
+  if (!ctx)
+    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
+  if (!a)
+    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
+  if (a->struct_size < sizeof(tc_pool2d_args))
+    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
+                     sizeof(tc_pool2d_args));
+  if (a->n < 0 || a->c < 0 || a->h < 1 || a->w < 1 || a->n > POOL_DIM_MAX ||
+      a->c > POOL_DIM_MAX || a->h > POOL_DIM_MAX || a->w > POOL_DIM_MAX)
+    return tc__error(TC_EINVAL,
+                     "%s: bad input size (%lld,%lld,%lld,%lld): need n, c "
+                     ">= 0, h, w >= 1, each <= 2^30",
+                     fn, (long long)a->n, (long long)a->c, (long long)a->h,
+                     (long long)a->w);
+  if (a->kh < 1 || a->kw < 1 || a->stride_h < 1 || a->stride_w < 1 ||
+      a->kh > POOL_DIM_MAX || a->kw > POOL_DIM_MAX ||
+      a->stride_h > POOL_DIM_MAX || a->stride_w > POOL_DIM_MAX)
+    return tc__error(TC_EINVAL,
+                     "%s: bad kernel (%lld,%lld) or stride (%lld,%lld)", fn,
+                     (long long)a->kh, (long long)a->kw, (long long)a->stride_h,
+                     (long long)a->stride_w);
+  if (a->pad_h < 0 || a->pad_w < 0 || 2 * a->pad_h > a->kh ||
+      2 * a->pad_w > a->kw)
+    return tc__error(TC_EINVAL,
+                     "%s: padding (%lld,%lld) must be >= 0 and at most half "
+                     "the kernel (%lld,%lld)",
+                     fn, (long long)a->pad_h, (long long)a->pad_w,
+                     (long long)a->kh, (long long)a->kw);
+  if (a->kh > a->h + 2 * a->pad_h || a->kw > a->w + 2 * a->pad_w)
+    return tc__error(TC_EINVAL,
+                     "%s: kernel (%lld,%lld) exceeds the padded input "
+                     "(%lld,%lld)",
+                     fn, (long long)a->kh, (long long)a->kw,
+                     (long long)(a->h + 2 * a->pad_h),
+                     (long long)(a->w + 2 * a->pad_w));
+  int64_t fh = pool_out_size(a->h, a->kh, a->stride_h, a->pad_h, 0);
+  int64_t ch = pool_out_size(a->h, a->kh, a->stride_h, a->pad_h, 1);
+  int64_t fw = pool_out_size(a->w, a->kw, a->stride_w, a->pad_w, 0);
+  int64_t cw = pool_out_size(a->w, a->kw, a->stride_w, a->pad_w, 1);
+  if ((a->out_h != fh && a->out_h != ch) || (a->out_w != fw && a->out_w != cw))
+    return tc__error(TC_EINVAL,
+                     "%s: output (%lld,%lld), expected (%lld,%lld) or, in "
+                     "ceil mode, (%lld,%lld)",
+                     fn, (long long)a->out_h, (long long)a->out_w,
+                     (long long)fh, (long long)fw, (long long)ch,
+                     (long long)cw);
+  /* argmax is an int32 index in the plane; sizes must also not overflow */
+  int64_t hw = a->h * a->w, total;
+  if (hw > INT32_MAX || __builtin_mul_overflow(a->n * a->c, hw, &total) ||
+      total > INT64_MAX / 4)
+    return tc__error(TC_EINVAL, "%s: input (%lld,%lld,%lld,%lld) too large", fn,
+                     (long long)a->n, (long long)a->c, (long long)a->h,
+                     (long long)a->w);
+  if (a->n == 0 || a->c == 0)
+    return TC_OK; /* nothing is read or written */
+  if (fwd) {
+    if (!a->x || !a->y || (max && !a->argmax))
+      return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
+                       !a->x   ? "x"
+                       : !a->y ? "y"
+                               : "argmax");
+  } else {
+    if (!a->dy || !a->dx || (max && !a->argmax))
+      return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
+                       !a->dy   ? "dy"
+                       : !a->dx ? "dx"
+                                : "argmax");
+  }
+  return TC_OK;
+}
+
+static void pool_job_init(pool_job *j, const tc_pool2d_args *a) {
+  j->a = a;
+  j->planes = a->n * a->c;
+  j->hw = a->h * a->w;
+  j->ohw = a->out_h * a->out_w;
+  int64_t per = POOL_TASK_ELEMS / (j->hw + j->ohw);
+  j->per_task = per < 1 ? 1 : per;
+  atomic_init(&j->bad, 0);
+}
+
+static int64_t pool_tasks(const pool_job *j) {
+  return (j->planes + j->per_task - 1) / j->per_task;
+}
+
+/* Window of output (oh, ow): real cells [h0,h1) x [w0,w1). */
+#define POOL_WINDOW(a, oh, ow)                                                 \
+  int64_t hs_ = (oh) * (a)->stride_h - (a)->pad_h;                             \
+  int64_t ws_ = (ow) * (a)->stride_w - (a)->pad_w;                             \
+  int64_t h0 = max64(hs_, 0), h1 = min64(hs_ + (a)->kh, (a)->h);               \
+  int64_t w0 = max64(ws_, 0), w1 = min64(ws_ + (a)->kw, (a)->w)
+
+/* One output of max pooling, windows clipped to the input. */
+static void maxpool_one(const tc_pool2d_args *a, const float *restrict x,
+                        float *restrict y, int32_t *restrict am, int64_t oh,
+                        int64_t ow) {
+  POOL_WINDOW(a, oh, ow);
+  int64_t best = h0 * a->w + w0;
+  float m = -INFINITY;
+  for (int64_t ih = h0; ih < h1; ih++)
+    for (int64_t iw = w0; iw < w1; iw++) {
+      float v = x[ih * a->w + iw];
+      if (v > m || isnan(v)) {
+        m = v;
+        best = ih * a->w + iw;
+      }
+    }
+  y[oh * a->out_w + ow] = m;
+  am[oh * a->out_w + ow] = (int32_t)best;
+}
+
+/* Outputs whose windows lie inside the input horizontally are done a row
+ * at a time: window cells outermost, outputs innermost, so the running
+ * maxima of neighbouring outputs are independent (and vectorise). Each
+ * output still sees its cells in raster order, so the result is that of
+ * maxpool_one. */
+static void maxpool_fwd_task(void *arg, int64_t t) {
+  const pool_job *j = arg;
+  const tc_pool2d_args *a = j->a;
+  int64_t sw = a->stride_w, pw = a->pad_w, kw = a->kw, w = a->w;
+  /* interior columns: ow*sw - pw >= 0 and ow*sw - pw + kw <= w */
+  int64_t lo = min64((pw + sw - 1) / sw, a->out_w);
+  int64_t hi =
+      w + pw - kw < 0 ? lo : max64(min64((w + pw - kw) / sw + 1, a->out_w), lo);
+  int64_t p1 = min64((t + 1) * j->per_task, j->planes);
+  for (int64_t p = t * j->per_task; p < p1; p++) {
+    const float *restrict x = a->x + p * j->hw;
+    float *restrict y = a->y + p * j->ohw;
+    int32_t *restrict am = a->argmax + p * j->ohw;
+    for (int64_t oh = 0; oh < a->out_h; oh++) {
+      for (int64_t ow = 0; ow < lo; ow++)
+        maxpool_one(a, x, y, am, oh, ow);
+      for (int64_t ow = hi; ow < a->out_w; ow++)
+        maxpool_one(a, x, y, am, oh, ow);
+      if (lo == hi)
+        continue;
+      int64_t hs = oh * a->stride_h - a->pad_h;
+      int64_t h0 = max64(hs, 0), h1 = min64(hs + a->kh, a->h);
+      float *restrict yr = y + oh * a->out_w;
+      int32_t *restrict ar = am + oh * a->out_w;
+      int32_t sw32 = (int32_t)sw;
+      for (int64_t ow = lo; ow < hi; ow++) {
+        yr[ow] = -INFINITY;
+        ar[ow] = (int32_t)(h0 * w + ow * sw - pw);
+      }
+      for (int64_t ih = h0; ih < h1; ih++)
+        for (int64_t jw = 0; jw < kw; jw++) {
+          int64_t off = ih * w - pw + jw; /* + ow*sw >= 0 */
+          int32_t base = (int32_t)off;
+          for (int64_t ow = lo; ow < hi; ow++) {
+            float v = x[off + ow * sw], m = yr[ow];
+            /* select by masks: compilers turn a ?: here into branches,
+             * which mispredict on real data; a NaN is taken */
+            uint32_t take = -(uint32_t)((v > m) | (v != v)), vb, mb;
+            memcpy(&vb, &v, 4);
+            memcpy(&mb, &m, 4);
+            mb = (vb & take) | (mb & ~take);
+            memcpy(&yr[ow], &mb, 4);
+            int32_t idx = base + (int32_t)ow * sw32;
+            ar[ow] =
+                (int32_t)(((uint32_t)idx & take) | ((uint32_t)ar[ow] & ~take));
+          }
+        }
+    }
+  }
+}
+
+/* Backward pre-pass: every argmax must lie in the plane, or dx would be
+ * written out of bounds; checked before anything is written. */
+static void maxpool_check_task(void *arg, int64_t t) {
+  pool_job *j = arg;
+  int64_t p1 = min64((t + 1) * j->per_task, j->planes);
+  const int32_t *am = j->a->argmax + t * j->per_task * j->ohw;
+  int64_t n = (p1 - t * j->per_task) * j->ohw;
+  int bad = 0;
+  for (int64_t i = 0; i < n; i++)
+    bad |= am[i] < 0 || am[i] >= j->hw;
+  if (bad)
+    atomic_store(&j->bad, 1);
+}
+
+static void maxpool_bwd_task(void *arg, int64_t t) {
+  const pool_job *j = arg;
+  const tc_pool2d_args *a = j->a;
+  int64_t p1 = min64((t + 1) * j->per_task, j->planes);
+  for (int64_t p = t * j->per_task; p < p1; p++) {
+    float *restrict dx = a->dx + p * j->hw;
+    const float *restrict dy = a->dy + p * j->ohw;
+    const int32_t *restrict am = a->argmax + p * j->ohw;
+    if (!a->accumulate)
+      memset(dx, 0, (size_t)j->hw * sizeof *dx);
+    for (int64_t o = 0; o < j->ohw; o++)
+      dx[am[o]] += dy[o];
+  }
+}
+
+/* PyTorch's divisor: the window clipped to the padded bounds, or the real
+ * cells only. */
+static int64_t avg_divisor(const tc_pool2d_args *a, int64_t oh, int64_t ow,
+                           int64_t real) {
+  if (!a->count_include_pad)
+    return real;
+  int64_t hs = oh * a->stride_h - a->pad_h, ws = ow * a->stride_w - a->pad_w;
+  int64_t he = min64(hs + a->kh, a->h + a->pad_h);
+  int64_t we = min64(ws + a->kw, a->w + a->pad_w);
+  return (he - hs) * (we - ws);
+}
+
+static void avgpool_fwd_task(void *arg, int64_t t) {
+  const pool_job *j = arg;
+  const tc_pool2d_args *a = j->a;
+  int64_t p1 = min64((t + 1) * j->per_task, j->planes);
+  for (int64_t p = t * j->per_task; p < p1; p++) {
+    const float *restrict x = a->x + p * j->hw;
+    float *restrict y = a->y + p * j->ohw;
+    for (int64_t oh = 0; oh < a->out_h; oh++)
+      for (int64_t ow = 0; ow < a->out_w; ow++) {
+        POOL_WINDOW(a, oh, ow);
+        int64_t real = (h1 - h0) * (w1 - w0);
+        if (real <= 0) { /* cannot happen with checked sizes */
+          y[oh * a->out_w + ow] = 0.f;
+          continue;
+        }
+        double s = 0;
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = w0; iw < w1; iw++)
+            s += x[ih * a->w + iw];
+        y[oh * a->out_w + ow] =
+            (float)(s / (double)avg_divisor(a, oh, ow, real));
+      }
+  }
+}
+
+static void avgpool_bwd_task(void *arg, int64_t t) {
+  const pool_job *j = arg;
+  const tc_pool2d_args *a = j->a;
+  int64_t p1 = min64((t + 1) * j->per_task, j->planes);
+  for (int64_t p = t * j->per_task; p < p1; p++) {
+    float *restrict dx = a->dx + p * j->hw;
+    const float *restrict dy = a->dy + p * j->ohw;
+    if (!a->accumulate)
+      memset(dx, 0, (size_t)j->hw * sizeof *dx);
+    for (int64_t oh = 0; oh < a->out_h; oh++)
+      for (int64_t ow = 0; ow < a->out_w; ow++) {
+        POOL_WINDOW(a, oh, ow);
+        int64_t real = (h1 - h0) * (w1 - w0);
+        if (real <= 0)
+          continue;
+        float g = dy[oh * a->out_w + ow] / (float)avg_divisor(a, oh, ow, real);
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = w0; iw < w1; iw++)
+            dx[ih * a->w + iw] += g;
+      }
+  }
+}
+
+tc_status cpu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
+  tc_status st = pool_check(ctx, a, "cpu_maxpool2d_fwd", 1, 1);
+  if (st != TC_OK || a->n == 0 || a->c == 0)
+    return st;
+  pool_job j;
+  pool_job_init(&j, a);
+  cpu_parallel_for(ctx, pool_tasks(&j), maxpool_fwd_task, &j);
+  return TC_OK;
+}
+
+tc_status cpu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
+  tc_status st = pool_check(ctx, a, "cpu_maxpool2d_bwd", 0, 1);
+  if (st != TC_OK || a->n == 0 || a->c == 0)
+    return st;
+  pool_job j;
+  pool_job_init(&j, a);
+  cpu_parallel_for(ctx, pool_tasks(&j), maxpool_check_task, &j);
+  if (atomic_load(&j.bad))
+    return tc__error(TC_EINVAL,
+                     "cpu_maxpool2d_bwd: argmax holds an index outside the "
+                     "%lldx%lld plane",
+                     (long long)a->h, (long long)a->w);
+  cpu_parallel_for(ctx, pool_tasks(&j), maxpool_bwd_task, &j);
+  return TC_OK;
+}
+
+tc_status cpu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
+  tc_status st = pool_check(ctx, a, "cpu_avgpool2d_fwd", 1, 0);
+  if (st != TC_OK || a->n == 0 || a->c == 0)
+    return st;
+  pool_job j;
+  pool_job_init(&j, a);
+  cpu_parallel_for(ctx, pool_tasks(&j), avgpool_fwd_task, &j);
+  return TC_OK;
+}
+
+tc_status cpu_avgpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
+  tc_status st = pool_check(ctx, a, "cpu_avgpool2d_bwd", 0, 0);
+  if (st != TC_OK || a->n == 0 || a->c == 0)
+    return st;
+  pool_job j;
+  pool_job_init(&j, a);
+  cpu_parallel_for(ctx, pool_tasks(&j), avgpool_bwd_task, &j);
+  return TC_OK;
+}
+
+/* ---- global average pooling ---- */
+
+typedef struct gap_job {
+  const tc_gap_args *a;
+  int64_t planes, per_task;
+} gap_job;
+
+static tc_status gap_check(void *ctx, const tc_gap_args *a, const char *fn,
+                           int fwd) {
+  if (!ctx)
+    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
+  if (!a)
+    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
+  if (a->struct_size < sizeof(tc_gap_args))
+    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
+                     sizeof(tc_gap_args));
+  int64_t total;
+  if (a->n < 0 || a->c < 0 || a->spatial < 1 || a->n > POOL_DIM_MAX ||
+      a->c > POOL_DIM_MAX ||
+      __builtin_mul_overflow(a->n * a->c, a->spatial, &total) ||
+      total > INT64_MAX / 4)
+    return tc__error(TC_EINVAL,
+                     "%s: bad size (n %lld, c %lld, spatial %lld): need n, c "
+                     ">= 0, spatial >= 1",
+                     fn, (long long)a->n, (long long)a->c,
+                     (long long)a->spatial);
+  if (a->n == 0 || a->c == 0)
+    return TC_OK;
+  if (fwd && (!a->x || !a->y))
+    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
+                     !a->x ? "x" : "y");
+  if (!fwd && (!a->dy || !a->dx))
+    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
+                     !a->dy ? "dy" : "dx");
+  return TC_OK;
+}
+
+static void gap_job_init(gap_job *j, const tc_gap_args *a) {
+  j->a = a;
+  j->planes = a->n * a->c;
+  int64_t per = POOL_TASK_ELEMS / a->spatial;
+  j->per_task = per < 1 ? 1 : per;
+}
+
+static void gap_fwd_task(void *arg, int64_t t) {
+  const gap_job *j = arg;
+  const tc_gap_args *a = j->a;
+  int64_t p1 = min64((t + 1) * j->per_task, j->planes);
+  for (int64_t p = t * j->per_task; p < p1; p++) {
+    const float *restrict x = a->x + p * a->spatial;
+    double s = 0;
+    for (int64_t i = 0; i < a->spatial; i++)
+      s += x[i];
+    a->y[p] = (float)(s / (double)a->spatial);
+  }
+}
+
+static void gap_bwd_task(void *arg, int64_t t) {
+  const gap_job *j = arg;
+  const tc_gap_args *a = j->a;
+  int64_t p1 = min64((t + 1) * j->per_task, j->planes);
+  for (int64_t p = t * j->per_task; p < p1; p++) {
+    float *restrict dx = a->dx + p * a->spatial;
+    float g = a->dy[p] / (float)a->spatial;
+    if (a->accumulate)
+      for (int64_t i = 0; i < a->spatial; i++)
+        dx[i] += g;
+    else
+      for (int64_t i = 0; i < a->spatial; i++)
+        dx[i] = g;
+  }
+}
+
+tc_status cpu_global_avgpool_fwd(void *ctx, const tc_gap_args *a) {
+  tc_status st = gap_check(ctx, a, "cpu_global_avgpool_fwd", 1);
+  if (st != TC_OK || a->n == 0 || a->c == 0)
+    return st;
+  gap_job j;
+  gap_job_init(&j, a);
+  cpu_parallel_for(ctx, (j.planes + j.per_task - 1) / j.per_task, gap_fwd_task,
+                   &j);
+  return TC_OK;
+}
+
+tc_status cpu_global_avgpool_bwd(void *ctx, const tc_gap_args *a) {
+  tc_status st = gap_check(ctx, a, "cpu_global_avgpool_bwd", 0);
+  if (st != TC_OK || a->n == 0 || a->c == 0)
+    return st;
+  gap_job j;
+  gap_job_init(&j, a);
+  cpu_parallel_for(ctx, (j.planes + j.per_task - 1) / j.per_task, gap_bwd_task,
+                   &j);
+  return TC_OK;
+}

@@ -1,0 +1,193 @@
+/*
+ * eltwise.cu - elementwise ops over n contiguous floats (relu forward and
+ * backward, add, scale, axpy, fill), per-channel bias add and bias grad,
+ * and the strided 4-D copy.
+ *
+ * Meanings are in tinycnn_backend.h beside each slot. `fill` writes the
+ * bit pattern of alpha (the core also fills int32 buffers through it).
+ * A NULL `b` in add counts as zeros. Bias grad sums through
+ * cu_channel_reduce (fixed order).
+ */
+#include <string.h>
+
+#include "cuda_be.h"
+
+__global__ void k_relu_fwd(const float *a, float *y, int64_t n) {
+  CU_FOR(i, n) y[i] = a[i] > 0.f ? a[i] : 0.f;
+}
+
+__global__ void k_relu_bwd(const float *a, const float *b, float *y,
+                           int64_t n) {
+  CU_FOR(i, n) y[i] = a[i] > 0.f ? b[i] : 0.f;
+}
+
+__global__ void k_add(const float *a, const float *b, float *y, int64_t n,
+                      float alpha, float beta) {
+  CU_FOR(i, n) y[i] = alpha * a[i] + (b ? beta * b[i] : 0.f);
+}
+
+__global__ void k_scale(const float *a, float *y, int64_t n, float alpha) {
+  CU_FOR(i, n) y[i] = alpha * a[i];
+}
+
+__global__ void k_axpy(const float *a, float *y, int64_t n, float alpha) {
+  CU_FOR(i, n) y[i] += alpha * a[i];
+}
+
+__global__ void k_fill(uint32_t *y, int64_t n, uint32_t bits) {
+  CU_FOR(i, n) y[i] = bits;
+}
+
+/* y: (n,c,sp) += bias: (c) */
+__global__ void k_bias_add(float *y, const float *bias, int64_t n, int64_t c,
+                           int64_t sp) {
+  int64_t total = n * c * sp;
+  CU_FOR(i, total) y[i] += bias[(i / sp) % c];
+}
+
+struct copy4d_geom {
+  int64_t shape[4], ss[4], ds[4];
+};
+
+__global__ void k_copy4d(const float *src, float *dst, copy4d_geom g,
+                         int64_t total, int accumulate) {
+  CU_FOR(i, total) {
+    int64_t i3 = i % g.shape[3], i2 = (i / g.shape[3]) % g.shape[2];
+    int64_t i1 = (i / (g.shape[3] * g.shape[2])) % g.shape[1];
+    int64_t i0 = i / (g.shape[3] * g.shape[2] * g.shape[1]);
+    float v = src[i0 * g.ss[0] + i1 * g.ss[1] + i2 * g.ss[2] + i3 * g.ss[3]];
+    float *d = dst + i0 * g.ds[0] + i1 * g.ds[1] + i2 * g.ds[2] +
+               i3 * g.ds[3];
+    *d = accumulate ? *d + v : v;
+  }
+}
+
+/* Shared checks: n >= 0, and the buffers each op reads and writes. */
+static tc_status elt_enter(cu_ctx *c, const char *fn,
+                           const tc_eltwise_args *a, int need_a,
+                           int need_b) {
+  if (!a)
+    return cu_einval(fn, "args is NULL");
+  if (a->n < 0)
+    return tc_backend_error(TC_EINVAL, "cuda %s: n=%lld", fn,
+                            (long long)a->n);
+  if (a->n > 0 && (!a->y || (need_a && !a->a) || (need_b && !a->b)))
+    return cu_einval(fn, "a required buffer is NULL");
+  return cu_enter(c, fn);
+}
+
+#define ELT_PROLOGUE(fn, need_a, need_b)                                       \
+  cu_ctx *c = (cu_ctx *)ctx;                                                   \
+  tc_status st = elt_enter(c, fn, a, need_a, need_b);                          \
+  if (st != TC_OK || a->n == 0)                                                \
+    return st;
+
+tc_status cu_relu_fwd(void *ctx, const tc_eltwise_args *a) {
+  ELT_PROLOGUE("relu_fwd", 1, 0)
+  k_relu_fwd<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->a, a->y,
+                                                            a->n);
+  return cu_launched("relu_fwd");
+}
+
+tc_status cu_relu_bwd(void *ctx, const tc_eltwise_args *a) {
+  ELT_PROLOGUE("relu_bwd", 1, 1)
+  k_relu_bwd<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->a, a->b,
+                                                            a->y, a->n);
+  return cu_launched("relu_bwd");
+}
+
+tc_status cu_add(void *ctx, const tc_eltwise_args *a) {
+  ELT_PROLOGUE("add", 1, 0)
+  k_add<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->a, a->b, a->y,
+                                                       a->n, a->alpha,
+                                                       a->beta);
+  return cu_launched("add");
+}
+
+tc_status cu_scale(void *ctx, const tc_eltwise_args *a) {
+  ELT_PROLOGUE("scale", 1, 0)
+  k_scale<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->a, a->y, a->n,
+                                                         a->alpha);
+  return cu_launched("scale");
+}
+
+tc_status cu_axpy(void *ctx, const tc_eltwise_args *a) {
+  ELT_PROLOGUE("axpy", 1, 0)
+  k_axpy<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->a, a->y, a->n,
+                                                        a->alpha);
+  return cu_launched("axpy");
+}
+
+tc_status cu_fill(void *ctx, const tc_eltwise_args *a) {
+  ELT_PROLOGUE("fill", 0, 0)
+  uint32_t bits;
+  memcpy(&bits, &a->alpha, sizeof bits);
+  k_fill<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>((uint32_t *)a->y,
+                                                        a->n, bits);
+  return cu_launched("fill");
+}
+
+static tc_status bias_check(const char *fn, const tc_bias_args *a) {
+  if (!a)
+    return cu_einval(fn, "args is NULL");
+  if (a->n < 0 || a->c < 0 || a->spatial < 0)
+    return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes n=%lld c=%lld "
+                            "spatial=%lld", fn, (long long)a->n,
+                            (long long)a->c, (long long)a->spatial);
+  return TC_OK;
+}
+
+tc_status cu_bias_add(void *ctx, const tc_bias_args *a) {
+  cu_ctx *c = (cu_ctx *)ctx;
+  tc_status st = bias_check("bias_add", a);
+  if (st != TC_OK || a->n * a->c * a->spatial == 0)
+    return st;
+  if (!a->y || !a->bias)
+    return cu_einval("bias_add", "y or bias is NULL");
+  if ((st = cu_enter(c, "bias_add")) != TC_OK)
+    return st;
+  k_bias_add<<<cu_blocks(a->n * a->c * a->spatial), CU_THREADS, 0,
+               c->stream>>>(a->y, a->bias, a->n, a->c, a->spatial);
+  return cu_launched("bias_add");
+}
+
+tc_status cu_bias_grad(void *ctx, const tc_bias_args *a) {
+  cu_ctx *c = (cu_ctx *)ctx;
+  tc_status st = bias_check("bias_grad", a);
+  if (st != TC_OK || a->c == 0)
+    return st;
+  if (!a->db || (a->n * a->spatial > 0 && !a->dy))
+    return cu_einval("bias_grad", "dy or db is NULL");
+  if ((st = cu_enter(c, "bias_grad")) != TC_OK)
+    return st;
+  return cu_channel_reduce(c, CU_CH_SUM_X, a->n, a->c, a->spatial, a->dy,
+                           NULL, NULL, NULL, 1.f, a->accumulate, a->db,
+                           NULL);
+}
+
+tc_status cu_copy4d(void *ctx, const tc_copy4d_args *a) {
+  cu_ctx *c = (cu_ctx *)ctx;
+  if (!a)
+    return cu_einval("copy4d", "args is NULL");
+  copy4d_geom g;
+  int64_t total = 1;
+  for (int d = 0; d < 4; d++) {
+    if (a->shape[d] < 0)
+      return tc_backend_error(TC_EINVAL, "cuda copy4d: shape[%d]=%lld", d,
+                              (long long)a->shape[d]);
+    g.shape[d] = a->shape[d];
+    g.ss[d] = a->src_stride[d];
+    g.ds[d] = a->dst_stride[d];
+    total *= a->shape[d];
+  }
+  if (total == 0)
+    return TC_OK;
+  if (!a->src || !a->dst)
+    return cu_einval("copy4d", "src or dst is NULL");
+  tc_status st = cu_enter(c, "copy4d");
+  if (st != TC_OK)
+    return st;
+  k_copy4d<<<cu_blocks(total), CU_THREADS, 0, c->stream>>>(
+      a->src, a->dst, g, total, a->accumulate);
+  return cu_launched("copy4d");
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The README's main job: build tinycnn and train LeNet-5 on Fashion-MNIST
+# (Debian's dataset-fashion-mnist package) with the seed's defaults, then
+# print the test line. Extra arguments go to tinycnn-lenet, e.g. --bn.
+# Usage: examples/run_main_job.sh [tinycnn-lenet options]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${TINYCNN_BUILD:-build}
+if [ ! -f "$B/build.ninja" ]; then
+  meson setup "$B" -Dgpu_cuda=disabled --buildtype=release
+fi
+ninja -C "$B" examples/tinycnn-lenet
+exec "$B/examples/tinycnn-lenet" --dataset fashion-mnist \
+  --data /usr/share/datasets/fashion-mnist --logdir "$B/runs/lenet-fashion" "$@"

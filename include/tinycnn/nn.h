@@ -1,0 +1,463 @@
+/*
+ * tinycnn/nn.h - layers, containers, models, losses and initialisation.
+ * Included by <libtinycnn.h>; do not include it on its own.
+ *
+ * Layers are Caffe-style objects with an explicit forward and backward,
+ * composed by containers (sequential, residual block) into a tree. A layer
+ * only holds its configuration until it is placed in a model:
+ * tc_model_create() checks every shape, gives each parameter and buffer the
+ * name PyTorch gives the same module tree ("conv1.weight",
+ * "layers_2n.0.bn1.running_var", ...), places parameters in one flat arena
+ * and gradients in another, and initialises them as PyTorch does by
+ * default. Activations are planned at the first forward of a batch size; a
+ * steady-state training step allocates nothing.
+ *
+ * Ownership: a function that takes a layer (tc_sequential_add,
+ * tc_model_create) owns it from the call on, even when it fails (it then
+ * destroys it), so build code needs no cleanup on each error path.
+ * Tensors returned by a model are borrowed: valid while the model lives and
+ * until its next forward.
+ */
+#ifndef TINYCNN_NN_H
+#define TINYCNN_NN_H
+
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tc_layer tc_layer;
+typedef struct tc_model tc_model;
+
+/* ==== layers ============================================================ */
+
+/** Destroys a layer that has not been given to a container or model,
+ *  with its children. NULL ok. */
+TC_API void tc_layer_destroy(tc_layer *l);
+
+/** The layer's kind, e.g. "conv2d", "sequential". Never NULL for a layer. */
+TC_API const char *tc_layer_kind(const tc_layer *l);
+
+/** Options of tc_conv2d_create() (torch.nn.Conv2d's, groups = 1). */
+typedef struct tc_conv2d_options {
+  size_t struct_size;
+  int64_t stride_h, stride_w;     /**< default 1 */
+  int64_t pad_h, pad_w;           /**< zero padding, default 0 */
+  int64_t dilation_h, dilation_w; /**< default 1 */
+  int64_t kernel_w;               /**< 0 (default): kernel is square */
+  int32_t bias;                   /**< default 1: learn a bias */
+  int32_t reserved0;
+} tc_conv2d_options;
+#define TC_CONV2D_OPTIONS_INIT                                                 \
+  { sizeof(tc_conv2d_options), 1, 1, 0, 0, 1, 1, 0, 1, 0 }
+/** Fills `o` (of `struct_size` bytes) with the defaults.
+ *  @return TC_OK, TC_EINVAL, TC_EVERSION (struct_size larger than ours). */
+TC_API tc_status tc_conv2d_options_init(tc_conv2d_options *o,
+                                        size_t struct_size);
+/**
+ * A 2-D convolution: input (N, in_channels, H, W) -> (N, out_channels, OH,
+ * OW). Parameters "weight" (out, in, kh, kw) and, with bias, "bias" (out).
+ * @param kernel_size kernel height (and width unless opts->kernel_w).
+ * @param opts NULL for the defaults.
+ * @return TC_OK, TC_EINVAL (a size < 1, padding < 0), TC_EVERSION,
+ *         TC_ENOMEM.
+ */
+TC_API tc_status tc_conv2d_create(tc_layer **out, int64_t in_channels,
+                                  int64_t out_channels, int64_t kernel_size,
+                                  const tc_conv2d_options *opts);
+
+/** Options of tc_linear_create(). */
+typedef struct tc_linear_options {
+  size_t struct_size;
+  int32_t bias; /**< default 1 */
+  int32_t reserved0;
+} tc_linear_options;
+#define TC_LINEAR_OPTIONS_INIT { sizeof(tc_linear_options), 1, 0 }
+/** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
+TC_API tc_status tc_linear_options_init(tc_linear_options *o,
+                                        size_t struct_size);
+/**
+ * A fully connected layer y = x W^T + b over the last dimension:
+ * (N, ..., in_features) -> (N, ..., out_features). Parameters "weight"
+ * (out, in) and "bias" (out).
+ * @return TC_OK, TC_EINVAL, TC_EVERSION, TC_ENOMEM.
+ */
+TC_API tc_status tc_linear_create(tc_layer **out, int64_t in_features,
+                                  int64_t out_features,
+                                  const tc_linear_options *opts);
+
+/** BatchNorm's momentum value that selects the cumulative moving average
+ *  (PyTorch's momentum=None: momentum = 1 / num_batches_tracked). */
+#define TC_BN_MOMENTUM_CUMULATIVE (-1.0f)
+
+/** Options of the batch norm layers (torch.nn.BatchNorm1d/2d's). */
+typedef struct tc_batchnorm_options {
+  size_t struct_size;
+  float eps;                   /**< default 1e-5 */
+  float momentum;              /**< default 0.1; TC_BN_MOMENTUM_CUMULATIVE */
+  int32_t affine;              /**< default 1: learn weight and bias */
+  int32_t track_running_stats; /**< default 1 */
+} tc_batchnorm_options;
+#define TC_BATCHNORM_OPTIONS_INIT                                              \
+  { sizeof(tc_batchnorm_options), 1e-5f, 0.1f, 1, 1 }
+/** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
+TC_API tc_status tc_batchnorm_options_init(tc_batchnorm_options *o,
+                                           size_t struct_size);
+/**
+ * Batch normalisation over (N, C) or (N, C, L) inputs (BatchNorm1d) or
+ * (N, C, H, W) inputs (BatchNorm2d). Parameters "weight", "bias" (C) when
+ * affine; buffers "running_mean", "running_var" (C) and
+ * "num_batches_tracked" (TC_INT64 scalar) when tracking. Training uses the
+ * batch statistics and updates the running ones; evaluation uses the running
+ * ones, or the batch's when not tracking.
+ * @return TC_OK, TC_EINVAL (num_features < 1, eps <= 0, momentum outside
+ *         [0,1] and not TC_BN_MOMENTUM_CUMULATIVE), TC_EVERSION, TC_ENOMEM.
+ */
+TC_API tc_status tc_batchnorm1d_create(tc_layer **out, int64_t num_features,
+                                       const tc_batchnorm_options *opts);
+/** See tc_batchnorm1d_create(); input (N, C, H, W). */
+TC_API tc_status tc_batchnorm2d_create(tc_layer **out, int64_t num_features,
+                                       const tc_batchnorm_options *opts);
+
+/** Options of the pooling layers (torch.nn.MaxPool2d / AvgPool2d). */
+typedef struct tc_pool2d_options {
+  size_t struct_size;
+  int64_t stride_h, stride_w; /**< 0 (default): the kernel size */
+  int64_t pad_h, pad_w;       /**< default 0, at most half the kernel */
+  int64_t kernel_w;           /**< 0 (default): square kernel */
+  int32_t ceil_mode;          /**< default 0 */
+  int32_t count_include_pad;  /**< average pooling; default 1 */
+} tc_pool2d_options;
+#define TC_POOL2D_OPTIONS_INIT                                                 \
+  { sizeof(tc_pool2d_options), 0, 0, 0, 0, 0, 0, 1 }
+/** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
+TC_API tc_status tc_pool2d_options_init(tc_pool2d_options *o,
+                                        size_t struct_size);
+/** Max pooling (N,C,H,W) -> (N,C,OH,OW) with PyTorch's output size rule.
+ *  @return TC_OK, TC_EINVAL, TC_EVERSION, TC_ENOMEM. */
+TC_API tc_status tc_maxpool2d_create(tc_layer **out, int64_t kernel_size,
+                                     const tc_pool2d_options *opts);
+/** Average pooling; see tc_maxpool2d_create(). */
+TC_API tc_status tc_avgpool2d_create(tc_layer **out, int64_t kernel_size,
+                                     const tc_pool2d_options *opts);
+/** Global average pooling (N,C,H,W) -> (N,C,1,1), as
+ *  torch.nn.AdaptiveAvgPool2d(1). @return TC_OK, TC_EINVAL, TC_ENOMEM. */
+TC_API tc_status tc_global_avgpool2d_create(tc_layer **out);
+
+/** ReLU, any shape. @return TC_OK, TC_EINVAL, TC_ENOMEM. */
+TC_API tc_status tc_relu_create(tc_layer **out);
+/**
+ * Dropout: in training each element is zeroed with probability p and the
+ * rest scaled by 1/(1-p); identity in evaluation. Masks come from the
+ * Philox stream (model seed, TC_RNG_STREAM_DROPOUT) at the model's dropout
+ * offset (tc_model_get_rng_offset), so they are reproducible and resumable.
+ * @return TC_OK, TC_EINVAL (p outside [0, 1]), TC_ENOMEM.
+ */
+TC_API tc_status tc_dropout_create(tc_layer **out, float p);
+/** Dropout2d: zeroes whole channels of (N, C, ...) inputs. See
+ *  tc_dropout_create(). */
+TC_API tc_status tc_dropout2d_create(tc_layer **out, float p);
+/** Flatten (N, d1, ..., dk) -> (N, d1*...*dk) (torch.nn.Flatten()). */
+TC_API tc_status tc_flatten_create(tc_layer **out);
+/** Identity: passes its input through. */
+TC_API tc_status tc_identity_create(tc_layer **out);
+
+/* ==== containers ======================================================== */
+
+/** An empty sequential container (torch.nn.Sequential).
+ *  @return TC_OK, TC_EINVAL, TC_ENOMEM. */
+TC_API tc_status tc_sequential_create(tc_layer **out);
+/**
+ * Appends `layer` under `name` (its name in the state dict: "conv1",
+ * "0", "layers_2n"). Takes ownership of `layer` even on failure.
+ * @param name non-empty, without '.', unique in `seq`.
+ * @return TC_OK, TC_EINVAL (NULL, not a sequential, bad or duplicate name,
+ *         layer already in a container), TC_ESTATE (seq is in a model),
+ *         TC_ENOMEM.
+ */
+TC_API tc_status tc_sequential_add(tc_layer *seq, const char *name,
+                                   tc_layer *layer);
+/** Number of layers in a sequential container; -1 if not one. */
+TC_API int64_t tc_sequential_size(const tc_layer *seq);
+
+/** Shortcut of a residual block. */
+typedef enum tc_shortcut {
+  /** Option A as in the seed notebook: zero-pad the new channels and
+   *  max-pool with kernel = stride = the block's stride. */
+  TC_SHORTCUT_A_MAXPOOL = 0,
+  /** Option A with the common x[:, :, ::stride, ::stride] subsampling
+   *  (new channels zero-padded at the end, as above). */
+  TC_SHORTCUT_A_SUBSAMPLE = 1,
+  /** Option B: 1x1 convolution (no bias) + BatchNorm2d, named
+   *  "shortcut.0" / "shortcut.1", when the shape changes; else identity. */
+  TC_SHORTCUT_B = 2,
+  /** No shortcut: the plain block of the seed notebook. */
+  TC_SHORTCUT_NONE = 3
+} tc_shortcut;
+
+/** Options of tc_residual_block_create(). */
+typedef struct tc_residual_options {
+  size_t struct_size;
+  int32_t shortcut; /**< tc_shortcut, default TC_SHORTCUT_A_MAXPOOL */
+  int32_t reserved0;
+} tc_residual_options;
+#define TC_RESIDUAL_OPTIONS_INIT                                               \
+  { sizeof(tc_residual_options), TC_SHORTCUT_A_MAXPOOL, 0 }
+/** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
+TC_API tc_status tc_residual_options_init(tc_residual_options *o,
+                                          size_t struct_size);
+/**
+ * The CIFAR basic block: conv1 (3x3, stride, pad 1, no bias) - bn1 - ReLU
+ * - conv2 (3x3, pad 1, no bias) - bn2, plus the shortcut, then ReLU.
+ * Children "conv1", "bn1", "conv2", "bn2" (and "shortcut" for option B).
+ * Input (N, in_channels, H, W).
+ * @return TC_OK, TC_EINVAL (sizes < 1, out < in with option A, unknown
+ *         shortcut), TC_EVERSION, TC_ENOMEM.
+ */
+TC_API tc_status tc_residual_block_create(tc_layer **out,
+                                          int64_t in_channels,
+                                          int64_t out_channels,
+                                          int64_t stride,
+                                          const tc_residual_options *opts);
+
+/* ==== models ============================================================ */
+
+/** Options of tc_model_create(). */
+typedef struct tc_model_options {
+  size_t struct_size;
+  int32_t input_grad; /**< default 0; 1: backward also computes the
+                           gradient wrt the input (tc_model_input_grad) */
+  int32_t reserved0;
+} tc_model_options;
+#define TC_MODEL_OPTIONS_INIT { sizeof(tc_model_options), 0, 0 }
+/** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
+TC_API tc_status tc_model_options_init(tc_model_options *o,
+                                       size_t struct_size);
+
+/**
+ * Makes a model of the layer tree `root` on backend `be`, for inputs of
+ * per-sample shape `input_shape` (`ndim` sizes, without the batch
+ * dimension, e.g. {3, 32, 32}). Checks every layer's shape, names
+ * parameters and buffers as PyTorch does, places them (parameters in one
+ * flat arena, gradients zeroed in another) and initialises them with
+ * PyTorch's defaults from the Philox stream (tc_get_seed(),
+ * TC_RNG_STREAM_INIT). Takes ownership of `root` even on failure.
+ * The model is in training mode.
+ * @return TC_OK, TC_EINVAL (NULL, root already used), TC_ESHAPE (a layer
+ *         does not fit its input; the message names it), TC_EVERSION,
+ *         TC_ENOMEM.
+ */
+TC_API tc_status tc_model_create(tc_model **out, tc_backend *be,
+                                 tc_layer *root, const int64_t *input_shape,
+                                 int ndim, const tc_model_options *opts);
+/** Destroys the model, its layers and tensors. NULL ok. */
+TC_API void tc_model_destroy(tc_model *m);
+
+/**
+ * Runs the model on `x` (N, input_shape...) and sets *out to the output
+ * (N, output_shape...), borrowed: valid until the next forward. The first
+ * forward with a larger batch than before allocates the activations; later
+ * ones allocate nothing. `x` must stay alive and unchanged until the
+ * matching tc_model_backward().
+ * @return TC_OK, TC_EINVAL, TC_ESHAPE (x's shape, a batch of 0, a batch
+ *         of 1 through training BatchNorm), TC_EUNSUPPORTED (the backend
+ *         lacks an op), TC_ENOMEM, backend errors.
+ */
+TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x,
+                                  tc_tensor **out);
+/**
+ * Back-propagates `dy` (the gradient wrt the last forward's output, same
+ * shape) through the model, adding parameter gradients into the gradient
+ * arena (as PyTorch accumulates; see tc_model_zero_grad).
+ * @return TC_OK, TC_EINVAL, TC_ESTATE (no forward before), TC_ESHAPE,
+ *         TC_EUNSUPPORTED, backend errors.
+ */
+TC_API tc_status tc_model_backward(tc_model *m, const tc_tensor *dy);
+/** A model-owned tensor shaped as the last forward's output, for a loss to
+ *  write its gradient into; NULL before the first forward. Borrowed. */
+TC_API tc_tensor *tc_model_output_grad(tc_model *m);
+/** The gradient wrt the input of the last backward, when the model was
+ *  created with input_grad; else NULL. Borrowed. */
+TC_API tc_tensor *tc_model_input_grad(tc_model *m);
+/** Per-sample output shape into `shape`; returns its ndim, -1 on NULL. */
+TC_API int tc_model_output_shape(const tc_model *m,
+                                 int64_t shape[TC_MAX_DIMS]);
+
+/** Training (1, the default) or evaluation (0) mode, as module.train().
+ *  @return TC_OK, TC_EINVAL. */
+TC_API tc_status tc_model_set_training(tc_model *m, int training);
+/** 1 in training mode, 0 in evaluation, -1 on NULL. */
+TC_API int tc_model_is_training(const tc_model *m);
+/** Sets every parameter gradient to zero (one call over the arena). */
+TC_API tc_status tc_model_zero_grad(tc_model *m);
+/** Re-draws every parameter and resets every buffer as at creation, from
+ *  (tc_get_seed(), TC_RNG_STREAM_INIT) at offset 0. */
+TC_API tc_status tc_model_reset_parameters(tc_model *m);
+
+/** Number of parameter tensors (named_parameters()); -1 on NULL. */
+TC_API int64_t tc_model_num_params(const tc_model *m);
+/**
+ * The i-th parameter in named_parameters() order: its name, the parameter
+ * and its gradient (views into the arenas). Borrowed pointers, valid while
+ * the model lives; each out_* may be NULL.
+ * @return TC_OK, TC_EINVAL (NULL model, i out of range).
+ */
+TC_API tc_status tc_model_get_param(tc_model *m, int64_t i,
+                                    const char **out_name,
+                                    tc_tensor **out_param,
+                                    tc_tensor **out_grad);
+/** Number of buffers (named_buffers()); -1 on NULL. */
+TC_API int64_t tc_model_num_buffers(const tc_model *m);
+/** The i-th buffer: running_mean, running_var (float32), or
+ *  num_batches_tracked (TC_INT64, ndim 0). Borrowed. @return TC_OK,
+ *  TC_EINVAL. */
+TC_API tc_status tc_model_get_buffer(tc_model *m, int64_t i,
+                                     const char **out_name,
+                                     tc_tensor **out_buffer);
+/** Number of state-dict entries (parameters and buffers); -1 on NULL. */
+TC_API int64_t tc_model_num_state(const tc_model *m);
+/** The i-th state-dict entry in PyTorch's state_dict() order (per module:
+ *  parameters, then buffers, then children). Borrowed. @return TC_OK,
+ *  TC_EINVAL. */
+TC_API tc_status tc_model_get_state(tc_model *m, int64_t i,
+                                    const char **out_name,
+                                    tc_tensor **out_tensor);
+/** The state-dict entry called `name`. @return TC_OK, TC_EINVAL,
+ *  TC_ENOTFOUND. */
+TC_API tc_status tc_model_find_state(tc_model *m, const char *name,
+                                     tc_tensor **out_tensor);
+/** A 1-D view of the whole parameter arena: the parameters concatenated in
+ *  named_parameters() order. Borrowed; NULL on NULL. */
+TC_API tc_tensor *tc_model_params_flat(tc_model *m);
+/** The gradient arena, laid out as tc_model_params_flat(). Borrowed. */
+TC_API tc_tensor *tc_model_grads_flat(tc_model *m);
+/** The backend the model lives on (borrowed). */
+TC_API tc_backend *tc_model_backend(const tc_model *m);
+
+/** The position of the model's dropout stream (32-bit outputs consumed),
+ *  for checkpoints; 0 on NULL. */
+TC_API uint64_t tc_model_get_rng_offset(const tc_model *m);
+/** Restores the dropout stream position. @return TC_OK, TC_EINVAL. */
+TC_API tc_status tc_model_set_rng_offset(tc_model *m, uint64_t offset);
+/** The seed of the model's dropout stream (tc_get_seed() at creation). */
+TC_API uint64_t tc_model_get_seed(const tc_model *m);
+/** Changes the seed of the model's dropout stream. @return TC_OK,
+ *  TC_EINVAL. */
+TC_API tc_status tc_model_set_seed(tc_model *m, uint64_t seed);
+
+/* ==== losses ============================================================ */
+
+typedef struct tc_loss tc_loss;
+
+typedef enum tc_loss_kind {
+  /** nn.CrossEntropyLoss over logits (N, C) and int32 labels (N) */
+  TC_LOSS_CROSS_ENTROPY = 0,
+  /** nn.NLLLoss over log-probabilities (N, C) and int32 labels (N) */
+  TC_LOSS_NLL = 1,
+  /** nn.MSELoss over (N, ...) float predictions and targets */
+  TC_LOSS_MSE = 2
+} tc_loss_kind;
+
+/** Reduction of a loss over the batch. */
+typedef enum tc_loss_reduction {
+  TC_LOSS_MEAN = 0, /**< default; MSE: mean over all elements */
+  TC_LOSS_SUM = 1
+} tc_loss_reduction;
+
+/** Options of tc_loss_create(). */
+typedef struct tc_loss_options {
+  size_t struct_size;
+  int32_t reduction;     /**< tc_loss_reduction, default TC_LOSS_MEAN */
+  float label_smoothing; /**< cross-entropy only, in [0, 1]; default 0 */
+} tc_loss_options;
+#define TC_LOSS_OPTIONS_INIT { sizeof(tc_loss_options), TC_LOSS_MEAN, 0.f }
+/** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
+TC_API tc_status tc_loss_options_init(tc_loss_options *o, size_t struct_size);
+
+/** A loss function on backend `be`. @return TC_OK, TC_EINVAL (unknown
+ *  kind or reduction, smoothing outside [0,1] or not cross-entropy),
+ *  TC_EVERSION, TC_ENOMEM. */
+TC_API tc_status tc_loss_create(tc_loss **out, tc_backend *be,
+                                tc_loss_kind kind,
+                                const tc_loss_options *opts);
+/** NULL ok. */
+TC_API void tc_loss_destroy(tc_loss *l);
+/**
+ * Computes the loss of `input` (N, C) against `target` (labels: int32 (N)
+ * in [0, C); MSE: float32 of input's shape) into *out_value (host) and,
+ * when `grad` is not NULL, d(loss)/d(input) into `grad` (input's element
+ * count, e.g. tc_model_output_grad()). Allocates nothing once it has seen
+ * a batch this large.
+ * @return TC_OK, TC_EINVAL (NULL, a label out of range), TC_ESHAPE,
+ *         TC_ENUMERIC (NaN or Inf in input or target: nothing written),
+ *         TC_EUNSUPPORTED, TC_ENOMEM.
+ */
+TC_API tc_status tc_loss_compute(tc_loss *l, const tc_tensor *input,
+                                 const tc_tensor *target, float *out_value,
+                                 tc_tensor *grad);
+/** The number of rows of `scores` (N, C) whose first maximum is at the
+ *  int32 label (N). @return TC_OK, TC_EINVAL, TC_ESHAPE, TC_EUNSUPPORTED.
+ */
+TC_API tc_status tc_accuracy_count(const tc_tensor *scores,
+                                   const tc_tensor *labels,
+                                   int64_t *out_correct);
+
+/* ==== initialisation (torch.nn.init) ==================================== */
+
+typedef enum tc_fan_mode { TC_FAN_IN = 0, TC_FAN_OUT = 1 } tc_fan_mode;
+
+typedef enum tc_nonlinearity {
+  TC_NONLINEARITY_LINEAR = 0,     /**< gain 1 (also conv, sigmoid) */
+  TC_NONLINEARITY_RELU = 1,       /**< gain sqrt(2) */
+  TC_NONLINEARITY_LEAKY_RELU = 2, /**< gain sqrt(2 / (1 + a^2)) */
+  TC_NONLINEARITY_TANH = 3,       /**< gain 5/3 */
+  TC_NONLINEARITY_SIGMOID = 4     /**< gain 1 */
+} tc_nonlinearity;
+
+/** torch.nn.init.calculate_gain; `param` is leaky ReLU's slope. Returns a
+ *  negative number for an unknown nonlinearity. */
+TC_API double tc_init_calculate_gain(tc_nonlinearity nl, double param);
+/** fan_in = size(1) * receptive field, fan_out = size(0) * receptive
+ *  field, for tensors of at least 2 dimensions. @return TC_OK, TC_EINVAL.
+ */
+TC_API tc_status tc_init_fans(const tc_tensor *t, int64_t *out_fan_in,
+                              int64_t *out_fan_out);
+/**
+ * The initialisers below fill a float32 tensor with numbers drawn from
+ * `rng` (advanced by what they use), element by element in row-major
+ * order, as torch.nn.init does:
+ *  - kaiming_uniform: U(-b, b), b = gain * sqrt(3 / fan), gain from
+ *    (nl, a); kaiming_normal: N(0, gain / sqrt(fan));
+ *  - xavier_uniform: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out));
+ *    xavier_normal: N(0, gain * sqrt(2 / (fan_in + fan_out)));
+ *  - uniform: U(lo, hi); normal: N(mean, std).
+ * @return TC_OK, TC_EINVAL (NULL, not float32, fewer than 2 dimensions
+ *         where fans are needed, a zero fan), TC_ENOMEM.
+ */
+TC_API tc_status tc_init_kaiming_uniform(tc_tensor *t, double a,
+                                         tc_fan_mode mode,
+                                         tc_nonlinearity nl, tc_rng *rng);
+/** See tc_init_kaiming_uniform(). */
+TC_API tc_status tc_init_kaiming_normal(tc_tensor *t, double a,
+                                        tc_fan_mode mode, tc_nonlinearity nl,
+                                        tc_rng *rng);
+/** See tc_init_kaiming_uniform(). */
+TC_API tc_status tc_init_xavier_uniform(tc_tensor *t, double gain,
+                                        tc_rng *rng);
+/** See tc_init_kaiming_uniform(). */
+TC_API tc_status tc_init_xavier_normal(tc_tensor *t, double gain,
+                                       tc_rng *rng);
+/** See tc_init_kaiming_uniform(). */
+TC_API tc_status tc_init_uniform(tc_tensor *t, double lo, double hi,
+                                 tc_rng *rng);
+/** See tc_init_kaiming_uniform(). */
+TC_API tc_status tc_init_normal(tc_tensor *t, double mean, double std,
+                                tc_rng *rng);
+/** Sets every element to `value` (nn.init.constant_). */
+TC_API tc_status tc_init_constant(tc_tensor *t, double value);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TINYCNN_NN_H */

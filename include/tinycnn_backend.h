@@ -1,0 +1,401 @@
+/*
+ * tinycnn_backend.h - the public interface between the tinycnn core and a
+ * compute backend (CPU, CUDA, or a third party's).
+ *
+ * A backend is a versioned table of coarse device operations in the manner
+ * of cuDNN: convolution, pooling, batch norm, losses and optimizer updates
+ * over whole buffers, so each backend can run them fast. The core never
+ * touches device memory itself; every pointer below marked "device" belongs
+ * to the backend's memory space.
+ *
+ * Rules (SQLite's sqlite3_vfs, ggml's backend struct):
+ *  - The table starts with api_version and struct_size. Slots are only ever
+ *    appended; comments mark where each API version ends.
+ *  - Every operation slot returns tc_status and takes the backend's context
+ *    plus a pointer to an args struct that itself begins with struct_size,
+ *    so a parameter can be added without changing a signature.
+ *  - A NULL slot, or one beyond struct_size, means "unsupported": the core
+ *    falls back or returns TC_EUNSUPPORTED.
+ *  - The core accepts a table whose api_version is not newer than its own.
+ *  - A loadable module exports one symbol, `tc_backend_module_entry`, of type
+ *    tc_backend_entry_fn, returning its table.
+ *
+ * Layout conventions: float32, contiguous row-major; images are NCHW;
+ * a "spatial" size is H*W (1 for BatchNorm1d). Shapes are given in comments
+ * beside each buffer. Unless stated otherwise an output is overwritten;
+ * fields named `accumulate` make an output be added to instead (gradients
+ * accumulate in PyTorch).
+ */
+#ifndef TINYCNN_BACKEND_H
+#define TINYCNN_BACKEND_H
+
+#include <libtinycnn.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The backend API version this header describes. */
+#define TC_BACKEND_API_VERSION 1
+
+/* ---- argument structs -------------------------------------------------- */
+
+/** Row-major strided-batched GEMM:
+ *  C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b], b < batch,
+ *  op(A): (m,k), op(B): (k,n), C: (m,n). Strides are in elements. */
+typedef struct tc_gemm_args {
+  size_t struct_size;
+  int32_t trans_a, trans_b;
+  int64_t m, n, k;
+  float alpha, beta;
+  const float *a; int64_t lda; int64_t stride_a; /* device */
+  const float *b; int64_t ldb; int64_t stride_b; /* device */
+  float *c; int64_t ldc; int64_t stride_c;       /* device */
+  int64_t batch;                                  /* >= 1 */
+} tc_gemm_args;
+
+/** 2-D convolution (cross-correlation, as torch.nn.Conv2d), groups = 1.
+ *  x: (n,c,h,w) w: (k,c,r,s) bias: (k) or NULL  y: (n,k,out_h,out_w)
+ *  out_h = (h + 2*pad_h - dil_h*(r-1) - 1) / stride_h + 1 (same for w). */
+typedef struct tc_conv2d_args {
+  size_t struct_size;
+  int64_t n, c, h, w;
+  int64_t k, r, s;
+  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+  int64_t out_h, out_w;
+  const float *x;    /* (n,c,h,w)          forward, backward-filter input */
+  const float *wt;   /* (k,c,r,s)          forward, backward-data input   */
+  const float *bias; /* (k) or NULL        forward                         */
+  float *y;          /* (n,k,out_h,out_w)  forward output                  */
+  const float *dy;   /* (n,k,out_h,out_w)  backward input                  */
+  float *dx;         /* (n,c,h,w)          backward-data output            */
+  float *dw;         /* (k,c,r,s)          backward-filter output          */
+  float *db;         /* (k)                bias-grad output                */
+  int32_t accumulate; /* backward outputs: add instead of overwrite */
+  int32_t reserved0;
+  void *workspace;   /* device, at least workspace_size bytes */
+  size_t workspace_size;
+} tc_conv2d_args;
+
+/** Max / average pooling, as torch.nn.MaxPool2d / AvgPool2d (dilation 1).
+ *  x: (n,c,h,w)  y: (n,c,out_h,out_w); out sizes computed by the caller
+ *  with PyTorch's ceil_mode rule. */
+typedef struct tc_pool2d_args {
+  size_t struct_size;
+  int64_t n, c, h, w;
+  int64_t kh, kw, stride_h, stride_w, pad_h, pad_w;
+  int64_t out_h, out_w;
+  int32_t count_include_pad; /* average pooling: divide by the full window */
+  int32_t accumulate;        /* backward: add into dx */
+  const float *x;  /* (n,c,h,w) */
+  float *y;        /* (n,c,out_h,out_w) */
+  int32_t *argmax; /* (n,c,out_h,out_w) max pooling: index in the h*w plane */
+  const float *dy; /* (n,c,out_h,out_w) */
+  float *dx;       /* (n,c,h,w) */
+} tc_pool2d_args;
+
+/** Batch normalisation over (n, spatial) per channel.
+ *  x, y, dy, dx: (n,c,spatial)  per-channel buffers: (c). */
+typedef struct tc_batchnorm_args {
+  size_t struct_size;
+  int64_t n, c, spatial;
+  float eps;
+  float momentum;      /* running = (1-momentum)*running + momentum*batch */
+  const float *x;
+  float *y;
+  const float *gamma;  /* NULL: affine off (gamma 1) */
+  const float *beta;   /* NULL: affine off (beta 0) */
+  float *running_mean; /* NULL: do not track (train) / use batch stats */
+  float *running_var;  /* unbiased batch variance enters running_var */
+  float *save_mean;    /* train forward output, backward input */
+  float *save_invstd;  /* 1/sqrt(biased var + eps), same */
+  const float *dy;
+  float *dx;
+  float *dgamma;       /* NULL when affine off */
+  float *dbeta;
+  int32_t accumulate;  /* backward: add into dx, dgamma, dbeta */
+  int32_t reserved0;
+} tc_batchnorm_args;
+
+/** Elementwise ops over n contiguous floats; meaning per slot below. */
+typedef struct tc_eltwise_args {
+  size_t struct_size;
+  int64_t n;
+  float alpha, beta;
+  const float *a;
+  const float *b;
+  float *y;
+} tc_eltwise_args;
+
+/** Per-channel bias: y: (n,c,spatial) += bias: (c);
+ *  bias grad: db (c) (+)= sum over n, spatial of dy. */
+typedef struct tc_bias_args {
+  size_t struct_size;
+  int64_t n, c, spatial;
+  const float *bias;
+  float *y;
+  const float *dy;
+  float *db;
+  int32_t accumulate;
+  int32_t reserved0;
+} tc_bias_args;
+
+/** Dropout with a counter-based mask: element (or group) i is kept when the
+ *  i-th uniform of Philox stream (seed, stream) from `offset` is >= p.
+ *  The uniform for unit i is (philox(ctr = offset + i/4 ...)) word i%4,
+ *  scaled to [0,1) with 24 bits (tc_rng_uniform's rule); kept values are
+ *  scaled by 1/(1-p). `group` consecutive elements share one unit
+ *  (1 for Dropout, H*W for Dropout2d). */
+typedef struct tc_dropout_args {
+  size_t struct_size;
+  int64_t n;       /* elements */
+  int64_t group;   /* elements per mask unit, divides n */
+  float p;
+  int32_t reserved0;
+  uint64_t seed, stream, offset;
+  const float *x;
+  float *y;
+  uint8_t *mask;   /* (n / group) 1 = kept; forward output, backward input */
+  const float *dy;
+  float *dx;
+  int32_t accumulate;
+  int32_t reserved1;
+} tc_dropout_args;
+
+typedef enum tc_reduction {
+  TC_REDUCTION_MEAN = 0,
+  TC_REDUCTION_SUM = 1,
+  TC_REDUCTION_NONE = 2
+} tc_reduction;
+
+/** Losses over a batch. Cross-entropy: logits (n,classes), labels (n) int32,
+ *  loss = reduce(-sum_j q_j log softmax(x)_j) with q the label-smoothed
+ *  target. NLL: `logits` holds log-probabilities. MSE: `logits` vs `target`
+ *  (n,classes). `loss` receives one float (device); `dlogits` (n,classes),
+ *  when not NULL, receives d(loss)/d(logits) times `grad_scale`. */
+typedef struct tc_loss_args {
+  size_t struct_size;
+  int64_t n, classes;
+  int32_t reduction;       /* tc_reduction, NONE not supported here */
+  float label_smoothing;
+  const float *logits;
+  const int32_t *labels;
+  const float *target;
+  float *loss;             /* device, 1 float */
+  float *dlogits;
+  float grad_scale;
+  int32_t reserved0;
+} tc_loss_args;
+
+/** Row-wise argmax of scores (n,classes) into pred (n) (first max wins), and
+ *  the number of rows whose argmax equals labels (n) into *host_correct. */
+typedef struct tc_argmax_args {
+  size_t struct_size;
+  int64_t n, classes;
+  const float *scores;
+  const int32_t *labels;   /* NULL: no count */
+  int32_t *pred;           /* NULL: not written */
+  int64_t *host_correct;   /* host memory; NULL: not written */
+} tc_argmax_args;
+
+/** SGD over a flat buffer, torch.optim.SGD's formula:
+ *  g = grad + wd*param; if momentum: buf = first_step ? g : mu*buf + (1-damp)*g;
+ *  g = nesterov ? g + mu*buf : buf; param -= lr*g. */
+typedef struct tc_sgd_args {
+  size_t struct_size;
+  int64_t n;
+  float lr, momentum, dampening, weight_decay;
+  int32_t nesterov, first_step;
+  float *param;
+  const float *grad;
+  float *momentum_buf;     /* NULL when momentum == 0 */
+} tc_sgd_args;
+
+/** Adam / AdamW over a flat buffer, torch.optim.Adam(W)'s formula, `step`
+ *  counts from 1. decoupled: AdamW's param *= 1 - lr*wd; else grad += wd*param. */
+typedef struct tc_adam_args {
+  size_t struct_size;
+  int64_t n;
+  float lr, beta1, beta2, eps, weight_decay;
+  int32_t decoupled, amsgrad;
+  int32_t reserved0;
+  int64_t step;
+  float *param;
+  const float *grad;
+  float *exp_avg, *exp_avg_sq;
+  float *max_exp_avg_sq;   /* amsgrad only */
+} tc_adam_args;
+
+typedef enum tc_reduce_op {
+  TC_REDUCE_SUM = 0,        /* sum x */
+  TC_REDUCE_SUMSQ = 1,      /* sum x*x */
+  TC_REDUCE_MAXABS = 2,     /* max |x| */
+  TC_REDUCE_NONFINITE = 3   /* count of NaN/Inf elements */
+} tc_reduce_op;
+
+/** Full reduction of x (n) into *host_out (double, host memory); the
+ *  summation order is fixed (deterministic whatever the thread count). */
+typedef struct tc_reduce_args {
+  size_t struct_size;
+  int64_t n;
+  int32_t op;      /* tc_reduce_op */
+  int32_t reserved0;
+  const float *x;
+  double *host_out;
+} tc_reduce_args;
+
+/** Strided 4-D copy: dst[i0,i1,i2,i3] (+)= src[i0,i1,i2,i3] for i < shape;
+ *  strides in elements. Serves shortcut channel padding, subsampling and
+ *  layout changes. */
+typedef struct tc_copy4d_args {
+  size_t struct_size;
+  int64_t shape[4];
+  const float *src;
+  int64_t src_stride[4];
+  float *dst;
+  int64_t dst_stride[4];
+  int32_t accumulate;
+  int32_t reserved0;
+} tc_copy4d_args;
+
+/** Global average pooling: x (n,c,spatial) -> y (n,c); backward spreads
+ *  dy/spatial. */
+typedef struct tc_gap_args {
+  size_t struct_size;
+  int64_t n, c, spatial;
+  const float *x;
+  float *y;
+  const float *dy;
+  float *dx;
+  int32_t accumulate;
+  int32_t reserved0;
+} tc_gap_args;
+
+/** Options passed to a backend instance when it is created. */
+typedef struct tc_backend_create_args {
+  size_t struct_size;
+  int32_t num_threads;   /* CPU: workers; 0 = cores */
+  int32_t deterministic; /* GPU: avoid order-dependent atomics */
+  void *user_stream;     /* CUDA: a cudaStream_t to use, or NULL */
+} tc_backend_create_args;
+
+/* ---- the table --------------------------------------------------------- */
+
+typedef struct tc_backend_iface tc_backend_iface;
+
+struct tc_backend_iface {
+  uint32_t api_version; /* TC_BACKEND_API_VERSION the backend was built for */
+  uint32_t struct_size; /* sizeof(tc_backend_iface) it was built with */
+  const char *name;     /* "cpu", "cuda", ... */
+
+  /* lifecycle: probe fills `msg` with a reason when not usable */
+  tc_status (*probe)(char *msg, size_t msg_size);
+  tc_status (*create)(void **out_ctx, const tc_backend_create_args *args);
+  void (*destroy)(void *ctx);
+  tc_status (*set_num_threads)(void *ctx, int n);
+
+  /* memory (sizes in bytes; alloc returns 64-byte aligned memory) */
+  tc_status (*alloc)(void *ctx, void **out, size_t bytes);
+  void (*free)(void *ctx, void *ptr);
+  tc_status (*copy_h2d)(void *ctx, void *dst, const void *src, size_t bytes);
+  tc_status (*copy_d2h)(void *ctx, void *dst, const void *src, size_t bytes);
+  tc_status (*copy_d2d)(void *ctx, void *dst, const void *src, size_t bytes);
+  tc_status (*memset)(void *ctx, void *dst, int byte, size_t bytes);
+  tc_status (*synchronize)(void *ctx);
+
+  /* dense algebra */
+  tc_status (*gemm)(void *ctx, const tc_gemm_args *a);
+
+  /* convolution: one workspace size serves all three directions */
+  tc_status (*conv2d_workspace_size)(void *ctx, const tc_conv2d_args *a,
+                                     size_t *out_bytes);
+  tc_status (*conv2d_fwd)(void *ctx, const tc_conv2d_args *a);
+  tc_status (*conv2d_bwd_data)(void *ctx, const tc_conv2d_args *a);
+  tc_status (*conv2d_bwd_filter)(void *ctx, const tc_conv2d_args *a);
+  tc_status (*conv2d_bwd_bias)(void *ctx, const tc_conv2d_args *a);
+
+  /* pooling */
+  tc_status (*maxpool2d_fwd)(void *ctx, const tc_pool2d_args *a);
+  tc_status (*maxpool2d_bwd)(void *ctx, const tc_pool2d_args *a);
+  tc_status (*avgpool2d_fwd)(void *ctx, const tc_pool2d_args *a);
+  tc_status (*avgpool2d_bwd)(void *ctx, const tc_pool2d_args *a);
+  tc_status (*global_avgpool_fwd)(void *ctx, const tc_gap_args *a);
+  tc_status (*global_avgpool_bwd)(void *ctx, const tc_gap_args *a);
+
+  /* batch norm */
+  tc_status (*batchnorm_fwd_train)(void *ctx, const tc_batchnorm_args *a);
+  tc_status (*batchnorm_fwd_infer)(void *ctx, const tc_batchnorm_args *a);
+  tc_status (*batchnorm_bwd)(void *ctx, const tc_batchnorm_args *a);
+
+  /* elementwise (tc_eltwise_args):
+   *   relu_fwd:  y = max(a, 0)
+   *   relu_bwd:  y = (a > 0) ? b : 0        (a: forward output, b: dy)
+   *   add:       y = alpha*a + beta*b
+   *   scale:     y = alpha*a
+   *   axpy:      y = y + alpha*a
+   *   fill:      y = alpha (a bit-exact copy: the core also fills int32) */
+  tc_status (*relu_fwd)(void *ctx, const tc_eltwise_args *a);
+  tc_status (*relu_bwd)(void *ctx, const tc_eltwise_args *a);
+  tc_status (*add)(void *ctx, const tc_eltwise_args *a);
+  tc_status (*scale)(void *ctx, const tc_eltwise_args *a);
+  tc_status (*axpy)(void *ctx, const tc_eltwise_args *a);
+  tc_status (*fill)(void *ctx, const tc_eltwise_args *a);
+  tc_status (*bias_add)(void *ctx, const tc_bias_args *a);
+  tc_status (*bias_grad)(void *ctx, const tc_bias_args *a);
+  tc_status (*copy4d)(void *ctx, const tc_copy4d_args *a);
+
+  /* dropout */
+  tc_status (*dropout_fwd)(void *ctx, const tc_dropout_args *a);
+  tc_status (*dropout_bwd)(void *ctx, const tc_dropout_args *a);
+
+  /* losses and metrics */
+  tc_status (*softmax_xent)(void *ctx, const tc_loss_args *a);
+  tc_status (*nll)(void *ctx, const tc_loss_args *a);
+  tc_status (*mse)(void *ctx, const tc_loss_args *a);
+  tc_status (*argmax)(void *ctx, const tc_argmax_args *a);
+
+  /* optimizers and reductions */
+  tc_status (*sgd_update)(void *ctx, const tc_sgd_args *a);
+  tc_status (*adam_update)(void *ctx, const tc_adam_args *a);
+  tc_status (*reduce)(void *ctx, const tc_reduce_args *a);
+
+  /* extras a backend offers beyond the common slots (NULL: none) */
+  void *(*get_proc)(void *ctx, const char *name);
+  /* ---- end of TC_BACKEND_API_VERSION 1 ---- */
+};
+
+/** Entry point exported by a loadable backend module. */
+typedef const tc_backend_iface *(*tc_backend_entry_fn)(void);
+#define TC_BACKEND_MODULE_ENTRY "tc_backend_module_entry"
+
+/**
+ * Registers a third-party backend under iface->name so tc_backend_create()
+ * finds it. The table must outlive the library's use of it.
+ * @return TC_OK, TC_EINVAL (NULL, no name, a required slot missing),
+ *         TC_EVERSION (api_version newer than this library's),
+ *         TC_ESTATE (the name is taken).
+ */
+TC_API tc_status tc_backend_register(const tc_backend_iface *iface);
+
+/**
+ * Records `fmt` as this thread's tc_last_error() message and returns
+ * `status`, so a backend reports errors the way the core does:
+ * `return tc_backend_error(TC_EBACKEND, "cuda: %s", cudaGetErrorString(e));`
+ */
+TC_API tc_status tc_backend_error(tc_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/** The table behind a backend handle (for backend authors and tests). */
+TC_API const tc_backend_iface *tc_backend_get_iface(const tc_backend *be);
+/** The backend's instance context, to pass to the table's slots. */
+TC_API void *tc_backend_get_context(const tc_backend *be);
+/** The device pointer to a tensor's first element (backend memory). */
+TC_API void *tc_tensor_data(tc_tensor *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TINYCNN_BACKEND_H */

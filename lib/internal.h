@@ -1,0 +1,93 @@
+/*
+ * internal.h - helpers shared by the core (lib/) and the built-in CPU
+ * backend. Never installed; nothing here is exported (names are tc__*).
+ *
+ * Errors: tc__error() records the per-thread message and returns the status,
+ * so a check reads `if (!x) return tc__error(TC_EINVAL, "f: x is NULL");`.
+ * Memory: every host allocation goes through tc__malloc/tc__free, which use
+ * the user's allocator (tc_set_allocator); 64-byte alignment by default.
+ */
+#ifndef TINYCNN_INTERNAL_H
+#define TINYCNN_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libtinycnn.h>
+#include <tinycnn_backend.h>
+
+/* ---- errors (lib/error.c) ---- */
+tc_status tc__error(tc_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+tc_status tc__verror(tc_status status, const char *fmt, va_list ap);
+/* The out-of-memory report: a static message, allocates nothing. */
+tc_status tc__oom(const char *where);
+/* Logs through the user's callback, if any. */
+void tc__log(tc_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Argument-check helpers; `fn` is the public function's name. */
+#define TC__CHECK_NULL(ptr, fn)                                                \
+  do {                                                                         \
+    if ((ptr) == NULL)                                                         \
+      return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", (fn), #ptr);    \
+  } while (0)
+
+/* ---- memory (lib/alloc.c) ---- */
+#define TC__ALIGN 64
+void *tc__malloc(size_t size);  /* 64-byte aligned; NULL on failure */
+void *tc__calloc(size_t count, size_t size); /* zeroed, overflow-checked */
+void tc__free(void *ptr);
+char *tc__strdup(const char *s);
+/* a*b and a+b with overflow detection: false on overflow */
+static inline bool tc__mul_size(size_t a, size_t b, size_t *out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool tc__add_size(size_t a, size_t b, size_t *out) {
+  return !__builtin_add_overflow(a, b, out);
+}
+
+/* ---- global settings (lib/context.c) ---- */
+int tc__num_threads(void); /* resolved: >= 1 */
+
+/* ---- backends (lib/backend.c) ---- */
+struct tc_backend {
+  const tc_backend_iface *iface;
+  void *ctx;
+  atomic_int refcount;
+  void *module; /* dlopen handle or NULL */
+};
+void tc__backend_retain(tc_backend *be);
+/* The built-in CPU backend's table (backends/cpu/backend.c). */
+const tc_backend_iface *tc__cpu_backend_iface(void);
+/* True when `slot` lies inside the table's struct_size and is not NULL. */
+#define TC__HAS_SLOT(iface, slot)                                              \
+  ((iface)->struct_size >= offsetof(tc_backend_iface, slot) +                  \
+                               sizeof((iface)->slot) &&                        \
+   (iface)->slot != NULL)
+
+/* ---- tensors (lib/tensor.c) ---- */
+typedef struct tc__storage {
+  tc_backend *be;
+  void *data; /* device memory */
+  size_t bytes;
+  atomic_int refcount;
+} tc__storage;
+
+struct tc_tensor {
+  tc__storage *storage;
+  size_t offset_bytes;
+  int ndim;
+  tc_dtype dtype;
+  int64_t shape[TC_MAX_DIMS];
+  int64_t numel;
+};
+size_t tc__dtype_size(tc_dtype dtype);
+/* Validates a shape; writes its element count. `fn` names the caller. */
+tc_status tc__shape_numel(const int64_t *shape, int ndim, int64_t *out,
+                          const char *fn);
+
+#endif /* TINYCNN_INTERNAL_H */

@@ -1,0 +1,242 @@
+/*
+ * train_checkpoint.c - whole training checkpoints: model state dict plus
+ * optimizer, scheduler, loader, trainer counters and RNG state, in one
+ * safetensors file written atomically (see checkpoint.c for the model part
+ * and atomic_file.c for the write).
+ *
+ * Loading validates every entry it will use (presence, dtype, shape)
+ * before changing anything, so a checkpoint of another model, optimizer or
+ * a truncated file leaves all objects as they were.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <tinycnn/data.h>
+#include <tinycnn/optim.h>
+
+#include "io_internal.h"
+
+#define CKPT_FORMAT "tinycnn-checkpoint"
+
+static tc_status add_i64(tc_safetensors_writer *w, const char *name,
+                         int64_t v) {
+  return tc_safetensors_writer_add(w, name, TC_ST_I64, NULL, 0, &v, sizeof v);
+}
+
+static tc_status add_u64(tc_safetensors_writer *w, const char *name,
+                         uint64_t v) {
+  return tc_safetensors_writer_add(w, name, TC_ST_U64, NULL, 0, &v, sizeof v);
+}
+
+TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
+                                    tc_optimizer *opt, tc_scheduler *sched,
+                                    tc_loader *loader, int64_t epoch,
+                                    int64_t step,
+                                    const char *const *metadata) {
+  static const char fn[] = "tc_checkpoint_save";
+  TC__CHECK_NULL(path, fn);
+  TC__CHECK_NULL(m, fn);
+  tc_safetensors_writer *w = NULL;
+  tc_status st = tc_safetensors_writer_create(&w);
+  if (st != TC_OK)
+    return st;
+  st = tc_safetensors_writer_add_model(w, m, NULL);
+  if (st == TC_OK && opt) {
+    int64_t n = tc_optimizer_num_state(opt);
+    for (int64_t i = 0; st == TC_OK && i < n; i++) {
+      const char *name;
+      tc_tensor *t;
+      st = tc_optimizer_get_state(opt, i, &name, &t);
+      if (st == TC_OK)
+        st = tc_safetensors_writer_add_tensor(w, name, t);
+    }
+  }
+  if (st == TC_OK && sched)
+    st = add_i64(w, "scheduler.last_epoch", tc_scheduler_get_last_epoch(sched));
+  if (st == TC_OK && loader) {
+    int64_t le = 0, lb = 0;
+    st = tc_loader_get_state(loader, &le, &lb);
+    if (st == TC_OK)
+      st = add_i64(w, "loader.epoch", le);
+    if (st == TC_OK)
+      st = add_i64(w, "loader.batch", lb);
+  }
+  if (st == TC_OK)
+    st = add_i64(w, "trainer.epoch", epoch);
+  if (st == TC_OK)
+    st = add_i64(w, "trainer.step", step);
+  if (st == TC_OK)
+    st = add_u64(w, "rng.seed", tc_get_seed());
+  if (st == TC_OK)
+    st = add_u64(w, "rng.model_seed", tc_model_get_seed(m));
+  if (st == TC_OK)
+    st = add_u64(w, "rng.model_offset", tc_model_get_rng_offset(m));
+  if (st == TC_OK)
+    st = tc_safetensors_writer_add_metadata(w, "format", CKPT_FORMAT);
+  for (const char *const *kv = metadata; st == TC_OK && kv && kv[0];
+       kv += 2) {
+    if (!kv[1]) {
+      st = tc__error(TC_EINVAL, "%s: metadata key '%s' has no value", fn,
+                     kv[0]);
+      break;
+    }
+    st = tc_safetensors_writer_add_metadata(w, kv[0], kv[1]);
+  }
+  if (st == TC_OK)
+    st = tc_safetensors_writer_commit(w, path);
+  tc_safetensors_writer_destroy(w);
+  return st;
+}
+
+/* Checks that scalar `name` exists with `dtype`; appends a mismatch to
+ * `msg` and counts it otherwise. */
+static void expect_scalar(const tc_safetensors *f, const char *name,
+                          tc_st_dtype dtype, char *msg, size_t cap,
+                          int *bad) {
+  tc_st_dtype d;
+  int nd = -1;
+  int64_t shape[1];
+  if (tc_safetensors_info(f, name, &d, shape, 1, &nd) != TC_OK) {
+    size_t used = strlen(msg);
+    snprintf(msg + used, cap - used, "%smissing '%s'", *bad ? "; " : "",
+             name);
+    (*bad)++;
+  } else if (d != dtype || nd != 0) {
+    size_t used = strlen(msg);
+    snprintf(msg + used, cap - used, "%s'%s' is not a %s scalar",
+             *bad ? "; " : "", name, tc_st_dtype_name(dtype));
+    (*bad)++;
+  }
+}
+
+static tc_status read_i64(tc_safetensors *f, const char *name, int64_t *v) {
+  return tc_safetensors_read_raw(f, name, v, sizeof *v);
+}
+
+TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
+                                    tc_optimizer *opt, tc_scheduler *sched,
+                                    tc_loader *loader, int64_t *out_epoch,
+                                    int64_t *out_step) {
+  static const char fn[] = "tc_checkpoint_load";
+  TC__CHECK_NULL(path, fn);
+  TC__CHECK_NULL(m, fn);
+  tc_safetensors *f = NULL;
+  tc_status st = tc_safetensors_open(&f, path);
+  if (st != TC_OK)
+    return st;
+  const char *format = tc_safetensors_metadata(f, "format");
+  if (!format || strcmp(format, CKPT_FORMAT) != 0) {
+    tc_safetensors_close(f);
+    return tc__error(TC_EFORMAT,
+                     "%s: '%s' is not a tinycnn training checkpoint "
+                     "(no __metadata__ format=" CKPT_FORMAT ")",
+                     fn, path);
+  }
+
+  /* 1. validate everything that will be read */
+  char msg[768] = "";
+  int bad = 0;
+  int64_t n_opt = opt ? tc_optimizer_num_state(opt) : 0;
+  for (int64_t i = 0; i < n_opt; i++) {
+    const char *name;
+    tc_tensor *t;
+    st = tc_optimizer_get_state(opt, i, &name, &t);
+    if (st != TC_OK)
+      goto out;
+    tc_st_dtype d;
+    int nd = -1;
+    int64_t shape[TC_MAX_DIMS];
+    int64_t want[TC_MAX_DIMS];
+    int wnd = tc_tensor_ndim(t);
+    tc_tensor_shape(t, want);
+    tc_st_dtype wd = tc_tensor_dtype(t) == TC_INT64   ? TC_ST_I64
+                     : tc_tensor_dtype(t) == TC_INT32 ? TC_ST_I32
+                                                      : TC_ST_F32;
+    int ok = tc_safetensors_info(f, name, &d, shape, TC_MAX_DIMS, &nd) == TC_OK;
+    if (ok)
+      ok = d == wd && nd == wnd &&
+           memcmp(shape, want, sizeof(int64_t) * (size_t)wnd) == 0;
+    if (!ok) {
+      size_t used = strlen(msg);
+      snprintf(msg + used, sizeof msg - used, "%s%s '%s'", bad ? "; " : "",
+               nd < 0 ? "missing" : "mismatched", name);
+      bad++;
+    }
+  }
+  if (sched)
+    expect_scalar(f, "scheduler.last_epoch", TC_ST_I64, msg, sizeof msg, &bad);
+  if (loader) {
+    expect_scalar(f, "loader.epoch", TC_ST_I64, msg, sizeof msg, &bad);
+    expect_scalar(f, "loader.batch", TC_ST_I64, msg, sizeof msg, &bad);
+  }
+  expect_scalar(f, "trainer.epoch", TC_ST_I64, msg, sizeof msg, &bad);
+  expect_scalar(f, "trainer.step", TC_ST_I64, msg, sizeof msg, &bad);
+  expect_scalar(f, "rng.seed", TC_ST_U64, msg, sizeof msg, &bad);
+  expect_scalar(f, "rng.model_seed", TC_ST_U64, msg, sizeof msg, &bad);
+  expect_scalar(f, "rng.model_offset", TC_ST_U64, msg, sizeof msg, &bad);
+  if (bad) {
+    st = tc__error(TC_ESHAPE, "%s: '%s': %d problem%s: %s", fn, path, bad,
+                   bad == 1 ? "" : "s", msg);
+    goto out;
+  }
+
+  /* 2. scalars into host memory (cannot fail once validated, except I/O) */
+  int64_t last_epoch = 0, l_epoch = 0, l_batch = 0, t_epoch = 0, t_step = 0;
+  uint64_t seed = 0, mseed = 0, moff = 0;
+  if ((sched && (st = read_i64(f, "scheduler.last_epoch", &last_epoch))) ||
+      (loader && (st = read_i64(f, "loader.epoch", &l_epoch))) ||
+      (loader && (st = read_i64(f, "loader.batch", &l_batch))) ||
+      (st = read_i64(f, "trainer.epoch", &t_epoch)) ||
+      (st = read_i64(f, "trainer.step", &t_step)) ||
+      (st = tc_safetensors_read_raw(f, "rng.seed", &seed, sizeof seed)) ||
+      (st = tc_safetensors_read_raw(f, "rng.model_seed", &mseed,
+                                    sizeof mseed)) ||
+      (st = tc_safetensors_read_raw(f, "rng.model_offset", &moff,
+                                    sizeof moff)))
+    goto out;
+  if (last_epoch < 0 || l_epoch < 0 || l_batch < 0 || t_epoch < 0 ||
+      t_step < 0) {
+    st = tc__error(TC_EFORMAT, "%s: '%s': negative counters", fn, path);
+    goto out;
+  }
+
+  /* 3. the model (itself transactional), then the rest */
+  const char *ignore[] = {TC_CHECKPOINT_RESERVED, NULL};
+  st = tc_safetensors_load_model(f, m, NULL, ignore);
+  if (st != TC_OK)
+    goto out;
+  for (int64_t i = 0; i < n_opt && st == TC_OK; i++) {
+    const char *name;
+    tc_tensor *t;
+    st = tc_optimizer_get_state(opt, i, &name, &t);
+    if (st == TC_OK)
+      st = tc_safetensors_read(f, name, t);
+  }
+  if (st == TC_OK && opt) {
+    /* the step count was written through its state tensor; re-read it so
+     * the optimizer's host copy follows */
+    int64_t s;
+    st = tc_optimizer_get_step(opt, &s);
+    if (st == TC_OK)
+      st = tc_optimizer_set_step(opt, s);
+  }
+  if (st == TC_OK && sched)
+    st = tc_scheduler_set_last_epoch(sched, last_epoch);
+  if (st == TC_OK && loader)
+    st = tc_loader_set_state(loader, l_epoch, l_batch);
+  if (st == TC_OK)
+    st = tc_model_set_seed(m, mseed);
+  if (st == TC_OK)
+    st = tc_model_set_rng_offset(m, moff);
+  if (st == TC_OK) {
+    tc_set_seed(seed);
+    if (out_epoch)
+      *out_epoch = t_epoch;
+    if (out_step)
+      *out_step = t_step;
+  }
+out:
+  tc_safetensors_close(f);
+  return st;
+}

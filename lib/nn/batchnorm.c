@@ -1,0 +1,316 @@
+/*
+ * batchnorm.c - BatchNorm1d / BatchNorm2d (torch.nn semantics): batch
+ * statistics in training (biased variance to normalise, unbiased into
+ * running_var), running statistics in evaluation when tracked, momentum
+ * including the cumulative average (momentum None: 1/num_batches_tracked).
+ *   x, y: (N, C, spatial)   weight, bias, running_*: (C)
+ * num_batches_tracked is a device TC_INT64 scalar; it is read and written
+ * back each training step (8 bytes each way) so a checkpoint that loads it
+ * is always honoured. Backward in evaluation mode (running statistics)
+ * is built from fwd_infer, bias_grad and a batched GEMM, as the backend's
+ * batchnorm_bwd only knows the training formula.
+ */
+#include <math.h>
+
+#include "nn_internal.h"
+
+typedef struct bn_layer {
+  tc_layer base;
+  tc_batchnorm_options o;
+  int64_t c;
+  int dims;             /* 1: BatchNorm1d, 2: BatchNorm2d */
+  int used_batch_stats; /* how the last forward normalised */
+  tc_tensor *save_mean, *save_invstd; /* (C) */
+  tc_tensor *zeros;     /* (C) eval backward */
+  tc_tensor *tmp;       /* (N*C) eval backward */
+  tc_tensor *xhat;      /* like x, eval backward */
+} bn_layer;
+
+static tc_status bn_infer(tc_layer *l, const char *fn) {
+  bn_layer *b = (bn_layer *)l;
+  char p[256], s[96];
+  int ok = b->dims == 2 ? l->in_ndim == 3
+                        : (l->in_ndim == 1 || l->in_ndim == 2);
+  if (!ok || l->in_shape[0] != b->c)
+    return tc__error(TC_ESHAPE, "%s: %s (batchnorm%dd, %lld features) "
+                     "expects input %s, got per-sample shape %s", fn,
+                     nn_path(l, p, sizeof p), b->dims, (long long)b->c,
+                     b->dims == 2 ? "(N, C, H, W)" : "(N, C) or (N, C, L)",
+                     nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
+  l->out_ndim = l->in_ndim;
+  memcpy(l->out_shape, l->in_shape, sizeof l->out_shape);
+  return TC_OK;
+}
+
+static tc_status bn_init(tc_layer *l, tc_rng *rng) {
+  (void)rng;
+  bn_layer *b = (bn_layer *)l;
+  tc_backend *be = nn_be(l);
+  tc_status st = TC_OK;
+  if (b->o.affine) {
+    st = nn_fill(be, nn_f(l->param[0]), b->c, 1.f);
+    if (st == TC_OK)
+      st = nn_fill(be, nn_f(l->param[1]), b->c, 0.f);
+  }
+  if (st == TC_OK && b->o.track_running_stats) {
+    st = nn_fill(be, nn_f(l->buffer[0]), b->c, 0.f);
+    if (st == TC_OK)
+      st = nn_fill(be, nn_f(l->buffer[1]), b->c, 1.f);
+    if (st == TC_OK)
+      st = be->iface->memset(be->ctx, tc_tensor_data(l->buffer[2]), 0, 8);
+  }
+  return st;
+}
+
+static tc_status bn_plan(tc_layer *l, int64_t n) {
+  bn_layer *b = (bn_layer *)l;
+  tc_status st = nn_plan_output(l, n);
+  if (st == TC_OK)
+    st = nn_ensure(&b->save_mean, nn_be(l), &b->c, 1, TC_FLOAT32);
+  if (st == TC_OK)
+    st = nn_ensure(&b->save_invstd, nn_be(l), &b->c, 1, TC_FLOAT32);
+  return st;
+}
+
+static int64_t spatial_of(const tc_layer *l) {
+  int64_t s = 1;
+  for (int i = 1; i < l->in_ndim; i++)
+    s *= l->in_shape[i];
+  return s;
+}
+
+static tc_batchnorm_args bn_args(bn_layer *b, int64_t n) {
+  tc_layer *l = &b->base;
+  tc_batchnorm_args a;
+  memset(&a, 0, sizeof a);
+  a.struct_size = sizeof a;
+  a.n = n, a.c = b->c, a.spatial = spatial_of(l);
+  a.eps = b->o.eps;
+  a.gamma = b->o.affine ? nn_f(l->param[0]) : NULL;
+  a.beta = b->o.affine ? nn_f(l->param[1]) : NULL;
+  a.save_mean = nn_f(b->save_mean);
+  a.save_invstd = nn_f(b->save_invstd);
+  return a;
+}
+
+static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
+  bn_layer *b = (bn_layer *)l;
+  tc_backend *be = nn_be(l);
+  int training = nn_model_training(l->model);
+  int track = b->o.track_running_stats;
+  int64_t n = x->shape[0];
+  tc_batchnorm_args a = bn_args(b, n);
+  a.x = nn_f(x);
+  a.y = nn_f(l->y);
+  tc_status st;
+  if (!training && track) {
+    if ((st = NN_SLOT(be, batchnorm_fwd_infer)) != TC_OK)
+      return st;
+    a.running_mean = nn_f(l->buffer[0]);
+    a.running_var = nn_f(l->buffer[1]);
+    if ((st = be->iface->batchnorm_fwd_infer(be->ctx, &a)) == TC_OK)
+      b->used_batch_stats = 0;
+    return st;
+  }
+  if ((st = NN_SLOT(be, batchnorm_fwd_train)) != TC_OK)
+    return st;
+  if (n * a.spatial <= 1) {
+    char p[256];
+    return tc__error(TC_ESHAPE, "tc_model_forward: %s: batch statistics "
+                     "need more than 1 value per channel (N=%lld, spatial "
+                     "%lld)", nn_path(l, p, sizeof p), (long long)n,
+                     (long long)a.spatial);
+  }
+  int64_t nbt = 0;
+  a.momentum = b->o.momentum;
+  if (training && track) {
+    st = be->iface->copy_d2h(be->ctx, &nbt, tc_tensor_data(l->buffer[2]),
+                             sizeof nbt);
+    if (st != TC_OK)
+      return st;
+    nbt++;
+    if (b->o.momentum < 0.f)
+      a.momentum = (float)(1.0 / (double)nbt);
+    a.running_mean = nn_f(l->buffer[0]);
+    a.running_var = nn_f(l->buffer[1]);
+  }
+  if ((st = be->iface->batchnorm_fwd_train(be->ctx, &a)) != TC_OK)
+    return st;
+  b->used_batch_stats = 1;
+  if (training && track)
+    st = be->iface->copy_h2d(be->ctx, tc_tensor_data(l->buffer[2]), &nbt,
+                             sizeof nbt);
+  return st;
+}
+
+/* Evaluation-mode backward: y = (x - rm) * g / sqrt(rv + eps) + beta, so
+ * dx = dy * g / sqrt(rv + eps), dbeta = sum dy, dgamma = sum dy * xhat. */
+static tc_status bn_backward_eval(bn_layer *b, const tc_tensor *dy,
+                                  tc_tensor *dx, int acc) {
+  tc_layer *l = &b->base;
+  tc_backend *be = nn_be(l);
+  tc_status st = NN_SLOT(be, batchnorm_fwd_infer);
+  if (st == TC_OK && b->o.affine)
+    st = NN_SLOT(be, bias_grad);
+  if (st == TC_OK && b->o.affine)
+    st = NN_SLOT(be, gemm);
+  if (st != TC_OK)
+    return st;
+  int64_t n = dy->shape[0];
+  tc_batchnorm_args a = bn_args(b, n);
+  if ((st = nn_ensure(&b->zeros, be, &b->c, 1, TC_FLOAT32)) != TC_OK)
+    return st;
+  if ((st = nn_fill(be, nn_f(b->zeros), b->c, 0.f)) != TC_OK)
+    return st;
+  a.running_var = nn_f(l->buffer[1]);
+  if (b->o.affine) {
+    int64_t nc = n * b->c;
+    if ((st = nn_ensure(&b->tmp, be, &nc, 1, TC_FLOAT32)) != TC_OK ||
+        (st = nn_ensure(&b->xhat, be, l->x->shape, l->x->ndim,
+                        TC_FLOAT32)) != TC_OK)
+      return st;
+    tc_bias_args bg = {sizeof bg, n, b->c, a.spatial, NULL, NULL, nn_f(dy),
+                       nn_f(l->grad[1]), 1, 0};
+    if ((st = be->iface->bias_grad(be->ctx, &bg)) != TC_OK)
+      return st;
+    tc_batchnorm_args h = a;
+    h.gamma = h.beta = NULL;
+    h.running_mean = nn_f(l->buffer[0]);
+    h.x = nn_f(l->x);
+    h.y = nn_f(b->xhat);
+    if ((st = be->iface->batchnorm_fwd_infer(be->ctx, &h)) != TC_OK)
+      return st;
+    /* tmp[i] = dot(dy row i, xhat row i), rows of `spatial` floats */
+    tc_gemm_args g;
+    memset(&g, 0, sizeof g);
+    g.struct_size = sizeof g;
+    g.m = 1, g.n = 1, g.k = a.spatial, g.alpha = 1.f, g.beta = 0.f;
+    g.a = nn_f(dy), g.lda = a.spatial, g.stride_a = a.spatial;
+    g.b = nn_f(b->xhat), g.ldb = 1, g.stride_b = a.spatial;
+    g.c = nn_f(b->tmp), g.ldc = 1, g.stride_c = 1;
+    g.batch = nc;
+    if ((st = be->iface->gemm(be->ctx, &g)) != TC_OK)
+      return st;
+    tc_bias_args gg = {sizeof gg, n, b->c, 1, NULL, NULL, nn_f(b->tmp),
+                       nn_f(l->grad[0]), 1, 0};
+    if ((st = be->iface->bias_grad(be->ctx, &gg)) != TC_OK)
+      return st;
+  }
+  if (!dx)
+    return TC_OK;
+  tc_tensor *target = dx;
+  if (acc && (st = nn_scratch(l, dx, &target)) != TC_OK)
+    return st;
+  a.beta = NULL;
+  a.running_mean = nn_f(b->zeros);
+  a.x = nn_f(dy);
+  a.y = nn_f(target);
+  if ((st = be->iface->batchnorm_fwd_infer(be->ctx, &a)) != TC_OK)
+    return st;
+  return acc ? nn_pass_grad(be, target, dx, 1) : TC_OK;
+}
+
+static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+                             int acc) {
+  bn_layer *b = (bn_layer *)l;
+  if (!b->used_batch_stats)
+    return bn_backward_eval(b, dy, dx, acc);
+  tc_backend *be = nn_be(l);
+  tc_status st = NN_SLOT(be, batchnorm_bwd);
+  if (st != TC_OK)
+    return st;
+  tc_tensor *target = dx;
+  if (!dx) {
+    /* the backend always writes dx; give it scratch */
+    if ((st = nn_scratch(l, dy, &target)) != TC_OK)
+      return st;
+    acc = 0;
+  }
+  /* one accumulate flag covers dx and the parameter gradients, which
+   * must accumulate: clear dx first when it is to be overwritten */
+  if (!acc && (st = nn_fill(be, nn_f(target), target->numel, 0.f)) != TC_OK)
+    return st;
+  tc_batchnorm_args a = bn_args(b, dy->shape[0]);
+  a.x = nn_f(l->x);
+  a.dy = nn_f(dy);
+  a.dx = nn_f(target);
+  a.dgamma = b->o.affine ? nn_f(l->grad[0]) : NULL;
+  a.dbeta = b->o.affine ? nn_f(l->grad[1]) : NULL;
+  a.accumulate = 1;
+  return be->iface->batchnorm_bwd(be->ctx, &a);
+}
+
+static void bn_release(tc_layer *l) {
+  bn_layer *b = (bn_layer *)l;
+  tc_tensor_destroy(b->save_mean);
+  tc_tensor_destroy(b->save_invstd);
+  tc_tensor_destroy(b->zeros);
+  tc_tensor_destroy(b->tmp);
+  tc_tensor_destroy(b->xhat);
+}
+
+static const nn_kind bn1d_kind = {
+    .name = "batchnorm1d", .infer = bn_infer, .init = bn_init,
+    .plan = bn_plan, .forward = bn_forward, .backward = bn_backward,
+    .release = bn_release,
+};
+static const nn_kind bn2d_kind = {
+    .name = "batchnorm2d", .infer = bn_infer, .init = bn_init,
+    .plan = bn_plan, .forward = bn_forward, .backward = bn_backward,
+    .release = bn_release,
+};
+
+static const tc_batchnorm_options bn_defaults = TC_BATCHNORM_OPTIONS_INIT;
+
+TC_API tc_status tc_batchnorm_options_init(tc_batchnorm_options *o,
+                                           size_t struct_size) {
+  return nn_options_init(o, &bn_defaults, sizeof *o, struct_size,
+                         "tc_batchnorm_options_init");
+}
+
+static tc_status bn_create(tc_layer **out, int64_t c,
+                           const tc_batchnorm_options *opts, int dims,
+                           const char *fn) {
+  TC__CHECK_NULL(out, fn);
+  tc_batchnorm_options o;
+  tc_status st = nn_options(&o, &bn_defaults, sizeof o, opts, fn);
+  if (st != TC_OK)
+    return st;
+  if (c < 1 || !(o.eps > 0.f) || !isfinite(o.eps) ||
+      !((o.momentum >= 0.f && o.momentum <= 1.f) ||
+        o.momentum == TC_BN_MOMENTUM_CUMULATIVE))
+    return tc__error(TC_EINVAL, "%s: num_features %lld must be >= 1, eps "
+                     "%g > 0, momentum %g in [0, 1] or "
+                     "TC_BN_MOMENTUM_CUMULATIVE", fn, (long long)c,
+                     (double)o.eps, (double)o.momentum);
+  tc_layer *l;
+  st = nn_layer_alloc(&l, dims == 2 ? &bn2d_kind : &bn1d_kind,
+                      sizeof(bn_layer), fn);
+  if (st != TC_OK)
+    return st;
+  bn_layer *b = (bn_layer *)l;
+  b->o = o;
+  b->c = c;
+  b->dims = dims;
+  if (o.affine) {
+    nn_declare_param(l, "weight", &c, 1);
+    nn_declare_param(l, "bias", &c, 1);
+  }
+  if (o.track_running_stats) {
+    nn_declare_buffer(l, "running_mean", &c, 1, TC_FLOAT32);
+    nn_declare_buffer(l, "running_var", &c, 1, TC_FLOAT32);
+    nn_declare_buffer(l, "num_batches_tracked", NULL, 0, TC_INT64);
+  }
+  *out = l;
+  return TC_OK;
+}
+
+TC_API tc_status tc_batchnorm1d_create(tc_layer **out, int64_t num_features,
+                                       const tc_batchnorm_options *opts) {
+  return bn_create(out, num_features, opts, 1, "tc_batchnorm1d_create");
+}
+
+TC_API tc_status tc_batchnorm2d_create(tc_layer **out, int64_t num_features,
+                                       const tc_batchnorm_options *opts) {
+  return bn_create(out, num_features, opts, 2, "tc_batchnorm2d_create");
+}

@@ -1,0 +1,361 @@
+/*
+ * layer.c - the generic layer object: allocation and destruction, children,
+ * parameter/buffer declarations, option structs, names and shapes for
+ * messages, and planned tensors (buffers that grow only, reshaped in place
+ * so a steady-state step allocates nothing).
+ */
+#include <stdio.h>
+
+#include "nn_internal.h"
+
+tc_status nn_layer_alloc(tc_layer **out, const nn_kind *kind, size_t size,
+                         const char *fn) {
+  if (!out)
+    return tc__error(TC_EINVAL, "%s: argument 'out' is NULL", fn);
+  tc_layer *l = tc__calloc(1, size);
+  if (!l)
+    return tc__oom(fn);
+  l->kind = kind;
+  *out = l;
+  return TC_OK;
+}
+
+void nn_layer_free(tc_layer *l) {
+  if (!l)
+    return;
+  for (int64_t i = 0; i < l->nchildren; i++)
+    nn_layer_free(l->children[i]);
+  tc__free(l->children);
+  if (l->kind->release)
+    l->kind->release(l);
+  for (int i = 0; i < NN_MAX_PARAMS; i++) {
+    tc_tensor_destroy(l->param[i]);
+    tc_tensor_destroy(l->grad[i]);
+  }
+  for (int i = 0; i < NN_MAX_BUFFERS; i++)
+    tc_tensor_destroy(l->buffer[i]);
+  tc_tensor_destroy(l->y_own);
+  tc_tensor_destroy(l->scratch);
+  tc__free(l->name);
+  tc__free(l);
+}
+
+TC_API void tc_layer_destroy(tc_layer *l) {
+  /* a layer inside a container or model belongs to it */
+  if (!l || l->parent || l->model)
+    return;
+  nn_layer_free(l);
+}
+
+TC_API const char *tc_layer_kind(const tc_layer *l) {
+  return l ? l->kind->name : "";
+}
+
+static tc_status check_name(const tc_layer *parent, const char *name,
+                            const char *fn) {
+  if (!name || !*name || strchr(name, '.'))
+    return tc__error(TC_EINVAL, "%s: name '%s' must be non-empty and "
+                     "without '.'", fn, name ? name : "(null)");
+  if (strlen(name) > 200)
+    return tc__error(TC_EINVAL, "%s: name longer than 200 characters", fn);
+  for (int64_t i = 0; i < parent->nchildren; i++)
+    if (strcmp(parent->children[i]->name, name) == 0)
+      return tc__error(TC_EINVAL, "%s: name '%s' is already used", fn, name);
+  return TC_OK;
+}
+
+tc_status nn_add_child(tc_layer *parent, const char *name, tc_layer *child,
+                       const char *fn) {
+  tc_status st = TC_OK;
+  if (!child)
+    return tc__error(TC_EINVAL, "%s: argument 'layer' is NULL", fn);
+  if (child->parent || child->model || child == parent)
+    /* not ours to destroy: it belongs to another container */
+    return tc__error(TC_EINVAL, "%s: layer already belongs to a container "
+                     "or model", fn);
+  if ((st = check_name(parent, name, fn)) != TC_OK)
+    goto fail;
+  char *copy = tc__strdup(name);
+  if (!copy) {
+    st = tc__oom(fn);
+    goto fail;
+  }
+  if (parent->nchildren == parent->cap_children) {
+    int64_t cap = parent->cap_children ? 2 * parent->cap_children : 4;
+    tc_layer **ch = tc__malloc((size_t)cap * sizeof *ch);
+    if (!ch) {
+      tc__free(copy);
+      st = tc__oom(fn);
+      goto fail;
+    }
+    if (parent->nchildren)
+      memcpy(ch, parent->children, (size_t)parent->nchildren * sizeof *ch);
+    tc__free(parent->children);
+    parent->children = ch;
+    parent->cap_children = cap;
+  }
+  child->name = copy;
+  child->parent = parent;
+  parent->children[parent->nchildren++] = child;
+  return TC_OK;
+fail:
+  nn_layer_free(child);
+  return st;
+}
+
+void nn_declare_param(tc_layer *l, const char *name, const int64_t *shape,
+                      int ndim) {
+  nn_spec *s = &l->pspec[l->nparams++];
+  s->name = name;
+  s->ndim = ndim;
+  s->dtype = TC_FLOAT32;
+  memcpy(s->shape, shape, (size_t)ndim * sizeof *shape);
+}
+
+void nn_declare_buffer(tc_layer *l, const char *name, const int64_t *shape,
+                       int ndim, tc_dtype dtype) {
+  nn_spec *s = &l->bspec[l->nbuffers++];
+  s->name = name;
+  s->ndim = ndim;
+  s->dtype = dtype;
+  if (ndim)
+    memcpy(s->shape, shape, (size_t)ndim * sizeof *shape);
+}
+
+const char *nn_path(const tc_layer *l, char *buf, size_t size) {
+  const tc_layer *chain[64];
+  int n = 0;
+  for (const tc_layer *p = l; p && p->name && n < 64; p = p->parent)
+    chain[n++] = p;
+  if (n == 0) {
+    snprintf(buf, size, "<root %s>", l->kind->name);
+    return buf;
+  }
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int i = n - 1; i >= 0 && used < size; i--) {
+    int w = snprintf(buf + used, size - used, "%s%s", chain[i]->name,
+                     i ? "." : "");
+    if (w < 0)
+      break;
+    used += (size_t)w;
+  }
+  return buf;
+}
+
+const char *nn_shape_str(const int64_t *shape, int ndim, char *buf,
+                         size_t size) {
+  size_t used = 0;
+  int w = snprintf(buf, size, "(");
+  used = w > 0 ? (size_t)w : 0;
+  for (int i = 0; i < ndim && used < size; i++) {
+    w = snprintf(buf + used, size - used, "%s%lld", i ? ", " : "",
+                 (long long)shape[i]);
+    if (w < 0)
+      break;
+    used += (size_t)w;
+  }
+  if (used < size)
+    snprintf(buf + used, size - used, ")");
+  return buf;
+}
+
+tc_status nn_options(void *dst, const void *defaults, size_t full,
+                     const void *user, const char *fn) {
+  memcpy(dst, defaults, full);
+  if (!user)
+    return TC_OK;
+  size_t size;
+  memcpy(&size, user, sizeof size);
+  if (size > full)
+    return tc__error(TC_EVERSION, "%s: options struct_size %zu is larger "
+                     "than this library's %zu (header newer than library)",
+                     fn, size, full);
+  if (size < sizeof(size_t))
+    return tc__error(TC_EINVAL, "%s: options struct_size %zu is too small",
+                     fn, size);
+  memcpy(dst, user, size);
+  memcpy(dst, &full, sizeof full);
+  return TC_OK;
+}
+
+tc_status nn_options_init(void *o, const void *defaults, size_t full,
+                          size_t struct_size, const char *fn) {
+  if (!o)
+    return tc__error(TC_EINVAL, "%s: argument 'o' is NULL", fn);
+  if (struct_size > full)
+    return tc__error(TC_EVERSION, "%s: struct_size %zu is larger than this "
+                     "library's %zu", fn, struct_size, full);
+  if (struct_size < sizeof(size_t))
+    return tc__error(TC_EINVAL, "%s: struct_size %zu is too small", fn,
+                     struct_size);
+  memcpy(o, defaults, struct_size);
+  memcpy(o, &struct_size, sizeof struct_size);
+  return TC_OK;
+}
+
+tc_backend *nn_be(const tc_layer *l) { return nn_model_backend(l->model); }
+
+tc_status nn_unsupported(const char *op) {
+  return tc__error(TC_EUNSUPPORTED, "backend lacks the '%s' operation", op);
+}
+
+tc_status nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
+                    int ndim, tc_dtype dtype) {
+  int64_t numel;
+  tc_status st = tc__shape_numel(shape, ndim, &numel, "nn plan");
+  if (st != TC_OK)
+    return st;
+  size_t bytes = (size_t)numel * tc__dtype_size(dtype);
+  tc_tensor *cur = *t;
+  if (cur && cur->offset_bytes == 0 && cur->storage->bytes >= bytes) {
+    cur->ndim = ndim;
+    cur->dtype = dtype;
+    cur->numel = numel;
+    memset(cur->shape, 0, sizeof cur->shape);
+    memcpy(cur->shape, shape, (size_t)ndim * sizeof *shape);
+    return TC_OK;
+  }
+  tc_tensor *nt;
+  if ((st = tc_tensor_create(&nt, be, shape, ndim, dtype)) != TC_OK)
+    return st;
+  tc_tensor_destroy(cur);
+  *t = nt;
+  return TC_OK;
+}
+
+tc_status nn_plan_output(tc_layer *l, int64_t n) {
+  int64_t shape[TC_MAX_DIMS];
+  shape[0] = n;
+  memcpy(shape + 1, l->out_shape, (size_t)l->out_ndim * sizeof *shape);
+  tc_status st = nn_ensure(&l->y_own, nn_be(l), shape, l->out_ndim + 1,
+                           TC_FLOAT32);
+  if (st == TC_OK)
+    l->y = l->y_own;
+  return st;
+}
+
+tc_status nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out) {
+  tc_status st = nn_ensure(&l->scratch, nn_be(l), like->shape, like->ndim,
+                           TC_FLOAT32);
+  if (st == TC_OK)
+    *out = l->scratch;
+  return st;
+}
+
+tc_status nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
+                     const int64_t *shape, int ndim, tc_dtype dtype) {
+  int64_t numel;
+  tc_status st = tc__shape_numel(shape, ndim, &numel, "nn view");
+  if (st != TC_OK)
+    return st;
+  tc_tensor *v = tc__calloc(1, sizeof *v);
+  if (!v)
+    return tc__oom("nn view");
+  v->storage = base->storage;
+  v->offset_bytes = base->offset_bytes + offset;
+  v->ndim = ndim;
+  v->dtype = dtype;
+  v->numel = numel;
+  if (ndim)
+    memcpy(v->shape, shape, (size_t)ndim * sizeof *shape);
+  atomic_fetch_add(&base->storage->refcount, 1);
+  *out = v;
+  return TC_OK;
+}
+
+void nn_alias(tc_tensor *alias, const tc_tensor *x, const int64_t *shape,
+              int ndim) {
+  alias->storage = x->storage;
+  alias->offset_bytes = x->offset_bytes;
+  alias->dtype = x->dtype;
+  alias->ndim = ndim;
+  memset(alias->shape, 0, sizeof alias->shape);
+  memcpy(alias->shape, shape, (size_t)ndim * sizeof *shape);
+  alias->numel = x->numel;
+}
+
+tc_status nn_pass_grad(tc_backend *be, const tc_tensor *dy, tc_tensor *dx,
+                       int acc) {
+  if (!dx)
+    return TC_OK;
+  int64_t n = dx->numel;
+  if (acc) {
+    tc_status st = NN_SLOT(be, axpy);
+    if (st != TC_OK)
+      return st;
+    tc_eltwise_args a = {sizeof a, n, 1.f, 0.f, nn_f(dy), NULL, nn_f(dx)};
+    return be->iface->axpy(be->ctx, &a);
+  }
+  if (nn_f(dx) == nn_f(dy) || n == 0)
+    return TC_OK;
+  return be->iface->copy_d2d(be->ctx, nn_f(dx), nn_f(dy),
+                             (size_t)n * sizeof(float));
+}
+
+tc_status nn_fill(tc_backend *be, float *dst, int64_t n, float alpha) {
+  if (n == 0)
+    return TC_OK;
+  if (alpha == 0.f)
+    return be->iface->memset(be->ctx, dst, 0, (size_t)n * sizeof(float));
+  if (TC__HAS_SLOT(be->iface, fill)) {
+    tc_eltwise_args a = {sizeof a, n, alpha, 0.f, NULL, NULL, dst};
+    return be->iface->fill(be->ctx, &a);
+  }
+  /* without a fill slot: copy from a host block (allocates nothing) */
+  float block[256];
+  for (int i = 0; i < 256; i++)
+    block[i] = alpha;
+  for (int64_t i = 0; i < n; i += 256) {
+    int64_t k = n - i < 256 ? n - i : 256;
+    tc_status st = be->iface->copy_h2d(be->ctx, dst + i, block,
+                                       (size_t)k * sizeof(float));
+    if (st != TC_OK)
+      return st;
+  }
+  return TC_OK;
+}
+
+tc_status nn_infer(tc_layer *l, const int64_t *in_shape, int in_ndim,
+                   const char *fn) {
+  char p[256], s[96];
+  if (in_ndim > NN_SAMPLE_DIMS)
+    return tc__error(TC_ESHAPE, "%s: %s: input has %d dimensions per "
+                     "sample, at most %d", fn, nn_path(l, p, sizeof p),
+                     in_ndim, NN_SAMPLE_DIMS);
+  memset(l->in_shape, 0, sizeof l->in_shape);
+  memcpy(l->in_shape, in_shape, (size_t)in_ndim * sizeof *in_shape);
+  l->in_ndim = in_ndim;
+  for (int i = 0; i < in_ndim; i++)
+    if (in_shape[i] < 1)
+      return tc__error(TC_ESHAPE, "%s: %s: input %s has an empty "
+                       "dimension", fn, nn_path(l, p, sizeof p),
+                       nn_shape_str(in_shape, in_ndim, s, sizeof s));
+  tc_status st = l->kind->infer(l, fn);
+  if (st != TC_OK)
+    return st;
+  for (int i = 0; i < l->out_ndim; i++)
+    if (l->out_shape[i] < 1)
+      return tc__error(TC_ESHAPE, "%s: %s: output %s would be empty", fn,
+                       nn_path(l, p, sizeof p),
+                       nn_shape_str(l->out_shape, l->out_ndim, s,
+                                    sizeof s));
+  return TC_OK;
+}
+
+tc_status nn_plan(tc_layer *l, int64_t n) {
+  tc_status st = l->kind->plan(l, n);
+  if (st == TC_OK)
+    l->batch = n;
+  return st;
+}
+
+tc_status nn_forward(tc_layer *l, tc_tensor *x) {
+  l->x = x;
+  return l->kind->forward(l, x);
+}
+
+tc_status nn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+                      int acc) {
+  return l->kind->backward(l, dy, dx, acc);
+}

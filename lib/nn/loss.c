@@ -1,0 +1,215 @@
+/*
+ * loss.c - loss objects (cross-entropy from logits with label smoothing,
+ * NLL, MSE) over the backend's fused loss slots, and accuracy counts.
+ * A loss object owns a one-float device scalar for the value and a host
+ * copy of the labels (to range-check them), so computing a loss allocates
+ * nothing once a batch this large has been seen. Inputs are checked for
+ * NaN/Inf before anything is written.
+ */
+#include <math.h>
+
+#include "nn_internal.h"
+
+struct tc_loss {
+  tc_backend *be;
+  tc_loss_kind kind;
+  tc_loss_options o;
+  tc_tensor *value;  /* (1) float, device */
+  int32_t *labels;   /* host copy for the range check */
+  int64_t labels_cap;
+};
+
+static const tc_loss_options loss_defaults = TC_LOSS_OPTIONS_INIT;
+
+TC_API tc_status tc_loss_options_init(tc_loss_options *o, size_t struct_size) {
+  return nn_options_init(o, &loss_defaults, sizeof *o, struct_size,
+                         "tc_loss_options_init");
+}
+
+TC_API tc_status tc_loss_create(tc_loss **out, tc_backend *be,
+                                tc_loss_kind kind,
+                                const tc_loss_options *opts) {
+  static const char fn[] = "tc_loss_create";
+  TC__CHECK_NULL(out, fn);
+  TC__CHECK_NULL(be, fn);
+  tc_loss_options o;
+  tc_status st = nn_options(&o, &loss_defaults, sizeof o, opts, fn);
+  if (st != TC_OK)
+    return st;
+  if ((int)kind < TC_LOSS_CROSS_ENTROPY || kind > TC_LOSS_MSE)
+    return tc__error(TC_EINVAL, "%s: unknown loss kind %d", fn, (int)kind);
+  if (o.reduction != TC_LOSS_MEAN && o.reduction != TC_LOSS_SUM)
+    return tc__error(TC_EINVAL, "%s: reduction %d must be TC_LOSS_MEAN or "
+                     "TC_LOSS_SUM", fn, (int)o.reduction);
+  if (!(o.label_smoothing >= 0.f && o.label_smoothing <= 1.f) ||
+      (o.label_smoothing != 0.f && kind != TC_LOSS_CROSS_ENTROPY))
+    return tc__error(TC_EINVAL, "%s: label_smoothing %g must be in [0, 1] "
+                     "and only with cross-entropy", fn,
+                     (double)o.label_smoothing);
+  tc_loss *l = tc__calloc(1, sizeof *l);
+  if (!l)
+    return tc__oom(fn);
+  int64_t one = 1;
+  if ((st = tc_tensor_create(&l->value, be, &one, 1, TC_FLOAT32)) != TC_OK) {
+    tc__free(l);
+    return st;
+  }
+  tc__backend_retain(be);
+  l->be = be;
+  l->kind = kind;
+  l->o = o;
+  *out = l;
+  return TC_OK;
+}
+
+TC_API void tc_loss_destroy(tc_loss *l) {
+  if (!l)
+    return;
+  tc_tensor_destroy(l->value);
+  tc__free(l->labels);
+  tc_backend_destroy(l->be);
+  tc__free(l);
+}
+
+/* TC_ENUMERIC when `t` holds NaN or Inf (skipped without a reduce slot). */
+static tc_status check_finite(tc_backend *be, const tc_tensor *t,
+                              const char *what, const char *fn) {
+  if (!TC__HAS_SLOT(be->iface, reduce) || t->numel == 0)
+    return TC_OK;
+  double bad = 0;
+  tc_reduce_args a = {sizeof a, t->numel, TC_REDUCE_NONFINITE, 0, nn_f(t),
+                      &bad};
+  tc_status st = be->iface->reduce(be->ctx, &a);
+  if (st != TC_OK)
+    return st;
+  if (bad != 0)
+    return tc__error(TC_ENUMERIC, "%s: %s holds %.0f NaN or Inf values", fn,
+                     what, bad);
+  return TC_OK;
+}
+
+static tc_status check_labels(tc_loss *l, const tc_tensor *labels, int64_t n,
+                              int64_t classes, const char *fn) {
+  if (labels->dtype != TC_INT32 || labels->numel != n)
+    return tc__error(TC_ESHAPE, "%s: labels must be int32 (N = %lld), got "
+                     "%lld elements of dtype %d", fn, (long long)n,
+                     (long long)labels->numel, (int)labels->dtype);
+  if (n > l->labels_cap) {
+    int32_t *h = tc__malloc((size_t)n * sizeof *h);
+    if (!h)
+      return tc__oom(fn);
+    tc__free(l->labels);
+    l->labels = h;
+    l->labels_cap = n;
+  }
+  tc_status st = tc_tensor_copy_to_host(labels, l->labels,
+                                        (size_t)n * sizeof(int32_t));
+  if (st != TC_OK)
+    return st;
+  for (int64_t i = 0; i < n; i++)
+    if (l->labels[i] < 0 || l->labels[i] >= classes)
+      return tc__error(TC_EINVAL, "%s: label[%lld] = %d is outside [0, %lld)",
+                       fn, (long long)i, (int)l->labels[i],
+                       (long long)classes);
+  return TC_OK;
+}
+
+TC_API tc_status tc_loss_compute(tc_loss *l, const tc_tensor *input,
+                                 const tc_tensor *target, float *out_value,
+                                 tc_tensor *grad) {
+  static const char fn[] = "tc_loss_compute";
+  TC__CHECK_NULL(l, fn);
+  TC__CHECK_NULL(input, fn);
+  TC__CHECK_NULL(target, fn);
+  TC__CHECK_NULL(out_value, fn);
+  tc_backend *be = l->be;
+  if (input->dtype != TC_FLOAT32 || input->ndim < 1 || input->shape[0] < 1 ||
+      input->numel < input->shape[0])
+    return tc__error(TC_ESHAPE, "%s: input must be float32 (N, C) with N, C "
+                     ">= 1", fn);
+  int64_t n = input->shape[0], classes = input->numel / n;
+  if (grad && (grad->dtype != TC_FLOAT32 || grad->numel != input->numel))
+    return tc__error(TC_ESHAPE, "%s: grad has %lld elements, input %lld", fn,
+                     (long long)grad->numel, (long long)input->numel);
+  tc_status st;
+  if (l->kind == TC_LOSS_MSE) {
+    if (target->dtype != TC_FLOAT32 || target->numel != input->numel)
+      return tc__error(TC_ESHAPE, "%s: MSE target must be float32 with %lld "
+                       "elements, got %lld", fn, (long long)input->numel,
+                       (long long)target->numel);
+    if ((st = check_finite(be, target, "target", fn)) != TC_OK)
+      return st;
+  } else if ((st = check_labels(l, target, n, classes, fn)) != TC_OK) {
+    return st;
+  }
+  if ((st = check_finite(be, input, "input", fn)) != TC_OK)
+    return st;
+  tc_loss_args a;
+  memset(&a, 0, sizeof a);
+  a.struct_size = sizeof a;
+  a.n = n, a.classes = classes;
+  a.reduction = l->o.reduction == TC_LOSS_SUM ? TC_REDUCTION_SUM
+                                              : TC_REDUCTION_MEAN;
+  a.label_smoothing = l->o.label_smoothing;
+  a.logits = nn_f(input);
+  if (l->kind == TC_LOSS_MSE)
+    a.target = nn_f(target);
+  else
+    a.labels = (const int32_t *)tc_tensor_data((tc_tensor *)target);
+  a.loss = nn_f(l->value);
+  a.dlogits = nn_f(grad);
+  a.grad_scale = 1.f;
+  switch (l->kind) {
+  case TC_LOSS_CROSS_ENTROPY:
+    if ((st = NN_SLOT(be, softmax_xent)) == TC_OK)
+      st = be->iface->softmax_xent(be->ctx, &a);
+    break;
+  case TC_LOSS_NLL:
+    if ((st = NN_SLOT(be, nll)) == TC_OK)
+      st = be->iface->nll(be->ctx, &a);
+    break;
+  case TC_LOSS_MSE:
+    if ((st = NN_SLOT(be, mse)) == TC_OK)
+      st = be->iface->mse(be->ctx, &a);
+    break;
+  }
+  if (st != TC_OK)
+    return st;
+  float v;
+  if ((st = be->iface->copy_d2h(be->ctx, &v, nn_f(l->value), sizeof v)) !=
+      TC_OK)
+    return st;
+  if (!isfinite(v))
+    return tc__error(TC_ENUMERIC, "%s: the loss is %g (overflow)", fn,
+                     (double)v);
+  *out_value = v;
+  return TC_OK;
+}
+
+TC_API tc_status tc_accuracy_count(const tc_tensor *scores,
+                                   const tc_tensor *labels,
+                                   int64_t *out_correct) {
+  static const char fn[] = "tc_accuracy_count";
+  TC__CHECK_NULL(scores, fn);
+  TC__CHECK_NULL(labels, fn);
+  TC__CHECK_NULL(out_correct, fn);
+  if (scores->dtype != TC_FLOAT32 || scores->ndim < 1 ||
+      scores->shape[0] < 1 || scores->numel < scores->shape[0])
+    return tc__error(TC_ESHAPE, "%s: scores must be float32 (N, C)", fn);
+  int64_t n = scores->shape[0];
+  if (labels->dtype != TC_INT32 || labels->numel != n)
+    return tc__error(TC_ESHAPE, "%s: labels must be int32 with %lld "
+                     "elements", fn, (long long)n);
+  tc_backend *be = tc_tensor_backend(scores);
+  tc_status st = NN_SLOT(be, argmax);
+  if (st != TC_OK)
+    return st;
+  int64_t correct = 0;
+  tc_argmax_args a = {sizeof a, n, scores->numel / n, nn_f(scores),
+                      (const int32_t *)tc_tensor_data((tc_tensor *)labels),
+                      NULL, &correct};
+  if ((st = be->iface->argmax(be->ctx, &a)) != TC_OK)
+    return st;
+  *out_correct = correct;
+  return TC_OK;
+}

@@ -1,0 +1,499 @@
+/*
+ * model.c - a model: a layer tree placed on a backend. Creation checks the
+ * shapes, names every parameter and buffer as PyTorch names the same module
+ * tree, places parameters in one flat arena and gradients in another (each
+ * tensor a view at its offset, in named_parameters() order, unpadded, so
+ * the arena equals torch.cat([p.flatten() for p in model.parameters()])),
+ * creates buffers, and draws the default initialisation. Forward plans the
+ * activations for a new batch size (buffers only grow, so alternating batch
+ * sizes settle with no allocation); backward runs the tree in reverse.
+ */
+#include <stdio.h>
+
+#include "nn_internal.h"
+
+typedef struct nn_entry {
+  char *name;
+  tc_tensor *t;
+  tc_tensor *g;
+} nn_entry;
+
+struct tc_model {
+  tc_backend *be;
+  tc_layer *root;
+  int64_t in_shape[NN_SAMPLE_DIMS];
+  int in_ndim;
+  tc_model_options o;
+  tc_tensor *params, *grads; /* 1-D arenas */
+  nn_entry *p, *b, *s;       /* parameters, buffers, state (borrowed) */
+  int64_t np, nb, ns;
+  tc_tensor *ws;             /* shared convolution workspace */
+  size_t ws_bytes;
+  tc_tensor *out_grad, *in_grad;
+  int64_t batch;             /* planned batch size, 0: none */
+  int training, forwarded;
+  uint64_t seed, rng_offset;
+};
+
+/* ---- for layers ---- */
+
+tc_backend *nn_model_backend(const tc_model *m) { return m->be; }
+int nn_model_training(const tc_model *m) { return m->training; }
+
+void *nn_model_workspace(const tc_model *m, size_t *out_bytes) {
+  *out_bytes = m->ws ? m->ws_bytes : 0;
+  return m->ws ? tc_tensor_data(m->ws) : NULL;
+}
+
+void nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
+                          uint64_t *offset) {
+  *seed = m->seed;
+  *offset = m->rng_offset;
+  /* whole Philox blocks, so each forward starts on a block boundary */
+  m->rng_offset += ((uint64_t)units + 3) & ~(uint64_t)3;
+}
+
+/* ---- tree walks ---- */
+
+typedef tc_status (*walk_fn)(tc_layer *l, void *arg);
+
+static tc_status walk(tc_layer *l, walk_fn fn, void *arg) {
+  tc_status st = fn(l, arg);
+  for (int64_t i = 0; i < l->nchildren && st == TC_OK; i++)
+    st = walk(l->children[i], fn, arg);
+  return st;
+}
+
+typedef struct count_arg {
+  tc_model *m;
+  int64_t floats;
+} count_arg;
+
+static tc_status count_one(tc_layer *l, void *arg) {
+  count_arg *c = arg;
+  l->model = c->m;
+  for (int i = 0; i < l->nparams; i++) {
+    int64_t n = 1;
+    for (int d = 0; d < l->pspec[i].ndim; d++)
+      n *= l->pspec[i].shape[d];
+    c->floats += n;
+  }
+  c->m->np += l->nparams;
+  c->m->nb += l->nbuffers;
+  return TC_OK;
+}
+
+/* "layers_2n.0.conv1.weight" */
+static char *full_name(const tc_layer *l, const char *leaf) {
+  char buf[1024];
+  const tc_layer *chain[64];
+  int n = 0;
+  for (const tc_layer *p = l; p && p->name && n < 64; p = p->parent)
+    chain[n++] = p;
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int i = n - 1; i >= 0; i--) {
+    int w = snprintf(buf + used, sizeof buf - used, "%s.", chain[i]->name);
+    if (w < 0 || (size_t)w >= sizeof buf - used)
+      return NULL;
+    used += (size_t)w;
+  }
+  int w = snprintf(buf + used, sizeof buf - used, "%s", leaf);
+  if (w < 0 || (size_t)w >= sizeof buf - used)
+    return NULL;
+  return tc__strdup(buf);
+}
+
+typedef struct place_arg {
+  tc_model *m;
+  size_t offset; /* bytes into the arenas */
+} place_arg;
+
+static tc_status place_one(tc_layer *l, void *arg) {
+  place_arg *pa = arg;
+  tc_model *m = pa->m;
+  static const char fn[] = "tc_model_create";
+  tc_status st;
+  for (int i = 0; i < l->nparams; i++) {
+    nn_spec *sp = &l->pspec[i];
+    nn_entry *e = &m->p[m->np];
+    if (!(e->name = full_name(l, sp->name)))
+      return tc__oom(fn);
+    m->np++;
+    if ((st = nn_view_at(&l->param[i], m->params, pa->offset, sp->shape,
+                         sp->ndim, TC_FLOAT32)) != TC_OK ||
+        (st = nn_view_at(&l->grad[i], m->grads, pa->offset, sp->shape,
+                         sp->ndim, TC_FLOAT32)) != TC_OK)
+      return st;
+    e->t = l->param[i];
+    e->g = l->grad[i];
+    pa->offset += (size_t)l->param[i]->numel * sizeof(float);
+    m->s[m->ns++] = *e;
+  }
+  for (int i = 0; i < l->nbuffers; i++) {
+    nn_spec *sp = &l->bspec[i];
+    nn_entry *e = &m->b[m->nb];
+    if (!(e->name = full_name(l, sp->name)))
+      return tc__oom(fn);
+    m->nb++;
+    if ((st = tc_tensor_create(&l->buffer[i], m->be, sp->shape, sp->ndim,
+                               sp->dtype)) != TC_OK)
+      return st;
+    e->t = l->buffer[i];
+    m->s[m->ns++] = *e;
+  }
+  return TC_OK;
+}
+
+static tc_status init_one(tc_layer *l, void *arg) {
+  return l->kind->init ? l->kind->init(l, arg) : TC_OK;
+}
+
+static tc_status init_all(tc_model *m) {
+  tc_rng rng;
+  tc_rng_init(&rng, tc_get_seed(), TC_RNG_STREAM_INIT);
+  return walk(m->root, init_one, &rng);
+}
+
+/* ---- lifecycle ---- */
+
+static const tc_model_options model_defaults = TC_MODEL_OPTIONS_INIT;
+
+TC_API tc_status tc_model_options_init(tc_model_options *o,
+                                       size_t struct_size) {
+  return nn_options_init(o, &model_defaults, sizeof *o, struct_size,
+                         "tc_model_options_init");
+}
+
+TC_API void tc_model_destroy(tc_model *m) {
+  if (!m)
+    return;
+  nn_layer_free(m->root);
+  for (int64_t i = 0; i < m->np; i++)
+    tc__free(m->p[i].name);
+  for (int64_t i = 0; i < m->nb; i++)
+    tc__free(m->b[i].name);
+  tc__free(m->p);
+  tc__free(m->b);
+  tc__free(m->s);
+  tc_tensor_destroy(m->params);
+  tc_tensor_destroy(m->grads);
+  tc_tensor_destroy(m->ws);
+  tc_tensor_destroy(m->out_grad);
+  tc_tensor_destroy(m->in_grad);
+  tc_backend_destroy(m->be);
+  tc__free(m);
+}
+
+TC_API tc_status tc_model_create(tc_model **out, tc_backend *be,
+                                 tc_layer *root, const int64_t *input_shape,
+                                 int ndim, const tc_model_options *opts) {
+  static const char fn[] = "tc_model_create";
+  tc_status st = TC_OK;
+  tc_model *m = NULL;
+  if (root && (root->parent || root->model))
+    /* not ours: it belongs to a container or another model */
+    return tc__error(TC_EINVAL, "%s: root layer is already in a container "
+                     "or model", fn);
+  if (!out || !be || !root || (ndim > 0 && !input_shape)) {
+    st = tc__error(TC_EINVAL, "%s: out, be, root and input_shape must not "
+                   "be NULL", fn);
+    goto fail;
+  }
+  if (ndim < 1 || ndim > NN_SAMPLE_DIMS) {
+    st = tc__error(TC_EINVAL, "%s: input has %d dimensions per sample, "
+                   "expected 1 to %d", fn, ndim, NN_SAMPLE_DIMS);
+    goto fail;
+  }
+  m = tc__calloc(1, sizeof *m);
+  if (!m) {
+    st = tc__oom(fn);
+    goto fail;
+  }
+  if ((st = nn_options(&m->o, &model_defaults, sizeof m->o, opts, fn)) !=
+      TC_OK)
+    goto fail;
+  tc__backend_retain(be);
+  m->be = be;
+  m->root = root;
+  root = NULL; /* m owns it now */
+  m->training = 1;
+  m->seed = tc_get_seed();
+  m->in_ndim = ndim;
+  memcpy(m->in_shape, input_shape, (size_t)ndim * sizeof *input_shape);
+  if ((st = nn_infer(m->root, input_shape, ndim, fn)) != TC_OK)
+    goto fail;
+  count_arg c = {m, 0};
+  walk(m->root, count_one, &c);
+  int64_t np = m->np, nb = m->nb;
+  m->np = m->nb = 0;
+  if (!(m->p = tc__calloc((size_t)np + 1, sizeof *m->p)) ||
+      !(m->b = tc__calloc((size_t)nb + 1, sizeof *m->b)) ||
+      !(m->s = tc__calloc((size_t)(np + nb) + 1, sizeof *m->s))) {
+    st = tc__oom(fn);
+    goto fail;
+  }
+  if ((st = tc_tensor_create(&m->params, be, &c.floats, 1, TC_FLOAT32)) !=
+          TC_OK ||
+      (st = tc_tensor_create(&m->grads, be, &c.floats, 1, TC_FLOAT32)) !=
+          TC_OK)
+    goto fail;
+  place_arg pa = {m, 0};
+  if ((st = walk(m->root, place_one, &pa)) != TC_OK)
+    goto fail;
+  if ((st = init_all(m)) != TC_OK)
+    goto fail;
+  *out = m;
+  return TC_OK;
+fail:
+  tc_model_destroy(m);
+  nn_layer_free(root); /* NULL once m owns it */
+  return st;
+}
+
+/* ---- planning, forward, backward ---- */
+
+static tc_status ws_one(tc_layer *l, void *arg) {
+  if (!l->kind->workspace)
+    return TC_OK;
+  size_t bytes = 0, *max = arg;
+  tc_status st = l->kind->workspace(l, l->batch, &bytes);
+  if (st == TC_OK && bytes > *max)
+    *max = bytes;
+  return st;
+}
+
+static tc_status plan(tc_model *m, int64_t n) {
+  tc_status st = nn_plan(m->root, n);
+  size_t ws = 0;
+  if (st == TC_OK)
+    st = walk(m->root, ws_one, &ws);
+  if (st == TC_OK && ws > 0) {
+    int64_t floats = (int64_t)((ws + 3) / 4);
+    st = nn_ensure(&m->ws, m->be, &floats, 1, TC_FLOAT32);
+  }
+  int64_t shape[TC_MAX_DIMS];
+  shape[0] = n;
+  if (st == TC_OK) {
+    memcpy(shape + 1, m->root->out_shape,
+           (size_t)m->root->out_ndim * sizeof *shape);
+    st = nn_ensure(&m->out_grad, m->be, shape, m->root->out_ndim + 1,
+                   TC_FLOAT32);
+  }
+  if (st == TC_OK && m->o.input_grad) {
+    memcpy(shape + 1, m->in_shape, (size_t)m->in_ndim * sizeof *shape);
+    st = nn_ensure(&m->in_grad, m->be, shape, m->in_ndim + 1, TC_FLOAT32);
+  }
+  if (st != TC_OK) {
+    m->batch = 0;
+    return st;
+  }
+  m->ws_bytes = ws;
+  m->batch = n;
+  return TC_OK;
+}
+
+static tc_status check_batch(const tc_model *m, const tc_tensor *t,
+                             const int64_t *shape, int ndim,
+                             const char *what, const char *fn) {
+  char s1[96], s2[96];
+  int ok = t->dtype == TC_FLOAT32 && t->ndim == ndim + 1;
+  for (int i = 0; ok && i < ndim; i++)
+    ok = t->shape[i + 1] == shape[i];
+  if (!ok)
+    return tc__error(TC_ESHAPE, "%s: %s has shape %s%s, expected (N, %s", fn,
+                     what, nn_shape_str(t->shape, t->ndim, s1, sizeof s1),
+                     t->dtype == TC_FLOAT32 ? "" : " (not float32)",
+                     nn_shape_str(shape, ndim, s2, sizeof s2) + 1);
+  if (t->shape[0] < 1)
+    return tc__error(TC_ESHAPE, "%s: %s has an empty batch", fn, what);
+  if (tc_tensor_backend(t)->iface != m->be->iface)
+    return tc__error(TC_EINVAL, "%s: %s lives on backend '%s', the model on "
+                     "'%s'", fn, what, tc_backend_name(tc_tensor_backend(t)),
+                     tc_backend_name(m->be));
+  return TC_OK;
+}
+
+TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x,
+                                  tc_tensor **out) {
+  static const char fn[] = "tc_model_forward";
+  TC__CHECK_NULL(m, fn);
+  TC__CHECK_NULL(x, fn);
+  TC__CHECK_NULL(out, fn);
+  tc_status st = check_batch(m, x, m->in_shape, m->in_ndim, "input", fn);
+  if (st != TC_OK)
+    return st;
+  int64_t n = x->shape[0];
+  if (n != m->batch && (st = plan(m, n)) != TC_OK)
+    return st;
+  m->forwarded = 0;
+  if ((st = nn_forward(m->root, x)) != TC_OK)
+    return st;
+  m->forwarded = 1;
+  *out = m->root->y;
+  return TC_OK;
+}
+
+TC_API tc_status tc_model_backward(tc_model *m, const tc_tensor *dy) {
+  static const char fn[] = "tc_model_backward";
+  TC__CHECK_NULL(m, fn);
+  TC__CHECK_NULL(dy, fn);
+  if (!m->forwarded)
+    return tc__error(TC_ESTATE, "%s: no successful forward to "
+                     "back-propagate through", fn);
+  tc_status st = check_batch(m, dy, m->root->out_shape, m->root->out_ndim,
+                             "output gradient", fn);
+  if (st != TC_OK)
+    return st;
+  if (dy->shape[0] != m->batch)
+    return tc__error(TC_ESHAPE, "%s: output gradient has batch %lld, the "
+                     "forward had %lld", fn, (long long)dy->shape[0],
+                     (long long)m->batch);
+  return nn_backward(m->root, dy, m->o.input_grad ? m->in_grad : NULL, 0);
+}
+
+TC_API tc_tensor *tc_model_output_grad(tc_model *m) {
+  return m && m->batch ? m->out_grad : NULL;
+}
+
+TC_API tc_tensor *tc_model_input_grad(tc_model *m) {
+  return m && m->batch ? m->in_grad : NULL;
+}
+
+TC_API int tc_model_output_shape(const tc_model *m,
+                                 int64_t shape[TC_MAX_DIMS]) {
+  if (!m || !shape)
+    return -1;
+  memset(shape, 0, TC_MAX_DIMS * sizeof *shape);
+  memcpy(shape, m->root->out_shape,
+         (size_t)m->root->out_ndim * sizeof *shape);
+  return m->root->out_ndim;
+}
+
+/* ---- modes and state ---- */
+
+TC_API tc_status tc_model_set_training(tc_model *m, int training) {
+  TC__CHECK_NULL(m, "tc_model_set_training");
+  m->training = training != 0;
+  return TC_OK;
+}
+
+TC_API int tc_model_is_training(const tc_model *m) {
+  return m ? m->training : -1;
+}
+
+TC_API tc_status tc_model_zero_grad(tc_model *m) {
+  TC__CHECK_NULL(m, "tc_model_zero_grad");
+  if (m->grads->numel == 0)
+    return TC_OK;
+  return m->be->iface->memset(m->be->ctx, tc_tensor_data(m->grads), 0,
+                              (size_t)m->grads->numel * sizeof(float));
+}
+
+TC_API tc_status tc_model_reset_parameters(tc_model *m) {
+  TC__CHECK_NULL(m, "tc_model_reset_parameters");
+  return init_all(m);
+}
+
+TC_API int64_t tc_model_num_params(const tc_model *m) {
+  return m ? m->np : -1;
+}
+TC_API int64_t tc_model_num_buffers(const tc_model *m) {
+  return m ? m->nb : -1;
+}
+TC_API int64_t tc_model_num_state(const tc_model *m) {
+  return m ? m->ns : -1;
+}
+
+static tc_status check_index(const tc_model *m, int64_t i, int64_t n,
+                             const char *fn) {
+  if (!m)
+    return tc__error(TC_EINVAL, "%s: argument 'm' is NULL", fn);
+  if (i < 0 || i >= n)
+    return tc__error(TC_EINVAL, "%s: index %lld out of range [0, %lld)", fn,
+                     (long long)i, (long long)n);
+  return TC_OK;
+}
+
+TC_API tc_status tc_model_get_param(tc_model *m, int64_t i,
+                                    const char **out_name,
+                                    tc_tensor **out_param,
+                                    tc_tensor **out_grad) {
+  tc_status st = check_index(m, i, m ? m->np : 0, "tc_model_get_param");
+  if (st != TC_OK)
+    return st;
+  if (out_name)
+    *out_name = m->p[i].name;
+  if (out_param)
+    *out_param = m->p[i].t;
+  if (out_grad)
+    *out_grad = m->p[i].g;
+  return TC_OK;
+}
+
+TC_API tc_status tc_model_get_buffer(tc_model *m, int64_t i,
+                                     const char **out_name,
+                                     tc_tensor **out_buffer) {
+  tc_status st = check_index(m, i, m ? m->nb : 0, "tc_model_get_buffer");
+  if (st != TC_OK)
+    return st;
+  if (out_name)
+    *out_name = m->b[i].name;
+  if (out_buffer)
+    *out_buffer = m->b[i].t;
+  return TC_OK;
+}
+
+TC_API tc_status tc_model_get_state(tc_model *m, int64_t i,
+                                    const char **out_name,
+                                    tc_tensor **out_tensor) {
+  tc_status st = check_index(m, i, m ? m->ns : 0, "tc_model_get_state");
+  if (st != TC_OK)
+    return st;
+  if (out_name)
+    *out_name = m->s[i].name;
+  if (out_tensor)
+    *out_tensor = m->s[i].t;
+  return TC_OK;
+}
+
+TC_API tc_status tc_model_find_state(tc_model *m, const char *name,
+                                     tc_tensor **out_tensor) {
+  static const char fn[] = "tc_model_find_state";
+  TC__CHECK_NULL(m, fn);
+  TC__CHECK_NULL(name, fn);
+  TC__CHECK_NULL(out_tensor, fn);
+  for (int64_t i = 0; i < m->ns; i++)
+    if (strcmp(m->s[i].name, name) == 0) {
+      *out_tensor = m->s[i].t;
+      return TC_OK;
+    }
+  return tc__error(TC_ENOTFOUND, "%s: no state entry named '%s'", fn, name);
+}
+
+TC_API tc_tensor *tc_model_params_flat(tc_model *m) {
+  return m ? m->params : NULL;
+}
+TC_API tc_tensor *tc_model_grads_flat(tc_model *m) {
+  return m ? m->grads : NULL;
+}
+TC_API tc_backend *tc_model_backend(const tc_model *m) {
+  return m ? m->be : NULL;
+}
+
+TC_API uint64_t tc_model_get_rng_offset(const tc_model *m) {
+  return m ? m->rng_offset : 0;
+}
+TC_API tc_status tc_model_set_rng_offset(tc_model *m, uint64_t offset) {
+  TC__CHECK_NULL(m, "tc_model_set_rng_offset");
+  m->rng_offset = offset;
+  return TC_OK;
+}
+TC_API uint64_t tc_model_get_seed(const tc_model *m) {
+  return m ? m->seed : 0;
+}
+TC_API tc_status tc_model_set_seed(tc_model *m, uint64_t seed) {
+  TC__CHECK_NULL(m, "tc_model_set_seed");
+  m->seed = seed;
+  return TC_OK;
+}

@@ -1,0 +1,161 @@
+/*
+ * nn_internal.h - the layer object shared by lib/nn: a generic struct
+ * tc_layer with a vtable per kind, the parameter/buffer specs a layer
+ * declares at construction, and helpers for planned buffers and views.
+ *
+ * Life of a layer: constructed (configuration only) -> placed in a model
+ * (infer checks per-sample shapes; the model creates parameter views in its
+ * arenas and buffers, then calls init) -> plan(n) for each new batch size
+ * -> forward / backward. Per-sample shapes exclude the batch dimension.
+ * Backward writes dx (the gradient wrt the layer's input) overwriting it,
+ * or adding to it when `acc`; dx NULL means "not needed". Parameter
+ * gradients are always added to (PyTorch accumulates).
+ */
+#ifndef TINYCNN_NN_INTERNAL_H
+#define TINYCNN_NN_INTERNAL_H
+
+#include <string.h>
+
+#include "../internal.h"
+
+#define NN_MAX_PARAMS 2
+#define NN_MAX_BUFFERS 3
+#define NN_SAMPLE_DIMS (TC_MAX_DIMS - 1)
+
+typedef struct nn_kind nn_kind;
+
+/* A parameter or buffer the layer declares; the model makes the tensor. */
+typedef struct nn_spec {
+  const char *name; /* "weight", "running_var", ... (static string) */
+  int64_t shape[NN_SAMPLE_DIMS];
+  int ndim;
+  tc_dtype dtype;
+} nn_spec;
+
+struct tc_layer {
+  const nn_kind *kind;
+  tc_layer *parent;
+  char *name;            /* name in the parent (owned); NULL at the root */
+  tc_model *model;       /* set when placed in a model */
+  /* children (containers) */
+  tc_layer **children;
+  int64_t nchildren, cap_children;
+  /* per-sample shapes, set by infer */
+  int64_t in_shape[NN_SAMPLE_DIMS];
+  int in_ndim;
+  int64_t out_shape[NN_SAMPLE_DIMS];
+  int out_ndim;
+  /* declared at construction, created by the model (views / tensors) */
+  nn_spec pspec[NN_MAX_PARAMS];
+  int nparams;
+  nn_spec bspec[NN_MAX_BUFFERS];
+  int nbuffers;
+  tc_tensor *param[NN_MAX_PARAMS];
+  tc_tensor *grad[NN_MAX_PARAMS];
+  tc_tensor *buffer[NN_MAX_BUFFERS];
+  /* run time */
+  int64_t batch;         /* batch size planned for */
+  tc_tensor *x;          /* the last forward's input (borrowed) */
+  tc_tensor *y;          /* output: owned (y_own) or an alias */
+  tc_tensor *y_own;
+  tc_tensor *scratch;    /* lazily sized temporary (e.g. accumulation) */
+};
+
+struct nn_kind {
+  const char *name;
+  /* per-sample in_shape -> out_shape (and children's); `fn` for messages */
+  tc_status (*infer)(tc_layer *l, const char *fn);
+  /* default initialisation of own parameters and buffers (may be NULL) */
+  tc_status (*init)(tc_layer *l, tc_rng *rng);
+  /* size run-time buffers for batch n (children too) */
+  tc_status (*plan)(tc_layer *l, int64_t n);
+  tc_status (*forward)(tc_layer *l, tc_tensor *x);
+  tc_status (*backward)(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+                        int acc);
+  /* frees kind-specific resources (not the generic fields); may be NULL */
+  void (*release)(tc_layer *l);
+  /* the workspace the layer needs for batch n, in bytes (may be NULL) */
+  tc_status (*workspace)(tc_layer *l, int64_t n, size_t *out);
+};
+
+/* ---- layer.c ---- */
+/* Allocates a zeroed layer object of `size` bytes (>= sizeof(tc_layer)). */
+tc_status nn_layer_alloc(tc_layer **out, const nn_kind *kind, size_t size,
+                         const char *fn);
+void nn_layer_free(tc_layer *l);
+tc_status nn_add_child(tc_layer *parent, const char *name, tc_layer *child,
+                       const char *fn);
+void nn_declare_param(tc_layer *l, const char *name, const int64_t *shape,
+                      int ndim);
+void nn_declare_buffer(tc_layer *l, const char *name, const int64_t *shape,
+                       int ndim, tc_dtype dtype);
+/* "layers_2n.0.conv1" (or "<root>") into buf. */
+const char *nn_path(const tc_layer *l, char *buf, size_t size);
+/* Formats the layer's per-sample input shape as "(3, 32, 32)". */
+const char *nn_shape_str(const int64_t *shape, int ndim, char *buf,
+                         size_t size);
+/* Copies options of `user`'s struct_size over `defaults` into `dst`. */
+tc_status nn_options(void *dst, const void *defaults, size_t full,
+                     const void *user, const char *fn);
+/* Body of the public tc_x_options_init(o, struct_size). */
+tc_status nn_options_init(void *o, const void *defaults, size_t full,
+                          size_t struct_size, const char *fn);
+
+/* Planned tensors: (re)allocates *t only when its storage is too small,
+ * else reshapes it in place (no allocation). */
+tc_status nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
+                    int ndim, tc_dtype dtype);
+/* The output buffer: (n, out_shape...). */
+tc_status nn_plan_output(tc_layer *l, int64_t n);
+/* l->scratch sized like `like` (allocates only when it grows). */
+tc_status nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out);
+/* A new handle viewing `base`'s storage at byte offset `offset`. */
+tc_status nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
+                     const int64_t *shape, int ndim, tc_dtype dtype);
+/* Sets an alias tensor struct (never destroyed) over `x`'s storage with
+ * another shape. */
+void nn_alias(tc_tensor *alias, const tc_tensor *x, const int64_t *shape,
+              int ndim);
+
+tc_backend *nn_be(const tc_layer *l);
+static inline float *nn_f(const tc_tensor *t) {
+  return t ? (float *)tc_tensor_data((tc_tensor *)t) : NULL;
+}
+/* An op the backend lacks: TC_EUNSUPPORTED naming it. */
+tc_status nn_unsupported(const char *op);
+#define NN_SLOT(be, slot)                                                      \
+  (TC__HAS_SLOT((be)->iface, slot) ? TC_OK : nn_unsupported(#slot))
+/* dx (+)= dy over n floats (copy or axpy). */
+tc_status nn_pass_grad(tc_backend *be, const tc_tensor *dy, tc_tensor *dx,
+                       int acc);
+/* dst = alpha (n floats). */
+tc_status nn_fill(tc_backend *be, float *dst, int64_t n, float alpha);
+
+/* ---- model.c (for layers) ---- */
+tc_backend *nn_model_backend(const tc_model *m);
+int nn_model_training(const tc_model *m);
+/* The shared convolution workspace (device) and its size. */
+void *nn_model_workspace(const tc_model *m, size_t *out_bytes);
+/* Reserves `units` numbers of the dropout stream; returns seed, offset. */
+void nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
+                          uint64_t *offset);
+
+/* ---- init.c ---- */
+tc_status nn_init_default_weight(tc_tensor *w, tc_rng *rng);
+tc_status nn_init_default_bias(tc_tensor *b, int64_t fan_in, tc_rng *rng);
+
+/* ---- driving a layer (layer.c): what containers call on children ---- */
+/* Sets the per-sample input shape, infers the output, rejects empty dims. */
+tc_status nn_infer(tc_layer *l, const int64_t *in_shape, int in_ndim,
+                   const char *fn);
+tc_status nn_plan(tc_layer *l, int64_t n);
+/* Records x (for backward) and runs the layer; output in l->y. */
+tc_status nn_forward(tc_layer *l, tc_tensor *x);
+tc_status nn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+                      int acc);
+/* A chain of layers (sequential.c), used by containers. */
+tc_status nn_chain_infer(tc_layer *const *ch, int64_t nch,
+                         const int64_t *in_shape, int in_ndim,
+                         const char *fn);
+
+#endif /* TINYCNN_NN_INTERNAL_H */

@@ -1,0 +1,358 @@
+/*
+ * residual.c - the CIFAR basic block and the plain block:
+ *   y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))
+ * conv1: 3x3, stride s, pad 1; conv2: 3x3, pad 1; no biases. Shortcuts:
+ *  - identity when the shape is kept (every option but NONE);
+ *  - option A, seed 003: F.pad the new channels (at the end) then
+ *    MaxPool2d(kernel s, stride s) - done as pool then channel-offset add;
+ *  - option A, subsample: F.pad the new channels (at the end), then
+ *    x[:, :, ::s, ::s] (the issue's "common variant");
+ *  - option B: child "shortcut" = Sequential(conv1x1 stride s, BN);
+ *  - NONE: the plain block (no addition).
+ * Children: conv1, bn1, conv2, bn2 [, shortcut] (PyTorch's order; ReLU has
+ * no state so it is not a child). Tensors (N, out, OH, OW): r1 (first
+ * ReLU's output), ga/gb (gradients ping-ponged through the main path), gs
+ * (gradient wrt the sum), y. Option A max: pooled (N, in, OH, OW), argmax
+ * and its gradient.
+ */
+#include "nn_internal.h"
+
+enum { C1 = 0, B1 = 1, C2 = 2, B2 = 3, SC = 4 };
+
+typedef struct res_layer {
+  tc_layer base;
+  int64_t in_c, out_c, stride;
+  int shortcut;     /* tc_shortcut */
+  int identity;     /* shortcut is x itself */
+  int64_t ch_off;   /* option A: first channel x lands in (0: pad at end) */
+  tc_tensor *r1, *ga, *gb, *gs;
+  tc_tensor *pooled, *argmax, *dpooled;
+} res_layer;
+
+static int uses_pool(const res_layer *r) {
+  return r->shortcut == TC_SHORTCUT_A_MAXPOOL && !r->identity &&
+         r->stride > 1;
+}
+
+static tc_status res_infer(tc_layer *l, const char *fn) {
+  res_layer *r = (res_layer *)l;
+  char p[256], s[96];
+  if (l->in_ndim != 3 || l->in_shape[0] != r->in_c)
+    return tc__error(TC_ESHAPE, "%s: %s (residual block %lld->%lld) "
+                     "expects input (N, %lld, H, W), got per-sample %s", fn,
+                     nn_path(l, p, sizeof p), (long long)r->in_c,
+                     (long long)r->out_c, (long long)r->in_c,
+                     nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
+  tc_status st = nn_chain_infer(l->children, 4, l->in_shape, 3, fn);
+  if (st != TC_OK)
+    return st;
+  l->out_ndim = 3;
+  memcpy(l->out_shape, l->children[B2]->out_shape, sizeof l->out_shape);
+  int64_t oh = l->out_shape[1], ow = l->out_shape[2];
+  int64_t sh = oh, sw = ow; /* the shortcut's spatial size */
+  if (l->nchildren > SC) {
+    if ((st = nn_infer(l->children[SC], l->in_shape, 3, fn)) != TC_OK)
+      return st;
+    sh = l->children[SC]->out_shape[1];
+    sw = l->children[SC]->out_shape[2];
+  } else if (uses_pool(r)) {
+    sh = l->in_shape[1] / r->stride;
+    sw = l->in_shape[2] / r->stride;
+  } else if (r->shortcut != TC_SHORTCUT_NONE) {
+    sh = (l->in_shape[1] + r->stride - 1) / r->stride;
+    sw = (l->in_shape[2] + r->stride - 1) / r->stride;
+  }
+  if (sh != oh || sw != ow)
+    return tc__error(TC_ESHAPE, "%s: %s: shortcut gives %lldx%lld, the "
+                     "main path %lldx%lld (odd input size with stride %lld)",
+                     fn, nn_path(l, p, sizeof p), (long long)sh,
+                     (long long)sw, (long long)oh, (long long)ow,
+                     (long long)r->stride);
+  return TC_OK;
+}
+
+static tc_status res_plan(tc_layer *l, int64_t n) {
+  res_layer *r = (res_layer *)l;
+  tc_backend *be = nn_be(l);
+  tc_status st = TC_OK;
+  for (int64_t i = 0; i < l->nchildren && st == TC_OK; i++)
+    st = nn_plan(l->children[i], n);
+  int64_t shape[4] = {n, l->out_shape[0], l->out_shape[1], l->out_shape[2]};
+  if (st == TC_OK)
+    st = nn_plan_output(l, n);
+  tc_tensor **bufs[4] = {&r->r1, &r->ga, &r->gb, &r->gs};
+  for (int i = 0; i < 4 && st == TC_OK; i++)
+    st = nn_ensure(bufs[i], be, shape, 4, TC_FLOAT32);
+  if (st == TC_OK && uses_pool(r)) {
+    shape[1] = r->in_c;
+    st = nn_ensure(&r->pooled, be, shape, 4, TC_FLOAT32);
+    if (st == TC_OK)
+      st = nn_ensure(&r->argmax, be, shape, 4, TC_INT32);
+    if (st == TC_OK)
+      st = nn_ensure(&r->dpooled, be, shape, 4, TC_FLOAT32);
+  }
+  return st;
+}
+
+static tc_pool2d_args pool_args(const res_layer *r, int64_t n) {
+  const tc_layer *l = &r->base;
+  tc_pool2d_args a;
+  memset(&a, 0, sizeof a);
+  a.struct_size = sizeof a;
+  a.n = n, a.c = r->in_c, a.h = l->in_shape[1], a.w = l->in_shape[2];
+  a.kh = a.kw = a.stride_h = a.stride_w = r->stride;
+  a.out_h = l->out_shape[1], a.out_w = l->out_shape[2];
+  a.argmax = (int32_t *)tc_tensor_data(r->argmax);
+  return a;
+}
+
+/* (N, in, OH, OW) block of the sum, strided over `x`-like or pooled
+ * source: src strides given; dst is the (N, out, OH, OW) tensor at the
+ * channel offset. */
+static tc_copy4d_args pad_args(const res_layer *r, int64_t n,
+                               const int64_t src_stride[4], int to_big) {
+  const tc_layer *l = &r->base;
+  int64_t oh = l->out_shape[1], ow = l->out_shape[2];
+  int64_t big[4] = {r->out_c * oh * ow, oh * ow, ow, 1};
+  tc_copy4d_args a;
+  memset(&a, 0, sizeof a);
+  a.struct_size = sizeof a;
+  a.shape[0] = n, a.shape[1] = r->in_c, a.shape[2] = oh, a.shape[3] = ow;
+  memcpy(to_big ? a.dst_stride : a.src_stride, big, sizeof big);
+  memcpy(to_big ? a.src_stride : a.dst_stride, src_stride, 4 * sizeof(int64_t));
+  return a;
+}
+
+static tc_status relu_inplace(tc_backend *be, tc_tensor *t) {
+  tc_eltwise_args a = {sizeof a, t->numel, 0.f, 0.f, nn_f(t), NULL, nn_f(t)};
+  return be->iface->relu_fwd(be->ctx, &a);
+}
+
+static tc_status res_forward(tc_layer *l, tc_tensor *x) {
+  res_layer *r = (res_layer *)l;
+  tc_backend *be = nn_be(l);
+  tc_status st = NN_SLOT(be, relu_fwd);
+  if (st == TC_OK && r->shortcut != TC_SHORTCUT_NONE)
+    st = NN_SLOT(be, add);
+  if (st == TC_OK && r->shortcut <= TC_SHORTCUT_A_SUBSAMPLE && !r->identity)
+    st = NN_SLOT(be, copy4d);
+  if (st == TC_OK && uses_pool(r))
+    st = NN_SLOT(be, maxpool2d_fwd);
+  if (st != TC_OK)
+    return st;
+  int64_t n = x->shape[0];
+  tc_layer **c = l->children;
+  if ((st = nn_forward(c[C1], x)) != TC_OK ||
+      (st = nn_forward(c[B1], c[C1]->y)) != TC_OK)
+    return st;
+  tc_eltwise_args e = {sizeof e, r->r1->numel, 0.f, 0.f, nn_f(c[B1]->y),
+                       NULL, nn_f(r->r1)};
+  if ((st = be->iface->relu_fwd(be->ctx, &e)) != TC_OK ||
+      (st = nn_forward(c[C2], r->r1)) != TC_OK ||
+      (st = nn_forward(c[B2], c[C2]->y)) != TC_OK)
+    return st;
+  const tc_tensor *main = c[B2]->y;
+  const tc_tensor *other = NULL;
+  if (r->shortcut == TC_SHORTCUT_NONE) {
+    other = NULL;
+  } else if (r->identity) {
+    other = x;
+  } else if (l->nchildren > SC) {
+    if ((st = nn_forward(c[SC], x)) != TC_OK)
+      return st;
+    other = c[SC]->y;
+  }
+  if (other) {
+    tc_eltwise_args a = {sizeof a, l->y->numel, 1.f, 1.f, nn_f(main),
+                         nn_f(other), nn_f(l->y)};
+    st = be->iface->add(be->ctx, &a);
+  } else {
+    st = be->iface->copy_d2d(be->ctx, nn_f(l->y), nn_f(main),
+                             (size_t)l->y->numel * sizeof(float));
+  }
+  if (st == TC_OK && r->shortcut <= TC_SHORTCUT_A_SUBSAMPLE &&
+      !r->identity) {
+    int64_t h = l->in_shape[1], w = l->in_shape[2];
+    tc_copy4d_args a;
+    if (uses_pool(r)) {
+      tc_pool2d_args pa = pool_args(r, n);
+      pa.x = nn_f(x);
+      pa.y = nn_f(r->pooled);
+      if ((st = be->iface->maxpool2d_fwd(be->ctx, &pa)) != TC_OK)
+        return st;
+      int64_t oh = l->out_shape[1], ow = l->out_shape[2];
+      int64_t ps[4] = {r->in_c * oh * ow, oh * ow, ow, 1};
+      a = pad_args(r, n, ps, 1);
+      a.src = nn_f(r->pooled);
+    } else {
+      int64_t xs[4] = {r->in_c * h * w, h * w, r->stride * w, r->stride};
+      a = pad_args(r, n, xs, 1);
+      a.src = nn_f(x);
+    }
+    a.dst = nn_f(l->y) + r->ch_off * l->out_shape[1] * l->out_shape[2];
+    a.accumulate = 1;
+    st = be->iface->copy4d(be->ctx, &a);
+  }
+  if (st == TC_OK)
+    st = relu_inplace(be, l->y);
+  return st;
+}
+
+/* The shortcut's share of the input gradient, before the main path's. */
+static tc_status shortcut_backward(res_layer *r, tc_tensor *dx, int acc) {
+  tc_layer *l = &r->base;
+  tc_backend *be = nn_be(l);
+  if (l->nchildren > SC)
+    return nn_backward(l->children[SC], r->gs, dx, acc);
+  if (!dx || r->shortcut == TC_SHORTCUT_NONE)
+    return TC_OK;
+  if (r->identity)
+    return nn_pass_grad(be, r->gs, dx, acc);
+  int64_t n = dx->shape[0], h = l->in_shape[1], w = l->in_shape[2];
+  int64_t off = r->ch_off * l->out_shape[1] * l->out_shape[2];
+  tc_status st = NN_SLOT(be, copy4d);
+  if (st != TC_OK)
+    return st;
+  if (uses_pool(r)) {
+    if ((st = NN_SLOT(be, maxpool2d_bwd)) != TC_OK)
+      return st;
+    int64_t oh = l->out_shape[1], ow = l->out_shape[2];
+    int64_t ps[4] = {r->in_c * oh * ow, oh * ow, ow, 1};
+    tc_copy4d_args a = pad_args(r, n, ps, 0);
+    a.src = nn_f(r->gs) + off;
+    a.dst = nn_f(r->dpooled);
+    if ((st = be->iface->copy4d(be->ctx, &a)) != TC_OK)
+      return st;
+    tc_pool2d_args pa = pool_args(r, n);
+    pa.x = nn_f(l->x);
+    pa.dy = nn_f(r->dpooled);
+    pa.dx = nn_f(dx);
+    pa.accumulate = acc;
+    return be->iface->maxpool2d_bwd(be->ctx, &pa);
+  }
+  if (!acc && (st = nn_fill(be, nn_f(dx), dx->numel, 0.f)) != TC_OK)
+    return st;
+  int64_t xs[4] = {r->in_c * h * w, h * w, r->stride * w, r->stride};
+  tc_copy4d_args a = pad_args(r, n, xs, 0);
+  a.src = nn_f(r->gs) + off;
+  a.dst = nn_f(dx);
+  a.accumulate = 1;
+  return be->iface->copy4d(be->ctx, &a);
+}
+
+static tc_status res_backward(tc_layer *l, const tc_tensor *dy,
+                              tc_tensor *dx, int acc) {
+  res_layer *r = (res_layer *)l;
+  tc_backend *be = nn_be(l);
+  tc_layer **c = l->children;
+  tc_status st = NN_SLOT(be, relu_bwd);
+  if (st != TC_OK)
+    return st;
+  tc_eltwise_args e = {sizeof e, dy->numel, 0.f, 0.f, nn_f(l->y), nn_f(dy),
+                       nn_f(r->gs)};
+  if ((st = be->iface->relu_bwd(be->ctx, &e)) != TC_OK)
+    return st;
+  int has_short = r->shortcut != TC_SHORTCUT_NONE;
+  if (has_short && (st = shortcut_backward(r, dx, acc)) != TC_OK)
+    return st;
+  if ((st = nn_backward(c[B2], r->gs, r->ga, 0)) != TC_OK ||
+      (st = nn_backward(c[C2], r->ga, r->gb, 0)) != TC_OK)
+    return st;
+  e.a = nn_f(r->r1), e.b = nn_f(r->gb), e.y = nn_f(r->ga);
+  if ((st = be->iface->relu_bwd(be->ctx, &e)) != TC_OK ||
+      (st = nn_backward(c[B1], r->ga, r->gb, 0)) != TC_OK)
+    return st;
+  return nn_backward(c[C1], r->gb, dx, has_short && dx ? 1 : acc);
+}
+
+static void res_release(tc_layer *l) {
+  res_layer *r = (res_layer *)l;
+  tc_tensor *t[7] = {r->r1, r->ga, r->gb, r->gs, r->pooled, r->argmax,
+                     r->dpooled};
+  for (int i = 0; i < 7; i++)
+    tc_tensor_destroy(t[i]);
+}
+
+static const nn_kind res_kind = {
+    .name = "residual_block", .infer = res_infer, .plan = res_plan,
+    .forward = res_forward, .backward = res_backward,
+    .release = res_release,
+};
+
+static const tc_residual_options res_defaults = TC_RESIDUAL_OPTIONS_INIT;
+
+TC_API tc_status tc_residual_options_init(tc_residual_options *o,
+                                          size_t struct_size) {
+  return nn_options_init(o, &res_defaults, sizeof *o, struct_size,
+                         "tc_residual_options_init");
+}
+
+static tc_status conv3(tc_layer **out, int64_t in, int64_t outc,
+                       int64_t k, int64_t stride, int64_t pad) {
+  tc_conv2d_options o = TC_CONV2D_OPTIONS_INIT;
+  o.stride_h = o.stride_w = stride;
+  o.pad_h = o.pad_w = pad;
+  o.bias = 0;
+  return tc_conv2d_create(out, in, outc, k, &o);
+}
+
+TC_API tc_status tc_residual_block_create(tc_layer **out,
+                                          int64_t in_channels,
+                                          int64_t out_channels,
+                                          int64_t stride,
+                                          const tc_residual_options *opts) {
+  static const char fn[] = "tc_residual_block_create";
+  TC__CHECK_NULL(out, fn);
+  tc_residual_options o;
+  tc_status st = nn_options(&o, &res_defaults, sizeof o, opts, fn);
+  if (st != TC_OK)
+    return st;
+  if (in_channels < 1 || out_channels < 1 || stride < 1 || o.shortcut < 0 ||
+      o.shortcut > TC_SHORTCUT_NONE ||
+      (o.shortcut <= TC_SHORTCUT_A_SUBSAMPLE && out_channels < in_channels))
+    return tc__error(TC_EINVAL, "%s: channels %lld->%lld and stride %lld "
+                     "must be >= 1 (option A cannot shrink channels), "
+                     "shortcut %d must be a tc_shortcut", fn,
+                     (long long)in_channels, (long long)out_channels,
+                     (long long)stride, (int)o.shortcut);
+  tc_layer *l, *child = NULL;
+  if ((st = nn_layer_alloc(&l, &res_kind, sizeof(res_layer), fn)) != TC_OK)
+    return st;
+  res_layer *r = (res_layer *)l;
+  r->in_c = in_channels, r->out_c = out_channels, r->stride = stride;
+  r->shortcut = o.shortcut;
+  r->identity = o.shortcut != TC_SHORTCUT_NONE &&
+                in_channels == out_channels && stride == 1;
+  r->ch_off = 0; /* F.pad(x, (0,0,0,0,0,out-in)): new channels last */
+  static const char *names[4] = {"conv1", "bn1", "conv2", "bn2"};
+  for (int i = 0; i < 4; i++) {
+    if (i == 0)
+      st = conv3(&child, in_channels, out_channels, 3, stride, 1);
+    else if (i == 2)
+      st = conv3(&child, out_channels, out_channels, 3, 1, 1);
+    else
+      st = tc_batchnorm2d_create(&child, out_channels, NULL);
+    if (st == TC_OK)
+      st = nn_add_child(l, names[i], child, fn);
+    if (st != TC_OK)
+      goto fail;
+  }
+  if (o.shortcut == TC_SHORTCUT_B && !r->identity) {
+    tc_layer *seq;
+    if ((st = tc_sequential_create(&seq)) != TC_OK)
+      goto fail;
+    if ((st = nn_add_child(l, "shortcut", seq, fn)) != TC_OK)
+      goto fail;
+    if ((st = conv3(&child, in_channels, out_channels, 1, stride, 0)) !=
+            TC_OK ||
+        (st = tc_sequential_add(seq, "0", child)) != TC_OK ||
+        (st = tc_batchnorm2d_create(&child, out_channels, NULL)) != TC_OK ||
+        (st = tc_sequential_add(seq, "1", child)) != TC_OK)
+      goto fail;
+  }
+  *out = l;
+  return TC_OK;
+fail:
+  nn_layer_free(l);
+  return st;
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# End-to-end test of the bundled trainers on real MNIST (issue 6): LeNet
+# learns (>= 97% after two epochs), save -> --load --eval-only reproduces the
+# test line, a resumed run equals an uninterrupted one, bad arguments fail
+# with one line, and a short ResNet-20 run lowers its training loss.
+# Usage: tests/e2e/trainers.sh BUILD_DIR. Exit 77 (skip) without the data.
+set -euo pipefail
+B=$(cd "${1:-build}" && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DATA=${TINYCNN_SHARED_DIR:-$ROOT/../shared}/data/mnist
+if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
+  echo "SKIP: no MNIST at $DATA"
+  exit 77
+fi
+LENET=$B/examples/tinycnn-lenet
+RESNET=$B/examples/tinycnn-resnet
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+testline() { grep -E '^test: loss=[0-9]+\.[0-9]{4} accuracy=[0-9]\.[0-9]{4}$' "$1" | tail -1; }
+
+echo "== LeNet, 1 epoch on MNIST with a checkpoint"
+"$LENET" --dataset mnist --data "$DATA" --epochs 1 --quiet --seed 1 \
+  --checkpoint "$T/ck.safetensors" --logdir "$T/logs" > "$T/a.out"
+cat "$T/a.out"
+line=$(testline "$T/a.out") || fail "no test line"
+[ "$(tail -1 "$T/a.out")" = "$line" ] || fail "test line is not the last line"
+head -1 "$T/logs/metrics.csv" | grep -qx 'epoch,step,split,loss,accuracy,lr,seconds,images_per_sec' \
+  || fail "metrics.csv header"
+ls "$T/logs"/events.out.tfevents.* > /dev/null || fail "no TensorBoard file"
+
+echo "== resumed for a 2nd epoch: >= 97%, and equal to 2 epochs straight"
+"$LENET" --dataset mnist --data "$DATA" --epochs 2 --quiet --seed 1 \
+  --resume "$T/ck.safetensors" --save "$T/resumed.safetensors" > "$T/c.out"
+cat "$T/c.out"
+line=$(testline "$T/c.out") || fail "no test line after resume"
+acc=${line##*accuracy=}
+awk -v a="$acc" 'BEGIN { exit !(a >= 0.97) }' || fail "accuracy $acc < 0.97"
+"$LENET" --dataset mnist --data "$DATA" --epochs 2 --quiet --seed 1 \
+  --save "$T/straight.safetensors" > "$T/d.out"
+cmp "$T/resumed.safetensors" "$T/straight.safetensors" \
+  || fail "resumed weights differ from an uninterrupted run"
+[ "$(testline "$T/d.out")" = "$line" ] || fail "resume test line"
+
+echo "== --load + --eval-only reproduces the test line"
+"$LENET" --dataset mnist --data "$DATA" --load "$T/straight.safetensors" \
+  --eval-only --quiet > "$T/b.out"
+[ "$(testline "$T/b.out")" = "$line" ] || fail "eval-only: $(cat "$T/b.out") != $line"
+
+echo "== bad arguments: one line, non-zero exit"
+for args in "--epochs 0" "--dataset cifar" "--lr" "--data /nonexistent --dataset mnist" \
+            "--eval-only"; do
+  set +e
+  # shellcheck disable=SC2086
+  "$LENET" $args > "$T/e.out" 2> "$T/e.err"
+  rc=$?
+  set -e
+  [ $rc -ne 0 ] || fail "'$args' exited 0"
+  [ "$(wc -l < "$T/e.err")" -eq 1 ] || fail "'$args': $(cat "$T/e.err")"
+done
+
+echo "== ResNet-20, a few steps on an MNIST subset: loss falls"
+"$RESNET" --dataset mnist --data "$DATA" --train-limit 1500 --test-limit 500 \
+  --epochs 3 --batch 64 --lr 0.05 --quiet --logdir "$T/rlogs" > "$T/r.out"
+cat "$T/r.out"
+testline "$T/r.out" > /dev/null || fail "resnet: no test line"
+awk -F, '$3 == "train" { l[++n] = $4 } END { exit !(n == 3 && l[3] < l[1]) }' \
+  "$T/rlogs/metrics.csv" || fail "resnet training loss did not fall: $(cat "$T/rlogs/metrics.csv")"
+echo "e2e trainers: OK"

@@ -1,0 +1,167 @@
+/*
+ * test_backend.c - finding backends by name, the CUDA module's clean
+ * absence, third-party registration through the public table, and the
+ * table version rules (newer API refused, NULL slots = unsupported).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+START_TEST(test_cpu_backend) {
+  tc_backend *be = NULL;
+  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
+  ck_assert_str_eq(tc_backend_name(be), "cpu");
+  const tc_backend_iface *it = tc_backend_get_iface(be);
+  ck_assert_ptr_nonnull(it);
+  ck_assert_uint_eq(it->api_version, TC_BACKEND_API_VERSION);
+  ck_assert_uint_eq(it->struct_size, sizeof(tc_backend_iface));
+  ck_assert_int_eq(tc_backend_synchronize(be), TC_OK);
+  tc_backend_destroy(be);
+  tc_backend_destroy(NULL);
+}
+END_TEST
+
+START_TEST(test_unknown_and_null) {
+  tc_backend *be = NULL;
+  ck_assert_int_eq(tc_backend_create(&be, "tpu"), TC_ENOTFOUND);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "tpu"));
+  ck_assert_ptr_null(be);
+  ck_assert_int_eq(tc_backend_create(NULL, "cpu"), TC_EINVAL);
+  ck_assert_int_eq(tc_backend_create(&be, NULL), TC_EINVAL);
+  ck_assert_int_eq(tc_backend_synchronize(NULL), TC_EINVAL);
+  ck_assert_ptr_null(tc_backend_name(NULL));
+}
+END_TEST
+
+START_TEST(test_cuda_absent_is_clean) {
+  /* without the module or a device: a clear error, and cpu keeps working */
+  setenv("TINYCNN_MODULE_PATH", "/nonexistent", 1);
+  tc_backend *be = NULL;
+  tc_status st = tc_backend_create(&be, "cuda");
+  if (st == TC_OK) { /* a GPU machine with the module installed */
+    tc_backend_destroy(be);
+    return;
+  }
+  ck_assert(st == TC_ENOTFOUND || st == TC_EUNSUPPORTED);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "cuda"));
+  ck_assert_ptr_null(be);
+  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
+  tc_backend_destroy(be);
+}
+END_TEST
+
+/* A third-party backend that borrows the CPU table's memory slots. */
+static tc_backend_iface custom;
+static int creates, destroys;
+static const tc_backend_iface *cpu_it;
+static tc_status my_create(void **out, const tc_backend_create_args *a) {
+  creates++;
+  return cpu_it->create(out, a);
+}
+static void my_destroy(void *ctx) {
+  destroys++;
+  cpu_it->destroy(ctx);
+}
+
+START_TEST(test_register_third_party) {
+  tc_backend *cpu = NULL;
+  ck_assert_int_eq(tc_backend_create(&cpu, "cpu"), TC_OK);
+  cpu_it = tc_backend_get_iface(cpu);
+  /* only the table's start: every op slot is "unsupported" */
+  memset(&custom, 0, sizeof custom);
+  custom.api_version = 1;
+  custom.struct_size = (uint32_t)offsetof(tc_backend_iface, gemm);
+  custom.name = "mine";
+  custom.create = my_create;
+  custom.destroy = my_destroy;
+  custom.alloc = cpu_it->alloc;
+  custom.free = cpu_it->free;
+  custom.copy_h2d = cpu_it->copy_h2d;
+  custom.copy_d2h = cpu_it->copy_d2h;
+  custom.copy_d2d = cpu_it->copy_d2d;
+  custom.memset = cpu_it->memset;
+  custom.synchronize = cpu_it->synchronize;
+  ck_assert_int_eq(tc_backend_register(&custom), TC_OK);
+  ck_assert_int_eq(tc_backend_register(&custom), TC_ESTATE);
+
+  tc_backend *be = NULL;
+  ck_assert_int_eq(tc_backend_create(&be, "mine"), TC_OK);
+  ck_assert_int_eq(creates, 1);
+  int64_t shape[1] = {5};
+  tc_tensor *t = NULL, *c = NULL;
+  ck_assert_int_eq(tc_tensor_create(&t, be, shape, 1, TC_FLOAT32), TC_OK);
+  float v[5] = {1, 2, 3, 4, 5}, w[5] = {0};
+  ck_assert_int_eq(tc_tensor_copy_from_host(t, v, sizeof v), TC_OK);
+  /* copying across backends stages through host memory */
+  ck_assert_int_eq(tc_tensor_create(&c, cpu, shape, 1, TC_FLOAT32), TC_OK);
+  ck_assert_int_eq(tc_tensor_copy(c, t), TC_OK);
+  ck_assert_int_eq(tc_tensor_copy_to_host(c, w, sizeof w), TC_OK);
+  ck_assert_mem_eq(v, w, sizeof v);
+  /* a slot beyond struct_size is unsupported, not a crash */
+  ck_assert_int_eq(tc_tensor_fill(t, 1.0), TC_EUNSUPPORTED);
+  /* the backend lives while a tensor uses it */
+  tc_backend_destroy(be);
+  ck_assert_int_eq(destroys, 0);
+  tc_tensor_destroy(t);
+  ck_assert_int_eq(destroys, 1);
+  tc_tensor_destroy(c);
+  tc_backend_destroy(cpu);
+}
+END_TEST
+
+START_TEST(test_register_rejects_bad_tables) {
+  tc_backend_iface bad;
+  memset(&bad, 0, sizeof bad);
+  ck_assert_int_eq(tc_backend_register(NULL), TC_EINVAL);
+  ck_assert_int_eq(tc_backend_register(&bad), TC_EINVAL); /* no name */
+  bad.name = "newer";
+  bad.api_version = TC_BACKEND_API_VERSION + 1;
+  bad.struct_size = sizeof bad;
+  ck_assert_int_eq(tc_backend_register(&bad), TC_EVERSION);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "API version"));
+  bad.api_version = 1;
+  ck_assert_int_eq(tc_backend_register(&bad), TC_EINVAL); /* no memory slots */
+  bad.name = "cpu";
+  ck_assert_int_ne(tc_backend_register(&bad), TC_OK);
+}
+END_TEST
+
+START_TEST(test_create_ex_options) {
+  tc_backend_options o;
+  ck_assert_int_eq(tc_backend_options_init(&o, sizeof o), TC_OK);
+  ck_assert_int_eq(o.num_threads, 0);
+  ck_assert_int_eq(tc_backend_options_init(&o, sizeof o + 8), TC_EVERSION);
+  ck_assert_int_eq(tc_backend_options_init(NULL, sizeof o), TC_EINVAL);
+  tc_backend *be = NULL;
+  o.num_threads = 2;
+  ck_assert_int_eq(tc_backend_create_ex(&be, "cpu", &o), TC_OK);
+  tc_backend_destroy(be);
+  be = NULL;
+  /* an older, smaller struct (only struct_size) is accepted */
+  tc_backend_options old = {sizeof(size_t), 99, 99, NULL};
+  ck_assert_int_eq(tc_backend_create_ex(&be, "cpu", &old), TC_OK);
+  tc_backend_destroy(be);
+  be = NULL;
+  tc_backend_options newer = TC_BACKEND_OPTIONS_INIT;
+  newer.struct_size = sizeof newer + 8;
+  ck_assert_int_eq(tc_backend_create_ex(&be, "cpu", &newer), TC_EVERSION);
+  o.num_threads = -1;
+  ck_assert_int_eq(tc_backend_create_ex(&be, "cpu", &o), TC_EINVAL);
+  ck_assert_ptr_null(be);
+  ck_assert_int_eq(sizeof(tc_backend_options), 24);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("backend");
+  TCase *tc = tcase_create("registry");
+  tcase_add_test(tc, test_cpu_backend);
+  tcase_add_test(tc, test_unknown_and_null);
+  tcase_add_test(tc, test_cuda_absent_is_clean);
+  tcase_add_test(tc, test_register_third_party);
+  tcase_add_test(tc, test_register_rejects_bad_tables);
+  tcase_add_test(tc, test_create_ex_options);
+  suite_add_tcase(s, tc);
+  return tu_run_suite(s);
+}

@@ -1,0 +1,398 @@
+/*
+ * test_checkpoint.c - model state dicts and training checkpoints in
+ * safetensors: round trip under PyTorch's names, strict loading that
+ * reports every mismatch and leaves the model unchanged, a training
+ * checkpoint with extra tensors and metadata, allocation failures, and the
+ * crash test: a child process rewriting a large checkpoint is killed with
+ * SIGKILL at many moments, and the file on disk must always load whole,
+ * as the old or the new version.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libtinycnn.h>
+
+#include "testutil.h"
+
+static char tmpdir[256];
+static tc_backend *be;
+
+static void setup(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/tc_ck_XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
+}
+
+static void teardown(void) {
+  tc_backend_destroy(be);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+
+static char *tpath(const char *name) {
+  static char buf[4][512];
+  static int k;
+  k = (k + 1) % 4;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+  return buf[k];
+}
+
+/* conv1(1->2, 3x3) - bn1 - relu - flatten - fc(32->fc_out), input 1x6x6 */
+static tc_model *small_model(uint64_t seed, int64_t fc_out, int with_bn) {
+  tc_set_seed(seed);
+  tc_layer *seq, *l;
+  ck_assert_int_eq(tc_sequential_create(&seq), TC_OK);
+  ck_assert_int_eq(tc_conv2d_create(&l, 1, 2, 3, NULL), TC_OK);
+  ck_assert_int_eq(tc_sequential_add(seq, "conv1", l), TC_OK);
+  if (with_bn) {
+    ck_assert_int_eq(tc_batchnorm2d_create(&l, 2, NULL), TC_OK);
+    ck_assert_int_eq(tc_sequential_add(seq, "bn1", l), TC_OK);
+  }
+  ck_assert_int_eq(tc_relu_create(&l), TC_OK);
+  ck_assert_int_eq(tc_sequential_add(seq, "relu", l), TC_OK);
+  ck_assert_int_eq(tc_flatten_create(&l), TC_OK);
+  ck_assert_int_eq(tc_sequential_add(seq, "flat", l), TC_OK);
+  ck_assert_int_eq(tc_linear_create(&l, 32, fc_out, NULL), TC_OK);
+  ck_assert_int_eq(tc_sequential_add(seq, "fc", l), TC_OK);
+  int64_t in[] = {1, 6, 6};
+  tc_model *m;
+  ck_assert_msg(tc_model_create(&m, be, seq, in, 3, NULL) == TC_OK, "%s",
+                tc_last_error());
+  return m;
+}
+
+/* All state of `m` as host bytes, concatenated (for equality checks). */
+static unsigned char *state_bytes(tc_model *m, size_t *n) {
+  size_t total = 0;
+  for (int64_t i = 0; i < tc_model_num_state(m); i++) {
+    tc_tensor *t;
+    tc_model_get_state(m, i, NULL, &t);
+    total += (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
+  }
+  unsigned char *b = malloc(total + 1), *p = b;
+  for (int64_t i = 0; i < tc_model_num_state(m); i++) {
+    tc_tensor *t;
+    tc_model_get_state(m, i, NULL, &t);
+    size_t k = (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
+    ck_assert_int_eq(tc_tensor_copy_to_host(t, p, k), TC_OK);
+    p += k;
+  }
+  *n = total;
+  return b;
+}
+
+static void set_nbt(tc_model *m, int64_t v) {
+  tc_tensor *t;
+  ck_assert_int_eq(tc_model_find_state(m, "bn1.num_batches_tracked", &t),
+                   TC_OK);
+  ck_assert_int_eq(tc_tensor_copy_from_host(t, &v, sizeof v), TC_OK);
+}
+
+START_TEST(test_model_roundtrip) {
+  tc_model *a = small_model(1, 3, 1), *b = small_model(2, 3, 1);
+  set_nbt(a, 17);
+  size_t na, nb;
+  unsigned char *sa = state_bytes(a, &na), *sb = state_bytes(b, &nb);
+  ck_assert_uint_eq(na, nb);
+  ck_assert(memcmp(sa, sb, na) != 0); /* different seeds */
+  const char *meta[] = {"arch", "small", "epoch", "3", NULL};
+  ck_assert_int_eq(tc_model_save(a, tpath("m.st"), meta), TC_OK);
+  tc_safetensors *st;
+  ck_assert_int_eq(tc_safetensors_open(&st, tpath("m.st")), TC_OK);
+  /* PyTorch's state_dict names, dtypes and shapes */
+  ck_assert_int_eq(tc_safetensors_count(st), 9);
+  tc_st_dtype d;
+  int64_t shape[8];
+  int nd;
+  ck_assert_int_eq(tc_safetensors_info(st, "bn1.num_batches_tracked", &d,
+                                       shape, 8, &nd), TC_OK);
+  ck_assert(d == TC_ST_I64 && nd == 0);
+  ck_assert_int_eq(tc_safetensors_info(st, "conv1.weight", &d, shape, 8, &nd),
+                   TC_OK);
+  ck_assert(d == TC_ST_F32 && nd == 4 && shape[0] == 2 && shape[1] == 1 &&
+            shape[2] == 3 && shape[3] == 3);
+  ck_assert_int_eq(tc_safetensors_info(st, "fc.weight", &d, shape, 8, &nd),
+                   TC_OK);
+  ck_assert(nd == 2 && shape[0] == 3 && shape[1] == 32);
+  ck_assert_str_eq(tc_safetensors_metadata(st, "epoch"), "3");
+  tc_safetensors_close(st);
+  ck_assert_int_eq(tc_model_load(b, tpath("m.st")), TC_OK);
+  free(sb);
+  sb = state_bytes(b, &nb);
+  ck_assert_mem_eq(sa, sb, na);
+  free(sa);
+  free(sb);
+  const char *bad[] = {"k", NULL};
+  ck_assert_int_eq(tc_model_save(a, tpath("x.st"), bad), TC_EINVAL);
+  tc_model_destroy(a);
+  tc_model_destroy(b);
+}
+END_TEST
+
+START_TEST(test_model_strict_mismatches) {
+  tc_model *a = small_model(1, 3, 1);
+  ck_assert_int_eq(tc_model_save(a, tpath("a.st"), NULL), TC_OK);
+  /* other fc size, no bn: shape mismatches, missing and unexpected names */
+  tc_model *b = small_model(2, 4, 0);
+  size_t n0, n1;
+  unsigned char *s0 = state_bytes(b, &n0);
+  ck_assert_int_eq(tc_model_load(b, tpath("a.st")), TC_ESHAPE);
+  const char *msg = tc_last_error();
+  ck_assert_ptr_nonnull(strstr(msg, "7 mismatches"));
+  ck_assert_ptr_nonnull(strstr(msg, "'fc.weight': file has F32[3,32], model "
+                                    "has F32[4,32]"));
+  ck_assert_ptr_nonnull(strstr(msg, "'fc.bias': file has F32[3], model has "
+                                    "F32[4]"));
+  ck_assert_ptr_nonnull(strstr(msg, "unexpected 'bn1.running_var'"));
+  ck_assert_ptr_nonnull(strstr(msg, "unexpected 'bn1.num_batches_tracked'"));
+  unsigned char *s1 = state_bytes(b, &n1);
+  ck_assert_mem_eq(s0, s1, n0); /* untouched */
+  free(s1);
+  /* a model with bn loading a file without: every bn entry missing */
+  tc_model *c = small_model(3, 3, 0);
+  ck_assert_int_eq(tc_model_save(c, tpath("c.st"), NULL), TC_OK);
+  ck_assert_int_eq(tc_model_load(a, tpath("c.st")), TC_ESHAPE);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "5 mismatches"));
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "missing 'bn1.weight'"));
+  /* a dtype mismatch: num_batches_tracked written as F32 */
+  tc_safetensors_writer *w;
+  ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_add_model(w, c, NULL), TC_OK);
+  float one = 1;
+  ck_assert_int_eq(tc_safetensors_writer_add(w, "bn1.num_batches_tracked",
+                                             TC_ST_F32, NULL, 0, &one, 4),
+                   TC_OK);
+  int64_t s2[] = {2};
+  float two[2] = {1, 1};
+  const char *bnames[] = {"bn1.weight", "bn1.bias", "bn1.running_mean",
+                          "bn1.running_var"};
+  for (int i = 0; i < 4; i++)
+    ck_assert_int_eq(tc_safetensors_writer_add(w, bnames[i], TC_ST_F32, s2, 1,
+                                               two, 8), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("d.st")), TC_OK);
+  tc_safetensors_writer_destroy(w);
+  s0 = (free(s0), state_bytes(a, &n0));
+  ck_assert_int_eq(tc_model_load(a, tpath("d.st")), TC_ESHAPE);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "1 mismatch: "
+      "'bn1.num_batches_tracked': file has F32[], model has I64[]"));
+  /* a truncated file is refused before anything is copied */
+  ck_assert_int_eq(truncate(tpath("a.st"), 200), 0);
+  ck_assert_int_eq(tc_model_load(a, tpath("a.st")), TC_EFORMAT);
+  s1 = state_bytes(a, &n1);
+  ck_assert_mem_eq(s0, s1, n0);
+  free(s0);
+  free(s1);
+  tc_model_destroy(a);
+  tc_model_destroy(b);
+  tc_model_destroy(c);
+}
+END_TEST
+
+START_TEST(test_training_checkpoint) {
+  tc_model *a = small_model(1, 3, 1), *b = small_model(2, 3, 1);
+  tc_safetensors_writer *w;
+  ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_add_model(w, a, NULL), TC_OK);
+  /* optimizer state, as the trainers write it */
+  for (int64_t i = 0; i < tc_model_num_params(a); i++) {
+    const char *name;
+    tc_tensor *p;
+    tc_model_get_param(a, i, &name, &p, NULL);
+    char key[256];
+    snprintf(key, sizeof key, "optimizer.state.%s.momentum_buffer", name);
+    ck_assert_int_eq(tc_safetensors_writer_add_tensor(w, key, p), TC_OK);
+  }
+  uint64_t rng[2] = {42, 123456789};
+  int64_t s2[] = {2};
+  ck_assert_int_eq(tc_safetensors_writer_add(w, "rng.counters", TC_ST_U64, s2,
+                                             1, rng, sizeof rng), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_add_metadata(w, "step", "1234"),
+                   TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("t.st")), TC_OK);
+  tc_safetensors_writer_destroy(w);
+
+  tc_safetensors *st;
+  ck_assert_int_eq(tc_safetensors_open(&st, tpath("t.st")), TC_OK);
+  /* strict without ignore: the optimizer entries are unexpected */
+  ck_assert_int_eq(tc_safetensors_load_model(st, b, NULL, NULL), TC_ESHAPE);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "unexpected 'optimizer."));
+  const char *ign[] = {TC_CHECKPOINT_RESERVED, NULL};
+  ck_assert_msg(tc_safetensors_load_model(st, b, NULL, ign) == TC_OK, "%s",
+                tc_last_error());
+  size_t na, nb;
+  unsigned char *sa = state_bytes(a, &na), *sb = state_bytes(b, &nb);
+  ck_assert_mem_eq(sa, sb, na);
+  free(sa);
+  free(sb);
+  int64_t step;
+  ck_assert_int_eq(tc_safetensors_metadata_i64(st, "step", &step), TC_OK);
+  ck_assert_int_eq(step, 1234);
+  uint64_t r2[2];
+  ck_assert_int_eq(tc_safetensors_read_raw(st, "rng.counters", r2, sizeof r2),
+                   TC_OK);
+  ck_assert(r2[0] == 42 && r2[1] == 123456789);
+  tc_tensor *p, *buf;
+  tc_model_get_param(b, 0, NULL, &p, NULL);
+  int64_t shape[TC_MAX_DIMS];
+  int nd = tc_tensor_shape(p, shape);
+  ck_assert_int_eq(tc_tensor_create(&buf, be, shape, nd, TC_FLOAT32), TC_OK);
+  ck_assert_int_eq(tc_safetensors_read(st, "optimizer.state.conv1.weight."
+                                       "momentum_buffer", buf), TC_OK);
+  tc_tensor_destroy(buf);
+  tc_safetensors_close(st);
+
+  /* a model under a prefix */
+  ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_add_model(w, a, "ema."), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_add_model(w, a, NULL), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("p.st")), TC_OK);
+  tc_safetensors_writer_destroy(w);
+  ck_assert_int_eq(tc_safetensors_open(&st, tpath("p.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_load_model(st, b, "ema.", NULL), TC_OK);
+  ck_assert_int_eq(tc_safetensors_load_model(st, b, NULL, NULL), TC_ESHAPE);
+  const char *ign2[] = {"ema.", NULL};
+  ck_assert_int_eq(tc_safetensors_load_model(st, b, NULL, ign2), TC_OK);
+  tc_safetensors_close(st);
+  tc_model_destroy(a);
+  tc_model_destroy(b);
+}
+END_TEST
+
+START_TEST(test_model_alloc_failures) {
+  tc_model *a = small_model(1, 3, 1), *b = small_model(2, 3, 1);
+  ck_assert_int_eq(tc_model_save(a, tpath("a.st"), NULL), TC_OK);
+  size_t n0, n1;
+  for (int persistent = 0; persistent < 2; persistent++) {
+    /* b's state before this round (the first round ends by loading a's) */
+    unsigned char *s0 = state_bytes(b, &n0);
+    tu_alloc_install();
+    for (long k = 1;; k++) {
+      long live = tu_alloc_live();
+      tu_alloc_fail_at(k, persistent);
+      tc_status s = tc_model_load(b, tpath("a.st"));
+      if (!tu_alloc_failed()) {
+        ck_assert_int_eq(s, TC_OK);
+        break;
+      }
+      ck_assert_int_eq(s, TC_ENOMEM);
+      ck_assert_int_eq(tu_alloc_live(), live);
+      tu_alloc_fail_at(0, 0);
+      unsigned char *s1 = state_bytes(b, &n1);
+      ck_assert_mem_eq(s0, s1, n0);
+      free(s1);
+    }
+    for (long k = 1;; k++) {
+      long live = tu_alloc_live();
+      tu_alloc_fail_at(k, persistent);
+      tc_status s = tc_model_save(b, tpath("s.st"), NULL);
+      if (!tu_alloc_failed()) {
+        ck_assert_int_eq(s, TC_OK);
+        break;
+      }
+      ck_assert_int_eq(s, TC_ENOMEM);
+      ck_assert_int_eq(tu_alloc_live(), live);
+    }
+    tu_alloc_fail_at(0, 0);
+    tu_alloc_uninstall();
+    free(s0);
+  }
+  tc_model_destroy(a);
+  tc_model_destroy(b);
+}
+END_TEST
+
+/* ---- crash test ---- */
+
+#define BIG (24u << 20) /* 24 MiB: long enough to be killed mid-write */
+
+/* Writes version `v`: every data byte is (v & 0xff), metadata "version". */
+static void save_version(const char *path, unsigned v, unsigned char *data) {
+  memset(data, (int)(v & 0xff), BIG);
+  tc_safetensors_writer *w;
+  if (tc_safetensors_writer_create(&w) != TC_OK)
+    _exit(2);
+  int64_t s[] = {BIG / 4};
+  char num[32];
+  snprintf(num, sizeof num, "%u", v);
+  if (tc_safetensors_writer_add(w, "weights", TC_ST_F32, s, 1, data, BIG) ||
+      tc_safetensors_writer_add_metadata(w, "version", num) ||
+      tc_safetensors_writer_commit(w, path))
+    _exit(3);
+  tc_safetensors_writer_destroy(w);
+}
+
+/* The file loads, and its data agrees with its version. Returns it. */
+static unsigned check_whole(const char *path, unsigned char *buf) {
+  tc_safetensors *st;
+  ck_assert_msg(tc_safetensors_open(&st, path) == TC_OK, "%s",
+                tc_last_error());
+  int64_t v;
+  ck_assert_int_eq(tc_safetensors_metadata_i64(st, "version", &v), TC_OK);
+  ck_assert_int_eq(tc_safetensors_read_raw(st, "weights", buf, BIG), TC_OK);
+  for (size_t i = 0; i < BIG; i += 4093)
+    ck_assert_int_eq(buf[i], (unsigned char)(v & 0xff));
+  ck_assert_int_eq(buf[BIG - 1], (unsigned char)(v & 0xff));
+  tc_safetensors_close(st);
+  return (unsigned)v;
+}
+
+START_TEST(test_crash_during_save) {
+  const char *path = tpath("ckpt.st");
+  unsigned char *buf = malloc(BIG);
+  save_version(path, 1, buf);
+  static const int delays_us[] = {0, 200, 1000, 3000, 7000, 15000, 30000,
+                                  60000, 120000, 250000};
+  unsigned last = 1;
+  int advanced = 0;
+  for (int round = 0; round < 2; round++)
+    for (size_t k = 0; k < sizeof delays_us / sizeof *delays_us; k++) {
+      pid_t pid = fork();
+      ck_assert_int_ge(pid, 0);
+      if (pid == 0) {
+        /* rewrite the checkpoint forever with growing versions */
+        unsigned char *data = malloc(BIG);
+        for (unsigned v = last + 1;; v++)
+          save_version(path, v, data);
+      }
+      struct timespec ts = {0, delays_us[k] * 1000L};
+      nanosleep(&ts, NULL);
+      kill(pid, SIGKILL);
+      int status;
+      waitpid(pid, &status, 0);
+      ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                    "child exited early (status %d)", status);
+      unsigned v = check_whole(path, buf);
+      /* the previous version or a later, complete one */
+      ck_assert_uint_ge(v, last);
+      advanced += v > last;
+      last = v;
+    }
+  free(buf);
+  /* temporary files of killed writers may remain: they are never read */
+  fprintf(stderr, "crash test: 20 kills, final version %u, %d kills after a "
+          "completed save\n", last, advanced);
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("checkpoint");
+  TCase *tc = tcase_create("core");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 240);
+  tcase_add_test(tc, test_model_roundtrip);
+  tcase_add_test(tc, test_model_strict_mismatches);
+  tcase_add_test(tc, test_training_checkpoint);
+  tcase_add_test(tc, test_model_alloc_failures);
+  tcase_add_test(tc, test_crash_during_save);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return tu_run_suite(suite()); }

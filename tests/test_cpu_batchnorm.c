@@ -1,0 +1,579 @@
+/*
+ * test_cpu_batchnorm.c - the CPU backend's batch norm (train forward,
+ * inference forward, backward) against naive double references written
+ * here, plus finite-difference checks of the backward: random shapes
+ * (batch 1, odd sizes, BatchNorm1d's spatial 1, many channels, long
+ * channels split into chunks), affine off, running statistics tracked or
+ * not, accumulate on/off, a large mean, in-place use, thread-count
+ * independence and argument errors. Called through the public backend
+ * table.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libtinycnn.h>
+#include <tinycnn_backend.h>
+
+#include "testutil.h"
+
+static tc_backend *be;
+static const tc_backend_iface *it;
+static void *ctx;
+
+static void open_cpu(void) {
+  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
+  it = tc_backend_get_iface(be);
+  ctx = tc_backend_get_context(be);
+  ck_assert_ptr_nonnull(it->batchnorm_fwd_train);
+  ck_assert_ptr_nonnull(it->batchnorm_fwd_infer);
+  ck_assert_ptr_nonnull(it->batchnorm_bwd);
+}
+
+static void setup(void) {
+  open_cpu();
+}
+static void teardown(void) {
+  tc_backend_destroy(be);
+}
+
+#define MAX_T 32
+static tc_tensor *tensors[MAX_T];
+static int n_tensors;
+
+static float *falloc(size_t n) {
+  int64_t shape[1] = {(int64_t)(n ? n : 1)};
+  ck_assert_int_lt(n_tensors, MAX_T);
+  tc_tensor *t = NULL;
+  ck_assert_int_eq(tc_tensor_create(&t, be, shape, 1, TC_FLOAT32), TC_OK);
+  tensors[n_tensors++] = t;
+  return tc_tensor_data(t);
+}
+
+static void free_all(void) {
+  for (int i = 0; i < n_tensors; i++)
+    tc_tensor_destroy(tensors[i]);
+  n_tensors = 0;
+}
+
+static float *hcopy(const float *src, size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof *p);
+  if (n)
+    memcpy(p, src, n * sizeof *p);
+  return p;
+}
+
+/* ---- references (double) ---- */
+
+#define X(a, x, i, ci, s) (x)[((i) * (a)->c + (ci)) * (a)->spatial + (s)]
+
+/* Batch mean and biased variance of channel ci. */
+static void ref_stats(const tc_batchnorm_args *a, const double *x, int64_t ci,
+                      double *mean, double *var) {
+  double m = (double)(a->n * a->spatial), s = 0, q = 0;
+  for (int64_t i = 0; i < a->n; i++)
+    for (int64_t e = 0; e < a->spatial; e++)
+      s += X(a, x, i, ci, e);
+  s /= m;
+  for (int64_t i = 0; i < a->n; i++)
+    for (int64_t e = 0; e < a->spatial; e++) {
+      double d = X(a, x, i, ci, e) - s;
+      q += d * d;
+    }
+  *mean = s;
+  *var = q / m;
+}
+
+/* y = (x - mean)/sqrt(var + eps)*gamma + beta with batch statistics; with
+ * `gamma`/`beta` in double so the finite differences can perturb them. */
+static void ref_train_y(const tc_batchnorm_args *a, const double *x,
+                        const double *gamma, const double *beta, double *y) {
+  for (int64_t ci = 0; ci < a->c; ci++) {
+    double mean, var;
+    ref_stats(a, x, ci, &mean, &var);
+    double is = 1.0 / sqrt(var + (double)a->eps);
+    double g = gamma ? gamma[ci] : 1.0, b = beta ? beta[ci] : 0.0;
+    for (int64_t i = 0; i < a->n; i++)
+      for (int64_t e = 0; e < a->spatial; e++)
+        X(a, y, i, ci, e) = (X(a, x, i, ci, e) - mean) * is * g + b;
+  }
+}
+
+/* The textbook backward, written out term by term. */
+static void ref_bwd(const tc_batchnorm_args *a, const double *x,
+                    const double *gamma, const double *dy, double *dx,
+                    double *dgamma, double *dbeta) {
+  double m = (double)(a->n * a->spatial);
+  for (int64_t ci = 0; ci < a->c; ci++) {
+    double mean, var;
+    ref_stats(a, x, ci, &mean, &var);
+    double is = 1.0 / sqrt(var + (double)a->eps);
+    double g = gamma ? gamma[ci] : 1.0, sdy = 0, sdyx = 0;
+    for (int64_t i = 0; i < a->n; i++)
+      for (int64_t e = 0; e < a->spatial; e++) {
+        sdy += X(a, dy, i, ci, e);
+        sdyx += X(a, dy, i, ci, e) * (X(a, x, i, ci, e) - mean) * is;
+      }
+    dgamma[ci] = sdyx;
+    dbeta[ci] = sdy;
+    for (int64_t i = 0; i < a->n; i++)
+      for (int64_t e = 0; e < a->spatial; e++) {
+        double xh = (X(a, x, i, ci, e) - mean) * is;
+        X(a, dx, i, ci, e) =
+            g * is / m * (m * X(a, dy, i, ci, e) - sdy - xh * sdyx);
+      }
+  }
+}
+
+static double *to_d(const float *f, size_t n) {
+  double *d = malloc((n ? n : 1) * sizeof *d);
+  for (size_t i = 0; i < n; i++)
+    d[i] = f ? f[i] : 0.0;
+  return d;
+}
+
+/* Relative error as tu_max_rel_err, with the floor taken from
+ * max(max |want|, `scale`): a gradient that cancels to ~0 (M = 2) is judged
+ * on the scale of its terms, not on its own rounding noise. */
+static void check_close_d(const float *got, const double *want, size_t n,
+                          double tol, double scale, const char *what,
+                          const char *desc) {
+  for (size_t i = 0; i < n; i++)
+    scale = fmax(scale, fabs(want[i]));
+  double floor_ = fmax(scale * 1e-2, 1e-6), e = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)got[i] - want[i]) / fmax(fabs(want[i]), floor_);
+    if (!(d <= e))
+      e = d; /* NaN counts as worst */
+  }
+  ck_assert_msg(e <= tol, "%s: %s max rel err %.3g > %.3g", desc, what, e, tol);
+}
+
+/* ---- one full case: train forward, backward, inference ---- */
+
+typedef struct bcase {
+  int64_t n, c, spatial;
+  int affine, track, acc;
+  float offset; /* added to x: a large mean */
+} bcase;
+
+static void run_case(const bcase *bc, uint64_t seed) {
+  tc_batchnorm_args a = {.struct_size = sizeof a};
+  a.n = bc->n, a.c = bc->c, a.spatial = bc->spatial;
+  a.eps = 1e-5f, a.momentum = 0.1f;
+  size_t nx = (size_t)(a.n * a.c * a.spatial), nc = (size_t)a.c;
+  char d[160];
+  snprintf(d, sizeof d,
+           "n %lld c %lld spatial %lld affine %d track %d acc %d offset %g",
+           (long long)a.n, (long long)a.c, (long long)a.spatial, bc->affine,
+           bc->track, bc->acc, (double)bc->offset);
+  float *x = falloc(nx), *y = falloc(nx), *dy = falloc(nx), *dx = falloc(nx);
+  float *gamma = falloc(nc), *beta = falloc(nc), *rm = falloc(nc);
+  float *rv = falloc(nc), *sm = falloc(nc), *si = falloc(nc);
+  float *dg = falloc(nc), *db = falloc(nc);
+  tu_fill_uniform(x, nx, seed, -2.f, 2.f);
+  for (size_t i = 0; i < nx; i++)
+    x[i] += bc->offset + (float)(i % 3); /* channel means differ */
+  tu_fill_uniform(dy, nx, seed + 1, -1.f, 1.f);
+  tu_fill_uniform(dx, nx, seed + 2, -1.f, 1.f);
+  tu_fill_uniform(gamma, nc, seed + 3, 0.5f, 1.5f);
+  tu_fill_uniform(beta, nc, seed + 4, -0.5f, 0.5f);
+  tu_fill_uniform(rm, nc, seed + 5, -0.5f, 0.5f);
+  tu_fill_uniform(rv, nc, seed + 6, 0.5f, 2.f);
+  tu_fill_uniform(dg, nc, seed + 7, -1.f, 1.f);
+  tu_fill_uniform(db, nc, seed + 8, -1.f, 1.f);
+  float *dx0 = hcopy(dx, nx), *dg0 = hcopy(dg, nc), *db0 = hcopy(db, nc);
+  float *rm0 = hcopy(rm, nc), *rv0 = hcopy(rv, nc);
+
+  /* references */
+  double *xd = to_d(x, nx), *dyd = to_d(dy, nx);
+  double *gd = bc->affine ? to_d(gamma, nc) : NULL;
+  double *bd = bc->affine ? to_d(beta, nc) : NULL;
+  double *wy = malloc(nx * sizeof *wy), *wdx = malloc(nx * sizeof *wdx);
+  double *wdg = malloc(nc * sizeof *wdg), *wdb = malloc(nc * sizeof *wdb);
+  double *wm = malloc(nc * sizeof *wm), *wis = malloc(nc * sizeof *wis);
+  double *wrm = malloc(nc * sizeof *wrm), *wrv = malloc(nc * sizeof *wrv);
+  ref_train_y(&a, xd, gd, bd, wy);
+  ref_bwd(&a, xd, gd, dyd, wdx, wdg, wdb);
+  double m = (double)(a.n * a.spatial);
+  for (size_t ci = 0; ci < nc; ci++) {
+    double var;
+    ref_stats(&a, xd, (int64_t)ci, &wm[ci], &var);
+    wis[ci] = 1.0 / sqrt(var + 1e-5);
+    wrm[ci] = 0.9 * rm0[ci] + 0.1 * wm[ci];
+    wrv[ci] = 0.9 * rv0[ci] + 0.1 * var * m / (m - 1);
+  }
+  if (bc->acc) {
+    for (size_t i = 0; i < nx; i++)
+      wdx[i] += dx0[i];
+    for (size_t ci = 0; ci < nc; ci++)
+      wdg[ci] += dg0[ci], wdb[ci] += db0[ci];
+  }
+
+  a.x = x, a.y = y, a.save_mean = sm, a.save_invstd = si;
+  a.gamma = bc->affine ? gamma : NULL;
+  a.beta = bc->affine ? beta : NULL;
+  a.running_mean = bc->track ? rm : NULL;
+  a.running_var = bc->track ? rv : NULL;
+  ck_assert_int_eq(it->batchnorm_fwd_train(ctx, &a), TC_OK);
+  /* a large offset costs float resolution in x itself: scale the bound */
+  double tol = 2e-5 * (1.0 + fabs((double)bc->offset));
+  check_close_d(y, wy, nx, tol, 0, "y", d);
+  check_close_d(sm, wm, nc, 1e-6, 0, "save_mean", d);
+  check_close_d(si, wis, nc, 1e-5, 0, "save_invstd", d);
+  if (bc->track) {
+    check_close_d(rm, wrm, nc, 1e-6, 0, "running_mean", d);
+    check_close_d(rv, wrv, nc, 1e-5, 0, "running_var", d);
+  } else {
+    ck_assert(memcmp(rm, rm0, nc * sizeof *rm) == 0);
+    ck_assert(memcmp(rv, rv0, nc * sizeof *rv) == 0);
+  }
+
+  a.dy = dy, a.dx = dx, a.accumulate = bc->acc;
+  a.dgamma = bc->affine ? dg : NULL;
+  a.dbeta = bc->affine ? db : NULL;
+  ck_assert_int_eq(it->batchnorm_bwd(ctx, &a), TC_OK);
+  double dscale = 0; /* largest term gamma*invstd*dy */
+  for (size_t i = 0; i < nx; i++) {
+    size_t ci = i / (size_t)a.spatial % nc;
+    dscale = fmax(dscale, fabs((gd ? gd[ci] : 1.0) * wis[ci] * dyd[i]));
+  }
+  check_close_d(dx, wdx, nx, 1e-4 * (1.0 + fabs((double)bc->offset) / 10),
+                dscale, "dx", d);
+  if (bc->affine) {
+    check_close_d(dg, wdg, nc, 1e-4, 0, "dgamma", d);
+    check_close_d(db, wdb, nc, 1e-5, 0, "dbeta", d);
+  } else {
+    ck_assert(memcmp(dg, dg0, nc * sizeof *dg) == 0);
+    ck_assert(memcmp(db, db0, nc * sizeof *db) == 0);
+  }
+
+  /* inference with the (given) running statistics */
+  memcpy(rm, rm0, nc * sizeof *rm);
+  memcpy(rv, rv0, nc * sizeof *rv);
+  a.running_mean = rm, a.running_var = rv;
+  for (size_t ci = 0; ci < nc; ci++) {
+    double is = 1.0 / sqrt((double)rv0[ci] + 1e-5);
+    double g = bc->affine ? gamma[ci] : 1.0, b = bc->affine ? beta[ci] : 0.0;
+    for (int64_t i = 0; i < a.n; i++)
+      for (int64_t e = 0; e < a.spatial; e++)
+        X(&a, wy, i, (int64_t)ci, e) =
+            (X(&a, xd, i, (int64_t)ci, e) - rm0[ci]) * is * g + b;
+  }
+  ck_assert_int_eq(it->batchnorm_fwd_infer(ctx, &a), TC_OK);
+  check_close_d(y, wy, nx, 1e-5 * (1.0 + fabs((double)bc->offset)), 0,
+                "infer y", d);
+  ck_assert(memcmp(rm, rm0, nc * sizeof *rm) == 0);
+  ck_assert(memcmp(rv, rv0, nc * sizeof *rv) == 0);
+
+  free(dx0), free(dg0), free(db0), free(rm0), free(rv0);
+  free(xd), free(dyd), free(gd), free(bd), free(wy), free(wdx), free(wdg);
+  free(wdb), free(wm), free(wis), free(wrm), free(wrv);
+  free_all();
+}
+
+START_TEST(test_bn_random) {
+  uint64_t s = 99;
+  for (int i = 0; i < 80; i++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t r = s >> 20;
+    bcase bc = {1 + (int64_t)(r % 4),
+                1 + (int64_t)((r >> 4) % 7),
+                (int64_t)((r >> 8) % 40),
+                (int)((r >> 14) & 1),
+                (int)((r >> 15) & 1),
+                (int)((r >> 16) & 1),
+                0.f};
+    if (bc.spatial == 0)
+      bc.spatial = 1; /* BatchNorm1d */
+    if (bc.n * bc.spatial < 2)
+      bc.n = 2;
+    run_case(&bc, 500 + (uint64_t)i);
+  }
+}
+END_TEST
+
+START_TEST(test_bn_shapes) {
+  static const bcase cases[] = {
+      {2, 1, 1, 1, 1, 0, 0.f},        /* the smallest batch */
+      {1, 3, 2, 1, 1, 1, 0.f},        /* batch 1, tiny plane */
+      {1, 6, 24 * 24, 1, 1, 0, 0.f},  /* batch 1 (LeNet) */
+      {8, 16, 32 * 32, 1, 1, 1, 0.f}, /* chunked channels */
+      {3, 2, 64 * 64, 0, 1, 0, 0.f},  /* few channels, many chunks */
+      {1, 1, 30000, 1, 0, 1, 0.f},    /* one channel, chunks inside a plane */
+      {5, 700, 1, 1, 1, 1, 0.f},      /* BatchNorm1d, several blocks */
+      {2, 1030, 3, 0, 0, 0, 0.f},     /* several blocks, affine off */
+      {4, 3, 50, 1, 1, 0, 100.f},     /* a large mean */
+      {2, 2, 20000, 1, 1, 1, 1000.f}, /* large mean across chunks */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    run_case(&cases[i], 900 + i);
+}
+END_TEST
+
+/* Finite differences of L = sum(y * r) through the double reference
+ * forward check both the reference backward and the backend's; then a
+ * coarse check through the backend's own float forward. */
+START_TEST(test_bn_gradcheck) {
+  tc_batchnorm_args a = {.struct_size = sizeof a};
+  a.n = 3, a.c = 2, a.spatial = 5, a.eps = 1e-3f;
+  size_t nx = 30, nc = 2;
+  float *x = falloc(nx), *y = falloc(nx), *dy = falloc(nx), *dx = falloc(nx);
+  float *gamma = falloc(nc), *beta = falloc(nc), *sm = falloc(nc);
+  float *si = falloc(nc), *dg = falloc(nc), *db = falloc(nc);
+  tu_fill_uniform(x, nx, 71, -1.f, 1.f);
+  tu_fill_uniform(dy, nx, 72, -1.f, 1.f);
+  tu_fill_uniform(gamma, nc, 73, 0.5f, 1.5f);
+  tu_fill_uniform(beta, nc, 74, -1.f, 1.f);
+  double *xd = to_d(x, nx), *r = to_d(dy, nx), *gd = to_d(gamma, nc);
+  double *bd = to_d(beta, nc), yd[30], num_dx[30], num_dg[2], num_db[2];
+  const double h = 1e-6;
+  double *params[3] = {xd, gd, bd}, *nums[3] = {num_dx, num_dg, num_db};
+  size_t sizes[3] = {nx, nc, nc};
+  for (int p = 0; p < 3; p++)
+    for (size_t i = 0; i < sizes[p]; i++) {
+      double keep = params[p][i], lp = 0, lm = 0;
+      params[p][i] = keep + h;
+      ref_train_y(&a, xd, gd, bd, yd);
+      for (size_t k = 0; k < nx; k++)
+        lp += yd[k] * r[k];
+      params[p][i] = keep - h;
+      ref_train_y(&a, xd, gd, bd, yd);
+      for (size_t k = 0; k < nx; k++)
+        lm += yd[k] * r[k];
+      params[p][i] = keep;
+      nums[p][i] = (lp - lm) / (2 * h);
+    }
+  double rdx[30], rdg[2], rdb[2];
+  ref_bwd(&a, xd, gd, r, rdx, rdg, rdb);
+  for (size_t i = 0; i < nx; i++)
+    ck_assert_msg(fabs(rdx[i] - num_dx[i]) < 1e-6, "ref dx[%zu] %g vs %g", i,
+                  rdx[i], num_dx[i]);
+  for (size_t i = 0; i < nc; i++) {
+    ck_assert(fabs(rdg[i] - num_dg[i]) < 1e-6);
+    ck_assert(fabs(rdb[i] - num_db[i]) < 1e-6);
+  }
+  a.x = x, a.y = y, a.gamma = gamma, a.beta = beta;
+  a.save_mean = sm, a.save_invstd = si;
+  a.dy = dy, a.dx = dx, a.dgamma = dg, a.dbeta = db;
+  ck_assert_int_eq(it->batchnorm_fwd_train(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->batchnorm_bwd(ctx, &a), TC_OK);
+  check_close_d(dx, num_dx, nx, 1e-4, 0, "dx vs finite differences", "3x2x5");
+  check_close_d(dg, num_dg, nc, 1e-4, 0, "dgamma vs finite differences",
+                "3x2x5");
+  check_close_d(db, num_db, nc, 1e-5, 0, "dbeta vs finite differences",
+                "3x2x5");
+
+  /* coarse: differences through the backend's float forward */
+  float *xs = falloc(nx), *ys = falloc(nx);
+  tc_batchnorm_args f = a;
+  f.x = xs, f.y = ys;
+  const float fh = 1e-2f;
+  for (size_t i = 0; i < nx; i += 3) {
+    double l[2];
+    for (int sgn = 0; sgn < 2; sgn++) {
+      memcpy(xs, x, nx * sizeof *xs);
+      xs[i] += sgn ? -fh : fh;
+      ck_assert_int_eq(it->batchnorm_fwd_train(ctx, &f), TC_OK);
+      l[sgn] = 0;
+      for (size_t k = 0; k < nx; k++)
+        l[sgn] += (double)ys[k] * r[k];
+    }
+    double num = (l[0] - l[1]) / (2.0 * (double)fh);
+    ck_assert_msg(fabs(num - dx[i]) < 2e-3 * (1 + fabs(num)),
+                  "float fd dx[%zu] %g vs %g", i, num, (double)dx[i]);
+  }
+  free(xd), free(r), free(gd), free(bd);
+  free_all();
+}
+END_TEST
+
+/* y may be x, dx may be dy (in place). */
+START_TEST(test_bn_in_place) {
+  tc_batchnorm_args a = {.struct_size = sizeof a};
+  a.n = 3, a.c = 4, a.spatial = 7, a.eps = 1e-5f;
+  size_t nx = 84;
+  float *x = falloc(nx), *y = falloc(nx), *dy = falloc(nx), *dx = falloc(nx);
+  float *io = falloc(nx), *sm = falloc(4), *si = falloc(4), *g = falloc(4);
+  tu_fill_uniform(x, nx, 81, -1.f, 1.f);
+  tu_fill_uniform(dy, nx, 82, -1.f, 1.f);
+  tu_fill_uniform(g, 4, 83, 0.5f, 1.5f);
+  a.gamma = g, a.save_mean = sm, a.save_invstd = si;
+  a.x = x, a.y = y;
+  ck_assert_int_eq(it->batchnorm_fwd_train(ctx, &a), TC_OK);
+  a.dy = dy, a.dx = dx;
+  ck_assert_int_eq(it->batchnorm_bwd(ctx, &a), TC_OK);
+  memcpy(io, x, nx * sizeof *io);
+  a.x = io, a.y = io;
+  ck_assert_int_eq(it->batchnorm_fwd_train(ctx, &a), TC_OK);
+  ck_assert(memcmp(io, y, nx * sizeof *io) == 0);
+  memcpy(io, dy, nx * sizeof *io);
+  a.x = x, a.dy = io, a.dx = io;
+  ck_assert_int_eq(it->batchnorm_bwd(ctx, &a), TC_OK);
+  ck_assert(memcmp(io, dx, nx * sizeof *io) == 0);
+  free_all();
+}
+END_TEST
+
+/* Same bits with 1 and 3 threads, with chunked channel sums. */
+static void bn_with_threads(int threads, float *out, size_t nout) {
+  ck_assert_int_eq(tc_set_num_threads(threads), TC_OK);
+  open_cpu();
+  tc_batchnorm_args a = {.struct_size = sizeof a};
+  a.n = 4, a.c = 3, a.spatial = 65 * 63, a.eps = 1e-5f, a.momentum = 0.1f;
+  size_t nx = (size_t)(a.n * a.c * a.spatial);
+  ck_assert_uint_eq(nout, 2 * nx + 12);
+  float *x = falloc(nx), *y = falloc(nx), *dy = falloc(nx), *dx = falloc(nx);
+  float *g = falloc(3), *b = falloc(3), *sm = falloc(3), *si = falloc(3);
+  float *rm = falloc(3), *rv = falloc(3), *dg = falloc(3), *db = falloc(3);
+  tu_fill_uniform(x, nx, 91, -1.f, 5.f);
+  tu_fill_uniform(dy, nx, 92, -1.f, 1.f);
+  tu_fill_uniform(g, 3, 93, 0.5f, 1.5f);
+  a.x = x, a.y = y, a.gamma = g, a.beta = b, a.save_mean = sm;
+  a.save_invstd = si, a.running_mean = rm, a.running_var = rv;
+  a.dy = dy, a.dx = dx, a.dgamma = dg, a.dbeta = db;
+  ck_assert_int_eq(it->batchnorm_fwd_train(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->batchnorm_bwd(ctx, &a), TC_OK);
+  memcpy(out, y, nx * sizeof *out);
+  memcpy(out + nx, dx, nx * sizeof *out);
+  memcpy(out + 2 * nx, sm, 3 * sizeof *out);
+  memcpy(out + 2 * nx + 3, rv, 3 * sizeof *out);
+  memcpy(out + 2 * nx + 6, dg, 3 * sizeof *out);
+  memcpy(out + 2 * nx + 9, db, 3 * sizeof *out);
+  free_all();
+  tc_backend_destroy(be);
+}
+
+START_TEST(test_bn_thread_independent) {
+  tc_backend_destroy(be);
+  size_t n = 2 * 4 * 3 * 65 * 63 + 12;
+  float *o1 = malloc(n * sizeof *o1), *o3 = malloc(n * sizeof *o3);
+  bn_with_threads(1, o1, n);
+  bn_with_threads(3, o3, n);
+  ck_assert_msg(memcmp(o1, o3, n * sizeof *o1) == 0,
+                "results differ between 1 and 3 threads");
+  free(o1), free(o3);
+  tc_set_num_threads(0);
+  open_cpu();
+}
+END_TEST
+
+typedef tc_status (*bn_fn)(void *, const tc_batchnorm_args *);
+
+static void expect_bn_einval(bn_fn f, const tc_batchnorm_args *a,
+                             const float *out, const float *keep, size_t n) {
+  tc_clear_error();
+  ck_assert_int_eq(f(ctx, a), TC_EINVAL);
+  ck_assert_msg(strlen(tc_last_error()) > 0, "no message");
+  if (out)
+    ck_assert_msg(memcmp(out, keep, n * sizeof *out) == 0,
+                  "output changed on failure");
+}
+
+START_TEST(test_bn_errors) {
+  float *x = falloc(24), *y = falloc(24), *dy = falloc(24), *dx = falloc(24);
+  float *sm = falloc(3), *si = falloc(3), *rm = falloc(3), *rv = falloc(3);
+  float *dg = falloc(3), *db = falloc(3);
+  tu_fill_uniform(x, 24, 1, -1.f, 1.f);
+  tu_fill_uniform(y, 24, 2, -1.f, 1.f);
+  tu_fill_uniform(dy, 24, 3, -1.f, 1.f);
+  tu_fill_uniform(dx, 24, 4, -1.f, 1.f);
+  tu_fill_uniform(rm, 3, 5, -1.f, 1.f);
+  tu_fill_uniform(rv, 3, 6, 0.5f, 1.f);
+  float ky[24], kdx[24], krm[3], krv[3];
+  memcpy(ky, y, sizeof ky);
+  memcpy(kdx, dx, sizeof kdx);
+  memcpy(krm, rm, sizeof krm);
+  memcpy(krv, rv, sizeof krv);
+  tc_batchnorm_args ok = {.struct_size = sizeof ok};
+  ok.n = 2, ok.c = 3, ok.spatial = 4, ok.eps = 1e-5f, ok.momentum = 0.1f;
+  ok.x = x, ok.y = y, ok.save_mean = sm, ok.save_invstd = si;
+  ok.running_mean = rm, ok.running_var = rv;
+  ok.dy = dy, ok.dx = dx, ok.dgamma = dg, ok.dbeta = db;
+  bn_fn fns[3] = {it->batchnorm_fwd_train, it->batchnorm_fwd_infer,
+                  it->batchnorm_bwd};
+  tc_batchnorm_args a;
+  for (int k = 0; k < 3; k++) {
+    float *out = k < 2 ? y : dx, *keep = k < 2 ? ky : kdx;
+    expect_bn_einval(fns[k], NULL, out, keep, 24);
+    tc_clear_error();
+    ck_assert_int_eq(fns[k](NULL, &ok), TC_EINVAL);
+    a = ok, a.struct_size = 16;
+    expect_bn_einval(fns[k], &a, out, keep, 24);
+    a = ok, a.n = -1;
+    expect_bn_einval(fns[k], &a, out, keep, 24);
+    a = ok, a.c = -3;
+    expect_bn_einval(fns[k], &a, out, keep, 24);
+    a = ok, a.spatial = -4;
+    expect_bn_einval(fns[k], &a, out, keep, 24);
+    a = ok, a.eps = -1e-5f;
+    expect_bn_einval(fns[k], &a, out, keep, 24);
+    a = ok, a.eps = NAN;
+    expect_bn_einval(fns[k], &a, out, keep, 24);
+    a = ok, a.x = NULL;
+    expect_bn_einval(fns[k], &a, out, keep, 24);
+    /* empty batch: nothing read or written */
+    a = ok, a.n = 0, a.x = NULL, a.y = NULL, a.dy = NULL, a.dx = NULL;
+    a.accumulate = 1;
+    ck_assert_int_eq(fns[k](ctx, &a), TC_OK);
+  }
+  bn_fn tr = it->batchnorm_fwd_train, inf = it->batchnorm_fwd_infer;
+  bn_fn bw = it->batchnorm_bwd;
+  a = ok, a.y = NULL;
+  expect_bn_einval(tr, &a, NULL, NULL, 0);
+  expect_bn_einval(inf, &a, NULL, NULL, 0);
+  a = ok, a.save_mean = NULL;
+  expect_bn_einval(tr, &a, y, ky, 24);
+  expect_bn_einval(bw, &a, dx, kdx, 24);
+  a = ok, a.save_invstd = NULL;
+  expect_bn_einval(tr, &a, y, ky, 24);
+  expect_bn_einval(bw, &a, dx, kdx, 24);
+  a = ok, a.dy = NULL;
+  expect_bn_einval(bw, &a, dx, kdx, 24);
+  a = ok, a.dx = NULL;
+  expect_bn_einval(bw, &a, NULL, NULL, 0);
+  /* inference needs running statistics */
+  a = ok, a.running_mean = NULL;
+  expect_bn_einval(inf, &a, y, ky, 24);
+  a = ok, a.running_var = NULL;
+  expect_bn_einval(inf, &a, y, ky, 24);
+  /* one value per channel: no batch variance (PyTorch errors too) */
+  a = ok, a.n = 1, a.spatial = 1;
+  expect_bn_einval(tr, &a, y, ky, 24);
+  ck_assert(memcmp(rm, krm, sizeof krm) == 0);
+  ck_assert(memcmp(rv, krv, sizeof krv) == 0);
+  /* ... but inference and the backward are defined there (dx = 0) */
+  ck_assert_int_eq(inf(ctx, &a), TC_OK);
+  for (int i = 0; i < 3; i++)
+    si[i] = 1.f, sm[i] = x[i]; /* the one value is its channel's mean */
+  ck_assert_int_eq(bw(ctx, &a), TC_OK);
+  for (int i = 0; i < 3; i++)
+    ck_assert_float_eq(dx[i], 0.f);
+  /* empty batch in the backward: parameter grads are empty sums */
+  dg[0] = dg[1] = dg[2] = 5.f;
+  a = ok, a.n = 0, a.accumulate = 0;
+  ck_assert_int_eq(bw(ctx, &a), TC_OK);
+  ck_assert_float_eq(dg[1], 0.f);
+  ck_assert_float_eq(db[2], 0.f);
+  /* untracked training: running statistics may be NULL */
+  a = ok, a.running_mean = a.running_var = NULL;
+  ck_assert_int_eq(tr(ctx, &a), TC_OK);
+  free_all();
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("cpu_batchnorm");
+  TCase *tc = tcase_create("batchnorm");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_bn_random);
+  tcase_add_test(tc, test_bn_shapes);
+  tcase_add_test(tc, test_bn_gradcheck);
+  tcase_add_test(tc, test_bn_in_place);
+  tcase_add_test(tc, test_bn_thread_independent);
+  tcase_add_test(tc, test_bn_errors);
+  suite_add_tcase(s, tc);
+  return tu_run_suite(s);
+}

@@ -1,0 +1,607 @@
+/*
+ * test_cpu_conv2d.c - the CPU backend's 2-D convolution (forward,
+ * backward-data, backward-filter, bias-grad) against the naive double
+ * reference (tests/reference/conv.c): fixed edge shapes and random ones
+ * (batch 1, odd sizes, 1x1/3x3/5x5 and rectangular kernels, stride,
+ * padding, dilation, 1..17 channels), accumulate on and off, bias NULL,
+ * bit-identical results for 1, 2 and 5 threads, workspace limits and
+ * argument errors. Called through the public backend table.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libtinycnn.h>
+#include <tinycnn_backend.h>
+
+#include "reference/conv.h"
+#include "testutil.h"
+
+/* Relative error allowed against the double reference (float sums of a
+ * few thousand terms; an indexing bug gives errors of order 1). */
+#define TOL 2e-4
+
+static tc_backend *be;
+static const tc_backend_iface *it;
+static void *ctx;
+
+static tc_backend *open_cpu(int threads) {
+  tc_backend *b = NULL;
+  tc_backend_options o = TC_BACKEND_OPTIONS_INIT;
+  o.num_threads = threads;
+  ck_assert_int_eq(tc_backend_create_ex(&b, "cpu", &o), TC_OK);
+  return b;
+}
+
+static void use(tc_backend *b) {
+  be = b;
+  it = tc_backend_get_iface(b);
+  ctx = tc_backend_get_context(b);
+  ck_assert(it->conv2d_workspace_size != NULL);
+  ck_assert(it->conv2d_fwd != NULL);
+  ck_assert(it->conv2d_bwd_data != NULL);
+  ck_assert(it->conv2d_bwd_filter != NULL);
+  ck_assert(it->conv2d_bwd_bias != NULL);
+}
+
+/* 3 threads: the batch split and the partial sums really run in parallel. */
+static void setup(void) {
+  use(open_cpu(3));
+}
+static void teardown(void) {
+  tc_backend_destroy(be);
+}
+
+static float *dalloc(size_t n) {
+  void *p = NULL;
+  ck_assert_int_eq(it->alloc(ctx, &p, (n ? n : 1) * sizeof(float)), TC_OK);
+  return p;
+}
+
+static void fill_nan(float *x, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    x[i] = NAN;
+}
+
+typedef struct ccase {
+  int64_t n, c, h, w, k, r, s;
+  int64_t sh, sw, ph, pw, dh, dw;
+} ccase;
+
+static tc_conv2d_args make_args(const ccase *g) {
+  tc_conv2d_args a = {.struct_size = sizeof a};
+  a.n = g->n, a.c = g->c, a.h = g->h, a.w = g->w;
+  a.k = g->k, a.r = g->r, a.s = g->s;
+  a.stride_h = g->sh, a.stride_w = g->sw, a.pad_h = g->ph, a.pad_w = g->pw;
+  a.dil_h = g->dh, a.dil_w = g->dw;
+  a.out_h = ref_conv_out_size(g->h, g->r, g->sh, g->ph, g->dh);
+  a.out_w = ref_conv_out_size(g->w, g->s, g->sw, g->pw, g->dw);
+  return a;
+}
+
+/* Buffers of one problem; sizes in floats. */
+typedef struct cbufs {
+  size_t nx, nw, ny;
+  float *x, *wt, *bias, *y, *dy, *dx, *dw, *db;
+  void *ws;
+  size_t ws_bytes;
+} cbufs;
+
+static void bufs_init(cbufs *b, const tc_conv2d_args *a, uint64_t seed) {
+  b->nx = (size_t)(a->n * a->c * a->h * a->w);
+  b->nw = (size_t)(a->k * a->c * a->r * a->s);
+  b->ny = (size_t)(a->n * a->k * a->out_h * a->out_w);
+  b->x = dalloc(b->nx), b->wt = dalloc(b->nw), b->bias = dalloc((size_t)a->k);
+  b->y = dalloc(b->ny), b->dy = dalloc(b->ny), b->dx = dalloc(b->nx);
+  b->dw = dalloc(b->nw), b->db = dalloc((size_t)a->k);
+  tu_fill_uniform(b->x, b->nx, seed, -1.f, 1.f);
+  tu_fill_uniform(b->wt, b->nw, seed + 1, -1.f, 1.f);
+  tu_fill_uniform(b->bias, (size_t)a->k, seed + 2, -1.f, 1.f);
+  tu_fill_uniform(b->dy, b->ny, seed + 3, -1.f, 1.f);
+  ck_assert_int_eq(it->conv2d_workspace_size(ctx, a, &b->ws_bytes), TC_OK);
+  b->ws = NULL;
+  if (b->ws_bytes)
+    ck_assert_int_eq(it->alloc(ctx, &b->ws, b->ws_bytes), TC_OK);
+}
+
+static void bufs_free(cbufs *b) {
+  float *p[] = {b->x, b->wt, b->bias, b->y, b->dy, b->dx, b->dw, b->db};
+  for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+    it->free(ctx, p[i]);
+  it->free(ctx, b->ws);
+}
+
+static void bind(tc_conv2d_args *a, const cbufs *b) {
+  a->x = b->x, a->wt = b->wt, a->bias = b->bias, a->y = b->y;
+  a->dy = b->dy, a->dx = b->dx, a->dw = b->dw, a->db = b->db;
+  a->workspace = b->ws, a->workspace_size = b->ws_bytes;
+}
+
+static float *host_copy(const float *src, size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof *p);
+  ck_assert_ptr_nonnull(p);
+  memcpy(p, src, n * sizeof *p);
+  return p;
+}
+
+#define CASE_FMT                                                               \
+  "n %lld c %lld %lldx%lld k %lld %lldx%lld stride %lld,%lld pad %lld,%lld "   \
+  "dil %lld,%lld acc %d bias %d"
+#define CASE_ARGS(g, acc, bias)                                                \
+  (long long)(g)->n, (long long)(g)->c, (long long)(g)->h, (long long)(g)->w,  \
+      (long long)(g)->k, (long long)(g)->r, (long long)(g)->s,                 \
+      (long long)(g)->sh, (long long)(g)->sw, (long long)(g)->ph,              \
+      (long long)(g)->pw, (long long)(g)->dh, (long long)(g)->dw, (acc),       \
+      (bias)
+
+static void expect_close(const char *what, const float *got, const float *want,
+                         size_t n, const ccase *g, int acc, int bias) {
+  double e = tu_max_rel_err(got, want, n);
+  ck_assert_msg(e <= TOL, "%s: " CASE_FMT ": max rel err %.3g", what,
+                CASE_ARGS(g, acc, bias), e);
+}
+
+/* Runs all four directions on one shape and compares with the reference.
+ * Without accumulate the outputs start as NaN: they must be overwritten.
+ * With it they start random and must be added to. */
+static void run_case(const ccase *g, uint64_t seed, int accumulate,
+                     int with_bias) {
+  tc_conv2d_args a = make_args(g);
+  ck_assert_msg(a.out_h > 0 && a.out_w > 0, "bad test case");
+  cbufs b;
+  bufs_init(&b, &a, seed);
+  bind(&a, &b);
+  if (!with_bias)
+    a.bias = NULL;
+  a.accumulate = accumulate;
+  if (accumulate) {
+    tu_fill_uniform(b.y, b.ny, seed + 4, -1.f, 1.f);
+    tu_fill_uniform(b.dx, b.nx, seed + 5, -1.f, 1.f);
+    tu_fill_uniform(b.dw, b.nw, seed + 6, -1.f, 1.f);
+    tu_fill_uniform(b.db, (size_t)a.k, seed + 7, -1.f, 1.f);
+  } else {
+    fill_nan(b.y, b.ny), fill_nan(b.dx, b.nx), fill_nan(b.dw, b.nw);
+    fill_nan(b.db, (size_t)a.k);
+  }
+  float *y0 = host_copy(b.y, b.ny), *dx0 = host_copy(b.dx, b.nx);
+  float *dw0 = host_copy(b.dw, b.nw), *db0 = host_copy(b.db, (size_t)a.k);
+
+  ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_data(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_filter(ctx, &a), TC_OK);
+  ck_assert_int_eq(with_bias ? it->conv2d_bwd_bias(ctx, &a) : TC_OK, TC_OK);
+
+  tc_conv2d_args r = a;
+  r.y = y0, r.dx = dx0, r.dw = dw0, r.db = db0;
+  ref_conv2d_fwd(&r); /* forward always overwrites: accumulate is ignored */
+  ref_conv2d_bwd_data(&r);
+  ref_conv2d_bwd_filter(&r);
+  expect_close("fwd", b.y, y0, b.ny, g, accumulate, with_bias);
+  expect_close("bwd_data", b.dx, dx0, b.nx, g, accumulate, with_bias);
+  expect_close("bwd_filter", b.dw, dw0, b.nw, g, accumulate, with_bias);
+  if (with_bias) {
+    ref_conv2d_bwd_bias(&r);
+    expect_close("bwd_bias", b.db, db0, (size_t)a.k, g, accumulate, with_bias);
+  }
+  free(y0), free(dx0), free(dw0), free(db0);
+  bufs_free(&b);
+}
+
+/* n c h w  k r s  sh sw ph pw dh dw */
+static const ccase fixed_cases[] = {
+    {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1},   /* smallest: 1x1 direct */
+    {2, 5, 7, 9, 3, 1, 1, 1, 1, 0, 0, 1, 1},   /* 1x1 direct path */
+    {3, 4, 9, 7, 6, 1, 1, 2, 2, 0, 0, 1, 1},   /* 1x1 stride 2 */
+    {1, 3, 5, 6, 2, 1, 1, 1, 1, 1, 1, 1, 1},   /* 1x1 with padding */
+    {2, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1},   /* 3x3 same */
+    {1, 2, 7, 9, 5, 3, 3, 2, 2, 1, 1, 1, 1},   /* 3x3 stride 2, odd */
+    {2, 3, 11, 10, 4, 5, 5, 1, 1, 2, 2, 1, 1}, /* 5x5 pad 2 */
+    {1, 2, 11, 13, 3, 5, 5, 2, 3, 0, 1, 1, 1}, /* 5x5 stride 2,3 */
+    {2, 3, 9, 9, 2, 3, 3, 1, 1, 2, 2, 2, 2},   /* dilation 2 */
+    {1, 2, 12, 10, 3, 3, 2, 2, 1, 1, 0, 2, 3}, /* dilation 2,3 + stride */
+    {2, 3, 6, 9, 4, 1, 3, 1, 1, 0, 1, 1, 1},   /* 1x3 */
+    {1, 4, 9, 5, 2, 3, 1, 2, 1, 1, 0, 1, 1},   /* 3x1 stride 2 */
+    {2, 2, 8, 11, 3, 2, 5, 2, 1, 0, 2, 1, 1},  /* 2x5 */
+    {1, 17, 6, 5, 17, 3, 3, 1, 1, 1, 1, 1, 1}, /* 17 channels */
+    {2, 2, 2, 3, 3, 5, 5, 1, 1, 2, 2, 1, 1},   /* kernel > input */
+    {1, 1, 4, 4, 1, 4, 4, 1, 1, 0, 0, 1, 1},   /* kernel = input: 1x1 out */
+    {2, 3, 10, 10, 2, 3, 3, 3, 3, 0, 0, 1, 1}, /* stride 3, leftover */
+    {70, 3, 6, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1},  /* batch > reduce chunks */
+    {37, 2, 5, 5, 3, 1, 1, 1, 1, 0, 0, 1, 1},  /* chunked, direct */
+    {70, 8, 6, 6, 16, 3, 3, 1, 1, 1, 1, 1, 1}, /* dw > one combine block */
+};
+
+START_TEST(test_conv_fixed) {
+  const ccase *g = &fixed_cases[_i];
+  for (int acc = 0; acc < 2; acc++)
+    for (int bias = 0; bias < 2; bias++)
+      run_case(
+          g, 1000 + 16 * (uint64_t)_i + 4 * (uint64_t)acc + 2 * (uint64_t)bias,
+          acc, bias);
+}
+END_TEST
+
+static int64_t pick(tc_rng *r, int64_t lo, int64_t hi) {
+  return lo + (int64_t)(tc_rng_next_u32(r) % (uint32_t)(hi - lo + 1));
+}
+
+/* Random shapes: 12 per test instance (alternating accumulate and bias),
+ * each with a valid output. */
+START_TEST(test_conv_random) {
+  static const int64_t ks[] = {1, 2, 3, 5};
+  tc_rng rng;
+  tc_rng_init(&rng, 77 + (uint64_t)_i, TC_RNG_STREAM_USER);
+  for (int done = 0; done < 12;) {
+    ccase g;
+    g.n = pick(&rng, 1, 4) == 4 ? pick(&rng, 5, 9) : pick(&rng, 1, 3);
+    g.c = pick(&rng, 1, 17), g.k = pick(&rng, 1, 17);
+    g.h = pick(&rng, 1, 16), g.w = pick(&rng, 1, 16);
+    g.r = ks[pick(&rng, 0, 3)], g.s = ks[pick(&rng, 0, 3)];
+    if (pick(&rng, 0, 2) == 0)
+      g.s = g.r; /* square often */
+    g.sh = pick(&rng, 1, 3), g.sw = pick(&rng, 1, 3);
+    g.ph = pick(&rng, 0, 2), g.pw = pick(&rng, 0, 2);
+    g.dh = pick(&rng, 1, 2), g.dw = pick(&rng, 1, 2);
+    if (ref_conv_out_size(g.h, g.r, g.sh, g.ph, g.dh) < 1 ||
+        ref_conv_out_size(g.w, g.s, g.sw, g.pw, g.dw) < 1)
+      continue;
+    run_case(&g, 5000 + 100 * (uint64_t)_i + (uint64_t)done, done % 2,
+             done % 3 != 0);
+    done++;
+  }
+}
+END_TEST
+
+/* An empty batch is a no-op, except that gradients of an empty sum are 0. */
+START_TEST(test_conv_empty_batch) {
+  ccase g = {0, 2, 5, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1};
+  tc_conv2d_args a = make_args(&g);
+  size_t ws = 1;
+  ck_assert_int_eq(it->conv2d_workspace_size(ctx, &a, &ws), TC_OK);
+  ck_assert_uint_eq(ws, 0);
+  float *dw = dalloc(54), *db = dalloc(3);
+  tu_fill_uniform(dw, 54, 3, -1.f, 1.f);
+  tu_fill_uniform(db, 3, 4, -1.f, 1.f);
+  float dw0 = dw[5], db0 = db[1];
+  a.dw = dw, a.db = db, a.accumulate = 1; /* x, dy, y, dx all NULL */
+  ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_data(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_filter(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_bias(ctx, &a), TC_OK);
+  ck_assert_float_eq(dw[5], dw0);
+  ck_assert_float_eq(db[1], db0);
+  a.accumulate = 0;
+  ck_assert_int_eq(it->conv2d_bwd_filter(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_bias(ctx, &a), TC_OK);
+  for (int i = 0; i < 54; i++)
+    ck_assert_float_eq(dw[i], 0.f);
+  for (int i = 0; i < 3; i++)
+    ck_assert_float_eq(db[i], 0.f);
+  it->free(ctx, dw);
+  it->free(ctx, db);
+}
+END_TEST
+
+/* All four outputs of one shape with a backend of `threads` threads. */
+typedef struct outs {
+  float *y, *dx, *dw, *db;
+} outs;
+
+static void run_threads(const ccase *g, int threads, int accumulate, outs *o) {
+  use(open_cpu(threads));
+  tc_conv2d_args a = make_args(g);
+  cbufs b;
+  bufs_init(&b, &a, 9000);
+  bind(&a, &b);
+  a.accumulate = accumulate;
+  tu_fill_uniform(b.dx, b.nx, 9004, -1.f, 1.f);
+  tu_fill_uniform(b.dw, b.nw, 9005, -1.f, 1.f);
+  tu_fill_uniform(b.db, (size_t)a.k, 9006, -1.f, 1.f);
+  ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_data(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_filter(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_bias(ctx, &a), TC_OK);
+  o->y = host_copy(b.y, b.ny), o->dx = host_copy(b.dx, b.nx);
+  o->dw = host_copy(b.dw, b.nw), o->db = host_copy(b.db, (size_t)a.k);
+  bufs_free(&b);
+  tc_backend_destroy(be);
+  be = NULL;
+}
+
+static void outs_free(outs *o) {
+  free(o->y), free(o->dx), free(o->dw), free(o->db);
+}
+
+START_TEST(test_conv_thread_independent) {
+  static const ccase cases[] = {
+      {70, 3, 7, 6, 5, 3, 3, 1, 1, 1, 1, 1, 1},  /* 64 partial sums */
+      {5, 4, 9, 9, 3, 3, 3, 2, 2, 1, 1, 1, 1},   /* one image per chunk */
+      {13, 6, 5, 5, 4, 1, 1, 1, 1, 0, 0, 1, 1},  /* direct 1x1 */
+      {67, 8, 6, 5, 16, 3, 3, 2, 1, 1, 1, 1, 1}, /* dw > combine block */
+  };
+  static const int threads[] = {2, 5};
+  tc_backend_destroy(be); /* the fixture's; reopened below */
+  be = NULL;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const ccase *g = &cases[i];
+    tc_conv2d_args a = make_args(g);
+    size_t ny = (size_t)(a.n * a.k * a.out_h * a.out_w);
+    size_t nx = (size_t)(a.n * a.c * a.h * a.w);
+    size_t nw = (size_t)(a.k * a.c * a.r * a.s);
+    for (int acc = 0; acc < 2; acc++) {
+      outs one;
+      run_threads(g, 1, acc, &one);
+      for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+        outs many;
+        run_threads(g, threads[t], acc, &many);
+        ck_assert_msg(!memcmp(one.dw, many.dw, nw * sizeof(float)),
+                      "case %zu acc %d: dw differs, 1 vs %d threads", i, acc,
+                      threads[t]);
+        ck_assert_msg(!memcmp(one.db, many.db, (size_t)a.k * sizeof(float)),
+                      "case %zu acc %d: db differs, 1 vs %d threads", i, acc,
+                      threads[t]);
+        ck_assert_msg(!memcmp(one.y, many.y, ny * sizeof(float)),
+                      "case %zu: y differs, 1 vs %d threads", i, threads[t]);
+        ck_assert_msg(!memcmp(one.dx, many.dx, nx * sizeof(float)),
+                      "case %zu acc %d: dx differs, 1 vs %d threads", i, acc,
+                      threads[t]);
+        outs_free(&many);
+      }
+      outs_free(&one);
+    }
+  }
+  use(open_cpu(3)); /* for teardown */
+}
+END_TEST
+
+/* The query grows with the thread count (one im2col slice per thread) but
+ * the single-thread size is enough for any backend: fewer slices run. */
+START_TEST(test_conv_workspace_sizes) {
+  ccase g = {70, 3, 7, 6, 5, 3, 3, 1, 1, 1, 1, 1, 1};
+  tc_conv2d_args a = make_args(&g);
+  size_t ws1 = 0, ws3 = 0;
+  tc_backend *b1 = open_cpu(1);
+  ck_assert_int_eq(tc_backend_get_iface(b1)->conv2d_workspace_size(
+                       tc_backend_get_context(b1), &a, &ws1),
+                   TC_OK);
+  tc_backend_destroy(b1);
+  ck_assert_int_eq(it->conv2d_workspace_size(ctx, &a, &ws3), TC_OK);
+  ck_assert_uint_gt(ws1, 0);
+  ck_assert_uint_gt(ws3, ws1);
+
+  cbufs b;
+  bufs_init(&b, &a, 42);
+  bind(&a, &b);
+  float *dw_full = malloc(b.nw * sizeof *dw_full);
+  ck_assert_int_eq(it->conv2d_bwd_filter(ctx, &a), TC_OK);
+  memcpy(dw_full, b.dw, b.nw * sizeof *dw_full);
+  a.workspace_size = ws1; /* the same buffer, declared smaller */
+  fill_nan(b.dw, b.nw);
+  ck_assert_int_eq(it->conv2d_bwd_filter(ctx, &a), TC_OK);
+  ck_assert_int_eq(memcmp(dw_full, b.dw, b.nw * sizeof *dw_full), 0);
+  ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_data(ctx, &a), TC_OK);
+  free(dw_full);
+  bufs_free(&b);
+}
+END_TEST
+
+/* Returns TC_EINVAL with a message and leaves `out[0]` as it was. */
+static void expect_einval_ws(tc_status (*op)(void *, const tc_conv2d_args *),
+                             const tc_conv2d_args *a, const float *out,
+                             const char *what) {
+  float before = out ? out[0] : 0.f;
+  tc_clear_error();
+  tc_status st = op(ctx, a);
+  ck_assert_msg(st == TC_EINVAL, "%s: status %d, expected TC_EINVAL", what,
+                (int)st);
+  ck_assert_msg(strlen(tc_last_error()) > 0, "%s: no message", what);
+  if (out)
+    ck_assert_msg(memcmp(&before, out, sizeof before) == 0,
+                  "%s: output written on failure", what);
+}
+
+START_TEST(test_conv_workspace_too_small) {
+  /* batch 1 with one thread: the query is exactly the im2col slice */
+  tc_backend_destroy(be);
+  use(open_cpu(1));
+  ccase g = {1, 3, 8, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1};
+  tc_conv2d_args a = make_args(&g);
+  cbufs b;
+  bufs_init(&b, &a, 11);
+  bind(&a, &b);
+  tu_fill_uniform(b.y, b.ny, 12, -1.f, 1.f);
+  tu_fill_uniform(b.dx, b.nx, 13, -1.f, 1.f);
+  tu_fill_uniform(b.dw, b.nw, 14, -1.f, 1.f);
+  ck_assert_uint_gt(b.ws_bytes, 0);
+  a.workspace_size = b.ws_bytes - 1;
+  expect_einval_ws(it->conv2d_fwd, &a, b.y, "fwd, small workspace");
+  expect_einval_ws(it->conv2d_bwd_data, &a, b.dx, "bwd_data, small workspace");
+  expect_einval_ws(it->conv2d_bwd_filter, &a, b.dw,
+                   "bwd_filter, small workspace");
+  a.workspace = NULL, a.workspace_size = b.ws_bytes;
+  expect_einval_ws(it->conv2d_fwd, &a, b.y, "fwd, NULL workspace");
+  expect_einval_ws(it->conv2d_bwd_data, &a, b.dx, "bwd_data, NULL workspace");
+  expect_einval_ws(it->conv2d_bwd_filter, &a, b.dw,
+                   "bwd_filter, NULL workspace");
+  a.workspace = (char *)b.ws + 1, a.workspace_size = b.ws_bytes - 1;
+  expect_einval_ws(it->conv2d_fwd, &a, b.y, "fwd, misaligned workspace");
+  a.workspace = b.ws, a.workspace_size = b.ws_bytes;
+  ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
+  /* bias-grad needs no workspace */
+  a.workspace = NULL, a.workspace_size = 0;
+  ck_assert_int_eq(it->conv2d_bwd_bias(ctx, &a), TC_OK);
+  bufs_free(&b);
+
+  /* a batch: bwd_filter also needs room for the partial sums */
+  ccase h = {20, 2, 6, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1};
+  a = make_args(&h);
+  bufs_init(&b, &a, 15);
+  bind(&a, &b);
+  tu_fill_uniform(b.dw, b.nw, 16, -1.f, 1.f);
+  a.workspace_size = b.ws_bytes - 1;
+  expect_einval_ws(it->conv2d_bwd_filter, &a, b.dw,
+                   "bwd_filter, no room for partials");
+  a.workspace_size = b.ws_bytes;
+  ck_assert_int_eq(it->conv2d_bwd_filter(ctx, &a), TC_OK);
+  bufs_free(&b);
+
+  /* a 1x1, stride 1, unpadded kernel needs no workspace at all */
+  ccase d = {1, 4, 5, 5, 3, 1, 1, 1, 1, 0, 0, 1, 1};
+  a = make_args(&d);
+  bufs_init(&b, &a, 17);
+  ck_assert_uint_eq(b.ws_bytes, 0);
+  bind(&a, &b);
+  ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_data(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_filter(ctx, &a), TC_OK);
+  bufs_free(&b);
+}
+END_TEST
+
+START_TEST(test_conv_invalid_args) {
+  ccase g = {2, 3, 8, 7, 4, 3, 3, 2, 1, 1, 1, 1, 1};
+  tc_conv2d_args ok = make_args(&g);
+  cbufs b;
+  bufs_init(&b, &ok, 21);
+  bind(&ok, &b);
+  tu_fill_uniform(b.y, b.ny, 22, -1.f, 1.f);
+  tu_fill_uniform(b.dx, b.nx, 23, -1.f, 1.f);
+  tu_fill_uniform(b.dw, b.nw, 24, -1.f, 1.f);
+  tu_fill_uniform(b.db, (size_t)ok.k, 25, -1.f, 1.f);
+  tc_status (*const ops[4])(void *, const tc_conv2d_args *) = {
+      it->conv2d_fwd, it->conv2d_bwd_data, it->conv2d_bwd_filter,
+      it->conv2d_bwd_bias};
+  const float *outs_[4] = {b.y, b.dx, b.dw, b.db};
+  static const char *names[4] = {"fwd", "bwd_data", "bwd_filter", "bwd_bias"};
+  char what[96];
+
+  /* shape errors: every op and the workspace query reject them */
+  for (int e = 0; e < 19; e++) {
+    tc_conv2d_args a = ok;
+    switch (e) {
+    case 0:
+      a.struct_size = sizeof a - 8;
+      break;
+    case 1:
+      a.n = -1;
+      break;
+    case 2:
+      a.c = 0;
+      break;
+    case 3:
+      a.h = 0;
+      break;
+    case 4:
+      a.w = -2;
+      break;
+    case 5:
+      a.k = 0;
+      break;
+    case 6:
+      a.r = 0;
+      break;
+    case 7:
+      a.s = -1;
+      break;
+    case 8:
+      a.stride_h = 0;
+      break;
+    case 9:
+      a.stride_w = -1;
+      break;
+    case 10:
+      a.pad_h = -1;
+      break;
+    case 11:
+      a.pad_w = -1;
+      break;
+    case 12:
+      a.dil_h = 0;
+      break;
+    case 13:
+      a.dil_w = -1;
+      break;
+    case 14:
+      a.out_h += 1;
+      break;
+    case 15:
+      a.out_h -= 1;
+      break;
+    case 16:
+      a.out_w += 1;
+      break;
+    case 17:
+      a.out_w = 0;
+      break;
+    case 18:
+      a.r = 11, a.out_h = 1;
+      break; /* kernel > padded input */
+    }
+    for (int o = 0; o < 4; o++) {
+      snprintf(what, sizeof what, "%s, case %d", names[o], e);
+      expect_einval_ws(ops[o], &a, outs_[o], what);
+    }
+    size_t ws = 12345;
+    tc_clear_error();
+    ck_assert_int_eq(it->conv2d_workspace_size(ctx, &a, &ws), TC_EINVAL);
+    ck_assert_uint_eq(ws, 12345);
+  }
+
+  /* NULL args and NULL ctx */
+  for (int o = 0; o < 4; o++) {
+    snprintf(what, sizeof what, "%s, NULL args", names[o]);
+    expect_einval_ws(ops[o], NULL, outs_[o], what);
+    tc_clear_error();
+    ck_assert_int_eq(ops[o](NULL, &ok), TC_EINVAL);
+  }
+  size_t ws = 0;
+  ck_assert_int_eq(it->conv2d_workspace_size(ctx, NULL, &ws), TC_EINVAL);
+  ck_assert_int_eq(it->conv2d_workspace_size(ctx, &ok, NULL), TC_EINVAL);
+
+  /* NULL buffers each op reads or writes */
+  tc_conv2d_args a;
+  a = ok, a.x = NULL;
+  expect_einval_ws(it->conv2d_fwd, &a, b.y, "fwd, x NULL");
+  expect_einval_ws(it->conv2d_bwd_filter, &a, b.dw, "bwd_filter, x NULL");
+  a = ok, a.wt = NULL;
+  expect_einval_ws(it->conv2d_fwd, &a, b.y, "fwd, wt NULL");
+  expect_einval_ws(it->conv2d_bwd_data, &a, b.dx, "bwd_data, wt NULL");
+  a = ok, a.y = NULL;
+  expect_einval_ws(it->conv2d_fwd, &a, NULL, "fwd, y NULL");
+  a = ok, a.dy = NULL;
+  expect_einval_ws(it->conv2d_bwd_data, &a, b.dx, "bwd_data, dy NULL");
+  expect_einval_ws(it->conv2d_bwd_filter, &a, b.dw, "bwd_filter, dy NULL");
+  expect_einval_ws(it->conv2d_bwd_bias, &a, b.db, "bwd_bias, dy NULL");
+  a = ok, a.dx = NULL;
+  expect_einval_ws(it->conv2d_bwd_data, &a, NULL, "bwd_data, dx NULL");
+  a = ok, a.dw = NULL;
+  expect_einval_ws(it->conv2d_bwd_filter, &a, NULL, "bwd_filter, dw NULL");
+  a = ok, a.db = NULL;
+  expect_einval_ws(it->conv2d_bwd_bias, &a, NULL, "bwd_bias, db NULL");
+
+  /* and the valid call still works after all that */
+  for (int o = 0; o < 4; o++)
+    ck_assert_int_eq(ops[o](ctx, &ok), TC_OK);
+  bufs_free(&b);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("cpu_conv2d");
+  TCase *tc = tcase_create("conv2d");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_add_loop_test(tc, test_conv_fixed, 0,
+                      (int)(sizeof fixed_cases / sizeof fixed_cases[0]));
+  tcase_add_loop_test(tc, test_conv_random, 0, 8);
+  tcase_add_test(tc, test_conv_empty_batch);
+  tcase_add_test(tc, test_conv_thread_independent);
+  tcase_add_test(tc, test_conv_workspace_sizes);
+  tcase_add_test(tc, test_conv_workspace_too_small);
+  tcase_add_test(tc, test_conv_invalid_args);
+  suite_add_tcase(s, tc);
+  return tu_run_suite(s);
+}

@@ -1,0 +1,733 @@
+/*
+ * test_cuda.c - the CUDA backend module against the CPU backend: every
+ * primitive of the backend table on random cases, run on both with the same
+ * host inputs and compared; dropout masks against the host Philox stream;
+ * run-to-run bit-identity on the GPU; error reporting.
+ *
+ * Without the module, a driver or a device, main() prints why and returns
+ * 77 (meson's "skipped"). Check runs without fork here: CUDA does not
+ * survive a fork() after it has been initialised.
+ * Bounds (tu_max_rel_err, relative with a floor of 1% of the largest value):
+ * TOL for per-element ops, GEMM and convolution outputs; TOL_SUM for values
+ * that are sums over a whole batch (dw, db, dgamma, dbeta, batch-norm dx,
+ * losses), whose float summation order differs between the backends;
+ * full reductions (double on both) within 1e-6 of sum |x|.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#define TOL 1e-4
+#define TOL_SUM 1e-3
+
+static tc_backend *be[2]; /* 0: cpu, 1: cuda */
+static const tc_backend_iface *it[2];
+static void *cx[2];
+
+/* A buffer living on both backends. */
+typedef struct dbuf {
+  void *d[2];
+  size_t bytes;
+} dbuf;
+#define F(b, k) ((float *)(b).d[k])
+
+static dbuf up(const void *host, size_t bytes) {
+  dbuf b = {{NULL, NULL}, bytes};
+  for (int k = 0; k < 2; k++) {
+    ck_assert_int_eq(it[k]->alloc(cx[k], &b.d[k], bytes ? bytes : 1), TC_OK);
+    if (host)
+      ck_assert_int_eq(it[k]->copy_h2d(cx[k], b.d[k], host, bytes), TC_OK);
+    else
+      ck_assert_int_eq(it[k]->memset(cx[k], b.d[k], 0, bytes), TC_OK);
+  }
+  return b;
+}
+
+static void down(const dbuf *b, int k, void *host) {
+  ck_assert_msg(it[k]->copy_d2h(cx[k], host, b->d[k], b->bytes) == TC_OK,
+                "%s copy_d2h: %s", it[k]->name, tc_last_error());
+}
+
+static void drop(dbuf *b) {
+  for (int k = 0; k < 2; k++)
+    it[k]->free(cx[k], b->d[k]);
+}
+
+static float *rnd(size_t n, uint64_t seed, float lo, float hi) {
+  float *x = malloc((n ? n : 1) * sizeof *x);
+  ck_assert_ptr_nonnull(x);
+  tu_fill_uniform(x, n, seed, lo, hi);
+  return x;
+}
+
+static dbuf upr(size_t n, uint64_t seed, float lo, float hi) {
+  float *h = rnd(n, seed, lo, hi);
+  dbuf b = up(h, n * sizeof(float));
+  free(h);
+  return b;
+}
+
+/* The CUDA result against the CPU's, n floats. */
+static void cmpf(const dbuf *b, size_t n, double tol, const char *what) {
+  float *h0 = malloc(b->bytes + 1), *h1 = malloc(b->bytes + 1);
+  ck_assert(h0 && h1);
+  down(b, 0, h0);
+  down(b, 1, h1);
+  double e = tu_max_rel_err(h1, h0, n);
+  free(h0);
+  free(h1);
+  ck_assert_msg(e <= tol, "%s: cuda vs cpu max rel err %.3g > %.3g", what, e,
+                tol);
+}
+
+/* Bytes equal on both backends (masks, argmax, int fills). */
+static void cmp_exact(const dbuf *b, const char *what) {
+  unsigned char *h0 = malloc(b->bytes + 1), *h1 = malloc(b->bytes + 1);
+  ck_assert(h0 && h1);
+  down(b, 0, h0);
+  down(b, 1, h1);
+  int same = memcmp(h0, h1, b->bytes) == 0;
+  free(h0);
+  free(h1);
+  ck_assert_msg(same, "%s: cuda and cpu differ", what);
+}
+
+/* Runs `slot` with `args` on backend k, asserting success. */
+#define CALL(k, slot, args)                                                    \
+  do {                                                                         \
+    ck_assert_msg(it[k]->slot != NULL, "%s lacks slot " #slot, it[k]->name);   \
+    ck_assert_msg(it[k]->slot(cx[k], &(args)) == TC_OK, "%s " #slot ": %s",    \
+                  it[k]->name, tc_last_error());                               \
+  } while (0)
+
+static int64_t rint_(tc_rng *r, int64_t lo, int64_t hi) {
+  return lo + (int64_t)tc_rng_below(r, (uint64_t)(hi - lo + 1));
+}
+
+/* ---- dense algebra ---- */
+
+START_TEST(test_gemm) {
+  tc_rng r;
+  tc_rng_init(&r, 11, TC_RNG_STREAM_USER);
+  for (int cs = 0; cs < 14; cs++) {
+    int ta = cs & 1, tb = (cs >> 1) & 1;
+    int64_t m = rint_(&r, 1, 70), n = rint_(&r, 1, 70), kk = rint_(&r, 1, 90);
+    if (cs == 13)
+      m = 257, n = 301, kk = 513; /* cuBLAS's large-tile paths */
+    int64_t batch = cs >= 8 && cs < 13 ? 3 : 1, pad = rint_(&r, 0, 3);
+    tc_gemm_args g = {.struct_size = sizeof g};
+    g.trans_a = ta, g.trans_b = tb, g.m = m, g.n = n, g.k = kk;
+    g.lda = (ta ? m : kk) + pad, g.ldb = (tb ? kk : n) + pad, g.ldc = n + pad;
+    g.stride_a = (ta ? kk : m) * g.lda + 5;
+    g.stride_b = cs == 12 ? 0 : (tb ? n : kk) * g.ldb + 3;
+    g.stride_c = m * g.ldc + 7;
+    g.alpha = (float)(tc_rng_uniform(&r) * 4 - 2);
+    g.beta = cs % 3 == 0 ? 0.f : (float)(tc_rng_uniform(&r) * 2 - 1);
+    g.batch = batch;
+    size_t na = (size_t)(g.stride_a * batch);
+    size_t nb = (size_t)(g.ldb * (tb ? n : kk) + g.stride_b * batch);
+    size_t nc = (size_t)(g.stride_c * batch);
+    dbuf A = upr(na, 100 + cs, -1, 1), B = upr(nb, 200 + cs, -1, 1),
+         C = upr(nc, 300 + cs, -1, 1);
+    for (int k = 0; k < 2; k++) {
+      g.a = F(A, k), g.b = F(B, k), g.c = F(C, k);
+      CALL(k, gemm, g);
+    }
+    cmpf(&C, nc, TOL, "gemm C");
+    drop(&A), drop(&B), drop(&C);
+  }
+}
+END_TEST
+
+/* ---- convolution ---- */
+
+typedef struct ccfg {
+  int64_t n, c, h, w, k, r, s, sh, sw, ph, pw, dh, dw;
+} ccfg;
+
+static const ccfg conv_cfgs[] = {
+    {2, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1},
+    {3, 5, 9, 7, 6, 3, 2, 2, 1, 1, 0, 1, 1},
+    {2, 4, 11, 10, 3, 5, 5, 2, 2, 2, 2, 1, 1},
+    {1, 2, 9, 9, 3, 3, 3, 1, 1, 2, 2, 2, 2},
+    {4, 16, 6, 6, 8, 1, 1, 1, 1, 0, 0, 1, 1},
+    {5, 3, 6, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1},
+    {6, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2, 1, 1},
+};
+
+static void *conv_ws(int k, tc_conv2d_args *a, int64_t ws_images) {
+  tc_conv2d_args q = *a;
+  q.n = ws_images;
+  size_t bytes = 0;
+  ck_assert_int_eq(it[k]->conv2d_workspace_size(cx[k], &q, &bytes), TC_OK);
+  void *p = NULL;
+  ck_assert_int_eq(it[k]->alloc(cx[k], &p, bytes ? bytes : 1), TC_OK);
+  a->workspace = p;
+  a->workspace_size = bytes;
+  return p;
+}
+
+START_TEST(test_conv2d) {
+  for (size_t i = 0; i < sizeof conv_cfgs / sizeof *conv_cfgs; i++) {
+    const ccfg *g = &conv_cfgs[i];
+    tc_conv2d_args a = {.struct_size = sizeof a};
+    a.n = g->n, a.c = g->c, a.h = g->h, a.w = g->w, a.k = g->k, a.r = g->r;
+    a.s = g->s, a.stride_h = g->sh, a.stride_w = g->sw, a.pad_h = g->ph;
+    a.pad_w = g->pw, a.dil_h = g->dh, a.dil_w = g->dw;
+    a.out_h = (g->h + 2 * g->ph - g->dh * (g->r - 1) - 1) / g->sh + 1;
+    a.out_w = (g->w + 2 * g->pw - g->dw * (g->s - 1) - 1) / g->sw + 1;
+    size_t nx = (size_t)(g->n * g->c * g->h * g->w);
+    size_t nw = (size_t)(g->k * g->c * g->r * g->s);
+    size_t ny = (size_t)(g->n * g->k * a.out_h * a.out_w);
+    uint64_t sd = 1000 + 10 * i;
+    dbuf X = upr(nx, sd, -1, 1), W = upr(nw, sd + 1, -1, 1),
+         Bi = upr((size_t)g->k, sd + 2, -1, 1), DY = upr(ny, sd + 3, -1, 1);
+    for (int acc = 0; acc < 2; acc++) {
+      dbuf Y = upr(ny, sd + 4, -1, 1), DX = upr(nx, sd + 5, -1, 1),
+           DW = upr(nw, sd + 6, -1, 1), DB = upr((size_t)g->k, sd + 7, -1, 1);
+      for (int k = 0; k < 2; k++) {
+        tc_conv2d_args b = a;
+        /* odd configs: a one-image workspace makes CUDA work in chunks */
+        void *ws = conv_ws(k, &b, k == 1 && (i & 1) ? 1 : g->n);
+        b.x = F(X, k), b.wt = F(W, k), b.bias = acc ? NULL : F(Bi, k);
+        b.y = F(Y, k), b.dy = F(DY, k), b.dx = F(DX, k), b.dw = F(DW, k);
+        b.db = F(DB, k), b.accumulate = acc;
+        CALL(k, conv2d_fwd, b);
+        CALL(k, conv2d_bwd_data, b);
+        CALL(k, conv2d_bwd_filter, b);
+        CALL(k, conv2d_bwd_bias, b);
+        it[k]->free(cx[k], ws);
+      }
+      cmpf(&Y, ny, TOL, "conv2d y");
+      cmpf(&DX, nx, TOL, "conv2d dx");
+      cmpf(&DW, nw, TOL_SUM, "conv2d dw");
+      cmpf(&DB, (size_t)g->k, TOL_SUM, "conv2d db");
+      drop(&Y), drop(&DX), drop(&DW), drop(&DB);
+    }
+    drop(&X), drop(&W), drop(&Bi), drop(&DY);
+  }
+}
+END_TEST
+
+/* ---- pooling ---- */
+
+/* PyTorch's output size, ceil_mode included. */
+static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p,
+                        int ceil_mode) {
+  int64_t num = in + 2 * p - k;
+  int64_t o = (ceil_mode ? (num + s - 1) / s : num / s) + 1;
+  if (ceil_mode && (o - 1) * s >= in + p)
+    o--;
+  return o;
+}
+
+START_TEST(test_pool2d) {
+  static const int64_t cfgs[][11] = {
+      /* n c h w kh kw sh sw ph pw ceil */
+      {2, 3, 8, 8, 2, 2, 2, 2, 0, 0, 0},  {2, 2, 9, 7, 3, 3, 2, 2, 1, 1, 0},
+      {1, 4, 10, 11, 3, 2, 1, 2, 1, 0, 1}, {3, 2, 7, 7, 3, 3, 2, 2, 1, 1, 1},
+      {2, 1, 6, 9, 4, 3, 3, 2, 2, 1, 1},
+  };
+  for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) {
+    const int64_t *g = cfgs[i];
+    tc_pool2d_args a = {.struct_size = sizeof a};
+    a.n = g[0], a.c = g[1], a.h = g[2], a.w = g[3], a.kh = g[4], a.kw = g[5];
+    a.stride_h = g[6], a.stride_w = g[7], a.pad_h = g[8], a.pad_w = g[9];
+    a.out_h = pool_out(a.h, a.kh, a.stride_h, a.pad_h, (int)g[10]);
+    a.out_w = pool_out(a.w, a.kw, a.stride_w, a.pad_w, (int)g[10]);
+    size_t nx = (size_t)(a.n * a.c * a.h * a.w);
+    size_t ny = (size_t)(a.n * a.c * a.out_h * a.out_w);
+    dbuf X = upr(nx, 50 + i, -2, 2), DY = upr(ny, 60 + i, -1, 1);
+    for (int acc = 0; acc < 2; acc++) {
+      dbuf Y = up(NULL, ny * 4), AM = up(NULL, ny * 4),
+           DX = upr(nx, 70 + i, -1, 1);
+      for (int k = 0; k < 2; k++) {
+        tc_pool2d_args b = a;
+        b.x = F(X, k), b.y = F(Y, k), b.argmax = AM.d[k], b.dy = F(DY, k);
+        b.dx = F(DX, k), b.accumulate = acc;
+        CALL(k, maxpool2d_fwd, b);
+        CALL(k, maxpool2d_bwd, b);
+      }
+      cmp_exact(&Y, "maxpool y");
+      cmp_exact(&AM, "maxpool argmax");
+      cmpf(&DX, nx, TOL, "maxpool dx");
+      for (int pad_in = 0; pad_in < 2; pad_in++) {
+        for (int k = 0; k < 2; k++) {
+          tc_pool2d_args b = a;
+          b.x = F(X, k), b.y = F(Y, k), b.dy = F(DY, k), b.dx = F(DX, k);
+          b.accumulate = acc, b.count_include_pad = pad_in;
+          CALL(k, avgpool2d_fwd, b);
+          CALL(k, avgpool2d_bwd, b);
+        }
+        cmpf(&Y, ny, TOL, "avgpool y");
+        cmpf(&DX, nx, TOL, "avgpool dx");
+      }
+      drop(&Y), drop(&AM), drop(&DX);
+    }
+    drop(&X), drop(&DY);
+  }
+}
+END_TEST
+
+START_TEST(test_global_avgpool) {
+  static const int64_t cfgs[][3] = {{4, 8, 64}, {3, 5, 1}, {2, 3, 1000}};
+  for (size_t i = 0; i < 3; i++) {
+    tc_gap_args a = {.struct_size = sizeof a};
+    a.n = cfgs[i][0], a.c = cfgs[i][1], a.spatial = cfgs[i][2];
+    size_t nx = (size_t)(a.n * a.c * a.spatial), ny = (size_t)(a.n * a.c);
+    dbuf X = upr(nx, 80 + i, -1, 1), DY = upr(ny, 90 + i, -1, 1);
+    for (int acc = 0; acc < 2; acc++) {
+      dbuf Y = up(NULL, ny * 4), DX = upr(nx, 95 + i, -1, 1);
+      for (int k = 0; k < 2; k++) {
+        tc_gap_args b = a;
+        b.x = F(X, k), b.y = F(Y, k), b.dy = F(DY, k), b.dx = F(DX, k);
+        b.accumulate = acc;
+        CALL(k, global_avgpool_fwd, b);
+        CALL(k, global_avgpool_bwd, b);
+      }
+      cmpf(&Y, ny, TOL, "gap y");
+      cmpf(&DX, nx, TOL, "gap dx");
+      drop(&Y), drop(&DX);
+    }
+    drop(&X), drop(&DY);
+  }
+}
+END_TEST
+
+/* ---- batch norm ---- */
+
+START_TEST(test_batchnorm) {
+  static const int64_t cfgs[][3] = {{4, 3, 25}, {16, 8, 1}, {2, 5, 49},
+                                    {64, 4, 300}};
+  for (size_t i = 0; i < 4; i++) {
+    int64_t n = cfgs[i][0], c = cfgs[i][1], sp = cfgs[i][2];
+    size_t nx = (size_t)(n * c * sp), nc = (size_t)c;
+    uint64_t sd = 400 + 20 * i;
+    dbuf X = upr(nx, sd, -1, 3), DY = upr(nx, sd + 1, -1, 1),
+         G = upr(nc, sd + 2, 0.5f, 1.5f), Be = upr(nc, sd + 3, -1, 1);
+    for (int affine = 0; affine < 2; affine++) {
+      dbuf Y = up(NULL, nx * 4), RM = upr(nc, sd + 4, -1, 1),
+           RV = upr(nc, sd + 5, 0.5f, 2), SM = up(NULL, nc * 4),
+           SI = up(NULL, nc * 4), DX = upr(nx, sd + 6, -1, 1),
+           DG = upr(nc, sd + 7, -1, 1), DBe = upr(nc, sd + 8, -1, 1);
+      for (int k = 0; k < 2; k++) {
+        tc_batchnorm_args b = {.struct_size = sizeof b};
+        b.n = n, b.c = c, b.spatial = sp, b.eps = 1e-5f, b.momentum = 0.1f;
+        b.x = F(X, k), b.y = F(Y, k), b.dy = F(DY, k), b.dx = F(DX, k);
+        b.gamma = affine ? F(G, k) : NULL, b.beta = affine ? F(Be, k) : NULL;
+        b.dgamma = affine ? F(DG, k) : NULL, b.dbeta = affine ? F(DBe, k) : NULL;
+        b.running_mean = F(RM, k), b.running_var = F(RV, k);
+        b.save_mean = F(SM, k), b.save_invstd = F(SI, k);
+        b.accumulate = affine; /* both modes of the backward */
+        CALL(k, batchnorm_fwd_train, b);
+        CALL(k, batchnorm_bwd, b);
+      }
+      cmpf(&Y, nx, TOL, "bn train y");
+      cmpf(&SM, nc, TOL, "bn save_mean");
+      cmpf(&SI, nc, TOL, "bn save_invstd");
+      cmpf(&RM, nc, TOL, "bn running_mean");
+      cmpf(&RV, nc, TOL, "bn running_var");
+      cmpf(&DX, nx, TOL_SUM, "bn dx");
+      if (affine) {
+        cmpf(&DG, nc, TOL_SUM, "bn dgamma");
+        cmpf(&DBe, nc, TOL_SUM, "bn dbeta");
+      }
+      for (int running = 0; running < 2; running++) {
+        for (int k = 0; k < 2; k++) {
+          tc_batchnorm_args b = {.struct_size = sizeof b};
+          b.n = n, b.c = c, b.spatial = sp, b.eps = 1e-5f, b.momentum = 0.1f;
+          b.x = F(X, k), b.y = F(Y, k);
+          b.gamma = affine ? F(G, k) : NULL, b.beta = affine ? F(Be, k) : NULL;
+          b.running_mean = running ? F(RM, k) : NULL;
+          b.running_var = running ? F(RV, k) : NULL;
+          CALL(k, batchnorm_fwd_infer, b);
+        }
+        cmpf(&Y, nx, TOL, "bn infer y");
+      }
+      drop(&Y), drop(&RM), drop(&RV), drop(&SM), drop(&SI), drop(&DX);
+      drop(&DG), drop(&DBe);
+    }
+    drop(&X), drop(&DY), drop(&G), drop(&Be);
+  }
+}
+END_TEST
+
+/* ---- elementwise ---- */
+
+START_TEST(test_eltwise) {
+  size_t n = 1237;
+  dbuf A = upr(n, 1, -1, 1), B = upr(n, 2, -1, 1), Y = upr(n, 3, -1, 1);
+  tc_eltwise_args e = {.struct_size = sizeof e};
+  e.n = (int64_t)n, e.alpha = 0.75f, e.beta = -1.25f;
+#define ELT(slot, exact)                                                       \
+  for (int k = 0; k < 2; k++) {                                                \
+    e.a = F(A, k), e.b = F(B, k), e.y = F(Y, k);                               \
+    CALL(k, slot, e);                                                          \
+  }                                                                            \
+  if (exact)                                                                   \
+    cmp_exact(&Y, #slot);                                                      \
+  else                                                                         \
+    cmpf(&Y, n, TOL, #slot);
+  ELT(relu_fwd, 1)
+  ELT(relu_bwd, 1)
+  ELT(add, 0)
+  ELT(scale, 0)
+  ELT(axpy, 0)
+  ELT(fill, 1)
+  int32_t seven = -7; /* the core fills int32 through the float's bits */
+  memcpy(&e.alpha, &seven, sizeof seven);
+  ELT(fill, 1)
+#undef ELT
+  uint32_t got = 0;
+  it[1]->copy_d2h(cx[1], &got, F(Y, 1), sizeof got);
+  ck_assert_uint_eq(got, (uint32_t)seven);
+  drop(&A), drop(&B), drop(&Y);
+
+  /* bias add / grad over (n, c, sp) */
+  int64_t bn = 5, bc = 7, bs = 33;
+  size_t ny = (size_t)(bn * bc * bs);
+  dbuf BY = upr(ny, 4, -1, 1), BB = upr((size_t)bc, 5, -1, 1),
+       BD = upr((size_t)bc, 6, -1, 1);
+  for (int acc = 0; acc < 2; acc++) {
+    for (int k = 0; k < 2; k++) {
+      tc_bias_args b = {.struct_size = sizeof b};
+      b.n = bn, b.c = bc, b.spatial = bs, b.bias = F(BB, k), b.y = F(BY, k);
+      b.dy = F(BY, k), b.db = F(BD, k), b.accumulate = acc;
+      CALL(k, bias_add, b);
+      CALL(k, bias_grad, b);
+    }
+    cmpf(&BY, ny, TOL, "bias_add y");
+    cmpf(&BD, (size_t)bc, TOL_SUM, "bias_grad db");
+  }
+  drop(&BY), drop(&BB), drop(&BD);
+
+  /* copy4d: (2,3,4,5) contiguous into a transposed, padded layout */
+  dbuf S = upr(120, 7, -1, 1), D = upr(400, 8, -1, 1);
+  for (int acc = 0; acc < 2; acc++) {
+    for (int k = 0; k < 2; k++) {
+      tc_copy4d_args c4 = {.struct_size = sizeof c4,
+                           .shape = {2, 3, 4, 5},
+                           .src_stride = {60, 20, 5, 1},
+                           .dst_stride = {150, 1, 30, 4},
+                           .accumulate = acc};
+      c4.src = F(S, k), c4.dst = F(D, k);
+      CALL(k, copy4d, c4);
+    }
+    cmpf(&D, 400, TOL, "copy4d");
+  }
+  drop(&S), drop(&D);
+}
+END_TEST
+
+/* ---- dropout ---- */
+
+START_TEST(test_dropout) {
+  static const struct { int64_t n, group; float p; uint64_t offset; } cfgs[] = {
+      {1000, 1, 0.3f, 6}, {1000, 10, 0.5f, 0}, {333, 3, 0.f, 1},
+      {64, 1, 1.f, 3}, {4099, 1, 0.9f, 123456789}};
+  for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) {
+    int64_t n = cfgs[i].n, units = n / cfgs[i].group;
+    dbuf X = upr((size_t)n, 30 + i, -1, 1), Y = up(NULL, (size_t)n * 4),
+         M = up(NULL, (size_t)units), DX = upr((size_t)n, 40 + i, -1, 1);
+    for (int acc = 0; acc < 2; acc++) {
+      for (int k = 0; k < 2; k++) {
+        tc_dropout_args d = {.struct_size = sizeof d};
+        d.n = n, d.group = cfgs[i].group, d.p = cfgs[i].p;
+        d.seed = 0x123456789abcdefull + i, d.stream = TC_RNG_STREAM_DROPOUT;
+        d.offset = cfgs[i].offset, d.x = F(X, k), d.y = F(Y, k);
+        d.mask = M.d[k], d.dy = F(X, k), d.dx = F(DX, k), d.accumulate = acc;
+        CALL(k, dropout_fwd, d);
+        CALL(k, dropout_bwd, d);
+      }
+      cmp_exact(&M, "dropout mask");
+      cmpf(&Y, (size_t)n, TOL, "dropout y");
+      cmpf(&DX, (size_t)n, TOL, "dropout dx");
+    }
+    /* the mask is the host stream's: unit u kept iff uniform(offset+u) >= p */
+    uint8_t *m = malloc((size_t)units);
+    ck_assert_ptr_nonnull(m);
+    down(&M, 1, m);
+    for (int64_t u = 0; u < units; u++) {
+      tc_rng r = {0x123456789abcdefull + i, TC_RNG_STREAM_DROPOUT,
+                  cfgs[i].offset + (uint64_t)u};
+      int keep = tc_rng_uniform(&r) >= cfgs[i].p;
+      ck_assert_msg(m[u] == keep, "case %zu unit %lld: mask %d, stream %d", i,
+                    (long long)u, m[u], keep);
+    }
+    free(m);
+    drop(&X), drop(&Y), drop(&M), drop(&DX);
+  }
+}
+END_TEST
+
+/* ---- losses and metrics ---- */
+
+START_TEST(test_losses) {
+  int64_t n = 37, C = 10;
+  size_t nl = (size_t)(n * C);
+  int32_t labels[37];
+  tc_rng r;
+  tc_rng_init(&r, 5, TC_RNG_STREAM_USER);
+  for (int i = 0; i < n; i++)
+    labels[i] = (int32_t)tc_rng_below(&r, (uint64_t)C);
+  dbuf L = upr(nl, 21, -4, 4), LP = upr(nl, 22, -5, -0.01f),
+       T = upr(nl, 23, -1, 1), LB = up(labels, sizeof labels),
+       LOSS = up(NULL, 4), DL = up(NULL, nl * 4);
+  for (int cs = 0; cs < 12; cs++) {
+    int kind = cs % 3; /* 0 xent, 1 nll, 2 mse */
+    for (int k = 0; k < 2; k++) {
+      tc_loss_args a = {.struct_size = sizeof a};
+      a.n = n, a.classes = C, a.labels = LB.d[k], a.target = F(T, k);
+      a.reduction = (cs / 3) & 1 ? TC_REDUCTION_SUM : TC_REDUCTION_MEAN;
+      a.label_smoothing = kind == 0 && cs >= 6 ? 0.1f : 0.f;
+      a.logits = kind == 1 ? F(LP, k) : F(L, k);
+      a.loss = F(LOSS, k), a.dlogits = cs == 11 ? NULL : F(DL, k);
+      a.grad_scale = cs & 1 ? 0.5f : 1.f;
+      if (kind == 0)
+        CALL(k, softmax_xent, a);
+      else if (kind == 1)
+        CALL(k, nll, a);
+      else
+        CALL(k, mse, a);
+    }
+    cmpf(&LOSS, 1, TOL_SUM, "loss");
+    cmpf(&DL, nl, TOL, "dlogits");
+  }
+  /* argmax: one row of ties (first wins), correct-count exact */
+  float *s = rnd(nl, 24, -1, 1);
+  for (int j = 0; j < C; j++)
+    s[3 * C + j] = 0.5f;
+  dbuf S = up(s, nl * 4), P = up(NULL, (size_t)n * 4);
+  int64_t correct[2] = {-1, -1};
+  for (int k = 0; k < 2; k++) {
+    tc_argmax_args a = {.struct_size = sizeof a};
+    a.n = n, a.classes = C, a.scores = F(S, k), a.labels = LB.d[k];
+    a.pred = P.d[k], a.host_correct = &correct[k];
+    CALL(k, argmax, a);
+  }
+  cmp_exact(&P, "argmax pred");
+  int32_t pred[37];
+  down(&P, 1, pred);
+  int64_t want = 0;
+  for (int i = 0; i < n; i++) {
+    int best = 0;
+    for (int j = 1; j < C; j++)
+      if (s[i * C + j] > s[i * C + best])
+        best = j;
+    ck_assert_int_eq(pred[i], best);
+    want += best == labels[i];
+  }
+  ck_assert_int_eq(correct[0], want);
+  ck_assert_int_eq(correct[1], want);
+  free(s);
+  drop(&L), drop(&LP), drop(&T), drop(&LB), drop(&LOSS), drop(&DL);
+  drop(&S), drop(&P);
+}
+END_TEST
+
+/* ---- optimizers ---- */
+
+START_TEST(test_optim) {
+  size_t n = 2001;
+  static const float sgd[][5] = {/* momentum damp wd nesterov lr */
+                                 {0, 0, 0, 0, 0.1f},
+                                 {0.9f, 0, 0, 0, 0.05f},
+                                 {0.9f, 0.1f, 1e-4f, 1, 0.05f}};
+  for (int cs = 0; cs < 3; cs++) {
+    dbuf P = upr(n, 61, -1, 1), G = upr(n, 62, -1, 1), M = up(NULL, n * 4);
+    for (int step = 0; step < 3; step++)
+      for (int k = 0; k < 2; k++) {
+        tc_sgd_args a = {.struct_size = sizeof a};
+        a.n = (int64_t)n, a.momentum = sgd[cs][0], a.dampening = sgd[cs][1];
+        a.weight_decay = sgd[cs][2], a.nesterov = (int32_t)sgd[cs][3];
+        a.lr = sgd[cs][4], a.first_step = step == 0;
+        a.param = F(P, k), a.grad = F(G, k);
+        a.momentum_buf = a.momentum != 0.f ? F(M, k) : NULL;
+        CALL(k, sgd_update, a);
+      }
+    cmpf(&P, n, TOL, "sgd param");
+    cmpf(&M, n, TOL, "sgd momentum");
+    drop(&P), drop(&G), drop(&M);
+  }
+  for (int cs = 0; cs < 3; cs++) {
+    dbuf P = upr(n, 71, -1, 1), G = upr(n, 72, -1, 1), M = up(NULL, n * 4),
+         V = up(NULL, n * 4), VM = up(NULL, n * 4);
+    for (int step = 1; step <= 3; step++)
+      for (int k = 0; k < 2; k++) {
+        tc_adam_args a = {.struct_size = sizeof a};
+        a.n = (int64_t)n, a.lr = 1e-2f, a.beta1 = 0.9f, a.beta2 = 0.999f;
+        a.eps = 1e-8f, a.weight_decay = cs ? 0.01f : 0.f;
+        a.decoupled = cs == 1, a.amsgrad = cs == 2, a.step = step;
+        a.param = F(P, k), a.grad = F(G, k), a.exp_avg = F(M, k);
+        a.exp_avg_sq = F(V, k), a.max_exp_avg_sq = F(VM, k);
+        CALL(k, adam_update, a);
+      }
+    cmpf(&P, n, TOL, "adam param");
+    cmpf(&M, n, TOL, "adam exp_avg");
+    cmpf(&V, n, TOL, "adam exp_avg_sq");
+    if (cs == 2)
+      cmpf(&VM, n, TOL, "adam max_exp_avg_sq");
+    drop(&P), drop(&G), drop(&M), drop(&V), drop(&VM);
+  }
+}
+END_TEST
+
+/* ---- reductions ---- */
+
+START_TEST(test_reduce) {
+  static const size_t sizes[] = {0, 1, 1000, 100003};
+  for (size_t i = 0; i < 4; i++) {
+    size_t n = sizes[i];
+    float *h = rnd(n, 81 + i, -1, 1);
+    if (n > 1000) { /* non-finite values for the count */
+      h[7] = INFINITY, h[500] = -INFINITY, h[n - 1] = NAN, h[99] = NAN;
+    }
+    double abs_sum = 0;
+    for (size_t j = 0; j < n; j++)
+      abs_sum += isfinite(h[j]) ? fabs(h[j]) * (1 + fabs(h[j])) : 0;
+    dbuf X = up(h, n * 4);
+    for (int op = TC_REDUCE_SUM; op <= TC_REDUCE_NONFINITE; op++) {
+      if (n > 1000 && op != TC_REDUCE_NONFINITE)
+        continue; /* sums of inf/nan say nothing */
+      double out[2] = {-1, -1};
+      for (int k = 0; k < 2; k++) {
+        tc_reduce_args a = {.struct_size = sizeof a};
+        a.n = (int64_t)n, a.op = op, a.x = F(X, k), a.host_out = &out[k];
+        CALL(k, reduce, a);
+      }
+      ck_assert_msg(fabs(out[1] - out[0]) <= 1e-6 * abs_sum + 1e-12,
+                    "reduce op %d n %zu: cuda %.17g cpu %.17g", op, n, out[1],
+                    out[0]);
+      if (op == TC_REDUCE_NONFINITE)
+        ck_assert(out[1] == (n > 1000 ? 4.0 : 0.0));
+    }
+    free(h);
+    drop(&X);
+  }
+}
+END_TEST
+
+/* ---- run-to-run bit identity on the GPU ---- */
+
+START_TEST(test_deterministic) {
+  const ccfg *g = &conv_cfgs[6];
+  tc_conv2d_args a = {.struct_size = sizeof a};
+  a.n = g->n, a.c = g->c, a.h = g->h, a.w = g->w, a.k = g->k, a.r = g->r;
+  a.s = g->s, a.stride_h = a.stride_w = 1, a.pad_h = a.pad_w = 2;
+  a.dil_h = a.dil_w = 1, a.out_h = 28, a.out_w = 28;
+  size_t nx = 6 * 28 * 28, ny = 6 * 6 * 28 * 28, nw = 6 * 25,
+         nbn = 64 * 4 * 300;
+  dbuf X = upr(nx, 91, -1, 1), DY = upr(ny, 92, -1, 1), DW = up(NULL, nw * 4),
+       BX = upr(nbn, 93, -1, 1), BY = up(NULL, nbn * 4), SM = up(NULL, 16),
+       SI = up(NULL, 16);
+  float first[6 * 25], again[6 * 25];
+  float y1[64], y2[64];
+  double r1 = 0, r2 = 0;
+  for (int run = 0; run < 2; run++) {
+    tc_conv2d_args b = a;
+    void *ws = conv_ws(1, &b, a.n);
+    b.x = F(X, 1), b.dy = F(DY, 1), b.dw = F(DW, 1);
+    CALL(1, conv2d_bwd_filter, b);
+    it[1]->free(cx[1], ws);
+    ck_assert_int_eq(it[1]->copy_d2h(cx[1], run ? again : first, b.dw,
+                                     sizeof first), TC_OK);
+    tc_batchnorm_args n = {.struct_size = sizeof n};
+    n.n = 64, n.c = 4, n.spatial = 300, n.eps = 1e-5f, n.momentum = 0.1f;
+    n.x = F(BX, 1), n.y = F(BY, 1), n.save_mean = F(SM, 1);
+    n.save_invstd = F(SI, 1);
+    CALL(1, batchnorm_fwd_train, n);
+    ck_assert_int_eq(it[1]->copy_d2h(cx[1], run ? y2 : y1, F(BY, 1),
+                                     sizeof y1), TC_OK);
+    tc_reduce_args rd = {.struct_size = sizeof rd};
+    rd.n = (int64_t)nbn, rd.op = TC_REDUCE_SUMSQ, rd.x = F(BX, 1);
+    rd.host_out = run ? &r2 : &r1;
+    CALL(1, reduce, rd);
+  }
+  ck_assert(memcmp(first, again, sizeof first) == 0);
+  ck_assert(memcmp(y1, y2, sizeof y1) == 0);
+  ck_assert(memcmp(&r1, &r2, sizeof r1) == 0);
+  drop(&X), drop(&DY), drop(&DW), drop(&BX), drop(&BY), drop(&SM), drop(&SI);
+}
+END_TEST
+
+/* ---- errors, extras, and the public tensor API on the device ---- */
+
+START_TEST(test_errors_and_api) {
+  void *p = NULL;
+  tc_clear_error();
+  ck_assert_int_eq(it[1]->alloc(cx[1], &p, (size_t)1 << 60), TC_ENOMEM);
+  ck_assert_ptr_null(p);
+  ck_assert_msg(strstr(tc_last_error(), "cuda") != NULL, "message: %s",
+                tc_last_error());
+  /* still usable after the failure */
+  float v[3] = {1, 2, 3}, w[3] = {0};
+  ck_assert_int_eq(it[1]->alloc(cx[1], &p, sizeof v), TC_OK);
+  ck_assert_int_eq(it[1]->copy_h2d(cx[1], p, v, sizeof v), TC_OK);
+  ck_assert_int_eq(it[1]->copy_d2h(cx[1], w, p, sizeof w), TC_OK);
+  ck_assert(memcmp(v, w, sizeof v) == 0);
+  tc_dropout_args d = {.struct_size = sizeof d, .n = 3, .group = 1, .p = 2.f};
+  d.x = p, d.y = p;
+  ck_assert_int_eq(it[1]->dropout_fwd(cx[1], &d), TC_EINVAL);
+  it[1]->free(cx[1], p);
+  ck_assert_ptr_nonnull(it[1]->get_proc(cx[1], "cuda_stream"));
+  ck_assert_ptr_null(it[1]->get_proc(cx[1], "no_such_extra"));
+
+  int64_t shape[2] = {3, 5};
+  tc_tensor *t = NULL, *h = NULL;
+  ck_assert_int_eq(tc_tensor_create(&t, be[1], shape, 2, TC_FLOAT32), TC_OK);
+  ck_assert_int_eq(tc_tensor_create(&h, be[0], shape, 2, TC_FLOAT32), TC_OK);
+  float src[15], back[15];
+  tu_fill_uniform(src, 15, 3, -1, 1);
+  ck_assert_int_eq(tc_tensor_copy_from_host(t, src, sizeof src), TC_OK);
+  ck_assert_int_eq(tc_tensor_copy(h, t), TC_OK);
+  ck_assert_int_eq(tc_tensor_copy_to_host(h, back, sizeof back), TC_OK);
+  ck_assert(memcmp(src, back, sizeof src) == 0);
+  ck_assert_int_eq(tc_tensor_fill(t, 2.5), TC_OK);
+  ck_assert_int_eq(tc_tensor_copy_to_host(t, back, sizeof back), TC_OK);
+  for (int i = 0; i < 15; i++)
+    ck_assert(back[i] == 2.5f);
+  tc_tensor_destroy(t);
+  tc_tensor_destroy(h);
+}
+END_TEST
+
+int main(void) {
+  tc_backend *probe = NULL;
+  if (tc_backend_create(&probe, "cuda") != TC_OK) {
+    printf("test_cuda: skipped: %s\n", tc_last_error());
+    return 77;
+  }
+  be[1] = probe;
+  ck_assert_int_eq(tc_backend_create(&be[0], "cpu"), TC_OK);
+  for (int k = 0; k < 2; k++) {
+    it[k] = tc_backend_get_iface(be[k]);
+    cx[k] = tc_backend_get_context(be[k]);
+  }
+  Suite *s = suite_create("cuda");
+  TCase *tc = tcase_create("cuda_vs_cpu");
+  tcase_set_timeout(tc, 240);
+  tcase_add_test(tc, test_gemm);
+  tcase_add_test(tc, test_conv2d);
+  tcase_add_test(tc, test_pool2d);
+  tcase_add_test(tc, test_global_avgpool);
+  tcase_add_test(tc, test_batchnorm);
+  tcase_add_test(tc, test_eltwise);
+  tcase_add_test(tc, test_dropout);
+  tcase_add_test(tc, test_losses);
+  tcase_add_test(tc, test_optim);
+  tcase_add_test(tc, test_reduce);
+  tcase_add_test(tc, test_deterministic);
+  tcase_add_test(tc, test_errors_and_api);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_set_fork_status(sr, CK_NOFORK); /* CUDA does not survive fork */
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  tc_backend_destroy(be[0]);
+  tc_backend_destroy(be[1]);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

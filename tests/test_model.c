@@ -1,0 +1,519 @@
+/*
+ * test_model.c - models as trees: PyTorch state-dict names and order for a
+ * LeNet-5 (seed 000, with BN) and a small CIFAR ResNet (seed 003) tree, the
+ * flat parameter/gradient arenas (parameters are views), deterministic
+ * default initialisation, batch-size changes, zero allocation in a steady
+ * training step, bad input (clear errors, model still usable), and fault
+ * injection on construction (every allocation failing in turn).
+ */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "nn_util.h"
+#include "testutil.h"
+
+static tc_backend *be;
+static void setup(void) { be = nu_cpu(); }
+static void teardown(void) { tc_backend_destroy(be); }
+
+#define TRY(call)                                                              \
+  do {                                                                         \
+    if ((st = (call)) != TC_OK)                                                \
+      goto fail;                                                               \
+  } while (0)
+
+/* LeNet-5 of seed 000 (3x32x32 input) with BatchNorm; the layers without
+ * state are named as in a Sequential, which PyTorch leaves out of the
+ * state dict as well. */
+static tc_status lenet(tc_layer **out, int bn) {
+  tc_status st;
+  tc_layer *net = NULL, *l;
+  TRY(tc_sequential_create(&net));
+  TRY(tc_conv2d_create(&l, 3, 6, 5, NULL));
+  TRY(tc_sequential_add(net, "conv1", l));
+  if (bn) {
+    TRY(tc_batchnorm2d_create(&l, 6, NULL));
+    TRY(tc_sequential_add(net, "bn1", l));
+  }
+  TRY(tc_relu_create(&l));
+  TRY(tc_sequential_add(net, "relu1", l));
+  TRY(tc_maxpool2d_create(&l, 2, NULL));
+  TRY(tc_sequential_add(net, "pool1", l));
+  TRY(tc_conv2d_create(&l, 6, 16, 5, NULL));
+  TRY(tc_sequential_add(net, "conv2", l));
+  if (bn) {
+    TRY(tc_batchnorm2d_create(&l, 16, NULL));
+    TRY(tc_sequential_add(net, "bn2", l));
+  }
+  TRY(tc_relu_create(&l));
+  TRY(tc_sequential_add(net, "relu2", l));
+  TRY(tc_maxpool2d_create(&l, 2, NULL));
+  TRY(tc_sequential_add(net, "pool2", l));
+  TRY(tc_flatten_create(&l));
+  TRY(tc_sequential_add(net, "flatten", l));
+  TRY(tc_linear_create(&l, 400, 120, NULL));
+  TRY(tc_sequential_add(net, "fc3", l));
+  if (bn) {
+    TRY(tc_batchnorm1d_create(&l, 120, NULL));
+    TRY(tc_sequential_add(net, "bn3", l));
+  }
+  TRY(tc_relu_create(&l));
+  TRY(tc_sequential_add(net, "relu3", l));
+  TRY(tc_linear_create(&l, 120, 84, NULL));
+  TRY(tc_sequential_add(net, "fc4", l));
+  TRY(tc_relu_create(&l));
+  TRY(tc_sequential_add(net, "relu4", l));
+  TRY(tc_dropout_create(&l, 0.25f));
+  TRY(tc_sequential_add(net, "drop", l));
+  TRY(tc_linear_create(&l, 84, 10, NULL));
+  TRY(tc_sequential_add(net, "fc5", l));
+  *out = net;
+  return TC_OK;
+fail:
+  tc_layer_destroy(net);
+  return st;
+}
+
+/* The seed 003 ResNet with n blocks per stage (n = 3: ResNet-20). */
+static tc_status resnet(tc_layer **out, int n, int shortcut) {
+  tc_status st;
+  tc_layer *net = NULL, *stage, *l;
+  tc_conv2d_options c = TC_CONV2D_OPTIONS_INIT;
+  c.pad_h = c.pad_w = 1;
+  c.bias = 0;
+  tc_residual_options r = TC_RESIDUAL_OPTIONS_INIT;
+  r.shortcut = shortcut;
+  TRY(tc_sequential_create(&net));
+  TRY(tc_conv2d_create(&l, 3, 16, 3, &c));
+  TRY(tc_sequential_add(net, "conv1", l));
+  TRY(tc_batchnorm2d_create(&l, 16, NULL));
+  TRY(tc_sequential_add(net, "bn1", l));
+  TRY(tc_relu_create(&l));
+  TRY(tc_sequential_add(net, "relu", l));
+  static const char *names[3] = {"layers_2n", "layers_4n", "layers_6n"};
+  for (int s = 0; s < 3; s++) {
+    TRY(tc_sequential_create(&stage));
+    TRY(tc_sequential_add(net, names[s], stage));
+    for (int b = 0; b < n; b++) {
+      char nm[8];
+      snprintf(nm, sizeof nm, "%d", b);
+      int64_t cout = 16 << s, cin = b == 0 && s > 0 ? cout / 2 : cout;
+      TRY(tc_residual_block_create(&l, cin, cout, b == 0 && s > 0 ? 2 : 1,
+                                   &r));
+      TRY(tc_sequential_add(stage, nm, l));
+    }
+  }
+  tc_pool2d_options p = TC_POOL2D_OPTIONS_INIT;
+  p.stride_h = p.stride_w = 1;
+  TRY(tc_avgpool2d_create(&l, 8, &p));
+  TRY(tc_sequential_add(net, "avg_pool", l));
+  TRY(tc_flatten_create(&l));
+  TRY(tc_sequential_add(net, "flatten", l));
+  TRY(tc_linear_create(&l, 64, 10, NULL));
+  TRY(tc_sequential_add(net, "fc_out", l));
+  *out = net;
+  return TC_OK;
+fail:
+  tc_layer_destroy(net);
+  return st;
+}
+
+static const int64_t img[3] = {3, 32, 32};
+
+START_TEST(test_lenet_names) {
+  tc_layer *net;
+  NU_OK(lenet(&net, 1));
+  tc_model *m = nu_model(be, net, img, 3, 0);
+  static const char *want[] = {
+      "conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias",
+      "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
+      "conv2.weight", "conv2.bias", "bn2.weight", "bn2.bias",
+      "bn2.running_mean", "bn2.running_var", "bn2.num_batches_tracked",
+      "fc3.weight", "fc3.bias", "bn3.weight", "bn3.bias",
+      "bn3.running_mean", "bn3.running_var", "bn3.num_batches_tracked",
+      "fc4.weight", "fc4.bias", "fc5.weight", "fc5.bias"};
+  int n = (int)(sizeof want / sizeof *want);
+  ck_assert_int_eq(tc_model_num_state(m), n);
+  ck_assert_int_eq(tc_model_num_params(m), 16);
+  ck_assert_int_eq(tc_model_num_buffers(m), 9);
+  int ip = 0, ib = 0;
+  for (int i = 0; i < n; i++) {
+    const char *nm, *pn;
+    tc_tensor *t, *pt;
+    NU_OK(tc_model_get_state(m, i, &nm, &t));
+    ck_assert_str_eq(nm, want[i]);
+    if (strstr(nm, "running") || strstr(nm, "num_batches")) {
+      NU_OK(tc_model_get_buffer(m, ib++, &pn, &pt));
+    } else {
+      NU_OK(tc_model_get_param(m, ip++, &pn, &pt, NULL));
+    }
+    ck_assert_str_eq(pn, nm);
+    ck_assert_ptr_eq(pt, t);
+  }
+  ck_assert_int_eq(tc_model_get_param(m, 16, NULL, NULL, NULL), TC_EINVAL);
+  tc_tensor *w;
+  NU_OK(tc_model_find_state(m, "fc3.weight", &w));
+  ck_assert_int_eq(tc_tensor_dim(w, 0), 120);
+  ck_assert_int_eq(tc_tensor_dim(w, 1), 400);
+  ck_assert_int_eq(tc_model_find_state(m, "fc3.gamma", &w), TC_ENOTFOUND);
+  /* 456+6 + 12 + 2416 + 32 + 48120+120 + 240 + 10164 + 850 */
+  ck_assert_int_eq(tc_tensor_numel(tc_model_params_flat(m)),
+                   456 + 6 * 2 + 2416 + 16 * 2 + 48120 + 120 * 2 + 10164 +
+                       850);
+  tc_model_destroy(m);
+}
+END_TEST
+
+START_TEST(test_resnet_names) {
+  tc_layer *net;
+  NU_OK(resnet(&net, 3, TC_SHORTCUT_A_MAXPOOL));
+  tc_model *m = nu_model(be, net, img, 3, 0);
+  /* ResNet-20: 0.27M parameters (He et al. 2016, table 6): 432 + 32 +
+   * 6*2304 + 4608 + 5*9216 + 18432 + 5*36864 + 18*(2*C) BN + 650 */
+  ck_assert_int_eq(tc_tensor_numel(tc_model_params_flat(m)), 269722);
+  ck_assert_int_eq(tc_model_num_params(m), 1 + 2 + 9 * 6 + 2);
+  const char *nm;
+  NU_OK(tc_model_get_state(m, 6, &nm, NULL));
+  ck_assert_str_eq(nm, "layers_2n.0.conv1.weight");
+  NU_OK(tc_model_get_state(m, 11, &nm, NULL));
+  ck_assert_str_eq(nm, "layers_2n.0.bn1.num_batches_tracked");
+  int64_t last = tc_model_num_state(m) - 1;
+  NU_OK(tc_model_get_state(m, last, &nm, NULL));
+  ck_assert_str_eq(nm, "fc_out.bias");
+  tc_tensor *t;
+  NU_OK(tc_model_find_state(m, "layers_6n.2.bn2.running_var", &t));
+  tc_model_destroy(m);
+
+  /* option B: the projection is "shortcut.0" / "shortcut.1" */
+  NU_OK(resnet(&net, 1, TC_SHORTCUT_B));
+  m = nu_model(be, net, img, 3, 0);
+  NU_OK(tc_model_find_state(m, "layers_4n.0.shortcut.0.weight", &t));
+  ck_assert_int_eq(tc_tensor_dim(t, 2), 1);
+  NU_OK(tc_model_find_state(m, "layers_4n.0.shortcut.1.running_mean", &t));
+  ck_assert_int_eq(tc_model_find_state(m, "layers_2n.0.shortcut.0.weight",
+                                       &t), TC_ENOTFOUND);
+  tc_model_destroy(m);
+}
+END_TEST
+
+START_TEST(test_flat_arena) {
+  tc_layer *net;
+  NU_OK(lenet(&net, 1));
+  tc_model *m = nu_model(be, net, img, 3, 0);
+  tc_tensor *flat = tc_model_params_flat(m), *gflat = tc_model_grads_flat(m);
+  ck_assert_int_eq(tc_tensor_ndim(flat), 1);
+  ck_assert_int_eq(tc_tensor_numel(gflat), tc_tensor_numel(flat));
+  char *base = tc_tensor_data(flat), *gbase = tc_tensor_data(gflat);
+  int64_t off = 0;
+  for (int64_t i = 0; i < tc_model_num_params(m); i++) {
+    tc_tensor *p, *g;
+    NU_OK(tc_model_get_param(m, i, NULL, &p, &g));
+    ck_assert_ptr_eq(tc_tensor_data(p), base + off * 4);
+    ck_assert_ptr_eq(tc_tensor_data(g), gbase + off * 4);
+    off += tc_tensor_numel(p);
+  }
+  ck_assert_int_eq(off, tc_tensor_numel(flat));
+  /* writing the arena is writing the parameters */
+  NU_OK(tc_tensor_fill(flat, 0.25));
+  float v[6];
+  nu_read(m, "conv1.bias", v);
+  ck_assert_float_eq(v[5], 0.25f);
+  /* gradients start at zero */
+  float *g = malloc((size_t)off * 4);
+  nu_get(gflat, g);
+  for (int64_t i = 0; i < off; i++)
+    ck_assert_float_eq(g[i], 0.f);
+  free(g);
+  tc_model_destroy(m);
+}
+END_TEST
+
+START_TEST(test_default_init) {
+  tc_set_seed(123);
+  tc_layer *net;
+  NU_OK(lenet(&net, 1));
+  tc_model *a = nu_model(be, net, img, 3, 0);
+  NU_OK(lenet(&net, 1));
+  tc_model *b = nu_model(be, net, img, 3, 0);
+  int64_t n = tc_tensor_numel(tc_model_params_flat(a));
+  float *pa = malloc((size_t)n * 4), *pb = malloc((size_t)n * 4);
+  nu_get(tc_model_params_flat(a), pa);
+  nu_get(tc_model_params_flat(b), pb);
+  ck_assert(memcmp(pa, pb, (size_t)n * 4) == 0);
+  tc_set_seed(124);
+  NU_OK(tc_model_reset_parameters(b));
+  nu_get(tc_model_params_flat(b), pb);
+  ck_assert(memcmp(pa, pb, (size_t)n * 4) != 0);
+  tc_set_seed(0);
+  /* conv1.weight ~ U(-1/sqrt(75), 1/sqrt(75)); bias the same bound;
+   * bn weight 1, bias 0 */
+  float w[450], bias[6], g[6], be_[6], rv[6];
+  nu_read(a, "conv1.weight", w);
+  nu_read(a, "conv1.bias", bias);
+  double bound = 1 / sqrt(75.0), mx = 0;
+  for (int i = 0; i < 450; i++) {
+    ck_assert(fabs(w[i]) <= bound);
+    mx = fmax(mx, fabs(w[i]));
+  }
+  ck_assert(mx > 0.95 * bound);
+  for (int i = 0; i < 6; i++)
+    ck_assert(fabs(bias[i]) <= bound);
+  nu_read(a, "bn1.weight", g);
+  nu_read(a, "bn1.bias", be_);
+  nu_read(a, "bn1.running_var", rv);
+  for (int i = 0; i < 6; i++) {
+    ck_assert_float_eq(g[i], 1.f);
+    ck_assert_float_eq(be_[i], 0.f);
+    ck_assert_float_eq(rv[i], 1.f);
+  }
+  free(pa);
+  free(pb);
+  tc_model_destroy(a);
+  tc_model_destroy(b);
+}
+END_TEST
+
+/* One training step: forward, cross-entropy, backward. */
+static void step(tc_model *m, tc_loss *loss, tc_tensor *x, tc_tensor *lab,
+                 float *out_loss) {
+  tc_tensor *y;
+  NU_OK(tc_model_zero_grad(m));
+  NU_OK(tc_model_forward(m, x, &y));
+  NU_OK(tc_loss_compute(loss, y, lab, out_loss, tc_model_output_grad(m)));
+  NU_OK(tc_model_backward(m, tc_model_output_grad(m)));
+}
+
+static tc_tensor *random_images(int64_t n, uint64_t seed) {
+  int64_t s[4] = {n, 3, 32, 32};
+  float *d = malloc((size_t)(n * 3072) * 4);
+  tu_fill_uniform(d, (size_t)(n * 3072), seed, -1.f, 1.f);
+  tc_tensor *t = nu_tensor(be, s, 4, d);
+  free(d);
+  return t;
+}
+
+static void zero_alloc_case(tc_layer *net) {
+  tc_model *m = nu_model(be, net, img, 3, 0);
+  tc_loss *loss;
+  NU_OK(tc_loss_create(&loss, be, TC_LOSS_CROSS_ENTROPY, NULL));
+  tc_tensor *x = random_images(8, 1);
+  int32_t labd[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  tc_tensor *lab = nu_labels(be, 8, labd);
+  float l0, l1;
+  step(m, loss, x, lab, &l0);
+  tu_alloc_fail_at(0, 0); /* resets the counter */
+  step(m, loss, x, lab, &l1);
+  int64_t correct;
+  tc_tensor *y;
+  NU_OK(tc_model_forward(m, x, &y));
+  NU_OK(tc_accuracy_count(y, lab, &correct));
+  ck_assert_int_eq(tu_alloc_count(), 0);
+  ck_assert(isfinite(l0) && isfinite(l1));
+  tc_loss_destroy(loss);
+  tc_tensor_destroy(x);
+  tc_tensor_destroy(lab);
+  tc_model_destroy(m);
+}
+
+START_TEST(test_zero_alloc_steady_state) {
+  tu_alloc_install();
+  tc_backend *b2 = nu_cpu();
+  tc_backend *save = be;
+  be = b2;
+  tc_layer *net;
+  NU_OK(lenet(&net, 1));
+  zero_alloc_case(net);
+  NU_OK(resnet(&net, 1, TC_SHORTCUT_A_MAXPOOL));
+  zero_alloc_case(net);
+  NU_OK(resnet(&net, 1, TC_SHORTCUT_B));
+  zero_alloc_case(net);
+  be = save;
+  tc_backend_destroy(b2);
+  tu_alloc_uninstall();
+}
+END_TEST
+
+START_TEST(test_batch_size_changes) {
+  tc_layer *net;
+  NU_OK(lenet(&net, 1));
+  tc_model *m = nu_model(be, net, img, 3, 0);
+  NU_OK(tc_model_set_training(m, 0));
+  ck_assert_int_eq(tc_model_is_training(m), 0);
+  tc_tensor *x4 = random_images(4, 9), *x2 = random_images(2, 9);
+  float y4[40], y2[20], y4b[40];
+  nu_forward(m, x4, NULL, y4);
+  nu_forward(m, x2, NULL, y2);
+  nu_forward(m, x4, NULL, y4b);
+  /* the first two images of both batches are the same (GEMM blocking
+   * may differ with the batch size: float rounding only) */
+  TU_ASSERT_CLOSE(y2, y4, 20, 1e-5);
+  TU_ASSERT_CLOSE(y4b, y4, 40, 0);
+  ck_assert_int_eq(tc_tensor_dim(tc_model_output_grad(m), 0), 4);
+  tc_tensor_destroy(x4);
+  tc_tensor_destroy(x2);
+  tc_model_destroy(m);
+}
+END_TEST
+
+START_TEST(test_bad_input) {
+  tc_layer *net, *l;
+  /* channels that do not match: the message names the layer */
+  NU_OK(lenet(&net, 0));
+  int64_t gray[3] = {1, 32, 32};
+  tc_model *m = NULL;
+  ck_assert_int_eq(tc_model_create(&m, be, net, gray, 3, NULL), TC_ESHAPE);
+  ck_assert_ptr_null(m);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "conv1"));
+  /* a size that does not reach fc3 (28x28 gives 16x4x4 = 256, not 400) */
+  NU_OK(lenet(&net, 0));
+  int64_t small[3] = {3, 28, 28};
+  ck_assert_int_eq(tc_model_create(&m, be, net, small, 3, NULL), TC_ESHAPE);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "fc3"));
+  /* too small for the kernel; zero-size dimension */
+  NU_OK(lenet(&net, 0));
+  int64_t tiny[3] = {3, 4, 4};
+  ck_assert_int_eq(tc_model_create(&m, be, net, tiny, 3, NULL), TC_ESHAPE);
+  NU_OK(lenet(&net, 0));
+  int64_t empty[3] = {3, 0, 32};
+  ck_assert_int_eq(tc_model_create(&m, be, net, empty, 3, NULL), TC_ESHAPE);
+  NU_OK(tc_sequential_create(&net));
+  NU_OK(tc_relu_create(&l));
+  NU_OK(tc_sequential_add(net, "a", l));
+  NU_OK(tc_relu_create(&l));
+  ck_assert_int_eq(tc_sequential_add(net, "a", l), TC_EINVAL);
+  NU_OK(tc_relu_create(&l));
+  ck_assert_int_eq(tc_sequential_add(net, "a.b", l), TC_EINVAL);
+  NU_OK(tc_relu_create(&l));
+  ck_assert_int_eq(tc_sequential_add(l, "x", net), TC_EINVAL);
+  tc_layer_destroy(l);
+  /* forward with wrong shapes, then a good forward still works */
+  NU_OK(lenet(&net, 1));
+  m = nu_model(be, net, img, 3, 0);
+  tc_tensor *good = random_images(2, 3), *out;
+  float before[20], after[20];
+  nu_forward(m, good, NULL, before);
+  int64_t s[4] = {2, 3, 28, 28}, s0[4] = {0, 3, 32, 32};
+  tc_tensor *bad = nu_tensor(be, s, 4, NULL), *zero = nu_tensor(be, s0, 4,
+                                                                NULL);
+  ck_assert_int_eq(tc_model_forward(m, bad, &out), TC_ESHAPE);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "input"));
+  ck_assert_int_eq(tc_model_forward(m, zero, &out), TC_ESHAPE);
+  /* rejected forwards leave the last good one in place */
+  ck_assert_int_eq(tc_model_backward(m, bad), TC_ESHAPE);
+  NU_OK(tc_model_set_training(m, 0));
+  nu_forward(m, good, NULL, after);
+  NU_OK(tc_model_set_training(m, 1));
+  nu_forward(m, good, NULL, NULL);
+  int64_t s10[2] = {3, 10};
+  tc_tensor *dy = nu_tensor(be, s10, 2, NULL);
+  ck_assert_int_eq(tc_model_backward(m, dy), TC_ESHAPE);
+  tc_tensor_destroy(dy);
+  tc_tensor_destroy(good);
+  tc_tensor_destroy(bad);
+  tc_tensor_destroy(zero);
+  tc_model_destroy(m);
+  ck_assert_int_eq(tc_model_create(&m, be, NULL, img, 3, NULL), TC_EINVAL);
+}
+END_TEST
+
+/* Fails the k-th allocation of building and placing a model, for every k:
+ * TC_ENOMEM and nothing leaked, until the build needs no k-th allocation. */
+static void fault_case(int which, int persistent) {
+  long base = tu_alloc_live();
+  int k;
+  for (k = 1; k < 100000; k++) {
+    tu_alloc_fail_at(k, persistent);
+    tc_layer *net = NULL;
+    tc_model *m = NULL;
+    tc_status st = which == 0 ? lenet(&net, 1)
+                              : resnet(&net, 1, which == 1
+                                                    ? TC_SHORTCUT_A_MAXPOOL
+                                                    : TC_SHORTCUT_B);
+    if (st == TC_OK)
+      st = tc_model_create(&m, be, net, img, 3, NULL);
+    int failed = tu_alloc_failed();
+    tu_alloc_fail_at(0, 0);
+    if (!failed) {
+      ck_assert_int_eq(st, TC_OK);
+      tc_model_destroy(m);
+      break;
+    }
+    ck_assert_msg(st == TC_ENOMEM, "k=%d: %s", k, tc_status_string(st));
+    ck_assert_msg(tu_alloc_live() == base, "k=%d: %ld blocks leaked", k,
+                  tu_alloc_live() - base);
+  }
+  ck_assert_int_gt(k, 20);
+  ck_assert_int_eq(tu_alloc_live(), base);
+}
+
+START_TEST(test_fault_injection) {
+  tu_alloc_install();
+  tc_backend *b2 = nu_cpu();
+  tc_backend *save = be;
+  be = b2;
+  for (int which = 0; which < 3; which++) {
+    fault_case(which, 0);
+    fault_case(which, 1);
+  }
+  be = save;
+  tc_backend_destroy(b2);
+  tu_alloc_uninstall();
+}
+END_TEST
+
+/* Fails the k-th allocation of the first forward (planning): TC_ENOMEM,
+ * then the same model plans and runs once memory is back. */
+START_TEST(test_fault_injection_forward) {
+  tu_alloc_install();
+  tc_backend *b2 = nu_cpu();
+  tc_backend *save = be;
+  be = b2;
+  tc_tensor *x = random_images(2, 4);
+  float want[20], got[20];
+  int k;
+  tc_layer *net;
+  NU_OK(resnet(&net, 1, TC_SHORTCUT_A_MAXPOOL));
+  tc_model *ref = nu_model(be, net, img, 3, 0);
+  nu_forward(ref, x, NULL, want);
+  tc_model_destroy(ref);
+  for (k = 1; k < 10000; k++) {
+    NU_OK(resnet(&net, 1, TC_SHORTCUT_A_MAXPOOL));
+    tc_model *m = nu_model(be, net, img, 3, 0);
+    tc_tensor *y;
+    tu_alloc_fail_at(k, 1);
+    tc_status st = tc_model_forward(m, x, &y);
+    int failed = tu_alloc_failed();
+    tu_alloc_fail_at(0, 0);
+    ck_assert_int_eq(st, failed ? TC_ENOMEM : TC_OK);
+    nu_forward(m, x, NULL, got);
+    TU_ASSERT_CLOSE(got, want, 20, 0);
+    tc_model_destroy(m);
+    if (!failed)
+      break;
+  }
+  ck_assert_int_gt(k, 10);
+  tc_tensor_destroy(x);
+  be = save;
+  tc_backend_destroy(b2);
+  tu_alloc_uninstall();
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("model");
+  TCase *tc = tcase_create("model");
+  tcase_set_timeout(tc, 120);
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, test_lenet_names);
+  tcase_add_test(tc, test_resnet_names);
+  tcase_add_test(tc, test_flat_arena);
+  tcase_add_test(tc, test_default_init);
+  tcase_add_test(tc, test_batch_size_changes);
+  tcase_add_test(tc, test_bad_input);
+  tcase_add_test(tc, test_zero_alloc_steady_state);
+  tcase_add_test(tc, test_fault_injection);
+  tcase_add_test(tc, test_fault_injection_forward);
+  suite_add_tcase(s, tc);
+  return tu_run_suite(s);
+}
