@@ -167,7 +167,7 @@ static void maxpool_one(const tc_pool2d_args *a, const float *restrict x,
 
 /* Outputs whose windows lie inside the input horizontally are done a row
  * at a time: window cells outermost, outputs innermost, so the running
- * maxima of neighbouring outputs are independent (and vectorise). Each
+ * maxima of neighbouring outputs are independent (they pipeline). Each
  * output still sees its cells in raster order, so the result is that of
  * maxpool_one. */
 static void maxpool_fwd_task(void *arg, int64_t t) {
@@ -194,7 +194,6 @@ static void maxpool_fwd_task(void *arg, int64_t t) {
       int64_t h0 = max64(hs, 0), h1 = min64(hs + a->kh, a->h);
       float *restrict yr = y + oh * a->out_w;
       int32_t *restrict ar = am + oh * a->out_w;
-      int32_t sw32 = (int32_t)sw;
       for (int64_t ow = lo; ow < hi; ow++) {
         yr[ow] = -INFINITY;
         ar[ow] = (int32_t)(h0 * w + ow * sw - pw);
@@ -202,7 +201,6 @@ static void maxpool_fwd_task(void *arg, int64_t t) {
       for (int64_t ih = h0; ih < h1; ih++)
         for (int64_t jw = 0; jw < kw; jw++) {
           int64_t off = ih * w - pw + jw; /* + ow*sw >= 0 */
-          int32_t base = (int32_t)off;
           for (int64_t ow = lo; ow < hi; ow++) {
             float v = x[off + ow * sw], m = yr[ow];
             /* select by masks: compilers turn a ?: here into branches,
@@ -212,7 +210,7 @@ static void maxpool_fwd_task(void *arg, int64_t t) {
             memcpy(&mb, &m, 4);
             mb = (vb & take) | (mb & ~take);
             memcpy(&yr[ow], &mb, 4);
-            int32_t idx = base + (int32_t)ow * sw32;
+            int32_t idx = (int32_t)(off + ow * sw);
             ar[ow] =
                 (int32_t)(((uint32_t)idx & take) | ((uint32_t)ar[ow] & ~take));
           }

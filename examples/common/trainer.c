@@ -6,6 +6,9 @@
  * -> (optionally) load weights or resume a checkpoint -> epochs of
  * training with validation, logs and checkpoints -> one final test line.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#endif
 #include "trainer.h"
 
 #include <errno.h>

@@ -16,8 +16,18 @@ export PKG_CONFIG_SYSROOT_DIR=$PREFIX
 export PKG_CONFIG_PATH=$PCDIR
 cc -std=c11 -Wall -Wextra -Werror tests/consumer/consumer.c \
   $(pkg-config --cflags --libs tinycnn) -o "$PREFIX/consumer"
-LD_LIBRARY_PATH=$(dirname "$(find "$ROOT_P" -name 'libtinycnn.so.0' | head -1)") \
-  "$PREFIX/consumer"
+LIBDIR=$(dirname "$(find "$ROOT_P" -name 'libtinycnn.so.0' | head -1)")
+LD_LIBRARY_PATH=$LIBDIR "$PREFIX/consumer"
+# a bundled trainer built outside meson, exactly as a user's program
+cc -std=c11 -Wall -Wextra -Werror -O2 examples/lenet/main.c examples/common/*.c \
+  $(pkg-config --cflags --libs tinycnn) -o "$PREFIX/tinycnn-lenet"
+LD_LIBRARY_PATH=$LIBDIR "$PREFIX/tinycnn-lenet" --help > /dev/null
+DATA=${TINYCNN_SHARED_DIR:-$PWD/../shared}/data/mnist
+if [ -f "$DATA/train-images-idx3-ubyte.gz" ]; then
+  LD_LIBRARY_PATH=$LIBDIR "$PREFIX/tinycnn-lenet" --dataset mnist --data "$DATA" \
+    --epochs 1 --train-limit 2000 --test-limit 500 --quiet | tail -1 \
+    | grep -E '^test: loss=[0-9.]+ accuracy=[0-9.]+$'
+fi
 unset PKG_CONFIG_SYSROOT_DIR
 export PKG_CONFIG_PATH=$PWD/$B/meson-uninstalled
 cc -std=c11 -Wall -Wextra -Werror tests/consumer/consumer.c \
