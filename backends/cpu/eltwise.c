@@ -234,7 +234,7 @@ static void bias_add_task(void *arg, int64_t t) {
 
 tc_status cpu_bias_add(void *ctx, const tc_bias_args *a) {
   static const char fn[] = "cpu_bias_add";
-  int64_t total;
+  int64_t total = 0;
   tc_status st = bias_check(ctx, a, fn, &total);
   if (st != TC_OK || total == 0)
     return st;
@@ -291,7 +291,7 @@ static void bias_grad_task(void *arg, int64_t t) {
 
 tc_status cpu_bias_grad(void *ctx, const tc_bias_args *a) {
   static const char fn[] = "cpu_bias_grad";
-  int64_t total;
+  int64_t total = 0;
   tc_status st = bias_check(ctx, a, fn, &total);
   if (st != TC_OK || a->c == 0)
     return st;

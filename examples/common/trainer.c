@@ -358,7 +358,7 @@ static int train(run *r) {
       seen += b;
       TRY("progress", tc_progress_update(r->progress, batch,
                                          loss_sum / (double)seen,
-                                         (double)correct / (double)seen, b));
+                                         (double)correct / (double)seen, seen));
       /* a run that ends mid-epoch stops here; at an epoch's end the loader
        * still hands out its end signal, so a checkpoint resumes at the next
        * epoch */
