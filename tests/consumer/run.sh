@@ -33,3 +33,17 @@ export PKG_CONFIG_PATH=$PWD/$B/meson-uninstalled
 cc -std=c11 -Wall -Wextra -Werror tests/consumer/consumer.c \
   $(pkg-config --cflags --libs tinycnn) -o "$PREFIX/consumer-uninstalled"
 LD_LIBRARY_PATH=$PWD/$B/lib "$PREFIX/consumer-uninstalled"
+
+# as a meson subproject: dependency('tinycnn') resolves to the override
+SUB=$PREFIX/subproject-user
+mkdir -p "$SUB/subprojects"
+ln -s "$PWD" "$SUB/subprojects/tinycnn"
+cp tests/consumer/consumer.c "$SUB/"
+cat > "$SUB/meson.build" <<'MESON'
+project('tinycnn-user', 'c', default_options : ['c_std=c11'])
+tinycnn = dependency('tinycnn', fallback : ['tinycnn', 'tinycnn_dep'],
+  default_options : ['tests=false', 'examples=false', 'benchmarks=false',
+                     'gpu_cuda=disabled'])
+executable('consumer', 'consumer.c', dependencies : tinycnn)
+MESON
+(cd "$SUB" && meson setup --wrap-mode=forcefallback b > /dev/null && ninja -C b > /dev/null && ./b/consumer)
