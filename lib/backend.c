@@ -234,6 +234,36 @@ TC_API tc_status tc_backend_synchronize(tc_backend *be) {
   return be->iface->synchronize(be->ctx);
 }
 
+/* Graph calls go to the backend's extension procs (get_proc), so the table
+ * needs no new slots; a backend without them reports TC_EUNSUPPORTED. */
+typedef tc_status (*tc__graph_fn)(void *ctx);
+
+static tc_status backend_graph_call(tc_backend *be, const char *proc,
+                                    const char *fn) {
+  TC__CHECK_NULL(be, fn);
+  void *p = NULL;
+  if (TC__HAS_SLOT(be->iface, get_proc))
+    p = be->iface->get_proc(be->ctx, proc);
+  if (!p)
+    return tc__error(TC_EUNSUPPORTED, "%s: backend '%s' has no graph "
+                     "capture", fn, be->iface->name);
+  tc__graph_fn f;
+  memcpy(&f, &p, sizeof f); /* object to function pointer (POSIX dlsym) */
+  return f(be->ctx);
+}
+
+TC_API tc_status tc_backend_graph_begin(tc_backend *be) {
+  return backend_graph_call(be, "tc_graph_begin", "tc_backend_graph_begin");
+}
+
+TC_API tc_status tc_backend_graph_end(tc_backend *be) {
+  return backend_graph_call(be, "tc_graph_end", "tc_backend_graph_end");
+}
+
+TC_API tc_status tc_backend_graph_replay(tc_backend *be) {
+  return backend_graph_call(be, "tc_graph_replay", "tc_backend_graph_replay");
+}
+
 TC_API const tc_backend_iface *tc_backend_get_iface(const tc_backend *be) {
   return be ? be->iface : NULL;
 }

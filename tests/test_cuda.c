@@ -11,7 +11,12 @@
  * TOL for per-element ops, GEMM and convolution outputs; TOL_SUM for values
  * that are sums over a whole batch (dw, db, dgamma, dbeta, batch-norm dx,
  * losses), whose float summation order differs between the backends;
- * full reductions (double on both) within 1e-6 of sum |x|.
+ * full reductions (double on both) within 1e-6 of sum |x|; whole-model
+ * parameter gradients within GRAD_TOL (batch norm's backward subtracts
+ * nearly equal sums: see test_parity.c).
+ * Also: NaN rules (argmax, max pooling, relu) bit for bit, the same invalid
+ * arguments rejected by both backends, LeNet-5 and ResNet-20 training steps
+ * through the public API on both, and CUDA graph capture/replay.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,9 +24,11 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "../examples/common/models.h"
 
 #define TOL 1e-4
 #define TOL_SUM 1e-3
+#define GRAD_TOL 3e-4
 
 static tc_backend *be[2]; /* 0: cpu, 1: cuda */
 static const tc_backend_iface *it[2];
@@ -653,6 +660,324 @@ START_TEST(test_deterministic) {
 }
 END_TEST
 
+
+/* ---- NaN rules, bit for bit ---- */
+
+START_TEST(test_nan_rules) {
+  /* argmax: the first NaN wins (torch.argmax); rows with NaN in several
+   * lanes' shares, NaN first, NaN last, ties */
+  enum { R = 6, C = 70 };
+  float s[R * C];
+  tu_fill_uniform(s, R * C, 77, -1, 1);
+  s[0 * C + 50] = NAN, s[0 * C + 3] = NAN;   /* first NaN at 3 */
+  s[1 * C + 0] = NAN;                        /* NaN first */
+  s[2 * C + C - 1] = NAN;                    /* NaN last */
+  s[3 * C + 40] = 5.f, s[3 * C + 9] = 5.f;   /* tie: 9 */
+  s[4 * C + 33] = NAN, s[4 * C + 65] = NAN;  /* 33 */
+  for (int j = 0; j < C; j++)
+    s[5 * C + j] = -INFINITY;                /* all -inf: 0 */
+  int32_t lab[R] = {3, 0, C - 1, 9, 33, 0};
+  dbuf S = up(s, sizeof s), L = up(lab, sizeof lab),
+       P = up(NULL, sizeof(int32_t) * R);
+  int64_t correct[2] = {-1, -1};
+  for (int k = 0; k < 2; k++) {
+    tc_argmax_args a = {.struct_size = sizeof a};
+    a.n = R, a.classes = C, a.scores = F(S, k), a.labels = L.d[k];
+    a.pred = P.d[k], a.host_correct = &correct[k];
+    CALL(k, argmax, a);
+  }
+  cmp_exact(&P, "argmax with NaN");
+  ck_assert_int_eq(correct[0], R);
+  ck_assert_int_eq(correct[1], R);
+  drop(&S), drop(&L), drop(&P);
+
+  /* max pooling: `v > max || isnan(v)` (the last NaN wins); relu: NaN -> 0 */
+  float x[2 * 6 * 6];
+  tu_fill_uniform(x, 72, 78, -1, 1);
+  x[0] = NAN, x[7] = NAN, x[40] = NAN, x[41] = -INFINITY;
+  dbuf X = up(x, sizeof x), Y = up(NULL, 4 * 2 * 9), A = up(NULL, 4 * 2 * 9);
+  for (int k = 0; k < 2; k++) {
+    tc_pool2d_args p = {.struct_size = sizeof p};
+    p.n = 1, p.c = 2, p.h = p.w = 6, p.kh = p.kw = 3, p.stride_h = 2;
+    p.stride_w = 2, p.pad_h = p.pad_w = 1, p.out_h = p.out_w = 3;
+    p.x = F(X, k), p.y = F(Y, k), p.argmax = A.d[k];
+    CALL(k, maxpool2d_fwd, p);
+  }
+  cmp_exact(&Y, "maxpool y with NaN");
+  cmp_exact(&A, "maxpool argmax with NaN");
+  dbuf RY = up(NULL, sizeof x);
+  for (int k = 0; k < 2; k++) {
+    tc_eltwise_args e = {.struct_size = sizeof e, .n = 72};
+    e.a = F(X, k), e.y = F(RY, k);
+    CALL(k, relu_fwd, e);
+  }
+  cmp_exact(&RY, "relu with NaN");
+  float r[72];
+  down(&RY, 1, r);
+  ck_assert(r[0] == 0.f && r[7] == 0.f && r[41] == 0.f);
+  drop(&X), drop(&Y), drop(&A), drop(&RY);
+}
+END_TEST
+
+/* ---- the same invalid arguments rejected by both backends ---- */
+
+START_TEST(test_same_rejections) {
+  dbuf B = upr(4096, 90, -1, 1);
+  int32_t badlab[2] = {0, 10};
+  dbuf L = up(badlab, sizeof badlab);
+  for (int k = 0; k < 2; k++) {
+    float *b = F(B, k);
+#define REJECT(slot, args, status)                                             \
+  ck_assert_msg(it[k]->slot(cx[k], &(args)) == (status),                       \
+                "%s " #slot ": expected status %d (%s)", it[k]->name,          \
+                (int)(status), tc_last_error())
+    tc_gemm_args g = {.struct_size = sizeof g, .m = 2, .n = 2, .k = 2,
+                      .alpha = 1, .a = b, .lda = 2, .b = b, .ldb = 2,
+                      .c = b + 100, .ldc = 2, .batch = 0};
+    REJECT(gemm, g, TC_OK); /* batch 0: nothing to do */
+    g.batch = 2, g.stride_c = 1;
+    REJECT(gemm, g, TC_EINVAL); /* overlapping C entries */
+    g.batch = 1, g.lda = 1;
+    REJECT(gemm, g, TC_EINVAL);
+    g.lda = 2, g.struct_size = 8;
+    REJECT(gemm, g, TC_EINVAL);
+
+    tc_conv2d_args cv = {.struct_size = sizeof cv, .n = 1, .c = 1, .h = 5,
+                         .w = 5, .k = 1, .r = 3, .s = 3, .stride_h = 1,
+                         .stride_w = 1, .dil_h = 1, .dil_w = 1, .out_h = 4,
+                         .out_w = 3, .x = b, .wt = b, .y = b + 100};
+    REJECT(conv2d_fwd, cv, TC_EINVAL); /* wrong out_h */
+    cv.out_h = 3, cv.r = 7;
+    REJECT(conv2d_fwd, cv, TC_EINVAL); /* kernel beyond the input */
+
+    tc_pool2d_args p = {.struct_size = sizeof p, .n = 1, .c = 1, .h = 6,
+                        .w = 6, .kh = 2, .kw = 2, .stride_h = 2,
+                        .stride_w = 2, .pad_h = 2, .out_h = 5, .out_w = 3,
+                        .x = b, .y = b + 100, .argmax = (int32_t *)b + 200};
+    REJECT(maxpool2d_fwd, p, TC_EINVAL); /* pad > kernel/2 */
+    p.pad_h = 0, p.out_h = 4;
+    REJECT(maxpool2d_fwd, p, TC_EINVAL); /* out size neither floor nor ceil */
+    p.out_h = 3, p.argmax = NULL;
+    REJECT(maxpool2d_fwd, p, TC_EINVAL); /* max pooling needs argmax */
+
+    tc_batchnorm_args bn = {.struct_size = sizeof bn, .n = 2, .c = 1,
+                            .spatial = 3, .eps = -1.f, .x = b, .y = b + 100,
+                            .save_mean = b + 200, .save_invstd = b + 300};
+    REJECT(batchnorm_fwd_train, bn, TC_EINVAL); /* eps < 0 */
+    bn.eps = 1e-5f, bn.n = 1, bn.spatial = 1;
+    REJECT(batchnorm_fwd_train, bn, TC_EINVAL); /* one value per channel */
+    bn.n = 2, bn.spatial = 3;
+    REJECT(batchnorm_fwd_infer, bn, TC_EINVAL); /* no running statistics */
+    bn.dy = b, bn.dx = NULL;
+    REJECT(batchnorm_bwd, bn, TC_EINVAL);
+
+    tc_loss_args ls = {.struct_size = sizeof ls, .n = 2, .classes = 10,
+                       .logits = b, .labels = L.d[k], .loss = b + 100,
+                       .grad_scale = 1};
+    REJECT(softmax_xent, ls, TC_EINVAL); /* label 10 of 10 classes */
+    ls.reduction = 7;
+    REJECT(softmax_xent, ls, TC_EINVAL);
+    ls.reduction = TC_REDUCTION_NONE;
+    REJECT(softmax_xent, ls, TC_EUNSUPPORTED);
+
+    tc_argmax_args am = {.struct_size = sizeof am, .n = 2, .classes = 0,
+                         .scores = b};
+    REJECT(argmax, am, TC_EINVAL);
+    tc_dropout_args d = {.struct_size = sizeof d, .n = 4, .group = 3,
+                         .p = 0.5f, .x = b, .y = b + 100};
+    REJECT(dropout_fwd, d, TC_EINVAL); /* group does not divide n */
+    d.group = 1, d.p = NAN;
+    REJECT(dropout_fwd, d, TC_EINVAL);
+    tc_sgd_args sg = {.struct_size = sizeof sg, .n = 4, .lr = 0.1f,
+                      .momentum = 0.9f, .param = b, .grad = b + 100};
+    REJECT(sgd_update, sg, TC_EINVAL); /* momentum without a buffer */
+    tc_adam_args ad = {.struct_size = sizeof ad, .n = 4, .param = b,
+                       .grad = b + 100, .exp_avg = b + 200,
+                       .exp_avg_sq = b + 300, .step = 0};
+    REJECT(adam_update, ad, TC_EINVAL);
+    tc_copy4d_args c4 = {.struct_size = sizeof c4, .shape = {1, 1, -1, 1},
+                         .src = b, .dst = b + 100};
+    REJECT(copy4d, c4, TC_EINVAL);
+    tc_reduce_args rd = {.struct_size = sizeof rd, .n = 4, .op = 9, .x = b};
+    double out;
+    rd.host_out = &out;
+    REJECT(reduce, rd, TC_EINVAL);
+    tc_eltwise_args e = {.struct_size = sizeof e, .n = 4, .y = b};
+    REJECT(relu_fwd, e, TC_EINVAL); /* a is NULL */
+    tc_gap_args gp = {.struct_size = sizeof gp, .n = 1, .c = 1,
+                      .spatial = 0, .x = b, .y = b + 100};
+    REJECT(global_avgpool_fwd, gp, TC_EINVAL);
+#undef REJECT
+  }
+  drop(&B), drop(&L);
+}
+END_TEST
+
+/* ---- whole training steps through the public API ---- */
+
+/* Host copy of a tensor (float32 or int64 bits), malloc'd. */
+static void *host_of(tc_tensor *t, size_t *bytes) {
+  size_t b = (size_t)tc_tensor_numel(t) *
+             (tc_tensor_dtype(t) == TC_FLOAT32 ? 4 : 8);
+  void *h = malloc(b + 1);
+  ck_assert_ptr_nonnull(h);
+  ck_assert_int_eq(tc_tensor_copy_to_host(t, h, b), TC_OK);
+  *bytes = b;
+  return h;
+}
+
+static void cmp_tensors(tc_tensor *cpu, tc_tensor *gpu, double tol,
+                        const char *what, const char *name) {
+  size_t b0, b1;
+  float *h0 = host_of(cpu, &b0), *h1 = host_of(gpu, &b1);
+  ck_assert_uint_eq(b0, b1);
+  if (tc_tensor_dtype(cpu) == TC_FLOAT32) {
+    double e = tu_max_rel_err(h1, h0, b0 / 4);
+    ck_assert_msg(e <= tol, "%s %s: cuda vs cpu max rel err %.3g > %.3g",
+                  what, name, e, tol);
+  } else {
+    ck_assert_msg(memcmp(h0, h1, b0) == 0, "%s %s differ", what, name);
+  }
+  free(h0);
+  free(h1);
+}
+
+static void model_steps(int resnet) {
+  tc_model *m[2] = {NULL, NULL};
+  int64_t in_shape[3] = {3, 32, 32};
+  for (int k = 0; k < 2; k++) {
+    tc_layer *root = NULL;
+    if (resnet)
+      ck_assert_int_eq(model_resnet(&root, 20, TC_SHORTCUT_A_MAXPOOL), TC_OK);
+    else
+      ck_assert_int_eq(model_lenet(&root, 0), TC_OK);
+    ck_assert_msg(tc_model_create(&m[k], be[k], root, in_shape, 3, NULL) ==
+                      TC_OK, "%s", tc_last_error());
+  }
+  if (resnet)
+    ck_assert_int_eq(model_resnet_init(m[0], 3), TC_OK);
+  /* the same weights and buffers on both */
+  ck_assert_int_eq(tc_model_num_state(m[0]), tc_model_num_state(m[1]));
+  for (int64_t i = 0; i < tc_model_num_state(m[0]); i++) {
+    const char *name;
+    tc_tensor *t0, *t1;
+    ck_assert_int_eq(tc_model_get_state(m[0], i, &name, &t0), TC_OK);
+    ck_assert_int_eq(tc_model_get_state(m[1], i, &name, &t1), TC_OK);
+    ck_assert_msg(tc_tensor_copy(t1, t0) == TC_OK, "%s", tc_last_error());
+  }
+  enum { N = 8 };
+  int64_t xs[4] = {N, 3, 32, 32}, ls[1] = {N};
+  float *xh = rnd(N * 3 * 32 * 32, resnet ? 201 : 202, -1, 1);
+  int32_t lab[N];
+  for (int i = 0; i < N; i++)
+    lab[i] = (i * 7 + 3) % 10;
+  tc_tensor *x[2], *labels[2];
+  tc_loss *loss[2];
+  tc_optimizer *opt[2];
+  for (int k = 0; k < 2; k++) {
+    ck_assert_int_eq(tc_tensor_create(&x[k], be[k], xs, 4, TC_FLOAT32), TC_OK);
+    ck_assert_int_eq(tc_tensor_create(&labels[k], be[k], ls, 1, TC_INT32),
+                     TC_OK);
+    ck_assert_int_eq(tc_tensor_copy_from_host(x[k], xh,
+                                              sizeof(float) * N * 3072),
+                     TC_OK);
+    ck_assert_int_eq(tc_tensor_copy_from_host(labels[k], lab, sizeof lab),
+                     TC_OK);
+    ck_assert_int_eq(tc_loss_create(&loss[k], be[k], TC_LOSS_CROSS_ENTROPY,
+                                    NULL), TC_OK);
+    tc_sgd_options so = TC_SGD_OPTIONS_INIT;
+    so.lr = 0.05f, so.momentum = 0.9f, so.weight_decay = 5e-4f;
+    ck_assert_int_eq(tc_optimizer_create_sgd_for_model(&opt[k], m[k], &so),
+                     TC_OK);
+  }
+  free(xh);
+  const char *what = resnet ? "resnet20" : "lenet5";
+  for (int step = 0; step < 2; step++) {
+    tc_tensor *y[2];
+    float value[2];
+    for (int k = 0; k < 2; k++) {
+      ck_assert_int_eq(tc_model_zero_grad(m[k]), TC_OK);
+      ck_assert_msg(tc_model_forward(m[k], x[k], &y[k]) == TC_OK, "%s",
+                    tc_last_error());
+      ck_assert_msg(tc_loss_compute(loss[k], y[k], labels[k], &value[k],
+                                    tc_model_output_grad(m[k])) == TC_OK,
+                    "%s", tc_last_error());
+      ck_assert_msg(tc_model_backward(m[k], tc_model_output_grad(m[k])) ==
+                        TC_OK, "%s", tc_last_error());
+    }
+    cmp_tensors(y[0], y[1], TOL, what, "logits");
+    ck_assert_msg(fabsf(value[1] - value[0]) <= TOL * fabsf(value[0]),
+                  "%s step %d loss: cuda %.9g cpu %.9g", what, step,
+                  (double)value[1], (double)value[0]);
+    for (int64_t i = 0; i < tc_model_num_params(m[0]); i++) {
+      const char *name;
+      tc_tensor *g0, *g1;
+      ck_assert_int_eq(tc_model_get_param(m[0], i, &name, NULL, &g0), TC_OK);
+      ck_assert_int_eq(tc_model_get_param(m[1], i, &name, NULL, &g1), TC_OK);
+      cmp_tensors(g0, g1, GRAD_TOL, what, name);
+    }
+    for (int k = 0; k < 2; k++)
+      ck_assert_int_eq(tc_optimizer_step(opt[k]), TC_OK);
+  }
+  for (int64_t i = 0; i < tc_model_num_state(m[0]); i++) {
+    const char *name;
+    tc_tensor *t0, *t1;
+    ck_assert_int_eq(tc_model_get_state(m[0], i, &name, &t0), TC_OK);
+    ck_assert_int_eq(tc_model_get_state(m[1], i, &name, &t1), TC_OK);
+    cmp_tensors(t0, t1, TOL, what, name);
+  }
+  for (int k = 0; k < 2; k++) {
+    tc_optimizer_destroy(opt[k]);
+    tc_loss_destroy(loss[k]);
+    tc_tensor_destroy(x[k]);
+    tc_tensor_destroy(labels[k]);
+    tc_model_destroy(m[k]);
+  }
+}
+
+START_TEST(test_lenet_steps) { model_steps(0); }
+END_TEST
+
+START_TEST(test_resnet20_steps) { model_steps(1); }
+END_TEST
+
+/* ---- CUDA graphs: capture backend work once, replay it ---- */
+
+START_TEST(test_graph) {
+  size_t n = 5000;
+  dbuf X = upr(n, 95, -1, 1), Y = upr(n, 96, -1, 1);
+  tc_eltwise_args ax = {.struct_size = sizeof ax, .n = (int64_t)n,
+                        .alpha = 0.5f};
+  tc_eltwise_args sc = {.struct_size = sizeof sc, .n = (int64_t)n,
+                        .alpha = 0.75f};
+  ck_assert_int_eq(tc_backend_graph_end(be[1]), TC_ESTATE);
+  ck_assert_int_eq(tc_backend_graph_replay(be[1]), TC_ESTATE);
+  ck_assert_msg(tc_backend_graph_begin(be[1]) == TC_OK, "%s",
+                tc_last_error());
+  ax.a = F(X, 1), ax.y = F(Y, 1);
+  sc.a = F(Y, 1), sc.y = F(Y, 1);
+  CALL(1, axpy, ax);
+  CALL(1, scale, sc);
+  /* host syncs are refused while capturing, the capture survives them */
+  float tmp[4];
+  ck_assert_int_eq(it[1]->copy_d2h(cx[1], tmp, F(Y, 1), sizeof tmp),
+                   TC_ESTATE);
+  ck_assert_int_eq(tc_backend_synchronize(be[1]), TC_ESTATE);
+  ck_assert_int_eq(tc_backend_graph_begin(be[1]), TC_ESTATE);
+  ck_assert_msg(tc_backend_graph_end(be[1]) == TC_OK, "%s", tc_last_error());
+  for (int r = 0; r < 3; r++) {
+    ck_assert_msg(tc_backend_graph_replay(be[1]) == TC_OK, "%s",
+                  tc_last_error());
+    ax.a = F(X, 0), ax.y = F(Y, 0);
+    sc.a = F(Y, 0), sc.y = F(Y, 0);
+    CALL(0, axpy, ax);
+    CALL(0, scale, sc);
+  }
+  cmp_exact(&Y, "graph replay vs eager"); /* --fmad=false: the CPU's bits */
+  drop(&X), drop(&Y);
+}
+END_TEST
+
 /* ---- errors, extras, and the public tensor API on the device ---- */
 
 START_TEST(test_errors_and_api) {
@@ -695,6 +1020,17 @@ START_TEST(test_errors_and_api) {
 END_TEST
 
 int main(void) {
+  /* without a GPU too: the CPU backend has no graphs */
+  tc_backend *cpu = NULL;
+  if (tc_backend_create(&cpu, "cpu") != TC_OK ||
+      tc_backend_graph_begin(cpu) != TC_EUNSUPPORTED ||
+      tc_backend_graph_replay(cpu) != TC_EUNSUPPORTED ||
+      tc_backend_graph_begin(NULL) != TC_EINVAL) {
+    printf("test_cuda: graph calls on the CPU backend: %s\n",
+           tc_last_error());
+    return EXIT_FAILURE;
+  }
+  tc_backend_destroy(cpu);
   tc_backend *probe = NULL;
   if (tc_backend_create(&probe, "cuda") != TC_OK) {
     printf("test_cuda: skipped: %s\n", tc_last_error());
@@ -720,6 +1056,11 @@ int main(void) {
   tcase_add_test(tc, test_optim);
   tcase_add_test(tc, test_reduce);
   tcase_add_test(tc, test_deterministic);
+  tcase_add_test(tc, test_nan_rules);
+  tcase_add_test(tc, test_same_rejections);
+  tcase_add_test(tc, test_lenet_steps);
+  tcase_add_test(tc, test_resnet20_steps);
+  tcase_add_test(tc, test_graph);
   tcase_add_test(tc, test_errors_and_api);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

@@ -805,6 +805,14 @@ START_TEST(test_svhn_hostile) {
     }
     free(b);
   }
+  /* a variable header claiming gigabytes of dims (found by fuzz_svhn: matio
+   * would allocate them): refused before matio reads it */
+  const char *root = getenv("TINYCNN_SOURCE_ROOT");
+  char hostile[4096];
+  snprintf(hostile, sizeof hostile,
+           "%s/tests/fuzz/corpus/fuzz_svhn/regress_oom_dims_tag",
+           root ? root : "..");
+  ck_assert_int_eq(tc_dataset_load_svhn(&ds, hostile), TC_EFORMAT);
   ck_assert_ptr_null(ds);
 }
 END_TEST

@@ -8,6 +8,8 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "nn_util.h"
@@ -96,7 +98,7 @@ static tc_status resnet(tc_layer **out, int n, int shortcut) {
     TRY(tc_sequential_create(&stage));
     TRY(tc_sequential_add(net, names[s], stage));
     for (int b = 0; b < n; b++) {
-      char nm[8];
+      char nm[16];
       snprintf(nm, sizeof nm, "%d", b);
       int64_t cout = 16 << s, cin = b == 0 && s > 0 ? cout / 2 : cout;
       TRY(tc_residual_block_create(&l, cin, cout, b == 0 && s > 0 ? 2 : 1,
@@ -500,6 +502,151 @@ START_TEST(test_fault_injection_forward) {
 }
 END_TEST
 
+/* Finds the profile entry called `name`; -1 when none. */
+static int64_t prof_find(tc_model *m, const char *name, tc_layer_profile *p) {
+  for (int64_t i = 0; i < tc_model_profile_count(m); i++) {
+    p->struct_size = sizeof *p;
+    NU_OK(tc_model_get_profile(m, i, p));
+    if (strcmp(p->name, name) == 0)
+      return i;
+  }
+  return -1;
+}
+
+START_TEST(test_profile) {
+  tc_layer *net;
+  NU_OK(lenet(&net, 1));
+  tc_model *m = nu_model(be, net, img, 3, 0);
+  /* every LeNet layer but the root Sequential, in order */
+  static const char *want[] = {"conv1", "bn1",     "relu1", "pool1",
+                               "conv2", "bn2",     "relu2", "pool2",
+                               "flatten", "fc3",   "bn3",   "relu3",
+                               "fc4",   "relu4",   "drop",  "fc5"};
+  static const char *kinds[] = {
+      "conv2d", "batchnorm2d", "relu", "maxpool2d", "conv2d",
+      "batchnorm2d", "relu", "maxpool2d", "flatten", "linear",
+      "batchnorm1d", "relu", "linear", "relu", "dropout", "linear"};
+  int64_t n = tc_model_profile_count(m);
+  ck_assert_int_eq(n, 16);
+  ck_assert_int_eq(tc_model_is_profiling(m), 0);
+  tc_loss *loss;
+  NU_OK(tc_loss_create(&loss, be, TC_LOSS_CROSS_ENTROPY, NULL));
+  tc_tensor *x = random_images(4, 3);
+  int32_t labd[4] = {0, 1, 2, 3};
+  tc_tensor *lab = nu_labels(be, 4, labd);
+  float l0;
+  step(m, loss, x, lab, &l0); /* not profiled: nothing counted */
+  tc_layer_profile p = {.struct_size = sizeof p};
+  for (int64_t i = 0; i < n; i++) {
+    NU_OK(tc_model_get_profile(m, i, &p));
+    ck_assert_str_eq(p.name, want[i]);
+    ck_assert_int_eq(p.forward_calls + p.backward_calls, 0);
+    ck_assert(p.forward_seconds == 0.0 && p.backward_seconds == 0.0);
+  }
+  NU_OK(tc_model_set_profiling(m, 1));
+  ck_assert_int_eq(tc_model_is_profiling(m), 1);
+  /* profiling allocates nothing in a steady step */
+  tu_alloc_install();
+  tu_alloc_fail_at(0, 0);
+  step(m, loss, x, lab, &l0);
+  step(m, loss, x, lab, &l0);
+  ck_assert_int_eq(tu_alloc_count(), 0);
+  tu_alloc_uninstall();
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    NU_OK(tc_model_get_profile(m, i, &p));
+    ck_assert_str_eq(p.name, want[i]);
+    ck_assert_str_eq(p.kind, kinds[i]);
+    ck_assert_int_eq(p.forward_calls, 2);
+    ck_assert_int_eq(p.backward_calls, 2);
+    ck_assert(p.forward_seconds >= 0.0 && p.backward_seconds >= 0.0);
+    total += p.forward_seconds + p.backward_seconds;
+    /* layers with state are named as their state-dict entries */
+    if (strcmp(p.kind, "conv2d") == 0 || strcmp(p.kind, "linear") == 0 ||
+        strncmp(p.kind, "batchnorm", 9) == 0) {
+      char nm[64];
+      tc_tensor *t;
+      snprintf(nm, sizeof nm, "%s.weight", p.name);
+      NU_OK(tc_model_find_state(m, nm, &t));
+    }
+  }
+  ck_assert(total > 0.0);
+  /* off: totals kept, nothing added; evaluation counts forwards only */
+  NU_OK(tc_model_set_profiling(m, 0));
+  step(m, loss, x, lab, &l0);
+  NU_OK(tc_model_get_profile(m, 0, &p));
+  ck_assert_int_eq(p.forward_calls, 2);
+  NU_OK(tc_model_reset_profile(m));
+  NU_OK(tc_model_get_profile(m, 0, &p));
+  ck_assert_int_eq(p.forward_calls, 0);
+  ck_assert(p.forward_seconds == 0.0);
+  NU_OK(tc_model_set_profiling(m, 7));
+  NU_OK(tc_model_set_training(m, 0));
+  tc_tensor *y;
+  NU_OK(tc_model_forward(m, x, &y));
+  NU_OK(tc_model_get_profile(m, n - 1, &p));
+  ck_assert_int_eq(p.forward_calls, 1);
+  ck_assert_int_eq(p.backward_calls, 0);
+
+  /* an older caller's smaller struct: only its fields are written */
+  tc_layer_profile small = {.forward_calls = -5, .backward_calls = -6};
+  small.struct_size = offsetof(tc_layer_profile, forward_calls);
+  NU_OK(tc_model_get_profile(m, 1, &small));
+  ck_assert_str_eq(small.name, "bn1");
+  ck_assert_int_eq(small.forward_calls, -5);
+  ck_assert_int_eq(small.backward_calls, -6);
+  ck_assert_uint_eq(small.struct_size,
+                    offsetof(tc_layer_profile, forward_calls));
+  /* errors */
+  ck_assert_int_eq(tc_model_profile_count(NULL), -1);
+  ck_assert_int_eq(tc_model_is_profiling(NULL), -1);
+  ck_assert_int_eq(tc_model_set_profiling(NULL, 1), TC_EINVAL);
+  ck_assert_int_eq(tc_model_reset_profile(NULL), TC_EINVAL);
+  ck_assert_int_eq(tc_model_get_profile(NULL, 0, &p), TC_EINVAL);
+  ck_assert_int_eq(tc_model_get_profile(m, 0, NULL), TC_EINVAL);
+  ck_assert_int_eq(tc_model_get_profile(m, -1, &p), TC_EINVAL);
+  ck_assert_int_eq(tc_model_get_profile(m, n, &p), TC_EINVAL);
+  ck_assert(strstr(tc_last_error(), "out of range") != NULL);
+  p.struct_size = sizeof(size_t);
+  ck_assert_int_eq(tc_model_get_profile(m, 0, &p), TC_EINVAL);
+  p.struct_size = sizeof p + 8;
+  ck_assert_int_eq(tc_model_get_profile(m, 0, &p), TC_EVERSION);
+  tc_loss_destroy(loss);
+  tc_tensor_destroy(x);
+  tc_tensor_destroy(lab);
+  tc_model_destroy(m);
+
+  /* ResNet: blocks are profiled (their own work), Sequentials are not */
+  NU_OK(resnet(&net, 1, TC_SHORTCUT_B));
+  m = nu_model(be, net, img, 3, 0);
+  /* conv1 bn1 relu, 3 blocks of 5 (+2 for the projection), avg_pool,
+   * flatten, fc_out */
+  ck_assert_int_eq(tc_model_profile_count(m), 3 + 15 + 2 * 2 + 3);
+  NU_OK(tc_model_set_profiling(m, 1));
+  NU_OK(tc_loss_create(&loss, be, TC_LOSS_CROSS_ENTROPY, NULL));
+  x = random_images(2, 4);
+  lab = nu_labels(be, 2, labd);
+  step(m, loss, x, lab, &l0);
+  ck_assert_int_eq(prof_find(m, "layers_2n.0", &p), 3);
+  ck_assert_str_eq(p.kind, "residual_block");
+  ck_assert_int_eq(p.forward_calls, 1);
+  ck_assert_int_eq(prof_find(m, "layers_2n.0.conv1", &p), 4);
+  ck_assert_int_eq(p.backward_calls, 1);
+  ck_assert_int_ge(prof_find(m, "layers_4n.0.shortcut.1", &p), 0);
+  ck_assert_str_eq(p.kind, "batchnorm2d");
+  ck_assert_int_eq(p.backward_calls, 1);
+  NU_OK(tc_model_find_state(m, "layers_4n.0.shortcut.1.running_var", &y));
+  ck_assert_int_eq(prof_find(m, "layers_4n.0.shortcut", &p), -1);
+  ck_assert_int_eq(prof_find(m, "layers_2n", &p), -1);
+  ck_assert_int_eq(prof_find(m, "fc_out", &p),
+                   tc_model_profile_count(m) - 1);
+  tc_loss_destroy(loss);
+  tc_tensor_destroy(x);
+  tc_tensor_destroy(lab);
+  tc_model_destroy(m);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("model");
   TCase *tc = tcase_create("model");
@@ -514,6 +661,7 @@ int main(void) {
   tcase_add_test(tc, test_zero_alloc_steady_state);
   tcase_add_test(tc, test_fault_injection);
   tcase_add_test(tc, test_fault_injection_forward);
+  tcase_add_test(tc, test_profile);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }

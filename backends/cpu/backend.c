@@ -4,6 +4,7 @@
  * tc_set_allocator() sees every tensor.
  */
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -11,6 +12,30 @@
 /* OpenBLAS's thread control; declared here as Debian's cblas.h has it only
  * in some versions. */
 void openblas_set_num_threads(int num_threads);
+
+static atomic_int isa_level = -1;
+
+int cpu_isa(void) {
+  int v = atomic_load_explicit(&isa_level, memory_order_relaxed);
+  if (v >= 0)
+    return v;
+  v = CPU_ISA_GENERIC;
+#if CPU_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    v = CPU_ISA_AVX2;
+  if (v == CPU_ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+    v = CPU_ISA_AVX512;
+#endif
+  const char *env = getenv("TINYCNN_CPU_ISA");
+  if (env && !strcmp(env, "generic"))
+    v = CPU_ISA_GENERIC;
+  else if (env && !strcmp(env, "avx2") && v > CPU_ISA_AVX2)
+    v = CPU_ISA_AVX2;
+  atomic_store_explicit(&isa_level, v, memory_order_relaxed);
+  return v;
+}
 
 static tc_status cpu_probe(char *msg, size_t msg_size) {
   (void)msg;

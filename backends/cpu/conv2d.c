@@ -2,7 +2,18 @@
  * conv2d.c - the CPU backend's 2-D convolution (groups = 1): forward,
  * backward-data, backward-filter, bias-grad and the workspace query.
  *
- * Method: per image, im2col + one OpenBLAS sgemm on the whole panel
+ * Method, stride 1 / dilation 1 / padding <= kernel-1 on a CPU with AVX2+FMA
+ * (or AVX-512F): direct SIMD kernels (conv2d_direct.c; the layout is
+ * explained at "direct path" below). Per image, x (or dy for backward data)
+ * is copied into a zero-padded plane in the slot, the kernel writes the
+ * outputs on the padded grid, and the valid ones are copied out. Backward
+ * filter sums CONVD_CHUNKS fixed chunks of images into partials (combined
+ * in order as below). Direct workspace: max over the three ops of
+ * (shared + slots * slot), where shared is the packed weights (fwd, bwd data)
+ * or the partials (bwd filter) and slot one image's padded input and
+ * outputs (bwd filter: G images); every op needs the one-slot query.
+ *
+ * Otherwise: per image, im2col + one OpenBLAS sgemm on the whole panel
  *   forward:   y_i (k,P)     = W (k,CRS) * col_i (CRS,P)   [+ bias]
  *   bwd data:  dcol_i (CRS,P) = W^T * dy_i (k,P); dx_i += col2im(dcol_i)
  *   bwd filt:  dW (k,CRS)   += dy_i (k,P) * col_i^T
@@ -32,6 +43,7 @@
 #include <cblas.h>
 #include <string.h>
 
+#include "conv2d_direct.h"
 #include "cpu.h"
 
 /* Most floats the bwd_filter partial sums may take (64 MiB): above it the
@@ -41,6 +53,14 @@
  * (BLAS takes int). */
 #define CONV_DIM_MAX ((int64_t)1 << 30)
 #define CONV_GEMM_MAX ((int64_t)INT32_MAX)
+/* Direct path limits: channels, image extent (keeps every buffer small). */
+#define CONVD_MAX_CH 4096
+#define CONVD_MAX_HW 1024
+/* Direct wgrad: partial sums (fixed, like CPU_REDUCE_CHUNKS), and images
+ * per kernel call: enough that one call sums >= this many positions. */
+#define CONVD_CHUNKS 16
+#define CONVD_MAX_G 16
+#define CONVD_WG_POSITIONS 2048
 /* Elements per task when the partial sums are combined. */
 #define CONV_COMBINE_BLOCK 1024
 
@@ -53,6 +73,14 @@ typedef struct conv_geom {
   int64_t chunks;    /* bwd_filter partial sums */
   size_t col_bytes;  /* one im2col slice (0 when direct) */
   size_t part_bytes; /* all partial sums (0 when chunks <= 1) */
+  /* direct (stride-1 SIMD) path; all sizes in floats */
+  const convd_kernels *kern; /* NULL: im2col + GEMM */
+  int64_t Hp, Wp, nqf, psf;  /* fwd/wgrad input grid, fwd tiles */
+  int64_t Hq, Wq, nqb, psb;  /* bwd_data grid (dy padded by r-1-ph) */
+  int64_t nqw, psw, G;       /* wgrad tiles, images per kernel call */
+  int64_t kpf, cpf, kpw;     /* channel counts rounded up to the tiles */
+  size_t fwd_shared, fwd_slot, bwd_shared, bwd_slot, wg_slot, wg_part;
+  size_t min_ws; /* direct: every op needs the one-slot query */
   /* run time */
   int64_t slots; /* concurrent tasks, each with its own col slice */
   char *cols;    /* first col slice */
@@ -65,6 +93,55 @@ static size_t round64(size_t b) {
 
 static int64_t min64(int64_t x, int64_t y) {
   return x < y ? x : y;
+}
+
+static int64_t roundup64(int64_t v, int64_t m) {
+  return (v + m - 1) / m * m;
+}
+
+static int64_t max64(int64_t x, int64_t y) {
+  return x > y ? x : y;
+}
+
+/* Sizes for the direct path, or g->kern = NULL when it does not apply
+ * (stride or dilation != 1, padding > kernel-1, 1x1 without padding, large
+ * kernels, no AVX2, or buffers too large to be worth it). */
+static void conv_direct_geometry(conv_geom *g) {
+  g->kern = NULL;
+  const convd_kernels *kn = cpu_convd_kernels();
+  if (!kn || g->direct || g->sh != 1 || g->sw != 1 || g->dh != 1 ||
+      g->dw != 1 || g->ph > g->r - 1 || g->pw > g->s - 1 ||
+      g->r * g->s > CONVD_MAX_RS || g->c > CONVD_MAX_CH ||
+      g->k > CONVD_MAX_CH || g->h > CONVD_MAX_HW || g->w > CONVD_MAX_HW)
+    return;
+  int64_t rs = g->r * g->s;
+  /* fwd and wgrad: x padded to Hp x Wp; output q = oh*Wp + ow */
+  g->Hp = g->h + 2 * g->ph, g->Wp = g->w + 2 * g->pw;
+  int64_t L = (g->oh - 1) * g->Wp + g->ow;
+  int64_t offmax = (g->r - 1) * g->Wp + g->s - 1;
+  g->nqf = roundup64(L, kn->ft);
+  g->psf = roundup64(max64(g->Hp * g->Wp, g->nqf + offmax), 16);
+  g->kpf = roundup64(g->k, kn->fkt);
+  g->fwd_shared = round64((size_t)(g->kpf * g->c * rs) * 4);
+  g->fwd_slot = round64((size_t)(g->c * g->psf + g->kpf * g->nqf) * 4);
+  /* bwd_data: dy padded by (r-1-ph, s-1-pw), flipped kernel; out (h,w) */
+  g->Hq = g->oh + 2 * (g->r - 1 - g->ph),
+  g->Wq = g->ow + 2 * (g->s - 1 - g->pw);
+  int64_t Lb = (g->h - 1) * g->Wq + g->w;
+  g->nqb = roundup64(Lb, kn->ft);
+  g->psb = roundup64(
+      max64(g->Hq * g->Wq, g->nqb + (g->r - 1) * g->Wq + g->s - 1), 16);
+  g->cpf = roundup64(g->c, kn->fkt);
+  g->bwd_shared = round64((size_t)(g->cpf * g->k * rs) * 4);
+  g->bwd_slot = round64((size_t)(g->k * g->psb + g->cpf * g->nqb) * 4);
+  /* wgrad: G images of padded x and of dy on the Wp grid per call */
+  g->nqw = roundup64(L, kn->wvl);
+  g->psw = roundup64(max64(g->Hp * g->Wp, g->nqw + offmax), 16);
+  g->kpw = roundup64(g->k, kn->wkt);
+  g->G =
+      min64(CONVD_MAX_G, max64(1, (CONVD_WG_POSITIONS + g->nqw - 1) / g->nqw));
+  g->wg_slot = round64((size_t)(g->G * (g->c * g->psw + g->kpw * g->nqw)) * 4);
+  g->kern = kn;
 }
 
 /* Checks sizes and output extents (not pointers); fills g. */
@@ -144,6 +221,18 @@ static tc_status conv_geometry(void *ctx, const tc_conv2d_args *a,
   g->direct = g->r == 1 && g->s == 1 && g->sh == 1 && g->sw == 1 &&
               g->ph == 0 && g->pw == 0;
   g->col_bytes = g->direct ? 0 : round64((size_t)g->crs * (size_t)g->P * 4);
+  conv_direct_geometry(g);
+  if (g->kern) {
+    g->chunks = min64(g->n, CONVD_CHUNKS);
+    g->wg_part =
+        g->chunks > 1 ? round64((size_t)g->chunks * (size_t)kcrs * 4) : 0;
+    g->min_ws = g->fwd_shared + g->fwd_slot;
+    if (g->bwd_shared + g->bwd_slot > g->min_ws)
+      g->min_ws = g->bwd_shared + g->bwd_slot;
+    if (g->wg_part + g->wg_slot > g->min_ws)
+      g->min_ws = g->wg_part + g->wg_slot;
+    return TC_OK;
+  }
   int64_t by_mem = CONV_PARTIAL_BUDGET / kcrs;
   g->chunks = min64(min64(g->n, CPU_REDUCE_CHUNKS), by_mem > 1 ? by_mem : 1);
   g->part_bytes =
@@ -158,6 +247,8 @@ static tc_status conv_workspace(void *ctx, conv_geom *g, size_t reserve,
   const tc_conv2d_args *a = g->a;
   int64_t pool = cpu_pool_size(((cpu_ctx *)ctx)->pool);
   size_t need = reserve + g->col_bytes;
+  if (need < g->min_ws)
+    need = g->min_ws;
   if (need > 0 && (!a->workspace || a->workspace_size < need))
     return tc__error(TC_EINVAL,
                      "%s: workspace %zu bytes at %p, need at least %zu "
@@ -188,6 +279,24 @@ tc_status cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
   if (!out_bytes)
     return tc__error(TC_EINVAL, "%s: argument 'out_bytes' is NULL", fn);
   int64_t slots = min64(g.n, cpu_pool_size(((cpu_ctx *)ctx)->pool));
+  if (g.kern && g.n == 0) {
+    *out_bytes = 0;
+    return TC_OK;
+  }
+  if (g.kern) {
+    size_t sh[3] = {g.fwd_shared, g.bwd_shared, g.wg_part};
+    size_t sl[3] = {g.fwd_slot, g.bwd_slot, g.wg_slot};
+    size_t best = 0;
+    for (int i = 0; i < 3; i++) {
+      size_t b, t;
+      if (!tc__mul_size((size_t)slots, sl[i], &b) ||
+          !tc__add_size(b, sh[i], &t))
+        return tc__error(TC_EINVAL, "%s: workspace size overflows", fn);
+      best = t > best ? t : best;
+    }
+    *out_bytes = best;
+    return TC_OK;
+  }
   size_t cols, total;
   if (!tc__mul_size((size_t)slots, g.col_bytes, &cols) ||
       !tc__add_size(cols, g.part_bytes, &total))
@@ -286,6 +395,168 @@ static float *slot_col(const conv_geom *g, int64_t t) {
   return (float *)(g->cols + (size_t)t * g->col_bytes);
 }
 
+/* ---- direct path (stride 1, SIMD kernels) -------------------------------
+ * A stride-1 convolution is a 1-D one on the padded image flattened row by
+ * row: with the input padded to Hp x Wp, output (oh, ow) sits at
+ * q = oh*Wp + ow and reads input q + ri*Wp + si. Positions with ow >= out_w
+ * are computed and dropped (or, for the weight gradient, meet zeros in dy),
+ * so the kernels run contiguous vector loads with no edge cases.
+ * Backward data is the same forward kernel on dy padded by (r-1-ph,
+ * s-1-pw) with the kernel flipped and k, c swapped. */
+
+/* dst (c, ps): each channel's plane is Hp x Wp (row stride wp) holding src
+ * (c, h, w) at (pt, pl), zero elsewhere up to ps. */
+static void pad_planes(const float *src, int64_t c, int64_t h, int64_t w,
+                       float *dst, int64_t ps, int64_t wp, int64_t pt,
+                       int64_t pl) {
+  for (int64_t cc = 0; cc < c; cc++) {
+    float *d = dst + cc * ps;
+    const float *sp = src + cc * h * w;
+    int64_t first = pt * wp + pl, last = (pt + h - 1) * wp + pl + w;
+    memset(d, 0, (size_t)first * sizeof *d);
+    for (int64_t i = 0; i < h; i++) {
+      float *row = d + (pt + i) * wp + pl;
+      memcpy(row, sp + i * w, (size_t)w * sizeof *d);
+      if (i + 1 < h)
+        memset(row + w, 0, (size_t)(wp - w) * sizeof *d);
+    }
+    memset(d + last, 0, (size_t)(ps - last) * sizeof *d);
+  }
+}
+
+/* wp[((kb*cin + ci)*rs + t)*kt + j] = weight of output channel kb*kt + j
+ * (zero past nout) for input channel ci, kernel offset t. */
+static void pack_fwd_weights(const conv_geom *g, float *wp) {
+  int64_t kt = g->kern->fkt, rs = g->r * g->s;
+  for (int64_t kb = 0; kb < g->kpf / kt; kb++)
+    for (int64_t ci = 0; ci < g->c; ci++)
+      for (int64_t t = 0; t < rs; t++)
+        for (int64_t j = 0; j < kt; j++) {
+          int64_t kk = kb * kt + j;
+          *wp++ = kk < g->k ? g->a->wt[(kk * g->c + ci) * rs + t] : 0.f;
+        }
+}
+
+/* Backward data: output channel ci, input channel kk, offset t reads the
+ * forward weight (kk, ci) at the flipped offset rs-1-t. */
+static void pack_bwd_weights(const conv_geom *g, float *wp) {
+  int64_t kt = g->kern->fkt, rs = g->r * g->s;
+  for (int64_t cb = 0; cb < g->cpf / kt; cb++)
+    for (int64_t kk = 0; kk < g->k; kk++)
+      for (int64_t t = 0; t < rs; t++)
+        for (int64_t j = 0; j < kt; j++) {
+          int64_t ci = cb * kt + j;
+          *wp++ =
+              ci < g->c ? g->a->wt[(kk * g->c + ci) * rs + rs - 1 - t] : 0.f;
+        }
+}
+
+static void fill_offsets(int64_t *off, int64_t r, int64_t s, int64_t wp,
+                         int64_t total) {
+  int64_t t = 0;
+  for (int64_t i = 0; i < r; i++)
+    for (int64_t j = 0; j < s; j++)
+      off[t++] = i * wp + j;
+  for (; t < total; t++)
+    off[t] = 0;
+}
+
+static void dfwd_task(void *arg, int64_t t) {
+  const conv_geom *g = arg;
+  const tc_conv2d_args *a = g->a;
+  int64_t i0, i1, off[CONVD_MAX_RS];
+  block_range(g->n, g->slots, t, &i0, &i1);
+  fill_offsets(off, g->r, g->s, g->Wp, g->r * g->s);
+  const float *wp = (const float *)a->workspace;
+  float *xp = slot_col(g, t);
+  float *out = xp + g->c * g->psf; /* (kpf, nqf) */
+  for (int64_t i = i0; i < i1; i++) {
+    pad_planes(a->x + i * g->c * g->hw, g->c, g->h, g->w, xp, g->psf, g->Wp,
+               g->ph, g->pw);
+    g->kern->fwd(xp, g->c, g->psf, off, g->r * g->s, wp, g->kpf / g->kern->fkt,
+                 out, g->nqf, g->nqf);
+    float *y = a->y + i * g->k * g->P;
+    for (int64_t kk = 0; kk < g->k; kk++) {
+      float b = a->bias ? a->bias[kk] : 0.f;
+      for (int64_t o = 0; o < g->oh; o++) {
+        const float *restrict src = out + kk * g->nqf + o * g->Wp;
+        float *restrict dst = y + (kk * g->oh + o) * g->ow;
+        for (int64_t q = 0; q < g->ow; q++)
+          dst[q] = src[q] + b;
+      }
+    }
+  }
+}
+
+static void dbwd_task(void *arg, int64_t t) {
+  const conv_geom *g = arg;
+  const tc_conv2d_args *a = g->a;
+  int64_t i0, i1, off[CONVD_MAX_RS];
+  block_range(g->n, g->slots, t, &i0, &i1);
+  fill_offsets(off, g->r, g->s, g->Wq, g->r * g->s);
+  const float *wp = (const float *)a->workspace;
+  float *dp = slot_col(g, t);
+  float *out = dp + g->k * g->psb; /* (cpf, nqb) */
+  for (int64_t i = i0; i < i1; i++) {
+    pad_planes(a->dy + i * g->k * g->P, g->k, g->oh, g->ow, dp, g->psb, g->Wq,
+               g->r - 1 - g->ph, g->s - 1 - g->pw);
+    g->kern->fwd(dp, g->k, g->psb, off, g->r * g->s, wp, g->cpf / g->kern->fkt,
+                 out, g->nqb, g->nqb);
+    float *dx = a->dx + i * g->c * g->hw;
+    for (int64_t ci = 0; ci < g->c; ci++) {
+      for (int64_t o = 0; o < g->h; o++) {
+        const float *restrict src = out + ci * g->nqb + o * g->Wq;
+        float *restrict dst = dx + (ci * g->h + o) * g->w;
+        if (a->accumulate) {
+          for (int64_t q = 0; q < g->w; q++)
+            dst[q] += src[q];
+        } else {
+          memcpy(dst, src, (size_t)g->w * sizeof *dst);
+        }
+      }
+    }
+  }
+}
+
+/* Slot t computes chunks t, t+slots, ...; each chunk's images go through
+ * the kernel G at a time, in order, so a chunk's sum never depends on the
+ * slot or the thread count. */
+static void dwg_task(void *arg, int64_t t) {
+  const conv_geom *g = arg;
+  const tc_conv2d_args *a = g->a;
+  const convd_kernels *kn = g->kern;
+  int64_t kcrs = g->k * g->crs, rs = g->r * g->s;
+  int64_t off[CONVD_MAX_RS + 8];
+  fill_offsets(off, g->r, g->s, g->Wp, roundup64(rs, kn->wno));
+  int64_t xs = g->c * g->psw, dys = g->kpw * g->nqw;
+  float *xb = slot_col(g, t);
+  float *db = xb + g->G * xs; /* G x (kpw, nqw) */
+  for (int64_t j = t; j < g->chunks; j += g->slots) {
+    int64_t c0, c1;
+    block_range(g->n, g->chunks, j, &c0, &c1);
+    float *dst = g->chunks > 1 ? g->part + j * kcrs : a->dw;
+    if (g->chunks > 1 || !a->accumulate)
+      memset(dst, 0, (size_t)kcrs * sizeof *dst);
+    for (int64_t i0 = c0; i0 < c1; i0 += g->G) {
+      int64_t m = min64(g->G, c1 - i0);
+      for (int64_t i = 0; i < m; i++) {
+        pad_planes(a->x + (i0 + i) * g->c * g->hw, g->c, g->h, g->w,
+                   xb + i * xs, g->psw, g->Wp, g->ph, g->pw);
+        /* dy on the Wp grid: zero past ow in each row and past the end */
+        float *d = db + i * dys;
+        memset(d, 0, (size_t)dys * sizeof *d);
+        const float *dy = a->dy + (i0 + i) * g->k * g->P;
+        for (int64_t kk = 0; kk < g->k; kk++)
+          for (int64_t o = 0; o < g->oh; o++)
+            memcpy(d + kk * g->nqw + o * g->Wp, dy + (kk * g->oh + o) * g->ow,
+                   (size_t)g->ow * sizeof *d);
+      }
+      kn->wgrad(xb, xs, g->psw, db, dys, g->nqw, m, g->c, g->k, off, rs, g->nqw,
+                dst);
+    }
+  }
+}
+
 /* ---- forward ----------------------------------------------------------- */
 
 static void fwd_task(void *arg, int64_t t) {
@@ -327,6 +598,14 @@ tc_status cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
                      !a->x    ? "x"
                      : !a->wt ? "wt"
                               : "y");
+  if (g.kern) {
+    g.col_bytes = g.fwd_slot;
+    if ((st = conv_workspace(ctx, &g, g.fwd_shared, g.n, fn)) != TC_OK)
+      return st;
+    pack_fwd_weights(&g, (float *)a->workspace);
+    cpu_parallel_for(ctx, g.slots, dfwd_task, &g);
+    return TC_OK;
+  }
   if ((st = conv_workspace(ctx, &g, 0, g.n, fn)) != TC_OK)
     return st;
   cpu_parallel_for(ctx, g.slots, fwd_task, &g);
@@ -372,6 +651,14 @@ tc_status cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
                      !a->dy   ? "dy"
                      : !a->wt ? "wt"
                               : "dx");
+  if (g.kern) {
+    g.col_bytes = g.bwd_slot;
+    if ((st = conv_workspace(ctx, &g, g.bwd_shared, g.n, fn)) != TC_OK)
+      return st;
+    pack_bwd_weights(&g, (float *)a->workspace);
+    cpu_parallel_for(ctx, g.slots, dbwd_task, &g);
+    return TC_OK;
+  }
   if ((st = conv_workspace(ctx, &g, 0, g.n, fn)) != TC_OK)
     return st;
   cpu_parallel_for(ctx, g.slots, bwd_data_task, &g);
@@ -447,9 +734,17 @@ tc_status cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
   if (!a->x || !a->dy)
     return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
                      !a->x ? "x" : "dy");
-  if ((st = conv_workspace(ctx, &g, g.part_bytes, g.chunks, fn)) != TC_OK)
-    return st;
-  cpu_parallel_for(ctx, g.slots, bwd_filter_task, &g);
+  if (g.kern) {
+    g.col_bytes = g.wg_slot;
+    g.part_bytes = g.wg_part;
+    if ((st = conv_workspace(ctx, &g, g.part_bytes, g.chunks, fn)) != TC_OK)
+      return st;
+    cpu_parallel_for(ctx, g.slots, dwg_task, &g);
+  } else {
+    if ((st = conv_workspace(ctx, &g, g.part_bytes, g.chunks, fn)) != TC_OK)
+      return st;
+    cpu_parallel_for(ctx, g.slots, bwd_filter_task, &g);
+  }
   if (g.chunks > 1)
     cpu_parallel_for(ctx, (kcrs + CONV_COMBINE_BLOCK - 1) / CONV_COMBINE_BLOCK,
                      combine_task, &g);

@@ -38,6 +38,7 @@ typedef struct elt_job {
   const tc_eltwise_args *a;
   elt_op op;
   uint32_t bits; /* fill */
+  int avx2;
 } elt_job;
 
 /* uint32 stores that may alias the float (or int32) data they overwrite */
@@ -58,8 +59,10 @@ static void relu_fwd_range(const float *a, float *y, int64_t n) {
 /* a: forward output, b: dy; y may be either of them */
 static void relu_bwd_range(const float *a, const float *b, float *y,
                            int64_t n) {
-  for (int64_t i = 0; i < n; i++)
-    y[i] = a[i] > 0.f ? b[i] : 0.f;
+  for (int64_t i = 0; i < n; i++) {
+    float bv = b[i]; /* read always: lets the compiler select, not branch */
+    y[i] = a[i] > 0.f ? bv : 0.f;
+  }
 }
 
 static void add_range(const float *a, const float *b, float *y, int64_t n,
@@ -102,6 +105,141 @@ static void axpy_range(const float *a, float *y, int64_t n, float alpha) {
     py[i] += alpha * pa[i];
 }
 
+/* ---- AVX2 variants: the same operations, element by element, as the
+ * portable loops above (no FMA), so the bits do not depend on the path. Each
+ * 8-wide block loads before it stores, so in-place calls stay correct. */
+#if CPU_X86
+#include <immintrin.h>
+
+static CPU_AVX2 void relu_fwd_avx2(const float *a, float *y, int64_t n) {
+  /* max_ps(x, 0) returns 0 for a NaN x and +0 for -0, as x > 0 ? x : 0 */
+  __m256 z = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256 v0 = _mm256_max_ps(_mm256_loadu_ps(a + i), z);
+    __m256 v1 = _mm256_max_ps(_mm256_loadu_ps(a + i + 8), z);
+    __m256 v2 = _mm256_max_ps(_mm256_loadu_ps(a + i + 16), z);
+    __m256 v3 = _mm256_max_ps(_mm256_loadu_ps(a + i + 24), z);
+    _mm256_storeu_ps(y + i, v0);
+    _mm256_storeu_ps(y + i + 8, v1);
+    _mm256_storeu_ps(y + i + 16, v2);
+    _mm256_storeu_ps(y + i + 24, v3);
+  }
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_max_ps(_mm256_loadu_ps(a + i), z));
+  for (; i < n; i++)
+    y[i] = a[i] > 0.f ? a[i] : 0.f;
+}
+
+static CPU_AVX2 void relu_bwd_avx2(const float *a, const float *b, float *y,
+                                   int64_t n) {
+  __m256 z = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256 m0 = _mm256_cmp_ps(_mm256_loadu_ps(a + i), z, _CMP_GT_OQ);
+    __m256 m1 = _mm256_cmp_ps(_mm256_loadu_ps(a + i + 8), z, _CMP_GT_OQ);
+    __m256 v0 = _mm256_and_ps(m0, _mm256_loadu_ps(b + i));
+    __m256 v1 = _mm256_and_ps(m1, _mm256_loadu_ps(b + i + 8));
+    _mm256_storeu_ps(y + i, v0);
+    _mm256_storeu_ps(y + i + 8, v1);
+  }
+  for (; i + 8 <= n; i += 8) {
+    __m256 m0 = _mm256_cmp_ps(_mm256_loadu_ps(a + i), z, _CMP_GT_OQ);
+    _mm256_storeu_ps(y + i, _mm256_and_ps(m0, _mm256_loadu_ps(b + i)));
+  }
+  for (; i < n; i++) {
+    float bv = b[i];
+    y[i] = a[i] > 0.f ? bv : 0.f;
+  }
+}
+
+static CPU_AVX2 void add_avx2(const float *a, const float *b, float *y,
+                              int64_t n, float alpha, float beta) {
+  __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(beta);
+  int64_t i = 0;
+  if (!b) {
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(y + i, _mm256_mul_ps(al, _mm256_loadu_ps(a + i)));
+    for (; i < n; i++)
+      y[i] = alpha * a[i];
+    return;
+  }
+  for (; i + 8 <= n; i += 8) {
+    __m256 va = _mm256_mul_ps(al, _mm256_loadu_ps(a + i));
+    __m256 vb = _mm256_mul_ps(be, _mm256_loadu_ps(b + i));
+    _mm256_storeu_ps(y + i, _mm256_add_ps(va, vb));
+  }
+  for (; i < n; i++)
+    y[i] = alpha * a[i] + beta * b[i];
+}
+
+static CPU_AVX2 void scale_avx2(const float *a, float *y, int64_t n,
+                                float alpha) {
+  __m256 al = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(al, _mm256_loadu_ps(a + i)));
+  for (; i < n; i++)
+    y[i] = alpha * a[i];
+}
+
+static CPU_AVX2 void axpy_avx2(const float *a, float *y, int64_t n,
+                               float alpha) {
+  __m256 al = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 t = _mm256_mul_ps(al, _mm256_loadu_ps(a + i));
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), t));
+  }
+  for (; i < n; i++)
+    y[i] += alpha * a[i];
+}
+
+static CPU_AVX2 void fill_avx2(float *y, int64_t n, uint32_t bits) {
+  __m256 v = _mm256_castsi256_ps(_mm256_set1_epi32((int)bits));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, v);
+  elt_u32 *p = (elt_u32 *)(void *)y;
+  for (; i < n; i++)
+    p[i] = bits;
+}
+
+/* y[i] += b over one row */
+static CPU_AVX2 void add_scalar_avx2(float *y, int64_t n, float b) {
+  __m256 vb = _mm256_set1_ps(b);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), vb));
+  for (; i < n; i++)
+    y[i] += b;
+}
+
+/* d[i] += s[i] */
+static CPU_AVX2 void acc_avx2(float *d, const float *s, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(d + i,
+                     _mm256_add_ps(_mm256_loadu_ps(d + i), _mm256_loadu_ps(s + i)));
+  for (; i < n; i++)
+    d[i] += s[i];
+}
+
+/* row_sum's lanes: lane l sums x[i] for i % 4 == l in double, in order,
+ * then (l0 + l1) + (l2 + l3); the same bits as the portable loop. */
+static CPU_AVX2 double row_sum_avx2(const float *x, int64_t len) {
+  __m256d s = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 4 <= len; i += 4)
+    s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
+  double l[4];
+  _mm256_storeu_pd(l, s);
+  for (; i < len; i++)
+    l[0] += x[i];
+  return (l[0] + l[1]) + (l[2] + l[3]);
+}
+#endif
+
 static void elt_task(void *arg, int64_t t) {
   const elt_job *j = arg;
   const tc_eltwise_args *a = j->a;
@@ -110,6 +248,33 @@ static void elt_task(void *arg, int64_t t) {
   const float *pa = a->a ? a->a + lo : NULL;
   const float *pb = a->b ? a->b + lo : NULL;
   float *py = a->y + lo;
+#if CPU_X86
+  if (j->avx2) {
+    switch (j->op) {
+    case ELT_RELU_FWD:
+      relu_fwd_avx2(pa, py, len);
+      return;
+    case ELT_RELU_BWD:
+      relu_bwd_avx2(pa, pb, py, len);
+      return;
+    case ELT_ADD:
+      add_avx2(pa, pb, py, len, a->alpha, a->beta);
+      return;
+    case ELT_SCALE:
+      scale_avx2(pa, py, len, a->alpha);
+      return;
+    case ELT_AXPY:
+      axpy_avx2(pa, py, len, a->alpha);
+      return;
+    case ELT_FILL:
+      if (j->bits == 0)
+        memset(py, 0, (size_t)len * sizeof *py);
+      else
+        fill_avx2(py, len, j->bits);
+      return;
+    }
+  }
+#endif
   switch (j->op) {
   case ELT_RELU_FWD:
     relu_fwd_range(pa, py, len);
@@ -155,7 +320,7 @@ static tc_status elt_run(void *ctx, const tc_eltwise_args *a, elt_op op,
     return tc__error(TC_EINVAL, "%s: argument 'a' is NULL", fn);
   if (need_b && !a->b)
     return tc__error(TC_EINVAL, "%s: argument 'b' is NULL", fn);
-  elt_job j = {a, op, 0};
+  elt_job j = {a, op, 0, cpu_isa() >= CPU_ISA_AVX2};
   if (op == ELT_FILL)
     memcpy(&j.bits, &a->alpha, sizeof j.bits);
   cpu_parallel_for(ctx, (a->n + ELT_BLOCK - 1) / ELT_BLOCK, elt_task, &j);
@@ -193,6 +358,7 @@ typedef struct bias_job {
   const tc_bias_args *a;
   int64_t rows; /* n*c rows of `spatial` floats */
   int64_t per;  /* bias_add: rows per task; bias_grad: channels per task */
+  int avx2;
 } bias_job;
 
 static tc_status bias_check(void *ctx, const tc_bias_args *a, const char *fn,
@@ -227,6 +393,12 @@ static void bias_add_task(void *arg, int64_t t) {
   for (int64_t r = r0; r < r1; r++) {
     float b = a->bias[r % a->c];
     float *restrict y = a->y + r * sp;
+#if CPU_X86
+    if (j->avx2) {
+      add_scalar_avx2(y, sp, b);
+      continue;
+    }
+#endif
     for (int64_t s = 0; s < sp; s++)
       y[s] += b;
   }
@@ -241,7 +413,7 @@ tc_status cpu_bias_add(void *ctx, const tc_bias_args *a) {
   if (!a->y || !a->bias)
     return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
                      a->y ? "bias" : "y");
-  bias_job j = {a, a->n * a->c, 1};
+  bias_job j = {a, a->n * a->c, 1, cpu_isa() >= CPU_ISA_AVX2};
   j.per = ELT_BLOCK / a->spatial;
   if (j.per < 1)
     j.per = 1;
@@ -280,7 +452,12 @@ static void bias_grad_task(void *arg, int64_t t) {
         acc[k] += dy[k];
     } else {
       for (int64_t k = 0; k < cn; k++)
+#if CPU_X86
+        acc[k] += j->avx2 ? row_sum_avx2(dy + k * sp, sp)
+                          : row_sum(dy + k * sp, sp);
+#else
         acc[k] += row_sum(dy + k * sp, sp);
+#endif
     }
   }
   for (int64_t k = 0; k < cn; k++) {
@@ -302,7 +479,7 @@ tc_status cpu_bias_grad(void *ctx, const tc_bias_args *a) {
   /* Channels per task: enough that a task reads BIAS_GRAD_MIN_WORK
    * elements, at most CPU_REDUCE_CHUNKS (the accumulator array). The split
    * follows from the sizes only and does not change any channel's order. */
-  bias_job j = {a, a->n * a->c, 1};
+  bias_job j = {a, a->n * a->c, 1, cpu_isa() >= CPU_ISA_AVX2};
   int64_t per_channel = a->n * a->spatial;
   if (per_channel < BIAS_GRAD_MIN_WORK)
     j.per = per_channel > 0 ? BIAS_GRAD_MIN_WORK / per_channel : a->c;
@@ -321,6 +498,7 @@ typedef struct copy_job {
   const tc_copy4d_args *a;
   int64_t rows; /* shape[0]*shape[1]*shape[2] rows of shape[3] */
   int64_t per;  /* rows per task */
+  int avx2;
 } copy_job;
 
 static void copy4d_task(void *arg, int64_t t) {
@@ -337,10 +515,16 @@ static void copy4d_task(void *arg, int64_t t) {
     if (ss[3] == 1 && ds[3] == 1) {
       const float *restrict sc = s;
       float *restrict dc = d;
-      if (a->accumulate)
+      if (a->accumulate) {
+#if CPU_X86
+        if (j->avx2) {
+          acc_avx2(dc, sc, len);
+          continue;
+        }
+#endif
         for (int64_t i = 0; i < len; i++)
           dc[i] += sc[i];
-      else
+      } else
         memcpy(dc, sc, (size_t)len * sizeof *dc);
     } else if (a->accumulate) {
       for (int64_t i = 0; i < len; i++)
@@ -410,13 +594,13 @@ tc_status cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
   if (!a->src || !a->dst)
     return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
                      a->src ? "dst" : "src");
-  copy_job j = {a, total / a->shape[3], 1};
+  copy_job j = {a, total / a->shape[3], 1, cpu_isa() >= CPU_ISA_AVX2};
   j.per = ELT_BLOCK / a->shape[3];
   if (j.per < 1)
     j.per = 1;
   if (!dst_injective(a)) {
     /* repeated destinations: one task, rows in index order */
-    copy4d_task(&(copy_job){a, j.rows, j.rows}, 0);
+    copy4d_task(&(copy_job){a, j.rows, j.rows, j.avx2}, 0);
     return TC_OK;
   }
   cpu_parallel_for(ctx, (j.rows + j.per - 1) / j.per, copy4d_task, &j);

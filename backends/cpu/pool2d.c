@@ -36,6 +36,8 @@ typedef struct pool_job {
   int64_t planes, per_task; /* planes per task */
   int64_t hw, ohw;
   atomic_int bad; /* maxpool backward: an argmax out of range */
+  int k2;         /* 2x2 windows, stride 2, no padding */
+  int avx2;
 } pool_job;
 
 static int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
@@ -133,6 +135,9 @@ static void pool_job_init(pool_job *j, const tc_pool2d_args *a) {
   int64_t per = POOL_TASK_ELEMS / (j->hw + j->ohw);
   j->per_task = per < 1 ? 1 : per;
   atomic_init(&j->bad, 0);
+  j->k2 = a->kh == 2 && a->kw == 2 && a->stride_h == 2 && a->stride_w == 2 &&
+          a->pad_h == 0 && a->pad_w == 0;
+  j->avx2 = cpu_isa() >= CPU_ISA_AVX2;
 }
 
 static int64_t pool_tasks(const pool_job *j) {
@@ -163,6 +168,189 @@ static void maxpool_one(const tc_pool2d_args *a, const float *restrict x,
     }
   y[oh * a->out_w + ow] = m;
   am[oh * a->out_w + ow] = (int32_t)best;
+}
+
+/* ---- 2x2 stride 2 without padding (LeNet, ResNet shortcut A) ----
+ * Output (oh, ow) reads cells r0[2ow], r0[2ow+1], r1[2ow], r1[2ow+1] in
+ * raster order with r0 = row 2oh, r1 = row 2oh+1, and keeps maxpool_one's
+ * rule: a later cell wins when it is greater or NaN. Only full windows
+ * (ow < w/2, oh < h/2) come here; a ceil-mode edge goes to maxpool_one. */
+static inline void max2_take(float v, int32_t i, float *m, int32_t *b) {
+  uint32_t take = -(uint32_t)((v > *m) | (v != v)), vb, mb;
+  memcpy(&vb, &v, 4);
+  memcpy(&mb, m, 4);
+  mb = (vb & take) | (mb & ~take);
+  memcpy(m, &mb, 4);
+  *b = (int32_t)(((uint32_t)i & take) | ((uint32_t)*b & ~take));
+}
+
+static void max2_row(const float *restrict r0, const float *restrict r1,
+                     float *restrict y, int32_t *restrict am, int64_t ow0,
+                     int64_t ow1, int32_t base, int32_t w) {
+  for (int64_t ow = ow0; ow < ow1; ow++) {
+    int32_t i = base + 2 * (int32_t)ow;
+    float m = r0[2 * ow];
+    int32_t b = i;
+    max2_take(r0[2 * ow + 1], i + 1, &m, &b);
+    max2_take(r1[2 * ow], i + w, &m, &b);
+    max2_take(r1[2 * ow + 1], i + w + 1, &m, &b);
+    y[ow] = m;
+    am[ow] = b;
+  }
+}
+
+#if CPU_X86
+#include <immintrin.h>
+
+static CPU_AVX2 inline void max2_take8(__m256 v, __m256i i, __m256 *m,
+                                       __m256i *b) {
+  __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, *m, _CMP_GT_OQ),
+                             _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  *m = _mm256_blendv_ps(*m, v, take);
+  *b = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(*b),
+                                            _mm256_castsi256_ps(i), take));
+}
+
+static CPU_AVX2 inline __m256i mask_first(int64_t k) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)k),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* 8 outputs a step; the last step masks loads and stores to the row (a
+ * masked load never touches memory outside its mask). */
+static CPU_AVX2 void max2_row_avx2(const float *r0, const float *r1, float *y,
+                                   int32_t *am, int64_t n, int32_t base,
+                                   int32_t w) {
+  const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m256i one = _mm256_set1_epi32(1), vw = _mm256_set1_epi32(w);
+  for (int64_t ow = 0; ow < n; ow += 8) {
+    int full = ow + 8 <= n;
+    __m256 a0, a1, b0, b1;
+    __m256i ml = mask_first(2 * (n - ow)), mh = mask_first(2 * (n - ow) - 8);
+    if (full) {
+      a0 = _mm256_loadu_ps(r0 + 2 * ow), a1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
+      b0 = _mm256_loadu_ps(r1 + 2 * ow), b1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
+    } else {
+      a0 = _mm256_maskload_ps(r0 + 2 * ow, ml);
+      a1 = _mm256_maskload_ps(r0 + 2 * ow + 8, mh);
+      b0 = _mm256_maskload_ps(r1 + 2 * ow, ml);
+      b1 = _mm256_maskload_ps(r1 + 2 * ow + 8, mh);
+    }
+    /* even/odd columns, back in order across the two 128-bit halves */
+    __m256 te = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(a0, a1, 0x88)), 0xD8));
+    __m256 to = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(a0, a1, 0xDD)), 0xD8));
+    __m256 be = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(b0, b1, 0x88)), 0xD8));
+    __m256 bo = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(b0, b1, 0xDD)), 0xD8));
+    __m256i i0 =
+        _mm256_add_epi32(_mm256_set1_epi32(base + 2 * (int32_t)ow), lane2);
+    __m256 m = te;
+    __m256i b = i0;
+    max2_take8(to, _mm256_add_epi32(i0, one), &m, &b);
+    __m256i i2 = _mm256_add_epi32(i0, vw);
+    max2_take8(be, i2, &m, &b);
+    max2_take8(bo, _mm256_add_epi32(i2, one), &m, &b);
+    if (full) {
+      _mm256_storeu_ps(y + ow, m);
+      _mm256_storeu_si256((__m256i *)(void *)(am + ow), b);
+    } else {
+      __m256i mo = mask_first(n - ow);
+      _mm256_maskstore_ps(y + ow, mo, m);
+      _mm256_maskstore_epi32((int *)(am + ow), mo, b);
+    }
+  }
+}
+
+/* max2_bwd_plane's row, 8 outputs a step, the last one masked; returns
+ * the outputs done (all) and clears *ok when an argmax is outside its
+ * window. */
+static CPU_AVX2 int64_t max2_bwd_row_avx2(float *r0, float *r1,
+                                          const float *g, const int32_t *am,
+                                          int64_t n, int32_t base, int32_t w,
+                                          uint32_t *ok) {
+  const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m256i one = _mm256_set1_epi32(1), vw = _mm256_set1_epi32(w),
+                vw1 = _mm256_set1_epi32(w + 1);
+  __m256i all = _mm256_set1_epi32(-1);
+  int64_t ow = 0;
+  for (; ow < n; ow += 8) {
+    int full = ow + 8 <= n;
+    __m256i mo = mask_first(n - ow);
+    __m256i raw = full ? _mm256_loadu_si256((const __m256i *)(const void *)(am + ow))
+                       : _mm256_maskload_epi32((const int *)(am + ow), mo);
+    __m256i d = _mm256_sub_epi32(
+        raw, _mm256_add_epi32(_mm256_set1_epi32(base + 2 * (int32_t)ow), lane2));
+    __m256 v = full ? _mm256_loadu_ps(g + ow) : _mm256_maskload_ps(g + ow, mo);
+    if (!full) /* lanes past the row count as matched */
+      d = _mm256_blendv_epi8(_mm256_setzero_si256(), d, mo);
+    __m256i c0 = _mm256_cmpeq_epi32(d, _mm256_setzero_si256());
+    __m256i c1 = _mm256_cmpeq_epi32(d, one);
+    __m256i c2 = _mm256_cmpeq_epi32(d, vw);
+    __m256i c3 = _mm256_cmpeq_epi32(d, vw1);
+    all = _mm256_and_si256(
+        all, _mm256_or_si256(_mm256_or_si256(c0, c1), _mm256_or_si256(c2, c3)));
+    __m256 te = _mm256_and_ps(_mm256_castsi256_ps(c0), v);
+    __m256 to = _mm256_and_ps(_mm256_castsi256_ps(c1), v);
+    __m256 be = _mm256_and_ps(_mm256_castsi256_ps(c2), v);
+    __m256 bo = _mm256_and_ps(_mm256_castsi256_ps(c3), v);
+    /* interleave even and odd columns back into rows */
+    __m256 tl = _mm256_unpacklo_ps(te, to), th = _mm256_unpackhi_ps(te, to);
+    __m256 bl = _mm256_unpacklo_ps(be, bo), bh = _mm256_unpackhi_ps(be, bo);
+    __m256 t0 = _mm256_permute2f128_ps(tl, th, 0x20);
+    __m256 t1 = _mm256_permute2f128_ps(tl, th, 0x31);
+    __m256 u0 = _mm256_permute2f128_ps(bl, bh, 0x20);
+    __m256 u1 = _mm256_permute2f128_ps(bl, bh, 0x31);
+    if (full) {
+      _mm256_storeu_ps(r0 + 2 * ow, t0);
+      _mm256_storeu_ps(r0 + 2 * ow + 8, t1);
+      _mm256_storeu_ps(r1 + 2 * ow, u0);
+      _mm256_storeu_ps(r1 + 2 * ow + 8, u1);
+    } else {
+      __m256i ml = mask_first(2 * (n - ow)), mh = mask_first(2 * (n - ow) - 8);
+      _mm256_maskstore_ps(r0 + 2 * ow, ml, t0);
+      _mm256_maskstore_ps(r0 + 2 * ow + 8, mh, t1);
+      _mm256_maskstore_ps(r1 + 2 * ow, ml, u0);
+      _mm256_maskstore_ps(r1 + 2 * ow + 8, mh, u1);
+    }
+  }
+  if (_mm256_movemask_ps(_mm256_castsi256_ps(all)) != 0xFF)
+    *ok = 0;
+  return ow;
+}
+#endif
+
+static void maxpool2_fwd_task(void *arg, int64_t t) {
+  const pool_job *j = arg;
+  const tc_pool2d_args *a = j->a;
+  int64_t w = a->w, fh = a->h / 2, fw = a->w / 2;
+  int64_t p1 = min64((t + 1) * j->per_task, j->planes);
+  for (int64_t p = t * j->per_task; p < p1; p++) {
+    const float *restrict x = a->x + p * j->hw;
+    float *restrict y = a->y + p * j->ohw;
+    int32_t *restrict am = a->argmax + p * j->ohw;
+    for (int64_t oh = 0; oh < a->out_h; oh++) {
+      if (oh >= fh) { /* ceil mode: a last half window */
+        for (int64_t ow = 0; ow < a->out_w; ow++)
+          maxpool_one(a, x, y, am, oh, ow);
+        continue;
+      }
+      const float *r0 = x + 2 * oh * w, *r1 = r0 + w;
+      float *yr = y + oh * a->out_w;
+      int32_t *ar = am + oh * a->out_w;
+      int32_t base = (int32_t)(2 * oh * w);
+#if CPU_X86
+      if (j->avx2)
+        max2_row_avx2(r0, r1, yr, ar, fw, base, (int32_t)w);
+      else
+#endif
+        max2_row(r0, r1, yr, ar, 0, fw, base, (int32_t)w);
+      for (int64_t ow = fw; ow < a->out_w; ow++)
+        maxpool_one(a, x, y, am, oh, ow);
+    }
+  }
 }
 
 /* Outputs whose windows lie inside the input horizontally are done a row
@@ -226,11 +414,52 @@ static void maxpool_check_task(void *arg, int64_t t) {
   int64_t p1 = min64((t + 1) * j->per_task, j->planes);
   const int32_t *am = j->a->argmax + t * j->per_task * j->ohw;
   int64_t n = (p1 - t * j->per_task) * j->ohw;
-  int bad = 0;
-  for (int64_t i = 0; i < n; i++)
-    bad |= am[i] < 0 || am[i] >= j->hw;
+  /* one unsigned compare finds both sides; lanes keep it vectorisable */
+  uint32_t hw = (uint32_t)j->hw, bad = 0, l[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++)
+      l[k] |= (uint32_t)am[i + k] >= hw;
+  for (; i < n; i++)
+    bad |= (uint32_t)am[i] >= hw;
+  for (int k = 0; k < 8; k++)
+    bad |= l[k];
   if (bad)
     atomic_store(&j->bad, 1);
+}
+
+/* 2x2 stride 2 windows tiling the plane (even h, w), dx overwritten: each
+ * output's gradient goes to one of its four cells and the other three get
+ * 0, so dx is written once, without clearing it first. Returns 0 (having
+ * written part of the plane) when an argmax lies outside its own window;
+ * the caller then does the plane the general way. */
+static int max2_bwd_plane(const pool_job *j, float *restrict dx,
+                          const float *restrict dy,
+                          const int32_t *restrict am) {
+  const tc_pool2d_args *a = j->a;
+  int64_t w = a->w, ow_n = a->out_w;
+  uint32_t ok = 1;
+  for (int64_t oh = 0; oh < a->out_h; oh++) {
+    float *r0 = dx + 2 * oh * w, *r1 = r0 + w;
+    const float *g = dy + oh * ow_n;
+    const int32_t *ar = am + oh * ow_n;
+    int64_t ow = 0;
+#if CPU_X86
+    if (j->avx2)
+      ow = max2_bwd_row_avx2(r0, r1, g, ar, ow_n, (int32_t)(2 * oh * w),
+                             (int32_t)w, &ok);
+#endif
+    for (; ow < ow_n; ow++) {
+      int32_t d = ar[ow] - (int32_t)(2 * oh * w + 2 * ow);
+      float v = g[ow];
+      r0[2 * ow] = d == 0 ? v : 0.f;
+      r0[2 * ow + 1] = d == 1 ? v : 0.f;
+      r1[2 * ow] = d == w ? v : 0.f;
+      r1[2 * ow + 1] = d == w + 1 ? v : 0.f;
+      ok &= d == 0 || d == 1 || d == w || d == w + 1;
+    }
+  }
+  return (int)ok;
 }
 
 static void maxpool_bwd_task(void *arg, int64_t t) {
@@ -241,6 +470,9 @@ static void maxpool_bwd_task(void *arg, int64_t t) {
     float *restrict dx = a->dx + p * j->hw;
     const float *restrict dy = a->dy + p * j->ohw;
     const int32_t *restrict am = a->argmax + p * j->ohw;
+    if (j->k2 && !a->accumulate && a->h == 2 * a->out_h &&
+        a->w == 2 * a->out_w && max2_bwd_plane(j, dx, dy, am))
+      continue;
     if (!a->accumulate)
       memset(dx, 0, (size_t)j->hw * sizeof *dx);
     for (int64_t o = 0; o < j->ohw; o++)
@@ -314,7 +546,8 @@ tc_status cpu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
     return st;
   pool_job j;
   pool_job_init(&j, a);
-  cpu_parallel_for(ctx, pool_tasks(&j), maxpool_fwd_task, &j);
+  cpu_parallel_for(ctx, pool_tasks(&j), j.k2 ? maxpool2_fwd_task : maxpool_fwd_task,
+                   &j);
   return TC_OK;
 }
 

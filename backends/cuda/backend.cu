@@ -7,7 +7,10 @@
  * One instance = one device (the current one at create time), one stream
  * (its own, or the user's from tc_backend_create_args.user_stream), one
  * cuBLAS handle bound to that stream, one caching allocator.
- * Not here: CUDA graph capture of a training step (a later step).
+ * CUDA graphs (experimental, see docs/backends.md): the extension procs
+ * "tc_graph_begin", "tc_graph_end" and "tc_graph_replay" (reached through
+ * get_proc; wrapped by tc_backend_graph_*) capture what the instance's
+ * stream is given between begin and end, and replay it.
  * Host bookkeeping uses malloc/free: the core's allocator (tc__malloc) is
  * not exported to modules.
  */
@@ -55,6 +58,53 @@ tc_status cu_einval(const char *fn, const char *what) {
   return tc_backend_error(TC_EINVAL, "cuda %s: %s", fn, what);
 }
 
+tc_status cu_no_capture(const cu_ctx *c, const char *fn) {
+  if (!c->capturing)
+    return TC_OK;
+  return tc_backend_error(TC_ESTATE, "cuda %s: not allowed while a CUDA "
+                          "graph is being captured (it waits for the "
+                          "device or reads host memory)", fn);
+}
+
+/* ---- memory kept for a captured graph -------------------------------- */
+
+static void kept_release(cu_ctx *c) {
+  for (size_t i = 0; i < c->kept_n; i++)
+    cu_pool_free(c->pool, c->kept[i]);
+  c->kept_n = 0;
+}
+
+void cu_release_block(cu_ctx *c, void *ptr) {
+  if (!ptr)
+    return;
+  if (c->capturing) {
+    if (c->kept_n == c->kept_cap) {
+      size_t cap = c->kept_cap ? 2 * c->kept_cap : 64;
+      void **t = (void **)realloc(c->kept, cap * sizeof *t);
+      if (!t)
+        return; /* leaks the block into the pool's live set: safe */
+      c->kept = t;
+      c->kept_cap = cap;
+    }
+    c->kept[c->kept_n++] = ptr;
+    return;
+  }
+  cu_pool_free(c->pool, ptr);
+}
+
+/* Drops the instantiated graph and returns the memory it held. The stream
+ * orders any replay still running before later work that reuses it. */
+static void graph_drop(cu_ctx *c) {
+  if (c->graph_exec)
+    (void)cudaGraphExecDestroy(c->graph_exec);
+  if (c->graph)
+    (void)cudaGraphDestroy(c->graph);
+  c->graph_exec = NULL;
+  c->graph = NULL;
+  kept_release(c);
+  (void)cudaGetLastError();
+}
+
 /* ---- lifecycle ------------------------------------------------------- */
 
 static tc_status cu_probe(char *msg, size_t msg_size) {
@@ -95,11 +145,21 @@ static tc_status cu_probe(char *msg, size_t msg_size) {
 }
 
 static void cu_release(cu_ctx *c) {
+  if (c->capturing) { /* abandon the capture */
+    cudaGraph_t g = NULL;
+    (void)cudaStreamEndCapture(c->stream, &g);
+    if (g)
+      (void)cudaGraphDestroy(g);
+    c->capturing = 0;
+  }
   if (c->stream)
     (void)cudaStreamSynchronize(c->stream);
-  cu_pool_destroy(c->pool);
-  if (c->blas)
+  if (c->pool)
+    graph_drop(c);
+  free(c->kept);
+  if (c->blas) /* before the pool, which holds its workspace */
     (void)cublasDestroy(c->blas);
+  cu_pool_destroy(c->pool); /* frees every block, blas_ws included */
   if (c->stream && c->own_stream)
     (void)cudaStreamDestroy(c->stream);
   (void)cudaGetLastError();
@@ -177,7 +237,8 @@ static tc_status cu_alloc(void *ctx, void **out, size_t bytes) {
 }
 
 static void cu_free(void *ctx, void *ptr) {
-  cu_pool_free(((cu_ctx *)ctx)->pool, ptr);
+  if (ctx)
+    cu_release_block((cu_ctx *)ctx, ptr);
 }
 
 static tc_status cu_copy_h2d(void *ctx, void *dst, const void *src,
@@ -185,7 +246,12 @@ static tc_status cu_copy_h2d(void *ctx, void *dst, const void *src,
   cu_ctx *c = (cu_ctx *)ctx;
   if (!bytes)
     return TC_OK;
-  tc_status st = cu_enter(c, "copy_h2d");
+  if (!dst || !src)
+    return cu_einval("copy_h2d", "dst or src is NULL");
+  /* a captured copy would read `src` at replay time, long after return */
+  tc_status st = cu_no_capture(c, "copy_h2d");
+  if (st == TC_OK)
+    st = cu_enter(c, "copy_h2d");
   if (st == TC_OK)
     st = cu_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice,
                                   c->stream), "copy_h2d");
@@ -209,7 +275,11 @@ static tc_status cu_copy_d2h(void *ctx, void *dst, const void *src,
   cu_ctx *c = (cu_ctx *)ctx;
   if (!bytes)
     return TC_OK;
-  tc_status st = cu_enter(c, "copy_d2h");
+  if (!dst || !src)
+    return cu_einval("copy_d2h", "dst or src is NULL");
+  tc_status st = cu_no_capture(c, "copy_d2h");
+  if (st == TC_OK)
+    st = cu_enter(c, "copy_d2h");
   if (st == TC_OK)
     st = cu_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost,
                                   c->stream), "copy_d2h");
@@ -223,6 +293,8 @@ static tc_status cu_copy_d2d(void *ctx, void *dst, const void *src,
   cu_ctx *c = (cu_ctx *)ctx;
   if (!bytes || dst == src)
     return TC_OK;
+  if (!dst || !src)
+    return cu_einval("copy_d2d", "dst or src is NULL");
   tc_status st = cu_enter(c, "copy_d2d");
   if (st == TC_OK)
     st = cu_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
@@ -234,6 +306,8 @@ static tc_status cu_memset(void *ctx, void *dst, int byte, size_t bytes) {
   cu_ctx *c = (cu_ctx *)ctx;
   if (!bytes)
     return TC_OK;
+  if (!dst)
+    return cu_einval("memset", "dst is NULL");
   tc_status st = cu_enter(c, "memset");
   if (st == TC_OK)
     st = cu_check(cudaMemsetAsync(dst, byte, bytes, c->stream), "memset");
@@ -242,17 +316,110 @@ static tc_status cu_memset(void *ctx, void *dst, int byte, size_t bytes) {
 
 static tc_status cu_synchronize(void *ctx) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = cu_enter(c, "synchronize");
+  tc_status st = cu_no_capture(c, "synchronize");
+  if (st == TC_OK)
+    st = cu_enter(c, "synchronize");
   if (st == TC_OK)
     st = cu_check(cudaStreamSynchronize(c->stream), "synchronize");
   return st;
 }
 
+/* ---- CUDA graphs (experimental; not yet run on a GPU) ------------------
+ * begin: waits for the stream, drops the previous graph, gives cuBLAS a
+ * fixed workspace (it must not allocate while captured), and starts a
+ * relaxed-mode capture of the stream (relaxed: the caching allocator may
+ * still cudaMalloc a new block; blocks freed meanwhile are kept for the
+ * graph, cu_release_block). end: stops and instantiates. replay: launches
+ * the instance on the stream, asynchronously. */
+
+#define CU_BLAS_WS_BYTES ((size_t)32 << 20) /* NVIDIA's advice for sm_90 */
+
+static tc_status cu_graph_begin(void *ctx) {
+  cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("graph_begin", "ctx is NULL");
+  if (c->capturing)
+    return tc_backend_error(TC_ESTATE, "cuda graph_begin: a capture is "
+                            "already running");
+  tc_status st = cu_enter(c, "graph_begin");
+  if (st == TC_OK)
+    st = cu_check(cudaStreamSynchronize(c->stream), "graph_begin");
+  if (st != TC_OK)
+    return st;
+  graph_drop(c);
+  if (!c->blas_ws) {
+    if ((st = cu_pool_alloc(c->pool, c->device, &c->blas_ws,
+                            CU_BLAS_WS_BYTES)) != TC_OK)
+      return st;
+    if ((st = cu_blas_check(cublasSetWorkspace(c->blas, c->blas_ws,
+                                               CU_BLAS_WS_BYTES),
+                            "graph_begin: cublasSetWorkspace")) != TC_OK) {
+      cu_pool_free(c->pool, c->blas_ws);
+      c->blas_ws = NULL;
+      return st;
+    }
+  }
+  st = cu_check(cudaStreamBeginCapture(c->stream,
+                                        cudaStreamCaptureModeRelaxed),
+                "graph_begin: cudaStreamBeginCapture");
+  if (st == TC_OK)
+    c->capturing = 1;
+  return st;
+}
+
+static tc_status cu_graph_end(void *ctx) {
+  cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("graph_end", "ctx is NULL");
+  if (!c->capturing)
+    return tc_backend_error(TC_ESTATE, "cuda graph_end: no capture is "
+                            "running (call graph_begin first)");
+  cudaGraph_t g = NULL;
+  tc_status st = cu_check(cudaStreamEndCapture(c->stream, &g),
+                          "graph_end: cudaStreamEndCapture (an operation "
+                          "in the capture was not capturable)");
+  c->capturing = 0;
+  c->graph = g;
+  if (st == TC_OK && !g)
+    st = tc_backend_error(TC_EBACKEND, "cuda graph_end: empty capture");
+  if (st == TC_OK)
+    st = cu_check(cudaGraphInstantiate(&c->graph_exec, g, 0),
+                  "graph_end: cudaGraphInstantiate");
+  if (st != TC_OK)
+    graph_drop(c);
+  return st;
+}
+
+static tc_status cu_graph_replay(void *ctx) {
+  cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("graph_replay", "ctx is NULL");
+  if (c->capturing || !c->graph_exec)
+    return tc_backend_error(TC_ESTATE, "cuda graph_replay: %s",
+                            c->capturing ? "a capture is running"
+                                         : "no graph was captured");
+  tc_status st = cu_enter(c, "graph_replay");
+  if (st == TC_OK)
+    st = cu_check(cudaGraphLaunch(c->graph_exec, c->stream),
+                  "graph_replay: cudaGraphLaunch");
+  return st;
+}
+
 /* Extras: "cuda_stream" gives the instance's cudaStream_t and
- * "cublas_handle" its cublasHandle_t (both owned by the backend). */
+ * "cublas_handle" its cublasHandle_t (both owned by the backend);
+ * "tc_graph_begin", "tc_graph_end", "tc_graph_replay" give functions
+ * tc_status (*)(void *ctx) (cast from void *; POSIX allows it). */
 static void *cu_get_proc(void *ctx, const char *name) {
   cu_ctx *c = (cu_ctx *)ctx;
-  if (!c || !name)
+  if (!name)
+    return NULL;
+  if (strcmp(name, "tc_graph_begin") == 0)
+    return (void *)cu_graph_begin;
+  if (strcmp(name, "tc_graph_end") == 0)
+    return (void *)cu_graph_end;
+  if (strcmp(name, "tc_graph_replay") == 0)
+    return (void *)cu_graph_replay;
+  if (!c)
     return NULL;
   if (strcmp(name, "cuda_stream") == 0)
     return (void *)c->stream;

@@ -26,13 +26,16 @@ __global__ void k_bn_finalize(const float *mean, const float *var,
       save_mean[ch] = mean[ch];
     if (save_invstd)
       save_invstd[ch] = is;
-    if (running_mean && running_var) {
-      float unbiased =
-          count > 1 ? var[ch] * ((float)count / (float)(count - 1)) : var[ch];
-      running_mean[ch] = (1.f - momentum) * running_mean[ch] +
-                         momentum * mean[ch];
-      running_var[ch] = (1.f - momentum) * running_var[ch] +
-                        momentum * unbiased;
+    /* in double, as the CPU backend; each buffer on its own */
+    double mom = (double)momentum;
+    if (running_mean)
+      running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] +
+                                 mom * (double)mean[ch]);
+    if (running_var) {
+      double unbiased = (double)var[ch] * ((double)count /
+                                           (double)(count - 1));
+      running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] +
+                                mom * unbiased);
     }
   }
 }
@@ -84,13 +87,25 @@ __global__ void k_bn_bwd_params(const float *sdy, const float *sdyx,
   }
 }
 
-static tc_status bn_check(const char *fn, const tc_batchnorm_args *a) {
-  if (!a)
-    return cu_einval(fn, "args is NULL");
-  if (a->n < 1 || a->c < 1 || a->spatial < 1)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes n=%lld c=%lld "
-                            "spatial=%lld", fn, (long long)a->n,
-                            (long long)a->c, (long long)a->spatial);
+#define BN_DIM_MAX ((int64_t)1 << 40)
+#define BN_TOTAL_MAX ((int64_t)1 << 50)
+
+/* The CPU backend's checks (backends/cpu/batchnorm.c), in its order. */
+static tc_status bn_check(void *ctx, const char *fn,
+                          const tc_batchnorm_args *a) {
+  CU_ARGS(fn, a, ctx);
+  int64_t m, total;
+  if (a->n < 0 || a->c < 0 || a->spatial < 0 || a->n > BN_DIM_MAX ||
+      a->c > BN_DIM_MAX || a->spatial > BN_DIM_MAX ||
+      !cu_mul_ok(a->n, a->spatial, &m) || !cu_mul_ok(m, a->c, &total) ||
+      total > BN_TOTAL_MAX)
+    return tc_backend_error(TC_EINVAL, "cuda %s: bad size (n %lld, c %lld, "
+                            "spatial %lld): need each >= 0 and the total to "
+                            "fit", fn, (long long)a->n, (long long)a->c,
+                            (long long)a->spatial);
+  if (!(a->eps >= 0.f) || isinf(a->eps))
+    return tc_backend_error(TC_EINVAL, "cuda %s: eps %g must be finite and "
+                            ">= 0", fn, (double)a->eps);
   return TC_OK;
 }
 
@@ -123,17 +138,29 @@ static tc_status bn_batch_forward(cu_ctx *c, const tc_batchnorm_args *a,
                               a->n, a->c, a->spatial, 0, 0.f);
     st = cu_launched("batchnorm: normalise");
   }
-  cu_pool_free(c->pool, stats);
+  cu_release_block(c, stats);
   return st;
 }
 
 tc_status cu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bn_check("batchnorm_fwd_train", a);
+  static const char fn[] = "batchnorm_fwd_train";
+  tc_status st = bn_check(ctx, fn, a);
   if (st != TC_OK)
     return st;
-  if (!a->x || !a->y)
-    return cu_einval("batchnorm_fwd_train", "x or y is NULL");
+  if (a->n * a->spatial == 1)
+    return tc_backend_error(TC_EINVAL, "cuda %s: batch statistics need more "
+                            "than 1 value per channel (n %lld, spatial "
+                            "%lld)", fn, (long long)a->n,
+                            (long long)a->spatial);
+  if (a->c == 0 || a->n * a->spatial == 0)
+    return TC_OK; /* nothing to normalise; running stats stay (PyTorch) */
+  if (!a->x || !a->y || !a->save_mean || !a->save_invstd)
+    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
+                            !a->x           ? "x"
+                            : !a->y         ? "y"
+                            : !a->save_mean ? "save_mean"
+                                            : "save_invstd");
   if ((st = cu_enter(c, "batchnorm_fwd_train")) != TC_OK)
     return st;
   return bn_batch_forward(c, a, 1);
@@ -141,16 +168,21 @@ tc_status cu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
 
 tc_status cu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bn_check("batchnorm_fwd_infer", a);
+  static const char fn[] = "batchnorm_fwd_infer";
+  tc_status st = bn_check(ctx, fn, a);
   if (st != TC_OK)
     return st;
-  if (!a->x || !a->y)
-    return cu_einval("batchnorm_fwd_infer", "x or y is NULL");
-  if ((st = cu_enter(c, "batchnorm_fwd_infer")) != TC_OK)
+  if (a->c == 0 || a->n * a->spatial == 0)
+    return TC_OK;
+  if (!a->x || !a->y || !a->running_mean || !a->running_var)
+    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL "
+                            "(inference needs running statistics)", fn,
+                            !a->x              ? "x"
+                            : !a->y            ? "y"
+                            : !a->running_mean ? "running_mean"
+                                               : "running_var");
+  if ((st = cu_enter(c, fn)) != TC_OK)
     return st;
-  /* without running statistics, normalise with the batch's own */
-  if (!a->running_mean || !a->running_var)
-    return bn_batch_forward(c, a, 0);
   k_bn_apply<<<cu_blocks(a->n * a->c * a->spatial), CU_THREADS, 0,
                c->stream>>>(a->x, a->y, a->running_mean, a->running_var,
                             a->gamma, a->beta, a->n, a->c, a->spatial, 1,
@@ -160,13 +192,31 @@ tc_status cu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
 
 tc_status cu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bn_check("batchnorm_bwd", a);
-  if (st != TC_OK)
+  static const char fn[] = "batchnorm_bwd";
+  tc_status st = bn_check(ctx, fn, a);
+  if (st != TC_OK || a->c == 0)
     return st;
-  if (!a->x || !a->dy || !a->save_mean || !a->save_invstd)
-    return cu_einval("batchnorm_bwd", "x, dy, save_mean or save_invstd is "
-                     "NULL");
-  if ((st = cu_enter(c, "batchnorm_bwd")) != TC_OK)
+  if (a->n * a->spatial == 0) { /* empty sums: zero (or keep) dgamma/dbeta */
+    if (a->accumulate || (!a->dgamma && !a->dbeta))
+      return TC_OK;
+    if ((st = cu_enter(c, fn)) != TC_OK)
+      return st;
+    if (a->dgamma)
+      st = cu_check(cudaMemsetAsync(a->dgamma, 0, (size_t)a->c *
+                                    sizeof(float), c->stream), fn);
+    if (st == TC_OK && a->dbeta)
+      st = cu_check(cudaMemsetAsync(a->dbeta, 0, (size_t)a->c *
+                                    sizeof(float), c->stream), fn);
+    return st;
+  }
+  if (!a->x || !a->dy || !a->dx || !a->save_mean || !a->save_invstd)
+    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
+                            !a->x           ? "x"
+                            : !a->dy        ? "dy"
+                            : !a->dx        ? "dx"
+                            : !a->save_mean ? "save_mean"
+                                            : "save_invstd");
+  if ((st = cu_enter(c, fn)) != TC_OK)
     return st;
   float *sums = NULL; /* sum dy (c), sum dy*xhat (c) */
   if ((st = cu_scratch(c, (void **)&sums,
@@ -176,7 +226,7 @@ tc_status cu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
   st = cu_channel_reduce(c, CU_CH_SUM_DY_XHAT, a->n, a->c, a->spatial, a->x,
                          a->dy, a->save_mean, a->save_invstd, 1.f, 0, sdy,
                          sdyx);
-  if (st == TC_OK && a->dx) {
+  if (st == TC_OK) {
     k_bn_bwd_dx<<<cu_blocks(a->n * a->c * a->spatial), CU_THREADS, 0,
                   c->stream>>>(a->x, a->dy, a->dx, a->save_mean,
                                a->save_invstd, a->gamma, sdy, sdyx, a->n,
@@ -188,6 +238,6 @@ tc_status cu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
         sdy, sdyx, a->dgamma, a->dbeta, a->c, a->accumulate);
     st = cu_launched("batchnorm_bwd: dgamma/dbeta");
   }
-  cu_pool_free(c->pool, sums);
+  cu_release_block(c, sums);
   return st;
 }

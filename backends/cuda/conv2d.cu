@@ -26,36 +26,65 @@ typedef struct conv_geom {
   int64_t crs, P, per_image; /* per_image: workspace bytes per image */
 } conv_geom;
 
-static tc_status conv_check(const char *fn, const tc_conv2d_args *a,
-                            conv_geom *g) {
-  if (!a)
-    return cu_einval(fn, "args is NULL");
+#define CONV_DIM_MAX ((int64_t)1 << 30)
+
+/* The CPU backend's checks (backends/cpu/conv2d.c), in its order, so both
+ * reject the same arguments with TC_EINVAL. */
+static tc_status conv_check(void *ctx, const char *fn,
+                            const tc_conv2d_args *a, conv_geom *g) {
+  CU_ARGS(fn, a, ctx);
   if (a->n < 0 || a->c < 1 || a->h < 1 || a->w < 1 || a->k < 1 ||
-      a->r < 1 || a->s < 1 || a->stride_h < 1 || a->stride_w < 1 ||
-      a->pad_h < 0 || a->pad_w < 0 || a->dil_h < 1 || a->dil_w < 1)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes (n=%lld c=%lld "
-                            "h=%lld w=%lld k=%lld r=%lld s=%lld)", fn,
-                            (long long)a->n, (long long)a->c,
-                            (long long)a->h, (long long)a->w,
-                            (long long)a->k, (long long)a->r,
+      a->r < 1 || a->s < 1 || a->c > CONV_DIM_MAX || a->h > CONV_DIM_MAX ||
+      a->w > CONV_DIM_MAX || a->k > CONV_DIM_MAX || a->r > CONV_DIM_MAX ||
+      a->s > CONV_DIM_MAX)
+    return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes x (%lld,%lld,%lld,"
+                            "%lld) w (%lld,%lld,%lld,%lld): need n >= 0, "
+                            "others 1..2^30", fn, (long long)a->n,
+                            (long long)a->c, (long long)a->h,
+                            (long long)a->w, (long long)a->k,
+                            (long long)a->c, (long long)a->r,
                             (long long)a->s);
-  int64_t oh = (a->h + 2 * a->pad_h - a->dil_h * (a->r - 1) - 1) / a->stride_h + 1;
-  int64_t ow = (a->w + 2 * a->pad_w - a->dil_w * (a->s - 1) - 1) / a->stride_w + 1;
-  if (oh < 1 || ow < 1 || oh != a->out_h || ow != a->out_w)
-    return tc_backend_error(TC_ESHAPE, "cuda %s: out_h/out_w %lldx%lld, "
-                            "expected %lldx%lld", fn, (long long)a->out_h,
+  if (a->stride_h < 1 || a->stride_w < 1 || a->dil_h < 1 || a->dil_w < 1 ||
+      a->pad_h < 0 || a->pad_w < 0 || a->stride_h > CONV_DIM_MAX ||
+      a->stride_w > CONV_DIM_MAX || a->dil_h > CONV_DIM_MAX ||
+      a->dil_w > CONV_DIM_MAX || a->pad_h > CONV_DIM_MAX ||
+      a->pad_w > CONV_DIM_MAX)
+    return tc_backend_error(TC_EINVAL, "cuda %s: bad stride (%lld,%lld), "
+                            "padding (%lld,%lld) or dilation (%lld,%lld)", fn,
+                            (long long)a->stride_h, (long long)a->stride_w,
+                            (long long)a->pad_h, (long long)a->pad_w,
+                            (long long)a->dil_h, (long long)a->dil_w);
+  int64_t oh = a->h + 2 * a->pad_h - a->dil_h * (a->r - 1) - 1;
+  int64_t ow = a->w + 2 * a->pad_w - a->dil_w * (a->s - 1) - 1;
+  if (oh < 0 || ow < 0)
+    return tc_backend_error(TC_EINVAL, "cuda %s: kernel (%lld,%lld) dilated "
+                            "by (%lld,%lld) exceeds the padded input", fn,
+                            (long long)a->r, (long long)a->s,
+                            (long long)a->dil_h, (long long)a->dil_w);
+  oh = oh / a->stride_h + 1;
+  ow = ow / a->stride_w + 1;
+  if (oh != a->out_h || ow != a->out_w)
+    return tc_backend_error(TC_EINVAL, "cuda %s: output (%lld,%lld), "
+                            "expected (%lld,%lld)", fn, (long long)a->out_h,
                             (long long)a->out_w, (long long)oh,
                             (long long)ow);
-  g->crs = a->c * a->r * a->s;
-  g->P = oh * ow;
-  g->per_image = (g->crs + a->k) * g->P * (int64_t)sizeof(float);
+  int64_t crs, kp, per;
+  g->P = oh * ow; /* each < 2^32: no overflow */
+  if (!cu_mul_ok(a->c * a->r, a->s, &crs) || crs > INT32_MAX ||
+      g->P > INT32_MAX || !cu_mul_ok(crs + a->k, g->P, &kp) ||
+      !cu_mul_ok(kp, (int64_t)sizeof(float), &per))
+    return tc_backend_error(TC_EINVAL, "cuda %s: problem too large (CRS "
+                            "%lld, P %lld)", fn, (long long)(a->c * a->r),
+                            (long long)g->P);
+  g->crs = crs;
+  g->per_image = per;
   return TC_OK;
 }
 
 /* Images per chunk that the given workspace holds (0: too small). */
 static int64_t chunk_images(const tc_conv2d_args *a, const conv_geom *g) {
-  if (!a->workspace)
-    return 0;
+  if (!a->workspace || ((uintptr_t)a->workspace & (sizeof(float) - 1)))
+    return 0; /* none, or not float-aligned */
   int64_t b = (int64_t)(a->workspace_size / (size_t)g->per_image);
   return b < a->n ? b : a->n;
 }
@@ -144,7 +173,7 @@ tc_status cu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
                                    size_t *out_bytes) {
   (void)ctx;
   conv_geom g;
-  tc_status st = conv_check("conv2d_workspace_size", a, &g);
+  tc_status st = conv_check(ctx, "conv2d_workspace_size", a, &g);
   if (st != TC_OK)
     return st;
   if (!out_bytes)
@@ -166,7 +195,7 @@ tc_status cu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
 tc_status cu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   conv_geom g;
-  tc_status st = conv_check("conv2d_fwd", a, &g);
+  tc_status st = conv_check(ctx, "conv2d_fwd", a, &g);
   if (st != TC_OK || a->n == 0)
     return st;
   if (!a->x || !a->wt || !a->y)
@@ -200,7 +229,7 @@ tc_status cu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
 tc_status cu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   conv_geom g;
-  tc_status st = conv_check("conv2d_bwd_data", a, &g);
+  tc_status st = conv_check(ctx, "conv2d_bwd_data", a, &g);
   if (st != TC_OK || a->n == 0)
     return st;
   if (!a->dy || !a->wt || !a->dx)
@@ -230,7 +259,7 @@ tc_status cu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
 tc_status cu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   conv_geom g;
-  tc_status st = conv_check("conv2d_bwd_filter", a, &g);
+  tc_status st = conv_check(ctx, "conv2d_bwd_filter", a, &g);
   if (st != TC_OK)
     return st;
   if (!a->dw)
@@ -274,7 +303,7 @@ tc_status cu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
 tc_status cu_conv2d_bwd_bias(void *ctx, const tc_conv2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   conv_geom g;
-  tc_status st = conv_check("conv2d_bwd_bias", a, &g);
+  tc_status st = conv_check(ctx, "conv2d_bwd_bias", a, &g);
   if (st != TC_OK)
     return st;
   if (!a->db || (a->n && !a->dy))

@@ -35,6 +35,16 @@ typedef struct cu_ctx {
   cudaStream_t stream;
   cublasHandle_t blas;
   cu_pool *pool;
+  /* CUDA graph capture (backend.cu, experimental): while `capturing`, frees
+   * are deferred into `kept` (a graph's kernels hold raw pointers, so their
+   * memory must not be handed out again while the graph may replay) and
+   * host-synchronising slots return TC_ESTATE. */
+  int capturing;
+  cudaGraph_t graph;
+  cudaGraphExec_t graph_exec;
+  void **kept;
+  size_t kept_n, kept_cap;
+  void *blas_ws; /* cuBLAS workspace set before the first capture */
 } cu_ctx;
 
 /* ---- errors (backend.cu) ---- */
@@ -49,6 +59,30 @@ tc_status cu_launched(const char *where);
 tc_status cu_enter(cu_ctx *c, const char *where);
 /* Argument errors, the way the core reports them. */
 tc_status cu_einval(const char *fn, const char *what);
+/* TC_ESTATE while a graph is being captured: for the slots that must wait
+ * for the device (host copies, host results), which capture cannot hold. */
+tc_status cu_no_capture(const cu_ctx *c, const char *fn);
+
+/* The checks every op begins with, as the CPU backend makes them: args not
+ * NULL, struct_size at least the size this module was built with, ctx. */
+#define CU_ARGS(fn, a, ctx)                                                    \
+  do {                                                                         \
+    if (!(a))                                                                  \
+      return tc_backend_error(TC_EINVAL, "cuda %s: args is NULL", (fn));       \
+    if ((a)->struct_size < sizeof *(a))                                        \
+      return tc_backend_error(TC_EINVAL, "cuda %s: struct_size %zu < %zu",     \
+                              (fn), (a)->struct_size, sizeof *(a));            \
+    if (!(ctx))                                                                \
+      return tc_backend_error(TC_EINVAL, "cuda %s: ctx is NULL", (fn));        \
+  } while (0)
+
+/* *out = x * y; 0 when that overflows int64 (x, y >= 0). */
+static inline int cu_mul_ok(int64_t x, int64_t y, int64_t *out) {
+  if (x != 0 && y > INT64_MAX / x)
+    return 0;
+  *out = x * y;
+  return 1;
+}
 
 /* ---- caching device allocator (alloc.cu) ----
  * Sizes are rounded to classes (quarter powers of two, 512 B minimum);
@@ -63,6 +97,9 @@ void cu_pool_free(cu_pool *p, void *ptr); /* NULL: no-op */
 static inline tc_status cu_scratch(cu_ctx *c, void **out, size_t bytes) {
   return cu_pool_alloc(c->pool, c->device, out, bytes);
 }
+/* Gives scratch (or any pool block) back; while capturing, keeps it for the
+ * graph's lifetime instead (backend.cu). NULL: no-op. */
+void cu_release_block(cu_ctx *c, void *ptr);
 
 /* ---- launch helpers ---- */
 #define CU_THREADS 256

@@ -59,15 +59,20 @@ __global__ void k_dropout_apply(const float *x, float *y,
                                 const uint8_t *mask, int64_t n,
                                 int64_t group, float scale, int accumulate) {
   CU_FOR(i, n) {
-    float v = mask[i / group] ? x[i] * scale : 0.f;
-    y[i] = accumulate ? y[i] + v : v;
+    if (mask[i / group])
+      y[i] = accumulate ? y[i] + x[i] * scale : x[i] * scale;
+    else if (!accumulate) /* a dropped unit leaves an accumulated y as is */
+      y[i] = 0.f;
   }
 }
 
-static tc_status dropout_check(const char *fn, const tc_dropout_args *a) {
-  if (!a)
-    return cu_einval(fn, "args is NULL");
-  if (a->n < 0 || a->group < 1 || a->n % a->group)
+static tc_status dropout_check(void *ctx, const char *fn,
+                               const tc_dropout_args *a) {
+  CU_ARGS(fn, a, ctx);
+  if (a->n < 0)
+    return tc_backend_error(TC_EINVAL, "cuda %s: n = %lld < 0", fn,
+                            (long long)a->n);
+  if (a->group < 1 || a->n % a->group)
     return tc_backend_error(TC_EINVAL, "cuda %s: group %lld does not divide "
                             "n %lld", fn, (long long)a->group,
                             (long long)a->n);
@@ -77,12 +82,14 @@ static tc_status dropout_check(const char *fn, const tc_dropout_args *a) {
   return TC_OK;
 }
 
-/* p == 1 drops everything (no uniform reaches 1): the scale is unused. */
+/* p == 1 drops everything (no uniform reaches 1): the scale is unused.
+ * Computed on the host exactly as backends/cpu/dropout.c (float 1/(1-p)),
+ * and applied as x * scale: the same bits as the CPU. */
 static float keep_scale(float p) { return p < 1.f ? 1.f / (1.f - p) : 0.f; }
 
 tc_status cu_dropout_fwd(void *ctx, const tc_dropout_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = dropout_check("dropout_fwd", a);
+  tc_status st = dropout_check(ctx, "dropout_fwd", a);
   if (st != TC_OK || a->n == 0)
     return st;
   if (!a->x || !a->y)
@@ -104,13 +111,13 @@ tc_status cu_dropout_fwd(void *ctx, const tc_dropout_args *a) {
     st = cu_launched("dropout_fwd");
   }
   if (mask != a->mask)
-    cu_pool_free(c->pool, mask);
+    cu_release_block(c, mask);
   return st;
 }
 
 tc_status cu_dropout_bwd(void *ctx, const tc_dropout_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = dropout_check("dropout_bwd", a);
+  tc_status st = dropout_check(ctx, "dropout_bwd", a);
   if (st != TC_OK || a->n == 0)
     return st;
   if (!a->dy || !a->dx || !a->mask)

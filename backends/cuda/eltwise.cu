@@ -6,7 +6,10 @@
  * Meanings are in tinycnn_backend.h beside each slot. `fill` writes the
  * bit pattern of alpha (the core also fills int32 buffers through it).
  * A NULL `b` in add counts as zeros. Bias grad sums through
- * cu_channel_reduce (fixed order).
+ * cu_channel_reduce (fixed order). relu maps NaN to 0 (NaN > 0 is false),
+ * as the CPU backend. The module is built with --fmad=false, so
+ * alpha*a + beta*b rounds twice, as the CPU's C (ISO mode: no
+ * contraction), and the results have the CPU's bits.
  */
 #include <string.h>
 
@@ -21,9 +24,10 @@ __global__ void k_relu_bwd(const float *a, const float *b, float *y,
   CU_FOR(i, n) y[i] = a[i] > 0.f ? b[i] : 0.f;
 }
 
+/* a NULL b: y = alpha*a exactly (no + 0.f, which would turn -0 into +0) */
 __global__ void k_add(const float *a, const float *b, float *y, int64_t n,
                       float alpha, float beta) {
-  CU_FOR(i, n) y[i] = alpha * a[i] + (b ? beta * b[i] : 0.f);
+  CU_FOR(i, n) y[i] = b ? alpha * a[i] + beta * b[i] : alpha * a[i];
 }
 
 __global__ void k_scale(const float *a, float *y, int64_t n, float alpha) {
@@ -62,17 +66,75 @@ __global__ void k_copy4d(const float *src, float *dst, copy4d_geom g,
   }
 }
 
+/* When destinations repeat: one thread, elements in index order (as the
+ * CPU backend's single task), so accumulation neither races nor depends on
+ * scheduling. Slow, but only odd stride patterns take it. */
+__global__ void k_copy4d_serial(const float *src, float *dst, copy4d_geom g,
+                                int accumulate) {
+  if (blockIdx.x != 0 || threadIdx.x != 0)
+    return;
+  for (int64_t i0 = 0; i0 < g.shape[0]; i0++)
+    for (int64_t i1 = 0; i1 < g.shape[1]; i1++)
+      for (int64_t i2 = 0; i2 < g.shape[2]; i2++)
+        for (int64_t i3 = 0; i3 < g.shape[3]; i3++) {
+          float v = src[i0 * g.ss[0] + i1 * g.ss[1] + i2 * g.ss[2] +
+                        i3 * g.ss[3]];
+          float *d = dst + i0 * g.ds[0] + i1 * g.ds[1] + i2 * g.ds[2] +
+                     i3 * g.ds[3];
+          *d = accumulate ? *d + v : v;
+        }
+}
+
+/* True when distinct indices reach distinct dst elements (the CPU
+ * backend's test): sorted by |stride|, each dimension's stride must pass
+ * the whole extent of the smaller ones. */
+static int dst_injective(const tc_copy4d_args *a) {
+  int64_t st[4], ext[4];
+  int m = 0;
+  for (int d = 0; d < 4; d++) {
+    if (a->shape[d] <= 1)
+      continue;
+    int64_t s = a->dst_stride[d];
+    if (s == INT64_MIN)
+      return 0;
+    st[m] = s < 0 ? -s : s;
+    ext[m] = a->shape[d];
+    m++;
+  }
+  for (int i = 1; i < m; i++)
+    for (int k = i; k > 0 && st[k] < st[k - 1]; k--) {
+      int64_t t = st[k];
+      st[k] = st[k - 1], st[k - 1] = t;
+      t = ext[k];
+      ext[k] = ext[k - 1], ext[k - 1] = t;
+    }
+  int64_t span = 0;
+  for (int i = 0; i < m; i++) {
+    int64_t reach;
+    if (st[i] <= span || !cu_mul_ok(st[i], ext[i] - 1, &reach) ||
+        reach > INT64_MAX - span)
+      return 0;
+    span += reach;
+  }
+  return 1;
+}
+
 /* Shared checks: n >= 0, and the buffers each op reads and writes. */
 static tc_status elt_enter(cu_ctx *c, const char *fn,
                            const tc_eltwise_args *a, int need_a,
                            int need_b) {
-  if (!a)
-    return cu_einval(fn, "args is NULL");
+  CU_ARGS(fn, a, c);
   if (a->n < 0)
-    return tc_backend_error(TC_EINVAL, "cuda %s: n=%lld", fn,
+    return tc_backend_error(TC_EINVAL, "cuda %s: n = %lld < 0", fn,
                             (long long)a->n);
-  if (a->n > 0 && (!a->y || (need_a && !a->a) || (need_b && !a->b)))
-    return cu_einval(fn, "a required buffer is NULL");
+  if (a->n == 0)
+    return TC_OK;
+  if (!a->y)
+    return cu_einval(fn, "argument 'y' is NULL");
+  if (need_a && !a->a)
+    return cu_einval(fn, "argument 'a' is NULL");
+  if (need_b && !a->b)
+    return cu_einval(fn, "argument 'b' is NULL");
   return cu_enter(c, fn);
 }
 
@@ -127,19 +189,22 @@ tc_status cu_fill(void *ctx, const tc_eltwise_args *a) {
   return cu_launched("fill");
 }
 
-static tc_status bias_check(const char *fn, const tc_bias_args *a) {
-  if (!a)
-    return cu_einval(fn, "args is NULL");
+static tc_status bias_check(void *ctx, const char *fn,
+                            const tc_bias_args *a) {
+  CU_ARGS(fn, a, ctx);
+  int64_t nc, total;
   if (a->n < 0 || a->c < 0 || a->spatial < 0)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes n=%lld c=%lld "
-                            "spatial=%lld", fn, (long long)a->n,
+    return tc_backend_error(TC_EINVAL, "cuda %s: negative size (n %lld, c "
+                            "%lld, spatial %lld)", fn, (long long)a->n,
                             (long long)a->c, (long long)a->spatial);
+  if (!cu_mul_ok(a->n, a->c, &nc) || !cu_mul_ok(nc, a->spatial, &total))
+    return tc_backend_error(TC_EINVAL, "cuda %s: n*c*spatial overflows", fn);
   return TC_OK;
 }
 
 tc_status cu_bias_add(void *ctx, const tc_bias_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bias_check("bias_add", a);
+  tc_status st = bias_check(ctx, "bias_add", a);
   if (st != TC_OK || a->n * a->c * a->spatial == 0)
     return st;
   if (!a->y || !a->bias)
@@ -153,7 +218,7 @@ tc_status cu_bias_add(void *ctx, const tc_bias_args *a) {
 
 tc_status cu_bias_grad(void *ctx, const tc_bias_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bias_check("bias_grad", a);
+  tc_status st = bias_check(ctx, "bias_grad", a);
   if (st != TC_OK || a->c == 0)
     return st;
   if (!a->db || (a->n * a->spatial > 0 && !a->dy))
@@ -167,18 +232,19 @@ tc_status cu_bias_grad(void *ctx, const tc_bias_args *a) {
 
 tc_status cu_copy4d(void *ctx, const tc_copy4d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  if (!a)
-    return cu_einval("copy4d", "args is NULL");
+  CU_ARGS("copy4d", a, ctx);
   copy4d_geom g;
   int64_t total = 1;
   for (int d = 0; d < 4; d++) {
     if (a->shape[d] < 0)
-      return tc_backend_error(TC_EINVAL, "cuda copy4d: shape[%d]=%lld", d,
-                              (long long)a->shape[d]);
+      return tc_backend_error(TC_EINVAL, "cuda copy4d: shape[%d] = %lld < 0",
+                              d, (long long)a->shape[d]);
+    if (!cu_mul_ok(total, a->shape[d], &total))
+      return tc_backend_error(TC_EINVAL, "cuda copy4d: the shape's element "
+                              "count overflows");
     g.shape[d] = a->shape[d];
     g.ss[d] = a->src_stride[d];
     g.ds[d] = a->dst_stride[d];
-    total *= a->shape[d];
   }
   if (total == 0)
     return TC_OK;
@@ -187,7 +253,11 @@ tc_status cu_copy4d(void *ctx, const tc_copy4d_args *a) {
   tc_status st = cu_enter(c, "copy4d");
   if (st != TC_OK)
     return st;
-  k_copy4d<<<cu_blocks(total), CU_THREADS, 0, c->stream>>>(
-      a->src, a->dst, g, total, a->accumulate);
+  if (dst_injective(a))
+    k_copy4d<<<cu_blocks(total), CU_THREADS, 0, c->stream>>>(
+        a->src, a->dst, g, total, a->accumulate);
+  else
+    k_copy4d_serial<<<1, 32, 0, c->stream>>>(a->src, a->dst, g,
+                                             a->accumulate);
   return cu_launched("copy4d");
 }

@@ -7,8 +7,12 @@
  * give every lane the same bits); row losses are then summed by one block
  * in a fixed order, in double, so the loss is the same on every run.
  * q is the smoothed target: q_j = (1-ls)*[j == label] + ls/classes.
- * A label outside [0, classes) makes that row's loss and gradient NaN
- * (checking on the host would cost a sync per step).
+ * A label outside [0, classes) makes that row's loss and gradient NaN and
+ * sets a device flag; outside graph capture the flag is read back (one
+ * sync; the core reads the loss right after anyway) and the call returns
+ * TC_EINVAL as the CPU does (which checks before writing anything; here
+ * the outputs are then unspecified). While capturing, the flag is not
+ * read: the NaN loss is the only sign.
  * logits, target, dlogits: (n, classes)  labels, pred: (n)  loss: 1 float.
  */
 #include <math.h>
@@ -34,7 +38,7 @@ template <int MODE>
 __global__ void k_loss_rows(const float *logits, const int32_t *labels,
                             const float *target, int64_t n, int64_t C,
                             float ls, float gfac, float *dlogits,
-                            float *row_loss) {
+                            float *row_loss, int *bad_label) {
   int64_t warps = ((int64_t)gridDim.x * blockDim.x) >> 5;
   int lane = threadIdx.x & 31;
   for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
@@ -57,6 +61,8 @@ __global__ void k_loss_rows(const float *logits, const int32_t *labels,
     }
     int32_t y = labels[r];
     bool bad = y < 0 || (int64_t)y >= C;
+    if (bad && lane == 0)
+      *bad_label = 1; /* every writer stores the same value */
     float off = ls / (float)C, on = 1.f - ls + off;
     float sumx = 0.f, m = -INFINITY;
     for (int64_t j = lane; j < C; j += 32) {
@@ -74,14 +80,16 @@ __global__ void k_loss_rows(const float *logits, const int32_t *labels,
       se = warp_allsum(se);
       float lse = m + logf(se);
       /* -sum q_j (x_j - lse) with sum q = 1 */
-      loss = lse - (1.f - ls) * xy - off * sumx;
+      /* the smoothing term only when ls > 0 (the CPU's rule), so a -inf
+       * logit elsewhere gives no 0 * inf = NaN */
+      loss = lse - (1.f - ls) * xy - (off > 0.f ? off * sumx : 0.f);
       if (g)
         for (int64_t j = lane; j < C; j += 32) {
           float q = bad ? NAN : (j == y ? on : off);
           g[j] = (expf(x[j] - m) / se - q) * gfac;
         }
     } else {
-      loss = -(1.f - ls) * xy - off * sumx;
+      loss = -(1.f - ls) * xy - (off > 0.f ? off * sumx : 0.f);
       if (g)
         for (int64_t j = lane; j < C; j += 32) {
           float q = bad ? NAN : (j == y ? on : off);
@@ -107,21 +115,30 @@ __global__ void k_loss_final(const float *row_loss, int64_t n, double scale,
 template <int MODE>
 static tc_status loss_run(void *ctx, const tc_loss_args *a, const char *fn) {
   cu_ctx *c = (cu_ctx *)ctx;
-  if (!a)
-    return cu_einval(fn, "args is NULL");
+  /* the CPU backend's checks, in its order */
+  CU_ARGS(fn, a, ctx);
   if (a->n < 1 || a->classes < 1)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes n=%lld "
-                            "classes=%lld", fn, (long long)a->n,
-                            (long long)a->classes);
+    return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes n = %lld, "
+                            "classes = %lld (both must be >= 1)", fn,
+                            (long long)a->n, (long long)a->classes);
+  if (a->n > INT64_MAX / a->classes)
+    return tc_backend_error(TC_EINVAL, "cuda %s: n * classes overflows", fn);
+  if (a->reduction == TC_REDUCTION_NONE)
+    return tc_backend_error(TC_EUNSUPPORTED, "cuda %s: reduction NONE is not "
+                            "supported (mean or sum)", fn);
   if (a->reduction != TC_REDUCTION_MEAN && a->reduction != TC_REDUCTION_SUM)
-    return tc_backend_error(TC_EUNSUPPORTED, "cuda %s: reduction %d not "
-                            "supported (mean or sum)", fn,
+    return tc_backend_error(TC_EINVAL, "cuda %s: unknown reduction %d", fn,
                             (int)a->reduction);
-  if (!a->logits || !a->loss || (MODE == LOSS_MSE ? !a->target : !a->labels))
-    return cu_einval(fn, "logits, loss, labels or target is NULL");
   if (!(a->label_smoothing >= 0.f && a->label_smoothing <= 1.f))
     return tc_backend_error(TC_EINVAL, "cuda %s: label_smoothing %g not in "
                             "[0, 1]", fn, (double)a->label_smoothing);
+  if (!a->logits || !a->loss)
+    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
+                            a->logits ? "loss" : "logits");
+  if (MODE == LOSS_MSE && !a->target)
+    return cu_einval(fn, "argument 'target' is NULL");
+  if (MODE != LOSS_MSE && !a->labels)
+    return cu_einval(fn, "argument 'labels' is NULL");
   tc_status st = cu_enter(c, fn);
   if (st != TC_OK)
     return st;
@@ -129,19 +146,35 @@ static tc_status loss_run(void *ctx, const tc_loss_args *a, const char *fn) {
   double count = MODE == LOSS_MSE ? (double)a->n * (double)a->classes
                                   : (double)a->n;
   double scale = a->reduction == TC_REDUCTION_MEAN ? 1.0 / count : 1.0;
-  float *rows = NULL;
-  if ((st = cu_scratch(c, (void **)&rows, (size_t)a->n * sizeof(float))) !=
-      TC_OK)
+  float *rows = NULL; /* n row losses, then the bad-label flag */
+  size_t flag_off = ((size_t)a->n * sizeof(float) + 15) & ~(size_t)15;
+  if ((st = cu_scratch(c, (void **)&rows, flag_off + sizeof(int))) != TC_OK)
     return st;
-  k_loss_rows<MODE><<<cu_blocks(a->n * 32), CU_THREADS, 0, c->stream>>>(
-      a->logits, a->labels, a->target, a->n, a->classes, a->label_smoothing,
-      (float)(scale * a->grad_scale), a->dlogits, rows);
-  st = cu_launched(fn);
+  int *bad = (int *)((char *)rows + flag_off), hbad = 0;
+  int check = MODE != LOSS_MSE && !c->capturing;
+  if (MODE != LOSS_MSE)
+    st = cu_check(cudaMemsetAsync(bad, 0, sizeof *bad, c->stream), fn);
+  if (st == TC_OK) {
+    k_loss_rows<MODE><<<cu_blocks(a->n * 32), CU_THREADS, 0, c->stream>>>(
+        a->logits, a->labels, a->target, a->n, a->classes,
+        MODE == LOSS_MSE ? 0.f : a->label_smoothing,
+        (float)(scale * a->grad_scale), a->dlogits, rows, bad);
+    st = cu_launched(fn);
+  }
   if (st == TC_OK) {
     k_loss_final<<<1, 1024, 0, c->stream>>>(rows, a->n, scale, a->loss);
     st = cu_launched(fn);
   }
-  cu_pool_free(c->pool, rows);
+  if (st == TC_OK && check) {
+    st = cu_check(cudaMemcpyAsync(&hbad, bad, sizeof hbad,
+                                  cudaMemcpyDeviceToHost, c->stream), fn);
+    if (st == TC_OK)
+      st = cu_check(cudaStreamSynchronize(c->stream), fn);
+  }
+  cu_release_block(c, rows);
+  if (st == TC_OK && hbad)
+    st = tc_backend_error(TC_EINVAL, "cuda %s: a label is outside [0, %lld)",
+                          fn, (long long)a->classes);
   return st;
 }
 
@@ -157,8 +190,11 @@ tc_status cu_mse(void *ctx, const tc_loss_args *a) {
   return loss_run<LOSS_MSE>(ctx, a, "mse");
 }
 
-/* One warp per row: first maximum (NaN never wins; an all-NaN row gives 0);
- * counts rows whose argmax equals the label (integer atomics: exact). */
+/* One warp per row: the first maximum, a NaN counting as the largest value
+ * (torch.argmax, the CPU backend): the first NaN wins. Each lane keeps its
+ * first best (NaN sticks), lanes combine preferring NaN, then the larger,
+ * then the lower index. Counts rows whose argmax equals the label (integer
+ * atomics: exact). */
 __global__ void k_argmax(const float *scores, const int32_t *labels,
                          int32_t *pred, unsigned long long *correct,
                          int64_t n, int64_t C) {
@@ -169,15 +205,25 @@ __global__ void k_argmax(const float *scores, const int32_t *labels,
     const float *x = scores + r * C;
     float best = -INFINITY;
     int64_t idx = C; /* none yet */
-    for (int64_t j = lane; j < C; j += 32)
-      if (x[j] > best || (idx == C && x[j] == best)) {
-        best = x[j];
+    for (int64_t j = lane; j < C; j += 32) {
+      float v = x[j];
+      if (best != best)
+        break; /* a NaN already won this lane's share */
+      if (idx == C || v > best || v != v) {
+        best = v;
         idx = j;
       }
+    }
     for (int o = 16; o > 0; o >>= 1) {
       float ob = __shfl_xor_sync(0xffffffffu, best, o);
       int64_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
-      if (oi != C && (idx == C || ob > best || (ob == best && oi < idx))) {
+      if (oi == C)
+        continue;
+      bool bn = best != best, on = ob != ob;
+      bool take = idx == C || (on && !bn) ||
+                  (on == bn && (ob > best || oi < idx) &&
+                   !(best > ob)); /* NaN ties and equal values: lower index */
+      if (take) {
         best = ob;
         idx = oi;
       }
@@ -195,20 +241,24 @@ __global__ void k_argmax(const float *scores, const int32_t *labels,
 
 tc_status cu_argmax(void *ctx, const tc_argmax_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  if (!a)
-    return cu_einval("argmax", "args is NULL");
+  CU_ARGS("argmax", a, ctx);
   if (a->n < 0 || a->classes < 1)
-    return tc_backend_error(TC_EINVAL, "cuda argmax: bad sizes n=%lld "
-                            "classes=%lld", (long long)a->n,
+    return tc_backend_error(TC_EINVAL, "cuda argmax: bad sizes n = %lld, "
+                            "classes = %lld", (long long)a->n,
                             (long long)a->classes);
+  if (a->classes > INT32_MAX)
+    return tc_backend_error(TC_EINVAL, "cuda argmax: classes %lld do not fit "
+                            "int32 pred", (long long)a->classes);
   int count = a->labels && a->host_correct;
+  if (a->n > 0 && !a->scores)
+    return cu_einval("argmax", "argument 'scores' is NULL");
+  if (count && c->capturing)
+    return cu_no_capture(c, "argmax (with host_correct)");
   if (a->n == 0) {
     if (count)
       *a->host_correct = 0;
     return TC_OK;
   }
-  if (!a->scores)
-    return cu_einval("argmax", "scores is NULL");
   tc_status st = cu_enter(c, "argmax");
   if (st != TC_OK)
     return st;
@@ -231,7 +281,7 @@ tc_status cu_argmax(void *ctx, const tc_argmax_args *a) {
     if (st == TC_OK)
       st = cu_check(cudaStreamSynchronize(c->stream), "argmax");
   }
-  cu_pool_free(c->pool, dcorrect);
+  cu_release_block(c, dcorrect);
   if (st == TC_OK && count)
     *a->host_correct = (int64_t)hcorrect;
   return st;

@@ -2,95 +2,164 @@
  * optim.cu - optimizer updates over flat parameter / gradient buffers:
  * SGD (momentum, dampening, Nesterov, weight decay) and Adam / AdamW
  * (optionally AMSGrad), with torch.optim's formulas (tinycnn_backend.h).
- * Bias corrections are computed once on the host in double.
+ *
+ * Mirrors backends/cpu/optim.c operation by operation: torch 1.13's
+ * single-tensor forms (exp_avg.mul_(beta1).add_(grad, alpha=1-beta1), ...),
+ * every "a + alpha*b" that the CPU fuses done as one fmaf here, the rest
+ * rounded step by step (the module is built with --fmad=false), and the
+ * scalar coefficients computed on the host as the CPU computes them: in
+ * double from hyper(), the decimal a float hyper-parameter was written as.
+ * So on a CPU with FMA (which the CPU backend then uses) both backends give
+ * the same bits. Residual differences: on a CPU without FMA the CPU rounds
+ * twice where this fuses (last-bit differences); sqrtf and division are
+ * IEEE-rounded on both (nvcc's default -prec-sqrt/-prec-div).
  * param, grad, momentum_buf, exp_avg, exp_avg_sq, max_exp_avg_sq: (n).
  */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "cuda_be.h"
 
+/* The double a float hyper-parameter was written as (backends/cpu/optim.c):
+ * the shortest decimal that rounds to it (0.999f -> 0.999). */
+static double hyper(float f) {
+  char buf[32];
+  if (!isfinite(f) || f == 0.f)
+    return f;
+  for (int prec = 1; prec <= 9; prec++) {
+    snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+    double d = strtod(buf, NULL);
+    if ((float)d == f)
+      return d;
+  }
+  return f;
+}
+
+struct sgd_k {
+  float wd, mu, one_minus_damp, neg_lr;
+  int use_wd, use_momentum, first, nesterov;
+};
+
 __global__ void k_sgd(float *param, const float *grad, float *buf, int64_t n,
-                      float lr, float mu, float damp, float wd, int nesterov,
-                      int first) {
+                      sgd_k j) {
   CU_FOR(i, n) {
     float g = grad[i];
-    if (wd != 0.f)
-      g += wd * param[i];
-    if (buf) {
-      float b = first ? g : mu * buf[i] + (1.f - damp) * g;
+    if (j.use_wd) /* grad.add(param, alpha=wd) */
+      g = fmaf(param[i], j.wd, g);
+    if (j.use_momentum) {
+      /* first step: clone(grad); then buf.mul_(mu).add_(grad, 1-damp) */
+      float b = j.first ? g : fmaf(g, j.one_minus_damp, buf[i] * j.mu);
       buf[i] = b;
-      g = nesterov ? g + mu * b : b;
+      g = j.nesterov ? fmaf(b, j.mu, g) : b;
     }
-    param[i] -= lr * g;
+    param[i] = fmaf(g, j.neg_lr, param[i]); /* param.add_(grad, -lr) */
   }
 }
 
+struct adam_k {
+  float wd, decay;
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float bc2_sqrt, eps, neg_step_size;
+  int mode_wd; /* 0 none, 1 L2 into the gradient, 2 decoupled */
+};
+
 __global__ void k_adam(float *param, const float *grad, float *m, float *v,
-                       float *vmax, int64_t n, float lr, float b1, float b2,
-                       float eps, float wd, int decoupled, float step_size,
-                       float bc2_sqrt) {
+                       float *vmax, int64_t n, adam_k j) {
   CU_FOR(i, n) {
-    float p = param[i], g = grad[i];
-    if (decoupled)
-      p *= 1.f - lr * wd;
-    else if (wd != 0.f)
-      g += wd * p;
-    float mi = b1 * m[i] + (1.f - b1) * g;
-    float vi = b2 * v[i] + (1.f - b2) * g * g;
+    float pi = param[i], g = grad[i];
+    if (j.mode_wd == 2)
+      pi = pi * j.decay; /* param.mul_(1 - lr*wd) */
+    else if (j.mode_wd == 1)
+      g = fmaf(pi, j.wd, g); /* grad.add(param, alpha=wd) */
+    float mi = fmaf(g, j.one_minus_beta1, m[i] * j.beta1);
+    float vi = fmaf(j.one_minus_beta2 * g, g, v[i] * j.beta2);
     m[i] = mi;
     v[i] = vi;
-    if (vmax) {
-      vi = fmaxf(vmax[i], vi);
+    if (vmax) { /* torch.maximum: NaN wins */
+      float o = vmax[i];
+      vi = o != o ? o : (o > vi ? o : vi);
       vmax[i] = vi;
     }
-    float denom = sqrtf(vi) / bc2_sqrt + eps;
-    param[i] = p - step_size * mi / denom;
+    float denom = sqrtf(vi) / j.bc2_sqrt + j.eps;
+    param[i] = pi + j.neg_step_size * mi / denom; /* addcdiv_(-step_size) */
   }
 }
 
 tc_status cu_sgd_update(void *ctx, const tc_sgd_args *a) {
+  static const char fn[] = "sgd_update";
   cu_ctx *c = (cu_ctx *)ctx;
-  if (!a)
-    return cu_einval("sgd_update", "args is NULL");
+  CU_ARGS(fn, a, ctx);
   if (a->n < 0)
-    return tc_backend_error(TC_EINVAL, "cuda sgd_update: n=%lld",
+    return tc_backend_error(TC_EINVAL, "cuda %s: n = %lld is negative", fn,
                             (long long)a->n);
   if (a->n == 0)
     return TC_OK;
-  if (!a->param || !a->grad || (a->momentum != 0.f && !a->momentum_buf))
-    return cu_einval("sgd_update", "param, grad or momentum_buf is NULL");
-  tc_status st = cu_enter(c, "sgd_update");
+  if (!a->param || !a->grad)
+    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
+                            a->param ? "grad" : "param");
+  if (a->momentum != 0.f && !a->momentum_buf)
+    return tc_backend_error(TC_EINVAL, "cuda %s: momentum %g needs a "
+                            "momentum_buf", fn, (double)a->momentum);
+  tc_status st = cu_enter(c, fn);
   if (st != TC_OK)
     return st;
+  sgd_k j;
+  j.wd = a->weight_decay;
+  j.use_wd = a->weight_decay != 0.f;
+  j.mu = a->momentum;
+  j.use_momentum = a->momentum != 0.f;
+  j.one_minus_damp = (float)(1.0 - hyper(a->dampening));
+  j.neg_lr = -a->lr;
+  j.first = a->first_step != 0;
+  j.nesterov = a->nesterov != 0;
   k_sgd<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(
-      a->param, a->grad, a->momentum != 0.f ? a->momentum_buf : NULL, a->n,
-      a->lr, a->momentum, a->dampening, a->weight_decay, a->nesterov,
-      a->first_step);
-  return cu_launched("sgd_update");
+      a->param, a->grad, j.use_momentum ? a->momentum_buf : NULL, a->n, j);
+  return cu_launched(fn);
 }
 
 tc_status cu_adam_update(void *ctx, const tc_adam_args *a) {
+  static const char fn[] = "adam_update";
   cu_ctx *c = (cu_ctx *)ctx;
-  if (!a)
-    return cu_einval("adam_update", "args is NULL");
-  if (a->n < 0 || a->step < 1)
-    return tc_backend_error(TC_EINVAL, "cuda adam_update: n=%lld step=%lld "
-                            "(step counts from 1)", (long long)a->n,
-                            (long long)a->step);
+  CU_ARGS(fn, a, ctx);
+  if (a->n < 0)
+    return tc_backend_error(TC_EINVAL, "cuda %s: n = %lld is negative", fn,
+                            (long long)a->n);
+  if (a->step < 1)
+    return tc_backend_error(TC_EINVAL, "cuda %s: step %lld < 1 (steps count "
+                            "from 1)", fn, (long long)a->step);
   if (a->n == 0)
     return TC_OK;
-  if (!a->param || !a->grad || !a->exp_avg || !a->exp_avg_sq ||
-      (a->amsgrad && !a->max_exp_avg_sq))
-    return cu_einval("adam_update", "a state buffer is NULL");
-  tc_status st = cu_enter(c, "adam_update");
+  if (!a->param || !a->grad || !a->exp_avg || !a->exp_avg_sq)
+    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
+                            !a->param     ? "param"
+                            : !a->grad    ? "grad"
+                            : !a->exp_avg ? "exp_avg"
+                                          : "exp_avg_sq");
+  if (a->amsgrad && !a->max_exp_avg_sq)
+    return tc_backend_error(TC_EINVAL, "cuda %s: amsgrad needs "
+                            "max_exp_avg_sq", fn);
+  tc_status st = cu_enter(c, fn);
   if (st != TC_OK)
     return st;
-  double bc1 = 1.0 - pow((double)a->beta1, (double)a->step);
-  double bc2 = 1.0 - pow((double)a->beta2, (double)a->step);
+  adam_k j;
+  double lr = hyper(a->lr), wd = hyper(a->weight_decay);
+  double beta1 = hyper(a->beta1), beta2 = hyper(a->beta2);
+  j.mode_wd = wd == 0.0 ? 0 : a->decoupled ? 2 : 1;
+  j.wd = a->weight_decay;
+  j.decay = (float)(1.0 - lr * wd);
+  j.beta1 = a->beta1;
+  j.one_minus_beta1 = (float)(1.0 - beta1);
+  j.beta2 = a->beta2;
+  j.one_minus_beta2 = (float)(1.0 - beta2);
+  double step = (double)a->step;
+  double bc1 = 1.0 - pow(beta1, step);
+  double bc2 = 1.0 - pow(beta2, step);
+  j.bc2_sqrt = (float)sqrt(bc2);
+  j.neg_step_size = (float)-(lr / bc1);
+  j.eps = a->eps;
   k_adam<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(
       a->param, a->grad, a->exp_avg, a->exp_avg_sq,
-      a->amsgrad ? a->max_exp_avg_sq : NULL, a->n, a->lr, a->beta1,
-      a->beta2, a->eps, a->weight_decay, a->decoupled,
-      (float)(a->lr / bc1), (float)sqrt(bc2));
-  return cu_launched("adam_update");
+      a->amsgrad ? a->max_exp_avg_sq : NULL, a->n, j);
+  return cu_launched(fn);
 }

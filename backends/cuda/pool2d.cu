@@ -5,9 +5,11 @@
  * Backward passes gather instead of scatter: each input pixel sums, in a
  * fixed order, the outputs whose window covers it, so overlapping windows
  * need no atomics and every run gives the same bits.
- * Max pooling: padding never wins (windows start from -inf), the first
- * maximum wins, NaN propagates as in PyTorch; argmax is the index in the
- * h*w plane (-1 for a window with no input pixel).
+ * Max pooling: padding never wins, the first maximum wins, a NaN counts
+ * as the maximum (`v > max || isnan(v)`: the last NaN wins), as PyTorch and
+ * the CPU backend; argmax is the index in the h*w plane. Arguments are
+ * checked as the CPU does; argmax *contents* are not (the CPU's range
+ * check would cost a device sync here): an out-of-range index drops its dy.
  * Average pooling follows PyTorch's divisor: with count_include_pad the
  * window clipped to the padded input, else the in-image pixel count.
  * x: (n,c,h,w)  y, argmax, dy: (n,c,out_h,out_w)  dx: (n,c,h,w).
@@ -20,21 +22,73 @@ typedef struct pool_geom {
   int64_t h, w, kh, kw, sh, sw, ph, pw, oh, ow;
 } pool_geom;
 
-static tc_status pool_check(const char *fn, const tc_pool2d_args *a,
-                            pool_geom *g) {
-  if (!a)
-    return cu_einval(fn, "args is NULL");
-  if (a->n < 0 || a->c < 0 || a->h < 1 || a->w < 1 || a->kh < 1 ||
-      a->kw < 1 || a->stride_h < 1 || a->stride_w < 1 || a->pad_h < 0 ||
-      a->pad_w < 0 || a->out_h < 1 || a->out_w < 1)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes (h=%lld w=%lld "
-                            "k=%lldx%lld out=%lldx%lld)", fn,
-                            (long long)a->h, (long long)a->w,
-                            (long long)a->kh, (long long)a->kw,
-                            (long long)a->out_h, (long long)a->out_w);
+#define POOL_DIM_MAX ((int64_t)1 << 30)
+
+/* PyTorch's pooling_output_shape (dilation 1), as backends/cpu/pool2d.c. */
+static int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p,
+                             int ceil_mode) {
+  int64_t num = in + 2 * p - k + (ceil_mode ? s - 1 : 0);
+  int64_t out = num / s + 1;
+  if (ceil_mode && (out - 1) * s >= in + p)
+    out--;
+  return out;
+}
+
+/* The CPU backend's checks, in its order, so both reject the same args. */
+static tc_status pool_check(void *ctx, const char *fn,
+                            const tc_pool2d_args *a, pool_geom *g, int fwd,
+                            int max) {
+  CU_ARGS(fn, a, ctx);
+  if (a->n < 0 || a->c < 0 || a->h < 1 || a->w < 1 || a->n > POOL_DIM_MAX ||
+      a->c > POOL_DIM_MAX || a->h > POOL_DIM_MAX || a->w > POOL_DIM_MAX)
+    return tc_backend_error(TC_EINVAL, "cuda %s: bad input size (%lld,%lld,"
+                            "%lld,%lld): need n, c >= 0, h, w >= 1, each <= "
+                            "2^30", fn, (long long)a->n, (long long)a->c,
+                            (long long)a->h, (long long)a->w);
+  if (a->kh < 1 || a->kw < 1 || a->stride_h < 1 || a->stride_w < 1 ||
+      a->kh > POOL_DIM_MAX || a->kw > POOL_DIM_MAX ||
+      a->stride_h > POOL_DIM_MAX || a->stride_w > POOL_DIM_MAX)
+    return tc_backend_error(TC_EINVAL, "cuda %s: bad kernel (%lld,%lld) or "
+                            "stride (%lld,%lld)", fn, (long long)a->kh,
+                            (long long)a->kw, (long long)a->stride_h,
+                            (long long)a->stride_w);
+  if (a->pad_h < 0 || a->pad_w < 0 || 2 * a->pad_h > a->kh ||
+      2 * a->pad_w > a->kw)
+    return tc_backend_error(TC_EINVAL, "cuda %s: padding (%lld,%lld) must be "
+                            ">= 0 and at most half the kernel (%lld,%lld)",
+                            fn, (long long)a->pad_h, (long long)a->pad_w,
+                            (long long)a->kh, (long long)a->kw);
+  if (a->kh > a->h + 2 * a->pad_h || a->kw > a->w + 2 * a->pad_w)
+    return tc_backend_error(TC_EINVAL, "cuda %s: kernel (%lld,%lld) exceeds "
+                            "the padded input", fn, (long long)a->kh,
+                            (long long)a->kw);
+  int64_t fh = pool_out_size(a->h, a->kh, a->stride_h, a->pad_h, 0);
+  int64_t ch = pool_out_size(a->h, a->kh, a->stride_h, a->pad_h, 1);
+  int64_t fw = pool_out_size(a->w, a->kw, a->stride_w, a->pad_w, 0);
+  int64_t cw = pool_out_size(a->w, a->kw, a->stride_w, a->pad_w, 1);
+  if ((a->out_h != fh && a->out_h != ch) || (a->out_w != fw && a->out_w != cw))
+    return tc_backend_error(TC_EINVAL, "cuda %s: output (%lld,%lld), "
+                            "expected (%lld,%lld) or, in ceil mode, "
+                            "(%lld,%lld)", fn, (long long)a->out_h,
+                            (long long)a->out_w, (long long)fh,
+                            (long long)fw, (long long)ch, (long long)cw);
+  int64_t hw = a->h * a->w, total;
+  if (hw > INT32_MAX || !cu_mul_ok(a->n * a->c, hw, &total) ||
+      total > INT64_MAX / 4)
+    return tc_backend_error(TC_EINVAL, "cuda %s: input (%lld,%lld,%lld,%lld) "
+                            "too large", fn, (long long)a->n, (long long)a->c,
+                            (long long)a->h, (long long)a->w);
   pool_geom t = {a->h, a->w, a->kh, a->kw, a->stride_h, a->stride_w,
                  a->pad_h, a->pad_w, a->out_h, a->out_w};
   *g = t;
+  if (a->n == 0 || a->c == 0)
+    return TC_OK; /* nothing is read or written */
+  if (fwd && (!a->x || !a->y || (max && !a->argmax)))
+    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
+                            !a->x ? "x" : !a->y ? "y" : "argmax");
+  if (!fwd && (!a->dy || !a->dx || (max && !a->argmax)))
+    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
+                            !a->dy ? "dy" : !a->dx ? "dx" : "argmax");
   return TC_OK;
 }
 
@@ -54,12 +108,16 @@ __global__ void k_maxpool_fwd(const float *x, float *y, int32_t *argmax,
     int64_t ow = i % g.ow, oh = (i / g.ow) % g.oh, pl = i / (g.oh * g.ow);
     const float *xp = x + pl * g.h * g.w;
     int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+    /* PyTorch's rule (and the CPU's): `v > max || isnan(v)` from -inf, so
+     * the first maximum wins, the last NaN wins, and an all -inf window
+     * gives its first real cell */
+    int64_t ih0 = h0 > 0 ? h0 : 0, iw0 = w0 > 0 ? w0 : 0;
     float best = -INFINITY;
-    int64_t arg = -1;
-    for (int64_t ih = h0 > 0 ? h0 : 0; ih < h0 + g.kh && ih < g.h; ih++)
-      for (int64_t iw = w0 > 0 ? w0 : 0; iw < w0 + g.kw && iw < g.w; iw++) {
+    int64_t arg = ih0 * g.w + iw0;
+    for (int64_t ih = ih0; ih < h0 + g.kh && ih < g.h; ih++)
+      for (int64_t iw = iw0; iw < w0 + g.kw && iw < g.w; iw++) {
         float v = xp[ih * g.w + iw];
-        if (arg < 0 || v > best || (v != v && best == best)) {
+        if (v > best || v != v) {
           best = v;
           arg = ih * g.w + iw;
         }
@@ -106,6 +164,8 @@ __device__ inline float avg_divisor(int64_t oh, int64_t ow, pool_geom g,
   return (float)(n > 0 ? n : 1);
 }
 
+/* Sums in double, as the CPU backend: the same result up to rounding
+ * order (windows are small). */
 __global__ void k_avgpool_fwd(const float *x, float *y, int64_t planes,
                               pool_geom g, int include_pad) {
   int64_t total = planes * g.oh * g.ow;
@@ -113,11 +173,11 @@ __global__ void k_avgpool_fwd(const float *x, float *y, int64_t planes,
     int64_t ow = i % g.ow, oh = (i / g.ow) % g.oh, pl = i / (g.oh * g.ow);
     const float *xp = x + pl * g.h * g.w;
     int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-    float sum = 0.f;
+    double sum = 0.0;
     for (int64_t ih = h0 > 0 ? h0 : 0; ih < h0 + g.kh && ih < g.h; ih++)
       for (int64_t iw = w0 > 0 ? w0 : 0; iw < w0 + g.kw && iw < g.w; iw++)
         sum += xp[ih * g.w + iw];
-    y[i] = sum / avg_divisor(oh, ow, g, include_pad);
+    y[i] = (float)(sum / (double)avg_divisor(oh, ow, g, include_pad));
   }
 }
 
@@ -145,12 +205,12 @@ __global__ void k_gap_fwd(const float *x, float *y, int64_t rows,
   int lane = threadIdx.x & 31;
   for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
        r < rows; r += warps) {
-    float s = 0.f;
+    double s = 0.0; /* double, as the CPU backend */
     for (int64_t j = lane; j < sp; j += 32)
-      s += x[r * sp + j];
+      s += (double)x[r * sp + j];
     s = cu_warp_reduce(s, cu_op_add());
     if (lane == 0)
-      y[r] = s / (float)sp;
+      y[r] = (float)(s / (double)sp);
   }
 }
 
@@ -166,11 +226,9 @@ __global__ void k_gap_bwd(const float *dy, float *dx, int64_t rows,
 tc_status cu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   pool_geom g;
-  tc_status st = pool_check("maxpool2d_fwd", a, &g);
+  tc_status st = pool_check(ctx, "maxpool2d_fwd", a, &g, 1, 1);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
-  if (!a->x || !a->y)
-    return cu_einval("maxpool2d_fwd", "x or y is NULL");
   if ((st = cu_enter(c, "maxpool2d_fwd")) != TC_OK)
     return st;
   k_maxpool_fwd<<<cu_blocks(a->n * a->c * g.oh * g.ow), CU_THREADS, 0,
@@ -181,11 +239,9 @@ tc_status cu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
 tc_status cu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   pool_geom g;
-  tc_status st = pool_check("maxpool2d_bwd", a, &g);
+  tc_status st = pool_check(ctx, "maxpool2d_bwd", a, &g, 0, 1);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
-  if (!a->dy || !a->argmax || !a->dx)
-    return cu_einval("maxpool2d_bwd", "dy, argmax or dx is NULL");
   if ((st = cu_enter(c, "maxpool2d_bwd")) != TC_OK)
     return st;
   k_maxpool_bwd<<<cu_blocks(a->n * a->c * g.h * g.w), CU_THREADS, 0,
@@ -197,11 +253,9 @@ tc_status cu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
 tc_status cu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   pool_geom g;
-  tc_status st = pool_check("avgpool2d_fwd", a, &g);
+  tc_status st = pool_check(ctx, "avgpool2d_fwd", a, &g, 1, 0);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
-  if (!a->x || !a->y)
-    return cu_einval("avgpool2d_fwd", "x or y is NULL");
   if ((st = cu_enter(c, "avgpool2d_fwd")) != TC_OK)
     return st;
   k_avgpool_fwd<<<cu_blocks(a->n * a->c * g.oh * g.ow), CU_THREADS, 0,
@@ -213,11 +267,9 @@ tc_status cu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
 tc_status cu_avgpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   pool_geom g;
-  tc_status st = pool_check("avgpool2d_bwd", a, &g);
+  tc_status st = pool_check(ctx, "avgpool2d_bwd", a, &g, 0, 0);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
-  if (!a->dy || !a->dx)
-    return cu_einval("avgpool2d_bwd", "dy or dx is NULL");
   if ((st = cu_enter(c, "avgpool2d_bwd")) != TC_OK)
     return st;
   k_avgpool_bwd<<<cu_blocks(a->n * a->c * g.h * g.w), CU_THREADS, 0,
@@ -226,23 +278,33 @@ tc_status cu_avgpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
   return cu_launched("avgpool2d_bwd");
 }
 
-static tc_status gap_check(const char *fn, const tc_gap_args *a) {
-  if (!a)
-    return cu_einval(fn, "args is NULL");
-  if (a->n < 0 || a->c < 0 || a->spatial < 1)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes n=%lld c=%lld "
-                            "spatial=%lld", fn, (long long)a->n,
-                            (long long)a->c, (long long)a->spatial);
+static tc_status gap_check(void *ctx, const char *fn, const tc_gap_args *a,
+                           int fwd) {
+  CU_ARGS(fn, a, ctx);
+  int64_t total;
+  if (a->n < 0 || a->c < 0 || a->spatial < 1 || a->n > POOL_DIM_MAX ||
+      a->c > POOL_DIM_MAX || !cu_mul_ok(a->n * a->c, a->spatial, &total) ||
+      total > INT64_MAX / 4)
+    return tc_backend_error(TC_EINVAL, "cuda %s: bad size (n %lld, c %lld, "
+                            "spatial %lld): need n, c >= 0, spatial >= 1",
+                            fn, (long long)a->n, (long long)a->c,
+                            (long long)a->spatial);
+  if (a->n == 0 || a->c == 0)
+    return TC_OK;
+  if (fwd && (!a->x || !a->y))
+    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
+                            !a->x ? "x" : "y");
+  if (!fwd && (!a->dy || !a->dx))
+    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
+                            !a->dy ? "dy" : "dx");
   return TC_OK;
 }
 
 tc_status cu_global_avgpool_fwd(void *ctx, const tc_gap_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = gap_check("global_avgpool_fwd", a);
+  tc_status st = gap_check(ctx, "global_avgpool_fwd", a, 1);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
-  if (!a->x || !a->y)
-    return cu_einval("global_avgpool_fwd", "x or y is NULL");
   if ((st = cu_enter(c, "global_avgpool_fwd")) != TC_OK)
     return st;
   k_gap_fwd<<<cu_blocks(a->n * a->c * 32), CU_THREADS, 0, c->stream>>>(
@@ -252,11 +314,9 @@ tc_status cu_global_avgpool_fwd(void *ctx, const tc_gap_args *a) {
 
 tc_status cu_global_avgpool_bwd(void *ctx, const tc_gap_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = gap_check("global_avgpool_bwd", a);
+  tc_status st = gap_check(ctx, "global_avgpool_bwd", a, 0);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
-  if (!a->dy || !a->dx)
-    return cu_einval("global_avgpool_bwd", "dy or dx is NULL");
   if ((st = cu_enter(c, "global_avgpool_bwd")) != TC_OK)
     return st;
   k_gap_bwd<<<cu_blocks(a->n * a->c * a->spatial), CU_THREADS, 0,

@@ -34,7 +34,8 @@ template <int OP> __device__ inline double red_map(float v) {
     return (double)v * (double)v;
   if (OP == TC_REDUCE_MAXABS)
     return fabs((double)v);
-  return isfinite(v) ? 0.0 : 1.0; /* TC_REDUCE_NONFINITE */
+  /* TC_REDUCE_NONFINITE: the exponent bits, as the CPU (no fp flags) */
+  return (__float_as_uint(v) & 0x7f800000u) == 0x7f800000u ? 1.0 : 0.0;
 }
 
 template <int OP, class Op>
@@ -73,16 +74,25 @@ static void launch_reduce(cu_ctx *c, const float *x, int64_t n,
 
 tc_status cu_reduce(void *ctx, const tc_reduce_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  if (!a || !a->host_out || (a->n > 0 && !a->x) || a->n < 0)
-    return cu_einval("reduce", "NULL buffer or negative n");
+  CU_ARGS("reduce", a, ctx);
+  if (a->n < 0)
+    return tc_backend_error(TC_EINVAL, "cuda reduce: n = %lld < 0",
+                            (long long)a->n);
   if (a->op < TC_REDUCE_SUM || a->op > TC_REDUCE_NONFINITE)
     return tc_backend_error(TC_EINVAL, "cuda reduce: unknown op %d",
                             (int)a->op);
+  if (!a->host_out)
+    return cu_einval("reduce", "argument 'host_out' is NULL");
+  if (a->n > 0 && !a->x)
+    return cu_einval("reduce", "argument 'x' is NULL");
+  tc_status st = cu_no_capture(c, "reduce");
+  if (st != TC_OK)
+    return st;
   if (a->n == 0) {
     *a->host_out = 0.0;
     return TC_OK;
   }
-  tc_status st = cu_enter(c, "reduce");
+  st = cu_enter(c, "reduce");
   if (st != TC_OK)
     return st;
   int64_t nparts = (a->n + RED_PART_ELEMS - 1) / RED_PART_ELEMS;
@@ -119,7 +129,7 @@ tc_status cu_reduce(void *ctx, const tc_reduce_args *a) {
                   "reduce: copy");
   if (st == TC_OK)
     st = cu_check(cudaStreamSynchronize(c->stream), "reduce");
-  cu_pool_free(c->pool, part);
+  cu_release_block(c, part);
   if (st == TC_OK)
     *a->host_out = result;
   return st;
@@ -215,6 +225,6 @@ tc_status cu_channel_reduce(cu_ctx *c, int mode, int64_t n, int64_t ch,
         mode == CU_CH_SUM_DY_XHAT ? out2 : NULL);
     st = cu_launched("channel reduce: final");
   }
-  cu_pool_free(c->pool, part);
+  cu_release_block(c, part);
   return st;
 }

@@ -86,6 +86,10 @@ TC_API tc_status tc_dataset_load_cifar10(tc_dataset **out, const char *dir,
  * numeric of dims (N,1) holding integers 0..10, where 10 means digit 0
  * (mapped to label 0, as torchvision does). Images come out (3,32,32) with
  * H along MATLAB's first dimension, as torchvision's transpose gives.
+ * MAT v5 files (plain or compressed) are checked variable by variable
+ * before libmatio reads them (a header may not claim more than the file
+ * holds, only numeric and char arrays of rank <= 32); v7.3 (HDF5) files go
+ * to libmatio as they are; v4 files are refused (they cannot hold a 4-D X).
  * @return TC_OK, TC_EINVAL, TC_EIO, TC_EFORMAT (missing variable, wrong
  *         class, dims or size, non-integer or out-of-range label), TC_ENOMEM.
  */

@@ -346,6 +346,56 @@ TC_API uint64_t tc_model_get_seed(const tc_model *m);
  *  TC_EINVAL. */
 TC_API tc_status tc_model_set_seed(tc_model *m, uint64_t seed);
 
+/* ==== per-layer profiling =============================================== */
+
+/**
+ * Per-layer timing for finding where a step's time goes. The profiled
+ * layers are every layer of the tree except Sequential containers, in
+ * pre-order (PyTorch's named_modules() order), each named by its module
+ * path ("conv1", "layers_2n.0.bn1"; "" for a root that is not a
+ * Sequential). Times are exclusive: a residual block's entry holds its own
+ * work (ReLUs, shortcut, sum), not its children's, so the entries add up to
+ * the time spent in tc_model_forward / tc_model_backward.
+ *
+ * While profiling is on, each forward and backward of a profiled layer is
+ * timed with a monotonic clock, synchronising the backend before each
+ * reading (so asynchronous backends report the work, not its launch; this
+ * serialisation slows them down). Off (the default) it costs one test per
+ * layer call. Profiling allocates nothing.
+ */
+typedef struct tc_layer_profile {
+  size_t struct_size;      /**< set by the caller: sizeof(tc_layer_profile) */
+  const char *name;        /**< module path; borrowed, lives with the model */
+  const char *kind;        /**< tc_layer_kind(), e.g. "conv2d" */
+  double forward_seconds;  /**< exclusive time in forward calls */
+  double backward_seconds; /**< exclusive time in backward calls */
+  int64_t forward_calls;   /**< forward calls timed */
+  int64_t backward_calls;  /**< backward calls timed */
+} tc_layer_profile;
+
+/** Turns profiling on (non-zero) or off. Turning it on or off keeps the
+ *  totals gathered so far (see tc_model_reset_profile).
+ *  @return TC_OK, TC_EINVAL (NULL). */
+TC_API tc_status tc_model_set_profiling(tc_model *m, int on);
+/** 1 when profiling is on, 0 when off, -1 on NULL. */
+TC_API int tc_model_is_profiling(const tc_model *m);
+/** Sets every layer's times and call counts to zero. @return TC_OK,
+ *  TC_EINVAL. */
+TC_API tc_status tc_model_reset_profile(tc_model *m);
+/** Number of profiled layers (fixed when the model is created); -1 on
+ *  NULL. */
+TC_API int64_t tc_model_profile_count(const tc_model *m);
+/**
+ * The totals of the i-th profiled layer, 0 <= i < tc_model_profile_count().
+ * Fills the first out->struct_size bytes of `out` (a caller built against
+ * an older header gets the fields it knows).
+ * @return TC_OK, TC_EINVAL (NULL, i out of range, struct_size too small to
+ *         hold the name and kind), TC_EVERSION (struct_size larger than
+ *         this library's).
+ */
+TC_API tc_status tc_model_get_profile(const tc_model *m, int64_t i,
+                                      tc_layer_profile *out);
+
 /* ==== losses ============================================================ */
 
 typedef struct tc_loss tc_loss;

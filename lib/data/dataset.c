@@ -30,7 +30,7 @@ static tc_status check_dims(int64_t n, int c, int h, int w, int num_classes,
 
 tc_status tc__dataset_alloc(tc_dataset **out, int64_t n, int c, int h, int w,
                             int num_classes, const char *fn) {
-  size_t sample;
+  size_t sample = 0; /* set by check_dims; -O3 cannot tell */
   tc_status st = check_dims(n, c, h, w, num_classes, &sample, fn);
   if (st != TC_OK)
     return st;
@@ -68,7 +68,7 @@ TC_API tc_status tc_dataset_create(tc_dataset **out, int64_t n, int channels,
   TC__CHECK_NULL(out, fn);
   TC__CHECK_NULL(pixels, fn);
   TC__CHECK_NULL(labels, fn);
-  size_t sample;
+  size_t sample = 0; /* set by check_dims; -O3 cannot tell */
   tc_status st =
       check_dims(n, channels, height, width, num_classes, &sample, fn);
   if (st != TC_OK)

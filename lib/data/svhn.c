@@ -8,11 +8,21 @@
  * dimension, as torchvision's np.transpose(X, (3, 2, 0, 1)) gives.
  * matio's own messages go to the tinycnn log callback at debug level, not
  * to stderr.
+ *
+ * matio trusts the sizes in a v5 variable's header (it allocates the dims
+ * and name arrays from them, and walks struct and cell fields), so a few
+ * hostile bytes could make it allocate gigabytes (found by fuzzing).
+ * Before matio sees a v5 file, mat5_prescan() checks every top-level
+ * variable's header, inflating the first bytes of compressed ones: it must
+ * lie inside the file and hold a numeric or char array of rank <= 32 with
+ * a short name. v4 files are refused (they cannot hold 4-D X); v7.3
+ * (HDF5) files go to matio as they are.
  */
 #include <math.h>
 #include <matio.h>
 #include <pthread.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "data_internal.h"
 
@@ -65,6 +75,181 @@ static double numeric_at(const void *buf, enum matio_classes c, size_t k) {
   }
 }
 
+/* ---- v5 header pre-scan ---- */
+
+#define MAT5_HDR 128
+#define MAT5_PEEK 256 /* enough for flags, 32 dims and a 255-byte name */
+#define MAT5_MAX_DIMS_BYTES (4 * 32)
+#define MAT5_MAX_NAME 255
+#define MAT5_T_INT8 1
+#define MAT5_T_INT32 5
+#define MAT5_T_UINT32 6
+#define MAT5_T_MATRIX 14
+#define MAT5_T_COMPRESSED 15
+
+static uint32_t get_u32(const unsigned char *p, int big) {
+  return big ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+                   (uint32_t)p[2] << 8 | p[3]
+             : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 |
+                   (uint32_t)p[1] << 8 | p[0];
+}
+
+/* A sub-element tag at p: type and payload size, small format included
+ * (size in the upper 16 bits of the first word). Returns the tag's bytes
+ * plus padded payload, or 0 when it does not fit in `avail`. */
+static uint64_t mat5_sub(const unsigned char *p, uint64_t avail, int big,
+                         uint32_t *type, uint32_t *size) {
+  if (avail < 8)
+    return 0;
+  uint32_t w = get_u32(p, big);
+  if (w >> 16) { /* small element: 4 bytes of data inside the tag */
+    *type = w & 0xffff;
+    *size = w >> 16;
+    return *size <= 4 ? 8 : 0;
+  }
+  *type = w;
+  *size = get_u32(p + 4, big);
+  uint64_t total = 8 + (((uint64_t)*size + 7) & ~(uint64_t)7);
+  return total <= avail ? total : 0;
+}
+
+/* Checks a miMATRIX's contents (array flags, dims, name) of which `avail`
+ * bytes are in `p`; `elem` is the element's declared size. */
+static tc_status mat5_check_matrix(const unsigned char *p, uint64_t avail,
+                                   uint64_t elem, int big, const char *path,
+                                   uint64_t at, const char *fn) {
+  uint32_t type, size;
+  if (avail > elem)
+    avail = elem;
+  uint64_t used = mat5_sub(p, avail, big, &type, &size);
+  if (!used || type != MAT5_T_UINT32 || size != 8)
+    return tc__error(TC_EFORMAT,
+                     "%s: '%s': variable at offset %llu has bad array flags",
+                     fn, path, (unsigned long long)at);
+  uint32_t cls = get_u32(p + 8, big) & 0xff;
+  if (cls != MAT_C_CHAR && !(cls >= MAT_C_DOUBLE && cls <= MAT_C_UINT64))
+    return tc__error(TC_EFORMAT,
+                     "%s: '%s': variable at offset %llu has class %u (only "
+                     "numeric and char arrays are read)",
+                     fn, path, (unsigned long long)at, cls);
+  uint64_t n = mat5_sub(p + used, avail - used, big, &type, &size);
+  if (!n || type != MAT5_T_INT32 || size < 8 || size % 4 ||
+      size > MAT5_MAX_DIMS_BYTES)
+    return tc__error(TC_EFORMAT,
+                     "%s: '%s': variable at offset %llu has bad dimensions "
+                     "(%u bytes)",
+                     fn, path, (unsigned long long)at, size);
+  used += n;
+  n = mat5_sub(p + used, avail - used, big, &type, &size);
+  if (!n || type != MAT5_T_INT8 || size > MAT5_MAX_NAME)
+    return tc__error(TC_EFORMAT,
+                     "%s: '%s': variable at offset %llu has a bad name", fn,
+                     path, (unsigned long long)at);
+  return TC_OK;
+}
+
+/* The first bytes (up to MAT5_PEEK) a compressed element inflates to. */
+static tc_status mat5_inflate_head(FILE *f, uint64_t csize, unsigned char *out,
+                                   uint64_t *got, const char *path, uint64_t at,
+                                   const char *fn) {
+  z_stream z = {0};
+  if (inflateInit(&z) != Z_OK)
+    return tc__oom(fn);
+  unsigned char in[4096];
+  z.next_out = out;
+  z.avail_out = MAT5_PEEK;
+  int zr = Z_OK;
+  while (z.avail_out > 0 && csize > 0 && zr == Z_OK) {
+    size_t want = csize < sizeof in ? (size_t)csize : sizeof in;
+    if (fread(in, 1, want, f) != want)
+      break;
+    csize -= want;
+    z.next_in = in;
+    z.avail_in = (uInt)want;
+    while (z.avail_out > 0 && z.avail_in > 0 && zr == Z_OK)
+      zr = inflate(&z, Z_NO_FLUSH);
+  }
+  *got = MAT5_PEEK - z.avail_out;
+  inflateEnd(&z);
+  if (zr != Z_OK && zr != Z_STREAM_END)
+    return tc__error(TC_EFORMAT,
+                     "%s: '%s': corrupt compressed variable at offset %llu", fn,
+                     path, (unsigned long long)at);
+  return TC_OK;
+}
+
+static tc_status mat5_prescan(const char *path, uint64_t fsize,
+                              const char *fn) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return tc__error(TC_EIO, "%s: cannot open '%s'", fn, path);
+  unsigned char hdr[MAT5_HDR], buf[MAT5_PEEK];
+  tc_status st = TC_OK;
+  if (fsize < MAT5_HDR || fread(hdr, 1, MAT5_HDR, f) != MAT5_HDR ||
+      !((hdr[126] == 'I' && hdr[127] == 'M') ||
+        (hdr[126] == 'M' && hdr[127] == 'I'))) {
+    st = tc__error(TC_EFORMAT,
+                   "%s: '%s' is not a MAT v5 or v7.3 file (v4 cannot hold "
+                   "SVHN's 4-D X)",
+                   fn, path);
+    goto out;
+  }
+  int big = hdr[126] == 'M';
+  unsigned version = big ? (unsigned)hdr[124] << 8 | hdr[125]
+                         : (unsigned)hdr[125] << 8 | hdr[124];
+  if (version == 0x0200) /* v7.3: an HDF5 file, read by libhdf5 */
+    goto out;
+  if (version != 0x0100) {
+    st = tc__error(TC_EFORMAT, "%s: '%s': unknown MAT version 0x%04x", fn, path,
+                   version);
+    goto out;
+  }
+  for (uint64_t at = MAT5_HDR; at < fsize;) {
+    unsigned char tag[8];
+    if (fsize - at < 8 || fseek(f, (long)at, SEEK_SET) != 0 ||
+        fread(tag, 1, 8, f) != 8) {
+      st = tc__error(TC_EFORMAT, "%s: '%s': truncated at offset %llu", fn, path,
+                     (unsigned long long)at);
+      goto out;
+    }
+    uint32_t type = get_u32(tag, big);
+    uint64_t size = get_u32(tag + 4, big);
+    if (size > fsize - at - 8) {
+      st =
+          tc__error(TC_EFORMAT,
+                    "%s: '%s': variable at offset %llu claims %llu bytes, "
+                    "past the end of the file",
+                    fn, path, (unsigned long long)at, (unsigned long long)size);
+      goto out;
+    }
+    if (type == MAT5_T_MATRIX) {
+      size_t want = size < MAT5_PEEK ? (size_t)size : MAT5_PEEK;
+      if (fread(buf, 1, want, f) != want) {
+        st = tc__error(TC_EIO, "%s: '%s': read error", fn, path);
+        goto out;
+      }
+      st = mat5_check_matrix(buf, want, size, big, path, at, fn);
+    } else if (type == MAT5_T_COMPRESSED) {
+      uint64_t got;
+      st = mat5_inflate_head(f, size, buf, &got, path, at, fn);
+      if (st == TC_OK && (got < 8 || get_u32(buf, big) != MAT5_T_MATRIX))
+        st = tc__error(TC_EFORMAT,
+                       "%s: '%s': compressed variable at offset %llu is "
+                       "not an array",
+                       fn, path, (unsigned long long)at);
+      if (st == TC_OK)
+        st = mat5_check_matrix(buf + 8, got - 8, get_u32(buf + 4, big), big,
+                               path, at, fn);
+    }
+    if (st != TC_OK)
+      goto out;
+    at += 8 + size; /* as matio walks: the size includes any padding */
+  }
+out:
+  fclose(f);
+  return st;
+}
+
 static void transpose_planes(uint8_t *px) {
   for (int ch = 0; ch < 3; ch++) {
     uint8_t *p = px + ch * SVHN_PLANE; /* (W,H) column-major -> (H,W) */
@@ -83,6 +268,9 @@ TC_API tc_status tc_dataset_load_svhn(tc_dataset **out, const char *mat_path) {
   TC__CHECK_NULL(mat_path, fn);
   uint64_t fsize;
   tc_status st = tc__file_size(mat_path, &fsize, fn);
+  if (st != TC_OK)
+    return st;
+  st = mat5_prescan(mat_path, fsize, fn);
   if (st != TC_OK)
     return st;
   pthread_once(&log_once, init_matio_log);

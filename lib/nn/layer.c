@@ -5,6 +5,7 @@
  * so a steady-state step allocates nothing).
  */
 #include <stdio.h>
+#include <time.h>
 
 #include "nn_internal.h"
 
@@ -350,12 +351,47 @@ tc_status nn_plan(tc_layer *l, int64_t n) {
   return st;
 }
 
+/* The clock after the backend has finished its queued work. */
+static tc_status prof_now(tc_backend *be, double *out) {
+  tc_status st = be->iface->synchronize(be->ctx);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  *out = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+  return st;
+}
+
+/* Runs the layer's forward (dir 0) or backward (dir 1) and adds its
+ * exclusive time: the total less what nested profiled layers added to the
+ * model's inner counter, which is then given the total for our parent. */
+static tc_status prof_call(tc_layer *l, int dir, tc_tensor *x,
+                           const tc_tensor *dy, tc_tensor *dx, int acc) {
+  tc_backend *be = nn_be(l);
+  double *inner = nn_model_prof_inner(l->model);
+  double saved = *inner, t0, t1;
+  *inner = 0.0;
+  tc_status st = prof_now(be, &t0);
+  if (st == TC_OK)
+    st = dir ? l->kind->backward(l, dy, dx, acc) : l->kind->forward(l, x);
+  tc_status st2 = prof_now(be, &t1);
+  if (st == TC_OK)
+    st = st2;
+  double total = t1 - t0;
+  l->prof_seconds[dir] += total - *inner;
+  l->prof_calls[dir]++;
+  *inner = saved + total;
+  return st;
+}
+
 tc_status nn_forward(tc_layer *l, tc_tensor *x) {
   l->x = x;
+  if (l->prof_on)
+    return prof_call(l, 0, x, NULL, NULL, 0);
   return l->kind->forward(l, x);
 }
 
 tc_status nn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
                       int acc) {
+  if (l->prof_on)
+    return prof_call(l, 1, NULL, dy, dx, acc);
   return l->kind->backward(l, dy, dx, acc);
 }

@@ -8,6 +8,7 @@
  * activations for a new batch size (buffers only grow, so alternating batch
  * sizes settle with no allocation); backward runs the tree in reverse.
  */
+#include <stddef.h>
 #include <stdio.h>
 
 #include "nn_internal.h"
@@ -33,6 +34,12 @@ struct tc_model {
   int64_t batch;             /* planned batch size, 0: none */
   int training, forwarded;
   uint64_t seed, rng_offset;
+  /* profiling: the profiled layers (not Sequential) in pre-order */
+  tc_layer **prof;
+  char **prof_names;
+  int64_t nprof;
+  int profiling;
+  double prof_inner; /* see nn_model_prof_inner */
 };
 
 /* ---- for layers ---- */
@@ -52,6 +59,8 @@ void nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
   /* whole Philox blocks, so each forward starts on a block boundary */
   m->rng_offset += ((uint64_t)units + 3) & ~(uint64_t)3;
 }
+
+double *nn_model_prof_inner(tc_model *m) { return &m->prof_inner; }
 
 /* ---- tree walks ---- */
 
@@ -145,6 +154,37 @@ static tc_status place_one(tc_layer *l, void *arg) {
   return TC_OK;
 }
 
+static int profiled(const tc_layer *l) {
+  return strcmp(l->kind->name, "sequential") != 0;
+}
+
+static tc_status prof_one(tc_layer *l, void *arg) {
+  tc_model *m = arg;
+  if (!profiled(l))
+    return TC_OK;
+  if (m->prof) {
+    char *name = l->name ? full_name(l->parent, l->name) : tc__strdup("");
+    if (!name)
+      return tc__oom("tc_model_create");
+    m->prof[m->nprof] = l;
+    m->prof_names[m->nprof] = name;
+  }
+  m->nprof++;
+  return TC_OK;
+}
+
+/* Lists the profiled layers and their module paths: a counting walk, then
+ * a filling one. */
+static tc_status prof_list(tc_model *m) {
+  walk(m->root, prof_one, m);
+  int64_t n = m->nprof;
+  m->nprof = 0;
+  if (!(m->prof = tc__calloc((size_t)n + 1, sizeof *m->prof)) ||
+      !(m->prof_names = tc__calloc((size_t)n + 1, sizeof *m->prof_names)))
+    return tc__oom("tc_model_create");
+  return walk(m->root, prof_one, m);
+}
+
 static tc_status init_one(tc_layer *l, void *arg) {
   return l->kind->init ? l->kind->init(l, arg) : TC_OK;
 }
@@ -176,6 +216,10 @@ TC_API void tc_model_destroy(tc_model *m) {
   tc__free(m->p);
   tc__free(m->b);
   tc__free(m->s);
+  for (int64_t i = 0; m->prof_names && i < m->nprof; i++)
+    tc__free(m->prof_names[i]);
+  tc__free(m->prof_names);
+  tc__free(m->prof);
   tc_tensor_destroy(m->params);
   tc_tensor_destroy(m->grads);
   tc_tensor_destroy(m->ws);
@@ -239,7 +283,8 @@ TC_API tc_status tc_model_create(tc_model **out, tc_backend *be,
           TC_OK)
     goto fail;
   place_arg pa = {m, 0};
-  if ((st = walk(m->root, place_one, &pa)) != TC_OK)
+  if ((st = walk(m->root, place_one, &pa)) != TC_OK ||
+      (st = prof_list(m)) != TC_OK)
     goto fail;
   if ((st = init_all(m)) != TC_OK)
     goto fail;
@@ -495,5 +540,62 @@ TC_API uint64_t tc_model_get_seed(const tc_model *m) {
 TC_API tc_status tc_model_set_seed(tc_model *m, uint64_t seed) {
   TC__CHECK_NULL(m, "tc_model_set_seed");
   m->seed = seed;
+  return TC_OK;
+}
+
+/* ---- profiling ---- */
+
+TC_API tc_status tc_model_set_profiling(tc_model *m, int on) {
+  TC__CHECK_NULL(m, "tc_model_set_profiling");
+  m->profiling = on != 0;
+  for (int64_t i = 0; i < m->nprof; i++)
+    m->prof[i]->prof_on = m->profiling;
+  return TC_OK;
+}
+
+TC_API int tc_model_is_profiling(const tc_model *m) {
+  return m ? m->profiling : -1;
+}
+
+TC_API tc_status tc_model_reset_profile(tc_model *m) {
+  TC__CHECK_NULL(m, "tc_model_reset_profile");
+  for (int64_t i = 0; i < m->nprof; i++) {
+    tc_layer *l = m->prof[i];
+    l->prof_seconds[0] = l->prof_seconds[1] = 0.0;
+    l->prof_calls[0] = l->prof_calls[1] = 0;
+  }
+  m->prof_inner = 0.0;
+  return TC_OK;
+}
+
+TC_API int64_t tc_model_profile_count(const tc_model *m) {
+  return m ? m->nprof : -1;
+}
+
+TC_API tc_status tc_model_get_profile(const tc_model *m, int64_t i,
+                                      tc_layer_profile *out) {
+  static const char fn[] = "tc_model_get_profile";
+  TC__CHECK_NULL(out, fn);
+  tc_status st = check_index(m, i, m ? m->nprof : 0, fn);
+  if (st != TC_OK)
+    return st;
+  size_t size = out->struct_size;
+  size_t min = offsetof(tc_layer_profile, kind) + sizeof out->kind;
+  if (size < min)
+    return tc__error(TC_EINVAL, "%s: out->struct_size %zu is too small "
+                     "(at least %zu)", fn, size, min);
+  if (size > sizeof *out)
+    return tc__error(TC_EVERSION, "%s: out->struct_size %zu is larger than "
+                     "this library's %zu (header newer than library)", fn,
+                     size, sizeof *out);
+  const tc_layer *l = m->prof[i];
+  tc_layer_profile p = {.struct_size = size};
+  p.name = m->prof_names[i];
+  p.kind = l->kind->name;
+  p.forward_seconds = l->prof_seconds[0];
+  p.backward_seconds = l->prof_seconds[1];
+  p.forward_calls = l->prof_calls[0];
+  p.backward_calls = l->prof_calls[1];
+  memcpy(out, &p, size);
   return TC_OK;
 }

@@ -59,6 +59,11 @@ struct tc_layer {
   tc_tensor *y;          /* output: owned (y_own) or an alias */
   tc_tensor *y_own;
   tc_tensor *scratch;    /* lazily sized temporary (e.g. accumulation) */
+  /* profiling (tc_model_set_profiling): exclusive seconds and calls,
+   * [0] forward, [1] backward */
+  int prof_on;
+  double prof_seconds[2];
+  int64_t prof_calls[2];
 };
 
 struct nn_kind {
@@ -139,6 +144,9 @@ void *nn_model_workspace(const tc_model *m, size_t *out_bytes);
 /* Reserves `units` numbers of the dropout stream; returns seed, offset. */
 void nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
                           uint64_t *offset);
+/* Seconds spent in profiled layers nested in the one being timed (so each
+ * layer's time can be made exclusive of its children's). */
+double *nn_model_prof_inner(tc_model *m);
 
 /* ---- init.c ---- */
 tc_status nn_init_default_weight(tc_tensor *w, tc_rng *rng);

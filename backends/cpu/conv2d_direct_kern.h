@@ -1,0 +1,109 @@
+/*
+ * conv2d_direct_kern.h - kernel bodies for conv2d_direct.c, included once
+ * per instruction set with these macros defined:
+ *   KF(name) function name, TGT target attribute, vf vector type, VL lanes,
+ *   V_LOAD, V_STORE, V_ADD, V_FMA(a,b,c) = a*b+c, V_BC broadcast, V_ZERO,
+ * V_HSUM, FKT, FNV (fwd tile), WKT, WNO (wgrad tile). No include guard: meant
+ * to be included several times.
+ */
+
+TGT static void KF(fwd)(const float *in, int64_t cin, int64_t ps,
+                        const int64_t *off, int64_t nrs, const float *wp,
+                        int64_t nkb, float *out, int64_t ldo, int64_t nq) {
+  int64_t cb = CONVD_CHAIN / nrs > 1 ? CONVD_CHAIN / nrs : 1;
+  for (int64_t kb = 0; kb < nkb; kb++) {
+    const float *wb = wp + kb * cin * nrs * FKT;
+    float *ob = out + kb * FKT * ldo;
+    for (int64_t q = 0; q < nq; q += FNV * VL) {
+      /* sum cb input channels in registers, then add into the output:
+       * shorter float chains, closer to the exact sum */
+      for (int64_t c0 = 0; c0 < cin; c0 += cb) {
+        int64_t c1 = c0 + cb < cin ? c0 + cb : cin;
+        vf acc[FKT][FNV];
+#pragma GCC unroll 8
+        for (int j = 0; j < FKT; j++)
+#pragma GCC unroll 4
+          for (int v = 0; v < FNV; v++)
+            acc[j][v] = V_ZERO();
+        const float *w = wb + c0 * nrs * FKT;
+        for (int64_t ci = c0; ci < c1; ci++) {
+          const float *xb = in + ci * ps + q;
+          for (int64_t t = 0; t < nrs; t++, w += FKT) {
+            const float *xp = xb + off[t];
+            vf xv[FNV];
+#pragma GCC unroll 4
+            for (int v = 0; v < FNV; v++)
+              xv[v] = V_LOAD(xp + v * VL);
+#pragma GCC unroll 8
+            for (int j = 0; j < FKT; j++) {
+              vf b = V_BC(w[j]);
+#pragma GCC unroll 4
+              for (int v = 0; v < FNV; v++)
+                acc[j][v] = V_FMA(b, xv[v], acc[j][v]);
+            }
+          }
+        }
+        if (c0 > 0) {
+#pragma GCC unroll 8
+          for (int j = 0; j < FKT; j++)
+#pragma GCC unroll 4
+            for (int v = 0; v < FNV; v++)
+              acc[j][v] = V_ADD(acc[j][v], V_LOAD(ob + j * ldo + q + v * VL));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < FKT; j++)
+#pragma GCC unroll 4
+          for (int v = 0; v < FNV; v++)
+            V_STORE(ob + j * ldo + q + v * VL, acc[j][v]);
+      }
+    }
+  }
+}
+
+TGT static void KF(wgrad)(const float *x, int64_t xs, int64_t ps,
+                          const float *dy, int64_t dys, int64_t ldd,
+                          int64_t nimg, int64_t c, int64_t k,
+                          const int64_t *off, int64_t nrs, int64_t nq,
+                          float *part) {
+  int64_t nkb = (k + WKT - 1) / WKT, ngrp = (nrs + WNO - 1) / WNO;
+  for (int64_t kb = 0; kb < nkb; kb++) {
+    for (int64_t ci = 0; ci < c; ci++) {
+      for (int64_t g = 0; g < ngrp; g++) {
+        const int64_t *og = off + g * WNO;
+        vf acc[WKT][WNO];
+#pragma GCC unroll 8
+        for (int j = 0; j < WKT; j++)
+#pragma GCC unroll 4
+          for (int o = 0; o < WNO; o++)
+            acc[j][o] = V_ZERO();
+        for (int64_t i = 0; i < nimg; i++) {
+          const float *d = dy + i * dys + kb * WKT * ldd;
+          const float *xb = x + i * xs + ci * ps;
+          for (int64_t q = 0; q < nq; q += VL) {
+            vf xv[WNO];
+#pragma GCC unroll 4
+            for (int o = 0; o < WNO; o++)
+              xv[o] = V_LOAD(xb + q + og[o]);
+#pragma GCC unroll 8
+            for (int j = 0; j < WKT; j++) {
+              vf dv = V_LOAD(d + j * ldd + q);
+#pragma GCC unroll 4
+              for (int o = 0; o < WNO; o++)
+                acc[j][o] = V_FMA(dv, xv[o], acc[j][o]);
+            }
+          }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < WKT; j++) {
+          int64_t kk = kb * WKT + j;
+#pragma GCC unroll 4
+          for (int o = 0; o < WNO; o++) {
+            int64_t t = g * WNO + o;
+            if (kk < k && t < nrs)
+              part[(kk * c + ci) * nrs + t] += V_HSUM(acc[j][o]);
+          }
+        }
+      }
+    }
+  }
+}
