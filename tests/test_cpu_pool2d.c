@@ -286,6 +286,25 @@ START_TEST(test_maxpool_random) {
 }
 END_TEST
 
+/* The 2x2 stride-2 fast path (vector loads of 8 or 16 outputs, masked row
+ * ends) needs wide rows to be reached: widths up to 45, odd and even. */
+START_TEST(test_maxpool_2x2_wide) {
+  uint64_t s = 4242;
+  for (int i = 0; i < 120; i++) {
+    pcase pc;
+    memset(&pc, 0, sizeof pc);
+    pc.n = pick(&s, 1, 2);
+    pc.c = pick(&s, 1, 3);
+    pc.kh = pc.kw = pc.sh = pc.sw = 2;
+    pc.h = pick(&s, 2, 20);
+    pc.w = pick(&s, 2, 45);
+    pc.ceil_h = (int)pick(&s, 0, 1);
+    pc.ceil_w = (int)pick(&s, 0, 1);
+    check_maxpool(&pc, 5000 + (uint64_t)i, i % 4, (i / 4) % 2);
+  }
+}
+END_TEST
+
 START_TEST(test_avgpool_random) {
   uint64_t s = 777;
   for (int i = 0; i < 160; i++) {
@@ -611,6 +630,7 @@ int main(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_maxpool_random);
+  tcase_add_test(tc, test_maxpool_2x2_wide);
   tcase_add_test(tc, test_avgpool_random);
   tcase_add_test(tc, test_pool_common_shapes);
   tcase_add_test(tc, test_maxpool_hand);

@@ -41,7 +41,7 @@
 #define BN_CHUNK_MIN 4096
 /* Independent partial sums per reduction (in a fixed order): breaks the
  * add latency chain. */
-#define BN_LANES 8
+#define BN_LANES 16
 /* Elements per task in the elementwise pass. */
 #define BN_APPLY_ELEMS 8192
 
@@ -60,6 +60,7 @@ typedef struct bn_job {
   float *alpha, *shift;     /* fwd: y = (x - mu)*alpha + shift */
   float *k, *gmean, *scale; /* bwd */
   int64_t planes, per_task;
+  int avx2;
 } bn_job;
 
 static int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
@@ -94,6 +95,7 @@ static tc_status bn_check(void *ctx, const tc_batchnorm_args *a,
 static void bn_job_init(bn_job *j, const tc_batchnorm_args *a) {
   memset(j, 0, sizeof *j);
   j->a = a;
+  j->avx2 = cpu_isa() >= CPU_ISA_AVX2;
   j->m = a->n * a->spatial;
   int64_t by_tasks = (BN_TARGET_TASKS + a->c - 1) / a->c;
   int64_t by_size = j->m / BN_CHUNK_MIN;
@@ -103,20 +105,110 @@ static void bn_job_init(bn_job *j, const tc_batchnorm_args *a) {
 }
 
 /* Calls body(ptr, len) for the values [m0, m1) of channel ci, walking the
- * (image, spatial) order; ptr points into `base`, laid out (n,c,spatial). */
+ * (image, spatial) order; ptr points into `base`, laid out (n,c,spatial).
+ * `continue` in body goes on with the next segment. */
 #define BN_FOR_RANGE(a, base, ci, m0, m1, ptr, len, body)                      \
-  for (int64_t m_ = (m0); m_ < (m1);) {                                        \
+  for (int64_t m_ = (m0), len = 0; m_ < (m1); m_ += len) {                     \
     int64_t i_ = m_ / (a)->spatial, s_ = m_ % (a)->spatial;                    \
-    int64_t len = min64((a)->spatial - s_, (m1)-m_);                           \
+    len = min64((a)->spatial - s_, (m1)-m_);                                   \
     ptr = (base) + (i_ * (a)->c + (ci)) * (a)->spatial + s_;                   \
     body;                                                                      \
-    m_ += len;                                                                 \
   }
 
 static void chunk_range(const bn_job *j, int64_t k, int64_t *m0, int64_t *m1) {
   *m0 = j->m * k / j->chunks;
   *m1 = j->m * (k + 1) / j->chunks;
 }
+
+/* ---- AVX2 variants: the same lanes and operations (no FMA) as the
+ * portable loops, so the bits do not depend on the path. A segment's
+ * element i goes to lane i % BN_LANES; the tail continues from lane 0. */
+#if CPU_X86
+#include <immintrin.h>
+
+static CPU_AVX2 void stats_seg_avx2(const float *p, int64_t len, double shift,
+                                    double *l1, double *l2) {
+  __m256d s = _mm256_set1_pd(shift);
+  __m256d a[4], b[4];
+  for (int k = 0; k < 4; k++)
+    a[k] = _mm256_loadu_pd(l1 + 4 * k), b[k] = _mm256_loadu_pd(l2 + 4 * k);
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16)
+    for (int k = 0; k < 4; k++) {
+      __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i + 4 * k)), s);
+      a[k] = _mm256_add_pd(a[k], d);
+      b[k] = _mm256_add_pd(b[k], _mm256_mul_pd(d, d));
+    }
+  for (int k = 0; k < 4; k++)
+    _mm256_storeu_pd(l1 + 4 * k, a[k]), _mm256_storeu_pd(l2 + 4 * k, b[k]);
+  for (int l = 0; i < len; i++, l++) {
+    double d = p[i] - shift;
+    l1[l] += d;
+    l2[l] += d * d;
+  }
+}
+
+static CPU_AVX2 void grad_seg_avx2(const float *dy, const float *x,
+                                   int64_t len, double mu, double *l1,
+                                   double *l2) {
+  __m256d m = _mm256_set1_pd(mu);
+  __m256d a[4], b[4];
+  for (int k = 0; k < 4; k++)
+    a[k] = _mm256_loadu_pd(l1 + 4 * k), b[k] = _mm256_loadu_pd(l2 + 4 * k);
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16)
+    for (int k = 0; k < 4; k++) {
+      __m256d g = _mm256_cvtps_pd(_mm_loadu_ps(dy + i + 4 * k));
+      __m256d xc =
+          _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k)), m);
+      a[k] = _mm256_add_pd(a[k], g);
+      b[k] = _mm256_add_pd(b[k], _mm256_mul_pd(g, xc));
+    }
+  for (int k = 0; k < 4; k++)
+    _mm256_storeu_pd(l1 + 4 * k, a[k]), _mm256_storeu_pd(l2 + 4 * k, b[k]);
+  for (int l = 0; i < len; i++, l++) {
+    l1[l] += dy[i];
+    l2[l] += dy[i] * (x[i] - mu);
+  }
+}
+
+/* y = (x - mu)*al + sh; x may be y */
+static CPU_AVX2 void apply_avx2(const float *x, float *y, int64_t n, float mu,
+                                float al, float sh) {
+  __m256 vm = _mm256_set1_ps(mu), va = _mm256_set1_ps(al),
+         vs = _mm256_set1_ps(sh);
+  int64_t e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + e), vm);
+    _mm256_storeu_ps(y + e, _mm256_add_ps(_mm256_mul_ps(v, va), vs));
+  }
+  for (; e < n; e++)
+    y[e] = (x[e] - mu) * al + sh;
+}
+
+/* dx (+)= (dy - gm - (x - mu)*k) * sc; dy may be dx */
+static CPU_AVX2 void dx_avx2(const float *x, const float *dy, float *dx,
+                             int64_t n, float mu, float k, float gm, float sc,
+                             int acc) {
+  __m256 vm = _mm256_set1_ps(mu), vk = _mm256_set1_ps(k),
+         vg = _mm256_set1_ps(gm), vs = _mm256_set1_ps(sc);
+  int64_t e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 xc = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + e), vm), vk);
+    __m256 t = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(dy + e), vg), xc);
+    t = _mm256_mul_ps(t, vs);
+    if (acc)
+      t = _mm256_add_ps(_mm256_loadu_ps(dx + e), t);
+    _mm256_storeu_ps(dx + e, t);
+  }
+  if (acc)
+    for (; e < n; e++)
+      dx[e] += (dy[e] - gm - (x[e] - mu) * k) * sc;
+  else
+    for (; e < n; e++)
+      dx[e] = (dy[e] - gm - (x[e] - mu) * k) * sc;
+}
+#endif
 
 /* Forward reduction task: chunk k of block channel t / chunks. */
 static void bn_stats_task(void *arg, int64_t t) {
@@ -132,7 +224,21 @@ static void bn_stats_task(void *arg, int64_t t) {
     shift =
         a->x[((m0 / a->spatial) * a->c + ci) * a->spatial + m0 % a->spatial];
   double l1[BN_LANES] = {0}, l2[BN_LANES] = {0};
+  if (a->spatial == 1) { /* segments of one value: all in lane 0, in order */
+    for (int64_t i = m0; i < m1; i++) {
+      double d = a->x[i * a->c + ci] - shift;
+      l1[0] += d;
+      l2[0] += d * d;
+    }
+    m1 = m0; /* skip the walk below */
+  }
   BN_FOR_RANGE(a, a->x, ci, m0, m1, p, len, {
+#if CPU_X86
+    if (j->avx2 && len >= 16) {
+      stats_seg_avx2(p, len, shift, l1, l2);
+      continue;
+    }
+#endif
     int64_t i = 0;
     for (; i + BN_LANES <= len; i += BN_LANES)
       for (int l = 0; l < BN_LANES; l++) {
@@ -162,8 +268,21 @@ static void bn_grad_sums_task(void *arg, int64_t t) {
   double mu = a->save_mean[ci], sdy = 0, sdx = 0;
   const float *restrict dy;
   double l1[BN_LANES] = {0}, l2[BN_LANES] = {0};
+  if (a->spatial == 1) { /* as in bn_stats_task */
+    for (int64_t i = m0; i < m1; i++) {
+      l1[0] += a->dy[i * a->c + ci];
+      l2[0] += a->dy[i * a->c + ci] * (a->x[i * a->c + ci] - mu);
+    }
+    m1 = m0;
+  }
   BN_FOR_RANGE(a, a->dy, ci, m0, m1, dy, len, {
     const float *restrict x = a->x + (dy - a->dy);
+#if CPU_X86
+    if (j->avx2 && len >= 16) {
+      grad_seg_avx2(dy, x, len, mu, l1, l2);
+      continue;
+    }
+#endif
     int64_t i = 0;
     for (; i + BN_LANES <= len; i += BN_LANES)
       for (int l = 0; l < BN_LANES; l++) {
@@ -196,12 +315,28 @@ static void bn_apply_task(void *arg, int64_t t) {
   const bn_job *j = arg;
   const tc_batchnorm_args *a = j->a;
   int64_t p1 = min64((t + 1) * j->per_task, j->planes), s = a->spatial;
+  if (s == 1) { /* planes of one value: walk (image, channel) directly */
+    for (int64_t p = t * j->per_task, i = p / j->cb, q = p % j->cb; p < p1;
+         p++) {
+      int64_t off = i * a->c + j->c0 + q;
+      a->y[off] = (a->x[off] - j->mu[q]) * j->alpha[q] + j->shift[q];
+      if (++q == j->cb)
+        q = 0, i++;
+    }
+    return;
+  }
   for (int64_t p = t * j->per_task; p < p1; p++) {
     int64_t i = p / j->cb, q = p % j->cb;
     int64_t off = (i * a->c + j->c0 + q) * s;
     const float *x = a->x + off; /* may alias y (in place) */
     float *y = a->y + off;
     float mu = j->mu[q], al = j->alpha[q], sh = j->shift[q];
+#if CPU_X86
+    if (j->avx2) {
+      apply_avx2(x, y, s, mu, al, sh);
+      continue;
+    }
+#endif
     for (int64_t e = 0; e < s; e++)
       y[e] = (x[e] - mu) * al + sh;
   }
@@ -212,6 +347,18 @@ static void bn_dx_task(void *arg, int64_t t) {
   const bn_job *j = arg;
   const tc_batchnorm_args *a = j->a;
   int64_t p1 = min64((t + 1) * j->per_task, j->planes), s = a->spatial;
+  if (s == 1) { /* as in bn_apply_task */
+    for (int64_t p = t * j->per_task, i = p / j->cb, q = p % j->cb; p < p1;
+         p++) {
+      int64_t off = i * a->c + j->c0 + q;
+      float v = (a->dy[off] - j->gmean[q] - (a->x[off] - j->mu[q]) * j->k[q]) *
+                j->scale[q];
+      a->dx[off] = a->accumulate ? a->dx[off] + v : v;
+      if (++q == j->cb)
+        q = 0, i++;
+    }
+    return;
+  }
   for (int64_t p = t * j->per_task; p < p1; p++) {
     int64_t i = p / j->cb, q = p % j->cb;
     int64_t off = (i * a->c + j->c0 + q) * s;
@@ -219,6 +366,12 @@ static void bn_dx_task(void *arg, int64_t t) {
     const float *dy = a->dy + off; /* may alias dx (in place) */
     float *dx = a->dx + off;
     float mu = j->mu[q], k = j->k[q], gm = j->gmean[q], sc = j->scale[q];
+#if CPU_X86
+    if (j->avx2) {
+      dx_avx2(x, dy, dx, s, mu, k, gm, sc, a->accumulate);
+      continue;
+    }
+#endif
     if (a->accumulate)
       for (int64_t e = 0; e < s; e++)
         dx[e] += (dy[e] - gm - (x[e] - mu) * k) * sc;
@@ -310,6 +463,7 @@ tc_status cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
   bn_job j;
   memset(&j, 0, sizeof j);
   j.a = a;
+  j.avx2 = cpu_isa() >= CPU_ISA_AVX2;
   float mu[BN_PART_MAX], alpha[BN_PART_MAX], shift[BN_PART_MAX];
   j.mu = mu, j.alpha = alpha, j.shift = shift;
   for (j.c0 = 0; j.c0 < a->c; j.c0 += j.cb) {

@@ -24,6 +24,7 @@ typedef struct bn_layer {
   tc_tensor *zeros;     /* (C) eval backward */
   tc_tensor *tmp;       /* (N*C) eval backward */
   tc_tensor *xhat;      /* like x, eval backward */
+  tc_tensor *gscr;      /* (2C) dweight, dbias of one backward */
 } bn_layer;
 
 static tc_status bn_infer(tc_layer *l, const char *fn) {
@@ -226,10 +227,6 @@ static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
       return st;
     acc = 0;
   }
-  /* one accumulate flag covers dx and the parameter gradients, which
-   * must accumulate: clear dx first when it is to be overwritten */
-  if (!acc && (st = nn_fill(be, nn_f(target), target->numel, 0.f)) != TC_OK)
-    return st;
   tc_batchnorm_args a = bn_args(b, dy->shape[0]);
   a.x = nn_f(l->x);
   a.dy = nn_f(dy);
@@ -237,7 +234,32 @@ static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
   a.dgamma = b->o.affine ? nn_f(l->grad[0]) : NULL;
   a.dbeta = b->o.affine ? nn_f(l->grad[1]) : NULL;
   a.accumulate = 1;
-  return be->iface->batchnorm_bwd(be->ctx, &a);
+  if (acc)
+    return be->iface->batchnorm_bwd(be->ctx, &a);
+  /* one accumulate flag covers dx and the parameter gradients, which must
+   * accumulate: dx is overwritten and the parameter gradients go through
+   * scratch (2C floats), which beats clearing and re-reading all of dx */
+  if (!b->o.affine) {
+    a.accumulate = 0;
+    return be->iface->batchnorm_bwd(be->ctx, &a);
+  }
+  if ((st = NN_SLOT(be, axpy)) != TC_OK)
+    return st;
+  int64_t c2 = 2 * b->c;
+  if ((st = nn_ensure(&b->gscr, be, &c2, 1, TC_FLOAT32)) != TC_OK)
+    return st;
+  a.dgamma = nn_f(b->gscr);
+  a.dbeta = nn_f(b->gscr) + b->c;
+  a.accumulate = 0;
+  if ((st = be->iface->batchnorm_bwd(be->ctx, &a)) != TC_OK)
+    return st;
+  for (int i = 0; i < 2; i++) {
+    tc_eltwise_args e = {sizeof e, b->c, 1.f, 0.f, nn_f(b->gscr) + i * b->c,
+                         NULL, nn_f(l->grad[i])};
+    if ((st = be->iface->axpy(be->ctx, &e)) != TC_OK)
+      return st;
+  }
+  return TC_OK;
 }
 
 static void bn_release(tc_layer *l) {
@@ -247,6 +269,7 @@ static void bn_release(tc_layer *l) {
   tc_tensor_destroy(b->zeros);
   tc_tensor_destroy(b->tmp);
   tc_tensor_destroy(b->xhat);
+  tc_tensor_destroy(b->gscr);
 }
 
 static const nn_kind bn1d_kind = {
