@@ -211,6 +211,10 @@ static const ccase fixed_cases[] = {
     {70, 3, 6, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1},  /* batch > reduce chunks */
     {37, 2, 5, 5, 3, 1, 1, 1, 1, 0, 0, 1, 1},  /* chunked, direct */
     {70, 8, 6, 6, 16, 3, 3, 1, 1, 1, 1, 1, 1}, /* dw > one combine block */
+    {37, 5, 9, 8, 6, 3, 3, 2, 2, 1, 1, 1, 1},  /* stride 2, chunked */
+    {2, 3, 13, 11, 5, 5, 5, 4, 4, 2, 1, 1, 1}, /* stride 4 */
+    {9, 70, 6, 7, 3, 1, 1, 2, 2, 0, 0, 1, 1},  /* 1x1 stride 2, 70 ch */
+    {3, 6, 8, 9, 4, 3, 3, 1, 2, 0, 2, 1, 1},   /* stride 1,2 */
 };
 
 START_TEST(test_conv_fixed) {

@@ -2,13 +2,17 @@
  * conv2d.c - the CPU backend's 2-D convolution (groups = 1): forward,
  * backward-data, backward-filter, bias-grad and the workspace query.
  *
- * Method, stride 1 / dilation 1 / padding <= kernel-1 on a CPU with AVX2+FMA
- * (or AVX-512F): direct SIMD kernels (conv2d_direct.c; the layout is
- * explained at "direct path" below). Per image, x (or dy for backward data)
- * is copied into a zero-padded plane in the slot, the kernel writes the
- * outputs on the padded grid, and the valid ones are copied out. Backward
- * filter sums CONVD_CHUNKS fixed chunks of images into partials (combined
- * in order as below). Direct workspace: max over the three ops of
+ * Method, stride <= CONVD_MAX_STRIDE / dilation 1 / padding <= kernel-1 on
+ * a CPU with AVX2+FMA (or AVX-512F; TINYCNN_CPU_ISA can lower the choice):
+ * direct SIMD kernels (conv2d_direct.c; the layout and the stride phases
+ * are explained at "direct path" below). Per image, x (or dy for backward
+ * data) is copied into zero-padded planes (one per stride phase) in the
+ * slot, the kernel writes the outputs on the padded grid, and the valid
+ * ones are copied out. A slot's zeros stay in place for its next image, so
+ * only the data is copied again. Backward filter sums CONVD_CHUNKS fixed
+ * chunks of images into partials (combined in order as below); a 1x1
+ * kernel runs its channels as the kernel's taps. Direct workspace: max
+ * over the three ops of
  * (shared + slots * slot), where shared is the packed weights (fwd, bwd data)
  * or the partials (bwd filter) and slot one image's padded input and
  * outputs (bwd filter: G images); every op needs the one-slot query.
@@ -56,11 +60,13 @@
 /* Direct path limits: channels, image extent (keeps every buffer small). */
 #define CONVD_MAX_CH 4096
 #define CONVD_MAX_HW 1024
+/* Largest stride the direct path takes (as stride*stride phases). */
+#define CONVD_MAX_STRIDE 4
 /* Direct wgrad: partial sums (fixed, like CPU_REDUCE_CHUNKS), and images
  * per kernel call: enough that one call sums >= this many positions. */
 #define CONVD_CHUNKS 16
 #define CONVD_MAX_G 16
-#define CONVD_WG_POSITIONS 2048
+#define CONVD_WG_POSITIONS 1024
 /* Elements per task when the partial sums are combined. */
 #define CONV_COMBINE_BLOCK 1024
 
@@ -75,8 +81,10 @@ typedef struct conv_geom {
   size_t part_bytes; /* all partial sums (0 when chunks <= 1) */
   /* direct (stride-1 SIMD) path; all sizes in floats */
   const convd_kernels *kern; /* NULL: im2col + GEMM */
-  int64_t Hp, Wp, nqf, psf;  /* fwd/wgrad input grid, fwd tiles */
-  int64_t Hq, Wq, nqb, psb;  /* bwd_data grid (dy padded by r-1-ph) */
+  int64_t nph, Rm, Sm;       /* stride phases, most taps per phase */
+  int64_t Hs, Ws, nqf, psf;  /* fwd/wgrad phase grid, fwd tiles */
+  int64_t U0, V0, Uh, Uw;    /* bwd_data: first phase row/col, extent */
+  int64_t Hq, Wq, nqb, psb;  /* bwd_data dy grid */
   int64_t nqw, psw, G;       /* wgrad tiles, images per kernel call */
   int64_t kpf, cpf, kpw;     /* channel counts rounded up to the tiles */
   size_t fwd_shared, fwd_slot, bwd_shared, bwd_slot, wg_slot, wg_part;
@@ -104,43 +112,55 @@ static int64_t max64(int64_t x, int64_t y) {
 }
 
 /* Sizes for the direct path, or g->kern = NULL when it does not apply
- * (stride or dilation != 1, padding > kernel-1, 1x1 without padding, large
- * kernels, no AVX2, or buffers too large to be worth it). */
+ * (stride > CONVD_MAX_STRIDE, dilation != 1, padding > kernel-1, 1x1 with
+ * stride 1 and no padding, large kernels, below AVX2, or buffers too large
+ * to be worth it). */
 static void conv_direct_geometry(conv_geom *g) {
   g->kern = NULL;
   const convd_kernels *kn = cpu_convd_kernels();
-  if (!kn || g->direct || g->sh != 1 || g->sw != 1 || g->dh != 1 ||
-      g->dw != 1 || g->ph > g->r - 1 || g->pw > g->s - 1 ||
-      g->r * g->s > CONVD_MAX_RS || g->c > CONVD_MAX_CH ||
-      g->k > CONVD_MAX_CH || g->h > CONVD_MAX_HW || g->w > CONVD_MAX_HW)
+  if (!kn || g->direct || g->sh > CONVD_MAX_STRIDE ||
+      g->sw > CONVD_MAX_STRIDE || g->dh != 1 || g->dw != 1 ||
+      g->ph > g->r - 1 || g->pw > g->s - 1 || g->r * g->s > CONVD_MAX_RS ||
+      g->c > CONVD_MAX_CH || g->k > CONVD_MAX_CH || g->h > CONVD_MAX_HW ||
+      g->w > CONVD_MAX_HW)
     return;
   int64_t rs = g->r * g->s;
-  /* fwd and wgrad: x padded to Hp x Wp; output q = oh*Wp + ow */
-  g->Hp = g->h + 2 * g->ph, g->Wp = g->w + 2 * g->pw;
-  int64_t L = (g->oh - 1) * g->Wp + g->ow;
-  int64_t offmax = (g->r - 1) * g->Wp + g->s - 1;
+  g->nph = g->sh * g->sw;
+  g->Rm = (g->r + g->sh - 1) / g->sh, g->Sm = (g->s + g->sw - 1) / g->sw;
+  /* fwd and wgrad: each phase of padded x is an Hs x Ws plane; output
+   * q = oh*Ws + ow */
+  int64_t Hp = g->h + 2 * g->ph, Wp = g->w + 2 * g->pw;
+  g->Hs = (Hp + g->sh - 1) / g->sh, g->Ws = (Wp + g->sw - 1) / g->sw;
+  int64_t L = (g->oh - 1) * g->Ws + g->ow;
+  int64_t offmax = (g->Rm - 1) * g->Ws + g->Sm - 1;
   g->nqf = roundup64(L, kn->ft);
-  g->psf = roundup64(max64(g->Hp * g->Wp, g->nqf + offmax), 16);
+  g->psf = roundup64(max64(g->Hs * g->Ws, g->nqf + offmax), 16);
   g->kpf = roundup64(g->k, kn->fkt);
   g->fwd_shared = round64((size_t)(g->kpf * g->c * rs) * 4);
-  g->fwd_slot = round64((size_t)(g->c * g->psf + g->kpf * g->nqf) * 4);
-  /* bwd_data: dy padded by (r-1-ph, s-1-pw), flipped kernel; out (h,w) */
-  g->Hq = g->oh + 2 * (g->r - 1 - g->ph),
-  g->Wq = g->ow + 2 * (g->s - 1 - g->pw);
-  int64_t Lb = (g->h - 1) * g->Wq + g->w;
+  g->fwd_slot =
+      round64((size_t)(g->nph * g->c * g->psf + g->kpf * g->nqf) * 4);
+  /* bwd_data: each phase of dx (shifted by U0, V0 phase rows/columns) is
+   * a stride-1 correlation of dy padded to Hq x Wq with the phase's taps */
+  g->U0 = g->ph / g->sh, g->V0 = g->pw / g->sw;
+  g->Uh = (g->h - 1 + g->ph) / g->sh + 1 - g->U0;
+  g->Uw = (g->w - 1 + g->pw) / g->sw + 1 - g->V0;
+  g->Hq = g->Uh + g->Rm - 1, g->Wq = g->Uw + g->Sm - 1;
+  int64_t Lb = (g->Uh - 1) * g->Wq + g->Uw;
   g->nqb = roundup64(Lb, kn->ft);
   g->psb = roundup64(
-      max64(g->Hq * g->Wq, g->nqb + (g->r - 1) * g->Wq + g->s - 1), 16);
+      max64(g->Hq * g->Wq, g->nqb + (g->Rm - 1) * g->Wq + g->Sm - 1), 16);
   g->cpf = roundup64(g->c, kn->fkt);
   g->bwd_shared = round64((size_t)(g->cpf * g->k * rs) * 4);
-  g->bwd_slot = round64((size_t)(g->k * g->psb + g->cpf * g->nqb) * 4);
-  /* wgrad: G images of padded x and of dy on the Wp grid per call */
+  g->bwd_slot =
+      round64((size_t)(g->k * g->psb + g->nph * g->cpf * g->nqb) * 4);
+  /* wgrad: G images of x phases and of dy on the Ws grid per call */
   g->nqw = roundup64(L, kn->wvl);
-  g->psw = roundup64(max64(g->Hp * g->Wp, g->nqw + offmax), 16);
+  g->psw = roundup64(max64(g->Hs * g->Ws, g->nqw + offmax), 16);
   g->kpw = roundup64(g->k, kn->wkt);
   g->G =
       min64(CONVD_MAX_G, max64(1, (CONVD_WG_POSITIONS + g->nqw - 1) / g->nqw));
-  g->wg_slot = round64((size_t)(g->G * (g->c * g->psw + g->kpw * g->nqw)) * 4);
+  g->wg_slot = round64(
+      (size_t)(g->G * (g->nph * g->c * g->psw + g->kpw * g->nqw)) * 4);
   g->kern = kn;
 }
 
@@ -395,91 +415,234 @@ static float *slot_col(const conv_geom *g, int64_t t) {
   return (float *)(g->cols + (size_t)t * g->col_bytes);
 }
 
-/* ---- direct path (stride 1, SIMD kernels) -------------------------------
+/* ---- direct path (SIMD kernels) -----------------------------------------
  * A stride-1 convolution is a 1-D one on the padded image flattened row by
  * row: with the input padded to Hp x Wp, output (oh, ow) sits at
  * q = oh*Wp + ow and reads input q + ri*Wp + si. Positions with ow >= out_w
  * are computed and dropped (or, for the weight gradient, meet zeros in dy),
  * so the kernels run contiguous vector loads with no edge cases.
- * Backward data is the same forward kernel on dy padded by (r-1-ph,
- * s-1-pw) with the kernel flipped and k, c swapped. */
+ * A stride (sh, sw) convolution is the sum over the sh*sw phases (a, b) of
+ * the padded input (rows a, a+sh, ..., columns b, b+sw, ...; each an
+ * Hs x Ws plane) of a stride-1 one with the taps (a + sh*di, b + sw*dj):
+ * the same kernels, one call per phase, no wasted products.
+ * Backward data is the same forward kernel per phase of dx: phase (a, b)
+ * of dx at phase position (u, v) is the sum over its taps of
+ * w(a + sh*di, b + sw*dj) * dy(u - di, v - dj), a correlation of dy padded
+ * by (Rm-1, Sm-1) (less the U0, V0 phase rows/columns that fall in the
+ * padding) with k, c swapped. */
 
 /* dst (c, ps): each channel's plane is Hp x Wp (row stride wp) holding src
- * (c, h, w) at (pt, pl), zero elsewhere up to ps. */
+ * (c, h, w) at (pt, pl), zero elsewhere up to ps. With `inner` the zeros
+ * are already there (the slot's previous image) and only src is copied. */
 static void pad_planes(const float *src, int64_t c, int64_t h, int64_t w,
                        float *dst, int64_t ps, int64_t wp, int64_t pt,
-                       int64_t pl) {
+                       int64_t pl, int inner) {
   for (int64_t cc = 0; cc < c; cc++) {
     float *d = dst + cc * ps;
     const float *sp = src + cc * h * w;
     int64_t first = pt * wp + pl, last = (pt + h - 1) * wp + pl + w;
-    memset(d, 0, (size_t)first * sizeof *d);
+    if (!inner)
+      memset(d, 0, (size_t)first * sizeof *d);
     for (int64_t i = 0; i < h; i++) {
       float *row = d + (pt + i) * wp + pl;
       memcpy(row, sp + i * w, (size_t)w * sizeof *d);
-      if (i + 1 < h)
+      if (i + 1 < h && !inner)
         memset(row + w, 0, (size_t)(wp - w) * sizeof *d);
     }
-    memset(d + last, 0, (size_t)(ps - last) * sizeof *d);
+    if (!inner)
+      memset(d + last, 0, (size_t)(ps - last) * sizeof *d);
   }
 }
 
-/* wp[((kb*cin + ci)*rs + t)*kt + j] = weight of output channel kb*kt + j
- * (zero past nout) for input channel ci, kernel offset t. */
+/* Pointer for stream element 0 of column phase b when a row's columns
+ * j = 2m + par (par = (b - pad) mod 2) are phase position
+ * v = m + vshift - (b - pad - par)/2 on a row at `row`. */
+static float *stream2(float *row, int64_t b, int64_t pad, int64_t vshift,
+                      int64_t *par) {
+  *par = ((b - pad) % 2 + 2) % 2;
+  return row + vshift - (b - pad - *par) / 2;
+}
+
+/* phase_planes for sw == 2: the zeros first (unless `inner`), then each
+ * source row, in order, split once into its even and odd columns, written
+ * straight into the two column phases of its row phase. */
+static void phase_planes2(const conv_geom *g, const float *src, float *dst,
+                          int64_t ps, int inner) {
+  float junk[CONVD_MAX_HW / 2 + 1];
+  int64_t nb = min64(2, g->s), na = min64(g->sh, g->r);
+  for (int64_t cc = 0; cc < g->c && !inner; cc++)
+    for (int64_t a = 0; a < na; a++) {
+      int64_t ulo = g->ph > a ? (g->ph - a + g->sh - 1) / g->sh : 0;
+      int64_t uhi = min64(g->Hs, (g->h + g->ph - a + g->sh - 1) / g->sh);
+      for (int64_t b = 0; b < nb; b++) {
+        float *d = dst + ((a * 2 + b) * g->c + cc) * ps;
+        int64_t vlo = g->pw > b ? (g->pw - b + 1) / 2 : 0;
+        int64_t vhi = min64(g->Ws, (g->w + g->pw - b + 1) / 2);
+        memset(d, 0, (size_t)(ulo * g->Ws) * sizeof(float));
+        for (int64_t u = ulo; u < uhi; u++) {
+          float *row = d + u * g->Ws;
+          for (int64_t v = 0; v < vlo; v++)
+            row[v] = 0.f;
+          for (int64_t v = vhi; v < g->Ws; v++)
+            row[v] = 0.f;
+        }
+        memset(d + uhi * g->Ws, 0, (size_t)(ps - uhi * g->Ws) * sizeof(float));
+      }
+    }
+  for (int64_t cc = 0; cc < g->c; cc++)
+    for (int64_t i = 0; i < g->h; i++) {
+      int64_t e = i + g->ph, a = e % g->sh, u = e / g->sh;
+      if (a >= na)
+        continue;
+      const float *sr = src + cc * g->hw + i * g->w;
+      float *st[2] = {junk, junk};
+      for (int64_t b = 0; b < nb; b++) {
+        int64_t par;
+        float *row = dst + ((a * 2 + b) * g->c + cc) * ps + u * g->Ws;
+        float *p0 = stream2(row, b, g->pw, 0, &par);
+        st[par] = p0;
+      }
+      g->kern->deint2(sr, g->w / 2, st[0], st[1]);
+      if (g->w & 1)
+        st[0][g->w / 2] = sr[g->w - 1];
+    }
+}
+
+/* Phase (a, b) of x (c, h, w) padded by (ph, pw), as c planes of Hs x Ws
+ * (stride ps) at dst + (p*c + cc)*ps, p = a*sw + b; only phases with taps.
+ * Stride 1 is pad_planes. */
+static void phase_planes(const conv_geom *g, const float *src, float *dst,
+                         int64_t ps, int inner) {
+  if (g->nph == 1) {
+    pad_planes(src, g->c, g->h, g->w, dst, ps, g->Ws, g->ph, g->pw, inner);
+    return;
+  }
+  if (g->sw == 2) {
+    phase_planes2(g, src, dst, ps, inner);
+    return;
+  }
+  for (int64_t a = 0; a < g->sh && a < g->r; a++) {
+    /* rows u with 0 <= a + sh*u - ph < h */
+    int64_t ulo = g->ph > a ? (g->ph - a + g->sh - 1) / g->sh : 0;
+    int64_t uhi = min64(g->Hs, (g->h + g->ph - a + g->sh - 1) / g->sh);
+    for (int64_t b = 0; b < g->sw && b < g->s; b++) {
+      int64_t vlo = g->pw > b ? (g->pw - b + g->sw - 1) / g->sw : 0;
+      int64_t vhi = min64(g->Ws, (g->w + g->pw - b + g->sw - 1) / g->sw);
+      int64_t j0 = b + g->sw * vlo - g->pw;
+      float *dp = dst + (a * g->sw + b) * g->c * ps;
+      for (int64_t cc = 0; cc < g->c; cc++) {
+        float *d = dp + cc * ps;
+        const float *sp = src + cc * g->hw;
+        if (!inner)
+          memset(d, 0, (size_t)(ulo * g->Ws) * sizeof *d);
+        for (int64_t u = ulo; u < uhi; u++) {
+          float *restrict row = d + u * g->Ws;
+          const float *restrict sr = sp + (a + g->sh * u - g->ph) * g->w + j0;
+          if (!inner)
+            for (int64_t v = 0; v < vlo; v++)
+              row[v] = 0.f;
+          for (int64_t v = 0; v < vhi - vlo; v++)
+            row[vlo + v] = sr[v * g->sw];
+          if (!inner)
+            for (int64_t v = vhi; v < g->Ws; v++)
+              row[v] = 0.f;
+        }
+        if (!inner)
+          memset(d + uhi * g->Ws, 0, (size_t)(ps - uhi * g->Ws) * sizeof *d);
+      }
+    }
+  }
+}
+
+/* Taps of phase p = a*sw + b: idx[t] = ri*s + si (ri = a + sh*di,
+ * si = b + sw*dj) and off[t] its input offset on a grid of row stride ld:
+ * di*ld + dj, or for bwd (flip) (Rm-1-di)*ld + (Sm-1-dj), listed by
+ * increasing offset. Returns the tap count; off is padded with zeros to
+ * CONVD_MAX_RS + 8 entries (the wgrad kernel reads whole tap groups). */
+static int64_t phase_taps(const conv_geom *g, int64_t p, int64_t ld, int flip,
+                          int64_t *off, int64_t *idx) {
+  int64_t a = p / g->sw, b = p % g->sw, n = 0;
+  int64_t nr = a < g->r ? (g->r - a + g->sh - 1) / g->sh : 0;
+  int64_t ns = b < g->s ? (g->s - b + g->sw - 1) / g->sw : 0;
+  for (int64_t i = 0; i < nr; i++)
+    for (int64_t j = 0; j < ns; j++) {
+      int64_t di = flip ? nr - 1 - i : i, dj = flip ? ns - 1 - j : j;
+      idx[n] = (a + g->sh * di) * g->s + b + g->sw * dj;
+      off[n++] = flip ? (g->Rm - 1 - di) * ld + (g->Sm - 1 - dj)
+                      : di * ld + dj;
+    }
+  for (int64_t t = n; t < CONVD_MAX_RS + 8; t++)
+    off[t] = 0;
+  return n;
+}
+
+/* The taps of all phases, phase by phase, as offsets from channel ci's
+ * plane of phase 0 (phase p's planes start p*c*ps further on): fwd and
+ * wgrad run every phase in one kernel call. Returns r*s. */
+static int64_t all_taps(const conv_geom *g, int64_t ps, int64_t *off,
+                        int64_t *idx) {
+  int64_t n = 0, po[CONVD_MAX_RS + 8];
+  for (int64_t p = 0; p < g->nph; p++) {
+    int64_t nt = phase_taps(g, p, g->Ws, 0, po, idx + n);
+    for (int64_t t = 0; t < nt; t++)
+      off[n + t] = po[t] + p * g->c * ps;
+    n += nt;
+  }
+  for (int64_t t = n; t < CONVD_MAX_RS + 8; t++)
+    off[t] = 0;
+  return n;
+}
+
+/* Forward weights: wp[((kb*c + ci)*rs + t)*kt + j] = weight of output
+ * channel kb*kt + j (zero past k) for input channel ci, tap t of
+ * all_taps. */
 static void pack_fwd_weights(const conv_geom *g, float *wp) {
   int64_t kt = g->kern->fkt, rs = g->r * g->s;
+  int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
+  all_taps(g, g->psf, off, idx);
   for (int64_t kb = 0; kb < g->kpf / kt; kb++)
     for (int64_t ci = 0; ci < g->c; ci++)
       for (int64_t t = 0; t < rs; t++)
         for (int64_t j = 0; j < kt; j++) {
           int64_t kk = kb * kt + j;
-          *wp++ = kk < g->k ? g->a->wt[(kk * g->c + ci) * rs + t] : 0.f;
+          *wp++ = kk < g->k ? g->a->wt[(kk * g->c + ci) * rs + idx[t]] : 0.f;
         }
 }
 
-/* Backward data: output channel ci, input channel kk, offset t reads the
- * forward weight (kk, ci) at the flipped offset rs-1-t. */
+/* Backward data: output channel ci, input channel kk, tap t of phase p
+ * reads the forward weight (kk, ci) at that tap. */
 static void pack_bwd_weights(const conv_geom *g, float *wp) {
   int64_t kt = g->kern->fkt, rs = g->r * g->s;
-  for (int64_t cb = 0; cb < g->cpf / kt; cb++)
-    for (int64_t kk = 0; kk < g->k; kk++)
-      for (int64_t t = 0; t < rs; t++)
-        for (int64_t j = 0; j < kt; j++) {
-          int64_t ci = cb * kt + j;
-          *wp++ =
-              ci < g->c ? g->a->wt[(kk * g->c + ci) * rs + rs - 1 - t] : 0.f;
-        }
-}
-
-static void fill_offsets(int64_t *off, int64_t r, int64_t s, int64_t wp,
-                         int64_t total) {
-  int64_t t = 0;
-  for (int64_t i = 0; i < r; i++)
-    for (int64_t j = 0; j < s; j++)
-      off[t++] = i * wp + j;
-  for (; t < total; t++)
-    off[t] = 0;
+  int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
+  for (int64_t p = 0; p < g->nph; p++) {
+    int64_t nt = phase_taps(g, p, g->Wq, 1, off, idx);
+    for (int64_t cb = 0; cb < g->cpf / kt; cb++)
+      for (int64_t kk = 0; kk < g->k; kk++)
+        for (int64_t t = 0; t < nt; t++)
+          for (int64_t j = 0; j < kt; j++) {
+            int64_t ci = cb * kt + j;
+            *wp++ = ci < g->c ? g->a->wt[(kk * g->c + ci) * rs + idx[t]] : 0.f;
+          }
+  }
 }
 
 static void dfwd_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
-  int64_t i0, i1, off[CONVD_MAX_RS];
+  int64_t i0, i1, off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
   block_range(g->n, g->slots, t, &i0, &i1);
-  fill_offsets(off, g->r, g->s, g->Wp, g->r * g->s);
   const float *wp = (const float *)a->workspace;
   float *xp = slot_col(g, t);
-  float *out = xp + g->c * g->psf; /* (kpf, nqf) */
+  float *out = xp + g->nph * g->c * g->psf; /* (kpf, nqf) */
+  int64_t nkb = g->kpf / g->kern->fkt, nrs = all_taps(g, g->psf, off, idx);
   for (int64_t i = i0; i < i1; i++) {
-    pad_planes(a->x + i * g->c * g->hw, g->c, g->h, g->w, xp, g->psf, g->Wp,
-               g->ph, g->pw);
-    g->kern->fwd(xp, g->c, g->psf, off, g->r * g->s, wp, g->kpf / g->kern->fkt,
-                 out, g->nqf, g->nqf);
+    phase_planes(g, a->x + i * g->c * g->hw, xp, g->psf, i > i0);
+    g->kern->fwd(xp, g->c, g->psf, off, nrs, wp, nkb, out, g->nqf, g->nqf, 0);
     float *y = a->y + i * g->k * g->P;
     for (int64_t kk = 0; kk < g->k; kk++) {
       float b = a->bias ? a->bias[kk] : 0.f;
       for (int64_t o = 0; o < g->oh; o++) {
-        const float *restrict src = out + kk * g->nqf + o * g->Wp;
+        const float *restrict src = out + kk * g->nqf + o * g->Ws;
         float *restrict dst = y + (kk * g->oh + o) * g->ow;
         for (int64_t q = 0; q < g->ow; q++)
           dst[q] = src[q] + b;
@@ -488,33 +651,103 @@ static void dfwd_task(void *arg, int64_t t) {
   }
 }
 
+/* dx phase p (a, b) from out (c rows of nqb on the Wq grid; NULL: zeros):
+ * phase position (u, v) is dx (sh*(u+U0) + a - ph, sw*(v+V0) + b - pw). */
+static void scatter_phase(const conv_geom *g, int64_t p, const float *out,
+                          float *dx) {
+  int64_t a = p / g->sw, b = p % g->sw, acc = g->a->accumulate;
+  if (!out && acc)
+    return;
+  /* u range with 0 <= sh*(u+U0) + a - ph < h; same for v */
+  int64_t e0 = a - g->ph + g->sh * g->U0, f0 = b - g->pw + g->sw * g->V0;
+  int64_t ulo = e0 < 0 ? (-e0 + g->sh - 1) / g->sh : 0;
+  int64_t uhi = min64(g->Uh, e0 < g->h ? (g->h - e0 + g->sh - 1) / g->sh : 0);
+  int64_t vlo = f0 < 0 ? (-f0 + g->sw - 1) / g->sw : 0;
+  int64_t vhi = min64(g->Uw, f0 < g->w ? (g->w - f0 + g->sw - 1) / g->sw : 0);
+  if (vhi <= vlo)
+    return;
+  for (int64_t ci = 0; ci < g->c; ci++) {
+    for (int64_t u = ulo; u < uhi; u++) {
+      float *restrict dst =
+          dx + (ci * g->h + e0 + g->sh * u) * g->w + f0 + g->sw * vlo;
+      int64_t m = vhi - vlo;
+      if (!out) {
+        for (int64_t v = 0; v < m; v++)
+          dst[v * g->sw] = 0.f;
+        continue;
+      }
+      const float *restrict src = out + ci * g->nqb + u * g->Wq + vlo;
+      if (g->sw == 1) {
+        if (acc) {
+          for (int64_t v = 0; v < m; v++)
+            dst[v] += src[v];
+        } else {
+          memcpy(dst, src, (size_t)m * sizeof *dst);
+        }
+      } else if (acc) {
+        for (int64_t v = 0; v < m; v++)
+          dst[v * g->sw] += src[v];
+      } else {
+        for (int64_t v = 0; v < m; v++)
+          dst[v * g->sw] = src[v];
+      }
+    }
+  }
+}
+
+/* dx from all phases' outputs (phase p at out + p*cpf*nqb) when sw == 2:
+ * each dx row interleaves its two column phases in one pass. */
+static void scatter2(const conv_geom *g, const float *out, float *dx) {
+  int64_t acc = g->a->accumulate, pb = g->cpf * g->nqb;
+  for (int64_t ci = 0; ci < g->c; ci++)
+    for (int64_t xr = 0; xr < g->h; xr++) {
+      int64_t e = xr + g->ph, a = e % g->sh, u = e / g->sh - g->U0;
+      float *st[2];
+      for (int64_t b = 0; b < 2; b++) {
+        int64_t par;
+        float *row = (float *)out + (a * 2 + b) * pb + ci * g->nqb + u * g->Wq;
+        float *p0 = stream2(row, b, g->pw, -g->V0, &par);
+        st[par] = p0;
+      }
+      float *dst = dx + (ci * g->h + xr) * g->w;
+      g->kern->inter2(st[0], st[1], g->w / 2, dst, (int)acc);
+      if (g->w & 1)
+        dst[g->w - 1] =
+            acc ? dst[g->w - 1] + st[0][g->w / 2] : st[0][g->w / 2];
+    }
+}
+
 static void dbwd_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
-  int64_t i0, i1, off[CONVD_MAX_RS];
+  int64_t i0, i1, off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
   block_range(g->n, g->slots, t, &i0, &i1);
-  fill_offsets(off, g->r, g->s, g->Wq, g->r * g->s);
   const float *wp = (const float *)a->workspace;
   float *dp = slot_col(g, t);
-  float *out = dp + g->k * g->psb; /* (cpf, nqb) */
+  float *out = dp + g->k * g->psb; /* nph x (cpf, nqb) */
+  int64_t nkb = g->cpf / g->kern->fkt, pb = g->cpf * g->nqb;
+  /* phases without taps read as zeros in scatter2 */
+  if (g->sw == 2)
+    for (int64_t p = 0; p < g->nph; p++)
+      if (!phase_taps(g, p, g->Wq, 1, off, idx))
+        memset(out + p * pb, 0, (size_t)pb * sizeof *out);
   for (int64_t i = i0; i < i1; i++) {
     pad_planes(a->dy + i * g->k * g->P, g->k, g->oh, g->ow, dp, g->psb, g->Wq,
-               g->r - 1 - g->ph, g->s - 1 - g->pw);
-    g->kern->fwd(dp, g->k, g->psb, off, g->r * g->s, wp, g->cpf / g->kern->fkt,
-                 out, g->nqb, g->nqb);
+               g->Rm - 1 - g->U0, g->Sm - 1 - g->V0, i > i0);
     float *dx = a->dx + i * g->c * g->hw;
-    for (int64_t ci = 0; ci < g->c; ci++) {
-      for (int64_t o = 0; o < g->h; o++) {
-        const float *restrict src = out + ci * g->nqb + o * g->Wq;
-        float *restrict dst = dx + (ci * g->h + o) * g->w;
-        if (a->accumulate) {
-          for (int64_t q = 0; q < g->w; q++)
-            dst[q] += src[q];
-        } else {
-          memcpy(dst, src, (size_t)g->w * sizeof *dst);
-        }
+    const float *w = wp;
+    for (int64_t p = 0; p < g->nph; p++) {
+      int64_t nt = phase_taps(g, p, g->Wq, 1, off, idx);
+      if (nt) {
+        g->kern->fwd(dp, g->k, g->psb, off, nt, w, nkb, out + p * pb, g->nqb,
+                     g->nqb, 0);
+        w += g->cpf * g->k * nt;
       }
+      if (g->sw != 2)
+        scatter_phase(g, p, nt ? out + p * pb : NULL, dx);
     }
+    if (g->sw == 2)
+      scatter2(g, out, dx);
   }
 }
 
@@ -526,11 +759,20 @@ static void dwg_task(void *arg, int64_t t) {
   const tc_conv2d_args *a = g->a;
   const convd_kernels *kn = g->kern;
   int64_t kcrs = g->k * g->crs, rs = g->r * g->s;
-  int64_t off[CONVD_MAX_RS + 8];
-  fill_offsets(off, g->r, g->s, g->Wp, roundup64(rs, kn->wno));
-  int64_t xs = g->c * g->psw, dys = g->kpw * g->nqw;
+  int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
+  int64_t xs = g->nph * g->c * g->psw, dys = g->kpw * g->nqw;
   float *xb = slot_col(g, t);
   float *db = xb + g->G * xs; /* G x (kpw, nqw) */
+  all_taps(g, g->psw, off, idx);
+  /* 1x1: the channels become the taps (one "channel"), so the kernel's
+   * tap groups are full */
+  int fold = rs == 1 && g->c <= CONVD_MAX_RS;
+  if (fold) {
+    int64_t o0 = off[0];
+    for (int64_t ci = 0; ci < g->c; ci++)
+      off[ci] = o0 + ci * g->psw, idx[ci] = ci;
+  }
+  int64_t ready = 0; /* image slots whose zeros are in place */
   for (int64_t j = t; j < g->chunks; j += g->slots) {
     int64_t c0, c1;
     block_range(g->n, g->chunks, j, &c0, &c1);
@@ -540,19 +782,24 @@ static void dwg_task(void *arg, int64_t t) {
     for (int64_t i0 = c0; i0 < c1; i0 += g->G) {
       int64_t m = min64(g->G, c1 - i0);
       for (int64_t i = 0; i < m; i++) {
-        pad_planes(a->x + (i0 + i) * g->c * g->hw, g->c, g->h, g->w,
-                   xb + i * xs, g->psw, g->Wp, g->ph, g->pw);
-        /* dy on the Wp grid: zero past ow in each row and past the end */
-        float *d = db + i * dys;
-        memset(d, 0, (size_t)dys * sizeof *d);
-        const float *dy = a->dy + (i0 + i) * g->k * g->P;
-        for (int64_t kk = 0; kk < g->k; kk++)
-          for (int64_t o = 0; o < g->oh; o++)
-            memcpy(d + kk * g->nqw + o * g->Wp, dy + (kk * g->oh + o) * g->ow,
-                   (size_t)g->ow * sizeof *d);
+        int inner = i < ready;
+        phase_planes(g, a->x + (i0 + i) * g->c * g->hw, xb + i * xs, g->psw,
+                     inner);
+        /* dy on the Ws grid: zero past ow in each row and past the end
+         * (rows k..kpw stay zero: they are never written) */
+        if (!inner)
+          memset(db + i * dys + g->k * g->nqw, 0,
+                 (size_t)((g->kpw - g->k) * g->nqw) * sizeof *db);
+        pad_planes(a->dy + (i0 + i) * g->k * g->P, g->k, g->oh, g->ow,
+                   db + i * dys, g->nqw, g->Ws, 0, 0, inner);
       }
-      kn->wgrad(xb, xs, g->psw, db, dys, g->nqw, m, g->c, g->k, off, rs, g->nqw,
-                dst);
+      ready = max64(ready, m);
+      if (fold)
+        kn->wgrad(xb, xs, g->psw, db, dys, g->nqw, m, 1, g->k, off, g->c,
+                  g->nqw, idx, g->c, dst);
+      else
+        kn->wgrad(xb, xs, g->psw, db, dys, g->nqw, m, g->c, g->k, off, rs,
+                  g->nqw, idx, rs, dst);
     }
   }
 }

@@ -1,12 +1,14 @@
 /*
- * conv2d_direct.c - SIMD kernels for the CPU backend's stride-1
+ * conv2d_direct.c - SIMD kernels for the CPU backend's direct
  * convolutions (see conv2d.c for how they are used): AVX-512F and
- * AVX2+FMA builds of the same bodies (conv2d_direct_kern.h), picked once
- * from the CPU's features. Without AVX2+FMA conv2d.c uses im2col + GEMM.
+ * AVX2+FMA builds of the same bodies (conv2d_direct_kern.h), picked by
+ * cpu_isa() (TINYCNN_CPU_ISA lowers it). Below AVX2+FMA conv2d.c uses
+ * im2col + GEMM.
  */
 #include <immintrin.h>
 
 #include "conv2d_direct.h"
+#include "cpu.h"
 
 /* ---- AVX2 + FMA: 16 ymm registers ---- */
 #define KF(name) convd_avx2_##name
@@ -34,8 +36,50 @@ TGT static float convd_hsum256(__m256 v) {
 
 #include "conv2d_direct_kern.h"
 
+/* Stride-2 (de)interleaving of rows, for both kernel sets. */
+TGT static void convd_deint2(const float *src, int64_t n, float *even,
+                             float *odd) {
+  int64_t m = 0;
+  for (; m + 8 <= n; m += 8) {
+    __m256 a = _mm256_loadu_ps(src + 2 * m), b = _mm256_loadu_ps(src + 2 * m + 8);
+    __m256 lo = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 hi = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    _mm256_storeu_ps(even + m, _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                   _mm256_castps_pd(lo), 0xd8)));
+    _mm256_storeu_ps(odd + m, _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                  _mm256_castps_pd(hi), 0xd8)));
+  }
+  for (; m < n; m++) {
+    even[m] = src[2 * m];
+    odd[m] = src[2 * m + 1];
+  }
+}
+
+TGT static void convd_inter2(const float *even, const float *odd, int64_t n,
+                             float *dst, int add) {
+  int64_t m = 0;
+  for (; m + 8 <= n; m += 8) {
+    __m256 e = _mm256_loadu_ps(even + m), o = _mm256_loadu_ps(odd + m);
+    __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+    __m256 d0 = _mm256_permute2f128_ps(lo, hi, 0x20);
+    __m256 d1 = _mm256_permute2f128_ps(lo, hi, 0x31);
+    if (add) {
+      d0 = _mm256_add_ps(d0, _mm256_loadu_ps(dst + 2 * m));
+      d1 = _mm256_add_ps(d1, _mm256_loadu_ps(dst + 2 * m + 8));
+    }
+    _mm256_storeu_ps(dst + 2 * m, d0);
+    _mm256_storeu_ps(dst + 2 * m + 8, d1);
+  }
+  for (; m < n; m++) {
+    dst[2 * m] = add ? dst[2 * m] + even[m] : even[m];
+    dst[2 * m + 1] = add ? dst[2 * m + 1] + odd[m] : odd[m];
+  }
+}
+
 static const convd_kernels convd_avx2 = {
-    "avx2", FKT, FNV *VL, WKT, WNO, VL, convd_avx2_fwd, convd_avx2_wgrad};
+    "avx2",           FKT,         VL,          WKT,
+    WNO,              VL,          convd_avx2_fwd, convd_avx2_wgrad,
+    convd_deint2,     convd_inter2};
 
 #undef KF
 #undef TGT
@@ -84,13 +128,15 @@ TGT static float convd_hsum512(__m512 v) {
 #include "conv2d_direct_kern.h"
 
 static const convd_kernels convd_avx512 = {
-    "avx512", FKT, FNV *VL, WKT, WNO, VL, convd_avx512_fwd, convd_avx512_wgrad};
+    "avx512",     FKT,          VL,               WKT,
+    WNO,          VL,           convd_avx512_fwd, convd_avx512_wgrad,
+    convd_deint2, convd_inter2};
 
 const convd_kernels *cpu_convd_kernels(void) {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f"))
+  int isa = cpu_isa();
+  if (isa >= CPU_ISA_AVX512)
     return &convd_avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+  if (isa >= CPU_ISA_AVX2)
     return &convd_avx2;
   return 0;
 }

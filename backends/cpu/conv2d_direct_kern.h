@@ -9,12 +9,14 @@
 
 TGT static void KF(fwd)(const float *in, int64_t cin, int64_t ps,
                         const int64_t *off, int64_t nrs, const float *wp,
-                        int64_t nkb, float *out, int64_t ldo, int64_t nq) {
+                        int64_t nkb, float *out, int64_t ldo, int64_t nq,
+                        int add) {
   int64_t cb = CONVD_CHAIN / nrs > 1 ? CONVD_CHAIN / nrs : 1;
   for (int64_t kb = 0; kb < nkb; kb++) {
     const float *wb = wp + kb * cin * nrs * FKT;
     float *ob = out + kb * FKT * ldo;
-    for (int64_t q = 0; q < nq; q += FNV * VL) {
+    int64_t q = 0;
+    for (; q + FNV * VL <= nq; q += FNV * VL) {
       /* sum cb input channels in registers, then add into the output:
        * shorter float chains, closer to the exact sum */
       for (int64_t c0 = 0; c0 < cin; c0 += cb) {
@@ -43,7 +45,7 @@ TGT static void KF(fwd)(const float *in, int64_t cin, int64_t ps,
             }
           }
         }
-        if (c0 > 0) {
+        if (c0 > 0 || add) {
 #pragma GCC unroll 8
           for (int j = 0; j < FKT; j++)
 #pragma GCC unroll 4
@@ -57,6 +59,34 @@ TGT static void KF(fwd)(const float *in, int64_t cin, int64_t ps,
             V_STORE(ob + j * ldo + q + v * VL, acc[j][v]);
       }
     }
+    /* the last positions, one vector at a time (small images) */
+    for (; q < nq; q += VL) {
+      for (int64_t c0 = 0; c0 < cin; c0 += cb) {
+        int64_t c1 = c0 + cb < cin ? c0 + cb : cin;
+        vf acc[FKT];
+#pragma GCC unroll 8
+        for (int j = 0; j < FKT; j++)
+          acc[j] = V_ZERO();
+        const float *w = wb + c0 * nrs * FKT;
+        for (int64_t ci = c0; ci < c1; ci++) {
+          const float *xb = in + ci * ps + q;
+          for (int64_t t = 0; t < nrs; t++, w += FKT) {
+            vf xv = V_LOAD(xb + off[t]);
+#pragma GCC unroll 8
+            for (int j = 0; j < FKT; j++)
+              acc[j] = V_FMA(V_BC(w[j]), xv, acc[j]);
+          }
+        }
+        if (c0 > 0 || add) {
+#pragma GCC unroll 8
+          for (int j = 0; j < FKT; j++)
+            acc[j] = V_ADD(acc[j], V_LOAD(ob + j * ldo + q));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < FKT; j++)
+          V_STORE(ob + j * ldo + q, acc[j]);
+      }
+    }
   }
 }
 
@@ -64,7 +94,7 @@ TGT static void KF(wgrad)(const float *x, int64_t xs, int64_t ps,
                           const float *dy, int64_t dys, int64_t ldd,
                           int64_t nimg, int64_t c, int64_t k,
                           const int64_t *off, int64_t nrs, int64_t nq,
-                          float *part) {
+                          const int64_t *pidx, int64_t prs, float *part) {
   int64_t nkb = (k + WKT - 1) / WKT, ngrp = (nrs + WNO - 1) / WNO;
   for (int64_t kb = 0; kb < nkb; kb++) {
     for (int64_t ci = 0; ci < c; ci++) {
@@ -100,7 +130,7 @@ TGT static void KF(wgrad)(const float *x, int64_t xs, int64_t ps,
           for (int o = 0; o < WNO; o++) {
             int64_t t = g * WNO + o;
             if (kk < k && t < nrs)
-              part[(kk * c + ci) * nrs + t] += V_HSUM(acc[j][o]);
+              part[(kk * c + ci) * prs + pidx[t]] += V_HSUM(acc[j][o]);
           }
         }
       }
