@@ -647,6 +647,226 @@ START_TEST(test_profile) {
 }
 END_TEST
 
+/* ---- memory: the inference arena and the gradient slots ---- */
+
+static void copy_state(tc_model *dst, tc_model *src) {
+  ck_assert_int_eq(tc_model_num_state(dst), tc_model_num_state(src));
+  for (int64_t i = 0; i < tc_model_num_state(src); i++) {
+    tc_tensor *a, *b;
+    NU_OK(tc_model_get_state(dst, i, NULL, &a));
+    NU_OK(tc_model_get_state(src, i, NULL, &b));
+    NU_OK(tc_tensor_copy(a, b));
+  }
+}
+
+static float *host_of(const tc_tensor *t) {
+  float *h = malloc((size_t)tc_tensor_numel(t) * 4 + 4);
+  nu_get(t, h);
+  return h;
+}
+
+static void assert_same_bits(const tc_tensor *a, const tc_tensor *b,
+                             const char *what) {
+  ck_assert_int_eq(tc_tensor_numel(a), tc_tensor_numel(b));
+  float *ha = host_of(a), *hb = host_of(b);
+  ck_assert_msg(memcmp(ha, hb, (size_t)tc_tensor_numel(a) * 4) == 0,
+                "%s differs", what);
+  free(ha);
+  free(hb);
+}
+
+static float *eval_out(tc_model *m, tc_tensor *x) {
+  tc_tensor *y;
+  NU_OK(tc_model_forward(m, x, &y));
+  return host_of(y);
+}
+
+/* Evaluation after training (full plan at batch 4, arena at batch 6)
+ * equals a fresh evaluation-only model's (arena at both); evaluating does
+ * not disturb training; backward after an arena forward equals backward
+ * after a full-plan forward. */
+static void arena_case(tc_layer *(*make)(int), int variant) {
+  tc_model *a = nu_model(be, make(variant), img, 3, 1);
+  tc_model *b = nu_model(be, make(variant), img, 3, 1);
+  tc_model *c = nu_model(be, make(variant), img, 3, 1);
+  copy_state(b, a);
+  copy_state(c, a);
+  tc_loss *loss;
+  NU_OK(tc_loss_create(&loss, be, TC_LOSS_CROSS_ENTROPY, NULL));
+  tc_tensor *x4 = random_images(4, 21), *x6 = random_images(6, 22);
+  int32_t labd[4] = {1, 7, 3, 3};
+  tc_tensor *lab = nu_labels(be, 4, labd);
+  float la, lc;
+  for (int i = 0; i < 2; i++) {
+    step(a, loss, x4, lab, &la);
+    step(c, loss, x4, lab, &lc);
+    ck_assert(memcmp(&la, &lc, 4) == 0);
+  }
+  /* a trainer's evaluation, then a fresh model with its state */
+  NU_OK(tc_model_set_training(a, 0));
+  float *ya4 = eval_out(a, x4), *ya6 = eval_out(a, x6);
+  copy_state(b, a);
+  NU_OK(tc_model_set_training(b, 0));
+  float *yb6 = eval_out(b, x6), *yb4 = eval_out(b, x4);
+  ck_assert(memcmp(ya4, yb4, 40) == 0);
+  ck_assert(memcmp(ya6, yb6, 60) == 0);
+  /* training goes on as if nobody had evaluated */
+  NU_OK(tc_model_set_training(a, 1));
+  step(a, loss, x4, lab, &la);
+  step(c, loss, x4, lab, &lc);
+  ck_assert(memcmp(&la, &lc, 4) == 0);
+  assert_same_bits(tc_model_params_flat(a), tc_model_params_flat(c),
+                   "parameters after evaluating");
+  assert_same_bits(tc_model_grads_flat(a), tc_model_grads_flat(c),
+                   "gradients after evaluating");
+  /* eval backward: b has only run arena forwards so far */
+  float dyd[60];
+  tu_fill_uniform(dyd, 60, 23, -1.f, 1.f);
+  int64_t ds[2] = {6, 10};
+  tc_tensor *dy = nu_tensor(be, ds, 2, dyd);
+  float *grads[2], *dxs[2], *ys[2];
+  for (int k = 0; k < 2; k++) {
+    NU_OK(tc_model_zero_grad(b));
+    ys[k] = eval_out(b, x6); /* k = 1: the full plan holds batch 6 now */
+    NU_OK(tc_model_backward(b, dy));
+    grads[k] = host_of(tc_model_grads_flat(b));
+    dxs[k] = host_of(tc_model_input_grad(b));
+  }
+  ck_assert(memcmp(ys[0], ys[1], 60) == 0);
+  ck_assert(memcmp(ys[0], yb6, 60) == 0);
+  ck_assert(memcmp(grads[0], grads[1],
+                   (size_t)tc_tensor_numel(tc_model_grads_flat(b)) * 4) == 0);
+  ck_assert(memcmp(dxs[0], dxs[1], 6 * 3072 * 4) == 0);
+  for (int k = 0; k < 2; k++) {
+    free(grads[k]);
+    free(dxs[k]);
+    free(ys[k]);
+  }
+  free(ya4);
+  free(ya6);
+  free(yb4);
+  free(yb6);
+  tc_tensor_destroy(dy);
+  tc_tensor_destroy(x4);
+  tc_tensor_destroy(x6);
+  tc_tensor_destroy(lab);
+  tc_loss_destroy(loss);
+  tc_model_destroy(a);
+  tc_model_destroy(b);
+  tc_model_destroy(c);
+}
+
+static tc_layer *make_lenet(int bn) {
+  tc_layer *net;
+  NU_OK(lenet(&net, bn));
+  return net;
+}
+
+static tc_layer *make_resnet(int shortcut) {
+  tc_layer *net;
+  NU_OK(resnet(&net, 1, shortcut));
+  return net;
+}
+
+START_TEST(test_eval_arena_matches_full) {
+  arena_case(make_lenet, 0);
+  arena_case(make_lenet, 1);
+  arena_case(make_resnet, TC_SHORTCUT_A_MAXPOOL);
+  arena_case(make_resnet, TC_SHORTCUT_A_SUBSAMPLE);
+  arena_case(make_resnet, TC_SHORTCUT_B);
+  arena_case(make_resnet, TC_SHORTCUT_NONE);
+}
+END_TEST
+
+/* Live host bytes through a size-recording allocator. */
+static size_t mem_live, mem_peak;
+static long mem_count;
+
+static void *mem_alloc(void *user, size_t size, size_t alignment) {
+  (void)user;
+  size_t al = alignment < 16 ? 16 : alignment;
+  void *p = NULL;
+  if (posix_memalign(&p, al, al + size) != 0)
+    return NULL;
+  size_t *h = (size_t *)((char *)p + al);
+  h[-1] = al;
+  h[-2] = size;
+  mem_live += size;
+  if (mem_live > mem_peak)
+    mem_peak = mem_live;
+  mem_count++;
+  return h;
+}
+
+static void mem_free(void *user, void *ptr) {
+  (void)user;
+  if (!ptr)
+    return;
+  size_t *h = ptr;
+  mem_live -= h[-2];
+  free((char *)ptr - h[-1]);
+}
+
+/* Peak bytes of one training step or one evaluation (the model included),
+ * and the allocations of two more steps (one at another batch size). */
+static size_t peak_of(int train, long *later_allocs) {
+  tc_backend *b2 = nu_cpu();
+  tc_backend *save = be;
+  be = b2;
+  tc_tensor *x = random_images(16, 5), *x8 = random_images(8, 6);
+  int32_t labd[16] = {0};
+  tc_tensor *lab = nu_labels(be, 16, labd);
+  tc_loss *loss;
+  NU_OK(tc_loss_create(&loss, be, TC_LOSS_CROSS_ENTROPY, NULL));
+  size_t base = mem_live;
+  mem_peak = mem_live;
+  tc_model *m = nu_model(be, make_resnet(TC_SHORTCUT_A_MAXPOOL), img, 3, 0);
+  float l;
+  tc_tensor *y;
+  NU_OK(tc_model_set_training(m, train));
+  if (train)
+    step(m, loss, x, lab, &l);
+  else
+    NU_OK(tc_model_forward(m, x, &y));
+  size_t peak = mem_peak - base;
+  if (!train)
+    NU_OK(tc_model_forward(m, x8, &y)); /* a smaller batch fits */
+  mem_count = 0;
+  if (train) {
+    step(m, loss, x, lab, &l);
+  } else {
+    NU_OK(tc_model_forward(m, x, &y));
+    NU_OK(tc_model_forward(m, x8, &y));
+    NU_OK(tc_model_forward(m, x, &y));
+  }
+  *later_allocs = mem_count;
+  tc_model_destroy(m);
+  tc_loss_destroy(loss);
+  tc_tensor_destroy(x);
+  tc_tensor_destroy(x8);
+  tc_tensor_destroy(lab);
+  be = save;
+  tc_backend_destroy(b2);
+  return peak;
+}
+
+START_TEST(test_inference_memory) {
+  tc_allocator a = {sizeof a, mem_alloc, mem_free, NULL};
+  mem_live = mem_peak = 0;
+  ck_assert_int_eq(tc_set_allocator(&a), TC_OK);
+  long allocs_train, allocs_eval;
+  size_t train = peak_of(1, &allocs_train);
+  size_t eval = peak_of(0, &allocs_eval);
+  tc_set_allocator(NULL);
+  /* the arena holds a few activations: ResNet-8 at batch 16 needs well
+   * under half of what training keeps (the parameters are ~80 KB) */
+  ck_assert_msg(2 * eval < train, "eval peak %zu, training peak %zu", eval,
+                train);
+  ck_assert_int_eq(allocs_train, 0);
+  ck_assert_int_eq(allocs_eval, 0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("model");
   TCase *tc = tcase_create("model");
@@ -662,6 +882,8 @@ int main(void) {
   tcase_add_test(tc, test_fault_injection);
   tcase_add_test(tc, test_fault_injection_forward);
   tcase_add_test(tc, test_profile);
+  tcase_add_test(tc, test_eval_arena_matches_full);
+  tcase_add_test(tc, test_inference_memory);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }

@@ -50,6 +50,7 @@ static const nn_kind relu_kind = {
     .plan = relu_plan,
     .forward = relu_forward,
     .backward = relu_backward,
+    .produces = 1,
 };
 
 TC_API tc_status tc_relu_create(tc_layer **out) {

@@ -47,8 +47,12 @@ static tc_status bn_init(tc_layer *l, tc_rng *rng) {
   (void)rng;
   bn_layer *b = (bn_layer *)l;
   tc_backend *be = nn_be(l);
-  tc_status st = TC_OK;
-  if (b->o.affine) {
+  /* the batch statistics are per channel: sized here so an inference
+   * forward (no plan) without running statistics has them */
+  tc_status st = nn_ensure(&b->save_mean, be, &b->c, 1, TC_FLOAT32);
+  if (st == TC_OK)
+    st = nn_ensure(&b->save_invstd, be, &b->c, 1, TC_FLOAT32);
+  if (st == TC_OK && b->o.affine) {
     st = nn_fill(be, nn_f(l->param[0]), b->c, 1.f);
     if (st == TC_OK)
       st = nn_fill(be, nn_f(l->param[1]), b->c, 0.f);
@@ -275,12 +279,12 @@ static void bn_release(tc_layer *l) {
 static const nn_kind bn1d_kind = {
     .name = "batchnorm1d", .infer = bn_infer, .init = bn_init,
     .plan = bn_plan, .forward = bn_forward, .backward = bn_backward,
-    .release = bn_release,
+    .release = bn_release, .produces = 1,
 };
 static const nn_kind bn2d_kind = {
     .name = "batchnorm2d", .infer = bn_infer, .init = bn_init,
     .plan = bn_plan, .forward = bn_forward, .backward = bn_backward,
-    .release = bn_release,
+    .release = bn_release, .produces = 1,
 };
 
 static const tc_batchnorm_options bn_defaults = TC_BATCHNORM_OPTIONS_INIT;

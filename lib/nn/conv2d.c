@@ -128,6 +128,7 @@ static const nn_kind conv_kind = {
     .forward = conv_forward,
     .backward = conv_backward,
     .workspace = conv_workspace,
+    .produces = 1,
 };
 
 static const tc_conv2d_options conv_defaults = TC_CONV2D_OPTIONS_INIT;

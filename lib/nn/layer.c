@@ -276,6 +276,26 @@ void nn_alias(tc_tensor *alias, const tc_tensor *x, const int64_t *shape,
   alias->numel = x->numel;
 }
 
+void nn_view_set(tc_tensor *view, const tc_tensor *base, const int64_t *shape,
+                 int ndim, tc_dtype dtype) {
+  int64_t numel = 1;
+  for (int i = 0; i < ndim; i++)
+    numel *= shape[i];
+  view->storage = base->storage;
+  view->offset_bytes = base->offset_bytes;
+  view->dtype = dtype;
+  view->ndim = ndim;
+  memset(view->shape, 0, sizeof view->shape);
+  memcpy(view->shape, shape, (size_t)ndim * sizeof *shape);
+  view->numel = numel;
+}
+
+int nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim) {
+  out[0] = n;
+  memcpy(out + 1, shape, (size_t)ndim * sizeof *shape);
+  return ndim + 1;
+}
+
 tc_status nn_pass_grad(tc_backend *be, const tc_tensor *dy, tc_tensor *dx,
                        int acc) {
   if (!dx)
@@ -384,6 +404,20 @@ static tc_status prof_call(tc_layer *l, int dir, tc_tensor *x,
 
 tc_status nn_forward(tc_layer *l, tc_tensor *x) {
   l->x = x;
+  if (l->kind->produces) {
+    if (nn_model_arena(l->model)) {
+      tc_tensor *slot;
+      tc_status st = nn_arena_acquire(l->model, &slot);
+      if (st != TC_OK)
+        return st;
+      int64_t shape[TC_MAX_DIMS];
+      int nd = nn_batch_shape(shape, x->shape[0], l->out_shape, l->out_ndim);
+      nn_view_set(&l->y_arena, slot, shape, nd, TC_FLOAT32);
+      l->y = &l->y_arena;
+    } else {
+      l->y = l->y_own; /* an arena forward may have moved it */
+    }
+  }
   if (l->prof_on)
     return prof_call(l, 0, x, NULL, NULL, 0);
   return l->kind->forward(l, x);

@@ -111,6 +111,7 @@ static const nn_kind linear_kind = {
     .plan = linear_plan,
     .forward = linear_forward,
     .backward = linear_backward,
+    .produces = 1,
 };
 
 static const tc_linear_options linear_defaults = TC_LINEAR_OPTIONS_INIT;

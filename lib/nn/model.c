@@ -7,6 +7,26 @@
  * creates buffers, and draws the default initialisation. Forward plans the
  * activations for a new batch size (buffers only grow, so alternating batch
  * sizes settle with no allocation); backward runs the tree in reverse.
+ *
+ * Memory: two plans.
+ *  - The full plan (training, and evaluation at a batch it has held): each
+ *    layer keeps what its backward reads (per-layer buffers); gradient
+ *    temporaries are the model's gradient slots, NN_GRAD_SLOTS per nesting
+ *    depth, each sized to its largest user, so a deep network holds a few
+ *    activation-sized gradient buffers instead of several per layer; one
+ *    convolution workspace serves every layer.
+ *  - The inference arena (an evaluation forward at a batch larger than any
+ *    full plan, e.g. an eval-only program): outputs go to interchangeable
+ *    slots of the largest activation's size, released by the containers as
+ *    soon as the consumer has run (a residual block keeps its input until
+ *    the sum), so the peak is a handful of activations, not their sum. It
+ *    is made lazily at the first such forward and grows only. A trainer's
+ *    evaluation at a batch up to the training batch reuses the full plan;
+ *    a larger one adds the (small) arena.
+ * Backward after an arena forward first re-runs the forward on the same
+ * input (tc_model_forward's contract keeps it alive and unchanged) in the
+ * full plan: evaluation forwards change no state, so the bits are those of
+ * a full-plan forward.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -19,6 +39,16 @@ typedef struct nn_entry {
   tc_tensor *g;
 } nn_entry;
 
+typedef struct nn_gslot {
+  tc_tensor *t;
+  int64_t need; /* floats asked for by this plan */
+} nn_gslot;
+
+typedef struct nn_aslot {
+  tc_tensor *t;
+  int used;
+} nn_aslot;
+
 struct tc_model {
   tc_backend *be;
   tc_layer *root;
@@ -29,9 +59,18 @@ struct tc_model {
   nn_entry *p, *b, *s;       /* parameters, buffers, state (borrowed) */
   int64_t np, nb, ns;
   tc_tensor *ws;             /* shared convolution workspace */
-  size_t ws_bytes;
+  size_t ws_bytes;           /* the running forward's need */
+  size_t ws_full, ws_arena;  /* each plan's need */
   tc_tensor *out_grad, *in_grad;
-  int64_t batch;             /* planned batch size, 0: none */
+  int64_t batch;             /* the last forward's batch size, 0: none */
+  int64_t full_batch;        /* batch the layers are planned for, 0: none */
+  int64_t full_cap;          /* largest full plan so far (buffers fit it) */
+  nn_gslot *gslot;           /* gradient slots, [depth * NN_GRAD_SLOTS + i] */
+  int64_t ngslot;
+  nn_aslot *aslot;           /* inference arena */
+  int64_t naslot, arena_floats, arena_batch;
+  int arena_on;              /* an arena forward is running */
+  int last_arena;            /* the last forward ran in the arena */
   int training, forwarded;
   uint64_t seed, rng_offset;
   /* profiling: the profiled layers (not Sequential) in pre-order */
@@ -61,6 +100,76 @@ void nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
 }
 
 double *nn_model_prof_inner(tc_model *m) { return &m->prof_inner; }
+
+static int64_t depth_of(const tc_layer *l) {
+  int64_t d = 0;
+  for (const tc_layer *p = l->parent; p; p = p->parent)
+    d++;
+  return d;
+}
+
+tc_status nn_grad_request(tc_layer *l, int slot, int64_t numel) {
+  tc_model *m = l->model;
+  int64_t key = depth_of(l) * NN_GRAD_SLOTS + slot;
+  if (key >= m->ngslot) {
+    int64_t n = key + NN_GRAD_SLOTS;
+    nn_gslot *g = tc__calloc((size_t)n, sizeof *g);
+    if (!g)
+      return tc__oom("tc_model_forward");
+    if (m->ngslot)
+      memcpy(g, m->gslot, (size_t)m->ngslot * sizeof *g);
+    tc__free(m->gslot);
+    m->gslot = g;
+    m->ngslot = n;
+  }
+  if (numel > m->gslot[key].need)
+    m->gslot[key].need = numel;
+  return TC_OK;
+}
+
+tc_tensor *nn_grad_view(tc_layer *l, int slot, tc_tensor *view,
+                        const int64_t *shape, int ndim, tc_dtype dtype) {
+  const tc_model *m = l->model;
+  int64_t key = depth_of(l) * NN_GRAD_SLOTS + slot;
+  /* the plan asked for this slot at this size */
+  nn_view_set(view, m->gslot[key].t, shape, ndim, dtype);
+  return view;
+}
+
+int nn_model_arena(const tc_model *m) { return m->arena_on; }
+
+tc_status nn_arena_acquire(tc_model *m, tc_tensor **out) {
+  for (int64_t i = 0; i < m->naslot; i++)
+    if (!m->aslot[i].used) {
+      m->aslot[i].used = 1;
+      *out = m->aslot[i].t;
+      return TC_OK;
+    }
+  /* one more live at once than ever before: grow (a steady state with the
+   * same forward never gets here) */
+  nn_aslot *a = tc__calloc((size_t)m->naslot + 1, sizeof *a);
+  if (!a)
+    return tc__oom("tc_model_forward");
+  if (m->naslot)
+    memcpy(a, m->aslot, (size_t)m->naslot * sizeof *a);
+  tc_status st = tc_tensor_create(&a[m->naslot].t, m->be, &m->arena_floats,
+                                  1, TC_FLOAT32);
+  if (st != TC_OK) {
+    tc__free(a);
+    return st;
+  }
+  tc__free(m->aslot);
+  m->aslot = a;
+  m->aslot[m->naslot].used = 1;
+  *out = m->aslot[m->naslot++].t;
+  return TC_OK;
+}
+
+void nn_arena_release(tc_model *m, const tc_tensor *t) {
+  for (int64_t i = 0; i < m->naslot; i++)
+    if (m->aslot[i].t->storage == t->storage)
+      m->aslot[i].used = 0;
+}
 
 /* ---- tree walks ---- */
 
@@ -225,6 +334,12 @@ TC_API void tc_model_destroy(tc_model *m) {
   tc_tensor_destroy(m->ws);
   tc_tensor_destroy(m->out_grad);
   tc_tensor_destroy(m->in_grad);
+  for (int64_t i = 0; i < m->ngslot; i++)
+    tc_tensor_destroy(m->gslot[i].t);
+  tc__free(m->gslot);
+  for (int64_t i = 0; i < m->naslot; i++)
+    tc_tensor_destroy(m->aslot[i].t);
+  tc__free(m->aslot);
   tc_backend_destroy(m->be);
   tc__free(m);
 }
@@ -298,44 +413,101 @@ fail:
 
 /* ---- planning, forward, backward ---- */
 
+typedef struct ws_arg {
+  int64_t n;
+  size_t max;
+} ws_arg;
+
 static tc_status ws_one(tc_layer *l, void *arg) {
   if (!l->kind->workspace)
     return TC_OK;
-  size_t bytes = 0, *max = arg;
-  tc_status st = l->kind->workspace(l, l->batch, &bytes);
-  if (st == TC_OK && bytes > *max)
-    *max = bytes;
+  ws_arg *w = arg;
+  size_t bytes = 0;
+  tc_status st = l->kind->workspace(l, w->n, &bytes);
+  if (st == TC_OK && bytes > w->max)
+    w->max = bytes;
   return st;
 }
 
-static tc_status plan(tc_model *m, int64_t n) {
-  tc_status st = nn_plan(m->root, n);
-  size_t ws = 0;
-  if (st == TC_OK)
-    st = walk(m->root, ws_one, &ws);
-  if (st == TC_OK && ws > 0) {
-    int64_t floats = (int64_t)((ws + 3) / 4);
+/* The shared workspace for batch n (grows only); its need in *need. */
+static tc_status plan_ws(tc_model *m, int64_t n, size_t *need) {
+  ws_arg w = {n, 0};
+  tc_status st = walk(m->root, ws_one, &w);
+  if (st == TC_OK && w.max > 0) {
+    int64_t floats = (int64_t)((w.max + 3) / 4);
     st = nn_ensure(&m->ws, m->be, &floats, 1, TC_FLOAT32);
   }
-  int64_t shape[TC_MAX_DIMS];
-  shape[0] = n;
-  if (st == TC_OK) {
-    memcpy(shape + 1, m->root->out_shape,
-           (size_t)m->root->out_ndim * sizeof *shape);
-    st = nn_ensure(&m->out_grad, m->be, shape, m->root->out_ndim + 1,
-                   TC_FLOAT32);
-  }
-  if (st == TC_OK && m->o.input_grad) {
-    memcpy(shape + 1, m->in_shape, (size_t)m->in_ndim * sizeof *shape);
-    st = nn_ensure(&m->in_grad, m->be, shape, m->in_ndim + 1, TC_FLOAT32);
-  }
-  if (st != TC_OK) {
-    m->batch = 0;
+  if (st == TC_OK)
+    *need = w.max;
+  return st;
+}
+
+/* The full plan (see the top): per-layer buffers, then gradient slots. */
+static tc_status plan_full(tc_model *m, int64_t n) {
+  m->full_batch = 0;
+  for (int64_t i = 0; i < m->ngslot; i++)
+    m->gslot[i].need = 0;
+  tc_status st = nn_plan(m->root, n);
+  for (int64_t i = 0; i < m->ngslot && st == TC_OK; i++)
+    if (m->gslot[i].need > 0)
+      st = nn_ensure(&m->gslot[i].t, m->be, &m->gslot[i].need, 1,
+                     TC_FLOAT32);
+  if (st == TC_OK)
+    st = plan_ws(m, n, &m->ws_full);
+  if (st != TC_OK)
     return st;
-  }
-  m->ws_bytes = ws;
-  m->batch = n;
+  m->full_batch = n;
+  if (n > m->full_cap)
+    m->full_cap = n;
   return TC_OK;
+}
+
+static tc_status max_out(tc_layer *l, void *arg) {
+  int64_t numel = 1, *max = arg;
+  for (int d = 0; d < l->out_ndim; d++)
+    numel *= l->out_shape[d];
+  if (numel > *max)
+    *max = numel;
+  return TC_OK;
+}
+
+/* The inference arena for batch n: slots of the largest activation (every
+ * layer's output, hence also a pooled shortcut or a max-pool argmax). */
+static tc_status plan_arena(tc_model *m, int64_t n) {
+  m->arena_batch = 0;
+  int64_t per = 1;
+  walk(m->root, max_out, &per);
+  m->arena_floats = per * n;
+  tc_status st = TC_OK;
+  for (int64_t i = 0; i < m->naslot && st == TC_OK; i++)
+    st = nn_ensure(&m->aslot[i].t, m->be, &m->arena_floats, 1, TC_FLOAT32);
+  if (st == TC_OK)
+    st = plan_ws(m, n, &m->ws_arena);
+  if (st == TC_OK)
+    m->arena_batch = n;
+  return st;
+}
+
+/* The model-owned output (and input) gradient for batch n. */
+static tc_status plan_io(tc_model *m, int64_t n) {
+  int64_t shape[TC_MAX_DIMS];
+  int nd = nn_batch_shape(shape, n, m->root->out_shape, m->root->out_ndim);
+  tc_status st = nn_ensure(&m->out_grad, m->be, shape, nd, TC_FLOAT32);
+  if (st == TC_OK && m->o.input_grad) {
+    nd = nn_batch_shape(shape, n, m->in_shape, m->in_ndim);
+    st = nn_ensure(&m->in_grad, m->be, shape, nd, TC_FLOAT32);
+  }
+  m->batch = st == TC_OK ? n : 0;
+  return st;
+}
+
+/* Runs the root in the full plan at batch n. */
+static tc_status forward_full(tc_model *m, tc_tensor *x, int64_t n) {
+  tc_status st = TC_OK;
+  if (n != m->full_batch && (st = plan_full(m, n)) != TC_OK)
+    return st;
+  m->ws_bytes = m->ws_full;
+  return nn_forward(m->root, x);
 }
 
 static tc_status check_batch(const tc_model *m, const tc_tensor *t,
@@ -369,12 +541,27 @@ TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x,
   if (st != TC_OK)
     return st;
   int64_t n = x->shape[0];
-  if (n != m->batch && (st = plan(m, n)) != TC_OK)
-    return st;
   m->forwarded = 0;
-  if ((st = nn_forward(m->root, x)) != TC_OK)
+  if (n != m->batch && (st = plan_io(m, n)) != TC_OK)
+    return st;
+  int arena = !m->training && n > m->full_cap;
+  if (arena) {
+    if (n != m->arena_batch && (st = plan_arena(m, n)) != TC_OK)
+      return st;
+    /* the last forward's output is no longer valid: every slot is free */
+    for (int64_t i = 0; i < m->naslot; i++)
+      m->aslot[i].used = 0;
+    m->ws_bytes = m->ws_arena;
+    m->arena_on = 1;
+    st = nn_forward(m->root, x);
+    m->arena_on = 0;
+  } else {
+    st = forward_full(m, x, n);
+  }
+  if (st != TC_OK)
     return st;
   m->forwarded = 1;
+  m->last_arena = arena;
   *out = m->root->y;
   return TC_OK;
 }
@@ -394,6 +581,16 @@ TC_API tc_status tc_model_backward(tc_model *m, const tc_tensor *dy) {
     return tc__error(TC_ESHAPE, "%s: output gradient has batch %lld, the "
                      "forward had %lld", fn, (long long)dy->shape[0],
                      (long long)m->batch);
+  if (m->last_arena) {
+    /* the arena kept nothing for backward: the same forward again in the
+     * full plan (see the top) */
+    m->forwarded = 0;
+    if ((st = forward_full(m, m->root->x, m->batch)) != TC_OK)
+      return st;
+    m->forwarded = 1;
+    m->last_arena = 0;
+  }
+  m->ws_bytes = m->ws_full;
   return nn_backward(m->root, dy, m->o.input_grad ? m->in_grad : NULL, 0);
 }
 

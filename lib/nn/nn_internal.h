@@ -10,6 +10,14 @@
  * Backward writes dx (the gradient wrt the layer's input) overwriting it,
  * or adding to it when `acc`; dx NULL means "not needed". Parameter
  * gradients are always added to (PyTorch accumulates).
+ *
+ * Memory (docs/models.md, "Memory"): a training forward keeps what
+ * backward needs in per-layer buffers; gradient temporaries live in the
+ * model's gradient slots, shared by every layer at the same nesting depth
+ * (a layer at depth d only uses depth-d slots and is only handed dy/dx
+ * from shallower depths, so they never collide); an evaluation forward
+ * beyond the trained batch puts outputs in the model's inference arena of
+ * interchangeable slots, released as soon as their consumer has run.
  */
 #ifndef TINYCNN_NN_INTERNAL_H
 #define TINYCNN_NN_INTERNAL_H
@@ -59,6 +67,7 @@ struct tc_layer {
   tc_tensor *y;          /* output: owned (y_own) or an alias */
   tc_tensor *y_own;
   tc_tensor *scratch;    /* lazily sized temporary (e.g. accumulation) */
+  tc_tensor y_arena;     /* view of an inference-arena slot (never destroyed) */
   /* profiling (tc_model_set_profiling): exclusive seconds and calls,
    * [0] forward, [1] backward */
   int prof_on;
@@ -81,6 +90,9 @@ struct nn_kind {
   void (*release)(tc_layer *l);
   /* the workspace the layer needs for batch n, in bytes (may be NULL) */
   tc_status (*workspace)(tc_layer *l, int64_t n, size_t *out);
+  /* the forward writes a new output into l->y (planned by nn_plan_output):
+   * in an arena forward nn_forward points l->y at an arena slot first */
+  int produces;
 };
 
 /* ---- layer.c ---- */
@@ -136,7 +148,28 @@ tc_status nn_pass_grad(tc_backend *be, const tc_tensor *dy, tc_tensor *dx,
 /* dst = alpha (n floats). */
 tc_status nn_fill(tc_backend *be, float *dst, int64_t n, float alpha);
 
+/* Sets a view struct (never destroyed) over `base`'s storage with another
+ * shape and dtype (numel from the shape; it must fit). */
+void nn_view_set(tc_tensor *view, const tc_tensor *base, const int64_t *shape,
+                 int ndim, tc_dtype dtype);
+/* (n, shape...) into out; returns ndim + 1. */
+int nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim);
+
 /* ---- model.c (for layers) ---- */
+/* Gradient slots: at plan time a layer asks for `numel` floats in slot
+ * `slot` (< NN_GRAD_SLOTS) of its depth; in backward (or as a forward
+ * temporary that backward does not need) it views the slot with a shape. */
+#define NN_GRAD_SLOTS 4
+tc_status nn_grad_request(tc_layer *l, int slot, int64_t numel);
+tc_tensor *nn_grad_view(tc_layer *l, int slot, tc_tensor *view,
+                        const int64_t *shape, int ndim, tc_dtype dtype);
+/* Whether the forward running now is an inference-arena forward. */
+int nn_model_arena(const tc_model *m);
+/* A free arena slot (float, at least the largest activation of the batch);
+ * allocates only the first time this many slots are live at once. */
+tc_status nn_arena_acquire(tc_model *m, tc_tensor **out);
+/* Frees the slot holding `t`'s storage (no-op if `t` is not in a slot). */
+void nn_arena_release(tc_model *m, const tc_tensor *t);
 tc_backend *nn_model_backend(const tc_model *m);
 int nn_model_training(const tc_model *m);
 /* The shared convolution workspace (device) and its size. */

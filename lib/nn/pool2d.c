@@ -97,8 +97,18 @@ static tc_status pool_forward(tc_layer *l, tc_tensor *x) {
   tc_pool2d_args a = pool_args(pl, n);
   a.x = nn_f(x);
   a.y = nn_f(l->y);
-  return pl->max ? be->iface->maxpool2d_fwd(be->ctx, &a)
-                 : be->iface->avgpool2d_fwd(be->ctx, &a);
+  if (!pl->max)
+    return be->iface->avgpool2d_fwd(be->ctx, &a);
+  if (!nn_model_arena(l->model))
+    return be->iface->maxpool2d_fwd(be->ctx, &a);
+  /* an inference forward: the argmax is a temporary in an arena slot */
+  tc_tensor *am;
+  if ((st = nn_arena_acquire(l->model, &am)) != TC_OK)
+    return st;
+  a.argmax = (int32_t *)tc_tensor_data(am);
+  st = be->iface->maxpool2d_fwd(be->ctx, &a);
+  nn_arena_release(l->model, am);
+  return st;
 }
 
 static tc_status pool_backward(tc_layer *l, const tc_tensor *dy,
@@ -136,17 +146,17 @@ static void pool_release(tc_layer *l) {
 static const nn_kind maxpool_kind = {
     .name = "maxpool2d", .infer = pool_infer, .plan = pool_plan,
     .forward = pool_forward, .backward = pool_backward,
-    .release = pool_release,
+    .release = pool_release, .produces = 1,
 };
 static const nn_kind avgpool_kind = {
     .name = "avgpool2d", .infer = pool_infer, .plan = pool_plan,
     .forward = pool_forward, .backward = pool_backward,
-    .release = pool_release,
+    .release = pool_release, .produces = 1,
 };
 static const nn_kind gap_kind = {
     .name = "global_avgpool2d", .infer = pool_infer, .plan = pool_plan,
     .forward = pool_forward, .backward = pool_backward,
-    .release = pool_release,
+    .release = pool_release, .produces = 1,
 };
 
 static const tc_pool2d_options pool_defaults = TC_POOL2D_OPTIONS_INIT;

@@ -10,10 +10,15 @@
  *  - option B: child "shortcut" = Sequential(conv1x1 stride s, BN);
  *  - NONE: the plain block (no addition).
  * Children: conv1, bn1, conv2, bn2 [, shortcut] (PyTorch's order; ReLU has
- * no state so it is not a child). Tensors (N, out, OH, OW): r1 (first
- * ReLU's output), ga/gb (gradients ping-ponged through the main path), gs
- * (gradient wrt the sum), y. Option A max: pooled (N, in, OH, OW), argmax
- * and its gradient.
+ * no state so it is not a child). Both ReLUs run in place: the first on
+ * bn1's output (conv2's input, which the ReLU's backward reads), the sum
+ * and the second on bn2's output, which becomes the block's output y (no
+ * BatchNorm backward reads its own output). Gradients (N, out, OH, OW) ga,
+ * gb (ping-ponged through the main path) and gs (wrt the sum) are views of
+ * the model's gradient slots 0-2 at this depth. Option A max: the argmax
+ * (N, in, OH, OW) is kept for backward; the pooled input (a forward
+ * temporary) and its gradient use gradient slot 3 (in an inference
+ * forward, arena slots).
  */
 #include "nn_internal.h"
 
@@ -25,8 +30,8 @@ typedef struct res_layer {
   int shortcut;     /* tc_shortcut */
   int identity;     /* shortcut is x itself */
   int64_t ch_off;   /* option A: first channel x lands in (0: pad at end) */
-  tc_tensor *r1, *ga, *gb, *gs;
-  tc_tensor *pooled, *argmax, *dpooled;
+  tc_tensor ga, gb, gs, pool_view; /* slot views (never destroyed) */
+  tc_tensor *argmax;
 } res_layer;
 
 static int uses_pool(const res_layer *r) {
@@ -73,25 +78,28 @@ static tc_status res_infer(tc_layer *l, const char *fn) {
 
 static tc_status res_plan(tc_layer *l, int64_t n) {
   res_layer *r = (res_layer *)l;
-  tc_backend *be = nn_be(l);
   tc_status st = TC_OK;
   for (int64_t i = 0; i < l->nchildren && st == TC_OK; i++)
     st = nn_plan(l->children[i], n);
   int64_t shape[4] = {n, l->out_shape[0], l->out_shape[1], l->out_shape[2]};
-  if (st == TC_OK)
-    st = nn_plan_output(l, n);
-  tc_tensor **bufs[4] = {&r->r1, &r->ga, &r->gb, &r->gs};
-  for (int i = 0; i < 4 && st == TC_OK; i++)
-    st = nn_ensure(bufs[i], be, shape, 4, TC_FLOAT32);
+  int64_t numel = shape[0] * shape[1] * shape[2] * shape[3];
+  for (int i = 0; i < 3 && st == TC_OK; i++)
+    st = nn_grad_request(l, i, numel);
   if (st == TC_OK && uses_pool(r)) {
     shape[1] = r->in_c;
-    st = nn_ensure(&r->pooled, be, shape, 4, TC_FLOAT32);
+    st = nn_ensure(&r->argmax, nn_be(l), shape, 4, TC_INT32);
     if (st == TC_OK)
-      st = nn_ensure(&r->argmax, be, shape, 4, TC_INT32);
-    if (st == TC_OK)
-      st = nn_ensure(&r->dpooled, be, shape, 4, TC_FLOAT32);
+      st = nn_grad_request(l, 3, numel / r->out_c * r->in_c);
   }
   return st;
+}
+
+/* (N, C, OH, OW) view of gradient slot `slot` in `view`. */
+static tc_tensor *res_grad(res_layer *r, int slot, tc_tensor *view,
+                           int64_t n, int64_t c) {
+  const tc_layer *l = &r->base;
+  int64_t shape[4] = {n, c, l->out_shape[1], l->out_shape[2]};
+  return nn_grad_view(&r->base, slot, view, shape, 4, TC_FLOAT32);
 }
 
 static tc_pool2d_args pool_args(const res_layer *r, int64_t n) {
@@ -102,7 +110,7 @@ static tc_pool2d_args pool_args(const res_layer *r, int64_t n) {
   a.n = n, a.c = r->in_c, a.h = l->in_shape[1], a.w = l->in_shape[2];
   a.kh = a.kw = a.stride_h = a.stride_w = r->stride;
   a.out_h = l->out_shape[1], a.out_w = l->out_shape[2];
-  a.argmax = (int32_t *)tc_tensor_data(r->argmax);
+  a.argmax = r->argmax ? (int32_t *)tc_tensor_data(r->argmax) : NULL;
   return a;
 }
 
@@ -142,16 +150,24 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
     return st;
   int64_t n = x->shape[0];
   tc_layer **c = l->children;
+  /* in an inference forward each child's output (an arena slot) is
+   * released once its consumer has run; x is the parent's */
+  int arena = nn_model_arena(l->model);
   if ((st = nn_forward(c[C1], x)) != TC_OK ||
       (st = nn_forward(c[B1], c[C1]->y)) != TC_OK)
     return st;
-  tc_eltwise_args e = {sizeof e, r->r1->numel, 0.f, 0.f, nn_f(c[B1]->y),
-                       NULL, nn_f(r->r1)};
-  if ((st = be->iface->relu_fwd(be->ctx, &e)) != TC_OK ||
-      (st = nn_forward(c[C2], r->r1)) != TC_OK ||
-      (st = nn_forward(c[B2], c[C2]->y)) != TC_OK)
+  if (arena)
+    nn_arena_release(l->model, c[C1]->y);
+  if ((st = relu_inplace(be, c[B1]->y)) != TC_OK ||
+      (st = nn_forward(c[C2], c[B1]->y)) != TC_OK)
     return st;
-  const tc_tensor *main = c[B2]->y;
+  if (arena)
+    nn_arena_release(l->model, c[B1]->y);
+  if ((st = nn_forward(c[B2], c[C2]->y)) != TC_OK)
+    return st;
+  if (arena)
+    nn_arena_release(l->model, c[C2]->y);
+  l->y = c[B2]->y; /* the sum and the ReLU go in place */
   const tc_tensor *other = NULL;
   if (r->shortcut == TC_SHORTCUT_NONE) {
     other = NULL;
@@ -163,27 +179,38 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
     other = c[SC]->y;
   }
   if (other) {
-    tc_eltwise_args a = {sizeof a, l->y->numel, 1.f, 1.f, nn_f(main),
+    tc_eltwise_args a = {sizeof a, l->y->numel, 1.f, 1.f, nn_f(l->y),
                          nn_f(other), nn_f(l->y)};
     st = be->iface->add(be->ctx, &a);
-  } else {
-    st = be->iface->copy_d2d(be->ctx, nn_f(l->y), nn_f(main),
-                             (size_t)l->y->numel * sizeof(float));
+    if (arena && other != x)
+      nn_arena_release(l->model, other);
   }
   if (st == TC_OK && r->shortcut <= TC_SHORTCUT_A_SUBSAMPLE &&
       !r->identity) {
     int64_t h = l->in_shape[1], w = l->in_shape[2];
     tc_copy4d_args a;
+    tc_tensor *pooled = NULL, *am = NULL;
     if (uses_pool(r)) {
       tc_pool2d_args pa = pool_args(r, n);
+      if (arena) {
+        if ((st = nn_arena_acquire(l->model, &pooled)) != TC_OK ||
+            (st = nn_arena_acquire(l->model, &am)) != TC_OK)
+          return st;
+        pa.argmax = (int32_t *)tc_tensor_data(am);
+      } else {
+        pooled = res_grad(r, 3, &r->pool_view, n, r->in_c);
+      }
       pa.x = nn_f(x);
-      pa.y = nn_f(r->pooled);
-      if ((st = be->iface->maxpool2d_fwd(be->ctx, &pa)) != TC_OK)
+      pa.y = nn_f(pooled);
+      st = be->iface->maxpool2d_fwd(be->ctx, &pa);
+      if (am)
+        nn_arena_release(l->model, am);
+      if (st != TC_OK)
         return st;
       int64_t oh = l->out_shape[1], ow = l->out_shape[2];
       int64_t ps[4] = {r->in_c * oh * ow, oh * ow, ow, 1};
       a = pad_args(r, n, ps, 1);
-      a.src = nn_f(r->pooled);
+      a.src = nn_f(pooled);
     } else {
       int64_t xs[4] = {r->in_c * h * w, h * w, r->stride * w, r->stride};
       a = pad_args(r, n, xs, 1);
@@ -192,6 +219,8 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
     a.dst = nn_f(l->y) + r->ch_off * l->out_shape[1] * l->out_shape[2];
     a.accumulate = 1;
     st = be->iface->copy4d(be->ctx, &a);
+    if (arena && pooled)
+      nn_arena_release(l->model, pooled);
   }
   if (st == TC_OK)
     st = relu_inplace(be, l->y);
@@ -199,15 +228,16 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
 }
 
 /* The shortcut's share of the input gradient, before the main path's. */
-static tc_status shortcut_backward(res_layer *r, tc_tensor *dx, int acc) {
+static tc_status shortcut_backward(res_layer *r, const tc_tensor *gs,
+                                   tc_tensor *dx, int acc) {
   tc_layer *l = &r->base;
   tc_backend *be = nn_be(l);
   if (l->nchildren > SC)
-    return nn_backward(l->children[SC], r->gs, dx, acc);
+    return nn_backward(l->children[SC], gs, dx, acc);
   if (!dx || r->shortcut == TC_SHORTCUT_NONE)
     return TC_OK;
   if (r->identity)
-    return nn_pass_grad(be, r->gs, dx, acc);
+    return nn_pass_grad(be, gs, dx, acc);
   int64_t n = dx->shape[0], h = l->in_shape[1], w = l->in_shape[2];
   int64_t off = r->ch_off * l->out_shape[1] * l->out_shape[2];
   tc_status st = NN_SLOT(be, copy4d);
@@ -218,14 +248,15 @@ static tc_status shortcut_backward(res_layer *r, tc_tensor *dx, int acc) {
       return st;
     int64_t oh = l->out_shape[1], ow = l->out_shape[2];
     int64_t ps[4] = {r->in_c * oh * ow, oh * ow, ow, 1};
+    tc_tensor *dpooled = res_grad(r, 3, &r->pool_view, n, r->in_c);
     tc_copy4d_args a = pad_args(r, n, ps, 0);
-    a.src = nn_f(r->gs) + off;
-    a.dst = nn_f(r->dpooled);
+    a.src = nn_f(gs) + off;
+    a.dst = nn_f(dpooled);
     if ((st = be->iface->copy4d(be->ctx, &a)) != TC_OK)
       return st;
     tc_pool2d_args pa = pool_args(r, n);
     pa.x = nn_f(l->x);
-    pa.dy = nn_f(r->dpooled);
+    pa.dy = nn_f(dpooled);
     pa.dx = nn_f(dx);
     pa.accumulate = acc;
     return be->iface->maxpool2d_bwd(be->ctx, &pa);
@@ -234,7 +265,7 @@ static tc_status shortcut_backward(res_layer *r, tc_tensor *dx, int acc) {
     return st;
   int64_t xs[4] = {r->in_c * h * w, h * w, r->stride * w, r->stride};
   tc_copy4d_args a = pad_args(r, n, xs, 0);
-  a.src = nn_f(r->gs) + off;
+  a.src = nn_f(gs) + off;
   a.dst = nn_f(dx);
   a.accumulate = 1;
   return be->iface->copy4d(be->ctx, &a);
@@ -248,29 +279,30 @@ static tc_status res_backward(tc_layer *l, const tc_tensor *dy,
   tc_status st = NN_SLOT(be, relu_bwd);
   if (st != TC_OK)
     return st;
+  int64_t n = dy->shape[0];
+  tc_tensor *gs = res_grad(r, 2, &r->gs, n, r->out_c);
+  tc_tensor *ga = res_grad(r, 0, &r->ga, n, r->out_c);
+  tc_tensor *gb = res_grad(r, 1, &r->gb, n, r->out_c);
   tc_eltwise_args e = {sizeof e, dy->numel, 0.f, 0.f, nn_f(l->y), nn_f(dy),
-                       nn_f(r->gs)};
+                       nn_f(gs)};
   if ((st = be->iface->relu_bwd(be->ctx, &e)) != TC_OK)
     return st;
   int has_short = r->shortcut != TC_SHORTCUT_NONE;
-  if (has_short && (st = shortcut_backward(r, dx, acc)) != TC_OK)
+  if (has_short && (st = shortcut_backward(r, gs, dx, acc)) != TC_OK)
     return st;
-  if ((st = nn_backward(c[B2], r->gs, r->ga, 0)) != TC_OK ||
-      (st = nn_backward(c[C2], r->ga, r->gb, 0)) != TC_OK)
+  if ((st = nn_backward(c[B2], gs, ga, 0)) != TC_OK ||
+      (st = nn_backward(c[C2], ga, gb, 0)) != TC_OK)
     return st;
-  e.a = nn_f(r->r1), e.b = nn_f(r->gb), e.y = nn_f(r->ga);
+  /* the first ReLU's output is bn1's output (in place) */
+  e.a = nn_f(c[B1]->y), e.b = nn_f(gb), e.y = nn_f(ga);
   if ((st = be->iface->relu_bwd(be->ctx, &e)) != TC_OK ||
-      (st = nn_backward(c[B1], r->ga, r->gb, 0)) != TC_OK)
+      (st = nn_backward(c[B1], ga, gb, 0)) != TC_OK)
     return st;
-  return nn_backward(c[C1], r->gb, dx, has_short && dx ? 1 : acc);
+  return nn_backward(c[C1], gb, dx, has_short && dx ? 1 : acc);
 }
 
 static void res_release(tc_layer *l) {
-  res_layer *r = (res_layer *)l;
-  tc_tensor *t[7] = {r->r1, r->ga, r->gb, r->gs, r->pooled, r->argmax,
-                     r->dpooled};
-  for (int i = 0; i < 7; i++)
-    tc_tensor_destroy(t[i]);
+  tc_tensor_destroy(((res_layer *)l)->argmax);
 }
 
 static const nn_kind res_kind = {

@@ -1,15 +1,18 @@
 /*
  * sequential.c - the Sequential container: children run in order, each
  * named in the state dict by its given name. Its output is its last
- * child's (no copy). It owns one gradient buffer per inner boundary:
- * grads[i] holds d(loss)/d(output of child i), i < n-1.
+ * child's (no copy). The gradient wrt the output of child i (i < n-1)
+ * lives in gradient slot i % 2 of the container's depth: child i reads
+ * slot i % 2 and writes slot (i - 1) % 2, so two slots serve any length.
+ * In an inference-arena forward it releases each child's output once the
+ * next child has consumed it (unless that output is its own input, which
+ * its parent releases, or shares storage with the next output).
  */
 #include "nn_internal.h"
 
 typedef struct seq_layer {
   tc_layer base;
-  tc_tensor **grads; /* nchildren - 1 */
-  int64_t ngrads;
+  tc_tensor gview[2]; /* views of the two gradient slots */
 } seq_layer;
 
 tc_status nn_chain_infer(tc_layer *const *ch, int64_t nch,
@@ -28,7 +31,6 @@ tc_status nn_chain_infer(tc_layer *const *ch, int64_t nch,
 }
 
 static tc_status seq_infer(tc_layer *l, const char *fn) {
-  seq_layer *s = (seq_layer *)l;
   tc_status st = nn_chain_infer(l->children, l->nchildren, l->in_shape,
                                 l->in_ndim, fn);
   if (st != TC_OK)
@@ -37,27 +39,22 @@ static tc_status seq_infer(tc_layer *l, const char *fn) {
   const int64_t *shape = l->nchildren ? last->out_shape : l->in_shape;
   l->out_ndim = l->nchildren ? last->out_ndim : l->in_ndim;
   memcpy(l->out_shape, shape, sizeof l->out_shape);
-  if (!s->grads && l->nchildren > 1) {
-    s->grads = tc__calloc((size_t)(l->nchildren - 1), sizeof *s->grads);
-    if (!s->grads)
-      return tc__oom(fn);
-    s->ngrads = l->nchildren - 1;
-  }
   return TC_OK;
 }
 
+static int64_t out_numel(const tc_layer *c, int64_t n) {
+  int64_t numel = n;
+  for (int d = 0; d < c->out_ndim; d++)
+    numel *= c->out_shape[d];
+  return numel;
+}
+
 static tc_status seq_plan(tc_layer *l, int64_t n) {
-  seq_layer *s = (seq_layer *)l;
   for (int64_t i = 0; i < l->nchildren; i++) {
     tc_layer *c = l->children[i];
     tc_status st = nn_plan(c, n);
-    if (st == TC_OK && i < s->ngrads) {
-      int64_t shape[TC_MAX_DIMS];
-      shape[0] = n;
-      memcpy(shape + 1, c->out_shape, (size_t)c->out_ndim * sizeof *shape);
-      st = nn_ensure(&s->grads[i], nn_be(l), shape, c->out_ndim + 1,
-                     TC_FLOAT32);
-    }
+    if (st == TC_OK && i < l->nchildren - 1)
+      st = nn_grad_request(l, (int)(i % 2), out_numel(c, n));
     if (st != TC_OK)
       return st;
   }
@@ -65,12 +62,17 @@ static tc_status seq_plan(tc_layer *l, int64_t n) {
 }
 
 static tc_status seq_forward(tc_layer *l, tc_tensor *x) {
+  int arena = nn_model_arena(l->model);
   tc_tensor *cur = x;
   for (int64_t i = 0; i < l->nchildren; i++) {
     tc_status st = nn_forward(l->children[i], cur);
     if (st != TC_OK)
       return st;
-    cur = l->children[i]->y;
+    tc_tensor *next = l->children[i]->y;
+    if (arena && cur->storage != x->storage &&
+        cur->storage != next->storage)
+      nn_arena_release(l->model, cur);
+    cur = next;
   }
   l->y = cur;
   return TC_OK;
@@ -82,8 +84,16 @@ static tc_status seq_backward(tc_layer *l, const tc_tensor *dy,
   if (l->nchildren == 0)
     return nn_pass_grad(nn_be(l), dy, dx, acc);
   const tc_tensor *g = dy;
+  int64_t n = dy->shape[0];
   for (int64_t i = l->nchildren - 1; i >= 0; i--) {
-    tc_tensor *din = i > 0 ? s->grads[i - 1] : dx;
+    tc_tensor *din = dx;
+    if (i > 0) {
+      const tc_layer *prev = l->children[i - 1];
+      int64_t shape[TC_MAX_DIMS];
+      int nd = nn_batch_shape(shape, n, prev->out_shape, prev->out_ndim);
+      int slot = (int)((i - 1) % 2);
+      din = nn_grad_view(l, slot, &s->gview[slot], shape, nd, TC_FLOAT32);
+    }
     tc_status st = nn_backward(l->children[i], g, din, i > 0 ? 0 : acc);
     if (st != TC_OK)
       return st;
@@ -92,17 +102,9 @@ static tc_status seq_backward(tc_layer *l, const tc_tensor *dy,
   return TC_OK;
 }
 
-static void seq_release(tc_layer *l) {
-  seq_layer *s = (seq_layer *)l;
-  for (int64_t i = 0; i < s->ngrads; i++)
-    tc_tensor_destroy(s->grads[i]);
-  tc__free(s->grads);
-}
-
 static const nn_kind seq_kind = {
     .name = "sequential", .infer = seq_infer, .plan = seq_plan,
     .forward = seq_forward, .backward = seq_backward,
-    .release = seq_release,
 };
 
 TC_API tc_status tc_sequential_create(tc_layer **out) {
