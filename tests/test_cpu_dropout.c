@@ -16,31 +16,16 @@
 
 #include "testutil.h"
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
-static void open_cpu(void) {
-  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
-  it = tc_backend_get_iface(be);
-  ctx = tc_backend_get_context(be);
+static void setup(void) {
+  op_open_cpu();
   ck_assert_ptr_nonnull(it->dropout_fwd);
   ck_assert_ptr_nonnull(it->dropout_bwd);
 }
+static void teardown(void) { op_close(); }
 
-static void setup(void) {
-  open_cpu();
-}
-static void teardown(void) {
-  tc_backend_destroy(be);
-  tc_set_num_threads(0);
-}
-
-static void *dalloc(size_t bytes) {
-  void *p = NULL;
-  ck_assert_int_eq(it->alloc(ctx, &p, bytes ? bytes : 1), TC_OK);
-  return p;
-}
+static void *dalloc(size_t bytes) { return op_alloc(bytes); }
 
 /* Unit i's decision from the rule in tinycnn_backend.h, with the raw
  * Philox block function. */

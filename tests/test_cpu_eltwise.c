@@ -16,31 +16,16 @@
 
 #include "testutil.h"
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
-static void open_cpu(void) {
-  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
-  it = tc_backend_get_iface(be);
-  ctx = tc_backend_get_context(be);
+static void setup(void) {
+  op_open_cpu();
   ck_assert_ptr_nonnull(it->relu_fwd);
   ck_assert_ptr_nonnull(it->copy4d);
 }
+static void teardown(void) { op_close(); }
 
-static void setup(void) {
-  open_cpu();
-}
-static void teardown(void) {
-  tc_backend_destroy(be);
-  tc_set_num_threads(0);
-}
-
-static float *dalloc(size_t n) {
-  void *p = NULL;
-  ck_assert_int_eq(it->alloc(ctx, &p, (n ? n : 1) * sizeof(float)), TC_OK);
-  return p;
-}
+static float *dalloc(size_t n) { return op_alloc(n * sizeof(float)); }
 
 static float *halloc(size_t n) {
   float *p = malloc((n ? n : 1) * sizeof *p);

@@ -19,32 +19,18 @@
 
 enum { XENT = 0, NLL = 1, MSE = 2 };
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
-static void open_cpu(void) {
-  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
-  it = tc_backend_get_iface(be);
-  ctx = tc_backend_get_context(be);
+static void setup(void) {
+  op_open_cpu();
   ck_assert_ptr_nonnull(it->softmax_xent);
   ck_assert_ptr_nonnull(it->nll);
   ck_assert_ptr_nonnull(it->mse);
   ck_assert_ptr_nonnull(it->argmax);
 }
+static void teardown(void) { op_close(); }
 
-static void setup(void) {
-  open_cpu();
-}
-static void teardown(void) {
-  tc_backend_destroy(be);
-}
-
-static void *dalloc(size_t bytes) {
-  void *p = NULL;
-  ck_assert_int_eq(it->alloc(ctx, &p, bytes), TC_OK);
-  return p;
-}
+static void *dalloc(size_t bytes) { return op_alloc(bytes); }
 
 static tc_status call(int kind, const tc_loss_args *a) {
   switch (kind) {
@@ -372,7 +358,7 @@ END_TEST
 static void loss_with_threads(int threads, int kind, float *out_loss,
                               float *out_g, int64_t n, int64_t C) {
   ck_assert_int_eq(tc_set_num_threads(threads), TC_OK);
-  open_cpu();
+  op_open_cpu();
   size_t nl = (size_t)(n * C);
   float *x = dalloc(nl * sizeof *x), *t = dalloc(nl * sizeof *t);
   float *g = dalloc(nl * sizeof *g), *loss = dalloc(sizeof *loss);
@@ -409,7 +395,7 @@ START_TEST(test_thread_independent) {
   free(g1);
   free(g3);
   tc_set_num_threads(0);
-  open_cpu();
+  op_open_cpu();
 }
 END_TEST
 

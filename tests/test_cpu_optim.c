@@ -22,30 +22,16 @@
 
 #include "testutil.h"
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
-static void open_cpu(void) {
-  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
-  it = tc_backend_get_iface(be);
-  ctx = tc_backend_get_context(be);
+static void setup(void) {
+  op_open_cpu();
   ck_assert_ptr_nonnull(it->sgd_update);
   ck_assert_ptr_nonnull(it->adam_update);
 }
+static void teardown(void) { op_close(); }
 
-static void setup(void) {
-  open_cpu();
-}
-static void teardown(void) {
-  tc_backend_destroy(be);
-}
-
-static float *dalloc(size_t n) {
-  void *p = NULL;
-  ck_assert_int_eq(it->alloc(ctx, &p, n * sizeof(float)), TC_OK);
-  return p;
-}
+static float *dalloc(size_t n) { return op_alloc(n * sizeof(float)); }
 
 static const size_t sizes[] = {1, 7, 16385, 50001};
 
@@ -267,7 +253,7 @@ END_TEST
 
 static void run_with_threads(int threads, size_t n, float *out) {
   ck_assert_int_eq(tc_set_num_threads(threads), TC_OK);
-  open_cpu();
+  op_open_cpu();
   float *p = dalloc(n), *g = dalloc(n), *m = dalloc(n), *v = dalloc(n);
   tu_fill_uniform(p, n, 600, -1.f, 1.f);
   for (size_t i = 0; i < n; i++)
@@ -298,7 +284,7 @@ START_TEST(test_thread_independent) {
   ck_assert(memcmp(o1, o3, n * sizeof *o1) == 0);
   free(o1), free(o3);
   tc_set_num_threads(0);
-  open_cpu();
+  op_open_cpu();
 }
 END_TEST
 
