@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../optim_coef.h"
 #include "cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -43,23 +44,6 @@ static int use_fma(void) {
 #endif
 }
 
-/* The double a float hyper-parameter was written as: the shortest decimal
- * that rounds to it (0.999f -> 0.999). PyTorch forms 1 - beta2 and the
- * bias corrections from the Python double; from the float itself, 1 - 0.999f
- * differs from 1 - 0.999 by 1.3e-5 relative, which exp_avg_sq would carry.
- * snprintf and strtod share the locale, so the round trip holds in any. */
-static double hyper(float f) {
-  char buf[32];
-  if (!isfinite(f) || f == 0.f)
-    return f;
-  for (int prec = 1; prec <= 9; prec++) {
-    snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-    double d = strtod(buf, NULL);
-    if ((float)d == f)
-      return d;
-  }
-  return f;
-}
 
 /* Elements per task: large enough to amortise a task, fixed so the split
  * depends only on n. */
@@ -134,7 +118,7 @@ tc_status cpu_sgd_update(void *ctx, const tc_sgd_args *a) {
   j.use_wd = a->weight_decay != 0.f;
   j.mu = a->momentum;
   j.use_momentum = a->momentum != 0.f;
-  j.one_minus_damp = (float)(1.0 - hyper(a->dampening));
+  j.one_minus_damp = (float)(1.0 - tc_optim_hyper(a->dampening));
   j.neg_lr = -a->lr;
   j.first = a->first_step != 0;
   j.nesterov = a->nesterov != 0;
@@ -147,10 +131,7 @@ tc_status cpu_sgd_update(void *ctx, const tc_sgd_args *a) {
 
 typedef struct adam_job {
   const tc_adam_args *a;
-  float wd, decay; /* Adam: grad += wd*param; AdamW: param *= decay */
-  float beta1, one_minus_beta1, beta2, one_minus_beta2;
-  float bc2_sqrt, eps, neg_step_size;
-  int mode_wd; /* 0 none, 1 L2 into the gradient, 2 decoupled */
+  tc_adam_coef k;
 } adam_job;
 
 /* torch.maximum: NaN wins. */
@@ -170,22 +151,22 @@ adam_body(const adam_job *j, int64_t task, const int fused) {
   float *restrict vmax = a->amsgrad ? a->max_exp_avg_sq : NULL;
   for (int64_t i = i0; i < i1; i++) {
     float pi = p[i], g = gr[i];
-    if (j->mode_wd == 2)
-      pi = pi * j->decay; /* param.mul_(1 - lr*wd) */
-    else if (j->mode_wd == 1)
-      g = MADD(fused, pi, j->wd, g); /* grad.add(param, alpha=wd) */
+    if (j->k.mode_wd == 2)
+      pi = pi * j->k.decay; /* param.mul_(1 - lr*wd) */
+    else if (j->k.mode_wd == 1)
+      g = MADD(fused, pi, j->k.wd, g); /* grad.add(param, alpha=wd) */
     /* exp_avg.mul_(beta1).add_(grad, alpha=1-beta1) */
-    float mi = MADD(fused, g, j->one_minus_beta1, m[i] * j->beta1);
+    float mi = MADD(fused, g, j->k.one_minus_beta1, m[i] * j->k.beta1);
     /* exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1-beta2) */
-    float vi = MADD(fused, j->one_minus_beta2 * g, g, v[i] * j->beta2);
+    float vi = MADD(fused, j->k.one_minus_beta2 * g, g, v[i] * j->k.beta2);
     m[i] = mi;
     v[i] = vi;
     if (vmax) { /* torch.maximum(max_exp_avg_sq, exp_avg_sq) */
       vi = max_nan(vmax[i], vi);
       vmax[i] = vi;
     }
-    float denom = sqrtf(vi) / j->bc2_sqrt + j->eps;
-    p[i] = pi + j->neg_step_size * mi / denom; /* addcdiv_(-step_size) */
+    float denom = sqrtf(vi) / j->k.bc2_sqrt + j->k.eps;
+    p[i] = pi + j->k.neg_step_size * mi / denom; /* addcdiv_(-step_size) */
   }
 }
 
@@ -222,22 +203,7 @@ tc_status cpu_adam_update(void *ctx, const tc_adam_args *a) {
                                    : "exp_avg_sq");
   if (a->amsgrad && !a->max_exp_avg_sq)
     return tc__error(TC_EINVAL, "%s: amsgrad needs max_exp_avg_sq", fn);
-  adam_job j = {.a = a};
-  double lr = hyper(a->lr), wd = hyper(a->weight_decay);
-  double beta1 = hyper(a->beta1), beta2 = hyper(a->beta2);
-  j.mode_wd = wd == 0.0 ? 0 : a->decoupled ? 2 : 1;
-  j.wd = a->weight_decay;
-  j.decay = (float)(1.0 - lr * wd);
-  j.beta1 = a->beta1;
-  j.one_minus_beta1 = (float)(1.0 - beta1);
-  j.beta2 = a->beta2;
-  j.one_minus_beta2 = (float)(1.0 - beta2);
-  double step = (double)a->step;
-  double bc1 = 1.0 - pow(beta1, step);
-  double bc2 = 1.0 - pow(beta2, step);
-  j.bc2_sqrt = (float)sqrt(bc2);
-  j.neg_step_size = (float)-(lr / bc1);
-  j.eps = a->eps;
+  adam_job j = {.a = a, .k = tc_adam_coef_of(a)};
   cpu_parallel_for(ctx, optim_chunks(a->n),
                    use_fma() ? adam_task_fma : adam_task, &j);
   return TC_OK;

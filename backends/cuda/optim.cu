@@ -8,7 +8,7 @@
  * every "a + alpha*b" that the CPU fuses done as one fmaf here, the rest
  * rounded step by step (the module is built with --fmad=false), and the
  * scalar coefficients computed on the host as the CPU computes them: in
- * double from hyper(), the decimal a float hyper-parameter was written as.
+ * double from tc_optim_hyper() (backends/optim_coef.h).
  * So on a CPU with FMA (which the CPU backend then uses) both backends give
  * the same bits. Residual differences: on a CPU without FMA the CPU rounds
  * twice where this fuses (last-bit differences); sqrtf and division are
@@ -19,22 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../optim_coef.h"
 #include "cuda_be.h"
 
-/* The double a float hyper-parameter was written as (backends/cpu/optim.c):
- * the shortest decimal that rounds to it (0.999f -> 0.999). */
-static double hyper(float f) {
-  char buf[32];
-  if (!isfinite(f) || f == 0.f)
-    return f;
-  for (int prec = 1; prec <= 9; prec++) {
-    snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-    double d = strtod(buf, NULL);
-    if ((float)d == f)
-      return d;
-  }
-  return f;
-}
 
 struct sgd_k {
   float wd, mu, one_minus_damp, neg_lr;
@@ -57,12 +44,7 @@ __global__ void k_sgd(float *param, const float *grad, float *buf, int64_t n,
   }
 }
 
-struct adam_k {
-  float wd, decay;
-  float beta1, one_minus_beta1, beta2, one_minus_beta2;
-  float bc2_sqrt, eps, neg_step_size;
-  int mode_wd; /* 0 none, 1 L2 into the gradient, 2 decoupled */
-};
+typedef tc_adam_coef adam_k;
 
 __global__ void k_adam(float *param, const float *grad, float *m, float *v,
                        float *vmax, int64_t n, adam_k j) {
@@ -109,7 +91,7 @@ tc_status cu_sgd_update(void *ctx, const tc_sgd_args *a) {
   j.use_wd = a->weight_decay != 0.f;
   j.mu = a->momentum;
   j.use_momentum = a->momentum != 0.f;
-  j.one_minus_damp = (float)(1.0 - hyper(a->dampening));
+  j.one_minus_damp = (float)(1.0 - tc_optim_hyper(a->dampening));
   j.neg_lr = -a->lr;
   j.first = a->first_step != 0;
   j.nesterov = a->nesterov != 0;
@@ -142,22 +124,7 @@ tc_status cu_adam_update(void *ctx, const tc_adam_args *a) {
   tc_status st = cu_enter(c, fn);
   if (st != TC_OK)
     return st;
-  adam_k j;
-  double lr = hyper(a->lr), wd = hyper(a->weight_decay);
-  double beta1 = hyper(a->beta1), beta2 = hyper(a->beta2);
-  j.mode_wd = wd == 0.0 ? 0 : a->decoupled ? 2 : 1;
-  j.wd = a->weight_decay;
-  j.decay = (float)(1.0 - lr * wd);
-  j.beta1 = a->beta1;
-  j.one_minus_beta1 = (float)(1.0 - beta1);
-  j.beta2 = a->beta2;
-  j.one_minus_beta2 = (float)(1.0 - beta2);
-  double step = (double)a->step;
-  double bc1 = 1.0 - pow(beta1, step);
-  double bc2 = 1.0 - pow(beta2, step);
-  j.bc2_sqrt = (float)sqrt(bc2);
-  j.neg_step_size = (float)-(lr / bc1);
-  j.eps = a->eps;
+  adam_k j = tc_adam_coef_of(a);
   k_adam<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(
       a->param, a->grad, a->exp_avg, a->exp_avg_sq,
       a->amsgrad ? a->max_exp_avg_sq : NULL, a->n, j);
