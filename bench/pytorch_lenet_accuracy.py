@@ -1,9 +1,9 @@
 # PyTorch twin of tinycnn-lenet for the accuracy comparison in docs/trainers.md: same model
-# (tests/golden/generate.py), transforms, 80/20 split, SGD recipe and epochs.
+# (tests/golden/models.py), transforms, 80/20 split, SGD recipe and epochs.
 # Usage: /usr/bin/python3 bench/pytorch_lenet_accuracy.py mnist|fashion BN(0/1) EPOCHS SEED
 import os, sys, gzip, struct, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'golden'))
-import generate as g
+import models as g
 ds, bn, epochs, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 d = os.environ.get('MNIST_DIR', '../shared/data/mnist') if ds == 'mnist' else '/usr/share/datasets/fashion-mnist'
 def idx(p):

@@ -76,89 +76,12 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-# ---- models (tests/golden/generate.py) -------------------------------------
+# ---- models (tests/golden/models.py, shared with the golden generators) -----
 
 def define_models():
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    class BasicBlock(nn.Module):
-        """The CIFAR basic block of seed 003, option A (pad the channels at
-        the end, then MaxPool2d(2) as the seed does)."""
-
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.cin, self.cout, self.stride = cin, cout, stride
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            if self.stride != 1 or self.cin != self.cout:
-                sc = F.pad(x, (0, 0, 0, 0, 0, self.cout - self.cin))
-                if self.stride != 1:
-                    sc = F.max_pool2d(sc, 2, self.stride)
-            else:
-                sc = x
-            return F.relu(out + sc)
-
-    class LeNet(nn.Module):
-        """LeNet-5 of seed 000, optionally with BatchNorm."""
-
-        def __init__(self, bn=False):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 6, 5)
-            self.bn1 = nn.BatchNorm2d(6) if bn else nn.Identity()
-            self.conv2 = nn.Conv2d(6, 16, 5)
-            self.bn2 = nn.BatchNorm2d(16) if bn else nn.Identity()
-            self.fc3 = nn.Linear(400, 120)
-            self.bn3 = nn.BatchNorm1d(120) if bn else nn.Identity()
-            self.fc4 = nn.Linear(120, 84)
-            self.bn4 = nn.BatchNorm1d(84) if bn else nn.Identity()
-            self.fc5 = nn.Linear(84, 10)
-
-        def forward(self, x):
-            x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
-            x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
-            x = x.view(x.shape[0], -1)
-            x = F.relu(self.bn3(self.fc3(x)))
-            x = F.relu(self.bn4(self.fc4(x)))
-            return self.fc5(x)
-
-    class ResNet(nn.Module):
-        """CIFAR ResNet of seed 003 (6n+2 layers, option A shortcuts)."""
-
-        def __init__(self, n):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(16)
-            self.layers_2n = self._stage(16, 16, 1, n)
-            self.layers_4n = self._stage(16, 32, 2, n)
-            self.layers_6n = self._stage(32, 64, 2, n)
-            self.avg_pool = nn.AvgPool2d(8, stride=1)
-            self.fc_out = nn.Linear(64, 10)
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out",
-                                            nonlinearity="relu")
-                elif isinstance(m, nn.BatchNorm2d):
-                    nn.init.constant_(m.weight, 1)
-                    nn.init.constant_(m.bias, 0)
-
-        @staticmethod
-        def _stage(cin, cout, stride, n):
-            blocks = [BasicBlock(cin, cout, stride)]
-            blocks += [BasicBlock(cout, cout, 1) for _ in range(n - 1)]
-            return nn.Sequential(*blocks)
-
-        def forward(self, x):
-            x = F.relu(self.bn1(self.conv1(x)))
-            x = self.layers_6n(self.layers_4n(self.layers_2n(x)))
-            x = self.avg_pool(x).view(x.size(0), -1)
-            return self.fc_out(x)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "..", "tests", "golden"))
+    from models import LeNet, ResNet
 
     return {
         "lenet": lambda: LeNet(bn=False),
