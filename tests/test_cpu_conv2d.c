@@ -215,6 +215,12 @@ static const ccase fixed_cases[] = {
     {2, 3, 13, 11, 5, 5, 5, 4, 4, 2, 1, 1, 1}, /* stride 4 */
     {9, 70, 6, 7, 3, 1, 1, 2, 2, 0, 0, 1, 1},  /* 1x1 stride 2, 70 ch */
     {3, 6, 8, 9, 4, 3, 3, 1, 2, 0, 2, 1, 1},   /* stride 1,2 */
+    /* direct-path tile variants (conv2d_direct.c picks them by k, taps) */
+    {3, 3, 32, 32, 6, 5, 5, 1, 1, 0, 0, 1, 1},   /* LeNet conv1: k = 6 */
+    {2, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0, 1, 1},  /* LeNet conv2: 25 taps */
+    {2, 10, 9, 11, 12, 3, 3, 1, 1, 1, 1, 1, 1},  /* k = 12, c = 10 */
+    {3, 7, 9, 8, 6, 1, 1, 2, 2, 0, 0, 1, 1},     /* 1x1 fold, k = 6 */
+    {2, 16, 19, 21, 16, 3, 3, 1, 1, 1, 1, 1, 1}, /* rows past one vector */
 };
 
 START_TEST(test_conv_fixed) {
@@ -320,10 +326,11 @@ static void outs_free(outs *o) {
 
 START_TEST(test_conv_thread_independent) {
   static const ccase cases[] = {
-      {70, 3, 7, 6, 5, 3, 3, 1, 1, 1, 1, 1, 1},  /* 64 partial sums */
-      {5, 4, 9, 9, 3, 3, 3, 2, 2, 1, 1, 1, 1},   /* one image per chunk */
-      {13, 6, 5, 5, 4, 1, 1, 1, 1, 0, 0, 1, 1},  /* direct 1x1 */
-      {67, 8, 6, 5, 16, 3, 3, 2, 1, 1, 1, 1, 1}, /* dw > combine block */
+      {70, 3, 7, 6, 5, 3, 3, 1, 1, 1, 1, 1, 1},   /* 64 partial sums */
+      {5, 4, 9, 9, 3, 3, 3, 2, 2, 1, 1, 1, 1},    /* one image per chunk */
+      {13, 6, 5, 5, 4, 1, 1, 1, 1, 0, 0, 1, 1},   /* direct 1x1 */
+      {67, 8, 6, 5, 16, 3, 3, 2, 1, 1, 1, 1, 1},  /* dw > combine block */
+      {40, 3, 12, 12, 6, 5, 5, 1, 1, 0, 0, 1, 1}, /* k = 6 tiles */
   };
   static const int threads[] = {2, 5};
   tc_backend_destroy(be); /* the fixture's; reopened below */

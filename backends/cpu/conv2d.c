@@ -5,7 +5,8 @@
  * Method, stride <= CONVD_MAX_STRIDE / dilation 1 / padding <= kernel-1 on
  * a CPU with AVX2+FMA (or AVX-512F; TINYCNN_CPU_ISA can lower the choice):
  * direct SIMD kernels (conv2d_direct.c; the layout and the stride phases
- * are explained at "direct path" below). Per image, x (or dy for backward
+ * are explained at "direct path" below; the register tile of each op is
+ * picked by channel and tap count, convd_pick_fwd / convd_pick_wgrad). Per image, x (or dy for backward
  * data) is copied into zero-padded planes (one per stride phase) in the
  * slot, the kernel writes the outputs on the padded grid, and the valid
  * ones are copied out. A slot's zeros stay in place for its next image, so
@@ -80,13 +81,15 @@ typedef struct conv_geom {
   size_t col_bytes;  /* one im2col slice (0 when direct) */
   size_t part_bytes; /* all partial sums (0 when chunks <= 1) */
   /* direct (stride-1 SIMD) path; all sizes in floats */
-  const convd_kernels *kern; /* NULL: im2col + GEMM */
-  int64_t nph, Rm, Sm;       /* stride phases, most taps per phase */
-  int64_t Hs, Ws, nqf, psf;  /* fwd/wgrad phase grid, fwd tiles */
-  int64_t U0, V0, Uh, Uw;    /* bwd_data: first phase row/col, extent */
-  int64_t Hq, Wq, nqb, psb;  /* bwd_data dy grid */
-  int64_t nqw, psw, G;       /* wgrad tiles, images per kernel call */
-  int64_t kpf, cpf, kpw;     /* channel counts rounded up to the tiles */
+  const convd_kernels *kern;    /* NULL: im2col + GEMM */
+  const convd_fwd_var *fv, *bv; /* fwd, bwd_data tiles */
+  const convd_wgrad_var *wv;    /* wgrad tile */
+  int64_t nph, Rm, Sm;          /* stride phases, most taps per phase */
+  int64_t Hs, Ws, nqf, psf;     /* fwd/wgrad phase grid, fwd tiles */
+  int64_t U0, V0, Uh, Uw;       /* bwd_data: first phase row/col, extent */
+  int64_t Hq, Wq, nqb, psb;     /* bwd_data dy grid */
+  int64_t nqw, psw, G;          /* wgrad tiles, images per kernel call */
+  int64_t kpf, cpf, kpw;        /* channel counts rounded up to the tiles */
   size_t fwd_shared, fwd_slot, bwd_shared, bwd_slot, wg_slot, wg_part;
   size_t min_ws; /* direct: every op needs the one-slot query */
   /* run time */
@@ -133,12 +136,15 @@ static void conv_direct_geometry(conv_geom *g) {
   g->Hs = (Hp + g->sh - 1) / g->sh, g->Ws = (Wp + g->sw - 1) / g->sw;
   int64_t L = (g->oh - 1) * g->Ws + g->ow;
   int64_t offmax = (g->Rm - 1) * g->Ws + g->Sm - 1;
-  g->nqf = roundup64(L, kn->ft);
+  g->fv = convd_pick_fwd(kn, g->k, rs);
+  g->bv = convd_pick_fwd(kn, g->c, g->Rm * g->Sm);
+  g->wv =
+      convd_pick_wgrad(kn, g->k, rs == 1 && g->c <= CONVD_MAX_RS ? g->c : rs);
+  g->nqf = roundup64(L, kn->vl);
   g->psf = roundup64(max64(g->Hs * g->Ws, g->nqf + offmax), 16);
-  g->kpf = roundup64(g->k, kn->fkt);
+  g->kpf = roundup64(g->k, g->fv->kt);
   g->fwd_shared = round64((size_t)(g->kpf * g->c * rs) * 4);
-  g->fwd_slot =
-      round64((size_t)(g->nph * g->c * g->psf + g->kpf * g->nqf) * 4);
+  g->fwd_slot = round64((size_t)(g->nph * g->c * g->psf + g->kpf * g->nqf) * 4);
   /* bwd_data: each phase of dx (shifted by U0, V0 phase rows/columns) is
    * a stride-1 correlation of dy padded to Hq x Wq with the phase's taps */
   g->U0 = g->ph / g->sh, g->V0 = g->pw / g->sw;
@@ -146,21 +152,20 @@ static void conv_direct_geometry(conv_geom *g) {
   g->Uw = (g->w - 1 + g->pw) / g->sw + 1 - g->V0;
   g->Hq = g->Uh + g->Rm - 1, g->Wq = g->Uw + g->Sm - 1;
   int64_t Lb = (g->Uh - 1) * g->Wq + g->Uw;
-  g->nqb = roundup64(Lb, kn->ft);
+  g->nqb = roundup64(Lb, kn->vl);
   g->psb = roundup64(
       max64(g->Hq * g->Wq, g->nqb + (g->Rm - 1) * g->Wq + g->Sm - 1), 16);
-  g->cpf = roundup64(g->c, kn->fkt);
+  g->cpf = roundup64(g->c, g->bv->kt);
   g->bwd_shared = round64((size_t)(g->cpf * g->k * rs) * 4);
-  g->bwd_slot =
-      round64((size_t)(g->k * g->psb + g->nph * g->cpf * g->nqb) * 4);
+  g->bwd_slot = round64((size_t)(g->k * g->psb + g->nph * g->cpf * g->nqb) * 4);
   /* wgrad: G images of x phases and of dy on the Ws grid per call */
-  g->nqw = roundup64(L, kn->wvl);
+  g->nqw = roundup64(L, kn->vl);
   g->psw = roundup64(max64(g->Hs * g->Ws, g->nqw + offmax), 16);
-  g->kpw = roundup64(g->k, kn->wkt);
+  g->kpw = roundup64(g->k, g->wv->kt);
   g->G =
       min64(CONVD_MAX_G, max64(1, (CONVD_WG_POSITIONS + g->nqw - 1) / g->nqw));
-  g->wg_slot = round64(
-      (size_t)(g->G * (g->nph * g->c * g->psw + g->kpw * g->nqw)) * 4);
+  g->wg_slot =
+      round64((size_t)(g->G * (g->nph * g->c * g->psw + g->kpw * g->nqw)) * 4);
   g->kern = kn;
 }
 
@@ -434,23 +439,20 @@ static float *slot_col(const conv_geom *g, int64_t t) {
 /* dst (c, ps): each channel's plane is Hp x Wp (row stride wp) holding src
  * (c, h, w) at (pt, pl), zero elsewhere up to ps. With `inner` the zeros
  * are already there (the slot's previous image) and only src is copied. */
-static void pad_planes(const float *src, int64_t c, int64_t h, int64_t w,
-                       float *dst, int64_t ps, int64_t wp, int64_t pt,
-                       int64_t pl, int inner) {
+static void pad_planes(const convd_kernels *kn, const float *src, int64_t c,
+                       int64_t h, int64_t w, float *dst, int64_t ps, int64_t wp,
+                       int64_t pt, int64_t pl, int inner) {
   for (int64_t cc = 0; cc < c; cc++) {
     float *d = dst + cc * ps;
     const float *sp = src + cc * h * w;
     int64_t first = pt * wp + pl, last = (pt + h - 1) * wp + pl + w;
-    if (!inner)
+    if (!inner) {
       memset(d, 0, (size_t)first * sizeof *d);
-    for (int64_t i = 0; i < h; i++) {
-      float *row = d + (pt + i) * wp + pl;
-      memcpy(row, sp + i * w, (size_t)w * sizeof *d);
-      if (i + 1 < h && !inner)
-        memset(row + w, 0, (size_t)(wp - w) * sizeof *d);
-    }
-    if (!inner)
+      for (int64_t i = 0; i + 1 < h; i++)
+        memset(d + (pt + i) * wp + pl + w, 0, (size_t)(wp - w) * sizeof *d);
       memset(d + last, 0, (size_t)(ps - last) * sizeof *d);
+    }
+    kn->rows(sp, w, d + first, wp, h, w, 0.f, CONVD_ROWS_COPY);
   }
 }
 
@@ -514,7 +516,8 @@ static void phase_planes2(const conv_geom *g, const float *src, float *dst,
 static void phase_planes(const conv_geom *g, const float *src, float *dst,
                          int64_t ps, int inner) {
   if (g->nph == 1) {
-    pad_planes(src, g->c, g->h, g->w, dst, ps, g->Ws, g->ph, g->pw, inner);
+    pad_planes(g->kern, src, g->c, g->h, g->w, dst, ps, g->Ws, g->ph, g->pw,
+               inner);
     return;
   }
   if (g->sw == 2) {
@@ -568,8 +571,7 @@ static int64_t phase_taps(const conv_geom *g, int64_t p, int64_t ld, int flip,
     for (int64_t j = 0; j < ns; j++) {
       int64_t di = flip ? nr - 1 - i : i, dj = flip ? ns - 1 - j : j;
       idx[n] = (a + g->sh * di) * g->s + b + g->sw * dj;
-      off[n++] = flip ? (g->Rm - 1 - di) * ld + (g->Sm - 1 - dj)
-                      : di * ld + dj;
+      off[n++] = flip ? (g->Rm - 1 - di) * ld + (g->Sm - 1 - dj) : di * ld + dj;
     }
   for (int64_t t = n; t < CONVD_MAX_RS + 8; t++)
     off[t] = 0;
@@ -597,7 +599,7 @@ static int64_t all_taps(const conv_geom *g, int64_t ps, int64_t *off,
  * channel kb*kt + j (zero past k) for input channel ci, tap t of
  * all_taps. */
 static void pack_fwd_weights(const conv_geom *g, float *wp) {
-  int64_t kt = g->kern->fkt, rs = g->r * g->s;
+  int64_t kt = g->fv->kt, rs = g->r * g->s;
   int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
   all_taps(g, g->psf, off, idx);
   for (int64_t kb = 0; kb < g->kpf / kt; kb++)
@@ -612,7 +614,7 @@ static void pack_fwd_weights(const conv_geom *g, float *wp) {
 /* Backward data: output channel ci, input channel kk, tap t of phase p
  * reads the forward weight (kk, ci) at that tap. */
 static void pack_bwd_weights(const conv_geom *g, float *wp) {
-  int64_t kt = g->kern->fkt, rs = g->r * g->s;
+  int64_t kt = g->bv->kt, rs = g->r * g->s;
   int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
   for (int64_t p = 0; p < g->nph; p++) {
     int64_t nt = phase_taps(g, p, g->Wq, 1, off, idx);
@@ -634,20 +636,14 @@ static void dfwd_task(void *arg, int64_t t) {
   const float *wp = (const float *)a->workspace;
   float *xp = slot_col(g, t);
   float *out = xp + g->nph * g->c * g->psf; /* (kpf, nqf) */
-  int64_t nkb = g->kpf / g->kern->fkt, nrs = all_taps(g, g->psf, off, idx);
+  int64_t nkb = g->kpf / g->fv->kt, nrs = all_taps(g, g->psf, off, idx);
   for (int64_t i = i0; i < i1; i++) {
     phase_planes(g, a->x + i * g->c * g->hw, xp, g->psf, i > i0);
-    g->kern->fwd(xp, g->c, g->psf, off, nrs, wp, nkb, out, g->nqf, g->nqf, 0);
+    g->fv->fn(xp, g->c, g->psf, off, nrs, wp, nkb, out, g->nqf, g->nqf, 0);
     float *y = a->y + i * g->k * g->P;
-    for (int64_t kk = 0; kk < g->k; kk++) {
-      float b = a->bias ? a->bias[kk] : 0.f;
-      for (int64_t o = 0; o < g->oh; o++) {
-        const float *restrict src = out + kk * g->nqf + o * g->Ws;
-        float *restrict dst = y + (kk * g->oh + o) * g->ow;
-        for (int64_t q = 0; q < g->ow; q++)
-          dst[q] = src[q] + b;
-      }
-    }
+    for (int64_t kk = 0; kk < g->k; kk++)
+      g->kern->rows(out + kk * g->nqf, g->Ws, y + kk * g->P, g->ow, g->oh,
+                    g->ow, a->bias ? a->bias[kk] : 0.f, CONVD_ROWS_BIAS);
   }
 }
 
@@ -666,6 +662,14 @@ static void scatter_phase(const conv_geom *g, int64_t p, const float *out,
   int64_t vhi = min64(g->Uw, f0 < g->w ? (g->w - f0 + g->sw - 1) / g->sw : 0);
   if (vhi <= vlo)
     return;
+  if (out && g->sw == 1 && g->sh == 1) {
+    for (int64_t ci = 0; ci < g->c; ci++)
+      g->kern->rows(out + ci * g->nqb + ulo * g->Wq + vlo, g->Wq,
+                    dx + (ci * g->h + e0 + ulo) * g->w + f0 + vlo, g->w,
+                    uhi - ulo, vhi - vlo, 0.f,
+                    acc ? CONVD_ROWS_ADD : CONVD_ROWS_COPY);
+    return;
+  }
   for (int64_t ci = 0; ci < g->c; ci++) {
     for (int64_t u = ulo; u < uhi; u++) {
       float *restrict dst =
@@ -712,8 +716,7 @@ static void scatter2(const conv_geom *g, const float *out, float *dx) {
       float *dst = dx + (ci * g->h + xr) * g->w;
       g->kern->inter2(st[0], st[1], g->w / 2, dst, (int)acc);
       if (g->w & 1)
-        dst[g->w - 1] =
-            acc ? dst[g->w - 1] + st[0][g->w / 2] : st[0][g->w / 2];
+        dst[g->w - 1] = acc ? dst[g->w - 1] + st[0][g->w / 2] : st[0][g->w / 2];
     }
 }
 
@@ -725,22 +728,22 @@ static void dbwd_task(void *arg, int64_t t) {
   const float *wp = (const float *)a->workspace;
   float *dp = slot_col(g, t);
   float *out = dp + g->k * g->psb; /* nph x (cpf, nqb) */
-  int64_t nkb = g->cpf / g->kern->fkt, pb = g->cpf * g->nqb;
+  int64_t nkb = g->cpf / g->bv->kt, pb = g->cpf * g->nqb;
   /* phases without taps read as zeros in scatter2 */
   if (g->sw == 2)
     for (int64_t p = 0; p < g->nph; p++)
       if (!phase_taps(g, p, g->Wq, 1, off, idx))
         memset(out + p * pb, 0, (size_t)pb * sizeof *out);
   for (int64_t i = i0; i < i1; i++) {
-    pad_planes(a->dy + i * g->k * g->P, g->k, g->oh, g->ow, dp, g->psb, g->Wq,
-               g->Rm - 1 - g->U0, g->Sm - 1 - g->V0, i > i0);
+    pad_planes(g->kern, a->dy + i * g->k * g->P, g->k, g->oh, g->ow, dp, g->psb,
+               g->Wq, g->Rm - 1 - g->U0, g->Sm - 1 - g->V0, i > i0);
     float *dx = a->dx + i * g->c * g->hw;
     const float *w = wp;
     for (int64_t p = 0; p < g->nph; p++) {
       int64_t nt = phase_taps(g, p, g->Wq, 1, off, idx);
       if (nt) {
-        g->kern->fwd(dp, g->k, g->psb, off, nt, w, nkb, out + p * pb, g->nqb,
-                     g->nqb, 0);
+        g->bv->fn(dp, g->k, g->psb, off, nt, w, nkb, out + p * pb, g->nqb,
+                  g->nqb, 0);
         w += g->cpf * g->k * nt;
       }
       if (g->sw != 2)
@@ -757,7 +760,6 @@ static void dbwd_task(void *arg, int64_t t) {
 static void dwg_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
-  const convd_kernels *kn = g->kern;
   int64_t kcrs = g->k * g->crs, rs = g->r * g->s;
   int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
   int64_t xs = g->nph * g->c * g->psw, dys = g->kpw * g->nqw;
@@ -790,15 +792,15 @@ static void dwg_task(void *arg, int64_t t) {
         if (!inner)
           memset(db + i * dys + g->k * g->nqw, 0,
                  (size_t)((g->kpw - g->k) * g->nqw) * sizeof *db);
-        pad_planes(a->dy + (i0 + i) * g->k * g->P, g->k, g->oh, g->ow,
+        pad_planes(g->kern, a->dy + (i0 + i) * g->k * g->P, g->k, g->oh, g->ow,
                    db + i * dys, g->nqw, g->Ws, 0, 0, inner);
       }
       ready = max64(ready, m);
       if (fold)
-        kn->wgrad(xb, xs, g->psw, db, dys, g->nqw, m, 1, g->k, off, g->c,
+        g->wv->fn(xb, xs, g->psw, db, dys, g->nqw, m, 1, g->k, off, g->c,
                   g->nqw, idx, g->c, dst);
       else
-        kn->wgrad(xb, xs, g->psw, db, dys, g->nqw, m, g->c, g->k, off, rs,
+        g->wv->fn(xb, xs, g->psw, db, dys, g->nqw, m, g->c, g->k, off, rs,
                   g->nqw, idx, rs, dst);
     }
   }

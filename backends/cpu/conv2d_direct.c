@@ -11,7 +11,6 @@
 #include "cpu.h"
 
 /* ---- AVX2 + FMA: 16 ymm registers ---- */
-#define KF(name) convd_avx2_##name
 #define TGT __attribute__((target("avx2,fma")))
 #define vf __m256
 #define VL 8
@@ -22,10 +21,6 @@
 #define V_BC(s) _mm256_set1_ps(s)
 #define V_ZERO() _mm256_setzero_ps()
 #define V_HSUM(v) convd_hsum256(v)
-#define FKT 4
-#define FNV 3
-#define WKT 4
-#define WNO 3
 
 TGT static float convd_hsum256(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -34,6 +29,26 @@ TGT static float convd_hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+/* tiles: accumulators + loaded vectors + 1 <= 16 registers */
+#define FKT 4
+#define FNV 3
+#define CONVD_FN convd_avx2_fwd_4x3
+#include "conv2d_direct_kern.h"
+#define FKT 6
+#define FNV 2
+#define CONVD_FN convd_avx2_fwd_6x2
+#include "conv2d_direct_kern.h"
+#define WKT 4
+#define WNO 3
+#define CONVD_FN convd_avx2_wgrad_4x3
+#include "conv2d_direct_kern.h"
+#define WKT 3
+#define WNO 3
+#define CONVD_FN convd_avx2_wgrad_3x3
+#include "conv2d_direct_kern.h"
+#define WKT 2
+#define WNO 5
+#define CONVD_FN convd_avx2_wgrad_2x5
 #include "conv2d_direct_kern.h"
 
 /* Stride-2 (de)interleaving of rows, for both kernel sets. */
@@ -41,7 +56,8 @@ TGT static void convd_deint2(const float *src, int64_t n, float *even,
                              float *odd) {
   int64_t m = 0;
   for (; m + 8 <= n; m += 8) {
-    __m256 a = _mm256_loadu_ps(src + 2 * m), b = _mm256_loadu_ps(src + 2 * m + 8);
+    __m256 a = _mm256_loadu_ps(src + 2 * m),
+           b = _mm256_loadu_ps(src + 2 * m + 8);
     __m256 lo = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
     __m256 hi = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
     _mm256_storeu_ps(even + m, _mm256_castpd_ps(_mm256_permute4x64_pd(
@@ -76,12 +92,48 @@ TGT static void convd_inter2(const float *even, const float *odd, int64_t n,
   }
 }
 
-static const convd_kernels convd_avx2 = {
-    "avx2",           FKT,         VL,          WKT,
-    WNO,              VL,          convd_avx2_fwd, convd_avx2_wgrad,
-    convd_deint2,     convd_inter2};
+TGT static void convd_rows256(const float *src, int64_t lds, float *dst,
+                              int64_t ldd, int64_t n, int64_t w, float b,
+                              int mode) {
+  int64_t r = w % 8, wv = w - r;
+  __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r),
+                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256 bv = _mm256_set1_ps(b);
+  for (int64_t i = 0; i < n; i++) {
+    const float *s = src + i * lds;
+    float *d = dst + i * ldd;
+    for (int64_t j = 0; j < wv; j += 8) {
+      __m256 v = _mm256_loadu_ps(s + j);
+      if (mode == CONVD_ROWS_BIAS)
+        v = _mm256_add_ps(v, bv);
+      else if (mode == CONVD_ROWS_ADD)
+        v = _mm256_add_ps(_mm256_loadu_ps(d + j), v);
+      _mm256_storeu_ps(d + j, v);
+    }
+    if (r) {
+      __m256 v = _mm256_maskload_ps(s + wv, m);
+      if (mode == CONVD_ROWS_BIAS)
+        v = _mm256_add_ps(v, bv);
+      else if (mode == CONVD_ROWS_ADD)
+        v = _mm256_add_ps(_mm256_maskload_ps(d + wv, m), v);
+      _mm256_maskstore_ps(d + wv, m, v);
+    }
+  }
+}
 
-#undef KF
+static const convd_kernels convd_avx2 = {
+    .name = "avx2",
+    .vl = VL,
+    .nfwd = 2,
+    .nwgrad = 3,
+    .fwd = {{4, 3, convd_avx2_fwd_4x3}, {6, 2, convd_avx2_fwd_6x2}},
+    .wgrad = {{4, 3, convd_avx2_wgrad_4x3},
+              {3, 3, convd_avx2_wgrad_3x3},
+              {2, 5, convd_avx2_wgrad_2x5}},
+    .rows = convd_rows256,
+    .deint2 = convd_deint2,
+    .inter2 = convd_inter2};
+
 #undef TGT
 #undef vf
 #undef VL
@@ -92,13 +144,8 @@ static const convd_kernels convd_avx2 = {
 #undef V_BC
 #undef V_ZERO
 #undef V_HSUM
-#undef FKT
-#undef FNV
-#undef WKT
-#undef WNO
 
 /* ---- AVX-512F: 32 zmm registers ---- */
-#define KF(name) convd_avx512_##name
 #define TGT __attribute__((target("avx512f,avx2,fma")))
 #define vf __m512
 #define VL 16
@@ -109,10 +156,6 @@ static const convd_kernels convd_avx2 = {
 #define V_BC(s) _mm512_set1_ps(s)
 #define V_ZERO() _mm512_setzero_ps()
 #define V_HSUM(v) convd_hsum512(v)
-#define FKT 8
-#define FNV 2
-#define WKT 8
-#define WNO 3
 
 TGT static float convd_hsum512(__m512 v) {
   __m256 lo = _mm512_castps512_ps256(v);
@@ -125,12 +168,78 @@ TGT static float convd_hsum512(__m512 v) {
   return _mm_cvtss_f32(s);
 }
 
+/* tiles: accumulators + loaded vectors + 1 <= 32 registers */
+#define FKT 8
+#define FNV 2
+#define CONVD_FN convd_avx512_fwd_8x2
+#include "conv2d_direct_kern.h"
+#define FKT 6
+#define FNV 3
+#define CONVD_FN convd_avx512_fwd_6x3
+#include "conv2d_direct_kern.h"
+#define WKT 8
+#define WNO 3
+#define CONVD_FN convd_avx512_wgrad_8x3
+#include "conv2d_direct_kern.h"
+#define WKT 6
+#define WNO 4
+#define CONVD_FN convd_avx512_wgrad_6x4
+#include "conv2d_direct_kern.h"
+#define WKT 4
+#define WNO 5
+#define CONVD_FN convd_avx512_wgrad_4x5
 #include "conv2d_direct_kern.h"
 
+/* rows: whole zmm vectors, then one ymm, then a masked rest (under 8):
+ * masked stores are slower, so as few as possible */
+TGT static void convd_rows512(const float *src, int64_t lds, float *dst,
+                              int64_t ldd, int64_t n, int64_t w, float b,
+                              int mode) {
+  int64_t wv = w - w % 16, h8 = w % 16 >= 8, r = w % 8, wr = w - r;
+  __mmask16 m = (__mmask16)((1u << r) - 1);
+  __m512 bv = _mm512_set1_ps(b);
+  for (int64_t i = 0; i < n; i++) {
+    const float *s = src + i * lds;
+    float *d = dst + i * ldd;
+    for (int64_t j = 0; j < wv; j += 16) {
+      __m512 v = _mm512_loadu_ps(s + j);
+      if (mode == CONVD_ROWS_BIAS)
+        v = _mm512_add_ps(v, bv);
+      else if (mode == CONVD_ROWS_ADD)
+        v = _mm512_add_ps(_mm512_loadu_ps(d + j), v);
+      _mm512_storeu_ps(d + j, v);
+    }
+    if (h8) {
+      __m256 v = _mm256_loadu_ps(s + wv);
+      if (mode == CONVD_ROWS_BIAS)
+        v = _mm256_add_ps(v, _mm512_castps512_ps256(bv));
+      else if (mode == CONVD_ROWS_ADD)
+        v = _mm256_add_ps(_mm256_loadu_ps(d + wv), v);
+      _mm256_storeu_ps(d + wv, v);
+    }
+    if (r) {
+      __m512 v = _mm512_maskz_loadu_ps(m, s + wr);
+      if (mode == CONVD_ROWS_BIAS)
+        v = _mm512_add_ps(v, bv);
+      else if (mode == CONVD_ROWS_ADD)
+        v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + wr), v);
+      _mm512_mask_storeu_ps(d + wr, m, v);
+    }
+  }
+}
+
 static const convd_kernels convd_avx512 = {
-    "avx512",     FKT,          VL,               WKT,
-    WNO,          VL,           convd_avx512_fwd, convd_avx512_wgrad,
-    convd_deint2, convd_inter2};
+    .name = "avx512",
+    .vl = VL,
+    .nfwd = 2,
+    .nwgrad = 3,
+    .fwd = {{8, 2, convd_avx512_fwd_8x2}, {6, 3, convd_avx512_fwd_6x3}},
+    .wgrad = {{8, 3, convd_avx512_wgrad_8x3},
+              {6, 4, convd_avx512_wgrad_6x4},
+              {4, 5, convd_avx512_wgrad_4x5}},
+    .rows = convd_rows512,
+    .deint2 = convd_deint2,
+    .inter2 = convd_inter2};
 
 const convd_kernels *cpu_convd_kernels(void) {
   int isa = cpu_isa();
@@ -139,4 +248,40 @@ const convd_kernels *cpu_convd_kernels(void) {
   if (isa >= CPU_ISA_AVX2)
     return &convd_avx2;
   return 0;
+}
+
+/* Cost of a kt x nv tile over k channels, nrs taps, per position vector:
+ * the FMAs issued (padding included) or the loads when they dominate,
+ * plus loop overhead per step (fwd 2, wgrad 4 FMA slots: fitted to
+ * timings on Zen 5); scaled by 64 to stay in integers. fwd runs nv
+ * position vectors per step, wgrad nv taps. Measured (1 thread, AVX-512):
+ * k = 6 with 25 taps runs 6x4 wgrad / 6x3 fwd 1.6x / 1.2x faster than
+ * 8x3 / 8x2; k = 16 with 25 taps 4x5 wgrad ~5% faster than 8x3; k = 16
+ * with 9 taps stays 8x3 / 8x2 (8x3 fwd was no faster). */
+static int64_t tile_cost(int64_t k, int64_t nrs, int64_t kt, int64_t nv,
+                         int wgrad) {
+  int64_t nkb = (k + kt - 1) / kt, step = kt * nv > kt + nv ? kt * nv : kt + nv;
+  if (wgrad)
+    return 64 * nkb * ((nrs + nv - 1) / nv) * (step + 4);
+  return 64 * nkb * nrs * (step + 2) / nv;
+}
+
+const convd_fwd_var *convd_pick_fwd(const convd_kernels *kn, int64_t k,
+                                    int64_t nrs) {
+  int best = 0;
+  for (int v = 1; v < kn->nfwd; v++)
+    if (tile_cost(k, nrs, kn->fwd[v].kt, kn->fwd[v].nv, 0) <
+        tile_cost(k, nrs, kn->fwd[best].kt, kn->fwd[best].nv, 0))
+      best = v;
+  return &kn->fwd[best];
+}
+
+const convd_wgrad_var *convd_pick_wgrad(const convd_kernels *kn, int64_t k,
+                                        int64_t nrs) {
+  int best = 0;
+  for (int v = 1; v < kn->nwgrad; v++)
+    if (tile_cost(k, nrs, kn->wgrad[v].kt, kn->wgrad[v].nv, 1) <
+        tile_cost(k, nrs, kn->wgrad[best].kt, kn->wgrad[best].nv, 1))
+      best = v;
+  return &kn->wgrad[best];
 }

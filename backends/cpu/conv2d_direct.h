@@ -14,30 +14,52 @@
  * them to the output (then the next input channels) */
 #define CONVD_CHAIN 32
 
+/* out[(kb*kt + j)*ldo + q] = sum over ci < cin, t < nrs of
+ *   wp[((kb*cin + ci)*nrs + t)*kt + j] * in[ci*ps + q + off[t]]
+ * for kb < nkb, j < kt (the variant's channel tile), q < nq (a multiple of
+ * the vector length), added to out when add (else stored); the sum runs
+ * in blocks of max(1, CONVD_CHAIN / nrs) input channels. */
+typedef void (*convd_fwd_fn)(const float *in, int64_t cin, int64_t ps,
+                             const int64_t *off, int64_t nrs, const float *wp,
+                             int64_t nkb, float *out, int64_t ldo, int64_t nq,
+                             int add);
+/* part[(kk*c + ci)*prs + pidx[t]] += sum over images i < nimg, q < nq of
+ *   dy[i*dys + kk*ldd + q] * x[i*xs + ci*ps + q + off[t]]
+ * for kk < k, ci < c, t < nrs; dy has rows up to a multiple of the
+ * variant's kt and off entries up to a multiple of its no (extra ones are
+ * read, not used); nq is a multiple of the vector length. */
+typedef void (*convd_wgrad_fn)(const float *x, int64_t xs, int64_t ps,
+                               const float *dy, int64_t dys, int64_t ldd,
+                               int64_t nimg, int64_t c, int64_t k,
+                               const int64_t *off, int64_t nrs, int64_t nq,
+                               const int64_t *pidx, int64_t prs, float *part);
+
+/* One register tile shape: kt output channels x nv vectors (fwd) or
+ * x nv taps (wgrad). */
+typedef struct convd_fwd_var {
+  int64_t kt, nv;
+  convd_fwd_fn fn;
+} convd_fwd_var;
+typedef struct convd_wgrad_var {
+  int64_t kt, nv;
+  convd_wgrad_fn fn;
+} convd_wgrad_var;
+
+#define CONVD_MAX_VARS 6
+
+enum { CONVD_ROWS_BIAS, CONVD_ROWS_COPY, CONVD_ROWS_ADD };
+
 typedef struct convd_kernels {
   const char *name;
-  /* fwd: fkt output channels per block; nq is a multiple of ft */
-  int64_t fkt, ft;
-  /* wgrad: wkt output channels x wno kernel offsets per register tile,
-   * wvl positions per step */
-  int64_t wkt, wno, wvl;
-  /* out[(kb*fkt + j)*ldo + q] = sum over ci < cin, t < nrs of
-   *   wp[((kb*cin + ci)*nrs + t)*fkt + j] * in[ci*ps + q + off[t]]
-   * for kb < nkb, j < fkt, q < nq (a multiple of ft), added to out
-   * when add (else stored); the sum runs in blocks of
-   * max(1, CONVD_CHAIN / nrs) input channels. */
-  void (*fwd)(const float *in, int64_t cin, int64_t ps, const int64_t *off,
-              int64_t nrs, const float *wp, int64_t nkb, float *out,
-              int64_t ldo, int64_t nq, int add);
-  /* part[(kk*c + ci)*prs + pidx[t]] += sum over images i < nimg, q < nq of
-   *   dy[i*dys + kk*ldd + q] * x[i*xs + ci*ps + q + off[t]]
-   * for kk < k, ci < c, t < nrs; dy has rows up to a multiple of wkt and
-   * off entries up to a multiple of wno (extra ones are read, not used);
-   * nq is a multiple of wvl. */
-  void (*wgrad)(const float *x, int64_t xs, int64_t ps, const float *dy,
-                int64_t dys, int64_t ldd, int64_t nimg, int64_t c, int64_t k,
-                const int64_t *off, int64_t nrs, int64_t nq,
-                const int64_t *pidx, int64_t prs, float *part);
+  int64_t vl; /* floats per vector: fwd and wgrad positions come in these */
+  int nfwd, nwgrad;
+  convd_fwd_var fwd[CONVD_MAX_VARS];
+  convd_wgrad_var wgrad[CONVD_MAX_VARS];
+  /* n rows of w floats: dst[i*ldd + j] = src[i*lds + j] + b (mode
+   * CONVD_ROWS_BIAS), = src (CONVD_ROWS_COPY) or += src (CONVD_ROWS_ADD);
+   * inline vector copies: the rows are short, a memcpy call costs more */
+  void (*rows)(const float *src, int64_t lds, float *dst, int64_t ldd,
+               int64_t n, int64_t w, float b, int mode);
   /* even[m] = src[2m], odd[m] = src[2m+1] for m < n */
   void (*deint2)(const float *src, int64_t n, float *even, float *odd);
   /* dst[2m] = even[m], dst[2m+1] = odd[m] for m < n (added when add) */
@@ -48,5 +70,12 @@ typedef struct convd_kernels {
 /* The best kernels for cpu_isa() (so TINYCNN_CPU_ISA can lower them), or
  * NULL (below AVX2+FMA: use im2col). */
 const convd_kernels *cpu_convd_kernels(void);
+
+/* The tile that suits k output channels and nrs taps best (fewest wasted
+ * products, then the larger tile); a function of the shapes only. */
+const convd_fwd_var *convd_pick_fwd(const convd_kernels *kn, int64_t k,
+                                    int64_t nrs);
+const convd_wgrad_var *convd_pick_wgrad(const convd_kernels *kn, int64_t k,
+                                        int64_t nrs);
 
 #endif /* TINYCNN_CONV2D_DIRECT_H */

@@ -1,16 +1,20 @@
 /*
  * conv2d_direct_kern.h - kernel bodies for conv2d_direct.c, included once
- * per instruction set with these macros defined:
- *   KF(name) function name, TGT target attribute, vf vector type, VL lanes,
- *   V_LOAD, V_STORE, V_ADD, V_FMA(a,b,c) = a*b+c, V_BC broadcast, V_ZERO,
- * V_HSUM, FKT, FNV (fwd tile), WKT, WNO (wgrad tile). No include guard: meant
- * to be included several times.
+ * per instruction set and tile shape with these macros defined:
+ *   TGT target attribute, vf vector type, VL lanes, V_LOAD, V_STORE, V_ADD,
+ *   V_FMA(a,b,c) = a*b+c, V_BC broadcast, V_ZERO, V_HSUM;
+ *   CONVD_FN the function's name, and either FKT, FNV (a fwd kernel with
+ *   an FKT channels x FNV vectors tile) or WKT, WNO (a wgrad kernel with a
+ *   WKT channels x WNO taps tile).
+ * The tile macros and CONVD_FN are undefined at the end. No include guard:
+ * meant to be included several times.
  */
 
-TGT static void KF(fwd)(const float *in, int64_t cin, int64_t ps,
-                        const int64_t *off, int64_t nrs, const float *wp,
-                        int64_t nkb, float *out, int64_t ldo, int64_t nq,
-                        int add) {
+#ifdef FKT
+TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
+                         const int64_t *off, int64_t nrs, const float *wp,
+                         int64_t nkb, float *out, int64_t ldo, int64_t nq,
+                         int add) {
   int64_t cb = CONVD_CHAIN / nrs > 1 ? CONVD_CHAIN / nrs : 1;
   for (int64_t kb = 0; kb < nkb; kb++) {
     const float *wb = wp + kb * cin * nrs * FKT;
@@ -89,12 +93,16 @@ TGT static void KF(fwd)(const float *in, int64_t cin, int64_t ps,
     }
   }
 }
+#undef FKT
+#undef FNV
+#endif /* FKT */
 
-TGT static void KF(wgrad)(const float *x, int64_t xs, int64_t ps,
-                          const float *dy, int64_t dys, int64_t ldd,
-                          int64_t nimg, int64_t c, int64_t k,
-                          const int64_t *off, int64_t nrs, int64_t nq,
-                          const int64_t *pidx, int64_t prs, float *part) {
+#ifdef WKT
+TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
+                         const float *dy, int64_t dys, int64_t ldd,
+                         int64_t nimg, int64_t c, int64_t k, const int64_t *off,
+                         int64_t nrs, int64_t nq, const int64_t *pidx,
+                         int64_t prs, float *part) {
   int64_t nkb = (k + WKT - 1) / WKT, ngrp = (nrs + WNO - 1) / WNO;
   for (int64_t kb = 0; kb < nkb; kb++) {
     for (int64_t ci = 0; ci < c; ci++) {
@@ -117,6 +125,9 @@ TGT static void KF(wgrad)(const float *x, int64_t xs, int64_t ps,
 #pragma GCC unroll 8
             for (int j = 0; j < WKT; j++) {
               vf dv = V_LOAD(d + j * ldd + q);
+              /* one load per dy vector: keeps the compiler from folding
+               * it into each of the WNO FMAs (WNO loads instead of 1) */
+              __asm__("" : "+v"(dv));
 #pragma GCC unroll 4
               for (int o = 0; o < WNO; o++)
                 acc[j][o] = V_FMA(dv, xv[o], acc[j][o]);
@@ -137,3 +148,8 @@ TGT static void KF(wgrad)(const float *x, int64_t xs, int64_t ps,
     }
   }
 }
+#undef WKT
+#undef WNO
+#endif /* WKT */
+
+#undef CONVD_FN
