@@ -170,6 +170,62 @@ START_TEST(test_gemm_large_split) {
 }
 END_TEST
 
+/* The packed GEMM's blocking (backends/cpu/gemm.c): k over one block
+ * (several k blocks, later ones adding to C), m and n over one packed block,
+ * partial tiles on both edges, C narrower than a tile (OpenBLAS), padded
+ * leading dimensions, for every transpose pair and beta 0 (NaN C) / 1. */
+START_TEST(test_gemm_packed_blocks) {
+  static const int64_t shapes[][3] = {{1, 17, 300}, {13, 33, 129},
+                                      {97, 130, 7}, {101, 16, 257},
+                                      {37, 5, 40},  {2, 200, 1}};
+  uint64_t seed = 700;
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++)
+      for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        gcase g = {
+            ta, tb, shapes[i][0], shapes[i][1], shapes[i][2], 1.f, 0.f, 1, 3, 0,
+            0,  1};
+        run_gemm(&g, seed++);
+        gcase h = {ta,
+                   tb,
+                   shapes[i][0],
+                   shapes[i][1],
+                   shapes[i][2],
+                   -0.5f,
+                   1.f,
+                   1,
+                   0,
+                   0,
+                   0,
+                   0};
+        run_gemm(&h, seed++);
+      }
+}
+END_TEST
+
+/* Random shapes (1 and odd sizes included), transposes, alpha/beta,
+ * padding and batches with gaps. */
+START_TEST(test_gemm_random_shapes) {
+  uint64_t s = 0x9e3779b97f4a7c15ull;
+  for (int it = 0; it < 40; it++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t r = s >> 11;
+    gcase g = {0};
+    g.ta = (int)(r & 1), g.tb = (int)(r >> 1 & 1);
+    g.m = 1 + (int64_t)(r >> 2 & 127);
+    g.n = 1 + (int64_t)(r >> 9 & 127);
+    g.k = 1 + (int64_t)(r >> 16 & 255);
+    g.alpha = (r >> 24 & 1) ? 1.f : 0.75f;
+    g.beta = (r >> 25 & 3) == 0 ? 0.f : (r >> 25 & 3) == 1 ? 1.f : -0.25f;
+    g.batch = (r >> 27 & 3) == 0 ? 3 : 1;
+    g.pad = (int64_t)(r >> 29 & 3);
+    g.gap = (int64_t)(r >> 31 & 7);
+    g.nan_c = g.beta == 0.f;
+    run_gemm(&g, 800 + (uint64_t)it);
+  }
+}
+END_TEST
+
 START_TEST(test_gemm_k_zero_scales_c) {
   gcase g = {0, 0, 5, 4, 0, 1.f, 0.5f, 2, 0, 0, 0, 0};
   run_gemm(&g, 500);
@@ -226,9 +282,10 @@ static void gemm_with_threads(int threads, int64_t batch, int64_t m, float *out,
 }
 
 START_TEST(test_gemm_thread_independent) {
-  static const int64_t cfg[][2] = {{1, 333}, {9, 40}};
+  /* batched; one task; several tasks (blocks of C) */
+  static const int64_t cfg[][2] = {{1, 333}, {9, 40}, {1, 1000}};
   tc_backend_destroy(be); /* the fixture's; reopened below */
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < 3; i++) {
     size_t nc = (size_t)(cfg[i][0] * cfg[i][1] * 90);
     float *c1 = malloc(nc * sizeof *c1), *c3 = malloc(nc * sizeof *c3);
     gemm_with_threads(1, cfg[i][0], cfg[i][1], c1, nc);
@@ -308,6 +365,8 @@ int main(void) {
   tcase_add_test(tc, test_gemm_beta_zero_nan_paths);
   tcase_add_test(tc, test_gemm_batched_strided);
   tcase_add_test(tc, test_gemm_large_split);
+  tcase_add_test(tc, test_gemm_packed_blocks);
+  tcase_add_test(tc, test_gemm_random_shapes);
   tcase_add_test(tc, test_gemm_k_zero_scales_c);
   tcase_add_test(tc, test_gemm_empty_is_noop);
   tcase_add_test(tc, test_gemm_thread_independent);

@@ -21,8 +21,15 @@ typedef struct cpu_ctx {
 /* Runs fn(arg, task) for task in [0, n_tasks) on the pool's threads and the
  * caller; returns when all are done. Tasks must be independent. */
 typedef void (*cpu_task_fn)(void *arg, int64_t task);
-void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
-                      void *arg);
+void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn, void *arg);
+
+/* Floats of scratch each pool thread owns (112 KiB): gemm.c packs its
+ * operand panels there. */
+#define CPU_SCRATCH_FLOATS ((size_t)28 * 1024)
+/* The calling thread's scratch slice: valid inside a task of ctx's pool,
+ * or on the thread that calls the ops; never shared by two threads at once
+ * (a backend instance is used by one thread at a time). */
+float *cpu_scratch(cpu_ctx *ctx);
 
 tc_status cpu_pool_create(cpu_pool **out, int n_threads);
 void cpu_pool_destroy(cpu_pool *pool);
@@ -55,7 +62,7 @@ int cpu_isa(void);
 CPU_OP tc_status cpu_gemm(void *ctx, const tc_gemm_args *a);
 
 CPU_OP tc_status cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
-                                    size_t *out_bytes);
+                                           size_t *out_bytes);
 CPU_OP tc_status cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a);
 CPU_OP tc_status cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a);
 CPU_OP tc_status cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a);

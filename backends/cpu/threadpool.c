@@ -1,7 +1,10 @@
 /*
  * threadpool.c - the CPU backend's single threading layer: a fixed set of
  * worker threads that pull task indices from a shared counter. The caller
- * works too, so a pool of n threads runs n-1 workers.
+ * works too, so a pool of n threads runs n-1 workers. The pool also owns
+ * one scratch slice per thread (cpu_scratch), so ops that pack operands
+ * need neither allocation per call nor large thread-local arrays (those
+ * would cost every thread of the user's program memory).
  */
 #include <pthread.h>
 
@@ -17,10 +20,17 @@ struct cpu_pool {
   void *arg;
   int64_t n_tasks;
   atomic_llong next;
-  int active;       /* workers still inside the job */
-  uint64_t job_id;  /* bumped for each job; workers wait for a new one */
+  int active;      /* workers still inside the job */
+  int started;     /* workers that took their scratch slot */
+  uint64_t job_id; /* bumped for each job; workers wait for a new one */
   int quit;
+  float *scratch; /* (n_workers + 1) slices of CPU_SCRATCH_FLOATS */
 };
+
+/* This thread's scratch slice in its pool: workers are 1..n_workers, any
+ * other thread (the caller of cpu_parallel_for) is 0. A worker only ever
+ * runs its own pool's tasks. */
+static _Thread_local int pool_slot;
 
 static void run_tasks(cpu_pool *p, cpu_task_fn fn, void *arg, int64_t n) {
   for (;;) {
@@ -34,6 +44,9 @@ static void run_tasks(cpu_pool *p, cpu_task_fn fn, void *arg, int64_t n) {
 static void *worker(void *vp) {
   cpu_pool *p = vp;
   uint64_t seen = 0;
+  pthread_mutex_lock(&p->lock);
+  pool_slot = ++p->started;
+  pthread_mutex_unlock(&p->lock);
   pthread_mutex_lock(&p->lock);
   for (;;) {
     while (!p->quit && p->job_id == seen)
@@ -66,6 +79,13 @@ tc_status cpu_pool_create(cpu_pool **out, int n_threads) {
       return tc__oom("cpu backend");
     }
   }
+  p->scratch =
+      tc__calloc((size_t)(n_workers + 1) * CPU_SCRATCH_FLOATS, sizeof(float));
+  if (!p->scratch) {
+    tc__free(p->threads);
+    tc__free(p);
+    return tc__oom("cpu backend");
+  }
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->wake, NULL);
   pthread_cond_init(&p->done, NULL);
@@ -95,10 +115,17 @@ void cpu_pool_destroy(cpu_pool *p) {
   pthread_cond_destroy(&p->wake);
   pthread_cond_destroy(&p->done);
   tc__free(p->threads);
+  tc__free(p->scratch);
   tc__free(p);
 }
 
-int cpu_pool_size(const cpu_pool *p) { return p->n_workers + 1; }
+int cpu_pool_size(const cpu_pool *p) {
+  return p->n_workers + 1;
+}
+
+float *cpu_scratch(cpu_ctx *ctx) {
+  return ctx->pool->scratch + (size_t)pool_slot * CPU_SCRATCH_FLOATS;
+}
 
 void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
                       void *arg) {
