@@ -306,6 +306,11 @@ START_TEST(test_bn_shapes) {
       {2, 1030, 3, 0, 0, 0, 0.f},     /* several blocks, affine off */
       {4, 3, 50, 1, 1, 0, 100.f},     /* a large mean */
       {2, 2, 20000, 1, 1, 1, 1000.f}, /* large mean across chunks */
+      {16, 40, 100, 1, 1, 1, 0.f},    /* chunks x channel groups */
+      {3, 70, 50, 0, 1, 0, 50.f},     /* channel groups, large mean */
+      {9, 33, 1, 1, 1, 1, 0.f},       /* BatchNorm1d, two groups */
+      {32, 16, 32 * 32, 1, 1, 0, 0.f}, /* ResNet's first stage, smaller */
+      {5, 7, 17, 1, 1, 1, 0.f},       /* odd planes: vector tails */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     run_case(&cases[i], 900 + i);
@@ -416,20 +421,21 @@ START_TEST(test_bn_in_place) {
 }
 END_TEST
 
-/* Same bits with 1 and 3 threads, with chunked channel sums. */
-static void bn_with_threads(int threads, float *out, size_t nout) {
+/* Same bits with 1 and 3 threads, with chunks and channel groups. */
+static void bn_with_threads(int threads, int64_t n, int64_t c, int64_t sp,
+                            float *out, size_t nout) {
   ck_assert_int_eq(tc_set_num_threads(threads), TC_OK);
   open_cpu();
   tc_batchnorm_args a = {.struct_size = sizeof a};
-  a.n = 4, a.c = 3, a.spatial = 65 * 63, a.eps = 1e-5f, a.momentum = 0.1f;
-  size_t nx = (size_t)(a.n * a.c * a.spatial);
-  ck_assert_uint_eq(nout, 2 * nx + 12);
+  a.n = n, a.c = c, a.spatial = sp, a.eps = 1e-5f, a.momentum = 0.1f;
+  size_t nx = (size_t)(a.n * a.c * a.spatial), nc = (size_t)c;
+  ck_assert_uint_eq(nout, 2 * nx + 4 * nc);
   float *x = falloc(nx), *y = falloc(nx), *dy = falloc(nx), *dx = falloc(nx);
-  float *g = falloc(3), *b = falloc(3), *sm = falloc(3), *si = falloc(3);
-  float *rm = falloc(3), *rv = falloc(3), *dg = falloc(3), *db = falloc(3);
+  float *g = falloc(nc), *b = falloc(nc), *sm = falloc(nc), *si = falloc(nc);
+  float *rm = falloc(nc), *rv = falloc(nc), *dg = falloc(nc), *db = falloc(nc);
   tu_fill_uniform(x, nx, 91, -1.f, 5.f);
   tu_fill_uniform(dy, nx, 92, -1.f, 1.f);
-  tu_fill_uniform(g, 3, 93, 0.5f, 1.5f);
+  tu_fill_uniform(g, nc, 93, 0.5f, 1.5f);
   a.x = x, a.y = y, a.gamma = g, a.beta = b, a.save_mean = sm;
   a.save_invstd = si, a.running_mean = rm, a.running_var = rv;
   a.dy = dy, a.dx = dx, a.dgamma = dg, a.dbeta = db;
@@ -437,23 +443,29 @@ static void bn_with_threads(int threads, float *out, size_t nout) {
   ck_assert_int_eq(it->batchnorm_bwd(ctx, &a), TC_OK);
   memcpy(out, y, nx * sizeof *out);
   memcpy(out + nx, dx, nx * sizeof *out);
-  memcpy(out + 2 * nx, sm, 3 * sizeof *out);
-  memcpy(out + 2 * nx + 3, rv, 3 * sizeof *out);
-  memcpy(out + 2 * nx + 6, dg, 3 * sizeof *out);
-  memcpy(out + 2 * nx + 9, db, 3 * sizeof *out);
+  memcpy(out + 2 * nx, sm, nc * sizeof *out);
+  memcpy(out + 2 * nx + nc, rv, nc * sizeof *out);
+  memcpy(out + 2 * nx + 2 * nc, dg, nc * sizeof *out);
+  memcpy(out + 2 * nx + 3 * nc, db, nc * sizeof *out);
   free_all();
   tc_backend_destroy(be);
 }
 
 START_TEST(test_bn_thread_independent) {
   tc_backend_destroy(be);
-  size_t n = 2 * 4 * 3 * 65 * 63 + 12;
-  float *o1 = malloc(n * sizeof *o1), *o3 = malloc(n * sizeof *o3);
-  bn_with_threads(1, o1, n);
-  bn_with_threads(3, o3, n);
-  ck_assert_msg(memcmp(o1, o3, n * sizeof *o1) == 0,
-                "results differ between 1 and 3 threads");
-  free(o1), free(o3);
+  /* chunks cutting planes; chunks x channel groups; BatchNorm1d groups */
+  static const int64_t shapes[][3] = {{4, 3, 65 * 63}, {16, 40, 100},
+                                      {64, 70, 1}};
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+    int64_t n = shapes[k][0], c = shapes[k][1], sp = shapes[k][2];
+    size_t nt = (size_t)(2 * n * c * sp + 4 * c);
+    float *o1 = malloc(nt * sizeof *o1), *o3 = malloc(nt * sizeof *o3);
+    bn_with_threads(1, n, c, sp, o1, nt);
+    bn_with_threads(3, n, c, sp, o3, nt);
+    ck_assert_msg(memcmp(o1, o3, nt * sizeof *o1) == 0,
+                  "results differ between 1 and 3 threads (shape %zu)", k);
+    free(o1), free(o3);
+  }
   tc_set_num_threads(0);
   open_cpu();
 }

@@ -16,14 +16,18 @@
  * gamma/beta NULL mean affine off (1 and 0); dgamma/dbeta NULL are not
  * written. `accumulate` adds into dx, dgamma and dbeta.
  *
- * Work: channels are taken in blocks. Within a block, each channel's sums
- * are split into `chunks` fixed ranges of its M values (their number
- * depends only on the shapes), reduced by separate tasks into partials on
- * the caller's stack and combined in chunk order; then the elementwise pass
- * runs over (image, channel) planes. So results are the same bits whatever
- * the thread count, and nothing here allocates. Chunk statistics are
- * combined with Chan's formula, so the variance stays accurate for data
- * with a large mean.
+ * Work: channels are taken in blocks. Within a block, the M values of a
+ * channel are split into `chunks` fixed ranges of (image, spatial) and the
+ * channels into `groups`; a task sums one range of one group, walking
+ * image by image over the group's planes, so it reads memory in order
+ * (a walk channel by channel jumps a plane stride at each image, which
+ * defeats the hardware prefetch). Partial sums go to the caller's stack
+ * and are combined in chunk order; then the elementwise pass runs over
+ * (image, channel) planes, last planes first (they are still in cache).
+ * Chunk and group counts depend only on the shapes, so results are the
+ * same bits whatever the thread count, and nothing here allocates. The
+ * forward sums data shifted by the channel's first value, which lies near
+ * the mean, so that s2 - s1^2/M does not cancel even for a large mean.
  */
 #include <math.h>
 #include <string.h>
@@ -33,37 +37,43 @@
 #define BN_DIM_MAX ((int64_t)1 << 40)
 /* Most elements in all (far beyond memory; keeps chunk arithmetic exact). */
 #define BN_TOTAL_MAX ((int64_t)1 << 50)
-/* Partial sums held on the stack per channel block (24 bytes each). */
-#define BN_PART_MAX 512
-/* Aim for about this many reduction tasks per call when channels are few,
- * each chunk at least BN_CHUNK_MIN values. */
+/* Channels per block (per-channel coefficients on the stack) and (chunk,
+ * channel) partial sums per block (16 bytes each, on the stack). */
+#define BN_BLOCK_C 512
+#define BN_PART_MAX 1024
+/* Reduction tasks: about one per BN_TASK_ELEMS values, at most
+ * BN_TARGET_TASKS; a task's channel group holds at most BN_GROUP_MAX
+ * channels (its lanes live on the task's stack); a chunk has at least
+ * BN_CHUNK_MIN values of each channel. */
+#define BN_TASK_ELEMS 8192
 #define BN_TARGET_TASKS 64
-#define BN_CHUNK_MIN 4096
+#define BN_GROUP_MAX 32
+#define BN_CHUNK_MIN 16
 /* Independent partial sums per reduction (in a fixed order): breaks the
  * add latency chain. */
 #define BN_LANES 16
 /* Elements per task in the elementwise pass. */
 #define BN_APPLY_ELEMS 8192
 
-typedef struct bn_part {
-  double n, mean, m2; /* forward: count, mean, sum of squared deviations */
-} bn_part;
-
 typedef struct bn_job {
   const tc_batchnorm_args *a;
-  int64_t m;      /* values per channel: n * spatial */
-  int64_t chunks; /* per channel */
-  int64_t c0, cb; /* current channel block */
-  bn_part *part;  /* cb * chunks */
+  int64_t m;             /* values per channel: n * spatial */
+  int64_t c0, cb;        /* current channel block */
+  int64_t chunks;        /* ranges of the m values, per block */
+  int64_t groups, gsize; /* channel groups of gsize channels, per block */
+  double (*part)[2];     /* [chunks][cb]: the two sums */
+  int bwd;
   /* elementwise pass, per block channel */
   float *mu;                /* fwd, bwd: the mean subtracted */
   float *alpha, *shift;     /* fwd: y = (x - mu)*alpha + shift */
   float *k, *gmean, *scale; /* bwd */
-  int64_t planes, per_task;
-  int avx2;
+  int64_t planes, per_task, apply_tasks;
+  int isa;
 } bn_job;
 
-static int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
+static int64_t min64(int64_t x, int64_t y) {
+  return x < y ? x : y;
+}
 
 static tc_status bn_check(void *ctx, const tc_batchnorm_args *a,
                           const char *fn) {
@@ -90,41 +100,43 @@ static tc_status bn_check(void *ctx, const tc_batchnorm_args *a,
   return TC_OK;
 }
 
-/* Chunks per channel: enough tasks when channels are few, each chunk at
- * least BN_CHUNK_MIN values; a function of the shapes only. */
-static void bn_job_init(bn_job *j, const tc_batchnorm_args *a) {
+static void bn_job_init(bn_job *j, const tc_batchnorm_args *a, int bwd) {
   memset(j, 0, sizeof *j);
   j->a = a;
-  j->avx2 = cpu_isa() >= CPU_ISA_AVX2;
+  j->isa = cpu_isa();
   j->m = a->n * a->spatial;
-  int64_t by_tasks = (BN_TARGET_TASKS + a->c - 1) / a->c;
-  int64_t by_size = j->m / BN_CHUNK_MIN;
-  j->chunks = min64(min64(by_tasks, by_size), CPU_REDUCE_CHUNKS);
-  if (j->chunks < 1)
-    j->chunks = 1;
+  j->bwd = bwd;
 }
 
-/* Calls body(ptr, len) for the values [m0, m1) of channel ci, walking the
- * (image, spatial) order; ptr points into `base`, laid out (n,c,spatial).
- * `continue` in body goes on with the next segment. */
-#define BN_FOR_RANGE(a, base, ci, m0, m1, ptr, len, body)                      \
-  for (int64_t m_ = (m0), len = 0; m_ < (m1); m_ += len) {                     \
-    int64_t i_ = m_ / (a)->spatial, s_ = m_ % (a)->spatial;                    \
-    len = min64((a)->spatial - s_, (m1)-m_);                                   \
-    ptr = (base) + (i_ * (a)->c + (ci)) * (a)->spatial + s_;                   \
-    body;                                                                      \
-  }
+/* The split of block [c0, c0+cb): a function of the shapes only. Chunks
+ * first (they keep a task's walk contiguous), then channel groups for the
+ * tasks still wanted or for the lanes' limit. */
+static void bn_block_split(bn_job *j) {
+  int64_t cb = j->cb, t = j->m * cb / BN_TASK_ELEMS;
+  t = t < 1 ? 1 : min64(t, BN_TARGET_TASKS);
+  int64_t k = min64(min64(t, BN_PART_MAX / cb), j->m / BN_CHUNK_MIN);
+  j->chunks = k < 1 ? 1 : k;
+  int64_t g = (t + j->chunks - 1) / j->chunks;
+  if (g < (cb + BN_GROUP_MAX - 1) / BN_GROUP_MAX)
+    g = (cb + BN_GROUP_MAX - 1) / BN_GROUP_MAX;
+  g = min64(g, cb);
+  j->gsize = (cb + g - 1) / g;
+  j->groups = (cb + j->gsize - 1) / j->gsize;
+}
 
 static void chunk_range(const bn_job *j, int64_t k, int64_t *m0, int64_t *m1) {
   *m0 = j->m * k / j->chunks;
   *m1 = j->m * (k + 1) / j->chunks;
 }
 
-/* ---- AVX2 variants: the same lanes and operations (no FMA) as the
- * portable loops, so the bits do not depend on the path. A segment's
- * element i goes to lane i % BN_LANES; the tail continues from lane 0. */
+/* ---- segment kernels. The AVX2 and AVX-512 variants do the same lanes
+ * and operations (no FMA) as the portable loops, so the bits do not depend
+ * on the path. A segment's element i goes to lane i % BN_LANES; the tail
+ * continues from lane 0. */
 #if CPU_X86
 #include <immintrin.h>
+
+#define CPU_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 
 static CPU_AVX2 void stats_seg_avx2(const float *p, int64_t len, double shift,
                                     double *l1, double *l2) {
@@ -135,7 +147,8 @@ static CPU_AVX2 void stats_seg_avx2(const float *p, int64_t len, double shift,
   int64_t i = 0;
   for (; i + 16 <= len; i += 16)
     for (int k = 0; k < 4; k++) {
-      __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i + 4 * k)), s);
+      __m256d d =
+          _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i + 4 * k)), s);
       a[k] = _mm256_add_pd(a[k], d);
       b[k] = _mm256_add_pd(b[k], _mm256_mul_pd(d, d));
     }
@@ -148,9 +161,31 @@ static CPU_AVX2 void stats_seg_avx2(const float *p, int64_t len, double shift,
   }
 }
 
-static CPU_AVX2 void grad_seg_avx2(const float *dy, const float *x,
-                                   int64_t len, double mu, double *l1,
-                                   double *l2) {
+static CPU_AVX512 void stats_seg_512(const float *p, int64_t len, double shift,
+                                     double *l1, double *l2) {
+  __m512d s = _mm512_set1_pd(shift);
+  __m512d a0 = _mm512_loadu_pd(l1), a1 = _mm512_loadu_pd(l1 + 8);
+  __m512d b0 = _mm512_loadu_pd(l2), b1 = _mm512_loadu_pd(l2 + 8);
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16) {
+    __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(p + i)), s);
+    __m512d d1 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(p + i + 8)), s);
+    a0 = _mm512_add_pd(a0, d0);
+    a1 = _mm512_add_pd(a1, d1);
+    b0 = _mm512_add_pd(b0, _mm512_mul_pd(d0, d0));
+    b1 = _mm512_add_pd(b1, _mm512_mul_pd(d1, d1));
+  }
+  _mm512_storeu_pd(l1, a0), _mm512_storeu_pd(l1 + 8, a1);
+  _mm512_storeu_pd(l2, b0), _mm512_storeu_pd(l2 + 8, b1);
+  for (int l = 0; i < len; i++, l++) {
+    double d = p[i] - shift;
+    l1[l] += d;
+    l2[l] += d * d;
+  }
+}
+
+static CPU_AVX2 void grad_seg_avx2(const float *dy, const float *x, int64_t len,
+                                   double mu, double *l1, double *l2) {
   __m256d m = _mm256_set1_pd(mu);
   __m256d a[4], b[4];
   for (int k = 0; k < 4; k++)
@@ -172,6 +207,31 @@ static CPU_AVX2 void grad_seg_avx2(const float *dy, const float *x,
   }
 }
 
+static CPU_AVX512 void grad_seg_512(const float *dy, const float *x,
+                                    int64_t len, double mu, double *l1,
+                                    double *l2) {
+  __m512d m = _mm512_set1_pd(mu);
+  __m512d a0 = _mm512_loadu_pd(l1), a1 = _mm512_loadu_pd(l1 + 8);
+  __m512d b0 = _mm512_loadu_pd(l2), b1 = _mm512_loadu_pd(l2 + 8);
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16) {
+    __m512d g0 = _mm512_cvtps_pd(_mm256_loadu_ps(dy + i));
+    __m512d g1 = _mm512_cvtps_pd(_mm256_loadu_ps(dy + i + 8));
+    __m512d x0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), m);
+    __m512d x1 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)), m);
+    a0 = _mm512_add_pd(a0, g0);
+    a1 = _mm512_add_pd(a1, g1);
+    b0 = _mm512_add_pd(b0, _mm512_mul_pd(g0, x0));
+    b1 = _mm512_add_pd(b1, _mm512_mul_pd(g1, x1));
+  }
+  _mm512_storeu_pd(l1, a0), _mm512_storeu_pd(l1 + 8, a1);
+  _mm512_storeu_pd(l2, b0), _mm512_storeu_pd(l2 + 8, b1);
+  for (int l = 0; i < len; i++, l++) {
+    l1[l] += dy[i];
+    l2[l] += dy[i] * (x[i] - mu);
+  }
+}
+
 /* y = (x - mu)*al + sh; x may be y */
 static CPU_AVX2 void apply_avx2(const float *x, float *y, int64_t n, float mu,
                                 float al, float sh) {
@@ -183,6 +243,19 @@ static CPU_AVX2 void apply_avx2(const float *x, float *y, int64_t n, float mu,
     _mm256_storeu_ps(y + e, _mm256_add_ps(_mm256_mul_ps(v, va), vs));
   }
   for (; e < n; e++)
+    y[e] = (x[e] - mu) * al + sh;
+}
+
+static CPU_AVX512 void apply_512(const float *x, float *y, int64_t n, float mu,
+                                 float al, float sh) {
+  __m512 vm = _mm512_set1_ps(mu), va = _mm512_set1_ps(al),
+         vs = _mm512_set1_ps(sh);
+  int64_t e = 0;
+  for (; e + 16 <= n; e += 16) {
+    __m512 v = _mm512_sub_ps(_mm512_loadu_ps(x + e), vm);
+    _mm512_storeu_ps(y + e, _mm512_add_ps(_mm512_mul_ps(v, va), vs));
+  }
+  for (; e < n; e++) /* scalar tail (as dx_512) */
     y[e] = (x[e] - mu) * al + sh;
 }
 
@@ -208,105 +281,245 @@ static CPU_AVX2 void dx_avx2(const float *x, const float *dy, float *dx,
     for (; e < n; e++)
       dx[e] = (dy[e] - gm - (x[e] - mu) * k) * sc;
 }
+
+static CPU_AVX512 void dx_512(const float *x, const float *dy, float *dx,
+                              int64_t n, float mu, float k, float gm, float sc,
+                              int acc) {
+  __m512 vm = _mm512_set1_ps(mu), vk = _mm512_set1_ps(k),
+         vg = _mm512_set1_ps(gm), vs = _mm512_set1_ps(sc);
+  int64_t e = 0;
+  for (; e + 16 <= n; e += 16) {
+    __m512 xc = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + e), vm), vk);
+    __m512 t = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(dy + e), vg), xc);
+    t = _mm512_mul_ps(t, vs);
+    if (acc)
+      t = _mm512_add_ps(_mm512_loadu_ps(dx + e), t);
+    _mm512_storeu_ps(dx + e, t);
+  }
+  /* scalar tail: masked stores on every plane cost more here */
+  if (acc)
+    for (; e < n; e++)
+      dx[e] += (dy[e] - gm - (x[e] - mu) * k) * sc;
+  else
+    for (; e < n; e++)
+      dx[e] = (dy[e] - gm - (x[e] - mu) * k) * sc;
+}
 #endif
 
-/* Forward reduction task: chunk k of block channel t / chunks. */
-static void bn_stats_task(void *arg, int64_t t) {
-  const bn_job *j = arg;
-  const tc_batchnorm_args *a = j->a;
-  int64_t ci = j->c0 + t / j->chunks, m0, m1;
-  chunk_range(j, t % j->chunks, &m0, &m1);
-  /* one pass over data shifted by the chunk's first value, so that
-   * s2 - s1^2/cnt does not cancel (a sample lies near the mean) */
-  const float *restrict p;
-  double cnt = (double)(m1 - m0), shift = 0, s1 = 0, s2 = 0;
-  if (m1 > m0)
-    shift =
-        a->x[((m0 / a->spatial) * a->c + ci) * a->spatial + m0 % a->spatial];
-  double l1[BN_LANES] = {0}, l2[BN_LANES] = {0};
-  if (a->spatial == 1) { /* segments of one value: all in lane 0, in order */
-    for (int64_t i = m0; i < m1; i++) {
-      double d = a->x[i * a->c + ci] - shift;
-      l1[0] += d;
-      l2[0] += d * d;
-    }
-    m1 = m0; /* skip the walk below */
-  }
-  BN_FOR_RANGE(a, a->x, ci, m0, m1, p, len, {
+/* Adds segment p[0, len) into the lanes: l1 += p - shift, l2 += (p -
+ * shift)^2. */
+static void stats_seg(int isa, const float *restrict p, int64_t len,
+                      double shift, double *restrict l1, double *restrict l2) {
 #if CPU_X86
-    if (j->avx2 && len >= 16) {
-      stats_seg_avx2(p, len, shift, l1, l2);
-      continue;
-    }
+  if (isa >= CPU_ISA_AVX512 && len >= 16) {
+    stats_seg_512(p, len, shift, l1, l2);
+    return;
+  }
+  if (isa >= CPU_ISA_AVX2 && len >= 16) {
+    stats_seg_avx2(p, len, shift, l1, l2);
+    return;
+  }
+#else
+  (void)isa;
 #endif
-    int64_t i = 0;
-    for (; i + BN_LANES <= len; i += BN_LANES)
-      for (int l = 0; l < BN_LANES; l++) {
-        double d = p[i + l] - shift;
-        l1[l] += d;
-        l2[l] += d * d;
-      }
-    for (int l = 0; i < len; i++, l++) {
-      double d = p[i] - shift;
+  int64_t i = 0;
+  for (; i + BN_LANES <= len; i += BN_LANES)
+    for (int l = 0; l < BN_LANES; l++) {
+      double d = p[i + l] - shift;
       l1[l] += d;
       l2[l] += d * d;
     }
-  });
-  for (int l = 0; l < BN_LANES; l++)
-    s1 += l1[l], s2 += l2[l];
-  double mean = cnt > 0 ? shift + s1 / cnt : 0;
-  double q = cnt > 0 ? fmax(s2 - s1 * s1 / cnt, 0.0) : 0;
-  j->part[t] = (bn_part){cnt, mean, q};
+  for (int l = 0; i < len; i++, l++) {
+    double d = p[i] - shift;
+    l1[l] += d;
+    l2[l] += d * d;
+  }
 }
 
-/* Backward reduction task: sum dy and sum dy*(x - mean). */
-static void bn_grad_sums_task(void *arg, int64_t t) {
+/* l1 += dy, l2 += dy * (x - mu) over one segment. */
+static void grad_seg(int isa, const float *restrict dy, const float *restrict x,
+                     int64_t len, double mu, double *restrict l1,
+                     double *restrict l2) {
+#if CPU_X86
+  if (isa >= CPU_ISA_AVX512 && len >= 16) {
+    grad_seg_512(dy, x, len, mu, l1, l2);
+    return;
+  }
+  if (isa >= CPU_ISA_AVX2 && len >= 16) {
+    grad_seg_avx2(dy, x, len, mu, l1, l2);
+    return;
+  }
+#else
+  (void)isa;
+#endif
+  int64_t i = 0;
+  for (; i + BN_LANES <= len; i += BN_LANES)
+    for (int l = 0; l < BN_LANES; l++) {
+      l1[l] += dy[i + l];
+      l2[l] += dy[i + l] * (x[i + l] - mu);
+    }
+  for (int l = 0; i < len; i++, l++) {
+    l1[l] += dy[i];
+    l2[l] += dy[i] * (x[i] - mu);
+  }
+}
+
+/* y = (x - mu)*al + sh over one plane; x may be y */
+static void apply_seg(int isa, const float *x, float *y, int64_t s, float mu,
+                      float al, float sh) {
+#if CPU_X86
+  if (isa >= CPU_ISA_AVX512) {
+    apply_512(x, y, s, mu, al, sh);
+    return;
+  }
+  if (isa >= CPU_ISA_AVX2) {
+    apply_avx2(x, y, s, mu, al, sh);
+    return;
+  }
+#else
+  (void)isa;
+#endif
+  for (int64_t e = 0; e < s; e++)
+    y[e] = (x[e] - mu) * al + sh;
+}
+
+/* dx (+)= (dy - gm - (x - mu)*k) * sc over one plane; dy may be dx */
+static void dx_seg(int isa, const float *x, const float *dy, float *dx,
+                   int64_t s, float mu, float k, float gm, float sc, int acc) {
+#if CPU_X86
+  if (isa >= CPU_ISA_AVX512) {
+    dx_512(x, dy, dx, s, mu, k, gm, sc, acc);
+    return;
+  }
+  if (isa >= CPU_ISA_AVX2) {
+    dx_avx2(x, dy, dx, s, mu, k, gm, sc, acc);
+    return;
+  }
+#else
+  (void)isa;
+#endif
+  if (acc)
+    for (int64_t e = 0; e < s; e++)
+      dx[e] += (dy[e] - gm - (x[e] - mu) * k) * sc;
+  else
+    for (int64_t e = 0; e < s; e++)
+      dx[e] = (dy[e] - gm - (x[e] - mu) * k) * sc;
+}
+
+/* Reduction task t: chunk t / groups of the block's channel group
+ * t % groups, image by image. Per channel, forward: l1 += x - shift,
+ * l2 += (x - shift)^2 with shift the channel's first value; backward:
+ * l1 += dy, l2 += dy*(x - save_mean). The lanes are combined in order. */
+static void bn_sums_task(void *arg, int64_t t) {
   const bn_job *j = arg;
   const tc_batchnorm_args *a = j->a;
-  int64_t ci = j->c0 + t / j->chunks, m0, m1;
-  chunk_range(j, t % j->chunks, &m0, &m1);
-  double mu = a->save_mean[ci], sdy = 0, sdx = 0;
-  const float *restrict dy;
-  double l1[BN_LANES] = {0}, l2[BN_LANES] = {0};
-  if (a->spatial == 1) { /* as in bn_stats_task */
-    for (int64_t i = m0; i < m1; i++) {
-      l1[0] += a->dy[i * a->c + ci];
-      l2[0] += a->dy[i * a->c + ci] * (a->x[i * a->c + ci] - mu);
-    }
-    m1 = m0;
+  int64_t k = t / j->groups, q0 = t % j->groups * j->gsize;
+  int64_t nq = min64(j->gsize, j->cb - q0), s = a->spatial, m0, m1;
+  chunk_range(j, k, &m0, &m1);
+  double l1[BN_GROUP_MAX][BN_LANES], l2[BN_GROUP_MAX][BN_LANES];
+  double ref[BN_GROUP_MAX];
+  memset(l1, 0, (size_t)nq * sizeof l1[0]);
+  memset(l2, 0, (size_t)nq * sizeof l2[0]);
+  for (int64_t q = 0; q < nq; q++) {
+    int64_t ci = j->c0 + q0 + q;
+    ref[q] = j->bwd ? (double)a->save_mean[ci] : (double)a->x[ci * s];
   }
-  BN_FOR_RANGE(a, a->dy, ci, m0, m1, dy, len, {
-    const float *restrict x = a->x + (dy - a->dy);
-#if CPU_X86
-    if (j->avx2 && len >= 16) {
-      grad_seg_avx2(dy, x, len, mu, l1, l2);
+  const float *x = a->x, *dy = a->dy;
+  for (int64_t m = m0, len; m < m1; m += len) {
+    int64_t i = m / s, e = m % s;
+    len = min64(s - e, m1 - m);
+    int64_t off = (i * a->c + j->c0 + q0) * s + e;
+    if (len == 1) { /* one value per plane (BatchNorm1d): lane 0 */
+      for (int64_t q = 0; q < nq; q++, off += s) {
+        if (j->bwd) {
+          l1[q][0] += dy[off];
+          l2[q][0] += dy[off] * (x[off] - ref[q]);
+        } else {
+          double d = x[off] - ref[q];
+          l1[q][0] += d;
+          l2[q][0] += d * d;
+        }
+      }
       continue;
     }
-#endif
-    int64_t i = 0;
-    for (; i + BN_LANES <= len; i += BN_LANES)
-      for (int l = 0; l < BN_LANES; l++) {
-        l1[l] += dy[i + l];
-        l2[l] += dy[i + l] * (x[i + l] - mu);
-      }
-    for (int l = 0; i < len; i++, l++) {
-      l1[l] += dy[i];
-      l2[l] += dy[i] * (x[i] - mu);
+    for (int64_t q = 0; q < nq; q++, off += s) {
+      if (j->bwd)
+        grad_seg(j->isa, dy + off, x + off, len, ref[q], l1[q], l2[q]);
+      else
+        stats_seg(j->isa, x + off, len, ref[q], l1[q], l2[q]);
     }
-  });
-  for (int l = 0; l < BN_LANES; l++)
-    sdy += l1[l], sdx += l2[l];
-  j->part[t] = (bn_part){0, sdy, sdx};
+  }
+  for (int64_t q = 0; q < nq; q++) {
+    double s1 = 0, s2 = 0;
+    for (int l = 0; l < BN_LANES; l++)
+      s1 += l1[q][l], s2 += l2[q][l];
+    j->part[k * j->cb + q0 + q][0] = s1;
+    j->part[k * j->cb + q0 + q][1] = s2;
+  }
 }
 
-static void bn_apply_init(bn_job *j) {
+/* Runs the reduction over block [c0, c0+cb); then, for each block channel
+ * q, s[q] = the two sums over all chunks, in chunk order. */
+static void bn_block_sums(void *ctx, bn_job *j, double (*part)[2],
+                          double (*sums)[2]) {
+  bn_block_split(j);
+  j->part = part;
+  cpu_parallel_for(ctx, j->chunks * j->groups, bn_sums_task, j);
+  for (int64_t q = 0; q < j->cb; q++) {
+    double s1 = 0, s2 = 0;
+    for (int64_t k = 0; k < j->chunks; k++)
+      s1 += part[k * j->cb + q][0], s2 += part[k * j->cb + q][1];
+    sums[q][0] = s1, sums[q][1] = s2;
+  }
+}
+
+/* From channel ci's mean and sum of squared deviations: the saved and
+ * running statistics, and the coefficients of y = (x - mu)*alpha + shift. */
+static void bn_fwd_coef(const bn_job *j, int64_t ci, double mean, double m2,
+                        float *mu, float *alpha, float *shift) {
+  const tc_batchnorm_args *a = j->a;
+  double mom = a->momentum, unbias = (double)j->m / (double)(j->m - 1);
+  double var = m2 / (double)j->m;
+  double invstd = 1.0 / sqrt(var + (double)a->eps);
+  a->save_mean[ci] = (float)mean;
+  a->save_invstd[ci] = (float)invstd;
+  if (a->running_mean)
+    a->running_mean[ci] =
+        (float)((1.0 - mom) * a->running_mean[ci] + mom * mean);
+  if (a->running_var)
+    a->running_var[ci] =
+        (float)((1.0 - mom) * a->running_var[ci] + mom * var * unbias);
+  double g = a->gamma ? a->gamma[ci] : 1.0;
+  double b = a->beta ? a->beta[ci] : 0.0;
+  *mu = (float)mean;
+  *alpha = (float)(invstd * g);
+  *shift = (float)b;
+}
+
+/* From channel ci's sums: dgamma, dbeta and the coefficients of
+ * dx (+)= (dy - gmean - (x - mu)*k) * scale. */
+static void bn_bwd_coef(const bn_job *j, int64_t ci, double sdy, double sdx,
+                        float *mu, float *k, float *gmean, float *scale) {
+  const tc_batchnorm_args *a = j->a;
+  double is = a->save_invstd[ci];
+  double g = a->gamma ? a->gamma[ci] : 1.0;
+  double dg = sdx * is;
+  if (a->dgamma)
+    a->dgamma[ci] = (float)(a->accumulate ? a->dgamma[ci] + dg : dg);
+  if (a->dbeta)
+    a->dbeta[ci] = (float)(a->accumulate ? a->dbeta[ci] + sdy : sdy);
+  *mu = a->save_mean[ci];
+  *k = (float)(sdx * is * is / (double)j->m);
+  *gmean = (float)(sdy / (double)j->m);
+  *scale = (float)(is * g);
+}
+
+static int64_t bn_apply_init(bn_job *j) {
   j->planes = j->a->n * j->cb;
   int64_t per = BN_APPLY_ELEMS / (j->a->spatial > 0 ? j->a->spatial : 1);
   j->per_task = per < 1 ? 1 : per;
-}
-
-static int64_t bn_apply_tasks(const bn_job *j) {
-  return (j->planes + j->per_task - 1) / j->per_task;
+  j->apply_tasks = (j->planes + j->per_task - 1) / j->per_task;
+  return j->apply_tasks;
 }
 
 /* y = (x - mu)*alpha + shift over planes (image i, block channel q);
@@ -314,6 +527,7 @@ static int64_t bn_apply_tasks(const bn_job *j) {
 static void bn_apply_task(void *arg, int64_t t) {
   const bn_job *j = arg;
   const tc_batchnorm_args *a = j->a;
+  t = j->apply_tasks - 1 - t; /* last planes first */
   int64_t p1 = min64((t + 1) * j->per_task, j->planes), s = a->spatial;
   if (s == 1) { /* planes of one value: walk (image, channel) directly */
     for (int64_t p = t * j->per_task, i = p / j->cb, q = p % j->cb; p < p1;
@@ -328,17 +542,9 @@ static void bn_apply_task(void *arg, int64_t t) {
   for (int64_t p = t * j->per_task; p < p1; p++) {
     int64_t i = p / j->cb, q = p % j->cb;
     int64_t off = (i * a->c + j->c0 + q) * s;
-    const float *x = a->x + off; /* may alias y (in place) */
-    float *y = a->y + off;
-    float mu = j->mu[q], al = j->alpha[q], sh = j->shift[q];
-#if CPU_X86
-    if (j->avx2) {
-      apply_avx2(x, y, s, mu, al, sh);
-      continue;
-    }
-#endif
-    for (int64_t e = 0; e < s; e++)
-      y[e] = (x[e] - mu) * al + sh;
+    /* x may alias y (in place) */
+    apply_seg(j->isa, a->x + off, a->y + off, s, j->mu[q], j->alpha[q],
+              j->shift[q]);
   }
 }
 
@@ -346,6 +552,7 @@ static void bn_apply_task(void *arg, int64_t t) {
 static void bn_dx_task(void *arg, int64_t t) {
   const bn_job *j = arg;
   const tc_batchnorm_args *a = j->a;
+  t = j->apply_tasks - 1 - t; /* last planes first */
   int64_t p1 = min64((t + 1) * j->per_task, j->planes), s = a->spatial;
   if (s == 1) { /* as in bn_apply_task */
     for (int64_t p = t * j->per_task, i = p / j->cb, q = p % j->cb; p < p1;
@@ -362,22 +569,9 @@ static void bn_dx_task(void *arg, int64_t t) {
   for (int64_t p = t * j->per_task; p < p1; p++) {
     int64_t i = p / j->cb, q = p % j->cb;
     int64_t off = (i * a->c + j->c0 + q) * s;
-    const float *x = a->x + off;
-    const float *dy = a->dy + off; /* may alias dx (in place) */
-    float *dx = a->dx + off;
-    float mu = j->mu[q], k = j->k[q], gm = j->gmean[q], sc = j->scale[q];
-#if CPU_X86
-    if (j->avx2) {
-      dx_avx2(x, dy, dx, s, mu, k, gm, sc, a->accumulate);
-      continue;
-    }
-#endif
-    if (a->accumulate)
-      for (int64_t e = 0; e < s; e++)
-        dx[e] += (dy[e] - gm - (x[e] - mu) * k) * sc;
-    else
-      for (int64_t e = 0; e < s; e++)
-        dx[e] = (dy[e] - gm - (x[e] - mu) * k) * sc;
+    /* dy may alias dx (in place) */
+    dx_seg(j->isa, a->x + off, a->dy + off, a->dx + off, s, j->mu[q], j->k[q],
+           j->gmean[q], j->scale[q], a->accumulate);
   }
 }
 
@@ -400,46 +594,22 @@ tc_status cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
                      : !a->save_mean ? "save_mean"
                                      : "save_invstd");
   bn_job j;
-  bn_job_init(&j, a);
-  bn_part part[BN_PART_MAX];
-  int64_t cbmax = BN_PART_MAX / j.chunks;
-  float mu[BN_PART_MAX], alpha[BN_PART_MAX], shift[BN_PART_MAX];
-  j.part = part, j.mu = mu, j.alpha = alpha, j.shift = shift;
-  double mom = a->momentum, unbias = (double)j.m / (double)(j.m - 1);
+  bn_job_init(&j, a, 0);
+  double part[BN_PART_MAX][2], sums[BN_BLOCK_C][2];
+  float mu[BN_BLOCK_C], alpha[BN_BLOCK_C], shift[BN_BLOCK_C];
+  j.mu = mu, j.alpha = alpha, j.shift = shift;
+  double m = (double)j.m;
   for (j.c0 = 0; j.c0 < a->c; j.c0 += j.cb) {
-    j.cb = min64(cbmax, a->c - j.c0);
-    cpu_parallel_for(ctx, j.cb * j.chunks, bn_stats_task, &j);
+    j.cb = min64(BN_BLOCK_C, a->c - j.c0);
+    bn_block_sums(ctx, &j, part, sums);
     for (int64_t q = 0; q < j.cb; q++) {
-      /* combine the chunks in order (Chan et al.) */
-      const bn_part *pp = part + q * j.chunks;
-      double cnt = pp[0].n, mean = pp[0].mean, m2 = pp[0].m2;
-      for (int64_t k = 1; k < j.chunks; k++) {
-        double nb = pp[k].n, tot = cnt + nb, d = pp[k].mean - mean;
-        if (nb == 0)
-          continue;
-        mean += d * nb / tot;
-        m2 += pp[k].m2 + d * d * cnt * nb / tot;
-        cnt = tot;
-      }
-      double var = m2 / (double)j.m;
-      double invstd = 1.0 / sqrt(var + (double)a->eps);
       int64_t ci = j.c0 + q;
-      a->save_mean[ci] = (float)mean;
-      a->save_invstd[ci] = (float)invstd;
-      if (a->running_mean)
-        a->running_mean[ci] =
-            (float)((1.0 - mom) * a->running_mean[ci] + mom * mean);
-      if (a->running_var)
-        a->running_var[ci] =
-            (float)((1.0 - mom) * a->running_var[ci] + mom * var * unbias);
-      double g = a->gamma ? a->gamma[ci] : 1.0;
-      double b = a->beta ? a->beta[ci] : 0.0;
-      mu[q] = (float)mean;
-      alpha[q] = (float)(invstd * g);
-      shift[q] = (float)b;
+      double s1 = sums[q][0], s2 = sums[q][1];
+      double mean = (double)a->x[ci * a->spatial] + s1 / m;
+      double m2 = fmax(s2 - s1 * s1 / m, 0.0);
+      bn_fwd_coef(&j, ci, mean, m2, &mu[q], &alpha[q], &shift[q]);
     }
-    bn_apply_init(&j);
-    cpu_parallel_for(ctx, bn_apply_tasks(&j), bn_apply_task, &j);
+    cpu_parallel_for(ctx, bn_apply_init(&j), bn_apply_task, &j);
   }
   return TC_OK;
 }
@@ -463,11 +633,11 @@ tc_status cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
   bn_job j;
   memset(&j, 0, sizeof j);
   j.a = a;
-  j.avx2 = cpu_isa() >= CPU_ISA_AVX2;
-  float mu[BN_PART_MAX], alpha[BN_PART_MAX], shift[BN_PART_MAX];
+  j.isa = cpu_isa();
+  float mu[BN_BLOCK_C], alpha[BN_BLOCK_C], shift[BN_BLOCK_C];
   j.mu = mu, j.alpha = alpha, j.shift = shift;
   for (j.c0 = 0; j.c0 < a->c; j.c0 += j.cb) {
-    j.cb = min64(BN_PART_MAX, a->c - j.c0);
+    j.cb = min64(BN_BLOCK_C, a->c - j.c0);
     for (int64_t q = 0; q < j.cb; q++) {
       int64_t ci = j.c0 + q;
       double g = a->gamma ? a->gamma[ci] : 1.0;
@@ -477,8 +647,7 @@ tc_status cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
       alpha[q] = (float)(is * g);
       shift[q] = (float)b;
     }
-    bn_apply_init(&j);
-    cpu_parallel_for(ctx, bn_apply_tasks(&j), bn_apply_task, &j);
+    cpu_parallel_for(ctx, bn_apply_init(&j), bn_apply_task, &j);
   }
   return TC_OK;
 }
@@ -508,35 +677,17 @@ tc_status cpu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
                      : !a->save_mean ? "save_mean"
                                      : "save_invstd");
   bn_job j;
-  bn_job_init(&j, a);
-  bn_part part[BN_PART_MAX];
-  float mu[BN_PART_MAX], kk[BN_PART_MAX], gmean[BN_PART_MAX],
-      scale[BN_PART_MAX];
-  int64_t cbmax = BN_PART_MAX / j.chunks;
-  j.part = part, j.mu = mu, j.k = kk, j.gmean = gmean, j.scale = scale;
+  bn_job_init(&j, a, 1);
+  double part[BN_PART_MAX][2], sums[BN_BLOCK_C][2];
+  float mu[BN_BLOCK_C], kk[BN_BLOCK_C], gmean[BN_BLOCK_C], scale[BN_BLOCK_C];
+  j.mu = mu, j.k = kk, j.gmean = gmean, j.scale = scale;
   for (j.c0 = 0; j.c0 < a->c; j.c0 += j.cb) {
-    j.cb = min64(cbmax, a->c - j.c0);
-    cpu_parallel_for(ctx, j.cb * j.chunks, bn_grad_sums_task, &j);
-    for (int64_t q = 0; q < j.cb; q++) {
-      const bn_part *pp = part + q * j.chunks;
-      double sdy = 0, sdx = 0;
-      for (int64_t k = 0; k < j.chunks; k++)
-        sdy += pp[k].mean, sdx += pp[k].m2;
-      int64_t ci = j.c0 + q;
-      double is = a->save_invstd[ci];
-      double g = a->gamma ? a->gamma[ci] : 1.0;
-      double dg = sdx * is;
-      if (a->dgamma)
-        a->dgamma[ci] = (float)(a->accumulate ? a->dgamma[ci] + dg : dg);
-      if (a->dbeta)
-        a->dbeta[ci] = (float)(a->accumulate ? a->dbeta[ci] + sdy : sdy);
-      mu[q] = a->save_mean[ci];
-      kk[q] = (float)(sdx * is * is / (double)m);
-      gmean[q] = (float)(sdy / (double)m);
-      scale[q] = (float)(is * g);
-    }
-    bn_apply_init(&j);
-    cpu_parallel_for(ctx, bn_apply_tasks(&j), bn_dx_task, &j);
+    j.cb = min64(BN_BLOCK_C, a->c - j.c0);
+    bn_block_sums(ctx, &j, part, sums);
+    for (int64_t q = 0; q < j.cb; q++)
+      bn_bwd_coef(&j, j.c0 + q, sums[q][0], sums[q][1], &mu[q], &kk[q],
+                  &gmean[q], &scale[q]);
+    cpu_parallel_for(ctx, bn_apply_init(&j), bn_dx_task, &j);
   }
   return TC_OK;
 }
