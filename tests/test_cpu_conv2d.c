@@ -221,6 +221,10 @@ static const ccase fixed_cases[] = {
     {2, 10, 9, 11, 12, 3, 3, 1, 1, 1, 1, 1, 1},  /* k = 12, c = 10 */
     {3, 7, 9, 8, 6, 1, 1, 2, 2, 0, 0, 1, 1},     /* 1x1 fold, k = 6 */
     {2, 16, 19, 21, 16, 3, 3, 1, 1, 1, 1, 1, 1}, /* rows past one vector */
+    /* sw == 1: rows share one run of pw zeros (Ws = w + pw) */
+    {2, 16, 9, 20, 16, 3, 3, 2, 1, 1, 1, 1, 1}, /* stride 2,1, pad 1 */
+    {2, 5, 8, 8, 9, 5, 5, 1, 1, 1, 1, 1, 1},    /* pad 1 < s-1 */
+    {2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1},  /* ResNet 8x8, 64 ch */
 };
 
 START_TEST(test_conv_fixed) {

@@ -21,12 +21,32 @@
 #define V_BC(s) _mm256_set1_ps(s)
 #define V_ZERO() _mm256_setzero_ps()
 #define V_HSUM(v) convd_hsum256(v)
+#define V_HSUMS(v, s) convd_hsums256(v, s)
+#define V_LANE(m) ((m) % 2 * 4 + (m) / 2)
 
-TGT static float convd_hsum256(__m256 v) {
+TGT static inline float convd_hsum256(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
+}
+
+/* s[V_LANE(m)] = sum of the lanes of v[m], m < 8: a transpose-and-add
+ * tree, 12 shuffles + 7 adds for all eight (one hsum alone takes 8). */
+TGT static inline __attribute__((always_inline)) void
+convd_hsums256(const __m256 *v, float *s) {
+  __m256 w[4], y[2];
+  for (int i = 0; i < 4; i++) /* [v(2i) halves | v(2i+1) halves] */
+    w[i] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x20),
+                         _mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x31));
+  for (int i = 0; i < 2; i++) {
+    __m256d a = _mm256_castps_pd(w[2 * i]), b = _mm256_castps_pd(w[2 * i + 1]);
+    y[i] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)),
+                         _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)));
+  }
+  _mm256_storeu_ps(
+      s, _mm256_add_ps(_mm256_shuffle_ps(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm256_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1))));
 }
 
 /* tiles: accumulators + loaded vectors + 1 <= 16 registers */
@@ -144,6 +164,8 @@ static const convd_kernels convd_avx2 = {
 #undef V_BC
 #undef V_ZERO
 #undef V_HSUM
+#undef V_HSUMS
+#undef V_LANE
 
 /* ---- AVX-512F: 32 zmm registers ---- */
 #define TGT __attribute__((target("avx512f,avx2,fma")))
@@ -156,16 +178,35 @@ static const convd_kernels convd_avx2 = {
 #define V_BC(s) _mm512_set1_ps(s)
 #define V_ZERO() _mm512_setzero_ps()
 #define V_HSUM(v) convd_hsum512(v)
+#define V_HSUMS(v, s) convd_hsums512(v, s)
+#define V_LANE(m) ((m) % 4 * 4 + (m) / 4)
 
-TGT static float convd_hsum512(__m512 v) {
+TGT static inline float convd_hsum512(__m512 v) {
   __m256 lo = _mm512_castps512_ps256(v);
   __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-  __m256 s8 = _mm256_add_ps(lo, hi);
-  __m128 s =
-      _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
+  return convd_hsum256(_mm256_add_ps(lo, hi));
+}
+
+/* s[V_LANE(m)] = sum of the lanes of v[m], m < 16: a transpose-and-add
+ * tree, 30 shuffles + 15 adds for all sixteen (one hsum alone takes 10). */
+TGT static inline __attribute__((always_inline)) void
+convd_hsums512(const __m512 *v, float *s) {
+  __m512 w[8], x[4], y[2];
+  for (int i = 0; i < 8; i++) /* [v(2i) 256-bit halves | v(2i+1) ...] */
+    w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xee));
+  for (int i = 0; i < 4; i++) /* 128-bit block b: v(4i + b) */
+    x[i] = _mm512_add_ps(
+        _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+        _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  for (int i = 0; i < 2; i++) {
+    __m512d a = _mm512_castps_pd(x[2 * i]), b = _mm512_castps_pd(x[2 * i + 1]);
+    y[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  _mm512_storeu_ps(
+      s, _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1))));
 }
 
 /* tiles: accumulators + loaded vectors + 1 <= 32 registers */

@@ -2,7 +2,7 @@
  * conv2d_direct_kern.h - kernel bodies for conv2d_direct.c, included once
  * per instruction set and tile shape with these macros defined:
  *   TGT target attribute, vf vector type, VL lanes, V_LOAD, V_STORE, V_ADD,
- *   V_FMA(a,b,c) = a*b+c, V_BC broadcast, V_ZERO, V_HSUM;
+ *   V_FMA(a,b,c) = a*b+c, V_BC broadcast, V_ZERO, V_HSUM, V_HSUMS, V_LANE;
  *   CONVD_FN the function's name, and either FKT, FNV (a fwd kernel with
  *   an FKT channels x FNV vectors tile) or WKT, WNO (a wgrad kernel with a
  *   WKT channels x WNO taps tile).
@@ -134,14 +134,42 @@ TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
             }
           }
         }
+        /* the WKT*WNO sums, VL vectors at a time through one
+         * transpose-and-add tree (fixed order): V_HSUMS puts the sum of
+         * vector m of a group in lane V_LANE(m) */
+        enum { NA = WKT * WNO, NG = (NA + VL - 1) / VL };
+        vf fl[NG * VL];
+        float s[NG * VL];
+#pragma GCC unroll 8
+        for (int j = 0; j < WKT; j++)
+#pragma GCC unroll 4
+          for (int o = 0; o < WNO; o++)
+            fl[j * WNO + o] = acc[j][o];
+#pragma GCC unroll 16
+        for (int m = NA; m < NG * VL; m++)
+          fl[m] = V_ZERO();
+#pragma GCC unroll 4
+        for (int q = 0; q < NA / VL; q++)
+          V_HSUMS(fl + q * VL, s + q * VL);
+        /* a short last group: one hsum per vector is cheaper than a
+         * tree of mostly zeros (s holds it at the tree's lanes) */
+        if (NA % VL > VL / 4) {
+          V_HSUMS(fl + NA / VL * VL, s + NA / VL * VL);
+        } else {
+#pragma GCC unroll 16
+          for (int m = NA / VL * VL; m < NA; m++)
+            s[m / VL * VL + V_LANE(m % VL)] = V_HSUM(fl[m]);
+        }
 #pragma GCC unroll 8
         for (int j = 0; j < WKT; j++) {
           int64_t kk = kb * WKT + j;
 #pragma GCC unroll 4
           for (int o = 0; o < WNO; o++) {
             int64_t t = g * WNO + o;
+            int m = j * WNO + o;
             if (kk < k && t < nrs)
-              part[(kk * c + ci) * prs + pidx[t]] += V_HSUM(acc[j][o]);
+              part[(kk * c + ci) * prs + pidx[t]] +=
+                  s[m / VL * VL + V_LANE(m % VL)];
           }
         }
       }
