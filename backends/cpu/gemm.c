@@ -56,7 +56,7 @@
 #define GEMM_UNIT_M 12
 #define GEMM_UNIT_N 32
 /* Work (multiply-adds) per task below which a product is not split. */
-#define GEMM_OWN_TASK_WORK ((int64_t)1 << 22)
+#define GEMM_OWN_TASK_WORK ((int64_t)1 << 21)
 /* Tasks of a split product (a power of two). */
 #define GEMM_OWN_MAX_TASKS 8
 
