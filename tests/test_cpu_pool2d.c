@@ -305,6 +305,48 @@ START_TEST(test_maxpool_2x2_wide) {
 }
 END_TEST
 
+/* An argmax in the plane but outside its own 2x2 window (not what forward
+ * writes, but valid input): the 2x2 backward paths must notice and fall
+ * back to a plain scatter. Widths reach the grouped AVX-512 path (w <= 32,
+ * several row pairs per group) and the row paths (w > 32). */
+START_TEST(test_maxpool_2x2_foreign_argmax) {
+  static const int64_t hw[][2] = {{10, 10}, {28, 28}, {4, 8},
+                                  {2, 2},   {6, 40},  {12, 6}};
+  for (size_t s = 0; s < sizeof hw / sizeof hw[0]; s++)
+    for (int acc = 0; acc < 2; acc++) {
+      pcase pc = {2, 3, hw[s][0], hw[s][1], 2, 2, 2, 2, 0, 0, 0, 0, 0};
+      tc_pool2d_args a = make_args(&pc);
+      a.accumulate = acc;
+      size_t nx = (size_t)(a.n * a.c * a.h * a.w);
+      size_t ny = (size_t)(a.n * a.c * a.out_h * a.out_w);
+      size_t ohw = (size_t)(a.out_h * a.out_w), ihw = (size_t)(a.h * a.w);
+      float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny);
+      float *dx = falloc(nx), *wdx = falloc(nx);
+      int32_t *am = ialloc(ny);
+      tu_fill_uniform(x, nx, 90 + s, -1.f, 1.f);
+      tu_fill_uniform(dy, ny, 91 + s, -1.f, 1.f);
+      tu_fill_uniform(dx, nx, 92 + s, -1.f, 1.f);
+      a.x = x, a.y = y, a.argmax = am, a.dy = dy, a.dx = dx;
+      ck_assert_int_eq(it->maxpool2d_fwd(ctx, &a), TC_OK);
+      /* one output of the last plane, and of the first plane when acc */
+      am[ny - 1] = (int32_t)((am[ny - 1] + 3 * a.w + 5) % (int64_t)ihw);
+      if (acc)
+        am[0] = (int32_t)(ihw - 1);
+      double *r = malloc(nx * sizeof *r);
+      for (size_t i = 0; i < nx; i++)
+        r[i] = acc ? dx[i] : 0.0;
+      for (size_t o = 0; o < ny; o++)
+        r[o / ohw * ihw + (size_t)am[o]] += dy[o];
+      for (size_t i = 0; i < nx; i++)
+        wdx[i] = (float)r[i];
+      free(r);
+      ck_assert_int_eq(it->maxpool2d_bwd(ctx, &a), TC_OK);
+      TU_ASSERT_CLOSE(dx, wdx, nx, 1e-6);
+      free_all();
+    }
+}
+END_TEST
+
 START_TEST(test_avgpool_random) {
   uint64_t s = 777;
   for (int i = 0; i < 160; i++) {
@@ -631,6 +673,7 @@ int main(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_maxpool_random);
   tcase_add_test(tc, test_maxpool_2x2_wide);
+  tcase_add_test(tc, test_maxpool_2x2_foreign_argmax);
   tcase_add_test(tc, test_avgpool_random);
   tcase_add_test(tc, test_pool_common_shapes);
   tcase_add_test(tc, test_maxpool_hand);

@@ -29,7 +29,7 @@
 #define POOL_DIM_MAX ((int64_t)1 << 30)
 /* Planes are grouped into tasks of at least this many elements (input plus
  * output) so small planes do not cost one task each. */
-#define POOL_TASK_ELEMS 8192
+#define POOL_TASK_ELEMS 16384
 
 typedef struct pool_job {
   const tc_pool2d_args *a;
@@ -38,6 +38,19 @@ typedef struct pool_job {
   atomic_int bad; /* maxpool backward: an argmax out of range */
   int k2;         /* 2x2 windows, stride 2, no padding */
   int avx2;
+  /* k2 with AVX-512, full windows only (out_w == w/2) and w <= 32: `g`
+   * row pairs (2w floats each, consecutive in the plane) are done at once,
+   * their <= 64 floats in 4 registers, one output per lane (0 = off).
+   * Lane l = k*(w/2) + c is the window at row pair k, column c. */
+  int g;
+  int32_t lane_base[16]; /* its top-left cell: 2w*k + 2c */
+  int32_t perm[4][16];   /* its 4 cells (raster order) as permutex2var
+                          * indices into registers 0-1 (or 2-3) */
+  uint16_t perm_hi[4];   /* lanes whose cell lies in registers 2-3 */
+  int32_t inv[4][16];    /* backward: float 16r+i of the group comes from
+                          * lane inv & 15 of the top (bottom) even / odd
+                          * cell vector, odd when inv & 16 */
+  uint16_t inv_top[4];   /* floats of register r in a top row */
 } pool_job;
 
 static int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
@@ -138,6 +151,41 @@ static void pool_job_init(pool_job *j, const tc_pool2d_args *a) {
   j->k2 = a->kh == 2 && a->kw == 2 && a->stride_h == 2 && a->stride_w == 2 &&
           a->pad_h == 0 && a->pad_w == 0;
   j->avx2 = cpu_isa() >= CPU_ISA_AVX2;
+  j->g = 0;
+  int64_t w = a->w, ow = a->w / 2;
+  if (j->k2 && cpu_isa() >= CPU_ISA_AVX512 && a->out_w == ow && w <= 32 &&
+      a->h >= 2) {
+    int g = (int)(32 / w); /* 2w*g <= 64 floats, so g*ow <= 16 lanes */
+    j->g = g;
+    const int32_t off[4] = {0, 1, (int32_t)w, (int32_t)w + 1};
+    for (int q = 0; q < 4; q++)
+      j->perm_hi[q] = 0;
+    for (int l = 0; l < 16; l++) {
+      int32_t k = (int32_t)(l / ow), c = (int32_t)(l % ow);
+      int32_t b = l < g * ow ? (int32_t)(2 * w * k + 2 * c) : 0;
+      j->lane_base[l] = b;
+      for (int q = 0; q < 4; q++) {
+        int32_t pos = l < g * ow ? b + off[q] : 0;
+        j->perm[q][l] = pos & 31;
+        if (pos >= 32)
+          j->perm_hi[q] |= (uint16_t)(1u << l);
+      }
+    }
+    for (int r = 0; r < 4; r++) {
+      j->inv_top[r] = 0;
+      for (int i = 0; i < 16; i++) {
+        int32_t pos = 16 * r + i;
+        int32_t k = pos / (int32_t)(2 * w), col = pos % (int32_t)(2 * w);
+        int top = col < w;
+        if (!top)
+          col -= (int32_t)w;
+        int32_t l = k * (int32_t)ow + col / 2;
+        j->inv[r][i] = pos < 2 * w * g ? (l & 15) | (col & 1) << 4 : 0;
+        if (top)
+          j->inv_top[r] |= (uint16_t)(1u << i);
+      }
+    }
+  }
 }
 
 static int64_t pool_tasks(const pool_job *j) {
@@ -320,6 +368,121 @@ static CPU_AVX2 int64_t max2_bwd_row_avx2(float *r0, float *r1,
     *ok = 0;
   return ow;
 }
+
+/* ---- 2x2 stride 2 with AVX-512: a group of j->g row pairs at a time,
+ * so that narrow planes (LeNet's 28 and 10 columns) fill the lanes; each
+ * output takes its cells in raster order with max2_take's rule, so the
+ * results are those of max2_row. */
+#define POOL_AVX512                                                            \
+  __attribute__((target("avx512f,avx512vl,avx512bw,avx2,fma")))
+
+static POOL_AVX512 inline __mmask16 first_bits(int64_t k) {
+  return k >= 16  ? (__mmask16)0xFFFF
+         : k <= 0 ? (__mmask16)0
+                  : (__mmask16)((1u << k) - 1);
+}
+
+static POOL_AVX512 inline void max2_take16(__m512 v, __m512i i, __m512 *m,
+                                           __m512i *b) {
+  __mmask16 take = _mm512_cmp_ps_mask(v, *m, _CMP_GT_OQ) |
+                   _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  *m = _mm512_mask_mov_ps(*m, take, v);
+  *b = _mm512_mask_mov_epi32(*b, take, i);
+}
+
+/* Rows 0 .. fh-1 of a plane (full windows, out_w == w/2). */
+static POOL_AVX512 void max2_plane_avx512(const pool_job *j,
+                                          const float *restrict x,
+                                          float *restrict y,
+                                          int32_t *restrict am, int64_t fh) {
+  int64_t w = j->a->w, ow = w / 2, g = j->g;
+  __m512i p0 = _mm512_loadu_si512(j->perm[0]),
+          p1 = _mm512_loadu_si512(j->perm[1]);
+  __m512i p2 = _mm512_loadu_si512(j->perm[2]),
+          p3 = _mm512_loadu_si512(j->perm[3]);
+  __m512i lb = _mm512_loadu_si512(j->lane_base);
+  __m512i one = _mm512_set1_epi32(1), vw = _mm512_set1_epi32((int32_t)w);
+  for (int64_t oh = 0; oh < fh; oh += g) {
+    int64_t gv = fh - oh < g ? fh - oh : g, nf = 2 * w * gv;
+    const float *src = x + 2 * w * oh;
+    __m512 r0 = _mm512_maskz_loadu_ps(first_bits(nf), src);
+    __m512 r1 = _mm512_maskz_loadu_ps(first_bits(nf - 16), src + 16);
+    __m512 r2 = _mm512_maskz_loadu_ps(first_bits(nf - 32), src + 32);
+    __m512 r3 = _mm512_maskz_loadu_ps(first_bits(nf - 48), src + 48);
+    __m512 tl =
+        _mm512_mask_blend_ps(j->perm_hi[0], _mm512_permutex2var_ps(r0, p0, r1),
+                             _mm512_permutex2var_ps(r2, p0, r3));
+    __m512 tr =
+        _mm512_mask_blend_ps(j->perm_hi[1], _mm512_permutex2var_ps(r0, p1, r1),
+                             _mm512_permutex2var_ps(r2, p1, r3));
+    __m512 bl =
+        _mm512_mask_blend_ps(j->perm_hi[2], _mm512_permutex2var_ps(r0, p2, r1),
+                             _mm512_permutex2var_ps(r2, p2, r3));
+    __m512 br =
+        _mm512_mask_blend_ps(j->perm_hi[3], _mm512_permutex2var_ps(r0, p3, r1),
+                             _mm512_permutex2var_ps(r2, p3, r3));
+    __m512i i0 = _mm512_add_epi32(lb, _mm512_set1_epi32((int32_t)(2 * w * oh)));
+    __m512 m = tl;
+    __m512i b = i0;
+    max2_take16(tr, _mm512_add_epi32(i0, one), &m, &b);
+    __m512i i2 = _mm512_add_epi32(i0, vw);
+    max2_take16(bl, i2, &m, &b);
+    max2_take16(br, _mm512_add_epi32(i2, one), &m, &b);
+    __mmask16 mo = first_bits(gv * ow);
+    _mm512_mask_storeu_ps(y + ow * oh, mo, m);
+    _mm512_mask_storeu_epi32(am + ow * oh, mo, b);
+  }
+}
+
+/* max2_bwd_plane for a plane with w <= 32 (h, w even): returns 0 as soon
+ * as an argmax lies outside its window. */
+static POOL_AVX512 int max2_bwd_plane_avx512(const pool_job *j,
+                                             float *restrict dx,
+                                             const float *restrict dy,
+                                             const int32_t *restrict am) {
+  int64_t w = j->a->w, ow = w / 2, g = j->g, fh = j->a->out_h;
+  __m512i lb = _mm512_loadu_si512(j->lane_base);
+  __m512i one = _mm512_set1_epi32(1), vw = _mm512_set1_epi32((int32_t)w),
+          vw1 = _mm512_set1_epi32((int32_t)w + 1);
+  __m512i v0 = _mm512_loadu_si512(j->inv[0]),
+          v1 = _mm512_loadu_si512(j->inv[1]);
+  __m512i v2 = _mm512_loadu_si512(j->inv[2]),
+          v3 = _mm512_loadu_si512(j->inv[3]);
+  for (int64_t oh = 0; oh < fh; oh += g) {
+    int64_t gv = fh - oh < g ? fh - oh : g, nf = 2 * w * gv;
+    __mmask16 ml = first_bits(gv * ow);
+    __m512 gr = _mm512_maskz_loadu_ps(ml, dy + ow * oh);
+    __m512i d = _mm512_sub_epi32(
+        _mm512_maskz_loadu_epi32(ml, am + ow * oh),
+        _mm512_add_epi32(lb, _mm512_set1_epi32((int32_t)(2 * w * oh))));
+    __mmask16 c0 = _mm512_cmpeq_epi32_mask(d, _mm512_setzero_si512());
+    __mmask16 c1 = _mm512_cmpeq_epi32_mask(d, one);
+    __mmask16 c2 = _mm512_cmpeq_epi32_mask(d, vw);
+    __mmask16 c3 = _mm512_cmpeq_epi32_mask(d, vw1);
+    if ((__mmask16)((c0 | c1 | c2 | c3) & ml) != ml)
+      return 0;
+    __m512 te = _mm512_maskz_mov_ps(c0, gr), to = _mm512_maskz_mov_ps(c1, gr);
+    __m512 be = _mm512_maskz_mov_ps(c2, gr), bo = _mm512_maskz_mov_ps(c3, gr);
+    float *dst = dx + 2 * w * oh;
+    _mm512_mask_storeu_ps(
+        dst, first_bits(nf),
+        _mm512_mask_blend_ps(j->inv_top[0], _mm512_permutex2var_ps(be, v0, bo),
+                             _mm512_permutex2var_ps(te, v0, to)));
+    _mm512_mask_storeu_ps(
+        dst + 16, first_bits(nf - 16),
+        _mm512_mask_blend_ps(j->inv_top[1], _mm512_permutex2var_ps(be, v1, bo),
+                             _mm512_permutex2var_ps(te, v1, to)));
+    _mm512_mask_storeu_ps(
+        dst + 32, first_bits(nf - 32),
+        _mm512_mask_blend_ps(j->inv_top[2], _mm512_permutex2var_ps(be, v2, bo),
+                             _mm512_permutex2var_ps(te, v2, to)));
+    _mm512_mask_storeu_ps(
+        dst + 48, first_bits(nf - 48),
+        _mm512_mask_blend_ps(j->inv_top[3], _mm512_permutex2var_ps(be, v3, bo),
+                             _mm512_permutex2var_ps(te, v3, to)));
+  }
+  return 1;
+}
 #endif
 
 static void maxpool2_fwd_task(void *arg, int64_t t) {
@@ -331,6 +494,15 @@ static void maxpool2_fwd_task(void *arg, int64_t t) {
     const float *restrict x = a->x + p * j->hw;
     float *restrict y = a->y + p * j->ohw;
     int32_t *restrict am = a->argmax + p * j->ohw;
+#if CPU_X86
+    if (j->g) { /* out_w == fw: no half window on the right */
+      max2_plane_avx512(j, x, y, am, fh);
+      for (int64_t oh = fh; oh < a->out_h; oh++)
+        for (int64_t ow = 0; ow < a->out_w; ow++)
+          maxpool_one(a, x, y, am, oh, ow);
+      continue;
+    }
+#endif
     for (int64_t oh = 0; oh < a->out_h; oh++) {
       if (oh >= fh) { /* ceil mode: a last half window */
         for (int64_t ow = 0; ow < a->out_w; ow++)
@@ -439,6 +611,10 @@ static int max2_bwd_plane(const pool_job *j, float *restrict dx,
   const tc_pool2d_args *a = j->a;
   int64_t w = a->w, ow_n = a->out_w;
   uint32_t ok = 1;
+#if CPU_X86
+  if (j->g)
+    return max2_bwd_plane_avx512(j, dx, dy, am);
+#endif
   for (int64_t oh = 0; oh < a->out_h; oh++) {
     float *r0 = dx + 2 * oh * w, *r1 = r0 + w;
     const float *g = dy + oh * ow_n;
