@@ -6,17 +6,21 @@
  * a CPU with AVX2+FMA (or AVX-512F; TINYCNN_CPU_ISA can lower the choice):
  * direct SIMD kernels (conv2d_direct.c; the layout and the stride phases
  * are explained at "direct path" below; the register tile of each op is
- * picked by channel and tap count, convd_pick_fwd / convd_pick_wgrad). Per image, x (or dy for backward
- * data) is copied into zero-padded planes (one per stride phase) in the
- * slot, the kernel writes the outputs on the padded grid, and the valid
- * ones are copied out. A slot's zeros stay in place for its next image, so
- * only the data is copied again. Backward filter sums CONVD_CHUNKS fixed
- * chunks of images into partials (combined in order as below); a 1x1
- * kernel runs its channels as the kernel's taps. Direct workspace: max
- * over the three ops of
- * (shared + slots * slot), where shared is the packed weights (fwd, bwd data)
- * or the partials (bwd filter) and slot one image's padded input and
- * outputs (bwd filter: G images); every op needs the one-slot query.
+ * picked by channel and tap count, convd_pick_fwd / convd_pick_wgrad). Per
+ * image, x (or dy for backward data) is copied into zero-padded planes (one per
+ * stride phase) in the slot, the kernel writes the outputs on the padded grid,
+ * and the valid ones are copied out. A slot's zeros stay in place for its next
+ * image, so only the data is copied again. Stride 1 with ow == w (2*pw == s-1,
+ * e.g. 3x3 pad 1) on AVX-512 is "dense" instead: the planes are whole rows
+ * (zero rows above and below only, one contiguous copy per channel), the
+ * kernel masks each tap's loads at the row edges and writes y (or adds
+ * into dx) itself: no junk columns, no copy-out (conv_direct_geometry).
+ * Backward filter sums CONVD_CHUNKS fixed chunks of images into partials
+ * (combined in order as below); a 1x1 kernel runs its channels as the kernel's
+ * taps. Direct workspace: max over the three ops of (shared + slots * slot),
+ * where shared is the packed weights (fwd, bwd data) or the partials (bwd
+ * filter) and slot one image's padded input and outputs (bwd filter: G images);
+ * every op needs the one-slot query.
  *
  * Otherwise: per image, im2col + one OpenBLAS sgemm on the whole panel
  *   forward:   y_i (k,P)     = W (k,CRS) * col_i (CRS,P)   [+ bias]
@@ -90,6 +94,11 @@ typedef struct conv_geom {
   int64_t Hq, Wq, nqb, psb;     /* bwd_data dy grid */
   int64_t nqw, psw, G;          /* wgrad tiles, images per kernel call */
   int64_t kpf, cpf, kpw;        /* channel counts rounded up to the tiles */
+  /* dense fwd / bwd_data (stride 1, ow == w): planes of whole rows, the
+   * kernel writes y / dx itself; plane stride, data offset in the plane,
+   * kernel input offset from the plane start */
+  int densef, denseb;
+  int64_t dpsf, dfrf, dinf, dpsb, dfrb, dinb;
   size_t fwd_shared, fwd_slot, bwd_shared, bwd_slot, wg_slot, wg_part;
   size_t min_ws; /* direct: every op needs the one-slot query */
   /* run time */
@@ -175,6 +184,23 @@ static void conv_direct_geometry(conv_geom *g) {
   g->wg_slot =
       round64((size_t)(g->G * (g->nph * g->c * g->psw + g->kpw * g->nqw)) * 4);
   g->kern = kn;
+  if (g->nph == 1 && 2 * g->pw == g->s - 1) {
+    /* dense: output column = input column, so the side padding can be
+     * masked in the kernel instead of stored; planes keep zero rows */
+    int64_t reach = (g->r - 1) * g->w + g->s - 1;
+    int64_t d = g->ph * g->w + g->pw;
+    g->densef = g->fv->fm != NULL;
+    g->dfrf = roundup64(d, 16), g->dinf = g->dfrf - d;
+    g->dpsf = roundup64(g->dinf + roundup64(g->P, kn->vl) + reach, 16);
+    if (g->densef)
+      g->fwd_slot = round64((size_t)(g->c * g->dpsf) * 4);
+    d = (g->r - 1 - g->ph) * g->w + g->s - 1 - g->pw;
+    g->denseb = g->bv->fm != NULL;
+    g->dfrb = roundup64(d, 16), g->dinb = g->dfrb - d;
+    g->dpsb = roundup64(g->dinb + roundup64(g->hw, kn->vl) + reach, 16);
+    if (g->denseb)
+      g->bwd_slot = round64((size_t)(g->k * g->dpsb) * 4);
+  }
 }
 
 /* Checks sizes and output extents (not pointers); fills g. */
@@ -605,13 +631,34 @@ static int64_t all_taps(const conv_geom *g, int64_t ps, int64_t *off,
   return n;
 }
 
+/* Dense taps of the stride-1 grid of row width w, in pack order: off and
+ * the column shift cs of each (flip: bwd_data's). Returns r*s. */
+static int64_t dense_taps(const conv_geom *g, int flip, int64_t *off,
+                          int64_t *cs, int64_t *idx) {
+  int64_t n = 0;
+  /* by column shift, then row: the kernels' 3x3 case wants the groups */
+  for (int64_t e = -g->pw; e < g->s - g->pw; e++)
+    for (int64_t di = 0; di < g->r; di++) {
+      int64_t dj = flip ? g->pw - e : e + g->pw;
+      idx[n] = di * g->s + dj;
+      off[n] = (flip ? g->r - 1 - di : di) * g->w + (flip ? g->s - 1 - dj : dj);
+      cs[n++] = e;
+    }
+  for (int64_t t = n; t < CONVD_MAX_RS + 8; t++)
+    off[t] = 0;
+  return n;
+}
+
 /* Forward weights: wp[((kb*c + ci)*rs + t)*kt + j] = weight of output
  * channel kb*kt + j (zero past k) for input channel ci, tap t of
  * all_taps. */
 static void pack_fwd_weights(const conv_geom *g, float *wp) {
   int64_t kt = g->fv->kt, rs = g->r * g->s;
-  int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
-  all_taps(g, g->psf, off, idx);
+  int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS], cs[CONVD_MAX_RS];
+  if (g->densef)
+    dense_taps(g, 0, off, cs, idx);
+  else
+    all_taps(g, g->psf, off, idx);
   for (int64_t kb = 0; kb < g->kpf / kt; kb++)
     for (int64_t ci = 0; ci < g->c; ci++)
       for (int64_t t = 0; t < rs; t++)
@@ -625,9 +672,10 @@ static void pack_fwd_weights(const conv_geom *g, float *wp) {
  * reads the forward weight (kk, ci) at that tap. */
 static void pack_bwd_weights(const conv_geom *g, float *wp) {
   int64_t kt = g->bv->kt, rs = g->r * g->s;
-  int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
+  int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS], cs[CONVD_MAX_RS];
   for (int64_t p = 0; p < g->nph; p++) {
-    int64_t nt = phase_taps(g, p, g->Wq, 1, off, idx);
+    int64_t nt = g->denseb ? dense_taps(g, 1, off, cs, idx)
+                           : phase_taps(g, p, g->Wq, 1, off, idx);
     for (int64_t cb = 0; cb < g->cpf / kt; cb++)
       for (int64_t kk = 0; kk < g->k; kk++)
         for (int64_t t = 0; t < nt; t++)
@@ -638,10 +686,54 @@ static void pack_bwd_weights(const conv_geom *g, float *wp) {
   }
 }
 
+/* c channels of h*w floats into dense planes of stride ps at offset fr
+ * (the planes are zeroed first unless `inner`). */
+static void dense_planes(const conv_geom *g, const float *src, int64_t c,
+                         int64_t hw, float *dst, int64_t ps, int64_t fr,
+                         int inner) {
+  if (!inner)
+    memset(dst, 0, (size_t)(c * ps) * sizeof *dst);
+  g->kern->rows(src, hw, dst + fr, ps, c, hw, 0.f, CONVD_ROWS_COPY);
+}
+
+static void dfwd_dense(const conv_geom *g, int64_t t) {
+  const tc_conv2d_args *a = g->a;
+  int64_t i0, i1, off[CONVD_MAX_RS + 8], cs[CONVD_MAX_RS], idx[CONVD_MAX_RS];
+  block_range(g->n, g->slots, t, &i0, &i1);
+  const float *wp = (const float *)a->workspace;
+  float *xp = slot_col(g, t);
+  int64_t nrs = dense_taps(g, 0, off, cs, idx);
+  for (int64_t i = i0; i < i1; i++) {
+    dense_planes(g, a->x + i * g->c * g->hw, g->c, g->hw, xp, g->dpsf, g->dfrf,
+                 i > i0);
+    g->fv->fm(xp + g->dinf, g->c, g->dpsf, off, cs, nrs, g->w, wp, g->k,
+              a->bias, a->y + i * g->k * g->P, g->P, g->P, 0);
+  }
+}
+
+static void dbwd_dense(const conv_geom *g, int64_t t) {
+  const tc_conv2d_args *a = g->a;
+  int64_t i0, i1, off[CONVD_MAX_RS + 8], cs[CONVD_MAX_RS], idx[CONVD_MAX_RS];
+  block_range(g->n, g->slots, t, &i0, &i1);
+  const float *wp = (const float *)a->workspace;
+  float *dp = slot_col(g, t);
+  int64_t nrs = dense_taps(g, 1, off, cs, idx);
+  for (int64_t i = i0; i < i1; i++) {
+    dense_planes(g, a->dy + i * g->k * g->P, g->k, g->P, dp, g->dpsb, g->dfrb,
+                 i > i0);
+    g->bv->fm(dp + g->dinb, g->k, g->dpsb, off, cs, nrs, g->w, wp, g->c, NULL,
+              a->dx + i * g->c * g->hw, g->hw, g->hw, (int)a->accumulate);
+  }
+}
+
 static void dfwd_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
   int64_t i0, i1, off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
+  if (g->densef) {
+    dfwd_dense(g, t);
+    return;
+  }
   block_range(g->n, g->slots, t, &i0, &i1);
   const float *wp = (const float *)a->workspace;
   float *xp = slot_col(g, t);
@@ -734,6 +826,10 @@ static void dbwd_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
   int64_t i0, i1, off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
+  if (g->denseb) {
+    dbwd_dense(g, t);
+    return;
+  }
   block_range(g->n, g->slots, t, &i0, &i1);
   const float *wp = (const float *)a->workspace;
   float *dp = slot_col(g, t);

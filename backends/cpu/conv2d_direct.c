@@ -146,7 +146,7 @@ static const convd_kernels convd_avx2 = {
     .vl = VL,
     .nfwd = 2,
     .nwgrad = 3,
-    .fwd = {{4, 3, convd_avx2_fwd_4x3}, {6, 2, convd_avx2_fwd_6x2}},
+    .fwd = {{4, 3, convd_avx2_fwd_4x3, NULL}, {6, 2, convd_avx2_fwd_6x2, NULL}},
     .wgrad = {{4, 3, convd_avx2_wgrad_4x3},
               {3, 3, convd_avx2_wgrad_3x3},
               {2, 5, convd_avx2_wgrad_2x5}},
@@ -218,6 +218,14 @@ convd_hsums512(const __m512 *v, float *s) {
 #define FNV 3
 #define CONVD_FN convd_avx512_fwd_6x3
 #include "conv2d_direct_kern.h"
+#define MKT 8
+#define MNV 2
+#define CONVD_FN convd_avx512_fwdm_8x2
+#include "conv2d_direct_kern.h"
+#define MKT 6
+#define MNV 3
+#define CONVD_FN convd_avx512_fwdm_6x3
+#include "conv2d_direct_kern.h"
 #define WKT 8
 #define WNO 3
 #define CONVD_FN convd_avx512_wgrad_8x3
@@ -274,7 +282,8 @@ static const convd_kernels convd_avx512 = {
     .vl = VL,
     .nfwd = 2,
     .nwgrad = 3,
-    .fwd = {{8, 2, convd_avx512_fwd_8x2}, {6, 3, convd_avx512_fwd_6x3}},
+    .fwd = {{8, 2, convd_avx512_fwd_8x2, convd_avx512_fwdm_8x2},
+            {6, 3, convd_avx512_fwd_6x3, convd_avx512_fwdm_6x3}},
     .wgrad = {{8, 3, convd_avx512_wgrad_8x3},
               {6, 4, convd_avx512_wgrad_6x4},
               {4, 5, convd_avx512_wgrad_4x5}},

@@ -23,6 +23,16 @@ typedef void (*convd_fwd_fn)(const float *in, int64_t cin, int64_t ps,
                              const int64_t *off, int64_t nrs, const float *wp,
                              int64_t nkb, float *out, int64_t ldo, int64_t nq,
                              int add);
+/* The dense variant (AVX-512): in holds whole rows of width w, no side
+ * padding; out[(kk)*ldo + q] for kk < nk, q < nq (any count) is
+ *   sum over ci, t of wp[...] * in[ci*ps + q + off[t]] where the column
+ *   (q mod w) + cs[t] lies in [0, w) (else that product is left out),
+ * added to out when add, plus bias[kk] when bias is not NULL. */
+typedef void (*convd_fwdm_fn)(const float *in, int64_t cin, int64_t ps,
+                              const int64_t *off, const int64_t *cs,
+                              int64_t nrs, int64_t w, const float *wp,
+                              int64_t nk, const float *bias, float *out,
+                              int64_t ldo, int64_t nq, int add);
 /* part[(kk*c + ci)*prs + pidx[t]] += sum over images i < nimg, q < nq of
  *   dy[i*dys + kk*ldd + q] * x[i*xs + ci*ps + q + off[t]]
  * for kk < k, ci < c, t < nrs; dy has rows up to a multiple of the
@@ -39,6 +49,7 @@ typedef void (*convd_wgrad_fn)(const float *x, int64_t xs, int64_t ps,
 typedef struct convd_fwd_var {
   int64_t kt, nv;
   convd_fwd_fn fn;
+  convd_fwdm_fn fm; /* the same tile, dense (NULL: none) */
 } convd_fwd_var;
 typedef struct convd_wgrad_var {
   int64_t kt, nv;

@@ -4,8 +4,9 @@
  *   TGT target attribute, vf vector type, VL lanes, V_LOAD, V_STORE, V_ADD,
  *   V_FMA(a,b,c) = a*b+c, V_BC broadcast, V_ZERO, V_HSUM, V_HSUMS, V_LANE;
  *   CONVD_FN the function's name, and either FKT, FNV (a fwd kernel with
- *   an FKT channels x FNV vectors tile) or WKT, WNO (a wgrad kernel with a
- *   WKT channels x WNO taps tile).
+ *   an FKT channels x FNV vectors tile), MKT, MNV (the same for the
+ *   masked "dense" fwd kernel, AVX-512 only) or WKT, WNO (a wgrad kernel
+ *   with a WKT channels x WNO taps tile).
  * The tile macros and CONVD_FN are undefined at the end. No include guard:
  * meant to be included several times.
  */
@@ -179,5 +180,179 @@ TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
 #undef WKT
 #undef WNO
 #endif /* WKT */
+
+#ifdef MKT
+/* The "dense" fwd kernel (AVX-512 only: it needs mask registers): the
+ * input planes hold whole rows of width w (zero rows above and below,
+ * none at the sides), positions q are the output's own (q = oh*w + ow),
+ * and a tap's loads are masked to the lanes whose column plus the tap's
+ * column shift cs[t] lies in [0, w). So no junk columns are computed and
+ * the sums go straight into the output (channels < nk, positions < nq;
+ * the last vector is a masked store), plus bias[channel] when bias. */
+TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
+                         const int64_t *off, const int64_t *cs, int64_t nrs,
+                         int64_t w, const float *wp, int64_t nk,
+                         const float *bias, float *out, int64_t ldo, int64_t nq,
+                         int add) {
+  int64_t cb = CONVD_CHAIN / nrs > 1 ? CONVD_CHAIN / nrs : 1;
+  int64_t nkb = (nk + MKT - 1) / MKT;
+  __m512i iota =
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  __m512i wv = _mm512_set1_epi32((int)w);
+  __mmask16 mt[CONVD_MAX_RS][MNV];
+  /* the common 3x3 case, when the caller lists the taps by column shift */
+  int k3 = nrs == 9;
+  int64_t o3[9];
+  for (int t = 0; k3 && t < 9; t++) {
+    k3 = cs[t] == t / 3 - 1;
+    o3[t] = off[t];
+  }
+  for (int64_t q = 0; q < nq; q += MNV * VL) {
+    int full = q + MNV * VL <= nq;
+    int nv = full ? MNV : (int)((nq - q + VL - 1) / VL);
+    /* column of each lane, then each tap's load mask */
+    for (int v = 0; v < nv; v++) {
+      __m512i col =
+          _mm512_add_epi32(_mm512_set1_epi32((int)((q + v * VL) % w)), iota);
+      for (__mmask16 m; (m = _mm512_cmpge_epi32_mask(col, wv));)
+        col = _mm512_mask_sub_epi32(col, m, col, wv);
+      for (int64_t t = 0; t < nrs; t++)
+        mt[t][v] = _mm512_cmplt_epu32_mask(
+            _mm512_add_epi32(col, _mm512_set1_epi32((int)cs[t])), wv);
+    }
+    for (int64_t kb = 0; kb < nkb; kb++) {
+      const float *wb = wp + kb * cin * nrs * MKT;
+      float *ob = out + kb * MKT * ldo + q;
+      int jn = nk - kb * MKT < MKT ? (int)(nk - kb * MKT) : MKT;
+      if (full) {
+        for (int64_t c0 = 0; c0 < cin; c0 += cb) {
+          int64_t c1 = c0 + cb < cin ? c0 + cb : cin;
+          vf acc[MKT][MNV];
+#pragma GCC unroll 8
+          for (int j = 0; j < MKT; j++)
+#pragma GCC unroll 4
+            for (int v = 0; v < MNV; v++)
+              acc[j][v] = V_ZERO();
+          const float *wc = wb + c0 * nrs * MKT;
+          if (k3) {
+            /* 3x3, taps in column-shift groups -1, 0, +1: 4 masks in
+             * registers, plain loads for the middle group */
+            __mmask16 ml[MNV], mr[MNV];
+#pragma GCC unroll 4
+            for (int v = 0; v < MNV; v++)
+              ml[v] = mt[0][v], mr[v] = mt[6][v];
+            for (int64_t ci = c0; ci < c1; ci++) {
+              const float *xb = in + ci * ps + q;
+#pragma GCC unroll 9
+              for (int t = 0; t < 9; t++, wc += MKT) {
+                const float *xp = xb + o3[t];
+                vf xv[MNV];
+#pragma GCC unroll 4
+                for (int v = 0; v < MNV; v++)
+                  xv[v] = t < 3   ? _mm512_maskz_loadu_ps(ml[v], xp + v * VL)
+                          : t < 6 ? V_LOAD(xp + v * VL)
+                                  : _mm512_maskz_loadu_ps(mr[v], xp + v * VL);
+#pragma GCC unroll 8
+                for (int j = 0; j < MKT; j++) {
+                  vf b = V_BC(wc[j]);
+#pragma GCC unroll 4
+                  for (int v = 0; v < MNV; v++)
+                    acc[j][v] = V_FMA(b, xv[v], acc[j][v]);
+                }
+              }
+            }
+          } else {
+            for (int64_t ci = c0; ci < c1; ci++) {
+              const float *xb = in + ci * ps + q;
+              for (int64_t t = 0; t < nrs; t++, wc += MKT) {
+                const float *xp = xb + off[t];
+                vf xv[MNV];
+#pragma GCC unroll 4
+                for (int v = 0; v < MNV; v++)
+                  xv[v] = _mm512_maskz_loadu_ps(mt[t][v], xp + v * VL);
+#pragma GCC unroll 8
+                for (int j = 0; j < MKT; j++) {
+                  vf b = V_BC(wc[j]);
+#pragma GCC unroll 4
+                  for (int v = 0; v < MNV; v++)
+                    acc[j][v] = V_FMA(b, xv[v], acc[j][v]);
+                }
+              }
+            }
+          }
+          /* all loads before the stores: the channel planes of y are
+           * often 4 KiB apart, and a load just after a store to the same
+           * address bits waits for it */
+          if (c0 > 0 || add) {
+#pragma GCC unroll 8
+            for (int j = 0; j < MKT; j++)
+#pragma GCC unroll 4
+              for (int v = 0; v < MNV; v++)
+                if (j < jn)
+                  acc[j][v] = V_ADD(acc[j][v], V_LOAD(ob + j * ldo + v * VL));
+          }
+          if (c1 == cin && bias) {
+#pragma GCC unroll 8
+            for (int j = 0; j < MKT; j++)
+#pragma GCC unroll 4
+              for (int v = 0; v < MNV; v++)
+                if (j < jn)
+                  acc[j][v] = V_ADD(acc[j][v], V_BC(bias[kb * MKT + j]));
+          }
+#pragma GCC unroll 8
+          for (int j = 0; j < MKT; j++)
+#pragma GCC unroll 4
+            for (int v = 0; v < MNV; v++)
+              if (j < jn)
+                V_STORE(ob + j * ldo + v * VL, acc[j][v]);
+        }
+        continue;
+      }
+      /* the last positions, one vector at a time, the last one masked */
+      for (int v = 0; v < nv; v++) {
+        int64_t qv = v * VL, rest = nq - q - qv;
+        __mmask16 sm =
+            rest >= VL ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1);
+        for (int64_t c0 = 0; c0 < cin; c0 += cb) {
+          int64_t c1 = c0 + cb < cin ? c0 + cb : cin;
+          vf acc[MKT];
+#pragma GCC unroll 8
+          for (int j = 0; j < MKT; j++)
+            acc[j] = V_ZERO();
+          const float *wc = wb + c0 * nrs * MKT;
+          for (int64_t ci = c0; ci < c1; ci++) {
+            const float *xb = in + ci * ps + q + qv;
+            for (int64_t t = 0; t < nrs; t++, wc += MKT) {
+              vf xv = _mm512_maskz_loadu_ps(mt[t][v], xb + off[t]);
+#pragma GCC unroll 8
+              for (int j = 0; j < MKT; j++)
+                acc[j] = V_FMA(V_BC(wc[j]), xv, acc[j]);
+            }
+          }
+          if (c0 > 0 || add) {
+#pragma GCC unroll 8
+            for (int j = 0; j < MKT; j++)
+              if (j < jn)
+                acc[j] =
+                    V_ADD(acc[j], _mm512_maskz_loadu_ps(sm, ob + j * ldo + qv));
+          }
+          if (c1 == cin && bias) {
+#pragma GCC unroll 8
+            for (int j = 0; j < MKT; j++)
+              if (j < jn)
+                acc[j] = V_ADD(acc[j], V_BC(bias[kb * MKT + j]));
+          }
+#pragma GCC unroll 8
+          for (int j = 0; j < MKT; j++)
+            if (j < jn)
+              _mm512_mask_storeu_ps(ob + j * ldo + qv, sm, acc[j]);
+        }
+      }
+    }
+  }
+}
+#undef MKT
+#undef MNV
+#endif /* MKT */
 
 #undef CONVD_FN
