@@ -233,6 +233,14 @@ static const ccase fixed_cases[] = {
     {2, 4, 7, 13, 10, 3, 5, 1, 1, 0, 2, 1, 1},   /* 3x5, ph 0: k % tile */
     {2, 9, 6, 7, 6, 5, 3, 1, 1, 3, 1, 1, 1},     /* ph > r/2, 6x3 tile */
     {1, 3, 11, 17, 20, 3, 3, 1, 1, 2, 1, 1, 1},  /* oh > h, 17 wide */
+    /* dense wgrad (AVX-512): x planes of whole rows, dy in place, masked
+     * row edges; k >= the tile's channels, partial last channel block */
+    {3, 16, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1},    /* ResNet 8x8, G images */
+    {1, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1},    /* batch 1 */
+    {2, 5, 9, 13, 11, 3, 3, 1, 1, 1, 1, 1, 1},    /* odd widths, k % 8 */
+    {17, 3, 7, 15, 12, 3, 3, 1, 1, 1, 1, 1, 1},   /* chunks, k % 8 = 4 */
+    {2, 6, 6, 21, 13, 5, 5, 1, 1, 2, 2, 1, 1},    /* 5x5 same, k % tile */
+    {2, 4, 4, 4, 7, 3, 3, 1, 1, 1, 1, 1, 1},      /* k < 8: padded path */
 };
 
 START_TEST(test_conv_fixed) {
@@ -343,6 +351,7 @@ START_TEST(test_conv_thread_independent) {
       {13, 6, 5, 5, 4, 1, 1, 1, 1, 0, 0, 1, 1},   /* direct 1x1 */
       {67, 8, 6, 5, 16, 3, 3, 2, 1, 1, 1, 1, 1},  /* dw > combine block */
       {40, 3, 12, 12, 6, 5, 5, 1, 1, 0, 0, 1, 1}, /* k = 6 tiles */
+      {37, 5, 8, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1},  /* dense wgrad */
   };
   static const int threads[] = {2, 5};
   tc_backend_destroy(be); /* the fixture's; reopened below */

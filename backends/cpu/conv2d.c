@@ -99,6 +99,10 @@ typedef struct conv_geom {
    * kernel input offset from the plane start */
   int densef, denseb;
   int64_t dpsf, dfrf, dinf, dpsb, dfrb, dinb;
+  /* dense wgrad: x in fwd's dense planes, dy read in place; position
+   * vectors per image (the row-edge mask table has s rows of them) */
+  int densew;
+  int64_t dnqv;
   size_t fwd_shared, fwd_slot, bwd_shared, bwd_slot, wg_slot, wg_part;
   size_t min_ws; /* direct: every op needs the one-slot query */
   /* run time */
@@ -200,6 +204,17 @@ static void conv_direct_geometry(conv_geom *g) {
     g->dpsb = roundup64(g->dinb + roundup64(g->hw, kn->vl) + reach, 16);
     if (g->denseb)
       g->bwd_slot = round64((size_t)(g->k * g->dpsb) * 4);
+    /* the kernel reads the last kt rows of dy for a partial channel
+     * block, so it needs k >= kt */
+    g->densew = g->wv->fm != NULL && g->k >= g->wv->kt;
+    if (g->densew) {
+      int64_t nqd = roundup64(g->P, kn->vl);
+      g->dnqv = nqd / kn->vl;
+      g->G = min64(CONVD_MAX_G,
+                   max64(1, (CONVD_WG_POSITIONS + nqd - 1) / nqd));
+      g->wg_slot = round64((size_t)(g->G * g->c * g->dpsf) * 4) +
+                   round64((size_t)(g->s * g->dnqv) * 2);
+    }
   }
 }
 
@@ -860,6 +875,50 @@ static void dbwd_task(void *arg, int64_t t) {
   }
 }
 
+/* Dense wgrad (stride 1, ow == w, AVX-512): x as fwd's dense planes, dy
+ * read in place; the kernel masks each tap's x loads with the table of
+ * lanes whose column, shifted by the tap's, stays in the row (and whose
+ * position is below P). Chunks and images per call as dwg_task. */
+static void dwg_dense(const conv_geom *g, int64_t t) {
+  const tc_conv2d_args *a = g->a;
+  int64_t kcrs = g->k * g->crs, rs = g->r * g->s, vl = g->kern->vl;
+  int64_t off[CONVD_MAX_RS + 8], cs[CONVD_MAX_RS], idx[CONVD_MAX_RS];
+  int64_t mo[CONVD_MAX_RS + 8];
+  int64_t xs = g->c * g->dpsf, kp = g->k * g->P;
+  float *xb = slot_col(g, t);
+  uint16_t *mt = (uint16_t *)(xb + g->G * xs);
+  int64_t nrs = dense_taps(g, 0, off, cs, idx);
+  for (int64_t e = 0; e < CONVD_MAX_RS + 8; e++)
+    mo[e] = e < nrs ? (cs[e] + g->pw) * g->dnqv : 0;
+  for (int64_t e = 0; e < g->s; e++)
+    for (int64_t v = 0; v < g->dnqv; v++) {
+      unsigned m = 0;
+      for (int64_t l = 0; l < vl; l++) {
+        int64_t q = v * vl + l, col = q % g->w + e - g->pw;
+        if (q < g->P && col >= 0 && col < g->w)
+          m |= 1u << l;
+      }
+      mt[e * g->dnqv + v] = (uint16_t)m;
+    }
+  int64_t ready = 0; /* image slots whose zero rows are in place */
+  for (int64_t j = t; j < g->chunks; j += g->slots) {
+    int64_t c0, c1;
+    block_range(g->n, g->chunks, j, &c0, &c1);
+    float *dst = g->chunks > 1 ? g->part + j * kcrs : a->dw;
+    if (g->chunks > 1 || !a->accumulate)
+      memset(dst, 0, (size_t)kcrs * sizeof *dst);
+    for (int64_t i0 = c0; i0 < c1; i0 += g->G) {
+      int64_t m = min64(g->G, c1 - i0);
+      for (int64_t i = 0; i < m; i++)
+        dense_planes(g, a->x + (i0 + i) * g->c * g->hw, g->c, g->hw,
+                     xb + i * xs, g->dpsf, g->dfrf, i < ready);
+      ready = max64(ready, m);
+      g->wv->fm(xb + g->dinf, xs, g->dpsf, a->dy + i0 * kp, kp, g->P, m, g->c,
+                g->k, off, mt, mo, nrs, g->P, idx, rs, dst);
+    }
+  }
+}
+
 /* Slot t computes chunks t, t+slots, ...; each chunk's images go through
  * the kernel G at a time, in order, so a chunk's sum never depends on the
  * slot or the thread count. */
@@ -871,6 +930,10 @@ static void dwg_task(void *arg, int64_t t) {
   int64_t xs = g->nph * g->c * g->psw, dys = g->kpw * g->nqw;
   float *xb = slot_col(g, t);
   float *db = xb + g->G * xs; /* G x (kpw, nqw) */
+  if (g->densew) {
+    dwg_dense(g, t);
+    return;
+  }
   all_taps(g, g->psw, off, idx);
   /* 1x1: the channels become the taps (one "channel"), so the kernel's
    * tap groups are full */

@@ -147,9 +147,9 @@ static const convd_kernels convd_avx2 = {
     .nfwd = 2,
     .nwgrad = 3,
     .fwd = {{4, 3, convd_avx2_fwd_4x3, NULL}, {6, 2, convd_avx2_fwd_6x2, NULL}},
-    .wgrad = {{4, 3, convd_avx2_wgrad_4x3},
-              {3, 3, convd_avx2_wgrad_3x3},
-              {2, 5, convd_avx2_wgrad_2x5}},
+    .wgrad = {{4, 3, convd_avx2_wgrad_4x3, NULL},
+              {3, 3, convd_avx2_wgrad_3x3, NULL},
+              {2, 5, convd_avx2_wgrad_2x5, NULL}},
     .rows = convd_rows256,
     .deint2 = convd_deint2,
     .inter2 = convd_inter2};
@@ -226,6 +226,18 @@ convd_hsums512(const __m512 *v, float *s) {
 #define MNV 3
 #define CONVD_FN convd_avx512_fwdm_6x3
 #include "conv2d_direct_kern.h"
+#define WMKT 8
+#define WMNO 3
+#define CONVD_FN convd_avx512_wgradm_8x3
+#include "conv2d_direct_kern.h"
+#define WMKT 6
+#define WMNO 4
+#define CONVD_FN convd_avx512_wgradm_6x4
+#include "conv2d_direct_kern.h"
+#define WMKT 4
+#define WMNO 5
+#define CONVD_FN convd_avx512_wgradm_4x5
+#include "conv2d_direct_kern.h"
 #define WKT 8
 #define WNO 3
 #define CONVD_FN convd_avx512_wgrad_8x3
@@ -284,9 +296,9 @@ static const convd_kernels convd_avx512 = {
     .nwgrad = 3,
     .fwd = {{8, 2, convd_avx512_fwd_8x2, convd_avx512_fwdm_8x2},
             {6, 3, convd_avx512_fwd_6x3, convd_avx512_fwdm_6x3}},
-    .wgrad = {{8, 3, convd_avx512_wgrad_8x3},
-              {6, 4, convd_avx512_wgrad_6x4},
-              {4, 5, convd_avx512_wgrad_4x5}},
+    .wgrad = {{8, 3, convd_avx512_wgrad_8x3, convd_avx512_wgradm_8x3},
+              {6, 4, convd_avx512_wgrad_6x4, convd_avx512_wgradm_6x4},
+              {4, 5, convd_avx512_wgrad_4x5, convd_avx512_wgradm_4x5}},
     .rows = convd_rows512,
     .deint2 = convd_deint2,
     .inter2 = convd_inter2};

@@ -43,6 +43,17 @@ typedef void (*convd_wgrad_fn)(const float *x, int64_t xs, int64_t ps,
                                int64_t nimg, int64_t c, int64_t k,
                                const int64_t *off, int64_t nrs, int64_t nq,
                                const int64_t *pidx, int64_t prs, float *part);
+/* The dense variant (AVX-512): x holds whole rows of width w, no side
+ * padding, dy rows of nq positions (any count, read in place; needs
+ * k >= the tile's kt); the product of tap t at position q is left out
+ * unless bit q % VL of msk[mo[t] + q / VL] is set (mo entries up to a
+ * multiple of the tile's taps are read). */
+typedef void (*convd_wgradm_fn)(const float *x, int64_t xs, int64_t ps,
+                                const float *dy, int64_t dys, int64_t ldd,
+                                int64_t nimg, int64_t c, int64_t k,
+                                const int64_t *off, const uint16_t *msk,
+                                const int64_t *mo, int64_t nrs, int64_t nq,
+                                const int64_t *pidx, int64_t prs, float *part);
 
 /* One register tile shape: kt output channels x nv vectors (fwd) or
  * x nv taps (wgrad). */
@@ -54,6 +65,7 @@ typedef struct convd_fwd_var {
 typedef struct convd_wgrad_var {
   int64_t kt, nv;
   convd_wgrad_fn fn;
+  convd_wgradm_fn fm; /* the same tile, dense (NULL: none) */
 } convd_wgrad_var;
 
 #define CONVD_MAX_VARS 6

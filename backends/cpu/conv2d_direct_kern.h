@@ -5,8 +5,9 @@
  *   V_FMA(a,b,c) = a*b+c, V_BC broadcast, V_ZERO, V_HSUM, V_HSUMS, V_LANE;
  *   CONVD_FN the function's name, and either FKT, FNV (a fwd kernel with
  *   an FKT channels x FNV vectors tile), MKT, MNV (the same for the
- *   masked "dense" fwd kernel, AVX-512 only) or WKT, WNO (a wgrad kernel
- *   with a WKT channels x WNO taps tile).
+ *   masked "dense" fwd kernel, AVX-512 only), WKT, WNO (a wgrad kernel
+ *   with a WKT channels x WNO taps tile) or WMKT, WMNO (the same for the
+ *   masked "dense" wgrad kernel, AVX-512 only).
  * The tile macros and CONVD_FN are undefined at the end. No include guard:
  * meant to be included several times.
  */
@@ -354,5 +355,112 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
 #undef MKT
 #undef MNV
 #endif /* MKT */
+
+#ifdef WMKT
+/* The "dense" wgrad kernel (AVX-512 only): x planes hold whole rows of
+ * width w (zero rows above and below, none at the sides) and dy is read
+ * from the tensor itself (rows of nq positions, any count; the last vector
+ * is a masked load). A tap's x loads take the mask msk[mo[t] + q/VL]: the
+ * lanes whose column plus the tap's column shift lies in [0, w) and whose
+ * position is below nq. So no junk positions are summed. k >= WMKT: the
+ * last, partial channel block reads the last WMKT rows of dy (never past
+ * the tensor) and keeps only the channels the block before did not. Sum
+ * order and reduction as the WKT kernel. */
+TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
+                         const float *dy, int64_t dys, int64_t ldd,
+                         int64_t nimg, int64_t c, int64_t k, const int64_t *off,
+                         const __mmask16 *msk, const int64_t *mo, int64_t nrs,
+                         int64_t nq, const int64_t *pidx, int64_t prs,
+                         float *part) {
+  int64_t nkb = (k + WMKT - 1) / WMKT, ngrp = (nrs + WMNO - 1) / WMNO;
+  int64_t nqf = nq / VL * VL;
+  __mmask16 tm = (__mmask16)((1u << (nq - nqf)) - 1);
+  for (int64_t kb = 0; kb < nkb; kb++) {
+    int64_t r0 = kb * WMKT + WMKT <= k ? kb * WMKT : k - WMKT;
+    for (int64_t ci = 0; ci < c; ci++) {
+      for (int64_t g = 0; g < ngrp; g++) {
+        const int64_t *og = off + g * WMNO;
+        const __mmask16 *mg[WMNO];
+#pragma GCC unroll 4
+        for (int o = 0; o < WMNO; o++)
+          mg[o] = msk + mo[g * WMNO + o];
+        vf acc[WMKT][WMNO];
+#pragma GCC unroll 8
+        for (int j = 0; j < WMKT; j++)
+#pragma GCC unroll 4
+          for (int o = 0; o < WMNO; o++)
+            acc[j][o] = V_ZERO();
+        for (int64_t i = 0; i < nimg; i++) {
+          const float *d = dy + i * dys + r0 * ldd;
+          const float *xb = x + i * xs + ci * ps;
+          int64_t q = 0;
+          for (; q < nqf; q += VL) {
+            vf xv[WMNO];
+#pragma GCC unroll 4
+            for (int o = 0; o < WMNO; o++)
+              xv[o] = _mm512_maskz_loadu_ps(mg[o][q / VL], xb + q + og[o]);
+#pragma GCC unroll 8
+            for (int j = 0; j < WMKT; j++) {
+              vf dv = V_LOAD(d + j * ldd + q);
+              __asm__("" : "+v"(dv));
+#pragma GCC unroll 4
+              for (int o = 0; o < WMNO; o++)
+                acc[j][o] = V_FMA(dv, xv[o], acc[j][o]);
+            }
+          }
+          if (q < nq) {
+            vf xv[WMNO];
+#pragma GCC unroll 4
+            for (int o = 0; o < WMNO; o++)
+              xv[o] = _mm512_maskz_loadu_ps(mg[o][q / VL], xb + q + og[o]);
+#pragma GCC unroll 8
+            for (int j = 0; j < WMKT; j++) {
+              vf dv = _mm512_maskz_loadu_ps(tm, d + j * ldd + q);
+#pragma GCC unroll 4
+              for (int o = 0; o < WMNO; o++)
+                acc[j][o] = V_FMA(dv, xv[o], acc[j][o]);
+            }
+          }
+        }
+        enum { NA = WMKT * WMNO, NG = (NA + VL - 1) / VL };
+        vf fl[NG * VL];
+        float s[NG * VL];
+#pragma GCC unroll 8
+        for (int j = 0; j < WMKT; j++)
+#pragma GCC unroll 4
+          for (int o = 0; o < WMNO; o++)
+            fl[j * WMNO + o] = acc[j][o];
+#pragma GCC unroll 16
+        for (int m = NA; m < NG * VL; m++)
+          fl[m] = V_ZERO();
+#pragma GCC unroll 4
+        for (int q = 0; q < NA / VL; q++)
+          V_HSUMS(fl + q * VL, s + q * VL);
+        if (NA % VL > VL / 4) {
+          V_HSUMS(fl + NA / VL * VL, s + NA / VL * VL);
+        } else {
+#pragma GCC unroll 16
+          for (int m = NA / VL * VL; m < NA; m++)
+            s[m / VL * VL + V_LANE(m % VL)] = V_HSUM(fl[m]);
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < WMKT; j++) {
+          int64_t kk = r0 + j;
+#pragma GCC unroll 4
+          for (int o = 0; o < WMNO; o++) {
+            int64_t t = g * WMNO + o;
+            int m = j * WMNO + o;
+            if (kk >= kb * WMKT && t < nrs)
+              part[(kk * c + ci) * prs + pidx[t]] +=
+                  s[m / VL * VL + V_LANE(m % VL)];
+          }
+        }
+      }
+    }
+  }
+}
+#undef WMKT
+#undef WMNO
+#endif /* WMKT */
 
 #undef CONVD_FN
