@@ -23,6 +23,7 @@
 #define V_HSUM(v) convd_hsum256(v)
 #define V_HSUMS(v, s) convd_hsums256(v, s)
 #define V_LANE(m) ((m) % 2 * 4 + (m) / 2)
+#define V_TILE_SUMS(fl, na, s) convd_avx2_tile_sums(fl, na, s)
 
 TGT static inline float convd_hsum256(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -50,6 +51,8 @@ convd_hsums256(const __m256 *v, float *s) {
 }
 
 /* tiles: accumulators + loaded vectors + 1 <= 16 registers */
+#define CONVD_SUMS_FN convd_avx2_tile_sums
+#include "conv2d_direct_kern.h"
 #define FKT 4
 #define FNV 3
 #define CONVD_FN convd_avx2_fwd_4x3
@@ -166,6 +169,7 @@ static const convd_kernels convd_avx2 = {
 #undef V_HSUM
 #undef V_HSUMS
 #undef V_LANE
+#undef V_TILE_SUMS
 
 /* ---- AVX-512F: 32 zmm registers ---- */
 #define TGT __attribute__((target("avx512f,avx2,fma")))
@@ -180,6 +184,7 @@ static const convd_kernels convd_avx2 = {
 #define V_HSUM(v) convd_hsum512(v)
 #define V_HSUMS(v, s) convd_hsums512(v, s)
 #define V_LANE(m) ((m) % 4 * 4 + (m) / 4)
+#define V_TILE_SUMS(fl, na, s) convd_avx512_tile_sums(fl, na, s)
 
 TGT static inline float convd_hsum512(__m512 v) {
   __m256 lo = _mm512_castps512_ps256(v);
@@ -210,6 +215,8 @@ convd_hsums512(const __m512 *v, float *s) {
 }
 
 /* tiles: accumulators + loaded vectors + 1 <= 32 registers */
+#define CONVD_SUMS_FN convd_avx512_tile_sums
+#include "conv2d_direct_kern.h"
 #define FKT 8
 #define FNV 2
 #define CONVD_FN convd_avx512_fwd_8x2

@@ -2,15 +2,42 @@
  * conv2d_direct_kern.h - kernel bodies for conv2d_direct.c, included once
  * per instruction set and tile shape with these macros defined:
  *   TGT target attribute, vf vector type, VL lanes, V_LOAD, V_STORE, V_ADD,
- *   V_FMA(a,b,c) = a*b+c, V_BC broadcast, V_ZERO, V_HSUM, V_HSUMS, V_LANE;
+ *   V_FMA(a,b,c) = a*b+c, V_BC broadcast, V_ZERO, V_HSUM, V_HSUMS, V_LANE,
+ *   V_TILE_SUMS (the CONVD_SUMS_FN of the instruction set);
  *   CONVD_FN the function's name, and either FKT, FNV (a fwd kernel with
  *   an FKT channels x FNV vectors tile), MKT, MNV (the same for the
  *   masked "dense" fwd kernel, AVX-512 only), WKT, WNO (a wgrad kernel
  *   with a WKT channels x WNO taps tile) or WMKT, WMNO (the same for the
- *   masked "dense" wgrad kernel, AVX-512 only).
+ *   masked "dense" wgrad kernel, AVX-512 only), or CONVD_SUMS_FN alone
+ *   (once per instruction set, first: the wgrad tiles' horizontal sums).
  * The tile macros and CONVD_FN are undefined at the end. No include guard:
  * meant to be included several times.
  */
+
+#ifdef CONVD_SUMS_FN
+/* The horizontal sums of a wgrad tile's na accumulators fl[0..na), VL
+ * vectors at a time through one transpose-and-add tree (fixed order):
+ * s[m / VL * VL + V_LANE(m % VL)] = sum of the lanes of fl[m]. fl has room
+ * for whole groups of VL (entries past na are zeroed here). A short last
+ * group takes one hsum per vector: cheaper than a tree of mostly zeros. */
+TGT static inline __attribute__((always_inline)) void
+CONVD_SUMS_FN(vf *fl, int na, float *s) {
+#pragma GCC unroll 16
+  for (int m = na; m < (na + VL - 1) / VL * VL; m++)
+    fl[m] = V_ZERO();
+#pragma GCC unroll 4
+  for (int q = 0; q < na / VL; q++)
+    V_HSUMS(fl + q * VL, s + q * VL);
+  if (na % VL > VL / 4) {
+    V_HSUMS(fl + na / VL * VL, s + na / VL * VL);
+  } else {
+#pragma GCC unroll 16
+    for (int m = na / VL * VL; m < na; m++)
+      s[m / VL * VL + V_LANE(m % VL)] = V_HSUM(fl[m]);
+  }
+}
+#undef CONVD_SUMS_FN
+#endif /* CONVD_SUMS_FN */
 
 #ifdef FKT
 TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
@@ -136,9 +163,6 @@ TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
             }
           }
         }
-        /* the WKT*WNO sums, VL vectors at a time through one
-         * transpose-and-add tree (fixed order): V_HSUMS puts the sum of
-         * vector m of a group in lane V_LANE(m) */
         enum { NA = WKT * WNO, NG = (NA + VL - 1) / VL };
         vf fl[NG * VL];
         float s[NG * VL];
@@ -147,21 +171,7 @@ TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
 #pragma GCC unroll 4
           for (int o = 0; o < WNO; o++)
             fl[j * WNO + o] = acc[j][o];
-#pragma GCC unroll 16
-        for (int m = NA; m < NG * VL; m++)
-          fl[m] = V_ZERO();
-#pragma GCC unroll 4
-        for (int q = 0; q < NA / VL; q++)
-          V_HSUMS(fl + q * VL, s + q * VL);
-        /* a short last group: one hsum per vector is cheaper than a
-         * tree of mostly zeros (s holds it at the tree's lanes) */
-        if (NA % VL > VL / 4) {
-          V_HSUMS(fl + NA / VL * VL, s + NA / VL * VL);
-        } else {
-#pragma GCC unroll 16
-          for (int m = NA / VL * VL; m < NA; m++)
-            s[m / VL * VL + V_LANE(m % VL)] = V_HSUM(fl[m]);
-        }
+        V_TILE_SUMS(fl, NA, s);
 #pragma GCC unroll 8
         for (int j = 0; j < WKT; j++) {
           int64_t kk = kb * WKT + j;
@@ -430,19 +440,7 @@ TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
 #pragma GCC unroll 4
           for (int o = 0; o < WMNO; o++)
             fl[j * WMNO + o] = acc[j][o];
-#pragma GCC unroll 16
-        for (int m = NA; m < NG * VL; m++)
-          fl[m] = V_ZERO();
-#pragma GCC unroll 4
-        for (int q = 0; q < NA / VL; q++)
-          V_HSUMS(fl + q * VL, s + q * VL);
-        if (NA % VL > VL / 4) {
-          V_HSUMS(fl + NA / VL * VL, s + NA / VL * VL);
-        } else {
-#pragma GCC unroll 16
-          for (int m = NA / VL * VL; m < NA; m++)
-            s[m / VL * VL + V_LANE(m % VL)] = V_HSUM(fl[m]);
-        }
+        V_TILE_SUMS(fl, NA, s);
 #pragma GCC unroll 8
         for (int j = 0; j < WMKT; j++) {
           int64_t kk = r0 + j;
