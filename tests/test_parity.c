@@ -12,14 +12,59 @@
  * these very inputs PyTorch's own float32 gradients differ from its float64
  * ones by up to 1.45e-4 on the same metric (ResNet-20,
  * layers_6n.0.conv2.weight), because batch norm's backward subtracts
- * nearly equal sums. Logits, loss, and the weights after two steps keep
- * 1e-4.
+ * nearly equal sums. Logits and loss keep 1e-4.
+ *
+ * The state after two steps keeps 1e-4 against PyTorch's float32 result,
+ * or, where the two float32 results differ by more (batch norm's biases,
+ * which start at zero and so hold only summed gradients), must be within
+ * 1e-4 of the float64 run of the same steps (r.<name>) or at most twice
+ * as far from it as PyTorch's float32 result is.
  */
 #define GRAD_TOL 3e-4
+#define STATE_TOL 1e-4
+#define STATE_REF_FACTOR 2.0
 #include <math.h>
 
 #include "golden_util.h"
 #include "../examples/common/models.h"
+
+/* Worst relative error of the weights or statistics after two steps (the
+ * STATE_TOL criterion) over all state tensors checked so far. */
+static double state_worst;
+
+/* State tensor `name` after two steps against PyTorch's float32 result
+ * s.<name>, within 1e-4; failing that, against the float64 run r.<name>:
+ * it must then be no further from it than STATE_REF_FACTOR times PyTorch's
+ * own float32 result is (nor than 1e-4). The biases of batch norm start at
+ * zero, so after two steps they are sums of gradients and carry the
+ * gradients' rounding noise (see GRAD_TOL): there two float32 results can
+ * differ by more than 1e-4 while both are as close to the exact answer. */
+static void state_check(tc_safetensors *st, const char *name,
+                        const tc_tensor *t) {
+  char key[256], rkey[256];
+  snprintf(key, sizeof key, "s.%s", name);
+  snprintf(rkey, sizeof rkey, "r.%s", name);
+  int64_t n, nr;
+  float *want = golden_floats(st, key, &n);
+  float *ref = golden_floats(st, rkey, &nr);
+  ck_assert_int_eq(n, nr);
+  ck_assert_int_eq(tc_tensor_numel(t), n);
+  float *have = malloc((size_t)(n ? n : 1) * sizeof *have);
+  NU_OK(tc_tensor_copy_to_host(t, have, (size_t)n * sizeof *have));
+  double e = tu_max_rel_err(have, want, (size_t)n);
+  double e_ours = tu_max_rel_err(have, ref, (size_t)n);
+  double e_torch = tu_max_rel_err(want, ref, (size_t)n);
+  if (e > state_worst)
+    state_worst = e;
+  ck_assert_msg(e <= STATE_TOL ||
+                    e_ours <= fmax(STATE_TOL, STATE_REF_FACTOR * e_torch),
+                "%s: max rel err %.3g vs PyTorch float32 > %.0e, and %.3g "
+                "vs float64 (PyTorch float32: %.3g)",
+                name, e, STATE_TOL, e_ours, e_torch);
+  free(have);
+  free(ref);
+  free(want);
+}
 
 static void parity(const char *golden, int resnet, int bn) {
   tc_backend *be = nu_cpu();
@@ -98,11 +143,12 @@ static void parity(const char *golden, int resnet, int bn) {
       NU_OK(tc_safetensors_read_raw(st, key, &want, sizeof want));
       ck_assert_int_eq(got, want);
     } else {
-      golden_check(st, key, t, name);
+      state_check(st, name, t);
     }
   }
-  fprintf(stderr, "%s: worst relative error %.3g over logits, loss, "
-          "gradients and state after 2 steps\n", golden, golden_worst);
+  fprintf(stderr, "%s: worst relative error %.3g over logits, loss and "
+          "gradients, %.3g over the state after 2 steps\n", golden,
+          golden_worst, state_worst);
   tc_optimizer_destroy(opt);
   tc_loss_destroy(loss);
   tc_tensor_destroy(x);

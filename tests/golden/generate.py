@@ -12,10 +12,14 @@ __metadata__["config"]. Names:
   dy, dx          upstream gradient (random) and input gradient
   p.<name>        parameter/buffer before the step, PyTorch state-dict name
   g.<name>        gradient of a parameter
-  s.<name>        state after the forward (BN running stats)
+  s.<name>        state after the forward (BN running stats); whole models:
+                  after two SGD steps
+  r.<name>        whole models: the same two steps run in float64, rounded
+                  to float32 (the reference when float32 results differ)
   labels          int32 class labels (losses, whole models)
   loss            scalar loss (losses, whole models)
 """
+import copy
 import json
 import os
 import struct
@@ -188,6 +192,16 @@ def model_case(name, model, batch, lr, momentum, wd, config):
     labels = torch.randint(0, 10, (batch,))
     t = {"x": x, "labels": labels.to(torch.int32)}
     t.update({"p." + k: v.clone() for k, v in model.state_dict().items()})
+    # the same two steps in float64: the near-exact answer both float32
+    # results are measured against when they differ (tests/test_parity.c)
+    ref = copy.deepcopy(model).double()
+    ropt = torch.optim.SGD(ref.parameters(), lr=lr, momentum=momentum, weight_decay=wd)
+    for step in range(2):
+        ropt.zero_grad()
+        F.cross_entropy(ref(x.double()), labels).backward()
+        ropt.step()
+    t.update({"r." + k: v.clone().float() if v.is_floating_point() else v.clone()
+              for k, v in ref.state_dict().items()})
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd)
     for step in range(2):
         opt.zero_grad()
