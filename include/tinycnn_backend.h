@@ -35,8 +35,9 @@
 extern "C" {
 #endif
 
-/** The backend API version this header describes. */
-#define TC_BACKEND_API_VERSION 1
+/** The backend API version this header describes (2: the fused
+ *  batchnorm_relu_* slots and their tc_batchnorm_args fields). */
+#define TC_BACKEND_API_VERSION 2
 
 /* ---- argument structs -------------------------------------------------- */
 
@@ -115,6 +116,13 @@ typedef struct tc_batchnorm_args {
   float *dbeta;
   int32_t accumulate;  /* backward: add into dx, dgamma, dbeta */
   int32_t reserved0;
+  /* ---- API version 2: read only by the batchnorm_relu_* slots ---- */
+  const float *residual; /* forward: (n,c,spatial) added before the ReLU,
+                            or NULL */
+  float *dresidual;      /* backward: receives the gradient after the ReLU
+                            (that of the residual), or NULL */
+  int32_t accumulate_residual; /* backward: add into dresidual */
+  int32_t reserved1;
 } tc_batchnorm_args;
 
 /** Elementwise ops over n contiguous floats; meaning per slot below. */
@@ -362,6 +370,20 @@ struct tc_backend_iface {
   /* extras a backend offers beyond the common slots (NULL: none) */
   void *(*get_proc)(void *ctx, const char *name);
   /* ---- end of TC_BACKEND_API_VERSION 1 ---- */
+
+  /* batch norm fused with what follows it in a residual network: optional,
+   * the core runs the separate slots when these are NULL. Results must be
+   * those of the separate slots, bit for bit:
+   *   relu_fwd_train / relu_fwd_infer: as batchnorm_fwd_train / _infer,
+   *     then y = relu(y + residual) (residual NULL: y = relu(y)), with
+   *     relu_fwd's rule (y > 0 ? y : 0) and add's sum;
+   *   relu_bwd: `y` is that forward's output; with g = (y > 0) ? dy : 0
+   *     (relu_bwd's rule), as batchnorm_bwd with dy = g, and g stored into
+   *     dresidual (added when accumulate_residual) unless it is NULL. */
+  tc_status (*batchnorm_relu_fwd_train)(void *ctx, const tc_batchnorm_args *a);
+  tc_status (*batchnorm_relu_fwd_infer)(void *ctx, const tc_batchnorm_args *a);
+  tc_status (*batchnorm_relu_bwd)(void *ctx, const tc_batchnorm_args *a);
+  /* ---- end of TC_BACKEND_API_VERSION 2 ---- */
 };
 
 /** Entry point exported by a loadable backend module. */

@@ -5,11 +5,13 @@
  * (batch 1, odd sizes, BatchNorm1d's spatial 1, many channels, long
  * channels split into chunks), affine off, running statistics tracked or
  * not, accumulate on/off, a large mean, in-place use, thread-count
- * independence and argument errors. Called through the public backend
+ * independence and argument errors; the fused slots (batch norm + add +
+ * ReLU) give the separate slots' bits. Called through the public backend
  * table.
  */
 #include <check.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -575,6 +577,169 @@ START_TEST(test_bn_errors) {
 }
 END_TEST
 
+/* ---- the fused slots (batchnorm_relu_*): the same bits as the separate
+ * slots they replace (batch norm, add, relu_fwd / relu_bwd, batch norm). */
+
+static int same_bits(const float *p, const float *q, size_t n) {
+  return n == 0 || memcmp(p, q, n * sizeof *p) == 0;
+}
+
+/* One shape, train or eval, affine or not, with or without a residual,
+ * backward with accumulate / accumulate_residual / dresidual NULL. */
+static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
+                       int with_res, int acc, int accr, int with_dres,
+                       uint64_t seed) {
+  tc_batchnorm_args a = {.struct_size = sizeof a};
+  a.n = n, a.c = c, a.spatial = sp, a.eps = 1e-5f, a.momentum = 0.1f;
+  size_t nx = (size_t)(n * c * sp), nc = (size_t)c;
+  float *x = falloc(nx), *z = falloc(nx), *y1 = falloc(nx), *y2 = falloc(nx);
+  float *g = falloc(nc), *b = falloc(nc), *rm1 = falloc(nc), *rv1 = falloc(nc);
+  float *rm2 = falloc(nc), *rv2 = falloc(nc), *sm1 = falloc(nc);
+  float *si1 = falloc(nc), *sm2 = falloc(nc), *si2 = falloc(nc);
+  tu_fill_uniform(x, nx, seed, -2.f, 3.f);
+  tu_fill_uniform(z, nx, seed + 1, -1.f, 1.f);
+  tu_fill_uniform(g, nc, seed + 2, -1.f, 1.5f); /* some negative gammas */
+  tu_fill_uniform(b, nc, seed + 3, -0.5f, 0.5f);
+  tu_fill_uniform(rm1, nc, seed + 4, -0.5f, 0.5f);
+  tu_fill_uniform(rv1, nc, seed + 5, 0.5f, 2.f);
+  if (nx > 3)
+    z[nx / 3] = NAN; /* relu's rule for NaN (0) must hold in both */
+  memcpy(rm2, rm1, nc * sizeof *rm1);
+  memcpy(rv2, rv1, nc * sizeof *rv1);
+  a.gamma = affine ? g : NULL, a.beta = affine ? b : NULL;
+  /* separate: batch norm, add, relu */
+  a.x = x, a.y = y1, a.running_mean = rm1, a.running_var = rv1;
+  a.save_mean = sm1, a.save_invstd = si1;
+  ck_assert_int_eq(train ? it->batchnorm_fwd_train(ctx, &a)
+                         : it->batchnorm_fwd_infer(ctx, &a),
+                   TC_OK);
+  if (with_res) {
+    tc_eltwise_args e = {.struct_size = sizeof e};
+    e.n = (int64_t)nx, e.alpha = 1.f, e.beta = 1.f, e.a = y1, e.b = z, e.y = y1;
+    ck_assert_int_eq(it->add(ctx, &e), TC_OK);
+  }
+  tc_eltwise_args r = {.struct_size = sizeof r};
+  r.n = (int64_t)nx, r.a = y1, r.y = y1;
+  ck_assert_int_eq(it->relu_fwd(ctx, &r), TC_OK);
+  /* fused */
+  a.y = y2, a.running_mean = rm2, a.running_var = rv2;
+  a.save_mean = sm2, a.save_invstd = si2;
+  a.residual = with_res ? z : NULL;
+  ck_assert_int_eq(train ? it->batchnorm_relu_fwd_train(ctx, &a)
+                         : it->batchnorm_relu_fwd_infer(ctx, &a),
+                   TC_OK);
+  ck_assert_msg(same_bits(y1, y2, nx), "fused forward differs (n %lld c %lld "
+                "sp %lld train %d res %d)", (long long)n, (long long)c,
+                (long long)sp, train, with_res);
+  ck_assert(same_bits(rm1, rm2, nc) && same_bits(rv1, rv2, nc));
+  if (train)
+    ck_assert(same_bits(sm1, sm2, nc) && same_bits(si1, si2, nc));
+  int zeros = 0;
+  for (size_t i = 0; i < nx; i++)
+    zeros += y2[i] == 0.f;
+  ck_assert_msg(nx < 8 || (zeros > 0 && zeros < (int)nx),
+                "the ReLU should cut some values, not all");
+  if (!train)
+    return;
+  /* backward: separate relu_bwd then batch norm, against fused */
+  float *dy = falloc(nx), *gsep = falloc(nx), *dx1 = falloc(nx);
+  float *dx2 = falloc(nx), *dr1 = falloc(nx), *dr2 = falloc(nx);
+  float *dg1 = falloc(nc), *db1 = falloc(nc), *dg2 = falloc(nc);
+  float *db2 = falloc(nc);
+  tu_fill_uniform(dy, nx, seed + 6, -1.f, 1.f);
+  tu_fill_uniform(dx1, nx, seed + 7, -1.f, 1.f);
+  tu_fill_uniform(dr1, nx, seed + 8, -1.f, 1.f);
+  tu_fill_uniform(dg1, nc, seed + 9, -1.f, 1.f);
+  tu_fill_uniform(db1, nc, seed + 10, -1.f, 1.f);
+  memcpy(dx2, dx1, nx * sizeof *dx1);
+  memcpy(dr2, dr1, nx * sizeof *dr1);
+  memcpy(dg2, dg1, nc * sizeof *dg1);
+  memcpy(db2, db1, nc * sizeof *db1);
+  tc_eltwise_args e = {.struct_size = sizeof e};
+  e.n = (int64_t)nx, e.a = y2, e.b = dy, e.y = gsep;
+  ck_assert_int_eq(it->relu_bwd(ctx, &e), TC_OK);
+  if (with_dres) {
+    tc_eltwise_args p = {.struct_size = sizeof p};
+    p.n = (int64_t)nx, p.alpha = accr ? 1.f : 0.f, p.beta = 1.f;
+    p.a = dr1, p.b = gsep, p.y = dr1;
+    ck_assert_int_eq(accr ? it->add(ctx, &p) : it->copy_d2d(ctx, dr1, gsep,
+                                                             nx * sizeof *dr1),
+                     TC_OK);
+  }
+  a.save_mean = sm2, a.save_invstd = si2;
+  a.dy = gsep, a.dx = dx1, a.dgamma = affine ? dg1 : NULL;
+  a.dbeta = affine ? db1 : NULL, a.accumulate = acc;
+  ck_assert_int_eq(it->batchnorm_bwd(ctx, &a), TC_OK);
+  a.dy = dy, a.dx = dx2, a.dgamma = affine ? dg2 : NULL;
+  a.dbeta = affine ? db2 : NULL, a.y = y2;
+  a.dresidual = with_dres ? dr2 : NULL, a.accumulate_residual = accr;
+  ck_assert_int_eq(it->batchnorm_relu_bwd(ctx, &a), TC_OK);
+  ck_assert_msg(same_bits(dx1, dx2, nx), "fused backward dx differs (n %lld "
+                "c %lld sp %lld acc %d)", (long long)n, (long long)c,
+                (long long)sp, acc);
+  ck_assert(same_bits(dr1, dr2, nx));
+  ck_assert(same_bits(dg1, dg2, nc) && same_bits(db1, db2, nc));
+}
+
+START_TEST(test_bn_fused) {
+  ck_assert_ptr_nonnull(it->batchnorm_relu_fwd_train);
+  ck_assert_ptr_nonnull(it->batchnorm_relu_fwd_infer);
+  ck_assert_ptr_nonnull(it->batchnorm_relu_bwd);
+  /* planes of 1 (BatchNorm1d), odd, vector-sized and long; chunked sums */
+  static const int64_t shapes[][3] = {{1, 3, 5},  {2, 5, 1},   {7, 4, 17},
+                                      {3, 6, 16}, {2, 3, 33},  {4, 16, 64},
+                                      {64, 9, 1}, {2, 2, 4099}};
+  uint64_t seed = 300;
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+    for (int v = 0; v < 6; v++, seed += 16) {
+      fused_case(shapes[k][0], shapes[k][1], shapes[k][2], v != 5, v != 4,
+                 v % 2, v >= 2 && v < 4, v == 3, v != 1, seed);
+      free_all();
+    }
+}
+END_TEST
+
+START_TEST(test_bn_fused_in_place_errors) {
+  tc_batchnorm_args a = {.struct_size = sizeof a};
+  a.n = 3, a.c = 4, a.spatial = 19, a.eps = 1e-5f;
+  size_t nx = 3 * 4 * 19;
+  float *x = falloc(nx), *y = falloc(nx), *io = falloc(nx), *dy = falloc(nx);
+  float *dx = falloc(nx), *sm = falloc(4), *si = falloc(4), *z = falloc(nx);
+  tu_fill_uniform(x, nx, 401, -1.f, 1.f);
+  tu_fill_uniform(z, nx, 402, -1.f, 1.f);
+  tu_fill_uniform(dy, nx, 403, -1.f, 1.f);
+  a.save_mean = sm, a.save_invstd = si, a.residual = z;
+  a.x = x, a.y = y;
+  ck_assert_int_eq(it->batchnorm_relu_fwd_train(ctx, &a), TC_OK);
+  memcpy(io, x, nx * sizeof *io);
+  a.x = io, a.y = io; /* in place */
+  ck_assert_int_eq(it->batchnorm_relu_fwd_train(ctx, &a), TC_OK);
+  ck_assert(same_bits(io, y, nx));
+  a.x = x, a.y = y, a.dy = dy, a.dx = dx;
+  ck_assert_int_eq(it->batchnorm_relu_bwd(ctx, &a), TC_OK);
+  memcpy(io, dy, nx * sizeof *io);
+  a.dy = io, a.dx = io; /* dx over dy */
+  ck_assert_int_eq(it->batchnorm_relu_bwd(ctx, &a), TC_OK);
+  ck_assert(same_bits(io, dx, nx));
+  /* the backward needs the forward's output */
+  tc_batchnorm_args bad = a;
+  bad.y = NULL, bad.dy = dy, bad.dx = dx;
+  memcpy(io, dx, nx * sizeof *io);
+  expect_bn_einval(it->batchnorm_relu_bwd, &bad, dx, io, nx);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "y"));
+  /* a caller built against API version 1: its args end before the fused
+   * fields; the plain slots take them, the fused ones refuse them */
+  bad = a;
+  bad.struct_size = offsetof(tc_batchnorm_args, residual);
+  bad.x = x, bad.y = y;
+  ck_assert_int_eq(it->batchnorm_fwd_train(ctx, &bad), TC_OK);
+  memcpy(io, y, nx * sizeof *io);
+  expect_bn_einval(it->batchnorm_relu_fwd_train, &bad, y, io, nx);
+  expect_bn_einval(it->batchnorm_relu_fwd_infer, &bad, y, io, nx);
+  free_all();
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("cpu_batchnorm");
   TCase *tc = tcase_create("batchnorm");
@@ -586,6 +751,8 @@ int main(void) {
   tcase_add_test(tc, test_bn_in_place);
   tcase_add_test(tc, test_bn_thread_independent);
   tcase_add_test(tc, test_bn_errors);
+  tcase_add_test(tc, test_bn_fused);
+  tcase_add_test(tc, test_bn_fused_in_place_errors);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }

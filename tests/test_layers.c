@@ -9,6 +9,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include <tinycnn_backend.h>
+
 #include "nn_util.h"
 #include "testutil.h"
 
@@ -394,6 +396,108 @@ START_TEST(test_residual_shortcuts) {
 }
 END_TEST
 
+/* The residual block runs batch norm fused with its ReLU and residual add
+ * when the backend has the batchnorm_relu_* slots and the separate ops
+ * otherwise; both must give the same bits. "cpu-separate" is the CPU table
+ * without the fused slots. Two blocks in a row (so a block's dx is
+ * accumulated into by the next), train forward and backward, then eval. */
+static tc_backend_iface separate_iface;
+
+static tc_model *two_blocks(tc_backend *b, int shortcut, int64_t cin,
+                            int64_t cout, int64_t stride) {
+  tc_residual_options o = TC_RESIDUAL_OPTIONS_INIT;
+  o.shortcut = shortcut;
+  tc_layer *seq, *b1, *b2;
+  NU_OK(tc_sequential_create(&seq));
+  NU_OK(tc_residual_block_create(&b1, cin, cout, stride, &o));
+  NU_OK(tc_sequential_add(seq, "0", b1));
+  NU_OK(tc_residual_block_create(&b2, cout, cout, 1, &o));
+  NU_OK(tc_sequential_add(seq, "1", b2));
+  int64_t in[3] = {cin, 6, 6};
+  tc_set_seed(77);
+  return nu_model(b, seq, in, 3, 1);
+}
+
+static void fused_vs_separate(tc_backend *sep, int shortcut, int64_t cin,
+                              int64_t cout, int64_t stride) {
+  tc_model *m[2] = {two_blocks(be, shortcut, cin, cout, stride),
+                    two_blocks(sep, shortcut, cin, cout, stride)};
+  int64_t n = 3, nx = n * cin * 36, ny = n * cout * 36 / (stride * stride);
+  float *x = malloc((size_t)nx * sizeof *x), *dy = malloc((size_t)ny * 4);
+  tu_fill_uniform(x, (size_t)nx, 11, -2.f, 2.f);
+  tu_fill_uniform(dy, (size_t)ny, 12, -1.f, 1.f);
+  float *out[2][3];
+  int64_t np = tc_model_num_params(m[0]), tot = 0;
+  for (int64_t i = 0; i < np; i++) {
+    tc_tensor *p;
+    NU_OK(tc_model_get_param(m[0], i, NULL, &p, NULL));
+    tot += tc_tensor_numel(p);
+  }
+  for (int k = 0; k < 2; k++) {
+    int64_t shape[4] = {n, cin, 6, 6};
+    tc_tensor *xt = nu_tensor(tc_model_backend(m[k]), shape, 4, x);
+    out[k][0] = malloc((size_t)(2 * ny) * sizeof(float));
+    out[k][1] = malloc((size_t)(nx + tot) * sizeof(float));
+    out[k][2] = malloc((size_t)ny * sizeof(float));
+    tc_tensor *y = NULL;
+    /* twice: the second backward finds the first one's values in every
+     * gradient buffer, so a wrong accumulate flag shows */
+    for (int it2 = 0; it2 < 2; it2++) {
+      NU_OK(tc_model_zero_grad(m[k]));
+      NU_OK(tc_model_forward(m[k], xt, &y));
+      nu_get(y, out[k][0]);
+      NU_OK(tc_tensor_copy_from_host(tc_model_output_grad(m[k]), dy,
+                                     (size_t)ny * 4));
+      NU_OK(tc_model_backward(m[k], tc_model_output_grad(m[k])));
+    }
+    nu_get(tc_model_input_grad(m[k]), out[k][1]);
+    int64_t off = nx;
+    for (int64_t i = 0; i < np; i++) {
+      tc_tensor *g;
+      NU_OK(tc_model_get_param(m[k], i, NULL, NULL, &g));
+      nu_get(g, out[k][1] + off);
+      off += tc_tensor_numel(g);
+    }
+    NU_OK(tc_model_set_training(m[k], 0));
+    NU_OK(tc_model_forward(m[k], xt, &y));
+    nu_get(y, out[k][2]);
+    tc_tensor_destroy(xt);
+  }
+  ck_assert_msg(memcmp(out[0][0], out[1][0], (size_t)ny * 4) == 0,
+                "train forward differs (shortcut %d)", shortcut);
+  ck_assert_msg(memcmp(out[0][1], out[1][1], (size_t)(nx + tot) * 4) == 0,
+                "gradients differ (shortcut %d)", shortcut);
+  ck_assert_msg(memcmp(out[0][2], out[1][2], (size_t)ny * 4) == 0,
+                "eval forward differs (shortcut %d)", shortcut);
+  for (int k = 0; k < 2; k++) {
+    for (int j = 0; j < 3; j++)
+      free(out[k][j]);
+    tc_model_destroy(m[k]);
+  }
+  free(x);
+  free(dy);
+}
+
+START_TEST(test_residual_fused_same_bits) {
+  const tc_backend_iface *cpu = tc_backend_get_iface(be);
+  ck_assert_ptr_nonnull(cpu->batchnorm_relu_bwd);
+  separate_iface = *cpu;
+  separate_iface.name = "cpu-separate";
+  separate_iface.batchnorm_relu_fwd_train = NULL;
+  separate_iface.batchnorm_relu_fwd_infer = NULL;
+  separate_iface.batchnorm_relu_bwd = NULL;
+  NU_OK(tc_backend_register(&separate_iface));
+  tc_backend *sep = NULL;
+  NU_OK(tc_backend_create(&sep, "cpu-separate"));
+  fused_vs_separate(sep, TC_SHORTCUT_A_MAXPOOL, 3, 3, 1); /* identity */
+  fused_vs_separate(sep, TC_SHORTCUT_A_MAXPOOL, 2, 4, 2);
+  fused_vs_separate(sep, TC_SHORTCUT_A_SUBSAMPLE, 2, 4, 2);
+  fused_vs_separate(sep, TC_SHORTCUT_B, 2, 4, 2);
+  fused_vs_separate(sep, TC_SHORTCUT_NONE, 2, 4, 1);
+  tc_backend_destroy(sep);
+}
+END_TEST
+
 START_TEST(test_options_versions) {
   tc_conv2d_options o;
   NU_OK(tc_conv2d_options_init(&o, sizeof o));
@@ -434,6 +538,7 @@ int main(void) {
   tcase_add_test(tc, test_batchnorm1d_affine);
   tcase_add_test(tc, test_dropout);
   tcase_add_test(tc, test_residual_shortcuts);
+  tcase_add_test(tc, test_residual_fused_same_bits);
   tcase_add_test(tc, test_options_versions);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);

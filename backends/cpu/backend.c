@@ -162,6 +162,9 @@ static const tc_backend_iface cpu_iface = {
     .adam_update = cpu_adam_update,
     .reduce = cpu_reduce,
     .get_proc = NULL,
+    .batchnorm_relu_fwd_train = cpu_batchnorm_relu_fwd_train,
+    .batchnorm_relu_fwd_infer = cpu_batchnorm_relu_fwd_infer,
+    .batchnorm_relu_bwd = cpu_batchnorm_relu_bwd,
 };
 
 const tc_backend_iface *tc__cpu_backend_iface(void) { return &cpu_iface; }

@@ -16,6 +16,12 @@
  * gamma/beta NULL mean affine off (1 and 0); dgamma/dbeta NULL are not
  * written. `accumulate` adds into dx, dgamma and dbeta.
  *
+ * The fused slots (batchnorm_relu_*) run the same passes with an epilogue:
+ * forward y = relu(y + residual), backward dy taken as (y > 0) ? dy : 0
+ * and stored into dresidual. Their elementwise operations are those of the
+ * separate relu/add slots in the same order, so the bits are the same; the
+ * ReLU and the residual add cost no pass of their own.
+ *
  * Work: channels are taken in blocks. Within a block, the M values of a
  * channel are split into `chunks` fixed ranges of (image, spatial) and the
  * channels into `groups`; a task sums one range of one group, walking
@@ -30,6 +36,7 @@
  * the mean, so that s2 - s1^2/M does not cancel even for a large mean.
  */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -69,21 +76,31 @@ typedef struct bn_job {
   float *k, *gmean, *scale; /* bwd */
   int64_t planes, per_task, apply_tasks;
   int isa;
+  /* fused epilogue (batchnorm_relu_*): relu after the residual add;
+   * backward: mask dy by the forward's output ry, copy it into dres */
+  int relu, acc_res;
+  const float *res, *ry;
+  float *dres;
 } bn_job;
 
 static int64_t min64(int64_t x, int64_t y) {
   return x < y ? x : y;
 }
 
+/* The args a caller built against API version 1 passes end before the
+ * fused slots' fields; only those slots need them. */
+#define BN_ARGS_V1 offsetof(tc_batchnorm_args, residual)
+
 static tc_status bn_check(void *ctx, const tc_batchnorm_args *a,
-                          const char *fn) {
+                          const char *fn, int fused) {
   if (!ctx)
     return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
   if (!a)
     return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_batchnorm_args))
+  size_t need = fused ? sizeof(tc_batchnorm_args) : BN_ARGS_V1;
+  if (a->struct_size < need)
     return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_batchnorm_args));
+                     need);
   int64_t m, total;
   if (a->n < 0 || a->c < 0 || a->spatial < 0 || a->n > BN_DIM_MAX ||
       a->c > BN_DIM_MAX || a->spatial > BN_DIM_MAX ||
@@ -304,6 +321,170 @@ static CPU_AVX512 void dx_512(const float *x, const float *dy, float *dx,
     for (; e < n; e++)
       dx[e] = (dy[e] - gm - (x[e] - mu) * k) * sc;
 }
+
+/* ---- fused epilogue kernels: the same operations as apply / grad_seg /
+ * dx above plus relu_fwd's max(v, 0) (0 for NaN, +0 for -0), add's sum,
+ * and relu_bwd's mask (y > 0, false for NaN). */
+static CPU_AVX2 void apply_relu_avx2(const float *x, const float *z, float *y,
+                                     int64_t n, float mu, float al, float sh) {
+  __m256 vm = _mm256_set1_ps(mu), va = _mm256_set1_ps(al),
+         vs = _mm256_set1_ps(sh), v0 = _mm256_setzero_ps();
+  int64_t e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + e), vm);
+    v = _mm256_add_ps(_mm256_mul_ps(v, va), vs);
+    if (z)
+      v = _mm256_add_ps(v, _mm256_loadu_ps(z + e));
+    _mm256_storeu_ps(y + e, _mm256_max_ps(v, v0));
+  }
+  for (; e < n; e++) {
+    float v = (x[e] - mu) * al + sh;
+    if (z)
+      v = v + z[e];
+    y[e] = v > 0.f ? v : 0.f;
+  }
+}
+
+static CPU_AVX512 void apply_relu_512(const float *x, const float *z, float *y,
+                                      int64_t n, float mu, float al, float sh) {
+  __m512 vm = _mm512_set1_ps(mu), va = _mm512_set1_ps(al),
+         vs = _mm512_set1_ps(sh), v0 = _mm512_setzero_ps();
+  int64_t e = 0;
+  for (; e + 16 <= n; e += 16) {
+    __m512 v = _mm512_sub_ps(_mm512_loadu_ps(x + e), vm);
+    v = _mm512_add_ps(_mm512_mul_ps(v, va), vs);
+    if (z)
+      v = _mm512_add_ps(v, _mm512_loadu_ps(z + e));
+    _mm512_storeu_ps(y + e, _mm512_max_ps(v, v0));
+  }
+  for (; e < n; e++) {
+    float v = (x[e] - mu) * al + sh;
+    if (z)
+      v = v + z[e];
+    y[e] = v > 0.f ? v : 0.f;
+  }
+}
+
+static CPU_AVX2 void grad_seg_relu_avx2(const float *dy, const float *ry,
+                                        const float *x, int64_t len, double mu,
+                                        double *l1, double *l2) {
+  __m256d m = _mm256_set1_pd(mu);
+  __m128 z = _mm_setzero_ps();
+  __m256d a[4], b[4];
+  for (int k = 0; k < 4; k++)
+    a[k] = _mm256_loadu_pd(l1 + 4 * k), b[k] = _mm256_loadu_pd(l2 + 4 * k);
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16)
+    for (int k = 0; k < 4; k++) {
+      __m128 mk = _mm_cmp_ps(_mm_loadu_ps(ry + i + 4 * k), z, _CMP_GT_OQ);
+      __m256d g =
+          _mm256_cvtps_pd(_mm_and_ps(mk, _mm_loadu_ps(dy + i + 4 * k)));
+      __m256d xc =
+          _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k)), m);
+      a[k] = _mm256_add_pd(a[k], g);
+      b[k] = _mm256_add_pd(b[k], _mm256_mul_pd(g, xc));
+    }
+  for (int k = 0; k < 4; k++)
+    _mm256_storeu_pd(l1 + 4 * k, a[k]), _mm256_storeu_pd(l2 + 4 * k, b[k]);
+  for (int l = 0; i < len; i++, l++) {
+    float g = ry[i] > 0.f ? dy[i] : 0.f;
+    l1[l] += g;
+    l2[l] += g * (x[i] - mu);
+  }
+}
+
+static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
+                                         const float *x, int64_t len,
+                                         double mu, double *l1, double *l2) {
+  __m512d m = _mm512_set1_pd(mu);
+  __m256 z = _mm256_setzero_ps();
+  __m512d a0 = _mm512_loadu_pd(l1), a1 = _mm512_loadu_pd(l1 + 8);
+  __m512d b0 = _mm512_loadu_pd(l2), b1 = _mm512_loadu_pd(l2 + 8);
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16) {
+    __mmask8 k0 = _mm256_cmp_ps_mask(_mm256_loadu_ps(ry + i), z, _CMP_GT_OQ);
+    __mmask8 k1 =
+        _mm256_cmp_ps_mask(_mm256_loadu_ps(ry + i + 8), z, _CMP_GT_OQ);
+    __m512d g0 =
+        _mm512_cvtps_pd(_mm256_maskz_mov_ps(k0, _mm256_loadu_ps(dy + i)));
+    __m512d g1 =
+        _mm512_cvtps_pd(_mm256_maskz_mov_ps(k1, _mm256_loadu_ps(dy + i + 8)));
+    __m512d x0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), m);
+    __m512d x1 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)), m);
+    a0 = _mm512_add_pd(a0, g0);
+    a1 = _mm512_add_pd(a1, g1);
+    b0 = _mm512_add_pd(b0, _mm512_mul_pd(g0, x0));
+    b1 = _mm512_add_pd(b1, _mm512_mul_pd(g1, x1));
+  }
+  _mm512_storeu_pd(l1, a0), _mm512_storeu_pd(l1 + 8, a1);
+  _mm512_storeu_pd(l2, b0), _mm512_storeu_pd(l2 + 8, b1);
+  for (int l = 0; i < len; i++, l++) {
+    float g = ry[i] > 0.f ? dy[i] : 0.f;
+    l1[l] += g;
+    l2[l] += g * (x[i] - mu);
+  }
+}
+
+/* g = (ry > 0) ? dy : 0; dx (+)= (g - gm - (x - mu)*k) * sc; dres (+)= g
+ * when dres; dy may be dx */
+static CPU_AVX2 void dx_relu_avx2(const float *x, const float *dy,
+                                  const float *ry, float *dx, float *dres,
+                                  int64_t n, float mu, float k, float gm,
+                                  float sc, int acc, int accr) {
+  __m256 vm = _mm256_set1_ps(mu), vk = _mm256_set1_ps(k),
+         vg = _mm256_set1_ps(gm), vs = _mm256_set1_ps(sc),
+         v0 = _mm256_setzero_ps();
+  int64_t e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 g = _mm256_and_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(ry + e), v0, _CMP_GT_OQ),
+        _mm256_loadu_ps(dy + e));
+    if (dres)
+      _mm256_storeu_ps(dres + e,
+                       accr ? _mm256_add_ps(_mm256_loadu_ps(dres + e), g) : g);
+    __m256 xc = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + e), vm), vk);
+    __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(g, vg), xc), vs);
+    if (acc)
+      t = _mm256_add_ps(_mm256_loadu_ps(dx + e), t);
+    _mm256_storeu_ps(dx + e, t);
+  }
+  for (; e < n; e++) {
+    float g = ry[e] > 0.f ? dy[e] : 0.f;
+    if (dres)
+      dres[e] = accr ? dres[e] + g : g;
+    float v = (g - gm - (x[e] - mu) * k) * sc;
+    dx[e] = acc ? dx[e] + v : v;
+  }
+}
+
+static CPU_AVX512 void dx_relu_512(const float *x, const float *dy,
+                                   const float *ry, float *dx, float *dres,
+                                   int64_t n, float mu, float k, float gm,
+                                   float sc, int acc, int accr) {
+  __m512 vm = _mm512_set1_ps(mu), vk = _mm512_set1_ps(k),
+         vg = _mm512_set1_ps(gm), vs = _mm512_set1_ps(sc),
+         v0 = _mm512_setzero_ps();
+  int64_t e = 0;
+  for (; e + 16 <= n; e += 16) {
+    __mmask16 mk = _mm512_cmp_ps_mask(_mm512_loadu_ps(ry + e), v0, _CMP_GT_OQ);
+    __m512 g = _mm512_maskz_mov_ps(mk, _mm512_loadu_ps(dy + e));
+    if (dres)
+      _mm512_storeu_ps(dres + e,
+                       accr ? _mm512_add_ps(_mm512_loadu_ps(dres + e), g) : g);
+    __m512 xc = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + e), vm), vk);
+    __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_sub_ps(g, vg), xc), vs);
+    if (acc)
+      t = _mm512_add_ps(_mm512_loadu_ps(dx + e), t);
+    _mm512_storeu_ps(dx + e, t);
+  }
+  for (; e < n; e++) {
+    float g = ry[e] > 0.f ? dy[e] : 0.f;
+    if (dres)
+      dres[e] = accr ? dres[e] + g : g;
+    float v = (g - gm - (x[e] - mu) * k) * sc;
+    dx[e] = acc ? dx[e] + v : v;
+  }
+}
 #endif
 
 /* Adds segment p[0, len) into the lanes: l1 += p - shift, l2 += (p -
@@ -406,6 +587,86 @@ static void dx_seg(int isa, const float *x, const float *dy, float *dx,
       dx[e] = (dy[e] - gm - (x[e] - mu) * k) * sc;
 }
 
+/* y = relu((x - mu)*al + sh [+ z]) over one plane; x may be y */
+static void apply_relu_seg(int isa, const float *x, const float *z, float *y,
+                           int64_t s, float mu, float al, float sh) {
+#if CPU_X86
+  if (isa >= CPU_ISA_AVX512) {
+    apply_relu_512(x, z, y, s, mu, al, sh);
+    return;
+  }
+  if (isa >= CPU_ISA_AVX2) {
+    apply_relu_avx2(x, z, y, s, mu, al, sh);
+    return;
+  }
+#else
+  (void)isa;
+#endif
+  for (int64_t e = 0; e < s; e++) {
+    float v = (x[e] - mu) * al + sh;
+    if (z)
+      v = v + z[e];
+    y[e] = v > 0.f ? v : 0.f;
+  }
+}
+
+/* grad_seg with dy masked by ry > 0. */
+static void grad_seg_relu(int isa, const float *restrict dy,
+                          const float *restrict ry, const float *restrict x,
+                          int64_t len, double mu, double *restrict l1,
+                          double *restrict l2) {
+#if CPU_X86
+  if (isa >= CPU_ISA_AVX512 && len >= 16) {
+    grad_seg_relu_512(dy, ry, x, len, mu, l1, l2);
+    return;
+  }
+  if (isa >= CPU_ISA_AVX2 && len >= 16) {
+    grad_seg_relu_avx2(dy, ry, x, len, mu, l1, l2);
+    return;
+  }
+#else
+  (void)isa;
+#endif
+  int64_t i = 0;
+  for (; i + BN_LANES <= len; i += BN_LANES)
+    for (int l = 0; l < BN_LANES; l++) {
+      float g = ry[i + l] > 0.f ? dy[i + l] : 0.f;
+      l1[l] += g;
+      l2[l] += g * (x[i + l] - mu);
+    }
+  for (int l = 0; i < len; i++, l++) {
+    float g = ry[i] > 0.f ? dy[i] : 0.f;
+    l1[l] += g;
+    l2[l] += g * (x[i] - mu);
+  }
+}
+
+/* dx_seg with dy masked by ry > 0, the masked dy (+)= into dres if set */
+static void dx_relu_seg(int isa, const float *x, const float *dy,
+                        const float *ry, float *dx, float *dres, int64_t s,
+                        float mu, float k, float gm, float sc, int acc,
+                        int accr) {
+#if CPU_X86
+  if (isa >= CPU_ISA_AVX512) {
+    dx_relu_512(x, dy, ry, dx, dres, s, mu, k, gm, sc, acc, accr);
+    return;
+  }
+  if (isa >= CPU_ISA_AVX2) {
+    dx_relu_avx2(x, dy, ry, dx, dres, s, mu, k, gm, sc, acc, accr);
+    return;
+  }
+#else
+  (void)isa;
+#endif
+  for (int64_t e = 0; e < s; e++) {
+    float g = ry[e] > 0.f ? dy[e] : 0.f;
+    if (dres)
+      dres[e] = accr ? dres[e] + g : g;
+    float v = (g - gm - (x[e] - mu) * k) * sc;
+    dx[e] = acc ? dx[e] + v : v;
+  }
+}
+
 /* Reduction task t: chunk t / groups of the block's channel group
  * t % groups, image by image. Per channel, forward: l1 += x - shift,
  * l2 += (x - shift)^2 with shift the channel's first value; backward:
@@ -432,8 +693,9 @@ static void bn_sums_task(void *arg, int64_t t) {
     if (len == 1) { /* one value per plane (BatchNorm1d): lane 0 */
       for (int64_t q = 0; q < nq; q++, off += s) {
         if (j->bwd) {
-          l1[q][0] += dy[off];
-          l2[q][0] += dy[off] * (x[off] - ref[q]);
+          float g = !j->ry || j->ry[off] > 0.f ? dy[off] : 0.f;
+          l1[q][0] += g;
+          l2[q][0] += g * (x[off] - ref[q]);
         } else {
           double d = x[off] - ref[q];
           l1[q][0] += d;
@@ -443,7 +705,10 @@ static void bn_sums_task(void *arg, int64_t t) {
       continue;
     }
     for (int64_t q = 0; q < nq; q++, off += s) {
-      if (j->bwd)
+      if (j->bwd && j->ry)
+        grad_seg_relu(j->isa, dy + off, j->ry + off, x + off, len, ref[q],
+                      l1[q], l2[q]);
+      else if (j->bwd)
         grad_seg(j->isa, dy + off, x + off, len, ref[q], l1[q], l2[q]);
       else
         stats_seg(j->isa, x + off, len, ref[q], l1[q], l2[q]);
@@ -533,7 +798,10 @@ static void bn_apply_task(void *arg, int64_t t) {
     for (int64_t p = t * j->per_task, i = p / j->cb, q = p % j->cb; p < p1;
          p++) {
       int64_t off = i * a->c + j->c0 + q;
-      a->y[off] = (a->x[off] - j->mu[q]) * j->alpha[q] + j->shift[q];
+      float v = (a->x[off] - j->mu[q]) * j->alpha[q] + j->shift[q];
+      if (j->res)
+        v = v + j->res[off];
+      a->y[off] = !j->relu || v > 0.f ? v : 0.f;
       if (++q == j->cb)
         q = 0, i++;
     }
@@ -543,8 +811,12 @@ static void bn_apply_task(void *arg, int64_t t) {
     int64_t i = p / j->cb, q = p % j->cb;
     int64_t off = (i * a->c + j->c0 + q) * s;
     /* x may alias y (in place) */
-    apply_seg(j->isa, a->x + off, a->y + off, s, j->mu[q], j->alpha[q],
-              j->shift[q]);
+    if (j->relu)
+      apply_relu_seg(j->isa, a->x + off, j->res ? j->res + off : NULL,
+                     a->y + off, s, j->mu[q], j->alpha[q], j->shift[q]);
+    else
+      apply_seg(j->isa, a->x + off, a->y + off, s, j->mu[q], j->alpha[q],
+                j->shift[q]);
   }
 }
 
@@ -558,7 +830,10 @@ static void bn_dx_task(void *arg, int64_t t) {
     for (int64_t p = t * j->per_task, i = p / j->cb, q = p % j->cb; p < p1;
          p++) {
       int64_t off = i * a->c + j->c0 + q;
-      float v = (a->dy[off] - j->gmean[q] - (a->x[off] - j->mu[q]) * j->k[q]) *
+      float g = !j->ry || j->ry[off] > 0.f ? a->dy[off] : 0.f;
+      if (j->dres)
+        j->dres[off] = j->acc_res ? j->dres[off] + g : g;
+      float v = (g - j->gmean[q] - (a->x[off] - j->mu[q]) * j->k[q]) *
                 j->scale[q];
       a->dx[off] = a->accumulate ? a->dx[off] + v : v;
       if (++q == j->cb)
@@ -570,14 +845,19 @@ static void bn_dx_task(void *arg, int64_t t) {
     int64_t i = p / j->cb, q = p % j->cb;
     int64_t off = (i * a->c + j->c0 + q) * s;
     /* dy may alias dx (in place) */
-    dx_seg(j->isa, a->x + off, a->dy + off, a->dx + off, s, j->mu[q], j->k[q],
-           j->gmean[q], j->scale[q], a->accumulate);
+    if (j->ry)
+      dx_relu_seg(j->isa, a->x + off, a->dy + off, j->ry + off, a->dx + off,
+                  j->dres ? j->dres + off : NULL, s, j->mu[q], j->k[q],
+                  j->gmean[q], j->scale[q], a->accumulate, j->acc_res);
+    else
+      dx_seg(j->isa, a->x + off, a->dy + off, a->dx + off, s, j->mu[q],
+             j->k[q], j->gmean[q], j->scale[q], a->accumulate);
   }
 }
 
-tc_status cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
-  static const char fn[] = "cpu_batchnorm_fwd_train";
-  tc_status st = bn_check(ctx, a, fn);
+static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
+                              const char *fn, int relu) {
+  tc_status st = bn_check(ctx, a, fn, relu);
   if (st != TC_OK)
     return st;
   if (a->n * a->spatial == 1)
@@ -595,6 +875,8 @@ tc_status cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
                                      : "save_invstd");
   bn_job j;
   bn_job_init(&j, a, 0);
+  j.relu = relu;
+  j.res = relu ? a->residual : NULL;
   double part[BN_PART_MAX][2], sums[BN_BLOCK_C][2];
   float mu[BN_BLOCK_C], alpha[BN_BLOCK_C], shift[BN_BLOCK_C];
   j.mu = mu, j.alpha = alpha, j.shift = shift;
@@ -614,9 +896,17 @@ tc_status cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
   return TC_OK;
 }
 
-tc_status cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
-  static const char fn[] = "cpu_batchnorm_fwd_infer";
-  tc_status st = bn_check(ctx, a, fn);
+tc_status cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
+  return bn_fwd_train(ctx, a, "cpu_batchnorm_fwd_train", 0);
+}
+
+tc_status cpu_batchnorm_relu_fwd_train(void *ctx, const tc_batchnorm_args *a) {
+  return bn_fwd_train(ctx, a, "cpu_batchnorm_relu_fwd_train", 1);
+}
+
+static tc_status bn_fwd_infer(void *ctx, const tc_batchnorm_args *a,
+                              const char *fn, int relu) {
+  tc_status st = bn_check(ctx, a, fn, relu);
   if (st != TC_OK)
     return st;
   if (a->c == 0 || a->n * a->spatial == 0)
@@ -634,6 +924,8 @@ tc_status cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
   memset(&j, 0, sizeof j);
   j.a = a;
   j.isa = cpu_isa();
+  j.relu = relu;
+  j.res = relu ? a->residual : NULL;
   float mu[BN_BLOCK_C], alpha[BN_BLOCK_C], shift[BN_BLOCK_C];
   j.mu = mu, j.alpha = alpha, j.shift = shift;
   for (j.c0 = 0; j.c0 < a->c; j.c0 += j.cb) {
@@ -652,9 +944,17 @@ tc_status cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
   return TC_OK;
 }
 
-tc_status cpu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
-  static const char fn[] = "cpu_batchnorm_bwd";
-  tc_status st = bn_check(ctx, a, fn);
+tc_status cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
+  return bn_fwd_infer(ctx, a, "cpu_batchnorm_fwd_infer", 0);
+}
+
+tc_status cpu_batchnorm_relu_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
+  return bn_fwd_infer(ctx, a, "cpu_batchnorm_relu_fwd_infer", 1);
+}
+
+static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn,
+                        int relu) {
+  tc_status st = bn_check(ctx, a, fn, relu);
   if (st != TC_OK)
     return st;
   if (a->c == 0)
@@ -669,15 +969,22 @@ tc_status cpu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
     }
     return TC_OK;
   }
-  if (!a->x || !a->dy || !a->dx || !a->save_mean || !a->save_invstd)
+  if (!a->x || !a->dy || !a->dx || !a->save_mean || !a->save_invstd ||
+      (relu && !a->y))
     return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
                      !a->x           ? "x"
                      : !a->dy        ? "dy"
                      : !a->dx        ? "dx"
                      : !a->save_mean ? "save_mean"
-                                     : "save_invstd");
+                     : !a->save_invstd ? "save_invstd"
+                                     : "y (the forward's output)");
   bn_job j;
   bn_job_init(&j, a, 1);
+  if (relu) {
+    j.ry = a->y;
+    j.dres = a->dresidual;
+    j.acc_res = a->accumulate_residual;
+  }
   double part[BN_PART_MAX][2], sums[BN_BLOCK_C][2];
   float mu[BN_BLOCK_C], kk[BN_BLOCK_C], gmean[BN_BLOCK_C], scale[BN_BLOCK_C];
   j.mu = mu, j.k = kk, j.gmean = gmean, j.scale = scale;
@@ -690,4 +997,12 @@ tc_status cpu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
     cpu_parallel_for(ctx, bn_apply_init(&j), bn_dx_task, &j);
   }
   return TC_OK;
+}
+
+tc_status cpu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
+  return bn_bwd(ctx, a, "cpu_batchnorm_bwd", 0);
+}
+
+tc_status cpu_batchnorm_relu_bwd(void *ctx, const tc_batchnorm_args *a) {
+  return bn_bwd(ctx, a, "cpu_batchnorm_relu_bwd", 1);
 }

@@ -78,6 +78,11 @@ CPU_OP tc_status cpu_global_avgpool_bwd(void *ctx, const tc_gap_args *a);
 CPU_OP tc_status cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a);
 CPU_OP tc_status cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a);
 CPU_OP tc_status cpu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a);
+CPU_OP tc_status cpu_batchnorm_relu_fwd_train(void *ctx,
+                                              const tc_batchnorm_args *a);
+CPU_OP tc_status cpu_batchnorm_relu_fwd_infer(void *ctx,
+                                              const tc_batchnorm_args *a);
+CPU_OP tc_status cpu_batchnorm_relu_bwd(void *ctx, const tc_batchnorm_args *a);
 
 CPU_OP tc_status cpu_relu_fwd(void *ctx, const tc_eltwise_args *a);
 CPU_OP tc_status cpu_relu_bwd(void *ctx, const tc_eltwise_args *a);

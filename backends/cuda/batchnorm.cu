@@ -11,6 +11,8 @@
  */
 #include <math.h>
 
+#include <stddef.h>
+
 #include "cuda_be.h"
 
 /* Per channel: invstd from var; save_* and running statistics. */
@@ -93,7 +95,17 @@ __global__ void k_bn_bwd_params(const float *sdy, const float *sdyx,
 /* The CPU backend's checks (backends/cpu/batchnorm.c), in its order. */
 static tc_status bn_check(void *ctx, const char *fn,
                           const tc_batchnorm_args *a) {
-  CU_ARGS(fn, a, ctx);
+  /* the fields after `residual` belong to API version 2's fused slots,
+   * which this backend leaves to the core: a version-1 caller's args end
+   * there */
+  const size_t v1 = offsetof(tc_batchnorm_args, residual);
+  if (!a)
+    return tc_backend_error(TC_EINVAL, "cuda %s: args is NULL", fn);
+  if (a->struct_size < v1)
+    return tc_backend_error(TC_EINVAL, "cuda %s: struct_size %zu < %zu", fn,
+                            a->struct_size, v1);
+  if (!ctx)
+    return tc_backend_error(TC_EINVAL, "cuda %s: ctx is NULL", fn);
   int64_t m, total;
   if (a->n < 0 || a->c < 0 || a->spatial < 0 || a->n > BN_DIM_MAX ||
       a->c > BN_DIM_MAX || a->spatial > BN_DIM_MAX ||

@@ -25,7 +25,38 @@ typedef struct bn_layer {
   tc_tensor *tmp;       /* (N*C) eval backward */
   tc_tensor *xhat;      /* like x, eval backward */
   tc_tensor *gscr;      /* (2C) dweight, dbias of one backward */
+  /* fused epilogue requested for the next forward / backward (residual.c) */
+  int fuse_fwd, fuse_bwd, fuse_acc_res;
+  const tc_tensor *fuse_res, *fuse_y;
+  tc_tensor *fuse_dres;
 } bn_layer;
+
+/* the slot a training-mode forward (or one without running statistics)
+ * uses, and the evaluation one */
+static int bn_uses_running(const bn_layer *b) {
+  return !nn_model_training(b->base.model) && b->o.track_running_stats;
+}
+
+int nn_bn_fuse_forward(tc_layer *l, const tc_tensor *residual) {
+  bn_layer *b = (bn_layer *)l;
+  const tc_backend_iface *it = nn_be(l)->iface;
+  b->fuse_fwd = bn_uses_running(b)
+                    ? TC__HAS_SLOT(it, batchnorm_relu_fwd_infer)
+                    : TC__HAS_SLOT(it, batchnorm_relu_fwd_train);
+  b->fuse_res = residual;
+  return b->fuse_fwd;
+}
+
+int nn_bn_fuse_backward(tc_layer *l, const tc_tensor *y, tc_tensor *dres,
+                        int acc_res) {
+  bn_layer *b = (bn_layer *)l;
+  b->fuse_bwd = b->used_batch_stats &&
+                TC__HAS_SLOT(nn_be(l)->iface, batchnorm_relu_bwd);
+  b->fuse_y = y;
+  b->fuse_dres = dres;
+  b->fuse_acc_res = acc_res;
+  return b->fuse_bwd;
+}
 
 static tc_status bn_infer(tc_layer *l, const char *fn) {
   bn_layer *b = (bn_layer *)l;
@@ -107,13 +138,19 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
   tc_batchnorm_args a = bn_args(b, n);
   a.x = nn_f(x);
   a.y = nn_f(l->y);
+  int fused = b->fuse_fwd;
+  b->fuse_fwd = 0;
+  if (fused)
+    a.residual = b->fuse_res ? nn_f(b->fuse_res) : NULL;
   tc_status st;
   if (!training && track) {
     if ((st = NN_SLOT(be, batchnorm_fwd_infer)) != TC_OK)
       return st;
     a.running_mean = nn_f(l->buffer[0]);
     a.running_var = nn_f(l->buffer[1]);
-    if ((st = be->iface->batchnorm_fwd_infer(be->ctx, &a)) == TC_OK)
+    st = fused ? be->iface->batchnorm_relu_fwd_infer(be->ctx, &a)
+               : be->iface->batchnorm_fwd_infer(be->ctx, &a);
+    if (st == TC_OK)
       b->used_batch_stats = 0;
     return st;
   }
@@ -139,7 +176,9 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
     a.running_mean = nn_f(l->buffer[0]);
     a.running_var = nn_f(l->buffer[1]);
   }
-  if ((st = be->iface->batchnorm_fwd_train(be->ctx, &a)) != TC_OK)
+  st = fused ? be->iface->batchnorm_relu_fwd_train(be->ctx, &a)
+             : be->iface->batchnorm_fwd_train(be->ctx, &a);
+  if (st != TC_OK)
     return st;
   b->used_batch_stats = 1;
   if (training && track)
@@ -218,12 +257,16 @@ static tc_status bn_backward_eval(bn_layer *b, const tc_tensor *dy,
 static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
                              int acc) {
   bn_layer *b = (bn_layer *)l;
+  int fused = b->fuse_bwd;
+  b->fuse_bwd = 0;
   if (!b->used_batch_stats)
     return bn_backward_eval(b, dy, dx, acc);
   tc_backend *be = nn_be(l);
   tc_status st = NN_SLOT(be, batchnorm_bwd);
   if (st != TC_OK)
     return st;
+  tc_status (*bwd)(void *, const tc_batchnorm_args *) =
+      fused ? be->iface->batchnorm_relu_bwd : be->iface->batchnorm_bwd;
   tc_tensor *target = dx;
   if (!dx) {
     /* the backend always writes dx; give it scratch */
@@ -238,14 +281,19 @@ static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
   a.dgamma = b->o.affine ? nn_f(l->grad[0]) : NULL;
   a.dbeta = b->o.affine ? nn_f(l->grad[1]) : NULL;
   a.accumulate = 1;
+  if (fused) {
+    a.y = (float *)nn_f(b->fuse_y);
+    a.dresidual = b->fuse_dres ? nn_f(b->fuse_dres) : NULL;
+    a.accumulate_residual = b->fuse_acc_res;
+  }
   if (acc)
-    return be->iface->batchnorm_bwd(be->ctx, &a);
+    return bwd(be->ctx, &a);
   /* one accumulate flag covers dx and the parameter gradients, which must
    * accumulate: dx is overwritten and the parameter gradients go through
    * scratch (2C floats), which beats clearing and re-reading all of dx */
   if (!b->o.affine) {
     a.accumulate = 0;
-    return be->iface->batchnorm_bwd(be->ctx, &a);
+    return bwd(be->ctx, &a);
   }
   if ((st = NN_SLOT(be, axpy)) != TC_OK)
     return st;
@@ -255,7 +303,7 @@ static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
   a.dgamma = nn_f(b->gscr);
   a.dbeta = nn_f(b->gscr) + b->c;
   a.accumulate = 0;
-  if ((st = be->iface->batchnorm_bwd(be->ctx, &a)) != TC_OK)
+  if ((st = bwd(be->ctx, &a)) != TC_OK)
     return st;
   for (int i = 0; i < 2; i++) {
     tc_eltwise_args e = {sizeof e, b->c, 1.f, 0.f, nn_f(b->gscr) + i * b->c,

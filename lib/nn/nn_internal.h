@@ -172,6 +172,19 @@ tc_status nn_arena_acquire(tc_model *m, tc_tensor **out);
 void nn_arena_release(tc_model *m, const tc_tensor *t);
 tc_backend *nn_model_backend(const tc_model *m);
 int nn_model_training(const tc_model *m);
+
+/* Batch norm fused with the ReLU (and residual add) after it, for the
+ * residual block. nn_bn_fuse_forward(bn, residual) asks bn's next forward
+ * to also compute y = relu(y + residual) (residual NULL: relu(y));
+ * nn_bn_fuse_backward(bn, y, dres, acc_res) asks its next backward to take
+ * dy through the ReLU whose output is y and to store that gradient into
+ * dres (added when acc_res; NULL: not wanted). Each returns 1 when the
+ * request will be honoured (the backend has the fused slot; for backward,
+ * the forward used batch statistics), else 0 and the caller runs the
+ * separate ops. A request lasts one call. */
+int nn_bn_fuse_forward(tc_layer *bn, const tc_tensor *residual);
+int nn_bn_fuse_backward(tc_layer *bn, const tc_tensor *y, tc_tensor *dres,
+                        int acc_res);
 /* The shared convolution workspace (device) and its size. */
 void *nn_model_workspace(const tc_model *m, size_t *out_bytes);
 /* Reserves `units` numbers of the dropout stream; returns seed, offset. */

@@ -13,7 +13,12 @@
  * no state so it is not a child). Both ReLUs run in place: the first on
  * bn1's output (conv2's input, which the ReLU's backward reads), the sum
  * and the second on bn2's output, which becomes the block's output y (no
- * BatchNorm backward reads its own output). Gradients (N, out, OH, OW) ga,
+ * BatchNorm backward reads its own output). Where the backend has the
+ * fused batchnorm_relu_* slots, bn1 applies its ReLU itself, bn2 adds the
+ * identity shortcut (or none) and applies the last ReLU, and in backward
+ * both batch norms take the gradient through their ReLU, bn2 writing it
+ * to the shortcut's destination too: the same bits, fewer passes over
+ * memory (nn_bn_fuse_*). Gradients (N, out, OH, OW) ga,
  * gb (ping-ponged through the main path) and gs (wrt the sum) are views of
  * the model's gradient slots 0-2 at this depth. Option A max: the argmax
  * (N, in, OH, OW) is kept for backward; the pooled input (a forward
@@ -153,21 +158,30 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
   /* in an inference forward each child's output (an arena slot) is
    * released once its consumer has run; x is the parent's */
   int arena = nn_model_arena(l->model);
-  if ((st = nn_forward(c[C1], x)) != TC_OK ||
-      (st = nn_forward(c[B1], c[C1]->y)) != TC_OK)
+  if ((st = nn_forward(c[C1], x)) != TC_OK)
+    return st;
+  int fused = nn_bn_fuse_forward(c[B1], NULL);
+  if ((st = nn_forward(c[B1], c[C1]->y)) != TC_OK)
     return st;
   if (arena)
     nn_arena_release(l->model, c[C1]->y);
-  if ((st = relu_inplace(be, c[B1]->y)) != TC_OK ||
+  if ((!fused && (st = relu_inplace(be, c[B1]->y)) != TC_OK) ||
       (st = nn_forward(c[C2], c[B1]->y)) != TC_OK)
     return st;
   if (arena)
     nn_arena_release(l->model, c[B1]->y);
+  /* bn2, the sum and the ReLU in one pass when the shortcut is x itself
+   * (or absent); the other shortcuts are computed after bn2 */
+  fused = 0;
+  if (r->shortcut == TC_SHORTCUT_NONE || r->identity)
+    fused = nn_bn_fuse_forward(c[B2], r->identity ? x : NULL);
   if ((st = nn_forward(c[B2], c[C2]->y)) != TC_OK)
     return st;
   if (arena)
     nn_arena_release(l->model, c[C2]->y);
   l->y = c[B2]->y; /* the sum and the ReLU go in place */
+  if (fused)
+    return TC_OK;
   const tc_tensor *other = NULL;
   if (r->shortcut == TC_SHORTCUT_NONE) {
     other = NULL;
@@ -283,22 +297,43 @@ static tc_status res_backward(tc_layer *l, const tc_tensor *dy,
   tc_tensor *gs = res_grad(r, 2, &r->gs, n, r->out_c);
   tc_tensor *ga = res_grad(r, 0, &r->ga, n, r->out_c);
   tc_tensor *gb = res_grad(r, 1, &r->gb, n, r->out_c);
-  tc_eltwise_args e = {sizeof e, dy->numel, 0.f, 0.f, nn_f(l->y), nn_f(dy),
-                       nn_f(gs)};
-  if ((st = be->iface->relu_bwd(be->ctx, &e)) != TC_OK)
-    return st;
   int has_short = r->shortcut != TC_SHORTCUT_NONE;
-  if (has_short && (st = shortcut_backward(r, gs, dx, acc)) != TC_OK)
-    return st;
-  if ((st = nn_backward(c[B2], gs, ga, 0)) != TC_OK ||
-      (st = nn_backward(c[C2], ga, gb, 0)) != TC_OK)
+  /* the last ReLU's gradient gs goes into bn2's backward pass, which also
+   * writes it where the shortcut wants it: straight into dx for the
+   * identity, else into gs for the shortcut's backward */
+  tc_tensor *gdst = !has_short ? NULL : r->identity ? dx : gs;
+  if (nn_bn_fuse_backward(c[B2], l->y, gdst, r->identity ? acc : 0)) {
+    if ((st = nn_backward(c[B2], dy, ga, 0)) != TC_OK)
+      return st;
+    if (has_short && !r->identity &&
+        (st = shortcut_backward(r, gs, dx, acc)) != TC_OK)
+      return st;
+  } else {
+    tc_eltwise_args e = {sizeof e, dy->numel, 0.f, 0.f, nn_f(l->y), nn_f(dy),
+                         nn_f(gs)};
+    if ((st = be->iface->relu_bwd(be->ctx, &e)) != TC_OK)
+      return st;
+    if (has_short && (st = shortcut_backward(r, gs, dx, acc)) != TC_OK)
+      return st;
+    if ((st = nn_backward(c[B2], gs, ga, 0)) != TC_OK)
+      return st;
+  }
+  if ((st = nn_backward(c[C2], ga, gb, 0)) != TC_OK)
     return st;
   /* the first ReLU's output is bn1's output (in place) */
-  e.a = nn_f(c[B1]->y), e.b = nn_f(gb), e.y = nn_f(ga);
-  if ((st = be->iface->relu_bwd(be->ctx, &e)) != TC_OK ||
-      (st = nn_backward(c[B1], ga, gb, 0)) != TC_OK)
-    return st;
-  return nn_backward(c[C1], gb, dx, has_short && dx ? 1 : acc);
+  tc_tensor *g1 = gb;
+  if (nn_bn_fuse_backward(c[B1], c[B1]->y, NULL, 0)) {
+    if ((st = nn_backward(c[B1], gb, ga, 0)) != TC_OK)
+      return st;
+    g1 = ga;
+  } else {
+    tc_eltwise_args e = {sizeof e, gb->numel, 0.f, 0.f, nn_f(c[B1]->y),
+                         nn_f(gb), nn_f(ga)};
+    if ((st = be->iface->relu_bwd(be->ctx, &e)) != TC_OK ||
+        (st = nn_backward(c[B1], ga, gb, 0)) != TC_OK)
+      return st;
+  }
+  return nn_backward(c[C1], g1, dx, has_short && dx ? 1 : acc);
 }
 
 static void res_release(tc_layer *l) {
