@@ -1,7 +1,14 @@
 /*
  * threadpool.c - the CPU backend's single threading layer: a fixed set of
- * worker threads that pull task indices from a shared counter. The caller
- * works too, so a pool of n threads runs n-1 workers. The pool also owns
+ * worker threads; the caller works too, so a pool of n threads runs n-1
+ * workers. A job's tasks are cut into one contiguous range per thread,
+ * each with its own counter; a thread runs its own range first, then
+ * takes what is left of the others'. So thread s runs the same part of
+ * the data in consecutive ops (the tasks of most ops follow memory order),
+ * which stays in its core's cache, where one shared counter handed tasks
+ * out in arrival order and moved data between cores (on a VM whose two
+ * cores shared no cache, ReLU and pooling ran 2x slower on two threads
+ * than on one). Results never depend on which thread runs a task. The pool also owns
  * one scratch slice per thread (cpu_scratch), so ops that pack operands
  * need neither allocation per call nor large thread-local arrays (those
  * would cost every thread of the user's program memory).
@@ -24,6 +31,14 @@
 #define POOL_SPIN_DEFAULT 1024
 #define POOL_SPIN_MAX (1 << 20)
 
+/* One thread's share of the current job: tasks [next, end) not yet taken.
+ * Padded so the counters of different threads share no cache line. */
+typedef struct pool_range {
+  atomic_llong next;
+  int64_t end;
+  char pad[128 - sizeof(atomic_llong) - sizeof(int64_t)];
+} pool_range;
+
 struct cpu_pool {
   pthread_mutex_t lock;
   pthread_cond_t wake, done;
@@ -34,7 +49,7 @@ struct cpu_pool {
   cpu_task_fn fn;
   void *arg;
   int64_t n_tasks;
-  atomic_llong next;
+  pool_range *range;    /* n_workers + 1, indexed by pool_slot */
   atomic_int active;    /* workers still inside the job */
   atomic_ullong job_id; /* bumped for each job; workers wait for a new one */
   atomic_int quit;
@@ -54,12 +69,17 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void run_tasks(cpu_pool *p, cpu_task_fn fn, void *arg, int64_t n) {
-  for (;;) {
-    int64_t t = atomic_fetch_add(&p->next, 1);
-    if (t >= n)
-      break;
-    fn(arg, t);
+/* Thread `slot`'s own range, then the others' leftovers in turn. */
+static void run_tasks(cpu_pool *p, cpu_task_fn fn, void *arg, int slot) {
+  int parts = p->n_workers + 1;
+  for (int k = 0; k < parts; k++) {
+    pool_range *r = &p->range[(slot + k) % parts];
+    for (;;) {
+      int64_t t = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed);
+      if (t >= r->end)
+        break;
+      fn(arg, t);
+    }
   }
 }
 
@@ -94,7 +114,7 @@ static void *worker(void *vp) {
     seen = wait_for_job(p, seen);
     if (atomic_load_explicit(&p->quit, memory_order_relaxed))
       break;
-    run_tasks(p, p->fn, p->arg, p->n_tasks);
+    run_tasks(p, p->fn, p->arg, pool_slot);
     /* the last one out wakes a caller that stopped polling */
     if (atomic_fetch_sub_explicit(&p->active, 1, memory_order_acq_rel) == 1) {
       pthread_mutex_lock(&p->lock);
@@ -132,15 +152,19 @@ tc_status cpu_pool_create(cpu_pool **out, int n_threads) {
   }
   p->scratch =
       tc__calloc((size_t)(n_workers + 1) * CPU_SCRATCH_FLOATS, sizeof(float));
-  if (!p->scratch) {
+  p->range = tc__calloc((size_t)(n_workers + 1), sizeof *p->range);
+  if (!p->scratch || !p->range) {
+    tc__free(p->scratch);
+    tc__free(p->range);
     tc__free(p->threads);
     tc__free(p);
     return tc__oom("cpu backend");
   }
+  for (int i = 0; i <= n_workers; i++)
+    atomic_init(&p->range[i].next, 0);
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->wake, NULL);
   pthread_cond_init(&p->done, NULL);
-  atomic_init(&p->next, 0);
   atomic_init(&p->active, 0);
   atomic_init(&p->job_id, 0);
   atomic_init(&p->quit, 0);
@@ -171,6 +195,7 @@ void cpu_pool_destroy(cpu_pool *p) {
   pthread_cond_destroy(&p->done);
   tc__free(p->threads);
   tc__free(p->scratch);
+  tc__free(p->range);
   tc__free(p);
 }
 
@@ -196,13 +221,18 @@ void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
   p->fn = fn;
   p->arg = arg;
   p->n_tasks = n_tasks;
-  atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+  int parts = p->n_workers + 1;
+  for (int i = 0; i < parts; i++) {
+    atomic_store_explicit(&p->range[i].next, n_tasks * i / parts,
+                          memory_order_relaxed);
+    p->range[i].end = n_tasks * (i + 1) / parts;
+  }
   atomic_store_explicit(&p->active, p->n_workers, memory_order_relaxed);
   atomic_fetch_add_explicit(&p->job_id, 1, memory_order_release);
   pthread_mutex_lock(&p->lock);
   pthread_cond_broadcast(&p->wake);
   pthread_mutex_unlock(&p->lock);
-  run_tasks(p, fn, arg, n_tasks);
+  run_tasks(p, fn, arg, pool_slot);
   for (int i = 0; i < p->spin; i++) {
     if (atomic_load_explicit(&p->active, memory_order_acquire) == 0)
       return;
