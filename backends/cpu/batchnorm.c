@@ -29,7 +29,9 @@
  * (a walk channel by channel jumps a plane stride at each image, which
  * defeats the hardware prefetch). Partial sums go to the caller's stack
  * and are combined in chunk order; then the elementwise pass runs over
- * (image, channel) planes, last planes first (they are still in cache).
+ * (image, channel) planes in order: the pool gives each thread one
+ * contiguous run of tasks, so a thread applies the images its sums just
+ * read (the last planes first, as before, sent them to the other core).
  * Chunk and group counts depend only on the shapes, so results are the
  * same bits whatever the thread count, and nothing here allocates. The
  * forward sums data shifted by the channel's first value, which lies near
@@ -792,7 +794,7 @@ static int64_t bn_apply_init(bn_job *j) {
 static void bn_apply_task(void *arg, int64_t t) {
   const bn_job *j = arg;
   const tc_batchnorm_args *a = j->a;
-  t = j->apply_tasks - 1 - t; /* last planes first */
+  /* planes in order: each thread takes the planes its sums just read */
   int64_t p1 = min64((t + 1) * j->per_task, j->planes), s = a->spatial;
   if (s == 1) { /* planes of one value: walk (image, channel) directly */
     for (int64_t p = t * j->per_task, i = p / j->cb, q = p % j->cb; p < p1;
@@ -824,7 +826,7 @@ static void bn_apply_task(void *arg, int64_t t) {
 static void bn_dx_task(void *arg, int64_t t) {
   const bn_job *j = arg;
   const tc_batchnorm_args *a = j->a;
-  t = j->apply_tasks - 1 - t; /* last planes first */
+  /* planes in order: each thread takes the planes its sums just read */
   int64_t p1 = min64((t + 1) * j->per_task, j->planes), s = a->spatial;
   if (s == 1) { /* as in bn_apply_task */
     for (int64_t p = t * j->per_task, i = p / j->cb, q = p % j->cb; p < p1;

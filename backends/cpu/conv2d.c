@@ -901,7 +901,8 @@ static void dwg_dense(const conv_geom *g, int64_t t) {
       mt[e * g->dnqv + v] = (uint16_t)m;
     }
   int64_t ready = 0; /* image slots whose zero rows are in place */
-  for (int64_t j = t; j < g->chunks; j += g->slots) {
+  for (int64_t j = g->chunks * t / g->slots;
+       j < g->chunks * (t + 1) / g->slots; j++) {
     int64_t c0, c1;
     block_range(g->n, g->chunks, j, &c0, &c1);
     float *dst = g->chunks > 1 ? g->part + j * kcrs : a->dw;
@@ -919,9 +920,11 @@ static void dwg_dense(const conv_geom *g, int64_t t) {
   }
 }
 
-/* Slot t computes chunks t, t+slots, ...; each chunk's images go through
- * the kernel G at a time, in order, so a chunk's sum never depends on the
- * slot or the thread count. */
+/* Slot t computes one contiguous run of chunks (the images the same thread
+ * saw in the forward and backward-data passes: the pool hands each thread
+ * a contiguous run of tasks); each chunk's images go through the kernel G
+ * at a time, in order, so a chunk's sum never depends on the slot or the
+ * thread count. */
 static void dwg_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
@@ -944,7 +947,8 @@ static void dwg_task(void *arg, int64_t t) {
       off[ci] = o0 + ci * g->psw, idx[ci] = ci;
   }
   int64_t ready = 0; /* image slots whose zeros are in place */
-  for (int64_t j = t; j < g->chunks; j += g->slots) {
+  for (int64_t j = g->chunks * t / g->slots;
+       j < g->chunks * (t + 1) / g->slots; j++) {
     int64_t c0, c1;
     block_range(g->n, g->chunks, j, &c0, &c1);
     float *dst = g->chunks > 1 ? g->part + j * kcrs : a->dw;
@@ -1085,14 +1089,15 @@ tc_status cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
 
 /* ---- backward filter --------------------------------------------------- */
 
-/* Slot t computes chunks t, t+slots, ...; a chunk's partial is the same
- * whichever slot computes it. */
+/* Slot t computes one contiguous run of chunks (see dwg_task); a chunk's
+ * partial is the same whichever slot computes it. */
 static void bwd_filter_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
   int64_t kcrs = g->k * g->crs;
   float *col = g->direct ? NULL : slot_col(g, t);
-  for (int64_t j = t; j < g->chunks; j += g->slots) {
+  for (int64_t j = g->chunks * t / g->slots;
+       j < g->chunks * (t + 1) / g->slots; j++) {
     int64_t i0, i1;
     block_range(g->n, g->chunks, j, &i0, &i1);
     /* one chunk: write dw directly (accumulating if asked) */
