@@ -120,7 +120,8 @@ typedef struct tc_batchnorm_args {
   const float *residual; /* forward: (n,c,spatial) added before the ReLU,
                             or NULL */
   float *dresidual;      /* backward: receives the gradient after the ReLU
-                            (that of the residual), or NULL */
+                            (that of the residual), or NULL; overlaps no
+                            other buffer */
   int32_t accumulate_residual; /* backward: add into dresidual */
   int32_t reserved1;
 } tc_batchnorm_args;

@@ -83,6 +83,9 @@ typedef struct bn_job {
   int relu, acc_res;
   const float *res, *ry;
   float *dres;
+  /* dres when it is overwritten: the sums pass stores the masked dy there
+   * and the dx pass reads it back instead of dy and ry (fewer streams) */
+  float *gout;
 } bn_job;
 
 static int64_t min64(int64_t x, int64_t y) {
@@ -369,7 +372,7 @@ static CPU_AVX512 void apply_relu_512(const float *x, const float *z, float *y,
 
 static CPU_AVX2 void grad_seg_relu_avx2(const float *dy, const float *ry,
                                         const float *x, int64_t len, double mu,
-                                        double *l1, double *l2) {
+                                        double *l1, double *l2, float *gout) {
   __m256d m = _mm256_set1_pd(mu);
   __m128 z = _mm_setzero_ps();
   __m256d a[4], b[4];
@@ -379,8 +382,10 @@ static CPU_AVX2 void grad_seg_relu_avx2(const float *dy, const float *ry,
   for (; i + 16 <= len; i += 16)
     for (int k = 0; k < 4; k++) {
       __m128 mk = _mm_cmp_ps(_mm_loadu_ps(ry + i + 4 * k), z, _CMP_GT_OQ);
-      __m256d g =
-          _mm256_cvtps_pd(_mm_and_ps(mk, _mm_loadu_ps(dy + i + 4 * k)));
+      __m128 gf = _mm_and_ps(mk, _mm_loadu_ps(dy + i + 4 * k));
+      if (gout)
+        _mm_storeu_ps(gout + i + 4 * k, gf);
+      __m256d g = _mm256_cvtps_pd(gf);
       __m256d xc =
           _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k)), m);
       a[k] = _mm256_add_pd(a[k], g);
@@ -390,6 +395,8 @@ static CPU_AVX2 void grad_seg_relu_avx2(const float *dy, const float *ry,
     _mm256_storeu_pd(l1 + 4 * k, a[k]), _mm256_storeu_pd(l2 + 4 * k, b[k]);
   for (int l = 0; i < len; i++, l++) {
     float g = ry[i] > 0.f ? dy[i] : 0.f;
+    if (gout)
+      gout[i] = g;
     l1[l] += g;
     l2[l] += g * (x[i] - mu);
   }
@@ -397,7 +404,8 @@ static CPU_AVX2 void grad_seg_relu_avx2(const float *dy, const float *ry,
 
 static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
                                          const float *x, int64_t len,
-                                         double mu, double *l1, double *l2) {
+                                         double mu, double *l1, double *l2,
+                                         float *gout) {
   __m512d m = _mm512_set1_pd(mu);
   __m256 z = _mm256_setzero_ps();
   __m512d a0 = _mm512_loadu_pd(l1), a1 = _mm512_loadu_pd(l1 + 8);
@@ -407,10 +415,14 @@ static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
     __mmask8 k0 = _mm256_cmp_ps_mask(_mm256_loadu_ps(ry + i), z, _CMP_GT_OQ);
     __mmask8 k1 =
         _mm256_cmp_ps_mask(_mm256_loadu_ps(ry + i + 8), z, _CMP_GT_OQ);
-    __m512d g0 =
-        _mm512_cvtps_pd(_mm256_maskz_mov_ps(k0, _mm256_loadu_ps(dy + i)));
-    __m512d g1 =
-        _mm512_cvtps_pd(_mm256_maskz_mov_ps(k1, _mm256_loadu_ps(dy + i + 8)));
+    __m256 f0 = _mm256_maskz_mov_ps(k0, _mm256_loadu_ps(dy + i));
+    __m256 f1 = _mm256_maskz_mov_ps(k1, _mm256_loadu_ps(dy + i + 8));
+    if (gout) {
+      _mm256_storeu_ps(gout + i, f0);
+      _mm256_storeu_ps(gout + i + 8, f1);
+    }
+    __m512d g0 = _mm512_cvtps_pd(f0);
+    __m512d g1 = _mm512_cvtps_pd(f1);
     __m512d x0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), m);
     __m512d x1 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)), m);
     a0 = _mm512_add_pd(a0, g0);
@@ -422,6 +434,8 @@ static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
   _mm512_storeu_pd(l2, b0), _mm512_storeu_pd(l2 + 8, b1);
   for (int l = 0; i < len; i++, l++) {
     float g = ry[i] > 0.f ? dy[i] : 0.f;
+    if (gout)
+      gout[i] = g;
     l1[l] += g;
     l2[l] += g * (x[i] - mu);
   }
@@ -612,18 +626,19 @@ static void apply_relu_seg(int isa, const float *x, const float *z, float *y,
   }
 }
 
-/* grad_seg with dy masked by ry > 0. */
+/* grad_seg with dy masked by ry > 0; the masked dy also goes to gout
+ * when it is not NULL. */
 static void grad_seg_relu(int isa, const float *restrict dy,
                           const float *restrict ry, const float *restrict x,
                           int64_t len, double mu, double *restrict l1,
-                          double *restrict l2) {
+                          double *restrict l2, float *restrict gout) {
 #if CPU_X86
   if (isa >= CPU_ISA_AVX512 && len >= 16) {
-    grad_seg_relu_512(dy, ry, x, len, mu, l1, l2);
+    grad_seg_relu_512(dy, ry, x, len, mu, l1, l2, gout);
     return;
   }
   if (isa >= CPU_ISA_AVX2 && len >= 16) {
-    grad_seg_relu_avx2(dy, ry, x, len, mu, l1, l2);
+    grad_seg_relu_avx2(dy, ry, x, len, mu, l1, l2, gout);
     return;
   }
 #else
@@ -633,11 +648,15 @@ static void grad_seg_relu(int isa, const float *restrict dy,
   for (; i + BN_LANES <= len; i += BN_LANES)
     for (int l = 0; l < BN_LANES; l++) {
       float g = ry[i + l] > 0.f ? dy[i + l] : 0.f;
+      if (gout)
+        gout[i + l] = g;
       l1[l] += g;
       l2[l] += g * (x[i + l] - mu);
     }
   for (int l = 0; i < len; i++, l++) {
     float g = ry[i] > 0.f ? dy[i] : 0.f;
+    if (gout)
+      gout[i] = g;
     l1[l] += g;
     l2[l] += g * (x[i] - mu);
   }
@@ -696,6 +715,8 @@ static void bn_sums_task(void *arg, int64_t t) {
       for (int64_t q = 0; q < nq; q++, off += s) {
         if (j->bwd) {
           float g = !j->ry || j->ry[off] > 0.f ? dy[off] : 0.f;
+          if (j->gout)
+            j->gout[off] = g;
           l1[q][0] += g;
           l2[q][0] += g * (x[off] - ref[q]);
         } else {
@@ -709,7 +730,7 @@ static void bn_sums_task(void *arg, int64_t t) {
     for (int64_t q = 0; q < nq; q++, off += s) {
       if (j->bwd && j->ry)
         grad_seg_relu(j->isa, dy + off, j->ry + off, x + off, len, ref[q],
-                      l1[q], l2[q]);
+                      l1[q], l2[q], j->gout ? j->gout + off : NULL);
       else if (j->bwd)
         grad_seg(j->isa, dy + off, x + off, len, ref[q], l1[q], l2[q]);
       else
@@ -832,8 +853,10 @@ static void bn_dx_task(void *arg, int64_t t) {
     for (int64_t p = t * j->per_task, i = p / j->cb, q = p % j->cb; p < p1;
          p++) {
       int64_t off = i * a->c + j->c0 + q;
-      float g = !j->ry || j->ry[off] > 0.f ? a->dy[off] : 0.f;
-      if (j->dres)
+      float g = j->gout                       ? j->gout[off]
+                : !j->ry || j->ry[off] > 0.f ? a->dy[off]
+                                              : 0.f;
+      if (j->dres && !j->gout)
         j->dres[off] = j->acc_res ? j->dres[off] + g : g;
       float v = (g - j->gmean[q] - (a->x[off] - j->mu[q]) * j->k[q]) *
                 j->scale[q];
@@ -847,7 +870,10 @@ static void bn_dx_task(void *arg, int64_t t) {
     int64_t i = p / j->cb, q = p % j->cb;
     int64_t off = (i * a->c + j->c0 + q) * s;
     /* dy may alias dx (in place) */
-    if (j->ry)
+    if (j->gout)
+      dx_seg(j->isa, a->x + off, j->gout + off, a->dx + off, s, j->mu[q],
+             j->k[q], j->gmean[q], j->scale[q], a->accumulate);
+    else if (j->ry)
       dx_relu_seg(j->isa, a->x + off, a->dy + off, j->ry + off, a->dx + off,
                   j->dres ? j->dres + off : NULL, s, j->mu[q], j->k[q],
                   j->gmean[q], j->scale[q], a->accumulate, j->acc_res);
@@ -986,6 +1012,8 @@ static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn,
     j.ry = a->y;
     j.dres = a->dresidual;
     j.acc_res = a->accumulate_residual;
+    if (j.dres && !j.acc_res)
+      j.gout = j.dres;
   }
   double part[BN_PART_MAX][2], sums[BN_BLOCK_C][2];
   float mu[BN_BLOCK_C], kk[BN_BLOCK_C], gmean[BN_BLOCK_C], scale[BN_BLOCK_C];
