@@ -258,6 +258,34 @@ static const ccase fixed_cases[] = {
     {1, 5, 2, 9, 11, 1, 1, 1, 1, 1, 0, 1, 1},    /* 1x1 ph 1: oh > h */
     {2, 7, 5, 12, 9, 3, 3, 1, 1, 2, 1, 1, 1},    /* ph 2: oh = h + 2 */
     {1, 64, 2, 2, 64, 3, 3, 1, 1, 1, 1, 1, 1},   /* 2x2, 64 channels */
+    /* dense stride 2 (AVX-512: stride 2x2, out = in/2, so r = 2*ph + 1 or
+     * 2*ph + 2): x in 4 phase planes of whole out-wide rows, fwd writing
+     * y, wgrad reading dy in place */
+    {1, 16, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1}, /* ResNet 32 -> 16 */
+    {3, 32, 16, 16, 64, 3, 3, 2, 2, 1, 1, 1, 1}, /* ResNet 16 -> 8, odd n */
+    {2, 3, 2, 2, 9, 3, 3, 2, 2, 1, 1, 1, 1},     /* 2x2 -> 1x1, k % 8 */
+    {1, 5, 4, 4, 4, 3, 3, 2, 2, 1, 1, 1, 1},     /* 4x4, k < tile */
+    {5, 7, 8, 8, 12, 3, 3, 2, 2, 1, 1, 1, 1},    /* 8x8, k = 12 */
+    {2, 9, 4, 4, 17, 3, 3, 2, 2, 1, 1, 1, 1},    /* 4x4, k = 17 */
+    {17, 3, 8, 12, 16, 3, 3, 2, 2, 1, 1, 1, 1},  /* chunks, 4x6 out */
+    {2, 4, 6, 34, 8, 3, 3, 2, 2, 1, 1, 1, 1},    /* 17 wide: rows straddle */
+    {3, 2, 2, 40, 11, 3, 3, 2, 2, 1, 1, 1, 1},   /* one output row */
+    {1, 3, 36, 40, 6, 3, 3, 2, 2, 1, 1, 1, 1},   /* 18x20 out, 6x3 tile */
+    {2, 3, 12, 8, 9, 5, 5, 2, 2, 2, 2, 1, 1},    /* 5x5 pad 2 */
+    {2, 3, 8, 10, 10, 2, 2, 2, 2, 0, 0, 1, 1},   /* 2x2 pad 0 */
+    {2, 3, 8, 8, 10, 4, 4, 2, 2, 1, 1, 1, 1},    /* 4x4 pad 1 */
+    {2, 4, 10, 6, 9, 3, 5, 2, 2, 1, 2, 1, 1},    /* 3x5 pad 1,2 */
+    {2, 4, 6, 10, 9, 2, 3, 2, 2, 0, 1, 1, 1},    /* 2x3 pad 0,1 */
+    /* close to it but the phase path: odd w or h, other padding, 1x1,
+     * 5x5 pad 1, stride 2x1 / 1x2 */
+    {2, 3, 8, 9, 9, 3, 3, 2, 2, 1, 1, 1, 1},     /* odd w */
+    {2, 3, 9, 8, 9, 3, 3, 2, 2, 1, 1, 1, 1},     /* odd h */
+    {2, 3, 8, 8, 9, 3, 3, 2, 2, 0, 0, 1, 1},     /* pad 0 */
+    {2, 3, 8, 8, 9, 3, 3, 2, 2, 2, 2, 1, 1},     /* pad 2 */
+    {2, 5, 8, 8, 9, 1, 1, 2, 2, 0, 0, 1, 1},     /* 1x1 */
+    {2, 3, 8, 8, 9, 5, 5, 2, 2, 1, 1, 1, 1},     /* 5x5 pad 1 */
+    {2, 3, 8, 8, 9, 3, 3, 2, 1, 1, 1, 1, 1},     /* stride 2x1 */
+    {2, 3, 8, 8, 9, 3, 3, 1, 2, 1, 1, 1, 1},     /* stride 1x2 */
 };
 
 START_TEST(test_conv_fixed) {
@@ -297,6 +325,31 @@ START_TEST(test_conv_random) {
     run_case(&g, 5000 + 100 * (uint64_t)_i + (uint64_t)done, done % 2,
              done % 3 != 0);
     done++;
+  }
+}
+END_TEST
+
+/* Random shapes for the dense stride-2 path (and the phase path where
+ * h or w is odd): stride 2x2, 3x3 pad 1 mostly, even sizes 2..34. */
+START_TEST(test_conv_random_s2) {
+  static const int64_t kp[][2] = {{3, 1}, {3, 1}, {3, 1}, {5, 2}, {2, 0},
+                                  {4, 1}};
+  tc_rng rng;
+  tc_rng_init(&rng, 177 + (uint64_t)_i, TC_RNG_STREAM_USER);
+  for (int done = 0; done < 8; done++) {
+    ccase g;
+    g.n = pick(&rng, 1, 4) == 4 ? pick(&rng, 17, 19) : pick(&rng, 1, 5);
+    g.c = pick(&rng, 1, 20), g.k = pick(&rng, 1, 40);
+    g.h = 2 * pick(&rng, 1, 17), g.w = 2 * pick(&rng, 1, 17);
+    if (pick(&rng, 0, 5) == 0)
+      g.w -= 1; /* odd: the phase path */
+    const int64_t *rp = kp[pick(&rng, 0, 5)], *sp = kp[pick(&rng, 0, 5)];
+    g.r = rp[0], g.ph = rp[1], g.s = sp[0], g.pw = sp[1];
+    g.sh = g.sw = 2, g.dh = g.dw = 1;
+    if (g.w < g.s - 2 * g.pw)
+      g.w += 2;
+    run_case(&g, 7000 + 100 * (uint64_t)_i + (uint64_t)done, done % 2,
+             done % 3 != 0);
   }
 }
 END_TEST
@@ -369,6 +422,7 @@ START_TEST(test_conv_thread_independent) {
       {67, 8, 6, 5, 16, 3, 3, 2, 1, 1, 1, 1, 1},  /* dw > combine block */
       {40, 3, 12, 12, 6, 5, 5, 1, 1, 0, 0, 1, 1}, /* k = 6 tiles */
       {37, 5, 8, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1},  /* dense wgrad */
+      {37, 6, 8, 8, 16, 3, 3, 2, 2, 1, 1, 1, 1},  /* dense stride 2 */
   };
   static const int threads[] = {2, 5};
   tc_backend_destroy(be); /* the fixture's; reopened below */
@@ -646,6 +700,7 @@ int main(void) {
   tcase_add_loop_test(tc, test_conv_fixed, 0,
                       (int)(sizeof fixed_cases / sizeof fixed_cases[0]));
   tcase_add_loop_test(tc, test_conv_random, 0, 8);
+  tcase_add_loop_test(tc, test_conv_random_s2, 0, 6);
   tcase_add_test(tc, test_conv_empty_batch);
   tcase_add_test(tc, test_conv_thread_independent);
   tcase_add_test(tc, test_conv_workspace_sizes);

@@ -15,6 +15,9 @@
  * (zero rows above and below only, one contiguous copy per channel), the
  * kernel masks each tap's loads at the row edges and writes y (or adds
  * into dx) itself: no junk columns, no copy-out (conv_direct_geometry).
+ * Stride 2x2 with out = in/2 (3x3 pad 1, even sizes) is dense too for fwd
+ * and bwd filter: x's 4 phases are planes of whole out-wide rows, so the
+ * same kernels run on the output's own positions (bwd data keeps phases).
  * Backward filter sums CONVD_CHUNKS fixed chunks of images into partials
  * (combined in order as below); a 1x1 kernel runs its channels as the kernel's
  * taps. Direct workspace: max over the three ops of (shared + slots * slot),
@@ -103,6 +106,12 @@ typedef struct conv_geom {
    * vectors per image (the row-edge mask table has s rows of them) */
   int densew;
   int64_t dnqv;
+  /* dense fwd / wgrad with stride 2x2 and out = in/2 (dense2): x split
+   * into its 4 phases (row, column parity), each a plane of whole oh x ow
+   * rows; dnph planes per channel (1 or 4), column shifts dcs0 ..
+   * dcs0 + dncs - 1 (the wgrad mask table's rows) */
+  int dense2;
+  int64_t dnph, dcs0, dncs;
   size_t fwd_shared, fwd_slot, bwd_shared, bwd_slot, wg_slot, wg_part;
   size_t min_ws; /* direct: every op needs the one-slot query */
   /* run time */
@@ -214,6 +223,33 @@ static void conv_direct_geometry(conv_geom *g) {
                    max64(1, (CONVD_WG_POSITIONS + nqd - 1) / nqd));
       g->wg_slot = round64((size_t)(g->G * g->c * g->dpsf) * 4) +
                    round64((size_t)(g->s * g->dnqv) * 2);
+    }
+    g->dnph = 1, g->dcs0 = -g->pw, g->dncs = g->s;
+  } else if (g->sh == 2 && g->sw == 2 && 2 * g->oh == g->h &&
+             2 * g->ow == g->w && g->r >= 2 && g->s >= 2) {
+    /* dense2: out = in/2 means r = 2*ph + 1 or 2*ph + 2 (3x3 pad 1), so
+     * at output (u, v) tap (di, dj) reads x phase ((di-ph) mod 2,
+     * (dj-pw) mod 2) at phase row u + floor((di-ph)/2), column
+     * v + floor((dj-pw)/2): phase planes of exactly oh x ow, zero rows
+     * above (top) and below (bot), the columns masked in the kernels */
+    int64_t top = (g->ph + 1) / 2, bot = (g->r - 1 - g->ph) / 2;
+    int64_t csmax = (g->s - 1 - g->pw) / 2;
+    g->dense2 = 1, g->dnph = 4;
+    g->dcs0 = -((g->pw + 1) / 2), g->dncs = csmax - g->dcs0 + 1;
+    g->dfrf = roundup64(top * g->ow - g->dcs0, 16), g->dinf = g->dfrf;
+    g->dpsf =
+        roundup64(g->dfrf + roundup64(g->P, kn->vl) + bot * g->ow + csmax, 16);
+    g->densef = g->fv->fm != NULL;
+    if (g->densef)
+      g->fwd_slot = round64((size_t)(4 * g->c * g->dpsf) * 4);
+    g->densew = g->wv->fm != NULL && g->k >= g->wv->kt;
+    if (g->densew) {
+      int64_t nqd = roundup64(g->P, kn->vl);
+      g->dnqv = nqd / kn->vl;
+      g->G = min64(CONVD_MAX_G,
+                   max64(1, (CONVD_WG_POSITIONS + nqd - 1) / nqd));
+      g->wg_slot = round64((size_t)(g->G * 4 * g->c * g->dpsf) * 4) +
+                   round64((size_t)(g->dncs * g->dnqv) * 2);
     }
   }
 }
@@ -646,11 +682,32 @@ static int64_t all_taps(const conv_geom *g, int64_t ps, int64_t *off,
   return n;
 }
 
+/* floor(v / 2) and v mod 2 (in {0, 1}) for any sign */
+static int64_t fdiv2(int64_t v) {
+  return (v - (v & 1)) / 2;
+}
+
 /* Dense taps of the stride-1 grid of row width w, in pack order: off and
- * the column shift cs of each (flip: bwd_data's). Returns r*s. */
+ * the column shift cs of each (flip: bwd_data's). Returns r*s. dense2
+ * (not flip): the taps on the 4 phase planes, off from the data start of
+ * channel 0's plane of phase 0 (phase p's planes start p*c*dpsf on). */
 static int64_t dense_taps(const conv_geom *g, int flip, int64_t *off,
                           int64_t *cs, int64_t *idx) {
   int64_t n = 0;
+  if (g->dense2 && !flip) {
+    /* by column shift (non-decreasing in dj), then row, as below */
+    for (int64_t dj = 0; dj < g->s; dj++)
+      for (int64_t di = 0; di < g->r; di++) {
+        int64_t ri = di - g->ph, cj = dj - g->pw;
+        int64_t p = (ri & 1) * 2 + (cj & 1);
+        idx[n] = di * g->s + dj;
+        cs[n] = fdiv2(cj);
+        off[n++] = p * g->c * g->dpsf + fdiv2(ri) * g->ow + fdiv2(cj);
+      }
+    for (int64_t t = n; t < CONVD_MAX_RS + 8; t++)
+      off[t] = 0;
+    return n;
+  }
   /* by column shift, then row: the kernels' 3x3 case wants the groups */
   for (int64_t e = -g->pw; e < g->s - g->pw; e++)
     for (int64_t di = 0; di < g->r; di++) {
@@ -711,6 +768,22 @@ static void dense_planes(const conv_geom *g, const float *src, int64_t c,
   g->kern->rows(src, hw, dst + fr, ps, c, hw, 0.f, CONVD_ROWS_COPY);
 }
 
+/* x image (c, h, w) into fwd's dense planes: stride 1 as dense_planes;
+ * dense2: row i of channel cc split into its even and odd columns, the
+ * rows of phase (i mod 2, 0) and (i mod 2, 1), row i/2 (zeroed first
+ * unless `inner`). */
+static void dense_x(const conv_geom *g, const float *src, float *dst,
+                    int inner) {
+  if (!g->dense2) {
+    dense_planes(g, src, g->c, g->hw, dst, g->dpsf, g->dfrf, inner);
+    return;
+  }
+  int64_t ps = g->dpsf, pc = g->c * ps;
+  if (!inner)
+    memset(dst, 0, (size_t)(4 * pc) * sizeof *dst);
+  g->kern->deint2p(src, g->c, g->h, g->ow, dst + g->dfrf, ps, 2 * pc, pc);
+}
+
 static void dfwd_dense(const conv_geom *g, int64_t t) {
   const tc_conv2d_args *a = g->a;
   int64_t i0, i1, off[CONVD_MAX_RS + 8], cs[CONVD_MAX_RS], idx[CONVD_MAX_RS];
@@ -719,9 +792,8 @@ static void dfwd_dense(const conv_geom *g, int64_t t) {
   float *xp = slot_col(g, t);
   int64_t nrs = dense_taps(g, 0, off, cs, idx);
   for (int64_t i = i0; i < i1; i++) {
-    dense_planes(g, a->x + i * g->c * g->hw, g->c, g->hw, xp, g->dpsf, g->dfrf,
-                 i > i0);
-    g->fv->fm(xp + g->dinf, g->c, g->dpsf, off, cs, nrs, g->w, wp, g->k,
+    dense_x(g, a->x + i * g->c * g->hw, xp, i > i0);
+    g->fv->fm(xp + g->dinf, g->c, g->dpsf, off, cs, nrs, g->ow, wp, g->k,
               a->bias, a->y + i * g->k * g->P, g->P, g->P, 0);
   }
 }
@@ -875,27 +947,27 @@ static void dbwd_task(void *arg, int64_t t) {
   }
 }
 
-/* Dense wgrad (stride 1, ow == w, AVX-512): x as fwd's dense planes, dy
- * read in place; the kernel masks each tap's x loads with the table of
- * lanes whose column, shifted by the tap's, stays in the row (and whose
- * position is below P). Chunks and images per call as dwg_task. */
+/* Dense wgrad (stride 1 with ow == w, or dense2; AVX-512): x as fwd's
+ * dense planes, dy read in place; the kernel masks each tap's x loads with
+ * the table of lanes whose column, shifted by the tap's, stays in the row
+ * (and whose position is below P). Chunks and images per call as dwg_task. */
 static void dwg_dense(const conv_geom *g, int64_t t) {
   const tc_conv2d_args *a = g->a;
   int64_t kcrs = g->k * g->crs, rs = g->r * g->s, vl = g->kern->vl;
   int64_t off[CONVD_MAX_RS + 8], cs[CONVD_MAX_RS], idx[CONVD_MAX_RS];
   int64_t mo[CONVD_MAX_RS + 8];
-  int64_t xs = g->c * g->dpsf, kp = g->k * g->P;
+  int64_t xs = g->dnph * g->c * g->dpsf, kp = g->k * g->P;
   float *xb = slot_col(g, t);
   uint16_t *mt = (uint16_t *)(xb + g->G * xs);
   int64_t nrs = dense_taps(g, 0, off, cs, idx);
   for (int64_t e = 0; e < CONVD_MAX_RS + 8; e++)
-    mo[e] = e < nrs ? (cs[e] + g->pw) * g->dnqv : 0;
-  for (int64_t e = 0; e < g->s; e++)
+    mo[e] = e < nrs ? (cs[e] - g->dcs0) * g->dnqv : 0;
+  for (int64_t e = 0; e < g->dncs; e++)
     for (int64_t v = 0; v < g->dnqv; v++) {
       unsigned m = 0;
       for (int64_t l = 0; l < vl; l++) {
-        int64_t q = v * vl + l, col = q % g->w + e - g->pw;
-        if (q < g->P && col >= 0 && col < g->w)
+        int64_t q = v * vl + l, col = q % g->ow + e + g->dcs0;
+        if (q < g->P && col >= 0 && col < g->ow)
           m |= 1u << l;
       }
       mt[e * g->dnqv + v] = (uint16_t)m;
@@ -911,8 +983,7 @@ static void dwg_dense(const conv_geom *g, int64_t t) {
     for (int64_t i0 = c0; i0 < c1; i0 += g->G) {
       int64_t m = min64(g->G, c1 - i0);
       for (int64_t i = 0; i < m; i++)
-        dense_planes(g, a->x + (i0 + i) * g->c * g->hw, g->c, g->hw,
-                     xb + i * xs, g->dpsf, g->dfrf, i < ready);
+        dense_x(g, a->x + (i0 + i) * g->c * g->hw, xb + i * xs, i < ready);
       ready = max64(ready, m);
       g->wv->fm(xb + g->dinf, xs, g->dpsf, a->dy + i0 * kp, kp, g->P, m, g->c,
                 g->k, off, mt, mo, nrs, g->P, idx, rs, dst);

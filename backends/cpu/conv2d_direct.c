@@ -94,6 +94,16 @@ TGT static void convd_deint2(const float *src, int64_t n, float *even,
   }
 }
 
+TGT static void convd_deint2p256(const float *src, int64_t c, int64_t h,
+                                 int64_t n, float *dst, int64_t ps, int64_t pa,
+                                 int64_t pb) {
+  for (int64_t cc = 0; cc < c; cc++)
+    for (int64_t i = 0; i < h; i++) {
+      float *e = dst + cc * ps + (i % 2) * pa + (i / 2) * n;
+      convd_deint2(src + (cc * h + i) * 2 * n, n, e, e + pb);
+    }
+}
+
 TGT static void convd_inter2(const float *even, const float *odd, int64_t n,
                              float *dst, int add) {
   int64_t m = 0;
@@ -155,6 +165,7 @@ static const convd_kernels convd_avx2 = {
               {2, 5, convd_avx2_wgrad_2x5, NULL}},
     .rows = convd_rows256,
     .deint2 = convd_deint2,
+    .deint2p = convd_deint2p256,
     .inter2 = convd_inter2};
 
 #undef TGT
@@ -296,6 +307,38 @@ TGT static void convd_rows512(const float *src, int64_t lds, float *dst,
   }
 }
 
+/* deint2p with two-source permutes: 16 even and 16 odd floats per pair
+ * of loads; a row's last n % 16 through masks */
+TGT static void convd_deint2p512(const float *src, int64_t c, int64_t h,
+                                 int64_t n, float *dst, int64_t ps, int64_t pa,
+                                 int64_t pb) {
+  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+                                       22, 24, 26, 28, 30);
+  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
+                                       23, 25, 27, 29, 31);
+  int64_t nv = n - n % 16, r = n % 16;
+  __mmask16 ma = (__mmask16)(r >= 8 ? 0xffffu : (1u << 2 * r) - 1);
+  __mmask16 mb = (__mmask16)(r > 8 ? (1u << (2 * r - 16)) - 1 : 0);
+  __mmask16 ms = (__mmask16)((1u << r) - 1);
+  for (int64_t cc = 0; cc < c; cc++)
+    for (int64_t i = 0; i < h; i++) {
+      const float *s = src + (cc * h + i) * 2 * n;
+      float *e = dst + cc * ps + (i % 2) * pa + (i / 2) * n, *o = e + pb;
+      for (int64_t m = 0; m < nv; m += 16) {
+        __m512 a = _mm512_loadu_ps(s + 2 * m);
+        __m512 b = _mm512_loadu_ps(s + 2 * m + 16);
+        _mm512_storeu_ps(e + m, _mm512_permutex2var_ps(a, ie, b));
+        _mm512_storeu_ps(o + m, _mm512_permutex2var_ps(a, io, b));
+      }
+      if (r) {
+        __m512 a = _mm512_maskz_loadu_ps(ma, s + 2 * nv);
+        __m512 b = _mm512_maskz_loadu_ps(mb, s + 2 * nv + 16);
+        _mm512_mask_storeu_ps(e + nv, ms, _mm512_permutex2var_ps(a, ie, b));
+        _mm512_mask_storeu_ps(o + nv, ms, _mm512_permutex2var_ps(a, io, b));
+      }
+    }
+}
+
 static const convd_kernels convd_avx512 = {
     .name = "avx512",
     .vl = VL,
@@ -308,6 +351,7 @@ static const convd_kernels convd_avx512 = {
               {4, 5, convd_avx512_wgrad_4x5, convd_avx512_wgradm_4x5}},
     .rows = convd_rows512,
     .deint2 = convd_deint2,
+    .deint2p = convd_deint2p512,
     .inter2 = convd_inter2};
 
 const convd_kernels *cpu_convd_kernels(void) {

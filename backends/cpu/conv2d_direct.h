@@ -89,6 +89,12 @@ typedef struct convd_kernels {
                int64_t n, int64_t w, float b, int mode);
   /* even[m] = src[2m], odd[m] = src[2m+1] for m < n */
   void (*deint2)(const float *src, int64_t n, float *even, float *odd);
+  /* stride-2 phases of c planes of h rows of 2n floats (contiguous):
+   * row i of plane cc's even columns to dst + cc*ps + (i%2)*pa + (i/2)*n,
+   * its odd ones pb further on; rows in order (one call per image: the
+   * rows are short) */
+  void (*deint2p)(const float *src, int64_t c, int64_t h, int64_t n, float *dst,
+                  int64_t ps, int64_t pa, int64_t pb);
   /* dst[2m] = even[m], dst[2m+1] = odd[m] for m < n (added when add) */
   void (*inter2)(const float *even, const float *odd, int64_t n, float *dst,
                  int add);

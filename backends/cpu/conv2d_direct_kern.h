@@ -211,11 +211,13 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   __m512i wv = _mm512_set1_epi32((int)w);
   __mmask16 mt[CONVD_MAX_RS][MNV];
-  /* the common 3x3 case, when the caller lists the taps by column shift */
+  /* the common 3x3 case, when the caller lists the taps in three groups
+   * of one column shift each, the middle one 0 (stride 1: -1, 0, +1;
+   * stride 2: -1, 0, 0) */
   int k3 = nrs == 9;
   int64_t o3[9];
   for (int t = 0; k3 && t < 9; t++) {
-    k3 = cs[t] == t / 3 - 1;
+    k3 = cs[t] == (t < 3 ? cs[0] : t < 6 ? 0 : cs[6]);
     o3[t] = off[t];
   }
   for (int64_t q = 0; q < nq; q += MNV * VL) {
@@ -246,8 +248,8 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
               acc[j][v] = V_ZERO();
           const float *wc = wb + c0 * nrs * MKT;
           if (k3) {
-            /* 3x3, taps in column-shift groups -1, 0, +1: 4 masks in
-             * registers, plain loads for the middle group */
+            /* 3x3, taps in column-shift groups cs[0], 0, cs[6]: 4 masks
+             * in registers, plain loads for the middle group */
             __mmask16 ml[MNV], mr[MNV];
 #pragma GCC unroll 4
             for (int v = 0; v < MNV; v++)
