@@ -213,17 +213,7 @@ static void conv_direct_geometry(conv_geom *g) {
     g->dpsb = roundup64(g->dinb + roundup64(g->hw, kn->vl) + reach, 16);
     if (g->denseb)
       g->bwd_slot = round64((size_t)(g->k * g->dpsb) * 4);
-    /* the kernel reads the last kt rows of dy for a partial channel
-     * block, so it needs k >= kt */
-    g->densew = g->wv->fm != NULL && g->k >= g->wv->kt;
-    if (g->densew) {
-      int64_t nqd = roundup64(g->P, kn->vl);
-      g->dnqv = nqd / kn->vl;
-      g->G = min64(CONVD_MAX_G,
-                   max64(1, (CONVD_WG_POSITIONS + nqd - 1) / nqd));
-      g->wg_slot = round64((size_t)(g->G * g->c * g->dpsf) * 4) +
-                   round64((size_t)(g->s * g->dnqv) * 2);
-    }
+    g->densew = 1;
     g->dnph = 1, g->dcs0 = -g->pw, g->dncs = g->s;
   } else if (g->sh == 2 && g->sw == 2 && 2 * g->oh == g->h &&
              2 * g->ow == g->w && g->r >= 2 && g->s >= 2) {
@@ -242,15 +232,18 @@ static void conv_direct_geometry(conv_geom *g) {
     g->densef = g->fv->fm != NULL;
     if (g->densef)
       g->fwd_slot = round64((size_t)(4 * g->c * g->dpsf) * 4);
-    g->densew = g->wv->fm != NULL && g->k >= g->wv->kt;
-    if (g->densew) {
-      int64_t nqd = roundup64(g->P, kn->vl);
-      g->dnqv = nqd / kn->vl;
-      g->G = min64(CONVD_MAX_G,
-                   max64(1, (CONVD_WG_POSITIONS + nqd - 1) / nqd));
-      g->wg_slot = round64((size_t)(g->G * 4 * g->c * g->dpsf) * 4) +
-                   round64((size_t)(g->dncs * g->dnqv) * 2);
-    }
+    g->densew = 1;
+  }
+  /* dense wgrad (either layout): the kernel reads the last kt rows of dy
+   * for a partial channel block, so it needs k >= kt; G images of x's
+   * dense planes per call, then the row-edge mask table */
+  g->densew = g->densew && g->wv->fm != NULL && g->k >= g->wv->kt;
+  if (g->densew) {
+    int64_t nqd = roundup64(g->P, kn->vl);
+    g->dnqv = nqd / kn->vl;
+    g->G = min64(CONVD_MAX_G, max64(1, (CONVD_WG_POSITIONS + nqd - 1) / nqd));
+    g->wg_slot = round64((size_t)(g->G * g->dnph * g->c * g->dpsf) * 4) +
+                 round64((size_t)(g->dncs * g->dnqv) * 2);
   }
 }
 
