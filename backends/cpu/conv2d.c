@@ -940,13 +940,27 @@ static void dbwd_task(void *arg, int64_t t) {
   }
 }
 
+/* Chunk j of the direct weight gradient: its images [c0, c1) and the
+ * partial it sums into (dw itself when there is one chunk), cleared unless
+ * that is dw accumulating. */
+static float *wg_chunk(const conv_geom *g, int64_t j, int64_t *c0,
+                       int64_t *c1) {
+  const tc_conv2d_args *a = g->a;
+  int64_t kcrs = g->k * g->crs;
+  block_range(g->n, g->chunks, j, c0, c1);
+  float *dst = g->chunks > 1 ? g->part + j * kcrs : a->dw;
+  if (g->chunks > 1 || !a->accumulate)
+    memset(dst, 0, (size_t)kcrs * sizeof *dst);
+  return dst;
+}
+
 /* Dense wgrad (stride 1 with ow == w, or dense2; AVX-512): x as fwd's
  * dense planes, dy read in place; the kernel masks each tap's x loads with
  * the table of lanes whose column, shifted by the tap's, stays in the row
  * (and whose position is below P). Chunks and images per call as dwg_task. */
 static void dwg_dense(const conv_geom *g, int64_t t) {
   const tc_conv2d_args *a = g->a;
-  int64_t kcrs = g->k * g->crs, rs = g->r * g->s, vl = g->kern->vl;
+  int64_t rs = g->r * g->s, vl = g->kern->vl;
   int64_t off[CONVD_MAX_RS + 8], cs[CONVD_MAX_RS], idx[CONVD_MAX_RS];
   int64_t mo[CONVD_MAX_RS + 8];
   int64_t xs = g->dnph * g->c * g->dpsf, kp = g->k * g->P;
@@ -966,13 +980,11 @@ static void dwg_dense(const conv_geom *g, int64_t t) {
       mt[e * g->dnqv + v] = (uint16_t)m;
     }
   int64_t ready = 0; /* image slots whose zero rows are in place */
-  for (int64_t j = g->chunks * t / g->slots;
-       j < g->chunks * (t + 1) / g->slots; j++) {
+  int64_t j0, j1;
+  block_range(g->chunks, g->slots, t, &j0, &j1);
+  for (int64_t j = j0; j < j1; j++) {
     int64_t c0, c1;
-    block_range(g->n, g->chunks, j, &c0, &c1);
-    float *dst = g->chunks > 1 ? g->part + j * kcrs : a->dw;
-    if (g->chunks > 1 || !a->accumulate)
-      memset(dst, 0, (size_t)kcrs * sizeof *dst);
+    float *dst = wg_chunk(g, j, &c0, &c1);
     for (int64_t i0 = c0; i0 < c1; i0 += g->G) {
       int64_t m = min64(g->G, c1 - i0);
       for (int64_t i = 0; i < m; i++)
@@ -992,7 +1004,7 @@ static void dwg_dense(const conv_geom *g, int64_t t) {
 static void dwg_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
-  int64_t kcrs = g->k * g->crs, rs = g->r * g->s;
+  int64_t rs = g->r * g->s;
   int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
   int64_t xs = g->nph * g->c * g->psw, dys = g->kpw * g->nqw;
   float *xb = slot_col(g, t);
@@ -1011,13 +1023,11 @@ static void dwg_task(void *arg, int64_t t) {
       off[ci] = o0 + ci * g->psw, idx[ci] = ci;
   }
   int64_t ready = 0; /* image slots whose zeros are in place */
-  for (int64_t j = g->chunks * t / g->slots;
-       j < g->chunks * (t + 1) / g->slots; j++) {
+  int64_t j0, j1;
+  block_range(g->chunks, g->slots, t, &j0, &j1);
+  for (int64_t j = j0; j < j1; j++) {
     int64_t c0, c1;
-    block_range(g->n, g->chunks, j, &c0, &c1);
-    float *dst = g->chunks > 1 ? g->part + j * kcrs : a->dw;
-    if (g->chunks > 1 || !a->accumulate)
-      memset(dst, 0, (size_t)kcrs * sizeof *dst);
+    float *dst = wg_chunk(g, j, &c0, &c1);
     for (int64_t i0 = c0; i0 < c1; i0 += g->G) {
       int64_t m = min64(g->G, c1 - i0);
       for (int64_t i = 0; i < m; i++) {
@@ -1160,8 +1170,9 @@ static void bwd_filter_task(void *arg, int64_t t) {
   const tc_conv2d_args *a = g->a;
   int64_t kcrs = g->k * g->crs;
   float *col = g->direct ? NULL : slot_col(g, t);
-  for (int64_t j = g->chunks * t / g->slots;
-       j < g->chunks * (t + 1) / g->slots; j++) {
+  int64_t j0, j1;
+  block_range(g->chunks, g->slots, t, &j0, &j1);
+  for (int64_t j = j0; j < j1; j++) {
     int64_t i0, i1;
     block_range(g->n, g->chunks, j, &i0, &i1);
     /* one chunk: write dw directly (accumulating if asked) */
