@@ -115,7 +115,8 @@ typedef struct conv_geom {
   size_t fwd_shared, fwd_slot, bwd_shared, bwd_slot, wg_slot, wg_part;
   size_t min_ws; /* direct: every op needs the one-slot query */
   /* run time */
-  int64_t slots; /* concurrent tasks, each with its own col slice */
+  int64_t slots;  /* col slices (buffers) in the workspace */
+  int per_thread; /* one slice per pool thread: see task_units */
   char *cols;    /* first col slice */
   float *part;   /* chunks * (k*CRS) */
 } conv_geom;
@@ -367,6 +368,7 @@ static tc_status conv_workspace(void *ctx, conv_geom *g, size_t reserve,
   g->slots = min64(min64(tasks, pool), fit);
   if (g->slots < 1)
     g->slots = 1;
+  g->per_thread = g->slots == pool;
   g->part = reserve ? (float *)a->workspace : NULL;
   g->cols = a->workspace ? (char *)a->workspace + reserve : NULL;
   return TC_OK;
@@ -496,6 +498,33 @@ static void block_range(int64_t n, int64_t parts, int64_t t, int64_t *first,
 
 static float *slot_col(const conv_geom *g, int64_t t) {
   return (float *)(g->cols + (size_t)t * g->col_bytes);
+}
+
+/* Tasks for an op over `units` (images, or weight-gradient chunks). */
+static int64_t op_tasks(const conv_geom *g, int64_t units) {
+  return g->per_thread ? units : g->slots;
+}
+
+/* Task t's units [*u0, *u1) and its col slice (NULL when there are none).
+ * With a slice per pool thread a task is one unit and takes the running
+ * thread's slice, so a thread that is ahead takes over the units a slower
+ * one has not reached (on a shared VM one core often runs 10-30 % slower
+ * than the other for a while; one block per thread waited for it). *fresh
+ * says whether the slice is new to this op (the thread's first task of
+ * it: zeros a previous unit left are not in place). Otherwise one block
+ * of units per slot, always fresh. */
+static float *task_units(const conv_geom *g, int64_t units, int64_t t,
+                         int64_t *u0, int64_t *u1, int *fresh) {
+  int64_t slot = t;
+  if (g->per_thread) {
+    *u0 = t, *u1 = t + 1;
+    *fresh = cpu_task_first();
+    slot = cpu_task_thread();
+  } else {
+    block_range(units, g->slots, t, u0, u1);
+    *fresh = 1;
+  }
+  return g->col_bytes ? slot_col(g, slot) : NULL;
 }
 
 /* ---- direct path (SIMD kernels) -----------------------------------------
@@ -780,12 +809,12 @@ static void dense_x(const conv_geom *g, const float *src, float *dst,
 static void dfwd_dense(const conv_geom *g, int64_t t) {
   const tc_conv2d_args *a = g->a;
   int64_t i0, i1, off[CONVD_MAX_RS + 8], cs[CONVD_MAX_RS], idx[CONVD_MAX_RS];
-  block_range(g->n, g->slots, t, &i0, &i1);
+  int fresh;
+  float *xp = task_units(g, g->n, t, &i0, &i1, &fresh);
   const float *wp = (const float *)a->workspace;
-  float *xp = slot_col(g, t);
   int64_t nrs = dense_taps(g, 0, off, cs, idx);
   for (int64_t i = i0; i < i1; i++) {
-    dense_x(g, a->x + i * g->c * g->hw, xp, i > i0);
+    dense_x(g, a->x + i * g->c * g->hw, xp, !fresh || i > i0);
     g->fv->fm(xp + g->dinf, g->c, g->dpsf, off, cs, nrs, g->ow, wp, g->k,
               a->bias, a->y + i * g->k * g->P, g->P, g->P, 0);
   }
@@ -794,13 +823,13 @@ static void dfwd_dense(const conv_geom *g, int64_t t) {
 static void dbwd_dense(const conv_geom *g, int64_t t) {
   const tc_conv2d_args *a = g->a;
   int64_t i0, i1, off[CONVD_MAX_RS + 8], cs[CONVD_MAX_RS], idx[CONVD_MAX_RS];
-  block_range(g->n, g->slots, t, &i0, &i1);
+  int fresh;
+  float *dp = task_units(g, g->n, t, &i0, &i1, &fresh);
   const float *wp = (const float *)a->workspace;
-  float *dp = slot_col(g, t);
   int64_t nrs = dense_taps(g, 1, off, cs, idx);
   for (int64_t i = i0; i < i1; i++) {
     dense_planes(g, a->dy + i * g->k * g->P, g->k, g->P, dp, g->dpsb, g->dfrb,
-                 i > i0);
+                 !fresh || i > i0);
     g->bv->fm(dp + g->dinb, g->k, g->dpsb, off, cs, nrs, g->w, wp, g->c, NULL,
               a->dx + i * g->c * g->hw, g->hw, g->hw, (int)a->accumulate);
   }
@@ -814,13 +843,13 @@ static void dfwd_task(void *arg, int64_t t) {
     dfwd_dense(g, t);
     return;
   }
-  block_range(g->n, g->slots, t, &i0, &i1);
+  int fresh;
+  float *xp = task_units(g, g->n, t, &i0, &i1, &fresh);
   const float *wp = (const float *)a->workspace;
-  float *xp = slot_col(g, t);
   float *out = xp + g->nph * g->c * g->psf; /* (kpf, nqf) */
   int64_t nkb = g->kpf / g->fv->kt, nrs = all_taps(g, g->psf, off, idx);
   for (int64_t i = i0; i < i1; i++) {
-    phase_planes(g, a->x + i * g->c * g->hw, xp, g->psf, i > i0);
+    phase_planes(g, a->x + i * g->c * g->hw, xp, g->psf, !fresh || i > i0);
     g->fv->fn(xp, g->c, g->psf, off, nrs, wp, nkb, out, g->nqf, g->nqf, 0);
     float *y = a->y + i * g->k * g->P;
     for (int64_t kk = 0; kk < g->k; kk++)
@@ -910,19 +939,19 @@ static void dbwd_task(void *arg, int64_t t) {
     dbwd_dense(g, t);
     return;
   }
-  block_range(g->n, g->slots, t, &i0, &i1);
+  int fresh;
+  float *dp = task_units(g, g->n, t, &i0, &i1, &fresh);
   const float *wp = (const float *)a->workspace;
-  float *dp = slot_col(g, t);
   float *out = dp + g->k * g->psb; /* nph x (cpf, nqb) */
   int64_t nkb = g->cpf / g->bv->kt, pb = g->cpf * g->nqb;
   /* phases without taps read as zeros in scatter2 */
-  if (g->sw == 2)
+  if (fresh && g->sw == 2)
     for (int64_t p = 0; p < g->nph; p++)
       if (!phase_taps(g, p, g->Wq, 1, off, idx))
         memset(out + p * pb, 0, (size_t)pb * sizeof *out);
   for (int64_t i = i0; i < i1; i++) {
     pad_planes(g->kern, a->dy + i * g->k * g->P, g->k, g->oh, g->ow, dp, g->psb,
-               g->Wq, g->Rm - 1 - g->U0, g->Sm - 1 - g->V0, i > i0);
+               g->Wq, g->Rm - 1 - g->U0, g->Sm - 1 - g->V0, !fresh || i > i0);
     float *dx = a->dx + i * g->c * g->hw;
     const float *w = wp;
     for (int64_t p = 0; p < g->nph; p++) {
@@ -939,6 +968,10 @@ static void dbwd_task(void *arg, int64_t t) {
       scatter2(g, out, dx);
   }
 }
+
+/* How many image slots of this thread's wgrad slice hold their zeros after
+ * its last task (valid for its next task of the same op: task_units). */
+static _Thread_local int64_t wg_ready;
 
 /* Chunk j of the direct weight gradient: its images [c0, c1) and the
  * partial it sums into (dw itself when there is one chunk), cleared unless
@@ -964,12 +997,14 @@ static void dwg_dense(const conv_geom *g, int64_t t) {
   int64_t off[CONVD_MAX_RS + 8], cs[CONVD_MAX_RS], idx[CONVD_MAX_RS];
   int64_t mo[CONVD_MAX_RS + 8];
   int64_t xs = g->dnph * g->c * g->dpsf, kp = g->k * g->P;
-  float *xb = slot_col(g, t);
+  int64_t j0, j1;
+  int fresh;
+  float *xb = task_units(g, g->chunks, t, &j0, &j1, &fresh);
   uint16_t *mt = (uint16_t *)(xb + g->G * xs);
   int64_t nrs = dense_taps(g, 0, off, cs, idx);
   for (int64_t e = 0; e < CONVD_MAX_RS + 8; e++)
     mo[e] = e < nrs ? (cs[e] - g->dcs0) * g->dnqv : 0;
-  for (int64_t e = 0; e < g->dncs; e++)
+  for (int64_t e = 0; fresh && e < g->dncs; e++)
     for (int64_t v = 0; v < g->dnqv; v++) {
       unsigned m = 0;
       for (int64_t l = 0; l < vl; l++) {
@@ -979,9 +1014,7 @@ static void dwg_dense(const conv_geom *g, int64_t t) {
       }
       mt[e * g->dnqv + v] = (uint16_t)m;
     }
-  int64_t ready = 0; /* image slots whose zero rows are in place */
-  int64_t j0, j1;
-  block_range(g->chunks, g->slots, t, &j0, &j1);
+  int64_t ready = fresh ? 0 : wg_ready; /* image slots with zero rows */
   for (int64_t j = j0; j < j1; j++) {
     int64_t c0, c1;
     float *dst = wg_chunk(g, j, &c0, &c1);
@@ -994,25 +1027,28 @@ static void dwg_dense(const conv_geom *g, int64_t t) {
                 g->k, off, mt, mo, nrs, g->P, idx, rs, dst);
     }
   }
+  wg_ready = ready;
 }
 
-/* Slot t computes one contiguous run of chunks (the images the same thread
- * saw in the forward and backward-data passes: the pool hands each thread
- * a contiguous run of tasks); each chunk's images go through the kernel G
- * at a time, in order, so a chunk's sum never depends on the slot or the
- * thread count. */
+/* Task t computes its chunks (task_units; the pool hands each thread a
+ * contiguous run of tasks first, so mostly the images it saw in the
+ * forward and backward-data passes); each chunk's images go through the
+ * kernel G at a time, in order, so a chunk's sum never depends on the
+ * slot, the thread or the thread count. */
 static void dwg_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
   int64_t rs = g->r * g->s;
   int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
   int64_t xs = g->nph * g->c * g->psw, dys = g->kpw * g->nqw;
-  float *xb = slot_col(g, t);
-  float *db = xb + g->G * xs; /* G x (kpw, nqw) */
   if (g->densew) {
     dwg_dense(g, t);
     return;
   }
+  int64_t j0, j1;
+  int fresh;
+  float *xb = task_units(g, g->chunks, t, &j0, &j1, &fresh);
+  float *db = xb + g->G * xs; /* G x (kpw, nqw) */
   all_taps(g, g->psw, off, idx);
   /* 1x1: the channels become the taps (one "channel"), so the kernel's
    * tap groups are full */
@@ -1022,9 +1058,7 @@ static void dwg_task(void *arg, int64_t t) {
     for (int64_t ci = 0; ci < g->c; ci++)
       off[ci] = o0 + ci * g->psw, idx[ci] = ci;
   }
-  int64_t ready = 0; /* image slots whose zeros are in place */
-  int64_t j0, j1;
-  block_range(g->chunks, g->slots, t, &j0, &j1);
+  int64_t ready = fresh ? 0 : wg_ready; /* image slots with their zeros */
   for (int64_t j = j0; j < j1; j++) {
     int64_t c0, c1;
     float *dst = wg_chunk(g, j, &c0, &c1);
@@ -1051,6 +1085,7 @@ static void dwg_task(void *arg, int64_t t) {
                   g->nqw, idx, rs, dst);
     }
   }
+  wg_ready = ready;
 }
 
 /* ---- forward ----------------------------------------------------------- */
@@ -1059,8 +1094,8 @@ static void fwd_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
   int64_t i0, i1;
-  block_range(g->n, g->slots, t, &i0, &i1);
-  float *col = g->direct ? NULL : slot_col(g, t);
+  int fresh; /* im2col writes the whole col: no zeros to keep */
+  float *col = task_units(g, g->n, t, &i0, &i1, &fresh);
   for (int64_t i = i0; i < i1; i++) {
     const float *x = a->x + i * g->c * g->hw; /* (c,h,w) */
     float *y = a->y + i * g->k * g->P;        /* (k,P) */
@@ -1099,12 +1134,12 @@ tc_status cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
     if ((st = conv_workspace(ctx, &g, g.fwd_shared, g.n, fn)) != TC_OK)
       return st;
     pack_fwd_weights(&g, (float *)a->workspace);
-    cpu_parallel_for(ctx, g.slots, dfwd_task, &g);
+    cpu_parallel_for(ctx, op_tasks(&g, g.n), dfwd_task, &g);
     return TC_OK;
   }
   if ((st = conv_workspace(ctx, &g, 0, g.n, fn)) != TC_OK)
     return st;
-  cpu_parallel_for(ctx, g.slots, fwd_task, &g);
+  cpu_parallel_for(ctx, op_tasks(&g, g.n), fwd_task, &g);
   return TC_OK;
 }
 
@@ -1114,7 +1149,8 @@ static void bwd_data_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
   int64_t i0, i1;
-  block_range(g->n, g->slots, t, &i0, &i1);
+  int fresh; /* im2col writes the whole col */
+  float *col = task_units(g, g->n, t, &i0, &i1, &fresh);
   for (int64_t i = i0; i < i1; i++) {
     const float *dy = a->dy + i * g->k * g->P; /* (k,P) */
     float *dx = a->dx + i * g->c * g->hw;      /* (c,h,w) */
@@ -1124,7 +1160,7 @@ static void bwd_data_task(void *arg, int64_t t) {
                   (blasint)g->P, a->accumulate ? 1.f : 0.f, dx, (blasint)g->P);
       continue;
     }
-    float *col = slot_col(g, t); /* (CRS,P) */
+    /* col: (CRS,P) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)g->crs,
                 (blasint)g->P, (blasint)g->k, 1.f, a->wt, (blasint)g->crs, dy,
                 (blasint)g->P, 0.f, col, (blasint)g->P);
@@ -1152,26 +1188,26 @@ tc_status cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
     if ((st = conv_workspace(ctx, &g, g.bwd_shared, g.n, fn)) != TC_OK)
       return st;
     pack_bwd_weights(&g, (float *)a->workspace);
-    cpu_parallel_for(ctx, g.slots, dbwd_task, &g);
+    cpu_parallel_for(ctx, op_tasks(&g, g.n), dbwd_task, &g);
     return TC_OK;
   }
   if ((st = conv_workspace(ctx, &g, 0, g.n, fn)) != TC_OK)
     return st;
-  cpu_parallel_for(ctx, g.slots, bwd_data_task, &g);
+  cpu_parallel_for(ctx, op_tasks(&g, g.n), bwd_data_task, &g);
   return TC_OK;
 }
 
 /* ---- backward filter --------------------------------------------------- */
 
-/* Slot t computes one contiguous run of chunks (see dwg_task); a chunk's
- * partial is the same whichever slot computes it. */
+/* Task t computes its chunks (see dwg_task); a chunk's partial is the same
+ * whichever slot or thread computes it. */
 static void bwd_filter_task(void *arg, int64_t t) {
   const conv_geom *g = arg;
   const tc_conv2d_args *a = g->a;
   int64_t kcrs = g->k * g->crs;
-  float *col = g->direct ? NULL : slot_col(g, t);
   int64_t j0, j1;
-  block_range(g->chunks, g->slots, t, &j0, &j1);
+  int fresh; /* im2col writes the whole col */
+  float *col = task_units(g, g->chunks, t, &j0, &j1, &fresh);
   for (int64_t j = j0; j < j1; j++) {
     int64_t i0, i1;
     block_range(g->n, g->chunks, j, &i0, &i1);
@@ -1237,11 +1273,11 @@ tc_status cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
     g.part_bytes = g.wg_part;
     if ((st = conv_workspace(ctx, &g, g.part_bytes, g.chunks, fn)) != TC_OK)
       return st;
-    cpu_parallel_for(ctx, g.slots, dwg_task, &g);
+    cpu_parallel_for(ctx, op_tasks(&g, g.chunks), dwg_task, &g);
   } else {
     if ((st = conv_workspace(ctx, &g, g.part_bytes, g.chunks, fn)) != TC_OK)
       return st;
-    cpu_parallel_for(ctx, g.slots, bwd_filter_task, &g);
+    cpu_parallel_for(ctx, op_tasks(&g, g.chunks), bwd_filter_task, &g);
   }
   if (g.chunks > 1)
     cpu_parallel_for(ctx, (kcrs + CONV_COMBINE_BLOCK - 1) / CONV_COMBINE_BLOCK,

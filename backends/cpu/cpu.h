@@ -31,6 +31,15 @@ void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn, void *arg);
  * (a backend instance is used by one thread at a time). */
 float *cpu_scratch(cpu_ctx *ctx);
 
+/* Inside a task: the running thread's index in its pool (0 .. pool size
+ * - 1; the caller of cpu_parallel_for is 0), and whether this is the first
+ * task that thread runs in the current job. An op that keeps one buffer
+ * per pool thread can so cut its work into more tasks than threads (a
+ * thread that is ahead takes over the rest of a slower one's tasks) and
+ * still set each buffer up once per job. */
+int cpu_task_thread(void);
+int cpu_task_first(void);
+
 tc_status cpu_pool_create(cpu_pool **out, int n_threads);
 void cpu_pool_destroy(cpu_pool *pool);
 int cpu_pool_size(const cpu_pool *pool);

@@ -62,6 +62,8 @@ struct cpu_pool {
  * other thread (the caller of cpu_parallel_for) is 0. A worker only ever
  * runs its own pool's tasks. */
 static _Thread_local int pool_slot;
+/* Tasks this thread has run in the current job (cpu_task_first). */
+static _Thread_local int64_t job_tasks_run;
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -72,6 +74,7 @@ static inline void cpu_relax(void) {
 /* Thread `slot`'s own range, then the others' leftovers in turn. */
 static void run_tasks(cpu_pool *p, cpu_task_fn fn, void *arg, int slot) {
   int parts = p->n_workers + 1;
+  job_tasks_run = 0;
   for (int k = 0; k < parts; k++) {
     pool_range *r = &p->range[(slot + k) % parts];
     for (;;) {
@@ -79,6 +82,7 @@ static void run_tasks(cpu_pool *p, cpu_task_fn fn, void *arg, int slot) {
       if (t >= r->end)
         break;
       fn(arg, t);
+      job_tasks_run++;
     }
   }
 }
@@ -203,6 +207,14 @@ int cpu_pool_size(const cpu_pool *p) {
   return p->n_workers + 1;
 }
 
+int cpu_task_thread(void) {
+  return pool_slot;
+}
+
+int cpu_task_first(void) {
+  return job_tasks_run == 0;
+}
+
 float *cpu_scratch(cpu_ctx *ctx) {
   return ctx->pool->scratch + (size_t)pool_slot * CPU_SCRATCH_FLOATS;
 }
@@ -214,7 +226,8 @@ void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
     return;
   int want = tc__num_threads();
   if (n_tasks == 1 || p->n_workers == 0 || want <= 1) {
-    for (int64_t t = 0; t < n_tasks; t++)
+    job_tasks_run = 0;
+    for (int64_t t = 0; t < n_tasks; t++, job_tasks_run++)
       fn(arg, t);
     return;
   }
