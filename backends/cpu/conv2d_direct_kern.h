@@ -385,8 +385,23 @@ TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
                          int64_t nq, const int64_t *pidx, int64_t prs,
                          float *part) {
   int64_t nkb = (k + WMKT - 1) / WMKT, ngrp = (nrs + WMNO - 1) / WMNO;
-  int64_t nqf = nq / VL * VL;
+  int64_t nqf = nq / VL * VL, nfv = nq / VL;
   __mmask16 tm = (__mmask16)((1u << (nq - nqf)) - 1);
+  /* A group whose taps share one column shift (the caller's order makes
+   * the 3x3 groups so) has one mask row; over the full vectors it often
+   * repeats every vector (w divides VL) or every other one (w = 2*VL).
+   * Such a group keeps its masks in registers: per[g] = 1 or 2 (else 0,
+   * a mask load per tap and vector). Same loads and sums either way. */
+  int per[CONVD_MAX_RS / WMNO + 1];
+  for (int64_t g = 0; g < ngrp; g++) {
+    const __mmask16 *m = msk + mo[g * WMNO];
+    int same = 1, p1 = 1, p2 = nfv % 2 == 0;
+    for (int o = 1; o < WMNO; o++)
+      same = same && (g * WMNO + o >= nrs || mo[g * WMNO + o] == mo[g * WMNO]);
+    for (int64_t v = 1; v < nfv; v++)
+      p1 = p1 && m[v] == m[0], p2 = p2 && m[v] == m[v & 1];
+    per[g] = !same ? 0 : p1 ? 1 : p2 ? 2 : 0;
+  }
   for (int64_t kb = 0; kb < nkb; kb++) {
     int64_t r0 = kb * WMKT + WMKT <= k ? kb * WMKT : k - WMKT;
     for (int64_t ci = 0; ci < c; ci++) {
@@ -402,10 +417,31 @@ TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
 #pragma GCC unroll 4
           for (int o = 0; o < WMNO; o++)
             acc[j][o] = V_ZERO();
+        __mmask16 ka = mg[0][0], kz = mg[0][per[g] == 2];
         for (int64_t i = 0; i < nimg; i++) {
           const float *d = dy + i * dys + r0 * ldd;
           const float *xb = x + i * xs + ci * ps;
           int64_t q = 0;
+          if (per[g]) {
+            for (; q + 2 * VL <= nqf; q += 2 * VL) {
+#pragma GCC unroll 2
+              for (int h = 0; h < 2; h++) {
+                __mmask16 km = h ? kz : ka;
+                vf xv[WMNO];
+#pragma GCC unroll 4
+                for (int o = 0; o < WMNO; o++)
+                  xv[o] = _mm512_maskz_loadu_ps(km, xb + q + h * VL + og[o]);
+#pragma GCC unroll 8
+                for (int j = 0; j < WMKT; j++) {
+                  vf dv = V_LOAD(d + j * ldd + q + h * VL);
+                  __asm__("" : "+v"(dv));
+#pragma GCC unroll 4
+                  for (int o = 0; o < WMNO; o++)
+                    acc[j][o] = V_FMA(dv, xv[o], acc[j][o]);
+                }
+              }
+            }
+          }
           for (; q < nqf; q += VL) {
             vf xv[WMNO];
 #pragma GCC unroll 4
