@@ -36,8 +36,9 @@ extern "C" {
 #endif
 
 /** The backend API version this header describes (2: the fused
- *  batchnorm_relu_* slots and their tc_batchnorm_args fields). */
-#define TC_BACKEND_API_VERSION 2
+ *  batchnorm_relu_* slots and their tc_batchnorm_args fields; 3: their
+ *  ReLU bit mask, tc_batchnorm_args.relu_mask). */
+#define TC_BACKEND_API_VERSION 3
 
 /* ---- argument structs -------------------------------------------------- */
 
@@ -124,6 +125,14 @@ typedef struct tc_batchnorm_args {
                             other buffer */
   int32_t accumulate_residual; /* backward: add into dresidual */
   int32_t reserved1;
+  /* ---- API version 3: read only by the batchnorm_relu_* slots of a
+   * backend whose table says api_version >= 3 (the core passes NULL to
+   * others) ---- */
+  uint8_t *relu_mask; /* the ReLU's outcome as bits: n*c planes (image,
+                         channel) of ceil(spatial/8) bytes each; bit e%8
+                         of byte e/8 of a plane is (y_e > 0). relu_fwd_train
+                         writes it when not NULL; relu_bwd then reads it
+                         instead of y (y may be NULL), 32x fewer bytes */
 } tc_batchnorm_args;
 
 /** Elementwise ops over n contiguous floats; meaning per slot below. */
@@ -380,7 +389,9 @@ struct tc_backend_iface {
    *     relu_fwd's rule (y > 0 ? y : 0) and add's sum;
    *   relu_bwd: `y` is that forward's output; with g = (y > 0) ? dy : 0
    *     (relu_bwd's rule), as batchnorm_bwd with dy = g, and g stored into
-   *     dresidual (added when accumulate_residual) unless it is NULL. */
+   *     dresidual (added when accumulate_residual) unless it is NULL.
+   *     From API version 3, relu_mask (when not NULL) holds y > 0 as
+   *     relu_fwd_train wrote it, and is read instead of y. */
   tc_status (*batchnorm_relu_fwd_train)(void *ctx, const tc_batchnorm_args *a);
   tc_status (*batchnorm_relu_fwd_infer)(void *ctx, const tc_batchnorm_args *a);
   tc_status (*batchnorm_relu_bwd)(void *ctx, const tc_batchnorm_args *a);

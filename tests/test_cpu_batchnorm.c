@@ -586,9 +586,15 @@ static int same_bits(const float *p, const float *q, size_t n) {
 
 /* One shape, train or eval, affine or not, with or without a residual,
  * backward with accumulate / accumulate_residual / dresidual NULL. */
+/* Canary bytes after a relu_mask buffer: the kernels must stay inside it. */
+#define MASK_CANARY 16
+
+/* Separate slots against fused ones, bit for bit; with `use_mask` (train)
+ * the fused forward also writes the ReLU bits and the fused backward reads
+ * them instead of y (API version 3). */
 static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
                        int with_res, int acc, int accr, int with_dres,
-                       uint64_t seed) {
+                       int use_mask, uint64_t seed) {
   tc_batchnorm_args a = {.struct_size = sizeof a};
   a.n = n, a.c = c, a.spatial = sp, a.eps = 1e-5f, a.momentum = 0.1f;
   size_t nx = (size_t)(n * c * sp), nc = (size_t)c;
@@ -625,9 +631,25 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
   a.y = y2, a.running_mean = rm2, a.running_var = rv2;
   a.save_mean = sm2, a.save_invstd = si2;
   a.residual = with_res ? z : NULL;
+  size_t mps = (size_t)(sp + 7) / 8, nm = (size_t)(n * c) * mps;
+  uint8_t *mask = NULL;
+  if (use_mask) {
+    mask = (uint8_t *)falloc((nm + MASK_CANARY + 3) / 4);
+    memset(mask, 0xA5, nm + MASK_CANARY);
+    a.relu_mask = mask;
+  }
   ck_assert_int_eq(train ? it->batchnorm_relu_fwd_train(ctx, &a)
                          : it->batchnorm_relu_fwd_infer(ctx, &a),
                    TC_OK);
+  for (size_t p = 0; mask && p < (size_t)(n * c); p++)
+    for (size_t e = 0; e < (size_t)sp; e++) {
+      int bit = mask[p * mps + e / 8] >> (e % 8) & 1;
+      ck_assert_msg(bit == (y2[p * (size_t)sp + e] > 0.f),
+                    "mask bit %zu of plane %zu (sp %lld)", e, p,
+                    (long long)sp);
+    }
+  for (size_t i = 0; mask && i < MASK_CANARY; i++)
+    ck_assert_msg(mask[nm + i] == 0xA5, "relu_mask written past its end");
   ck_assert_msg(same_bits(y1, y2, nx), "fused forward differs (n %lld c %lld "
                 "sp %lld train %d res %d)", (long long)n, (long long)c,
                 (long long)sp, train, with_res);
@@ -671,7 +693,7 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
   a.dbeta = affine ? db1 : NULL, a.accumulate = acc;
   ck_assert_int_eq(it->batchnorm_bwd(ctx, &a), TC_OK);
   a.dy = dy, a.dx = dx2, a.dgamma = affine ? dg2 : NULL;
-  a.dbeta = affine ? db2 : NULL, a.y = y2;
+  a.dbeta = affine ? db2 : NULL, a.y = mask ? NULL : y2;
   a.dresidual = with_dres ? dr2 : NULL, a.accumulate_residual = accr;
   ck_assert_int_eq(it->batchnorm_relu_bwd(ctx, &a), TC_OK);
   ck_assert_msg(same_bits(dx1, dx2, nx), "fused backward dx differs (n %lld "
@@ -691,11 +713,12 @@ START_TEST(test_bn_fused) {
                                       {64, 9, 1}, {2, 2, 4099}};
   uint64_t seed = 300;
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
-    for (int v = 0; v < 6; v++, seed += 16) {
-      fused_case(shapes[k][0], shapes[k][1], shapes[k][2], v != 5, v != 4,
-                 v % 2, v >= 2 && v < 4, v == 3, v != 1, seed);
-      free_all();
-    }
+    for (int v = 0; v < 6; v++, seed += 16)
+      for (int m = 0; m < 2; m++) {
+        fused_case(shapes[k][0], shapes[k][1], shapes[k][2], v != 5, v != 4,
+                   v % 2, v >= 2 && v < 4, v == 3, v != 1, m && v != 5, seed);
+        free_all();
+      }
 }
 END_TEST
 
@@ -736,6 +759,22 @@ START_TEST(test_bn_fused_in_place_errors) {
   memcpy(io, y, nx * sizeof *io);
   expect_bn_einval(it->batchnorm_relu_fwd_train, &bad, y, io, nx);
   expect_bn_einval(it->batchnorm_relu_fwd_infer, &bad, y, io, nx);
+  /* API version 2: args end before relu_mask, which is then never touched
+   * (here it points at z, which must stay as it was) */
+  tc_batchnorm_args full = a;
+  full.x = x, full.y = y, full.dy = dy, full.dx = dx;
+  ck_assert_int_eq(it->batchnorm_relu_fwd_train(ctx, &full), TC_OK);
+  ck_assert_int_eq(it->batchnorm_relu_bwd(ctx, &full), TC_OK);
+  bad = full;
+  bad.struct_size = offsetof(tc_batchnorm_args, relu_mask);
+  bad.y = io, bad.relu_mask = (uint8_t *)z;
+  float *z0 = falloc(nx);
+  memcpy(z0, z, nx * sizeof *z0);
+  ck_assert_int_eq(it->batchnorm_relu_fwd_train(ctx, &bad), TC_OK);
+  ck_assert(same_bits(io, y, nx) && same_bits(z, z0, nx));
+  bad.y = y, bad.dx = io;
+  ck_assert_int_eq(it->batchnorm_relu_bwd(ctx, &bad), TC_OK);
+  ck_assert(same_bits(io, dx, nx) && same_bits(z, z0, nx));
   free_all();
 }
 END_TEST

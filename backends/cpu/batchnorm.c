@@ -86,6 +86,10 @@ typedef struct bn_job {
   /* dres when it is overwritten: the sums pass stores the masked dy there
    * and the dx pass reads it back instead of dy and ry (fewer streams) */
   float *gout;
+  /* the ReLU's bits (API version 3): forward writes them, backward reads
+   * them instead of ry; mps bytes per (image, channel) plane */
+  uint8_t *mask;
+  int64_t mps;
 } bn_job;
 
 static int64_t min64(int64_t x, int64_t y) {
@@ -93,8 +97,40 @@ static int64_t min64(int64_t x, int64_t y) {
 }
 
 /* The args a caller built against API version 1 passes end before the
- * fused slots' fields; only those slots need them. */
+ * fused slots' fields; only those slots need them. Version 2's end before
+ * relu_mask, which those slots read only when it is there. */
 #define BN_ARGS_V1 offsetof(tc_batchnorm_args, residual)
+#define BN_ARGS_V2 offsetof(tc_batchnorm_args, relu_mask)
+
+static uint8_t *bn_relu_mask(const tc_batchnorm_args *a) {
+  return a->struct_size >= sizeof(tc_batchnorm_args) ? a->relu_mask : NULL;
+}
+
+/* Bits [e, e+16) of a mask plane (e + 16 <= the plane's length): reads
+ * only the plane's bytes that hold them. */
+static inline unsigned mask16(const uint8_t *mp, int64_t e) {
+  const uint8_t *b = mp + (e >> 3);
+  unsigned sh = (unsigned)(e & 7), w = b[0] | (unsigned)b[1] << 8;
+  if (sh)
+    w = (w | (unsigned)b[2] << 16) >> sh;
+  return w & 0xffffu;
+}
+
+/* Bit e of a mask plane. */
+static inline int mask_bit(const uint8_t *mp, int64_t e) {
+  return mp[e >> 3] >> (e & 7) & 1;
+}
+
+/* Sets bits [e0, n) of a mask plane from y > 0; e0 is a multiple of 8
+ * (the bytes from e0 / 8 on are written whole). */
+static void mask_tail(uint8_t *mp, int64_t e0, int64_t n, const float *y) {
+  for (int64_t e = e0; e < n; e++) {
+    if ((e & 7) == 0)
+      mp[e >> 3] = 0;
+    if (y[e] > 0.f)
+      mp[e >> 3] |= (uint8_t)(1u << (e & 7));
+  }
+}
 
 static tc_status bn_check(void *ctx, const tc_batchnorm_args *a,
                           const char *fn, int fused) {
@@ -102,7 +138,7 @@ static tc_status bn_check(void *ctx, const tc_batchnorm_args *a,
     return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
   if (!a)
     return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  size_t need = fused ? sizeof(tc_batchnorm_args) : BN_ARGS_V1;
+  size_t need = fused ? BN_ARGS_V2 : BN_ARGS_V1;
   if (a->struct_size < need)
     return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
                      need);
@@ -331,7 +367,8 @@ static CPU_AVX512 void dx_512(const float *x, const float *dy, float *dx,
  * dx above plus relu_fwd's max(v, 0) (0 for NaN, +0 for -0), add's sum,
  * and relu_bwd's mask (y > 0, false for NaN). */
 static CPU_AVX2 void apply_relu_avx2(const float *x, const float *z, float *y,
-                                     int64_t n, float mu, float al, float sh) {
+                                     uint8_t *mk, int64_t n, float mu,
+                                     float al, float sh) {
   __m256 vm = _mm256_set1_ps(mu), va = _mm256_set1_ps(al),
          vs = _mm256_set1_ps(sh), v0 = _mm256_setzero_ps();
   int64_t e = 0;
@@ -341,17 +378,24 @@ static CPU_AVX2 void apply_relu_avx2(const float *x, const float *z, float *y,
     if (z)
       v = _mm256_add_ps(v, _mm256_loadu_ps(z + e));
     _mm256_storeu_ps(y + e, _mm256_max_ps(v, v0));
+    if (mk)
+      mk[e >> 3] =
+          (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(v, v0, _CMP_GT_OQ));
   }
+  int64_t e0 = e;
   for (; e < n; e++) {
     float v = (x[e] - mu) * al + sh;
     if (z)
       v = v + z[e];
     y[e] = v > 0.f ? v : 0.f;
   }
+  if (mk)
+    mask_tail(mk, e0, n, y);
 }
 
 static CPU_AVX512 void apply_relu_512(const float *x, const float *z, float *y,
-                                      int64_t n, float mu, float al, float sh) {
+                                      uint8_t *mk, int64_t n, float mu,
+                                      float al, float sh) {
   __m512 vm = _mm512_set1_ps(mu), va = _mm512_set1_ps(al),
          vs = _mm512_set1_ps(sh), v0 = _mm512_setzero_ps();
   int64_t e = 0;
@@ -361,27 +405,41 @@ static CPU_AVX512 void apply_relu_512(const float *x, const float *z, float *y,
     if (z)
       v = _mm512_add_ps(v, _mm512_loadu_ps(z + e));
     _mm512_storeu_ps(y + e, _mm512_max_ps(v, v0));
+    if (mk) {
+      uint16_t b = (uint16_t)_mm512_cmp_ps_mask(v, v0, _CMP_GT_OQ);
+      memcpy(mk + (e >> 3), &b, 2);
+    }
   }
+  int64_t e0 = e;
   for (; e < n; e++) {
     float v = (x[e] - mu) * al + sh;
     if (z)
       v = v + z[e];
     y[e] = v > 0.f ? v : 0.f;
   }
+  if (mk)
+    mask_tail(mk, e0, n, y);
 }
 
 static CPU_AVX2 void grad_seg_relu_avx2(const float *dy, const float *ry,
+                                        const uint8_t *mp, int64_t mb,
                                         const float *x, int64_t len, double mu,
                                         double *l1, double *l2, float *gout) {
   __m256d m = _mm256_set1_pd(mu);
   __m128 z = _mm_setzero_ps();
+  __m128i bit4 = _mm_setr_epi32(1, 2, 4, 8);
   __m256d a[4], b[4];
   for (int k = 0; k < 4; k++)
     a[k] = _mm256_loadu_pd(l1 + 4 * k), b[k] = _mm256_loadu_pd(l2 + 4 * k);
   int64_t i = 0;
-  for (; i + 16 <= len; i += 16)
+  for (; i + 16 <= len; i += 16) {
+    unsigned bits = mp ? mask16(mp, mb + i) : 0;
     for (int k = 0; k < 4; k++) {
-      __m128 mk = _mm_cmp_ps(_mm_loadu_ps(ry + i + 4 * k), z, _CMP_GT_OQ);
+      __m128 mk =
+          mp ? _mm_castsi128_ps(_mm_cmpeq_epi32(
+                   _mm_and_si128(_mm_set1_epi32((int)(bits >> 4 * k)), bit4),
+                   bit4))
+             : _mm_cmp_ps(_mm_loadu_ps(ry + i + 4 * k), z, _CMP_GT_OQ);
       __m128 gf = _mm_and_ps(mk, _mm_loadu_ps(dy + i + 4 * k));
       if (gout)
         _mm_storeu_ps(gout + i + 4 * k, gf);
@@ -391,10 +449,11 @@ static CPU_AVX2 void grad_seg_relu_avx2(const float *dy, const float *ry,
       a[k] = _mm256_add_pd(a[k], g);
       b[k] = _mm256_add_pd(b[k], _mm256_mul_pd(g, xc));
     }
+  }
   for (int k = 0; k < 4; k++)
     _mm256_storeu_pd(l1 + 4 * k, a[k]), _mm256_storeu_pd(l2 + 4 * k, b[k]);
   for (int l = 0; i < len; i++, l++) {
-    float g = ry[i] > 0.f ? dy[i] : 0.f;
+    float g = (mp ? mask_bit(mp, mb + i) : ry[i] > 0.f) ? dy[i] : 0.f;
     if (gout)
       gout[i] = g;
     l1[l] += g;
@@ -403,6 +462,7 @@ static CPU_AVX2 void grad_seg_relu_avx2(const float *dy, const float *ry,
 }
 
 static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
+                                         const uint8_t *mp, int64_t mb,
                                          const float *x, int64_t len,
                                          double mu, double *l1, double *l2,
                                          float *gout) {
@@ -412,9 +472,14 @@ static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
   __m512d b0 = _mm512_loadu_pd(l2), b1 = _mm512_loadu_pd(l2 + 8);
   int64_t i = 0;
   for (; i + 16 <= len; i += 16) {
-    __mmask8 k0 = _mm256_cmp_ps_mask(_mm256_loadu_ps(ry + i), z, _CMP_GT_OQ);
-    __mmask8 k1 =
-        _mm256_cmp_ps_mask(_mm256_loadu_ps(ry + i + 8), z, _CMP_GT_OQ);
+    __mmask8 k0, k1;
+    if (mp) {
+      unsigned bits = mask16(mp, mb + i);
+      k0 = (__mmask8)bits, k1 = (__mmask8)(bits >> 8);
+    } else {
+      k0 = _mm256_cmp_ps_mask(_mm256_loadu_ps(ry + i), z, _CMP_GT_OQ);
+      k1 = _mm256_cmp_ps_mask(_mm256_loadu_ps(ry + i + 8), z, _CMP_GT_OQ);
+    }
     __m256 f0 = _mm256_maskz_mov_ps(k0, _mm256_loadu_ps(dy + i));
     __m256 f1 = _mm256_maskz_mov_ps(k1, _mm256_loadu_ps(dy + i + 8));
     if (gout) {
@@ -433,7 +498,7 @@ static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
   _mm512_storeu_pd(l1, a0), _mm512_storeu_pd(l1 + 8, a1);
   _mm512_storeu_pd(l2, b0), _mm512_storeu_pd(l2 + 8, b1);
   for (int l = 0; i < len; i++, l++) {
-    float g = ry[i] > 0.f ? dy[i] : 0.f;
+    float g = (mp ? mask_bit(mp, mb + i) : ry[i] > 0.f) ? dy[i] : 0.f;
     if (gout)
       gout[i] = g;
     l1[l] += g;
@@ -444,17 +509,21 @@ static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
 /* g = (ry > 0) ? dy : 0; dx (+)= (g - gm - (x - mu)*k) * sc; dres (+)= g
  * when dres; dy may be dx */
 static CPU_AVX2 void dx_relu_avx2(const float *x, const float *dy,
-                                  const float *ry, float *dx, float *dres,
-                                  int64_t n, float mu, float k, float gm,
-                                  float sc, int acc, int accr) {
+                                  const float *ry, const uint8_t *mp,
+                                  float *dx, float *dres, int64_t n, float mu,
+                                  float k, float gm, float sc, int acc,
+                                  int accr) {
   __m256 vm = _mm256_set1_ps(mu), vk = _mm256_set1_ps(k),
          vg = _mm256_set1_ps(gm), vs = _mm256_set1_ps(sc),
          v0 = _mm256_setzero_ps();
+  __m256i bit8 = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
   int64_t e = 0;
   for (; e + 8 <= n; e += 8) {
-    __m256 g = _mm256_and_ps(
-        _mm256_cmp_ps(_mm256_loadu_ps(ry + e), v0, _CMP_GT_OQ),
-        _mm256_loadu_ps(dy + e));
+    __m256 mk =
+        mp ? _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+                 _mm256_and_si256(_mm256_set1_epi32(mp[e >> 3]), bit8), bit8))
+           : _mm256_cmp_ps(_mm256_loadu_ps(ry + e), v0, _CMP_GT_OQ);
+    __m256 g = _mm256_and_ps(mk, _mm256_loadu_ps(dy + e));
     if (dres)
       _mm256_storeu_ps(dres + e,
                        accr ? _mm256_add_ps(_mm256_loadu_ps(dres + e), g) : g);
@@ -465,7 +534,7 @@ static CPU_AVX2 void dx_relu_avx2(const float *x, const float *dy,
     _mm256_storeu_ps(dx + e, t);
   }
   for (; e < n; e++) {
-    float g = ry[e] > 0.f ? dy[e] : 0.f;
+    float g = (mp ? mask_bit(mp, e) : ry[e] > 0.f) ? dy[e] : 0.f;
     if (dres)
       dres[e] = accr ? dres[e] + g : g;
     float v = (g - gm - (x[e] - mu) * k) * sc;
@@ -474,15 +543,18 @@ static CPU_AVX2 void dx_relu_avx2(const float *x, const float *dy,
 }
 
 static CPU_AVX512 void dx_relu_512(const float *x, const float *dy,
-                                   const float *ry, float *dx, float *dres,
-                                   int64_t n, float mu, float k, float gm,
-                                   float sc, int acc, int accr) {
+                                   const float *ry, const uint8_t *mp,
+                                   float *dx, float *dres, int64_t n, float mu,
+                                   float k, float gm, float sc, int acc,
+                                   int accr) {
   __m512 vm = _mm512_set1_ps(mu), vk = _mm512_set1_ps(k),
          vg = _mm512_set1_ps(gm), vs = _mm512_set1_ps(sc),
          v0 = _mm512_setzero_ps();
   int64_t e = 0;
   for (; e + 16 <= n; e += 16) {
-    __mmask16 mk = _mm512_cmp_ps_mask(_mm512_loadu_ps(ry + e), v0, _CMP_GT_OQ);
+    __mmask16 mk =
+        mp ? (__mmask16)mask16(mp, e)
+           : _mm512_cmp_ps_mask(_mm512_loadu_ps(ry + e), v0, _CMP_GT_OQ);
     __m512 g = _mm512_maskz_mov_ps(mk, _mm512_loadu_ps(dy + e));
     if (dres)
       _mm512_storeu_ps(dres + e,
@@ -494,7 +566,7 @@ static CPU_AVX512 void dx_relu_512(const float *x, const float *dy,
     _mm512_storeu_ps(dx + e, t);
   }
   for (; e < n; e++) {
-    float g = ry[e] > 0.f ? dy[e] : 0.f;
+    float g = (mp ? mask_bit(mp, e) : ry[e] > 0.f) ? dy[e] : 0.f;
     if (dres)
       dres[e] = accr ? dres[e] + g : g;
     float v = (g - gm - (x[e] - mu) * k) * sc;
@@ -603,16 +675,18 @@ static void dx_seg(int isa, const float *x, const float *dy, float *dx,
       dx[e] = (dy[e] - gm - (x[e] - mu) * k) * sc;
 }
 
-/* y = relu((x - mu)*al + sh [+ z]) over one plane; x may be y */
+/* y = relu((x - mu)*al + sh [+ z]) over one plane; x may be y; the
+ * plane's mask bits (y > 0) into mk when it is not NULL */
 static void apply_relu_seg(int isa, const float *x, const float *z, float *y,
-                           int64_t s, float mu, float al, float sh) {
+                           uint8_t *mk, int64_t s, float mu, float al,
+                           float sh) {
 #if CPU_X86
   if (isa >= CPU_ISA_AVX512) {
-    apply_relu_512(x, z, y, s, mu, al, sh);
+    apply_relu_512(x, z, y, mk, s, mu, al, sh);
     return;
   }
   if (isa >= CPU_ISA_AVX2) {
-    apply_relu_avx2(x, z, y, s, mu, al, sh);
+    apply_relu_avx2(x, z, y, mk, s, mu, al, sh);
     return;
   }
 #else
@@ -624,21 +698,25 @@ static void apply_relu_seg(int isa, const float *x, const float *z, float *y,
       v = v + z[e];
     y[e] = v > 0.f ? v : 0.f;
   }
+  if (mk)
+    mask_tail(mk, 0, s, y);
 }
 
-/* grad_seg with dy masked by ry > 0; the masked dy also goes to gout
- * when it is not NULL. */
+/* grad_seg with dy masked by ry > 0, or by bits mb, mb+1, ... of mask
+ * plane mp when mp is not NULL; the masked dy also goes to gout when it is
+ * not NULL. */
 static void grad_seg_relu(int isa, const float *restrict dy,
-                          const float *restrict ry, const float *restrict x,
-                          int64_t len, double mu, double *restrict l1,
-                          double *restrict l2, float *restrict gout) {
+                          const float *restrict ry, const uint8_t *mp,
+                          int64_t mb, const float *restrict x, int64_t len,
+                          double mu, double *restrict l1, double *restrict l2,
+                          float *restrict gout) {
 #if CPU_X86
   if (isa >= CPU_ISA_AVX512 && len >= 16) {
-    grad_seg_relu_512(dy, ry, x, len, mu, l1, l2, gout);
+    grad_seg_relu_512(dy, ry, mp, mb, x, len, mu, l1, l2, gout);
     return;
   }
   if (isa >= CPU_ISA_AVX2 && len >= 16) {
-    grad_seg_relu_avx2(dy, ry, x, len, mu, l1, l2, gout);
+    grad_seg_relu_avx2(dy, ry, mp, mb, x, len, mu, l1, l2, gout);
     return;
   }
 #else
@@ -647,14 +725,15 @@ static void grad_seg_relu(int isa, const float *restrict dy,
   int64_t i = 0;
   for (; i + BN_LANES <= len; i += BN_LANES)
     for (int l = 0; l < BN_LANES; l++) {
-      float g = ry[i + l] > 0.f ? dy[i + l] : 0.f;
+      int on = mp ? mask_bit(mp, mb + i + l) : ry[i + l] > 0.f;
+      float g = on ? dy[i + l] : 0.f;
       if (gout)
         gout[i + l] = g;
       l1[l] += g;
       l2[l] += g * (x[i + l] - mu);
     }
   for (int l = 0; i < len; i++, l++) {
-    float g = ry[i] > 0.f ? dy[i] : 0.f;
+    float g = (mp ? mask_bit(mp, mb + i) : ry[i] > 0.f) ? dy[i] : 0.f;
     if (gout)
       gout[i] = g;
     l1[l] += g;
@@ -662,25 +741,26 @@ static void grad_seg_relu(int isa, const float *restrict dy,
   }
 }
 
-/* dx_seg with dy masked by ry > 0, the masked dy (+)= into dres if set */
+/* dx_seg with dy masked by ry > 0 (or mask plane mp's bits when it is not
+ * NULL), the masked dy (+)= into dres if set */
 static void dx_relu_seg(int isa, const float *x, const float *dy,
-                        const float *ry, float *dx, float *dres, int64_t s,
-                        float mu, float k, float gm, float sc, int acc,
-                        int accr) {
+                        const float *ry, const uint8_t *mp, float *dx,
+                        float *dres, int64_t s, float mu, float k, float gm,
+                        float sc, int acc, int accr) {
 #if CPU_X86
   if (isa >= CPU_ISA_AVX512) {
-    dx_relu_512(x, dy, ry, dx, dres, s, mu, k, gm, sc, acc, accr);
+    dx_relu_512(x, dy, ry, mp, dx, dres, s, mu, k, gm, sc, acc, accr);
     return;
   }
   if (isa >= CPU_ISA_AVX2) {
-    dx_relu_avx2(x, dy, ry, dx, dres, s, mu, k, gm, sc, acc, accr);
+    dx_relu_avx2(x, dy, ry, mp, dx, dres, s, mu, k, gm, sc, acc, accr);
     return;
   }
 #else
   (void)isa;
 #endif
   for (int64_t e = 0; e < s; e++) {
-    float g = ry[e] > 0.f ? dy[e] : 0.f;
+    float g = (mp ? mask_bit(mp, e) : ry[e] > 0.f) ? dy[e] : 0.f;
     if (dres)
       dres[e] = accr ? dres[e] + g : g;
     float v = (g - gm - (x[e] - mu) * k) * sc;
@@ -711,10 +791,15 @@ static void bn_sums_task(void *arg, int64_t t) {
     int64_t i = m / s, e = m % s;
     len = min64(s - e, m1 - m);
     int64_t off = (i * a->c + j->c0 + q0) * s + e;
+    /* the planes' mask bits (e is the segment's first) */
+    const uint8_t *mp = j->mask ? j->mask + (i * a->c + j->c0 + q0) * j->mps
+                                : NULL;
     if (len == 1) { /* one value per plane (BatchNorm1d): lane 0 */
       for (int64_t q = 0; q < nq; q++, off += s) {
         if (j->bwd) {
-          float g = !j->ry || j->ry[off] > 0.f ? dy[off] : 0.f;
+          int on = mp ? mask_bit(mp + q * j->mps, e)
+                      : !j->ry || j->ry[off] > 0.f;
+          float g = on ? dy[off] : 0.f;
           if (j->gout)
             j->gout[off] = g;
           l1[q][0] += g;
@@ -728,8 +813,9 @@ static void bn_sums_task(void *arg, int64_t t) {
       continue;
     }
     for (int64_t q = 0; q < nq; q++, off += s) {
-      if (j->bwd && j->ry)
-        grad_seg_relu(j->isa, dy + off, j->ry + off, x + off, len, ref[q],
+      if (j->bwd && (j->ry || mp))
+        grad_seg_relu(j->isa, dy + off, j->ry ? j->ry + off : NULL,
+                      mp ? mp + q * j->mps : NULL, e, x + off, len, ref[q],
                       l1[q], l2[q], j->gout ? j->gout + off : NULL);
       else if (j->bwd)
         grad_seg(j->isa, dy + off, x + off, len, ref[q], l1[q], l2[q]);
@@ -825,6 +911,8 @@ static void bn_apply_task(void *arg, int64_t t) {
       if (j->res)
         v = v + j->res[off];
       a->y[off] = !j->relu || v > 0.f ? v : 0.f;
+      if (j->mask)
+        j->mask[off * j->mps] = v > 0.f; /* off: the plane here */
       if (++q == j->cb)
         q = 0, i++;
     }
@@ -836,7 +924,10 @@ static void bn_apply_task(void *arg, int64_t t) {
     /* x may alias y (in place) */
     if (j->relu)
       apply_relu_seg(j->isa, a->x + off, j->res ? j->res + off : NULL,
-                     a->y + off, s, j->mu[q], j->alpha[q], j->shift[q]);
+                     a->y + off,
+                     j->mask ? j->mask + (i * a->c + j->c0 + q) * j->mps
+                             : NULL,
+                     s, j->mu[q], j->alpha[q], j->shift[q]);
     else
       apply_seg(j->isa, a->x + off, a->y + off, s, j->mu[q], j->alpha[q],
                 j->shift[q]);
@@ -853,9 +944,9 @@ static void bn_dx_task(void *arg, int64_t t) {
     for (int64_t p = t * j->per_task, i = p / j->cb, q = p % j->cb; p < p1;
          p++) {
       int64_t off = i * a->c + j->c0 + q;
-      float g = j->gout                       ? j->gout[off]
-                : !j->ry || j->ry[off] > 0.f ? a->dy[off]
-                                              : 0.f;
+      int on = j->mask ? j->mask[off * j->mps] & 1
+                       : !j->ry || j->ry[off] > 0.f;
+      float g = j->gout ? j->gout[off] : on ? a->dy[off] : 0.f;
       if (j->dres && !j->gout)
         j->dres[off] = j->acc_res ? j->dres[off] + g : g;
       float v = (g - j->gmean[q] - (a->x[off] - j->mu[q]) * j->k[q]) *
@@ -873,10 +964,12 @@ static void bn_dx_task(void *arg, int64_t t) {
     if (j->gout)
       dx_seg(j->isa, a->x + off, j->gout + off, a->dx + off, s, j->mu[q],
              j->k[q], j->gmean[q], j->scale[q], a->accumulate);
-    else if (j->ry)
-      dx_relu_seg(j->isa, a->x + off, a->dy + off, j->ry + off, a->dx + off,
-                  j->dres ? j->dres + off : NULL, s, j->mu[q], j->k[q],
-                  j->gmean[q], j->scale[q], a->accumulate, j->acc_res);
+    else if (j->ry || j->mask)
+      dx_relu_seg(j->isa, a->x + off, a->dy + off, j->ry ? j->ry + off : NULL,
+                  j->mask ? j->mask + (i * a->c + j->c0 + q) * j->mps : NULL,
+                  a->dx + off, j->dres ? j->dres + off : NULL, s, j->mu[q],
+                  j->k[q], j->gmean[q], j->scale[q], a->accumulate,
+                  j->acc_res);
     else
       dx_seg(j->isa, a->x + off, a->dy + off, a->dx + off, s, j->mu[q],
              j->k[q], j->gmean[q], j->scale[q], a->accumulate);
@@ -905,6 +998,8 @@ static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
   bn_job_init(&j, a, 0);
   j.relu = relu;
   j.res = relu ? a->residual : NULL;
+  j.mask = relu ? bn_relu_mask(a) : NULL;
+  j.mps = (a->spatial + 7) / 8;
   double part[BN_PART_MAX][2], sums[BN_BLOCK_C][2];
   float mu[BN_BLOCK_C], alpha[BN_BLOCK_C], shift[BN_BLOCK_C];
   j.mu = mu, j.alpha = alpha, j.shift = shift;
@@ -997,19 +1092,22 @@ static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn,
     }
     return TC_OK;
   }
+  uint8_t *mask = relu ? bn_relu_mask(a) : NULL;
   if (!a->x || !a->dy || !a->dx || !a->save_mean || !a->save_invstd ||
-      (relu && !a->y))
+      (relu && !a->y && !mask))
     return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
                      !a->x           ? "x"
                      : !a->dy        ? "dy"
                      : !a->dx        ? "dx"
                      : !a->save_mean ? "save_mean"
                      : !a->save_invstd ? "save_invstd"
-                                     : "y (the forward's output)");
+                                     : "y (the forward's output; or relu_mask)");
   bn_job j;
   bn_job_init(&j, a, 1);
   if (relu) {
-    j.ry = a->y;
+    j.mask = mask;
+    j.mps = (a->spatial + 7) / 8;
+    j.ry = mask ? NULL : a->y;
     j.dres = a->dresidual;
     j.acc_res = a->accumulate_residual;
     if (j.dres && !j.acc_res)

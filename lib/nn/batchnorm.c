@@ -29,7 +29,29 @@ typedef struct bn_layer {
   int fuse_fwd, fuse_bwd, fuse_acc_res;
   const tc_tensor *fuse_res, *fuse_y;
   tc_tensor *fuse_dres;
+  /* the ReLU's bits from the last fused training forward (backend API 3),
+   * read by the fused backward instead of y: 1/32 of its bytes; mask_n is
+   * that forward's batch (0: no valid mask) */
+  tc_tensor *relu_mask;
+  int64_t mask_n;
 } bn_layer;
+
+/* The backend takes tc_batchnorm_args.relu_mask (API version 3). */
+static int bn_backend_masks(const tc_layer *l) {
+  return nn_be(l)->iface->api_version >= 3;
+}
+
+/* relu_mask sized for a batch of n: (n*C planes) x ceil(spatial/8) bytes,
+ * held as floats. */
+static tc_status bn_ensure_mask(bn_layer *b, int64_t n, int64_t spatial,
+                                uint8_t **out) {
+  int64_t bytes = n * b->c * ((spatial + 7) / 8);
+  int64_t floats = (bytes + 3) / 4;
+  tc_status st =
+      nn_ensure(&b->relu_mask, nn_be(&b->base), &floats, 1, TC_FLOAT32);
+  *out = st == TC_OK ? (uint8_t *)nn_f(b->relu_mask) : NULL;
+  return st;
+}
 
 /* the slot a training-mode forward (or one without running statistics)
  * uses, and the evaluation one */
@@ -151,7 +173,7 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
     st = fused ? be->iface->batchnorm_relu_fwd_infer(be->ctx, &a)
                : be->iface->batchnorm_fwd_infer(be->ctx, &a);
     if (st == TC_OK)
-      b->used_batch_stats = 0;
+      b->used_batch_stats = 0, b->mask_n = 0;
     return st;
   }
   if ((st = NN_SLOT(be, batchnorm_fwd_train)) != TC_OK)
@@ -176,11 +198,16 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
     a.running_mean = nn_f(l->buffer[0]);
     a.running_var = nn_f(l->buffer[1]);
   }
+  b->mask_n = 0;
+  if (fused && bn_backend_masks(l) &&
+      (st = bn_ensure_mask(b, n, a.spatial, &a.relu_mask)) != TC_OK)
+    return st;
   st = fused ? be->iface->batchnorm_relu_fwd_train(be->ctx, &a)
              : be->iface->batchnorm_fwd_train(be->ctx, &a);
   if (st != TC_OK)
     return st;
   b->used_batch_stats = 1;
+  b->mask_n = a.relu_mask ? n : 0;
   if (training && track)
     st = be->iface->copy_h2d(be->ctx, tc_tensor_data(l->buffer[2]), &nbt,
                              sizeof nbt);
@@ -285,6 +312,8 @@ static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
     a.y = (float *)nn_f(b->fuse_y);
     a.dresidual = b->fuse_dres ? nn_f(b->fuse_dres) : NULL;
     a.accumulate_residual = b->fuse_acc_res;
+    if (b->mask_n == dy->shape[0] && bn_backend_masks(l))
+      a.relu_mask = (uint8_t *)nn_f(b->relu_mask);
   }
   if (acc)
     return bwd(be->ctx, &a);
@@ -322,6 +351,7 @@ static void bn_release(tc_layer *l) {
   tc_tensor_destroy(b->tmp);
   tc_tensor_destroy(b->xhat);
   tc_tensor_destroy(b->gscr);
+  tc_tensor_destroy(b->relu_mask);
 }
 
 static const nn_kind bn1d_kind = {
