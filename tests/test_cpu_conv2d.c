@@ -258,6 +258,11 @@ static const ccase fixed_cases[] = {
     {1, 5, 2, 9, 11, 1, 1, 1, 1, 1, 0, 1, 1},    /* 1x1 ph 1: oh > h */
     {2, 7, 5, 12, 9, 3, 3, 1, 1, 2, 1, 1, 1},    /* ph 2: oh = h + 2 */
     {1, 64, 2, 2, 64, 3, 3, 1, 1, 1, 1, 1, 1},   /* 2x2, 64 channels */
+    /* 3x3 stride 1, k and P multiples of 16, k >= 32 (AVX-512): the weight
+     * gradient with output channels in the lanes (conv2d_wgradt.c) */
+    {3, 5, 4, 8, 48, 3, 3, 1, 1, 1, 1, 1, 1},    /* 32 + 16 lanes, odd c */
+    {2, 4, 4, 16, 32, 3, 3, 1, 1, 0, 1, 1, 1},   /* ph 0: oh < h */
+    {2, 3, 2, 8, 64, 3, 3, 1, 1, 2, 1, 1, 1},    /* ph 2: oh > h */
     /* dense stride 2 (AVX-512: stride 2x2, out = in/2, so r = 2*ph + 1 or
      * 2*ph + 2): x in 4 phase planes of whole out-wide rows, fwd writing
      * y, wgrad reading dy in place */
@@ -423,6 +428,7 @@ START_TEST(test_conv_thread_independent) {
       {40, 3, 12, 12, 6, 5, 5, 1, 1, 0, 0, 1, 1}, /* k = 6 tiles */
       {37, 5, 8, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1},  /* dense wgrad */
       {37, 6, 8, 8, 16, 3, 3, 2, 2, 1, 1, 1, 1},  /* dense stride 2 */
+      {37, 6, 8, 8, 32, 3, 3, 1, 1, 1, 1, 1, 1},  /* wgrad, channels in lanes */
   };
   static const int threads[] = {2, 5};
   tc_backend_destroy(be); /* the fixture's; reopened below */

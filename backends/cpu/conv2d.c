@@ -20,7 +20,8 @@
  * same kernels run on the output's own positions (bwd data keeps phases).
  * Backward filter sums CONVD_CHUNKS fixed chunks of images into partials
  * (combined in order as below); a 1x1 kernel runs its channels as the kernel's
- * taps. Direct workspace: max over the three ops of (shared + slots * slot),
+ * taps; a dense 3x3 stride-1 one with 32+ output channels (a multiple of 16)
+ * puts the channels in the lanes instead of positions (conv2d_wgradt.c). Direct workspace: max over the three ops of (shared + slots * slot),
  * where shared is the packed weights (fwd, bwd data) or the partials (bwd
  * filter) and slot one image's padded input and outputs (bwd filter: G images);
  * every op needs the one-slot query.
@@ -106,6 +107,10 @@ typedef struct conv_geom {
    * vectors per image (the row-edge mask table has s rows of them) */
   int densew;
   int64_t dnqv;
+  /* dense wgrad of a 3x3 stride-1 layer with k and P multiples of 16, k
+   * >= 32 (AVX-512): output channels in the lanes (conv2d_wgradt.c), x in
+   * the padded-row planes of the position kernels, dy transposed */
+  int wgt;
   /* dense fwd / wgrad with stride 2x2 and out = in/2 (dense2): x split
    * into its 4 phases (row, column parity), each a plane of whole oh x ow
    * rows; dnph planes per channel (1 or 4), column shifts dcs0 ..
@@ -239,7 +244,14 @@ static void conv_direct_geometry(conv_geom *g) {
    * for a partial channel block, so it needs k >= kt; G images of x's
    * dense planes per call, then the row-edge mask table */
   g->densew = g->densew && g->wv->fm != NULL && g->k >= g->wv->kt;
-  if (g->densew) {
+  /* k = 16 stays on the position kernels: one channel vector per tap
+   * leaves the lanes kernel load-bound (ResNet 32x32: 1.44 -> 1.73 ms) */
+  g->wgt = g->densew && !g->dense2 && kn->wgradt && g->r == 3 && g->s == 3 &&
+           g->k % 16 == 0 && g->k >= 32 && g->P % 16 == 0;
+  if (g->wgt) {
+    g->G = min64(CONVD_MAX_G, max64(1, (CONVD_WG_POSITIONS + g->P - 1) / g->P));
+    g->wg_slot = round64((size_t)(g->G * (g->c * g->psw + g->k * g->P)) * 4);
+  } else if (g->densew) {
     int64_t nqd = roundup64(g->P, kn->vl);
     g->dnqv = nqd / kn->vl;
     g->G = min64(CONVD_MAX_G, max64(1, (CONVD_WG_POSITIONS + nqd - 1) / nqd));
@@ -987,67 +999,92 @@ static float *wg_chunk(const conv_geom *g, int64_t j, int64_t *c0,
   return dst;
 }
 
-/* Dense wgrad (stride 1 with ow == w, or dense2; AVX-512): x as fwd's
- * dense planes, dy read in place; the kernel masks each tap's x loads with
- * the table of lanes whose column, shifted by the tap's, stays in the row
- * (and whose position is below P). Chunks and images per call as dwg_task. */
-static void dwg_dense(const conv_geom *g, int64_t t) {
-  const tc_conv2d_args *a = g->a;
-  int64_t rs = g->r * g->s, vl = g->kern->vl;
-  int64_t off[CONVD_MAX_RS + 8], cs[CONVD_MAX_RS], idx[CONVD_MAX_RS];
-  int64_t mo[CONVD_MAX_RS + 8];
-  int64_t xs = g->dnph * g->c * g->dpsf, kp = g->k * g->P;
+/* One kernel call of a direct weight gradient: images [i0, i0+m) of a
+ * chunk summed into dst, with the task's slice buf, whose first `ready`
+ * image slots already hold their zeros (ready == 0: the thread's first
+ * call of this op). */
+typedef void (*wg_batch_fn)(const conv_geom *g, float *buf, int64_t i0,
+                            int64_t m, int64_t ready, float *dst);
+
+/* Task t of a direct weight gradient: its chunks (task_units; the pool
+ * hands each thread a contiguous run of tasks first, so mostly the images
+ * it saw in the forward and backward-data passes), each chunk's images G
+ * per call of fn, in order, so a chunk's sum never depends on the slot,
+ * the thread or the thread count. */
+static void wg_run(const conv_geom *g, int64_t t, wg_batch_fn fn) {
   int64_t j0, j1;
   int fresh;
-  float *xb = task_units(g, g->chunks, t, &j0, &j1, &fresh);
-  uint16_t *mt = (uint16_t *)(xb + g->G * xs);
-  int64_t nrs = dense_taps(g, 0, off, cs, idx);
-  for (int64_t e = 0; e < CONVD_MAX_RS + 8; e++)
-    mo[e] = e < nrs ? (cs[e] - g->dcs0) * g->dnqv : 0;
-  for (int64_t e = 0; fresh && e < g->dncs; e++)
-    for (int64_t v = 0; v < g->dnqv; v++) {
-      unsigned m = 0;
-      for (int64_t l = 0; l < vl; l++) {
-        int64_t q = v * vl + l, col = q % g->ow + e + g->dcs0;
-        if (q < g->P && col >= 0 && col < g->ow)
-          m |= 1u << l;
-      }
-      mt[e * g->dnqv + v] = (uint16_t)m;
-    }
-  int64_t ready = fresh ? 0 : wg_ready; /* image slots with zero rows */
+  float *buf = task_units(g, g->chunks, t, &j0, &j1, &fresh);
+  int64_t ready = fresh ? 0 : wg_ready;
   for (int64_t j = j0; j < j1; j++) {
     int64_t c0, c1;
     float *dst = wg_chunk(g, j, &c0, &c1);
     for (int64_t i0 = c0; i0 < c1; i0 += g->G) {
       int64_t m = min64(g->G, c1 - i0);
-      for (int64_t i = 0; i < m; i++)
-        dense_x(g, a->x + (i0 + i) * g->c * g->hw, xb + i * xs, i < ready);
+      fn(g, buf, i0, m, ready, dst);
       ready = max64(ready, m);
-      g->wv->fm(xb + g->dinf, xs, g->dpsf, a->dy + i0 * kp, kp, g->P, m, g->c,
-                g->k, off, mt, mo, nrs, g->P, idx, rs, dst);
     }
   }
   wg_ready = ready;
 }
 
-/* Task t computes its chunks (task_units; the pool hands each thread a
- * contiguous run of tasks first, so mostly the images it saw in the
- * forward and backward-data passes); each chunk's images go through the
- * kernel G at a time, in order, so a chunk's sum never depends on the
- * slot, the thread or the thread count. */
-static void dwg_task(void *arg, int64_t t) {
-  const conv_geom *g = arg;
+/* wgt (3x3 stride 1, k and P multiples of 16, k >= 32; AVX-512): x as
+ * wg_positions' padded-row planes (a tap off the image reads a zero), dy
+ * transposed to (position, channel). */
+static void wg_lanes(const conv_geom *g, float *xb, int64_t i0, int64_t m,
+                     int64_t ready, float *dst) {
+  const tc_conv2d_args *a = g->a;
+  int64_t xs = g->c * g->psw, kp = g->k * g->P;
+  float *dt = xb + g->G * xs; /* G x (P, k) */
+  for (int64_t i = 0; i < m; i++) {
+    phase_planes(g, a->x + (i0 + i) * g->c * g->hw, xb + i * xs, g->psw,
+                 i < ready);
+    g->kern->transpose(a->dy + (i0 + i) * kp, g->k, g->P, dt + i * kp);
+  }
+  g->kern->wgradt(xb, xs, g->psw, g->Ws, dt, kp, m, g->c, g->k, g->oh, g->ow,
+                  dst);
+}
+
+/* Dense (stride 1 with ow == w, or dense2; AVX-512): x as fwd's dense
+ * planes, dy read in place; the kernel masks each tap's x loads with the
+ * table of lanes whose column, shifted by the tap's, stays in the row (and
+ * whose position is below P), built in the slice on its first call. */
+static void wg_dense(const conv_geom *g, float *xb, int64_t i0, int64_t m,
+                     int64_t ready, float *dst) {
+  const tc_conv2d_args *a = g->a;
+  int64_t rs = g->r * g->s, vl = g->kern->vl;
+  int64_t off[CONVD_MAX_RS + 8], cs[CONVD_MAX_RS], idx[CONVD_MAX_RS];
+  int64_t mo[CONVD_MAX_RS + 8];
+  int64_t xs = g->dnph * g->c * g->dpsf, kp = g->k * g->P;
+  uint16_t *mt = (uint16_t *)(xb + g->G * xs);
+  int64_t nrs = dense_taps(g, 0, off, cs, idx);
+  for (int64_t e = 0; e < CONVD_MAX_RS + 8; e++)
+    mo[e] = e < nrs ? (cs[e] - g->dcs0) * g->dnqv : 0;
+  for (int64_t e = 0; ready == 0 && e < g->dncs; e++)
+    for (int64_t v = 0; v < g->dnqv; v++) {
+      unsigned bits = 0;
+      for (int64_t l = 0; l < vl; l++) {
+        int64_t q = v * vl + l, col = q % g->ow + e + g->dcs0;
+        if (q < g->P && col >= 0 && col < g->ow)
+          bits |= 1u << l;
+      }
+      mt[e * g->dnqv + v] = (uint16_t)bits;
+    }
+  for (int64_t i = 0; i < m; i++)
+    dense_x(g, a->x + (i0 + i) * g->c * g->hw, xb + i * xs, i < ready);
+  g->wv->fm(xb + g->dinf, xs, g->dpsf, a->dy + i0 * kp, kp, g->P, m, g->c,
+            g->k, off, mt, mo, nrs, g->P, idx, rs, dst);
+}
+
+/* The rest: x in padded-row planes per stride phase, dy copied onto the
+ * same Ws grid with zeros past each row (position vectors, junk columns
+ * summed as zeros). */
+static void wg_positions(const conv_geom *g, float *xb, int64_t i0, int64_t m,
+                         int64_t ready, float *dst) {
   const tc_conv2d_args *a = g->a;
   int64_t rs = g->r * g->s;
   int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS];
   int64_t xs = g->nph * g->c * g->psw, dys = g->kpw * g->nqw;
-  if (g->densew) {
-    dwg_dense(g, t);
-    return;
-  }
-  int64_t j0, j1;
-  int fresh;
-  float *xb = task_units(g, g->chunks, t, &j0, &j1, &fresh);
   float *db = xb + g->G * xs; /* G x (kpw, nqw) */
   all_taps(g, g->psw, off, idx);
   /* 1x1: the channels become the taps (one "channel"), so the kernel's
@@ -1058,34 +1095,29 @@ static void dwg_task(void *arg, int64_t t) {
     for (int64_t ci = 0; ci < g->c; ci++)
       off[ci] = o0 + ci * g->psw, idx[ci] = ci;
   }
-  int64_t ready = fresh ? 0 : wg_ready; /* image slots with their zeros */
-  for (int64_t j = j0; j < j1; j++) {
-    int64_t c0, c1;
-    float *dst = wg_chunk(g, j, &c0, &c1);
-    for (int64_t i0 = c0; i0 < c1; i0 += g->G) {
-      int64_t m = min64(g->G, c1 - i0);
-      for (int64_t i = 0; i < m; i++) {
-        int inner = i < ready;
-        phase_planes(g, a->x + (i0 + i) * g->c * g->hw, xb + i * xs, g->psw,
-                     inner);
-        /* dy on the Ws grid: zero past ow in each row and past the end
-         * (rows k..kpw stay zero: they are never written) */
-        if (!inner)
-          memset(db + i * dys + g->k * g->nqw, 0,
-                 (size_t)((g->kpw - g->k) * g->nqw) * sizeof *db);
-        pad_planes(g->kern, a->dy + (i0 + i) * g->k * g->P, g->k, g->oh, g->ow,
-                   db + i * dys, g->nqw, g->Ws, 0, 0, inner);
-      }
-      ready = max64(ready, m);
-      if (fold)
-        g->wv->fn(xb, xs, g->psw, db, dys, g->nqw, m, 1, g->k, off, g->c,
-                  g->nqw, idx, g->c, dst);
-      else
-        g->wv->fn(xb, xs, g->psw, db, dys, g->nqw, m, g->c, g->k, off, rs,
-                  g->nqw, idx, rs, dst);
-    }
+  for (int64_t i = 0; i < m; i++) {
+    int inner = i < ready;
+    phase_planes(g, a->x + (i0 + i) * g->c * g->hw, xb + i * xs, g->psw,
+                 inner);
+    /* dy on the Ws grid: zero past ow in each row and past the end
+     * (rows k..kpw stay zero: they are never written) */
+    if (!inner)
+      memset(db + i * dys + g->k * g->nqw, 0,
+             (size_t)((g->kpw - g->k) * g->nqw) * sizeof *db);
+    pad_planes(g->kern, a->dy + (i0 + i) * g->k * g->P, g->k, g->oh, g->ow,
+               db + i * dys, g->nqw, g->Ws, 0, 0, inner);
   }
-  wg_ready = ready;
+  if (fold)
+    g->wv->fn(xb, xs, g->psw, db, dys, g->nqw, m, 1, g->k, off, g->c, g->nqw,
+              idx, g->c, dst);
+  else
+    g->wv->fn(xb, xs, g->psw, db, dys, g->nqw, m, g->c, g->k, off, rs, g->nqw,
+              idx, rs, dst);
+}
+
+static void dwg_task(void *arg, int64_t t) {
+  const conv_geom *g = arg;
+  wg_run(g, t, g->wgt ? wg_lanes : g->densew ? wg_dense : wg_positions);
 }
 
 /* ---- forward ----------------------------------------------------------- */

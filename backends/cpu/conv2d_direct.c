@@ -352,7 +352,9 @@ static const convd_kernels convd_avx512 = {
     .rows = convd_rows512,
     .deint2 = convd_deint2,
     .deint2p = convd_deint2p512,
-    .inter2 = convd_inter2};
+    .inter2 = convd_inter2,
+    .wgradt = convd_wgradt512,
+    .transpose = convd_transpose512};
 
 const convd_kernels *cpu_convd_kernels(void) {
   int isa = cpu_isa();
