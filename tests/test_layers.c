@@ -418,15 +418,17 @@ static tc_model *two_blocks(tc_backend *b, int shortcut, int64_t cin,
   return nu_model(b, seq, in, 3, 1);
 }
 
-static void fused_vs_separate(tc_backend *sep, int shortcut, int64_t cin,
-                              int64_t cout, int64_t stride) {
-  tc_model *m[2] = {two_blocks(be, shortcut, cin, cout, stride),
-                    two_blocks(sep, shortcut, cin, cout, stride)};
-  int64_t n = 3, nx = n * cin * 36, ny = n * cout * 36 / (stride * stride);
+/* m[0] (fused) against m[1] (separate), the same model on (n, cin, 6, 6)
+ * inputs with ny outputs: train forward and gradients (two steps), eval
+ * forward and, with eval_bwd, an evaluation-mode backward too (batch norm
+ * on running statistics cannot take the ReLU: the separate ReLU runs). */
+static void same_bits(tc_model *m[2], int64_t n, int64_t cin, int64_t ny,
+                      int eval_bwd, const char *what) {
+  int64_t nx = n * cin * 36;
   float *x = malloc((size_t)nx * sizeof *x), *dy = malloc((size_t)ny * 4);
   tu_fill_uniform(x, (size_t)nx, 11, -2.f, 2.f);
   tu_fill_uniform(dy, (size_t)ny, 12, -1.f, 1.f);
-  float *out[2][3];
+  float *out[2][4];
   int64_t np = tc_model_num_params(m[0]), tot = 0;
   for (int64_t i = 0; i < np; i++) {
     tc_tensor *p;
@@ -461,21 +463,71 @@ static void fused_vs_separate(tc_backend *sep, int shortcut, int64_t cin,
     NU_OK(tc_model_set_training(m[k], 0));
     NU_OK(tc_model_forward(m[k], xt, &y));
     nu_get(y, out[k][2]);
+    out[k][3] = malloc((size_t)nx * sizeof(float));
+    if (eval_bwd) {
+      NU_OK(tc_tensor_copy_from_host(tc_model_output_grad(m[k]), dy,
+                                     (size_t)ny * 4));
+      NU_OK(tc_model_backward(m[k], tc_model_output_grad(m[k])));
+      nu_get(tc_model_input_grad(m[k]), out[k][3]);
+    }
     tc_tensor_destroy(xt);
   }
   ck_assert_msg(memcmp(out[0][0], out[1][0], (size_t)ny * 4) == 0,
-                "train forward differs (shortcut %d)", shortcut);
+                "train forward differs (%s)", what);
   ck_assert_msg(memcmp(out[0][1], out[1][1], (size_t)(nx + tot) * 4) == 0,
-                "gradients differ (shortcut %d)", shortcut);
+                "gradients differ (%s)", what);
   ck_assert_msg(memcmp(out[0][2], out[1][2], (size_t)ny * 4) == 0,
-                "eval forward differs (shortcut %d)", shortcut);
+                "eval forward differs (%s)", what);
+  ck_assert_msg(!eval_bwd || memcmp(out[0][3], out[1][3], (size_t)nx * 4) == 0,
+                "eval backward differs (%s)", what);
   for (int k = 0; k < 2; k++) {
-    for (int j = 0; j < 3; j++)
+    for (int j = 0; j < 4; j++)
       free(out[k][j]);
     tc_model_destroy(m[k]);
   }
   free(x);
   free(dy);
+}
+
+static void fused_vs_separate(tc_backend *sep, int shortcut, int64_t cin,
+                              int64_t cout, int64_t stride) {
+  tc_model *m[2] = {two_blocks(be, shortcut, cin, cout, stride),
+                    two_blocks(sep, shortcut, cin, cout, stride)};
+  char what[32];
+  snprintf(what, sizeof what, "shortcut %d", shortcut);
+  same_bits(m, 3, cin, 3 * cout * 36 / (stride * stride), 0, what);
+}
+
+/* A Sequential runs batch norm + ReLU fused: conv, bn2d, relu, pool,
+ * flatten, linear, bn1d, relu, linear, relu (that last one alone). */
+static tc_model *bn_relu_chain(tc_backend *b) {
+  tc_layer *seq, *l;
+  tc_conv2d_options co = TC_CONV2D_OPTIONS_INIT;
+  co.pad_h = co.pad_w = 1;
+  NU_OK(tc_sequential_create(&seq));
+  NU_OK(tc_conv2d_create(&l, 2, 4, 3, &co));
+  NU_OK(tc_sequential_add(seq, "conv", l));
+  NU_OK(tc_batchnorm2d_create(&l, 4, NULL));
+  NU_OK(tc_sequential_add(seq, "bn2", l));
+  NU_OK(tc_relu_create(&l));
+  NU_OK(tc_sequential_add(seq, "relu2", l));
+  NU_OK(tc_maxpool2d_create(&l, 2, NULL));
+  NU_OK(tc_sequential_add(seq, "pool", l));
+  NU_OK(tc_flatten_create(&l));
+  NU_OK(tc_sequential_add(seq, "flat", l));
+  NU_OK(tc_linear_create(&l, 36, 5, NULL));
+  NU_OK(tc_sequential_add(seq, "fc1", l));
+  NU_OK(tc_batchnorm1d_create(&l, 5, NULL));
+  NU_OK(tc_sequential_add(seq, "bn1", l));
+  NU_OK(tc_relu_create(&l));
+  NU_OK(tc_sequential_add(seq, "relu1", l));
+  NU_OK(tc_linear_create(&l, 5, 3, NULL));
+  NU_OK(tc_sequential_add(seq, "fc2", l));
+  NU_OK(tc_relu_create(&l));
+  NU_OK(tc_sequential_add(seq, "relu0", l));
+  int64_t in[3] = {2, 6, 6};
+  tc_set_seed(78);
+  return nu_model(b, seq, in, 3, 1);
 }
 
 START_TEST(test_residual_fused_same_bits) {
@@ -494,6 +546,8 @@ START_TEST(test_residual_fused_same_bits) {
   fused_vs_separate(sep, TC_SHORTCUT_A_SUBSAMPLE, 2, 4, 2);
   fused_vs_separate(sep, TC_SHORTCUT_B, 2, 4, 2);
   fused_vs_separate(sep, TC_SHORTCUT_NONE, 2, 4, 1);
+  tc_model *m[2] = {bn_relu_chain(be), bn_relu_chain(sep)};
+  same_bits(m, 5, 2, 5 * 3, 1, "sequential bn + relu");
   tc_backend_destroy(sep);
 }
 END_TEST

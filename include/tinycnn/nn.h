@@ -355,7 +355,9 @@ TC_API tc_status tc_model_set_seed(tc_model *m, uint64_t seed);
  * path ("conv1", "layers_2n.0.bn1"; "" for a root that is not a
  * Sequential). Times are exclusive: a residual block's entry holds its own
  * work (ReLUs, shortcut, sum), not its children's, so the entries add up to
- * the time spent in tc_model_forward / tc_model_backward.
+ * the time spent in tc_model_forward / tc_model_backward. A ReLU that runs
+ * fused into the BatchNorm2d before it (CPU backend) counts its calls with
+ * no time of its own: the batch norm's entry holds it.
  *
  * While profiling is on, each forward and backward of a profiled layer is
  * timed with a monotonic clock, synchronising the backend before each

@@ -53,6 +53,10 @@ static const nn_kind relu_kind = {
     .produces = 1,
 };
 
+int nn_is_relu(const tc_layer *l) {
+  return l->kind == &relu_kind;
+}
+
 TC_API tc_status tc_relu_create(tc_layer **out) {
   return nn_layer_alloc(out, &relu_kind, sizeof(tc_layer), "tc_relu_create");
 }

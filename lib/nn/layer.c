@@ -423,6 +423,11 @@ tc_status nn_forward(tc_layer *l, tc_tensor *x) {
   return l->kind->forward(l, x);
 }
 
+void nn_prof_count(tc_layer *l, int dir) {
+  if (l->prof_on)
+    l->prof_calls[dir]++;
+}
+
 tc_status nn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
                       int acc) {
   if (l->prof_on)

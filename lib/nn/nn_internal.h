@@ -183,6 +183,14 @@ int nn_model_training(const tc_model *m);
  * the forward used batch statistics), else 0 and the caller runs the
  * separate ops. A request lasts one call. */
 int nn_bn_fuse_forward(tc_layer *bn, const tc_tensor *residual);
+/* Whether l is a BatchNorm2d whose backend has all three fused slots, so
+ * a Sequential can always run it with the ReLU after it (sequential.c). */
+int nn_bn_fusable(const tc_layer *l);
+/* A call of l's forward (dir 0) or backward (1) that another layer did
+ * for it (a fused ReLU): counted while profiling, with no time. */
+void nn_prof_count(tc_layer *l, int dir);
+/* Whether l is a ReLU layer (activation.c). */
+int nn_is_relu(const tc_layer *l);
 int nn_bn_fuse_backward(tc_layer *bn, const tc_tensor *y, tc_tensor *dres,
                         int acc_res);
 /* The shared convolution workspace (device) and its size. */

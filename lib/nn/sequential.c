@@ -1,12 +1,17 @@
 /*
  * sequential.c - the Sequential container: children run in order, each
  * named in the state dict by its given name. Its output is its last
- * child's (no copy). The gradient wrt the output of child i (i < n-1)
- * lives in gradient slot i % 2 of the container's depth: child i reads
- * slot i % 2 and writes slot (i - 1) % 2, so two slots serve any length.
+ * child's (no copy). The gradients between children live in the two
+ * gradient slots of the container's depth: each child writes the slot
+ * its input gradient does not occupy, so two slots serve any length.
  * In an inference-arena forward it releases each child's output once the
  * next child has consumed it (unless that output is its own input, which
  * its parent releases, or shares storage with the next output).
+ *
+ * A BatchNorm2d followed by a ReLU runs as one fused pass when the backend
+ * has the batchnorm_relu_* slots (the same bits as the two layers): the
+ * ReLU's output is the batch norm's, it gets no buffer of its own, and
+ * its backward is the batch norm's (which reads the ReLU's outcome).
  */
 #include "nn_internal.h"
 
@@ -49,12 +54,24 @@ static int64_t out_numel(const tc_layer *c, int64_t n) {
   return numel;
 }
 
+/* Child i is a ReLU whose work the batch norm before it does. */
+static int fused_relu(const tc_layer *l, int64_t i) {
+  return i > 0 && nn_is_relu(l->children[i]) &&
+         nn_bn_fusable(l->children[i - 1]);
+}
+
 static tc_status seq_plan(tc_layer *l, int64_t n) {
   for (int64_t i = 0; i < l->nchildren; i++) {
     tc_layer *c = l->children[i];
-    tc_status st = nn_plan(c, n);
-    if (st == TC_OK && i < l->nchildren - 1)
-      st = nn_grad_request(l, (int)(i % 2), out_numel(c, n));
+    tc_status st = TC_OK;
+    if (fused_relu(l, i))
+      c->batch = n; /* no output of its own */
+    else
+      st = nn_plan(c, n);
+    /* either slot may hold any child's output gradient */
+    for (int slot = 0; slot < 2 && st == TC_OK && i < l->nchildren - 1;
+         slot++)
+      st = nn_grad_request(l, slot, out_numel(c, n));
     if (st != TC_OK)
       return st;
   }
@@ -65,7 +82,15 @@ static tc_status seq_forward(tc_layer *l, tc_tensor *x) {
   int arena = nn_model_arena(l->model);
   tc_tensor *cur = x;
   for (int64_t i = 0; i < l->nchildren; i++) {
-    tc_status st = nn_forward(l->children[i], cur);
+    tc_layer *c = l->children[i];
+    if (fused_relu(l, i)) { /* done by the batch norm, in its output */
+      c->x = c->y = cur;
+      nn_prof_count(c, 0);
+      continue;
+    }
+    if (i + 1 < l->nchildren && fused_relu(l, i + 1))
+      nn_bn_fuse_forward(c, NULL); /* honoured: nn_bn_fusable */
+    tc_status st = nn_forward(c, cur);
     if (st != TC_OK)
       return st;
     tc_tensor *next = l->children[i]->y;
@@ -84,20 +109,31 @@ static tc_status seq_backward(tc_layer *l, const tc_tensor *dy,
   if (l->nchildren == 0)
     return nn_pass_grad(nn_be(l), dy, dx, acc);
   const tc_tensor *g = dy;
+  int gslot = -1; /* the slot g is in (-1: dy, the caller's) */
   int64_t n = dy->shape[0];
   for (int64_t i = l->nchildren - 1; i >= 0; i--) {
+    tc_layer *c = l->children[i];
+    /* a fused ReLU's gradient goes straight into the batch norm's
+     * backward, unless that backward cannot take it (evaluation-mode
+     * statistics): then the ReLU runs its own, on the shared output */
+    if (fused_relu(l, i) &&
+        nn_bn_fuse_backward(l->children[i - 1], c->y, NULL, 0)) {
+      nn_prof_count(c, 1);
+      continue;
+    }
     tc_tensor *din = dx;
+    int slot = gslot == 0 ? 1 : 0;
     if (i > 0) {
       const tc_layer *prev = l->children[i - 1];
       int64_t shape[TC_MAX_DIMS];
       int nd = nn_batch_shape(shape, n, prev->out_shape, prev->out_ndim);
-      int slot = (int)((i - 1) % 2);
       din = nn_grad_view(l, slot, &s->gview[slot], shape, nd, TC_FLOAT32);
     }
-    tc_status st = nn_backward(l->children[i], g, din, i > 0 ? 0 : acc);
+    tc_status st = nn_backward(c, g, din, i > 0 ? 0 : acc);
     if (st != TC_OK)
       return st;
     g = din;
+    gslot = i > 0 ? slot : -1;
   }
   return TC_OK;
 }
