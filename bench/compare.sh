@@ -12,7 +12,7 @@
 #   MODES       default "train infer"
 #   THREADS     threads for both (default 0: every online core)
 #   ITERS       timed iterations for every model; WARMUP: untimed ones
-#               first. Without them: LENET_ITERS (100) / LENET_WARMUP (10)
+#               first. Without them: LENET_ITERS (300) / LENET_WARMUP (20)
 #               for the LeNets, RESNET_ITERS (10) / RESNET_WARMUP (3) for
 #               the ResNets
 #   PYTHON      default /usr/bin/python3 (Debian's python3-torch)
@@ -46,7 +46,7 @@ print(next((o["value"] for o in json.load(sys.stdin) if o["name"] == "buildtype"
 
 iters_for() { # model -> "iters warmup"
   case $1 in
-    lenet*) echo "${ITERS:-${LENET_ITERS:-100}} ${WARMUP:-${LENET_WARMUP:-10}}" ;;
+    lenet*) echo "${ITERS:-${LENET_ITERS:-300}} ${WARMUP:-${LENET_WARMUP:-20}}" ;;
     *) echo "${ITERS:-${RESNET_ITERS:-10}} ${WARMUP:-${RESNET_WARMUP:-3}}" ;;
   esac
 }
