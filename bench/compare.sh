@@ -86,7 +86,9 @@ echo "$isa_line"
 echo "$tc_line (buildtype=$buildtype)"
 echo "$torch_line"
 echo "both with --threads $THREADS (0 = all $(nproc) cores); medians of $RUNS runs;" \
-  "img/s = images per second; RSS = peak resident set (MB)"
+  "img/s = images per second; ratio = tinycnn / PyTorch of the medians;" \
+  "paired = median of the ratios of runs taken one after the other;" \
+  "RSS = peak resident set (MB)"
 "$PYTHON" - "$RAW" "$MODELS" "$MODES" <<'EOF'
 import statistics, sys
 raw, models, modes = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
@@ -95,11 +97,19 @@ for line in open(raw):
     kv = dict(f.split("=", 1) for f in line.split() if "=" in f)
     key = (kv["impl"], kv["model"], kv["mode"])
     res.setdefault(key, []).append(
-        (float(kv["images_per_sec"]), float(kv["peak_rss_mb"])))
+        (float(kv["images_per_sec"]), float(kv["peak_rss_mb"]),
+         int(kv["run"])))
 def med(impl, model, mode, i):
     v = [r[i] for r in res.get((impl, model, mode), [])]
     return statistics.median(v) if v else float("nan")
-hdr = ("model", "mode", "tinycnn img/s", "PyTorch img/s", "ratio",
+# the two programs' runs of one model and mode follow each other, so the
+# ratio within a run pair sees one state of a shared machine
+def paired(model, mode):
+    t = {r[2]: r[0] for r in res.get(("tinycnn", model, mode), [])}
+    p = {r[2]: r[0] for r in res.get(("pytorch", model, mode), [])}
+    v = [t[k] / p[k] for k in t if k in p and p[k] > 0]
+    return "%.2f" % statistics.median(v) if v else "nan"
+hdr = ("model", "mode", "tinycnn img/s", "PyTorch img/s", "ratio", "paired",
        "tinycnn RSS MB", "PyTorch RSS MB")
 rows = []
 for m in models:
@@ -107,6 +117,7 @@ for m in models:
         t, p = med("tinycnn", m, mode, 0), med("pytorch", m, mode, 0)
         rows.append((m, mode, "%.0f" % t, "%.0f" % p,
                      "%.2f" % (t / p) if p == p and p > 0 else "nan",
+                     paired(m, mode),
                      "%.0f" % med("tinycnn", m, mode, 1),
                      "%.0f" % med("pytorch", m, mode, 1)))
 w = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
