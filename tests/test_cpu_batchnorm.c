@@ -455,9 +455,10 @@ static void bn_with_threads(int threads, int64_t n, int64_t c, int64_t sp,
 
 START_TEST(test_bn_thread_independent) {
   tc_backend_destroy(be);
-  /* chunks cutting planes; chunks x channel groups; BatchNorm1d groups */
+  /* chunks cutting planes; chunks x channel groups; BatchNorm1d groups
+   * (all above BN_SERIAL_MAX values, so the pool runs them); one below */
   static const int64_t shapes[][3] = {{4, 3, 65 * 63}, {16, 40, 100},
-                                      {64, 70, 1}};
+                                      {512, 70, 1}, {64, 70, 1}};
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
     int64_t n = shapes[k][0], c = shapes[k][1], sp = shapes[k][2];
     size_t nt = (size_t)(2 * n * c * sp + 4 * c);

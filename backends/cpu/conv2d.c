@@ -573,7 +573,10 @@ static void pad_planes(const convd_kernels *kn, const float *src, int64_t c,
         memset(d + (pt + i) * wp + pl + w, 0, (size_t)(wp - w) * sizeof *d);
       memset(d + last, 0, (size_t)(ps - last) * sizeof *d);
     }
-    kn->rows(sp, w, d + first, wp, h, w, 0.f, CONVD_ROWS_COPY);
+    if (wp == w) /* no side padding: one run (LeNet's "valid" 5x5) */
+      kn->rows(sp, h * w, d + first, h * w, 1, h * w, 0.f, CONVD_ROWS_COPY);
+    else
+      kn->rows(sp, w, d + first, wp, h, w, 0.f, CONVD_ROWS_COPY);
   }
 }
 
