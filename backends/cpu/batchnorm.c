@@ -63,11 +63,14 @@
 #define BN_LANES 16
 /* Elements per task in the elementwise pass. */
 #define BN_APPLY_ELEMS 8192
-/* Up to this many values in all, a batch norm runs its tasks on the
- * calling thread: handing a pass of a few microseconds to the pool costs
- * about as much as the pass (LeNet-BN's fc layers, 15k and 11k values:
- * 0.063 and 0.077 ms per training step on 2 threads). The tasks and their
- * order are the same, so are the bits. */
+/* Up to this many values in all, a forward batch norm runs its tasks on
+ * the calling thread: handing a pass of a few microseconds to the pool
+ * costs about as much as the pass (LeNet-BN's fc layers, 15k and 11k
+ * values: forward 0.045 -> 0.027 and 0.054 -> 0.018 ms). Not the backward:
+ * the layer before then reads a dx one core wrote whole, and on a VM whose
+ * cores share no cache its backward lost more than this won (LeNet-BN's
+ * fc3 and fc4: +0.06 and +0.03 ms). The tasks and their order are the
+ * same, so are the bits. */
 #define BN_SERIAL_MAX 32768
 
 typedef struct bn_job {
@@ -102,10 +105,10 @@ static int64_t min64(int64_t x, int64_t y) {
   return x < y ? x : y;
 }
 
-/* cpu_parallel_for, or the tasks in order here for a small batch norm. */
-static void bn_run(void *ctx, const tc_batchnorm_args *a, int64_t tasks,
-                   cpu_task_fn fn, void *arg) {
-  if (a->n * a->c * a->spatial <= BN_SERIAL_MAX) {
+/* cpu_parallel_for, or the tasks in order here for a small forward. */
+static void bn_run(void *ctx, const tc_batchnorm_args *a, int bwd,
+                   int64_t tasks, cpu_task_fn fn, void *arg) {
+  if (!bwd && a->n * a->c * a->spatial <= BN_SERIAL_MAX) {
     for (int64_t t = 0; t < tasks; t++)
       fn(arg, t);
     return;
@@ -855,7 +858,7 @@ static void bn_block_sums(void *ctx, bn_job *j, double (*part)[2],
                           double (*sums)[2]) {
   bn_block_split(j);
   j->part = part;
-  bn_run(ctx, j->a, j->chunks * j->groups, bn_sums_task, j);
+  bn_run(ctx, j->a, j->bwd, j->chunks * j->groups, bn_sums_task, j);
   for (int64_t q = 0; q < j->cb; q++) {
     double s1 = 0, s2 = 0;
     for (int64_t k = 0; k < j->chunks; k++)
@@ -1031,7 +1034,7 @@ static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
       double m2 = fmax(s2 - s1 * s1 / m, 0.0);
       bn_fwd_coef(&j, ci, mean, m2, &mu[q], &alpha[q], &shift[q]);
     }
-    bn_run(ctx, a, bn_apply_init(&j), bn_apply_task, &j);
+    bn_run(ctx, a, 0, bn_apply_init(&j), bn_apply_task, &j);
   }
   return TC_OK;
 }
@@ -1079,7 +1082,7 @@ static tc_status bn_fwd_infer(void *ctx, const tc_batchnorm_args *a,
       alpha[q] = (float)(is * g);
       shift[q] = (float)b;
     }
-    bn_run(ctx, a, bn_apply_init(&j), bn_apply_task, &j);
+    bn_run(ctx, a, 0, bn_apply_init(&j), bn_apply_task, &j);
   }
   return TC_OK;
 }
@@ -1139,7 +1142,7 @@ static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn,
     for (int64_t q = 0; q < j.cb; q++)
       bn_bwd_coef(&j, j.c0 + q, sums[q][0], sums[q][1], &mu[q], &kk[q],
                   &gmean[q], &scale[q]);
-    bn_run(ctx, a, bn_apply_init(&j), bn_dx_task, &j);
+    bn_run(ctx, a, 1, bn_apply_init(&j), bn_dx_task, &j);
   }
   return TC_OK;
 }
