@@ -21,10 +21,11 @@
  * Backward filter sums CONVD_CHUNKS fixed chunks of images into partials
  * (combined in order as below); a 1x1 kernel runs its channels as the kernel's
  * taps; a dense 3x3 stride-1 one with 32+ output channels (a multiple of 16)
- * puts the channels in the lanes instead of positions (conv2d_wgradt.c). Direct workspace: max over the three ops of (shared + slots * slot),
- * where shared is the packed weights (fwd, bwd data) or the partials (bwd
- * filter) and slot one image's padded input and outputs (bwd filter: G images);
- * every op needs the one-slot query.
+ * puts the channels in the lanes instead of positions (conv2d_wgradt.c). Direct
+ * workspace: max over the three ops of (shared + slots * slot), where shared is
+ * the packed weights (fwd, bwd data) or the partials (bwd filter) and slot one
+ * image's padded input and outputs (bwd filter: G images); every op needs the
+ * one-slot query.
  *
  * Otherwise: per image, im2col + one OpenBLAS sgemm on the whole panel
  *   forward:   y_i (k,P)     = W (k,CRS) * col_i (CRS,P)   [+ bias]
@@ -122,8 +123,8 @@ typedef struct conv_geom {
   /* run time */
   int64_t slots;  /* col slices (buffers) in the workspace */
   int per_thread; /* one slice per pool thread: see task_units */
-  char *cols;    /* first col slice */
-  float *part;   /* chunks * (k*CRS) */
+  char *cols;     /* first col slice */
+  float *part;    /* chunks * (k*CRS) */
 } conv_geom;
 
 static size_t round64(size_t b) {
@@ -1075,8 +1076,8 @@ static void wg_dense(const conv_geom *g, float *xb, int64_t i0, int64_t m,
     }
   for (int64_t i = 0; i < m; i++)
     dense_x(g, a->x + (i0 + i) * g->c * g->hw, xb + i * xs, i < ready);
-  g->wv->fm(xb + g->dinf, xs, g->dpsf, a->dy + i0 * kp, kp, g->P, m, g->c,
-            g->k, off, mt, mo, nrs, g->P, idx, rs, dst);
+  g->wv->fm(xb + g->dinf, xs, g->dpsf, a->dy + i0 * kp, kp, g->P, m, g->c, g->k,
+            off, mt, mo, nrs, g->P, idx, rs, dst);
 }
 
 /* The rest: x in padded-row planes per stride phase, dy copied onto the
@@ -1100,8 +1101,7 @@ static void wg_positions(const conv_geom *g, float *xb, int64_t i0, int64_t m,
   }
   for (int64_t i = 0; i < m; i++) {
     int inner = i < ready;
-    phase_planes(g, a->x + (i0 + i) * g->c * g->hw, xb + i * xs, g->psw,
-                 inner);
+    phase_planes(g, a->x + (i0 + i) * g->c * g->hw, xb + i * xs, g->psw, inner);
     /* dy on the Ws grid: zero past ow in each row and past the end
      * (rows k..kpw stay zero: they are never written) */
     if (!inner)

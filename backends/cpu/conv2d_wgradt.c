@@ -48,8 +48,7 @@ TGT512 static inline void tr16(const float *s, int64_t lds, float *d,
   }
   for (int h = 0; h < 2; h++)
     for (int i = 0; i < 4; i++) {
-      t[8 * h + i] =
-          _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + 4 + i], 0x88);
+      t[8 * h + i] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + 4 + i], 0x88);
       t[8 * h + 4 + i] =
           _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + 4 + i], 0xdd);
     }
@@ -112,15 +111,14 @@ wgt_tile(const float *x, int64_t xs, int64_t ps, int64_t ws, const float *dyt,
       }
 }
 
-TGT512 void convd_wgradt512(const float *x, int64_t xs, int64_t ps,
-                            int64_t ws, const float *dyt, int64_t dts,
-                            int64_t nimg, int64_t c, int64_t k, int64_t oh,
-                            int64_t ow, float *part) {
+TGT512 void convd_wgradt512(const float *x, int64_t xs, int64_t ps, int64_t ws,
+                            const float *dyt, int64_t dts, int64_t nimg,
+                            int64_t c, int64_t k, int64_t oh, int64_t ow,
+                            float *part) {
   int64_t k2 = k - k % 32;
   for (int64_t ci = 0; ci < c; ci++)
     for (int64_t k0 = 0; k0 < k2; k0 += 32)
-      wgt_tile(x, xs, ps, ws, dyt, dts, nimg, c, k, oh, ow, part, ci, k0, 1,
-               2);
+      wgt_tile(x, xs, ps, ws, dyt, dts, nimg, c, k, oh, ow, part, ci, k0, 1, 2);
   if (k2 == k)
     return;
   /* a last block of 16 channels: two input channels per tile so 18
