@@ -152,6 +152,56 @@ static void mask_tail(uint8_t *mp, int64_t e0, int64_t n, const float *y) {
   }
 }
 
+/* ---- the fused epilogue kernels' scalar rule, over [e0, n): the portable
+ * path and the vector variants' tails (relu_fwd's max(v, 0): 0 for NaN,
+ * +0 for -0; relu_bwd's mask y > 0, false for NaN). ---- */
+
+/* y = relu((x - mu)*al + sh [+ z]), and mask bits when mk; e0 a multiple
+ * of 8 */
+static inline void apply_relu_scalar(const float *x, const float *z, float *y,
+                                     uint8_t *mk, int64_t e0, int64_t n,
+                                     float mu, float al, float sh) {
+  for (int64_t e = e0; e < n; e++) {
+    float v = (x[e] - mu) * al + sh;
+    if (z)
+      v = v + z[e];
+    y[e] = v > 0.f ? v : 0.f;
+  }
+  if (mk)
+    mask_tail(mk, e0, n, y);
+}
+
+/* g = dy masked by ry > 0 (or bit mb + i of mask plane mp) into lanes 0,
+ * 1, ... from element i0: l1 += g, l2 += g*(x - mu); g into gout if set */
+static inline void grad_relu_scalar(const float *dy, const float *ry,
+                                    const uint8_t *mp, int64_t mb,
+                                    const float *x, int64_t i0, int64_t len,
+                                    double mu, double *l1, double *l2,
+                                    float *gout) {
+  for (int64_t i = i0, l = 0; i < len; i++, l++) {
+    float g = (mp ? mask_bit(mp, mb + i) : ry[i] > 0.f) ? dy[i] : 0.f;
+    if (gout)
+      gout[i] = g;
+    l1[l] += g;
+    l2[l] += g * (x[i] - mu);
+  }
+}
+
+/* g as above; dx (+)= (g - gm - (x - mu)*k) * sc; dres (+)= g if set */
+static inline void dx_relu_scalar(const float *x, const float *dy,
+                                  const float *ry, const uint8_t *mp,
+                                  float *dx, float *dres, int64_t e0,
+                                  int64_t n, float mu, float k, float gm,
+                                  float sc, int acc, int accr) {
+  for (int64_t e = e0; e < n; e++) {
+    float g = (mp ? mask_bit(mp, e) : ry[e] > 0.f) ? dy[e] : 0.f;
+    if (dres)
+      dres[e] = accr ? dres[e] + g : g;
+    float v = (g - gm - (x[e] - mu) * k) * sc;
+    dx[e] = acc ? dx[e] + v : v;
+  }
+}
+
 static tc_status bn_check(void *ctx, const tc_batchnorm_args *a,
                           const char *fn, int fused) {
   if (!ctx)
@@ -402,15 +452,7 @@ static CPU_AVX2 void apply_relu_avx2(const float *x, const float *z, float *y,
       mk[e >> 3] =
           (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(v, v0, _CMP_GT_OQ));
   }
-  int64_t e0 = e;
-  for (; e < n; e++) {
-    float v = (x[e] - mu) * al + sh;
-    if (z)
-      v = v + z[e];
-    y[e] = v > 0.f ? v : 0.f;
-  }
-  if (mk)
-    mask_tail(mk, e0, n, y);
+  apply_relu_scalar(x, z, y, mk, e, n, mu, al, sh);
 }
 
 static CPU_AVX512 void apply_relu_512(const float *x, const float *z, float *y,
@@ -430,15 +472,7 @@ static CPU_AVX512 void apply_relu_512(const float *x, const float *z, float *y,
       memcpy(mk + (e >> 3), &b, 2);
     }
   }
-  int64_t e0 = e;
-  for (; e < n; e++) {
-    float v = (x[e] - mu) * al + sh;
-    if (z)
-      v = v + z[e];
-    y[e] = v > 0.f ? v : 0.f;
-  }
-  if (mk)
-    mask_tail(mk, e0, n, y);
+  apply_relu_scalar(x, z, y, mk, e, n, mu, al, sh);
 }
 
 static CPU_AVX2 void grad_seg_relu_avx2(const float *dy, const float *ry,
@@ -472,13 +506,7 @@ static CPU_AVX2 void grad_seg_relu_avx2(const float *dy, const float *ry,
   }
   for (int k = 0; k < 4; k++)
     _mm256_storeu_pd(l1 + 4 * k, a[k]), _mm256_storeu_pd(l2 + 4 * k, b[k]);
-  for (int l = 0; i < len; i++, l++) {
-    float g = (mp ? mask_bit(mp, mb + i) : ry[i] > 0.f) ? dy[i] : 0.f;
-    if (gout)
-      gout[i] = g;
-    l1[l] += g;
-    l2[l] += g * (x[i] - mu);
-  }
+  grad_relu_scalar(dy, ry, mp, mb, x, i, len, mu, l1, l2, gout);
 }
 
 static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
@@ -517,13 +545,7 @@ static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
   }
   _mm512_storeu_pd(l1, a0), _mm512_storeu_pd(l1 + 8, a1);
   _mm512_storeu_pd(l2, b0), _mm512_storeu_pd(l2 + 8, b1);
-  for (int l = 0; i < len; i++, l++) {
-    float g = (mp ? mask_bit(mp, mb + i) : ry[i] > 0.f) ? dy[i] : 0.f;
-    if (gout)
-      gout[i] = g;
-    l1[l] += g;
-    l2[l] += g * (x[i] - mu);
-  }
+  grad_relu_scalar(dy, ry, mp, mb, x, i, len, mu, l1, l2, gout);
 }
 
 /* g = (ry > 0) ? dy : 0; dx (+)= (g - gm - (x - mu)*k) * sc; dres (+)= g
@@ -553,13 +575,7 @@ static CPU_AVX2 void dx_relu_avx2(const float *x, const float *dy,
       t = _mm256_add_ps(_mm256_loadu_ps(dx + e), t);
     _mm256_storeu_ps(dx + e, t);
   }
-  for (; e < n; e++) {
-    float g = (mp ? mask_bit(mp, e) : ry[e] > 0.f) ? dy[e] : 0.f;
-    if (dres)
-      dres[e] = accr ? dres[e] + g : g;
-    float v = (g - gm - (x[e] - mu) * k) * sc;
-    dx[e] = acc ? dx[e] + v : v;
-  }
+  dx_relu_scalar(x, dy, ry, mp, dx, dres, e, n, mu, k, gm, sc, acc, accr);
 }
 
 static CPU_AVX512 void dx_relu_512(const float *x, const float *dy,
@@ -585,13 +601,7 @@ static CPU_AVX512 void dx_relu_512(const float *x, const float *dy,
       t = _mm512_add_ps(_mm512_loadu_ps(dx + e), t);
     _mm512_storeu_ps(dx + e, t);
   }
-  for (; e < n; e++) {
-    float g = (mp ? mask_bit(mp, e) : ry[e] > 0.f) ? dy[e] : 0.f;
-    if (dres)
-      dres[e] = accr ? dres[e] + g : g;
-    float v = (g - gm - (x[e] - mu) * k) * sc;
-    dx[e] = acc ? dx[e] + v : v;
-  }
+  dx_relu_scalar(x, dy, ry, mp, dx, dres, e, n, mu, k, gm, sc, acc, accr);
 }
 #endif
 
@@ -712,14 +722,7 @@ static void apply_relu_seg(int isa, const float *x, const float *z, float *y,
 #else
   (void)isa;
 #endif
-  for (int64_t e = 0; e < s; e++) {
-    float v = (x[e] - mu) * al + sh;
-    if (z)
-      v = v + z[e];
-    y[e] = v > 0.f ? v : 0.f;
-  }
-  if (mk)
-    mask_tail(mk, 0, s, y);
+  apply_relu_scalar(x, z, y, mk, 0, s, mu, al, sh);
 }
 
 /* grad_seg with dy masked by ry > 0, or by bits mb, mb+1, ... of mask
@@ -744,21 +747,8 @@ static void grad_seg_relu(int isa, const float *restrict dy,
 #endif
   int64_t i = 0;
   for (; i + BN_LANES <= len; i += BN_LANES)
-    for (int l = 0; l < BN_LANES; l++) {
-      int on = mp ? mask_bit(mp, mb + i + l) : ry[i + l] > 0.f;
-      float g = on ? dy[i + l] : 0.f;
-      if (gout)
-        gout[i + l] = g;
-      l1[l] += g;
-      l2[l] += g * (x[i + l] - mu);
-    }
-  for (int l = 0; i < len; i++, l++) {
-    float g = (mp ? mask_bit(mp, mb + i) : ry[i] > 0.f) ? dy[i] : 0.f;
-    if (gout)
-      gout[i] = g;
-    l1[l] += g;
-    l2[l] += g * (x[i] - mu);
-  }
+    grad_relu_scalar(dy, ry, mp, mb, x, i, i + BN_LANES, mu, l1, l2, gout);
+  grad_relu_scalar(dy, ry, mp, mb, x, i, len, mu, l1, l2, gout);
 }
 
 /* dx_seg with dy masked by ry > 0 (or mask plane mp's bits when it is not
@@ -779,13 +769,7 @@ static void dx_relu_seg(int isa, const float *x, const float *dy,
 #else
   (void)isa;
 #endif
-  for (int64_t e = 0; e < s; e++) {
-    float g = (mp ? mask_bit(mp, e) : ry[e] > 0.f) ? dy[e] : 0.f;
-    if (dres)
-      dres[e] = accr ? dres[e] + g : g;
-    float v = (g - gm - (x[e] - mu) * k) * sc;
-    dx[e] = acc ? dx[e] + v : v;
-  }
+  dx_relu_scalar(x, dy, ry, mp, dx, dres, 0, s, mu, k, gm, sc, acc, accr);
 }
 
 /* Reduction task t: chunk t / groups of the block's channel group
