@@ -369,6 +369,22 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
 #endif /* MKT */
 
 #ifdef WMKT
+/* One vector of positions qq into the dense wgrad tile: the taps' x loads
+ * under mask MK (an expression of the tap o), then each dy row j loaded as
+ * DV (an expression of j) and multiplied into its accumulators. */
+#define WGM_STEP(qq, MK, DV)                                                   \
+  do {                                                                         \
+    vf xv[WMNO];                                                               \
+    _Pragma("GCC unroll 4") for (int o = 0; o < WMNO; o++) xv[o] =             \
+        _mm512_maskz_loadu_ps((MK), xb + (qq) + og[o]);                        \
+    _Pragma("GCC unroll 8") for (int j = 0; j < WMKT; j++) {                   \
+      vf dv = (DV);                                                            \
+      __asm__("" : "+v"(dv));                                                  \
+      _Pragma("GCC unroll 4") for (int o = 0; o < WMNO; o++) acc[j][o] =       \
+          V_FMA(dv, xv[o], acc[j][o]);                                         \
+    }                                                                          \
+  } while (0)
+
 /* The "dense" wgrad kernel (AVX-512 only): x planes hold whole rows of
  * width w (zero rows above and below, none at the sides) and dy is read
  * from the tensor itself (rows of nq positions, any count; the last vector
@@ -422,53 +438,16 @@ TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
           const float *d = dy + i * dys + r0 * ldd;
           const float *xb = x + i * xs + ci * ps;
           int64_t q = 0;
-          if (per[g]) {
+          if (per[g])
             for (; q + 2 * VL <= nqf; q += 2 * VL) {
-#pragma GCC unroll 2
-              for (int h = 0; h < 2; h++) {
-                __mmask16 km = h ? kz : ka;
-                vf xv[WMNO];
-#pragma GCC unroll 4
-                for (int o = 0; o < WMNO; o++)
-                  xv[o] = _mm512_maskz_loadu_ps(km, xb + q + h * VL + og[o]);
-#pragma GCC unroll 8
-                for (int j = 0; j < WMKT; j++) {
-                  vf dv = V_LOAD(d + j * ldd + q + h * VL);
-                  __asm__("" : "+v"(dv));
-#pragma GCC unroll 4
-                  for (int o = 0; o < WMNO; o++)
-                    acc[j][o] = V_FMA(dv, xv[o], acc[j][o]);
-                }
-              }
+              WGM_STEP(q, ka, V_LOAD(d + j * ldd + q));
+              WGM_STEP(q + VL, kz, V_LOAD(d + j * ldd + q + VL));
             }
-          }
-          for (; q < nqf; q += VL) {
-            vf xv[WMNO];
-#pragma GCC unroll 4
-            for (int o = 0; o < WMNO; o++)
-              xv[o] = _mm512_maskz_loadu_ps(mg[o][q / VL], xb + q + og[o]);
-#pragma GCC unroll 8
-            for (int j = 0; j < WMKT; j++) {
-              vf dv = V_LOAD(d + j * ldd + q);
-              __asm__("" : "+v"(dv));
-#pragma GCC unroll 4
-              for (int o = 0; o < WMNO; o++)
-                acc[j][o] = V_FMA(dv, xv[o], acc[j][o]);
-            }
-          }
-          if (q < nq) {
-            vf xv[WMNO];
-#pragma GCC unroll 4
-            for (int o = 0; o < WMNO; o++)
-              xv[o] = _mm512_maskz_loadu_ps(mg[o][q / VL], xb + q + og[o]);
-#pragma GCC unroll 8
-            for (int j = 0; j < WMKT; j++) {
-              vf dv = _mm512_maskz_loadu_ps(tm, d + j * ldd + q);
-#pragma GCC unroll 4
-              for (int o = 0; o < WMNO; o++)
-                acc[j][o] = V_FMA(dv, xv[o], acc[j][o]);
-            }
-          }
+          for (; q < nqf; q += VL)
+            WGM_STEP(q, mg[o][q / VL], V_LOAD(d + j * ldd + q));
+          if (q < nq)
+            WGM_STEP(q, mg[o][q / VL],
+                     _mm512_maskz_loadu_ps(tm, d + j * ldd + q));
         }
         enum { NA = WMKT * WMNO, NG = (NA + VL - 1) / VL };
         vf fl[NG * VL];
@@ -495,6 +474,7 @@ TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
     }
   }
 }
+#undef WGM_STEP
 #undef WMKT
 #undef WMNO
 #endif /* WMKT */
