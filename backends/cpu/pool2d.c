@@ -390,6 +390,15 @@ static POOL_AVX512 inline void max2_take16(__m512 v, __m512i i, __m512 *m,
   *b = _mm512_mask_mov_epi32(*b, take, i);
 }
 
+/* One corner of every 2x2 window of up to 64 floats r0..r3: permutation p
+ * over the pair (r0, r1), lanes in hi from (r2, r3) instead. */
+static POOL_AVX512 inline __m512 max2_corner(__mmask16 hi, __m512i p,
+                                             __m512 r0, __m512 r1, __m512 r2,
+                                             __m512 r3) {
+  return _mm512_mask_blend_ps(hi, _mm512_permutex2var_ps(r0, p, r1),
+                              _mm512_permutex2var_ps(r2, p, r3));
+}
+
 /* Rows 0 .. fh-1 of a plane (full windows, out_w == w/2). */
 static POOL_AVX512 void max2_plane_avx512(const pool_job *j,
                                           const float *restrict x,
@@ -409,18 +418,10 @@ static POOL_AVX512 void max2_plane_avx512(const pool_job *j,
     __m512 r1 = _mm512_maskz_loadu_ps(first_bits(nf - 16), src + 16);
     __m512 r2 = _mm512_maskz_loadu_ps(first_bits(nf - 32), src + 32);
     __m512 r3 = _mm512_maskz_loadu_ps(first_bits(nf - 48), src + 48);
-    __m512 tl =
-        _mm512_mask_blend_ps(j->perm_hi[0], _mm512_permutex2var_ps(r0, p0, r1),
-                             _mm512_permutex2var_ps(r2, p0, r3));
-    __m512 tr =
-        _mm512_mask_blend_ps(j->perm_hi[1], _mm512_permutex2var_ps(r0, p1, r1),
-                             _mm512_permutex2var_ps(r2, p1, r3));
-    __m512 bl =
-        _mm512_mask_blend_ps(j->perm_hi[2], _mm512_permutex2var_ps(r0, p2, r1),
-                             _mm512_permutex2var_ps(r2, p2, r3));
-    __m512 br =
-        _mm512_mask_blend_ps(j->perm_hi[3], _mm512_permutex2var_ps(r0, p3, r1),
-                             _mm512_permutex2var_ps(r2, p3, r3));
+    __m512 tl = max2_corner(j->perm_hi[0], p0, r0, r1, r2, r3);
+    __m512 tr = max2_corner(j->perm_hi[1], p1, r0, r1, r2, r3);
+    __m512 bl = max2_corner(j->perm_hi[2], p2, r0, r1, r2, r3);
+    __m512 br = max2_corner(j->perm_hi[3], p3, r0, r1, r2, r3);
     __m512i i0 = _mm512_add_epi32(lb, _mm512_set1_epi32((int32_t)(2 * w * oh)));
     __m512 m = tl;
     __m512i b = i0;
