@@ -15,5 +15,6 @@
 #include "tinycnn/optim.h" /* optimizers, LR schedulers */
 #include "tinycnn/data.h"  /* datasets, transforms, loaders */
 #include "tinycnn/io.h"    /* checkpoints (safetensors), training logs */
+#include "tinycnn/dist.h"  /* communicators, data-parallel training */
 
 #endif /* LIBTINYCNN_H */

@@ -34,6 +34,14 @@ TC_API tc_status tc_backend_error(tc_status status, const char *fmt, ...) {
   return status;
 }
 
+TC_API tc_status tc_set_error(tc_status status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  tc__verror(status, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
 tc_status tc__oom(const char *where) {
   snprintf(tls_message, sizeof tls_message, "%s: out of memory", where);
   return TC_ENOMEM;

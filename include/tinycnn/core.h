@@ -65,6 +65,16 @@ typedef enum tc_status {
 TC_API const char *tc_last_error(void);
 /** Clears this thread's last error message. */
 TC_API void tc_clear_error(void);
+/**
+ * Records a printf-style message for tc_last_error() on this thread and
+ * returns `status`: for code that plugs into the library (communicators,
+ * backends, allocators) to report why it failed.
+ */
+TC_API tc_status tc_set_error(tc_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /** A short constant name for a status, e.g. "TC_ENOMEM". Never NULL. */
 TC_API const char *tc_status_string(tc_status status);
 

@@ -244,10 +244,18 @@ typedef struct tc_loader_options {
                             at most 64 */
   int32_t reserved0;   /**< must be 0 */
   tc_backend *backend; /**< where batches go; NULL: a CPU backend */
+  int32_t num_shards;  /**< data-parallel ranks sharing each batch;
+                            default 1 (0 also means 1) */
+  int32_t shard;       /**< this rank's shard, in [0, num_shards); its
+                            share of every batch of b samples (batch_size,
+                            or less for the last) is the contiguous slice
+                            [b*shard/num_shards, b*(shard+1)/num_shards):
+                            every sample once per epoch across shards, the
+                            same permutation on every shard (seed) */
 } tc_loader_options;
 
 #define TC_LOADER_OPTIONS_INIT                                                 \
-  { sizeof(tc_loader_options), 1, 0, 0, TC_LOADER_SEED_GLOBAL, 2, 0, NULL }
+  { sizeof(tc_loader_options), 1, 0, 0, TC_LOADER_SEED_GLOBAL, 2, 0, NULL, 1, 0 }
 
 /** Fills `o` (of `struct_size` bytes, <= ours) with the defaults.
  *  @return TC_OK, TC_EINVAL, TC_EVERSION (struct_size larger than ours). */

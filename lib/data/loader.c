@@ -34,6 +34,7 @@ struct tc_loader {
   tc_backend *be;
   int64_t n, batch_size, num_batches, last_size; /* last_size: of the last */
   int shuffle, prefetch;
+  int64_t nshards, shard; /* this loader's slice of every batch */
   uint64_t seed;
   int64_t in_chw[3], out_chw[3];
   size_t sample_floats;
@@ -80,6 +81,13 @@ TC_API tc_status tc_loader_options_init(tc_loader_options *o,
   return TC_OK;
 }
 
+/* This shard's slice [*k0, *k1) of a batch of `count` samples. */
+static void shard_range(const tc_loader *l, int64_t count, int64_t *k0,
+                        int64_t *k1) {
+  *k0 = count * l->shard / l->nshards;
+  *k1 = count * (l->shard + 1) / l->nshards;
+}
+
 static void advance(int64_t *epoch, int64_t *batch, int64_t num_batches) {
   if (++*batch >= num_batches) {
     ++*epoch;
@@ -99,12 +107,14 @@ static void prepare(tc_loader *l, slot *s, int64_t epoch, int64_t batch) {
   }
   int64_t first = batch * l->batch_size;
   int64_t count = batch == l->num_batches - 1 ? l->last_size : l->batch_size;
-  for (int64_t k = 0; k < count; k++) {
+  int64_t k0, k1;
+  shard_range(l, count, &k0, &k1);
+  for (int64_t k = k0; k < k1; k++) {
     int64_t idx = l->shuffle ? l->perm[first + k] : first + k;
     tc__transform_run(l->tf, tc__dataset_pixels(l->ds, idx), l->in_chw,
-                      s->x + (size_t)k * l->sample_floats, l->work, l->seed, e,
-                      (uint64_t)idx);
-    s->y[k] = tc__dataset_label(l->ds, idx);
+                      s->x + (size_t)(k - k0) * l->sample_floats, l->work,
+                      l->seed, e, (uint64_t)idx);
+    s->y[k - k0] = tc__dataset_label(l->ds, idx);
   }
   s->epoch = epoch;
   s->batch = batch;
@@ -209,6 +219,11 @@ TC_API tc_status tc_loader_create(tc_loader **out, tc_dataset *ds,
                      (int)o.prefetch, MAX_PREFETCH);
   if (o.reserved0 != 0)
     return tc__error(TC_EINVAL, "%s: reserved0 must be 0", fn);
+  if (o.num_shards == 0)
+    o.num_shards = 1;
+  if (o.num_shards < 0 || o.shard < 0 || o.shard >= o.num_shards)
+    return tc__error(TC_EINVAL, "%s: shard %d is not in [0, num_shards = %d)",
+                     fn, (int)o.shard, (int)o.num_shards);
   int64_t n = ds->n;
   if (o.batch_size > n && o.drop_last)
     return tc__error(TC_EINVAL,
@@ -226,6 +241,8 @@ TC_API tc_status tc_loader_create(tc_loader **out, tc_dataset *ds,
   l->n = n;
   l->shuffle = o.shuffle != 0;
   l->prefetch = o.prefetch;
+  l->nshards = o.num_shards;
+  l->shard = o.shard;
   l->seed = o.seed == TC_LOADER_SEED_GLOBAL ? tc_get_seed() : o.seed;
   l->num_batches =
       o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
@@ -292,10 +309,13 @@ TC_API tc_status tc_loader_create(tc_loader **out, tc_dataset *ds,
       goto fail;
     }
   }
-  if ((st = make_tensors(l, bs, &l->x_full, &l->y_full)) != TC_OK)
+  int64_t k0, k1, j0, j1; /* this shard's part of a full and a last batch */
+  shard_range(l, bs, &k0, &k1);
+  shard_range(l, l->last_size, &j0, &j1);
+  if ((st = make_tensors(l, k1 - k0, &l->x_full, &l->y_full)) != TC_OK)
     goto fail;
-  if (l->last_size != bs &&
-      (st = make_tensors(l, l->last_size, &l->x_last, &l->y_last)) != TC_OK)
+  if (j1 - j0 != k1 - k0 &&
+      (st = make_tensors(l, j1 - j0, &l->x_last, &l->y_last)) != TC_OK)
     goto fail;
 
   if (l->prefetch > 0) {
@@ -338,7 +358,9 @@ TC_API tc_status tc_loader_next(tc_loader *l, tc_tensor **out_x,
   }
   /* the ring's head is always the caller's position */
   int last = l->batch == l->num_batches - 1;
-  int64_t b = last ? l->last_size : l->batch_size;
+  int64_t k0, k1;
+  shard_range(l, last ? l->last_size : l->batch_size, &k0, &k1);
+  int64_t b = k1 - k0;
   tc_tensor *x = last && l->x_last ? l->x_last : l->x_full;
   tc_tensor *y = last && l->y_last ? l->y_last : l->y_full;
   tc_status st = tc_tensor_copy_from_host(

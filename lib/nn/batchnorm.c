@@ -433,3 +433,12 @@ TC_API tc_status tc_batchnorm2d_create(tc_layer **out, int64_t num_features,
                                        const tc_batchnorm_options *opts) {
   return bn_create(out, num_features, opts, 2, "tc_batchnorm2d_create");
 }
+
+/* For the data-parallel wrapper's deterministic mode, which replays the
+ * running-statistics updates itself (lib/dist/ddp.c). */
+int nn_bn_momentum(const tc_layer *l, float *out) {
+  if (l->kind != &bn1d_kind && l->kind != &bn2d_kind)
+    return 0;
+  *out = ((const bn_layer *)l)->o.momentum;
+  return 1;
+}

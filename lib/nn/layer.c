@@ -430,7 +430,9 @@ void nn_prof_count(tc_layer *l, int dir) {
 
 tc_status nn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
                       int acc) {
-  if (l->prof_on)
-    return prof_call(l, 1, NULL, dy, dx, acc);
-  return l->kind->backward(l, dy, dx, acc);
+  tc_status st = l->prof_on ? prof_call(l, 1, NULL, dy, dx, acc)
+                            : l->kind->backward(l, dy, dx, acc);
+  if (st == TC_OK && l->nparams > 0 && l->model)
+    nn_model_grad_ready(l->model, l);
+  return st;
 }

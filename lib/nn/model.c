@@ -79,6 +79,12 @@ struct tc_model {
   int64_t nprof;
   int profiling;
   double prof_inner; /* see nn_model_prof_inner */
+  /* data parallelism (lib/dist): called after each layer with parameters
+   * has finished its backward; the communicator of synchronised batch
+   * norms (NULL: local statistics) */
+  nn_grad_hook grad_hook;
+  void *grad_hook_user;
+  tc_comm *sync_bn;
 };
 
 /* ---- for layers ---- */
@@ -100,6 +106,22 @@ void nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
 }
 
 double *nn_model_prof_inner(tc_model *m) { return &m->prof_inner; }
+
+void nn_model_set_grad_hook(tc_model *m, nn_grad_hook fn, void *user) {
+  m->grad_hook = fn;
+  m->grad_hook_user = user;
+}
+
+void nn_model_grad_ready(tc_model *m, tc_layer *l) {
+  if (m->grad_hook)
+    m->grad_hook(m->grad_hook_user, l);
+}
+
+void nn_model_set_sync_bn(tc_model *m, tc_comm *comm) { m->sync_bn = comm; }
+
+tc_comm *nn_model_sync_bn(const tc_model *m) { return m->sync_bn; }
+
+tc_layer *nn_model_root(const tc_model *m) { return m->root; }
 
 static int64_t depth_of(const tc_layer *l) {
   int64_t d = 0;

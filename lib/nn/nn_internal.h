@@ -202,6 +202,21 @@ void nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
  * layer's time can be made exclusive of its children's). */
 double *nn_model_prof_inner(tc_model *m);
 
+/* Data parallelism (lib/dist). The grad hook is called after the backward
+ * of each layer that has parameters, once its gradients are final for
+ * this backward. The sync-bn communicator (NULL: none) makes training
+ * BatchNorm layers normalise with the statistics of every rank's batch. */
+typedef void (*nn_grad_hook)(void *user, tc_layer *l);
+void nn_model_set_grad_hook(tc_model *m, nn_grad_hook fn, void *user);
+void nn_model_grad_ready(tc_model *m, tc_layer *l);
+void nn_model_set_sync_bn(tc_model *m, tc_comm *comm);
+tc_comm *nn_model_sync_bn(const tc_model *m);
+/* When l is a BatchNorm layer: 1 and its momentum (possibly
+ * TC_BN_MOMENTUM_CUMULATIVE) in *out; else 0 (batchnorm.c). */
+int nn_bn_momentum(const tc_layer *l, float *out);
+/* The model's layer tree (model.c). */
+tc_layer *nn_model_root(const tc_model *m);
+
 /* ---- init.c ---- */
 tc_status nn_init_default_weight(tc_tensor *w, tc_rng *rng);
 tc_status nn_init_default_bias(tc_tensor *b, int64_t fan_in, tc_rng *rng);
