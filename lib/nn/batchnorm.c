@@ -8,11 +8,14 @@
  * back each training step (8 bytes each way) so a checkpoint that loads it
  * is always honoured. Backward in evaluation mode (running statistics)
  * is built from fwd_infer, bias_grad and a batched GEMM, as the backend's
- * batchnorm_bwd only knows the training formula.
+ * batchnorm_bwd only knows the training formula. A training forward while
+ * the model has a sync-bn communicator takes batchnorm_sync.c's path (the
+ * global batch's statistics), and its backward follows; the fused
+ * BatchNorm+ReLU paths are declined meanwhile, as that path has no ReLU.
  */
 #include <math.h>
 
-#include "nn_internal.h"
+#include "batchnorm_sync.h"
 
 typedef struct bn_layer {
   tc_layer base;
@@ -34,7 +37,14 @@ typedef struct bn_layer {
    * that forward's batch (0: no valid mask) */
   tc_tensor *relu_mask;
   int64_t mask_n;
+  nn_bn_sync sync; /* host state of the synchronised path */
+  int used_sync;   /* the last forward took it */
 } bn_layer;
+
+/* The sync-bn communicator while the layer's model has one, else NULL. */
+static tc_comm *bn_sync_comm(const tc_layer *l) {
+  return l->model ? nn_model_sync_bn(l->model) : NULL;
+}
 
 /* The backend takes tc_batchnorm_args.relu_mask (API version 3). */
 static int bn_backend_masks(const tc_layer *l) {
@@ -62,9 +72,11 @@ static int bn_uses_running(const bn_layer *b) {
 int nn_bn_fuse_forward(tc_layer *l, const tc_tensor *residual) {
   bn_layer *b = (bn_layer *)l;
   const tc_backend_iface *it = nn_be(l)->iface;
-  b->fuse_fwd = bn_uses_running(b)
-                    ? TC__HAS_SLOT(it, batchnorm_relu_fwd_infer)
-                    : TC__HAS_SLOT(it, batchnorm_relu_fwd_train);
+  b->fuse_fwd = 0;
+  if (!bn_sync_comm(l))
+    b->fuse_fwd = bn_uses_running(b)
+                      ? TC__HAS_SLOT(it, batchnorm_relu_fwd_infer)
+                      : TC__HAS_SLOT(it, batchnorm_relu_fwd_train);
   b->fuse_res = residual;
   return b->fuse_fwd;
 }
@@ -75,7 +87,7 @@ int nn_bn_fusable(const tc_layer *l) {
   /* not BatchNorm1d: planes of one value take the fused kernels' scalar
    * paths, slower than a separate vectorised ReLU (LeNet-BN's fc layers:
    * 0.125 -> 0.18 ms per step each) */
-  if (l->kind != &bn2d_kind)
+  if (l->kind != &bn2d_kind || bn_sync_comm(l))
     return 0;
   const tc_backend_iface *it = nn_be(l)->iface;
   return TC__HAS_SLOT(it, batchnorm_relu_fwd_train) &&
@@ -86,7 +98,7 @@ int nn_bn_fusable(const tc_layer *l) {
 int nn_bn_fuse_backward(tc_layer *l, const tc_tensor *y, tc_tensor *dres,
                         int acc_res) {
   bn_layer *b = (bn_layer *)l;
-  b->fuse_bwd = b->used_batch_stats &&
+  b->fuse_bwd = b->used_batch_stats && !b->used_sync && !bn_sync_comm(l) &&
                 TC__HAS_SLOT(nn_be(l)->iface, batchnorm_relu_bwd);
   b->fuse_y = y;
   b->fuse_dres = dres;
@@ -165,6 +177,24 @@ static tc_batchnorm_args bn_args(bn_layer *b, int64_t n) {
   return a;
 }
 
+static nn_bn_sync_args bn_sync_args(bn_layer *b, tc_comm *comm) {
+  tc_layer *l = &b->base;
+  nn_bn_sync_args a;
+  memset(&a, 0, sizeof a);
+  a.comm = comm;
+  a.c = b->c, a.spatial = spatial_of(l);
+  a.eps = b->o.eps, a.momentum = b->o.momentum;
+  if (b->o.affine) {
+    a.gamma = l->param[0], a.beta = l->param[1];
+    a.dgamma = l->grad[0], a.dbeta = l->grad[1];
+  }
+  if (b->o.track_running_stats) {
+    a.running_mean = l->buffer[0], a.running_var = l->buffer[1];
+    a.nbt = l->buffer[2];
+  }
+  return a;
+}
+
 static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
   bn_layer *b = (bn_layer *)l;
   tc_backend *be = nn_be(l);
@@ -179,6 +209,17 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
   if (fused)
     a.residual = b->fuse_res ? nn_f(b->fuse_res) : NULL;
   tc_status st;
+  /* not fused: nn_bn_fuse_forward declines while sync is on */
+  tc_comm *comm = training ? bn_sync_comm(l) : NULL;
+  if (comm && !fused) {
+    nn_bn_sync_args sa = bn_sync_args(b, comm);
+    b->used_sync = 0, b->mask_n = 0;
+    st = nn_bn_sync_forward(&b->sync, l, &sa, x, l->y);
+    if (st == TC_OK)
+      b->used_batch_stats = 1, b->used_sync = 1;
+    return st;
+  }
+  b->used_sync = 0;
   if (!training && track) {
     if ((st = NN_SLOT(be, batchnorm_fwd_infer)) != TC_OK)
       return st;
@@ -302,6 +343,10 @@ static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
   b->fuse_bwd = 0;
   if (!b->used_batch_stats)
     return bn_backward_eval(b, dy, dx, acc);
+  if (b->used_sync) {
+    nn_bn_sync_args sa = bn_sync_args(b, bn_sync_comm(l));
+    return nn_bn_sync_backward(&b->sync, l, &sa, l->x, dy, dx, acc);
+  }
   tc_backend *be = nn_be(l);
   tc_status st = NN_SLOT(be, batchnorm_bwd);
   if (st != TC_OK)
@@ -366,6 +411,7 @@ static void bn_release(tc_layer *l) {
   tc_tensor_destroy(b->xhat);
   tc_tensor_destroy(b->gscr);
   tc_tensor_destroy(b->relu_mask);
+  nn_bn_sync_release(&b->sync);
 }
 
 static const nn_kind bn1d_kind = {

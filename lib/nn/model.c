@@ -117,7 +117,16 @@ void nn_model_grad_ready(tc_model *m, tc_layer *l) {
     m->grad_hook(m->grad_hook_user, l);
 }
 
-void nn_model_set_sync_bn(tc_model *m, tc_comm *comm) { m->sync_bn = comm; }
+void nn_model_set_sync_bn(tc_model *m, tc_comm *comm) {
+  if (m->sync_bn == comm)
+    return;
+  m->sync_bn = comm;
+  /* plans depend on it (a synchronised batch norm does not fuse the ReLU
+   * after it, which then needs its own output): plan again */
+  m->full_batch = 0;
+  m->arena_batch = 0;
+  m->forwarded = 0;
+}
 
 tc_comm *nn_model_sync_bn(const tc_model *m) { return m->sync_bn; }
 
