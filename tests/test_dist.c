@@ -240,7 +240,7 @@ END_TEST
 enum { C = 2, H = 8, W = 8, K = 5, BMAX = 16, STEPS = 4 };
 
 /* conv -> [bn2d] -> relu -> maxpool -> flatten -> linear -> [bn1d -> relu
- * -> dropout] -> linear */
+ * [-> dropout]] -> linear; bn: 0 none, 1 with dropout, 2 without */
 static tc_model *make_model(tc_backend *be, int bn, uint64_t seed) {
   tc_layer *s, *l;
   NU_OK(tc_sequential_create(&s));
@@ -265,8 +265,10 @@ static tc_model *make_model(tc_backend *be, int bn, uint64_t seed) {
     NU_OK(tc_sequential_add(s, "bn2", l));
     NU_OK(tc_relu_create(&l));
     NU_OK(tc_sequential_add(s, "relu2", l));
-    NU_OK(tc_dropout_create(&l, 0.25f));
-    NU_OK(tc_sequential_add(s, "drop", l));
+    if (bn == 1) {
+      NU_OK(tc_dropout_create(&l, 0.25f));
+      NU_OK(tc_sequential_add(s, "drop", l));
+    }
   }
   NU_OK(tc_linear_create(&l, 12, K, NULL));
   NU_OK(tc_sequential_add(s, "fc2", l));
@@ -290,6 +292,7 @@ typedef struct rank_job {
   tc_comm *comm;
   tc_ddp_options o;
   int bn, batch;
+  int pre_forward; /* run a forward before wrapping the model */
   uint64_t seed;
   /* results */
   tc_status st;
@@ -318,7 +321,15 @@ static void *rank_main(void *arg) {
   so.momentum = 0.9f;
   if (st == TC_OK &&
       (st = tc_loss_create(&xent, be, TC_LOSS_CROSS_ENTROPY, NULL)) == TC_OK &&
-      (st = tc_optimizer_create_sgd_for_model(&opt, m, &so)) == TC_OK)
+      (st = tc_optimizer_create_sgd_for_model(&opt, m, &so)) == TC_OK &&
+      j->pre_forward) {
+    int64_t s4[4] = {4, C, H, W};
+    tc_tensor *t, *out;
+    if ((st = tc_tensor_create(&t, be, s4, 4, TC_FLOAT32)) == TC_OK)
+      st = tc_model_forward(m, t, &out);
+    tc_tensor_destroy(t);
+  }
+  if (st == TC_OK)
     st = tc_ddp_create(&d, m, j->comm, &j->o);
   int64_t k0 = (int64_t)j->batch * r / n, k1 = (int64_t)j->batch * (r + 1) / n;
   int64_t xs[4] = {k1 - k0, C, H, W}, ys = k1 - k0;
@@ -366,6 +377,8 @@ static void *rank_main(void *arg) {
 }
 
 /* Runs n ranks; rank 0's results into *out. */
+static int pre_forward;
+
 static void run_ranks(int n, int bn, int batch, const tc_ddp_options *o,
                       rank_job *out) {
   tc_comm *c[4];
@@ -379,6 +392,7 @@ static void run_ranks(int n, int bn, int batch, const tc_ddp_options *o,
     j[r].bn = bn;
     j[r].batch = batch;
     j[r].seed = 11;
+    j[r].pre_forward = pre_forward;
     pthread_create(&th[r], NULL, rank_main, &j[r]);
   }
   for (int r = 0; r < n; r++)
@@ -435,6 +449,32 @@ START_TEST(t_ddp_buckets_same_bits) {
   run_ranks(2, 0, 16, &o, &r2);
   ck_assert_int_gt(r2.buckets, 4);
   ck_assert(memcmp(r1.params, r2.params, (size_t)r1.nparams * 4) == 0);
+}
+END_TEST
+
+/* Synchronised batch norm: 2 ranks train like one rank with the whole
+ * batch, also when the model ran (and planned fused batch norms) before
+ * it was wrapped. */
+START_TEST(t_ddp_sync_bn_matches_one_rank) {
+  make_data();
+  tc_ddp_options o = TC_DDP_OPTIONS_INIT;
+  pre_forward = 1; /* on both sides: it moves the running statistics */
+  run_ranks(1, 2, 16, &o, &r1);
+  o.sync_batchnorm = 1;
+  run_ranks(2, 2, 16, &o, &r2);
+  run_ranks(2, 2, 11, &o, &r4); /* uneven: 5 + 6 */
+  pre_forward = 0;
+  double e = max_diff(r1.params, r2.params, r1.nparams);
+  ck_assert_msg(e < 2e-5, "parameters differ by %g", e);
+  e = max_diff(r1.buffers, r2.buffers, r1.nbuffers);
+  ck_assert_msg(e < 2e-5, "running statistics differ by %g", e);
+  /* without synchronisation each rank normalises its half: far apart */
+  o.sync_batchnorm = 0;
+  run_ranks(2, 2, 16, &o, &r2);
+  ck_assert(max_diff(r1.buffers, r2.buffers, r1.nbuffers) > 1e-3);
+  o.sync_batchnorm = 1;
+  run_ranks(1, 2, 11, &o, &r1);
+  ck_assert(max_diff(r1.params, r4.params, r1.nparams) < 2e-5);
 }
 END_TEST
 
@@ -523,6 +563,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, t_ddp_default_matches_one_rank);
   tcase_add_test(tc, t_ddp_buckets_same_bits);
   tcase_add_test(tc, t_ddp_deterministic_bits);
+  tcase_add_test(tc, t_ddp_sync_bn_matches_one_rank);
   suite_add_tcase(s, tc);
   return s;
 }

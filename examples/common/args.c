@@ -54,6 +54,14 @@ void args_usage(trainer_kind kind, FILE *to) {
         "  --quiet           no progress bar or per-epoch lines\n"
         "  --train-limit N   use only the first N training images (quick runs)\n"
         "  --test-limit N    use only the first N test images\n"
+        "Data-parallel training (under mpirun -np N; --batch is the global batch,\n"
+        "--threads is per rank; only rank 0 prints, logs and saves):\n"
+        "  --sync-bn         BatchNorm statistics over the global batch\n"
+        "  --deterministic   the same bits on any number of ranks (a run in\n"
+        "                    --chunks micro-batches; also in one process)\n"
+        "  --chunks N        deterministic chunks per batch, a multiple of the\n"
+        "                    number of ranks (default 8)\n"
+        "  --bucket-mb X     gradient all-reduce bucket size (default 25)\n"
         "  --help            this text\n"
         "The last line is always: test: loss=L accuracy=A\n", to);
 }
@@ -104,6 +112,8 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
   a->shortcut = 'A';
   a->milestones[0] = 32000;
   a->milestones[1] = 48000;
+  a->chunks = 8;
+  a->bucket_mb = 25;
 
   for (int i = 1; i < argc; i++) {
     const char *o = argv[i];
@@ -230,6 +240,20 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
       a->eval_only = 1;
     } else if (!strcmp(o, "--quiet")) {
       a->quiet = 1;
+    } else if (!strcmp(o, "--sync-bn")) {
+      a->sync_bn = 1;
+    } else if (!strcmp(o, "--deterministic")) {
+      a->deterministic = 1;
+    } else if (!strcmp(o, "--chunks")) {
+      NEEDS_VALUE();
+      if (parse_int64(v, 1, 4096, &n))
+        return bad(kind, o, "expected an integer from 1 to 4096");
+      a->chunks = (int)n;
+    } else if (!strcmp(o, "--bucket-mb")) {
+      NEEDS_VALUE();
+      if (parse_double(v, 1e-6, 1024, &d))
+        return bad(kind, o, "expected a size in MiB from 1e-6 to 1024");
+      a->bucket_mb = d;
     } else if (!strcmp(o, "--bn") && lenet) {
       a->bn = 1;
     } else if (!strcmp(o, "--depth") && !lenet) {

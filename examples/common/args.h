@@ -32,6 +32,11 @@ typedef struct train_args {
   int quiet;
   int64_t train_limit;   /* 0: all training images */
   int64_t test_limit;    /* 0: all test images */
+  /* data-parallel runs (under mpirun) */
+  int deterministic;     /* same bits for any number of ranks */
+  int chunks;            /* deterministic mode's chunks of a batch */
+  int sync_bn;           /* BatchNorm over the global batch */
+  double bucket_mb;      /* gradient bucket size, MiB */
   /* LeNet */
   int bn;
   /* ResNet */

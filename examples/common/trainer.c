@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dist.h"
 #include "models.h"
 
 #define FASHION_MNIST_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
@@ -37,6 +38,9 @@ typedef struct run {
   tc_tblog *tb;
   tc_csvlog *csv;
   tc_progress *progress;
+  tc_comm *comm;       /* the ranks of a data-parallel run (1: alone) */
+  tc_ddp *ddp;         /* NULL: a plain single-process step */
+  int rank, size;
   int64_t total_steps; /* optimizer steps to take in all */
   int epochs;          /* epochs that cover total_steps */
 } run;
@@ -47,10 +51,20 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* One line naming what failed and why; the exit status of a failed run. */
+/* One line naming what failed and why; the exit status of a failed run.
+ * In a job of several ranks the failing rank names itself and ends the
+ * whole job (MPI_Abort), so no peer waits for it in a collective. */
 static int fail(const run *r, const char *what, tc_status st) {
-  fprintf(stderr, "%s: %s: %s (%s)\n", r->prog, what, tc_last_error(),
-          tc_status_string(st));
+  if (r->size > 1) {
+    fprintf(stderr, "%s: rank %d of %d: %s: %s (%s); ending the job\n",
+            r->prog, r->rank, r->size, what, tc_last_error(),
+            tc_status_string(st));
+    fflush(stderr);
+    tc_comm_abort(r->comm, 1);
+  } else {
+    fprintf(stderr, "%s: %s: %s (%s)\n", r->prog, what, tc_last_error(),
+            tc_status_string(st));
+  }
   return 1;
 }
 
@@ -165,6 +179,9 @@ static int make_loaders(run *r) {
   TRY("loader options", tc_loader_options_init(&o, sizeof o));
   o.batch_size = r->a.batch;
   o.backend = r->be;
+  /* each rank its slice of every global batch (--batch is global) */
+  o.num_shards = r->size;
+  o.shard = r->rank;
   o.seed = r->a.seed;
   o.shuffle = 1;
   o.drop_last = 1; /* as the seeds' training loaders */
@@ -248,6 +265,9 @@ static int make_optimizer(run *r) {
 static int evaluate(run *r, tc_loader *ld, double *out_loss,
                     double *out_acc) {
   TRY("eval mode", tc_model_set_training(r->model, 0));
+  /* every rank evaluates its shard with rank 0's running statistics */
+  if (r->ddp)
+    TRY("sharing the running statistics", tc_ddp_sync_buffers(r->ddp));
   double loss_sum = 0;
   int64_t correct = 0, seen = 0;
   for (;;) {
@@ -256,6 +276,8 @@ static int evaluate(run *r, tc_loader *ld, double *out_loss,
     if (!x)
       break;
     int64_t b = tc_tensor_dim(x, 0), c = 0;
+    if (b == 0)
+      continue; /* this rank's share of a small last batch */
     float loss;
     TRY("forward", tc_model_forward(r->model, x, &out));
     TRY("loss", tc_loss_compute(r->loss, out, y, &loss, NULL));
@@ -265,6 +287,14 @@ static int evaluate(run *r, tc_loader *ld, double *out_loss,
     seen += b;
   }
   TRY("train mode", tc_model_set_training(r->model, 1));
+  if (r->size > 1) {
+    float sums[3] = {(float)loss_sum, (float)correct, (float)seen};
+    TRY("adding up the ranks' evaluations",
+        tc_comm_allreduce_sum(r->comm, sums, 3));
+    loss_sum = sums[0];
+    correct = (int64_t)sums[1];
+    seen = (int64_t)sums[2];
+  }
   *out_loss = seen ? loss_sum / (double)seen : 0.0;
   *out_acc = seen ? (double)correct / (double)seen : 0.0;
   return 0;
@@ -293,7 +323,7 @@ static int log_row(run *r, int64_t epoch, int64_t step, const char *split,
 }
 
 static int open_logs(run *r, int64_t resume_step) {
-  if (!r->a.logdir)
+  if (!r->a.logdir || r->rank != 0)
     return 0;
   TRY("TensorBoard log", tc_tblog_create(&r->tb, r->a.logdir));
   if (resume_step > 0)
@@ -322,6 +352,20 @@ static int train(run *r) {
   int rc = open_logs(r, step);
   if (rc)
     return rc;
+  if (r->size > 1 || a->deterministic) {
+    tc_ddp_options o;
+    TRY("data-parallel options", tc_ddp_options_init(&o, sizeof o));
+    o.bucket_bytes = (int64_t)(a->bucket_mb * 1048576.0);
+    if (o.bucket_bytes < 4)
+      o.bucket_bytes = 4;
+    if (o.first_bucket_bytes > o.bucket_bytes)
+      o.first_bucket_bytes = o.bucket_bytes;
+    o.sync_batchnorm = a->sync_bn;
+    o.deterministic = a->deterministic;
+    o.chunks = a->chunks;
+    TRY("data-parallel training", tc_ddp_create(&r->ddp, r->model, r->comm,
+                                                &o));
+  }
   tc_progress_options po;
   TRY("progress", tc_progress_options_init(&po, sizeof po));
   po.quiet = a->quiet;
@@ -341,13 +385,23 @@ static int train(run *r) {
         break;
       int64_t b = tc_tensor_dim(x, 0), c = 0;
       float loss;
-      TRY("forward", tc_model_forward(r->model, x, &out));
-      TRY("loss", tc_loss_compute(r->loss, out, y, &loss,
-                                  tc_model_output_grad(r->model)));
-      TRY("accuracy", tc_accuracy_count(out, y, &c));
-      TRY("zero_grad", tc_optimizer_zero_grad(r->opt));
-      TRY("backward",
-          tc_model_backward(r->model, tc_model_output_grad(r->model)));
+      if (r->ddp) {
+        /* the loss and hits of the global batch (drop_last: full) */
+        int empty = b == 0;
+        b = a->batch;
+        TRY("zero_grad", tc_optimizer_zero_grad(r->opt));
+        TRY("training step",
+            tc_ddp_train_step(r->ddp, r->loss, empty ? NULL : x,
+                              empty ? NULL : y, &loss, &c));
+      } else {
+        TRY("forward", tc_model_forward(r->model, x, &out));
+        TRY("loss", tc_loss_compute(r->loss, out, y, &loss,
+                                    tc_model_output_grad(r->model)));
+        TRY("accuracy", tc_accuracy_count(out, y, &c));
+        TRY("zero_grad", tc_optimizer_zero_grad(r->opt));
+        TRY("backward",
+            tc_model_backward(r->model, tc_model_output_grad(r->model)));
+      }
       TRY("optimizer step", tc_optimizer_step(r->opt));
       if (r->sched)
         TRY("scheduler step", tc_scheduler_step(r->sched));
@@ -381,7 +435,7 @@ static int train(run *r) {
     if ((rc = log_row(r, epoch + 1, step, "train", tl, ta, lr, secs, ips)) ||
         (rc = log_row(r, epoch + 1, step, "val", vl, va, lr, secs, ips)))
       return rc;
-    if (a->checkpoint) {
+    if (a->checkpoint && r->rank == 0) {
       char e[32];
       snprintf(e, sizeof e, "%lld", (long long)epoch + 1);
       const char *meta[] = {"trainer", r->prog, "dataset", a->dataset,
@@ -395,6 +449,7 @@ static int train(run *r) {
 }
 
 static void cleanup(run *r) {
+  tc_ddp_destroy(r->ddp);
   tc_progress_destroy(r->progress);
   tc_csvlog_close(r->csv);
   tc_tblog_destroy(r->tb);
@@ -412,6 +467,7 @@ static void cleanup(run *r) {
   tc_dataset_destroy(r->train);
   tc_dataset_destroy(r->train_full);
   tc_backend_destroy(r->be);
+  tc_comm_destroy(r->comm); /* last: it may end MPI */
 }
 
 static int run_all(run *r) {
@@ -420,6 +476,16 @@ static int run_all(run *r) {
   if (a->threads > 0)
     TRY("--threads", tc_set_num_threads(a->threads));
   tc_set_seed(a->seed);
+  tc_status cs = dist_open(&r->comm);
+  if (cs != TC_OK) {
+    fprintf(stderr, "%s: starting data-parallel training: %s (%s)\n",
+            r->prog, tc_last_error(), tc_status_string(cs));
+    return 1;
+  }
+  r->rank = tc_comm_rank(r->comm);
+  r->size = tc_comm_size(r->comm);
+  if (r->rank != 0)
+    r->a.quiet = 1; /* one progress bar and one set of lines: rank 0's */
   char what[128];
   snprintf(what, sizeof what, "backend '%s'", a->backend);
   TRY(what, tc_backend_create(&r->be, a->backend));
@@ -434,14 +500,15 @@ static int run_all(run *r) {
   }
   if (!a->eval_only && (rc = train(r)))
     return rc;
-  if (a->save) {
+  if (a->save && r->rank == 0) {
     const char *meta[] = {"trainer", r->prog, "dataset", a->dataset, NULL};
     TRY("saving the model", tc_model_save(r->model, a->save, meta));
   }
   double tl, ta;
   if ((rc = evaluate(r, r->ld_test, &tl, &ta)))
     return rc;
-  printf("test: loss=%.4f accuracy=%.4f\n", tl, ta);
+  if (r->rank == 0)
+    printf("test: loss=%.4f accuracy=%.4f\n", tl, ta);
   return 0;
 }
 

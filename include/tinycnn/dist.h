@@ -240,6 +240,10 @@ TC_API tc_status tc_ddp_backward(tc_ddp *d, const tc_tensor *dy);
 TC_API tc_status tc_ddp_train_step(tc_ddp *d, tc_loss *loss, tc_tensor *x,
                                    const tc_tensor *y, float *out_loss,
                                    int64_t *out_correct);
+/** Broadcasts rank 0's buffers (running statistics) to every rank, e.g.
+ *  before evaluating on shards. Collective. @return TC_OK, TC_EINVAL, the
+ *  communicator's errors. */
+TC_API tc_status tc_ddp_sync_buffers(tc_ddp *d);
 /** The model and communicator (borrowed). */
 TC_API tc_model *tc_ddp_model(const tc_ddp *d);
 TC_API tc_comm *tc_ddp_comm(const tc_ddp *d);

@@ -239,6 +239,11 @@ TC_API void tc_ddp_destroy(tc_ddp *d) {
   release(d);
 }
 
+TC_API tc_status tc_ddp_sync_buffers(tc_ddp *d) {
+  TC__CHECK_NULL(d, "tc_ddp_sync_buffers");
+  return d->size > 1 ? broadcast_state(d, 0, 1) : TC_OK;
+}
+
 TC_API tc_model *tc_ddp_model(const tc_ddp *d) {
   return d ? d->m : NULL;
 }
