@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <libtinycnn.h>
 #include <tinycnn_backend.h>
@@ -49,6 +50,17 @@ static inline bool tc__mul_size(size_t a, size_t b, size_t *out) {
 static inline bool tc__add_size(size_t a, size_t b, size_t *out) {
   return !__builtin_add_overflow(a, b, out);
 }
+
+/* ---- files read by the library (lib/file.c) ---- */
+/* Opens `path` for reading if it is a regular file, without blocking on a
+ * FIFO or device first; TC_EIO naming the reason and the path otherwise.
+ * *out_fd is blocking and close-on-exec; *out_size (may be NULL) is the
+ * size fstat gave. */
+tc_status tc__open_regular(const char *path, int *out_fd, uint64_t *out_size,
+                           const char *fn);
+/* The same as a stdio stream ("rb"). */
+tc_status tc__fopen_regular(const char *path, FILE **out, uint64_t *out_size,
+                            const char *fn);
 
 /* ---- global settings (lib/context.c) ---- */
 int tc__num_threads(void); /* resolved: >= 1 */

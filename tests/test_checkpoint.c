@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -381,6 +382,30 @@ START_TEST(test_crash_during_save) {
 }
 END_TEST
 
+/* A FIFO in place of a checkpoint is refused at once (opening it would
+ * block until a writer came) and the model is left as it was. */
+START_TEST(test_load_fifo) {
+  alarm(20);
+  tc_model *m = small_model(1, 3, 1);
+  size_t n0, n1;
+  unsigned char *before = state_bytes(m, &n0);
+  ck_assert_int_eq(mkfifo(tpath("fifo.st"), 0600), 0);
+  ck_assert_int_eq(tc_model_load(m, tpath("fifo.st")), TC_EIO);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "not a regular file"));
+  ck_assert_int_eq(
+      tc_checkpoint_load(tpath("fifo.st"), m, NULL, NULL, NULL, NULL, NULL),
+      TC_EIO);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "not a regular file"));
+  unsigned char *after = state_bytes(m, &n1);
+  ck_assert_uint_eq(n0, n1);
+  ck_assert_mem_eq(before, after, n0);
+  free(before);
+  free(after);
+  tc_model_destroy(m);
+  alarm(0);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("checkpoint");
   TCase *tc = tcase_create("core");
@@ -391,6 +416,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_training_checkpoint);
   tcase_add_test(tc, test_model_alloc_failures);
   tcase_add_test(tc, test_crash_during_save);
+  tcase_add_test(tc, test_load_fifo);
   suite_add_tcase(s, tc);
   return s;
 }

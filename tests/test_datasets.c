@@ -817,6 +817,44 @@ START_TEST(test_svhn_hostile) {
 }
 END_TEST
 
+/* A FIFO in place of a data file is refused at once (open(2) of a FIFO for
+ * reading would block until a writer came): TC_EIO naming the path. The
+ * alarm turns a hang into a failure. */
+static void expect_not_regular(tc_status st, tc_dataset *ds, const char *p) {
+  ck_assert_int_eq(st, TC_EIO);
+  ck_assert_ptr_null(ds);
+  ck_assert_msg(strstr(tc_last_error(), "not a regular file") &&
+                    strstr(tc_last_error(), p),
+                "message: %s", tc_last_error());
+}
+
+START_TEST(test_fifo_refused) {
+  alarm(20);
+  size_t li, ll;
+  unsigned char *im = idx_images(3, 4, 4, &li);
+  unsigned char *lb = idx_labels(3, 10, &ll);
+  write_bytes(path_of("lb"), lb, ll);
+  ck_assert_int_eq(mkfifo(path_of("fifo"), 0600), 0);
+  tc_dataset *ds = NULL;
+  expect_not_regular(
+      tc_dataset_load_idx(&ds, path_of("fifo"), path_of("lb"), 10), ds,
+      path_of("fifo"));
+  /* the MNIST layout: the FIFO is found by name, then refused */
+  ck_assert_int_eq(mkfifo(path_of("t10k-images-idx3-ubyte"), 0600), 0);
+  write_bytes(path_of("t10k-labels-idx1-ubyte"), lb, ll);
+  expect_not_regular(tc_dataset_load_mnist(&ds, tmpdir, 0), ds,
+                     "t10k-images-idx3-ubyte");
+  ck_assert_int_eq(mkfifo(path_of("test_batch.bin"), 0600), 0);
+  expect_not_regular(tc_dataset_load_cifar10(&ds, tmpdir, 0), ds,
+                     "test_batch.bin");
+  expect_not_regular(tc_dataset_load_svhn(&ds, path_of("fifo")), ds,
+                     path_of("fifo"));
+  alarm(0);
+  free(im);
+  free(lb);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("datasets");
   TCase *tc = tcase_create("datasets");
@@ -833,6 +871,7 @@ int main(void) {
   tcase_add_test(tc, test_cifar10);
   tcase_add_test(tc, test_svhn);
   tcase_add_test(tc, test_svhn_hostile);
+  tcase_add_test(tc, test_fifo_refused);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }
