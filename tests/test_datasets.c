@@ -446,6 +446,38 @@ START_TEST(test_idx_hostile) {
       ck_assert_msg(st == TC_EFORMAT, "trailer flip at %zu: %d", pos, st);
     free(bad);
   }
+  /* bytes appended after the gzip stream (zlib's gzread skips them): any
+   * count, zeros or text; a second whole member is fine (gzip -c a b) */
+  static const char junk[] = "garbage after the stream";
+  for (size_t k = 1; k <= sizeof junk; k += 5) {
+    unsigned char *more = malloc(gl + k);
+    memcpy(more, gz, gl);
+    memcpy(more + gl, junk, k);
+    write_bytes(path_of("junk.gz"), more, gl + k);
+    tc_status st = load_images("junk.gz");
+    ck_assert_msg(st == TC_EFORMAT, "%zu junk bytes: %d", k, st);
+    ck_assert_msg(strstr(tc_last_error(), "trailing"), "%s", tc_last_error());
+    memset(more + gl, 0, k);
+    write_bytes(path_of("junk.gz"), more, gl + k);
+    ck_assert_int_eq(load_images("junk.gz"), TC_EFORMAT);
+    free(more);
+  }
+  {
+    size_t half = li / 2;
+    write_gz(path_of("a.gz"), im, half);
+    write_gz(path_of("b.gz"), im + half, li - half);
+    size_t la, lb2;
+    unsigned char *ga = read_all(path_of("a.gz"), &la);
+    unsigned char *gb = read_all(path_of("b.gz"), &lb2);
+    unsigned char *two = malloc(la + lb2);
+    memcpy(two, ga, la);
+    memcpy(two + la, gb, lb2);
+    write_bytes(path_of("two.gz"), two, la + lb2);
+    ck_assert_int_eq(load_images("two.gz"), TC_OK);
+    free(ga);
+    free(gb);
+    free(two);
+  }
   free(gz);
 
   /* labels: count mismatch, out of range, num_classes */
