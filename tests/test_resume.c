@@ -29,6 +29,7 @@ typedef struct rig {
   tc_scheduler *sched;
 } rig;
 
+static int64_t rig_batch = BATCH; /* the loader's batch size */
 static uint8_t pixels[N_IMAGES * 3 * 12 * 12];
 static int32_t labels[N_IMAGES];
 
@@ -53,7 +54,7 @@ static void rig_build(rig *r, int adam) {
   NU_OK(tc_transform_add_random_hflip(r->tf, 0.5f));
   tc_loader_options lo;
   NU_OK(tc_loader_options_init(&lo, sizeof lo));
-  lo.batch_size = BATCH;
+  lo.batch_size = rig_batch;
   lo.shuffle = 1;
   lo.seed = 99;
   lo.backend = r->be;
@@ -230,6 +231,82 @@ START_TEST(test_mismatch_leaves_objects_unchanged) {
 }
 END_TEST
 
+/* Every byte of the optimizer's state (moments and step), concatenated. */
+static unsigned char *opt_bytes(tc_optimizer *opt, size_t *n) {
+  size_t total = 0;
+  for (int64_t i = 0; i < tc_optimizer_num_state(opt); i++) {
+    const char *name;
+    tc_tensor *t;
+    NU_OK(tc_optimizer_get_state(opt, i, &name, &t));
+    total +=
+        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
+  }
+  unsigned char *b = malloc(total + 1), *p = b;
+  for (int64_t i = 0; i < tc_optimizer_num_state(opt); i++) {
+    const char *name;
+    tc_tensor *t;
+    NU_OK(tc_optimizer_get_state(opt, i, &name, &t));
+    size_t k =
+        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
+    NU_OK(tc_tensor_copy_to_host(t, p, k));
+    p += k;
+  }
+  *n = total;
+  return b;
+}
+
+/* A checkpoint whose loader position this loader refuses (saved at batch 5
+ * of 6, loaded with one batch per epoch) is refused before anything
+ * changes: parameters, optimizer state and step, scheduler and loader. */
+START_TEST(test_loader_mismatch_leaves_objects_unchanged) {
+  make_data();
+  char path[] = "/tmp/tc_resume_XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  rig a;
+  rig_build(&a, 0);
+  rig_train(&a, 5);
+  NU_OK(tc_checkpoint_save(path, a.m, a.opt, a.sched, a.ld, 0, 5, NULL));
+  rig_free(&a);
+
+  rig_batch = N_IMAGES; /* one batch per epoch */
+  rig b;
+  rig_build(&b, 0);
+  rig_batch = BATCH;
+  rig_train(&b, 2);
+  float *before = rig_params(&b);
+  int64_t n = tc_tensor_numel(tc_model_params_flat(b.m));
+  size_t no0, no1;
+  unsigned char *opt0 = opt_bytes(b.opt, &no0);
+  int64_t step0, step1, e0, b0, e1, b1;
+  NU_OK(tc_optimizer_get_step(b.opt, &step0));
+  NU_OK(tc_loader_get_state(b.ld, &e0, &b0));
+  int64_t last0 = tc_scheduler_get_last_epoch(b.sched);
+  tc_status st =
+      tc_checkpoint_load(path, b.m, b.opt, b.sched, b.ld, NULL, NULL);
+  ck_assert_int_eq(st, TC_EINVAL);
+  ck_assert_msg(strstr(tc_last_error(), "loader") != NULL, "%s",
+                tc_last_error());
+  float *after = rig_params(&b);
+  ck_assert(memcmp(before, after, sizeof(float) * (size_t)n) == 0);
+  unsigned char *opt1 = opt_bytes(b.opt, &no1);
+  ck_assert_uint_eq(no0, no1);
+  ck_assert(memcmp(opt0, opt1, no0) == 0);
+  NU_OK(tc_optimizer_get_step(b.opt, &step1));
+  ck_assert_int_eq(step0, step1);
+  ck_assert_int_eq(tc_scheduler_get_last_epoch(b.sched), last0);
+  NU_OK(tc_loader_get_state(b.ld, &e1, &b1));
+  ck_assert(e0 == e1 && b0 == b1);
+  free(before);
+  free(after);
+  free(opt0);
+  free(opt1);
+  rig_free(&b);
+  unlink(path);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("resume");
   TCase *tc = tcase_create("resume");
@@ -238,6 +315,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_resume_sgd_mid_epoch);
   tcase_add_test(tc, test_resume_adamw_amsgrad);
   tcase_add_test(tc, test_mismatch_leaves_objects_unchanged);
+  tcase_add_test(tc, test_loader_mismatch_leaves_objects_unchanged);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -18,6 +18,8 @@
 #include "io_internal.h"
 
 #define CKPT_FORMAT "tinycnn-checkpoint"
+/* tc_loader_set_state's epoch bound (include/tinycnn/data.h) */
+#define CKPT_LOADER_EPOCHS ((int64_t)1 << 22)
 
 static tc_status add_i64(tc_safetensors_writer *w, const char *name,
                          int64_t v) {
@@ -138,6 +140,8 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
   char msg[768] = "";
   int bad = 0;
   int64_t n_opt = opt ? tc_optimizer_num_state(opt) : 0;
+  void **staged = NULL;        /* n_opt host copies of the optimizer state */
+  size_t *staged_bytes = NULL; /* their sizes */
   for (int64_t i = 0; i < n_opt; i++) {
     const char *name;
     tc_tensor *t;
@@ -200,8 +204,56 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
     st = tc__error(TC_EFORMAT, "%s: '%s': negative counters", fn, path);
     goto out;
   }
+  /* tc_loader_set_state's range (include/tinycnn/data.h), checked here so
+   * that a position this loader would refuse changes nothing */
+  if (loader && (l_epoch >= CKPT_LOADER_EPOCHS ||
+                 l_batch > tc_loader_num_batches(loader))) {
+    st = tc__error(TC_EINVAL,
+                   "%s: loader position (epoch %" PRId64 ", batch %" PRId64
+                   ") does not fit this loader (epoch < 2^22, batch <= its "
+                   "%" PRId64 " batches per epoch): '%s'",
+                   fn, l_epoch, l_batch, tc_loader_num_batches(loader), path);
+    goto out;
+  }
 
-  /* 3. the model (itself transactional), then the rest */
+  /* 3. the optimizer's state into host memory, so that a read error or a
+   * bad step count is found before anything changes */
+  if (n_opt > 0) {
+    staged = tc__calloc((size_t)n_opt, sizeof *staged);
+    staged_bytes = tc__calloc((size_t)n_opt, sizeof *staged_bytes);
+    if (!staged || !staged_bytes) {
+      st = tc__oom(fn);
+      goto out;
+    }
+  }
+  for (int64_t i = 0; i < n_opt; i++) {
+    const char *name;
+    tc_tensor *t;
+    if ((st = tc_optimizer_get_state(opt, i, &name, &t)) != TC_OK)
+      goto out;
+    size_t bytes =
+        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8u : 4u);
+    staged_bytes[i] = bytes;
+    staged[i] = tc__malloc(bytes ? bytes : 1);
+    if (!staged[i]) {
+      st = tc__oom(fn);
+      goto out;
+    }
+    if ((st = tc_safetensors_read_raw(f, name, staged[i], bytes)) != TC_OK)
+      goto out;
+    if (strcmp(name, "optimizer.step") == 0) {
+      int64_t v;
+      memcpy(&v, staged[i], sizeof v);
+      if (v < 0) {
+        st = tc__error(TC_EFORMAT, "%s: '%s': negative optimizer.step", fn,
+                       path);
+        goto out;
+      }
+    }
+  }
+
+  /* 4. everything is checked: the model (itself transactional), then the
+   * rest, none of which can refuse now */
   const char *ignore[] = {TC_CHECKPOINT_RESERVED, NULL};
   st = tc_safetensors_load_model(f, m, NULL, ignore);
   if (st != TC_OK)
@@ -211,7 +263,7 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
     tc_tensor *t;
     st = tc_optimizer_get_state(opt, i, &name, &t);
     if (st == TC_OK)
-      st = tc_safetensors_read(f, name, t);
+      st = tc_tensor_copy_from_host(t, staged[i], staged_bytes[i]);
   }
   if (st == TC_OK && opt) {
     /* the step count was written through its state tensor; re-read it so
@@ -237,6 +289,10 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
       *out_step = t_step;
   }
 out:
+  for (int64_t i = 0; staged && i < n_opt; i++)
+    tc__free(staged[i]);
+  tc__free(staged);
+  tc__free(staged_bytes);
   tc_safetensors_close(f);
   return st;
 }
