@@ -62,6 +62,15 @@ tc_status tc__open_regular(const char *path, int *out_fd, uint64_t *out_size,
 tc_status tc__fopen_regular(const char *path, FILE **out, uint64_t *out_size,
                             const char *fn);
 
+/* ---- limits ---- */
+/* Elements of one tensor, and floats of a model's parameters: 2^48, far
+ * beyond any memory, so byte sizes never overflow (tc__shape_numel). */
+#define TC__MAX_NUMEL ((int64_t)1 << 48)
+/* Optimizer steps and scheduler epochs: 2^53, exact as a double (the lr
+ * and bias-correction formulas use them so), and far from INT64_MAX, so
+ * counting one more never overflows. */
+#define TC__MAX_COUNT ((int64_t)1 << 53)
+
 /* ---- global settings (lib/context.c) ---- */
 int tc__num_threads(void); /* resolved: >= 1 */
 

@@ -307,6 +307,77 @@ START_TEST(test_loader_mismatch_leaves_objects_unchanged) {
 }
 END_TEST
 
+/* Replaces the 8 bytes `from` (little-endian) by `to` in the file. */
+static void patch_i64(const char *path, int64_t from, int64_t to) {
+  FILE *f = fopen(path, "r+b");
+  ck_assert_ptr_nonnull(f);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  unsigned char *b = malloc((size_t)n);
+  rewind(f);
+  ck_assert_int_eq(fread(b, 1, (size_t)n, f), n);
+  int hits = 0;
+  for (long i = 0; i + 8 <= n; i++)
+    if (!memcmp(b + i, &from, 8)) {
+      memcpy(b + i, &to, 8);
+      hits++;
+    }
+  ck_assert_int_eq(hits, 1);
+  rewind(f);
+  ck_assert_int_eq(fwrite(b, 1, (size_t)n, f), n);
+  fclose(f);
+  free(b);
+}
+
+/* A checkpoint whose optimizer step or scheduler epoch is INT64_MAX is
+ * refused at load with the limit named (it used to load, and the next
+ * step overflowed), the objects unchanged. */
+START_TEST(test_counter_over_limit) {
+  make_data();
+  const int64_t mark = 0x0013572468ace0f1; /* < 2^53, unique in the file */
+  const char *names[2] = {"optimizer.step", "scheduler.last_epoch"};
+  for (int k = 0; k < 2; k++) {
+    char path[] = "/tmp/tc_resume_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    rig a;
+    rig_build(&a, 1);
+    rig_train(&a, 2);
+    if (k == 0)
+      NU_OK(tc_optimizer_set_step(a.opt, mark));
+    else
+      NU_OK(tc_scheduler_set_last_epoch(a.sched, mark));
+    NU_OK(tc_checkpoint_save(path, a.m, a.opt, a.sched, a.ld, 0, 2, NULL));
+    rig_free(&a);
+    patch_i64(path, mark, INT64_MAX);
+
+    rig b;
+    rig_build(&b, 1);
+    rig_train(&b, 1);
+    float *before = rig_params(&b);
+    int64_t n = tc_tensor_numel(tc_model_params_flat(b.m)), step0, step1;
+    NU_OK(tc_optimizer_get_step(b.opt, &step0));
+    ck_assert_int_eq(
+        tc_checkpoint_load(path, b.m, b.opt, b.sched, b.ld, NULL, NULL),
+        TC_EINVAL);
+    ck_assert_msg(strstr(tc_last_error(), names[k]) &&
+                      strstr(tc_last_error(), "2^53"),
+                  "%s", tc_last_error());
+    float *after = rig_params(&b);
+    ck_assert(memcmp(before, after, sizeof(float) * (size_t)n) == 0);
+    NU_OK(tc_optimizer_get_step(b.opt, &step1));
+    ck_assert_int_eq(step0, step1);
+    ck_assert_int_eq(tc_scheduler_get_last_epoch(b.sched), 1);
+    NU_OK(tc_optimizer_step(b.opt));
+    free(before);
+    free(after);
+    rig_free(&b);
+    unlink(path);
+  }
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("resume");
   TCase *tc = tcase_create("resume");
@@ -316,6 +387,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_resume_adamw_amsgrad);
   tcase_add_test(tc, test_mismatch_leaves_objects_unchanged);
   tcase_add_test(tc, test_loader_mismatch_leaves_objects_unchanged);
+  tcase_add_test(tc, test_counter_over_limit);
   suite_add_tcase(s, tc);
   return s;
 }

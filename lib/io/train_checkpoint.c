@@ -204,6 +204,13 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
     st = tc__error(TC_EFORMAT, "%s: '%s': negative counters", fn, path);
     goto out;
   }
+  if (sched && last_epoch > TC__MAX_COUNT) {
+    st = tc__error(TC_EINVAL,
+                   "%s: scheduler.last_epoch %" PRId64 " is over the limit "
+                   "2^53: '%s'",
+                   fn, last_epoch, path);
+    goto out;
+  }
   /* tc_loader_set_state's range (include/tinycnn/data.h), checked here so
    * that a position this loader would refuse changes nothing */
   if (loader && (l_epoch >= CKPT_LOADER_EPOCHS ||
@@ -247,6 +254,13 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
       if (v < 0) {
         st = tc__error(TC_EFORMAT, "%s: '%s': negative optimizer.step", fn,
                        path);
+        goto out;
+      }
+      if (v > TC__MAX_COUNT) {
+        st = tc__error(TC_EINVAL,
+                       "%s: optimizer.step %" PRId64 " is over the limit "
+                       "2^53: '%s'",
+                       fn, v, path);
         goto out;
       }
     }
