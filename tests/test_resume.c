@@ -378,6 +378,75 @@ START_TEST(test_counter_over_limit) {
 }
 END_TEST
 
+/* The 64-bit RNG words are written as I64 (safetensors.torch reads U64
+ * only on torch >= 2.3), bits unchanged; files that hold them as U64, as
+ * older versions wrote, still load. */
+START_TEST(test_rng_words_i64) {
+  make_data();
+  static const char *const words[3] = {"rng.seed", "rng.model_seed",
+                                       "rng.model_offset"};
+  char path[] = "/tmp/tc_resume_XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  rig a;
+  rig_build(&a, 0);
+  rig_train(&a, 2);
+  NU_OK(tc_model_set_seed(a.m, UINT64_MAX - 5)); /* bit 63 set */
+  NU_OK(tc_checkpoint_save(path, a.m, a.opt, a.sched, a.ld, 0, 2, NULL));
+  tc_safetensors *st = NULL;
+  NU_OK(tc_safetensors_open(&st, path));
+  for (int k = 0; k < 3; k++) {
+    tc_st_dtype d;
+    int64_t shape[1];
+    int nd = -1;
+    NU_OK(tc_safetensors_info(st, words[k], &d, shape, 1, &nd));
+    ck_assert_msg(d == TC_ST_I64 && nd == 0, "%s: dtype %d", words[k], d);
+  }
+  int64_t bits;
+  NU_OK(tc_safetensors_read_raw(st, "rng.model_seed", &bits, sizeof bits));
+  ck_assert_int_eq(bits, (int64_t)-6);
+  tc_safetensors_close(st);
+  rig_free(&a);
+
+  /* the same file with the words' dtype spelled U64 in the header */
+  FILE *f = fopen(path, "r+b");
+  ck_assert_ptr_nonnull(f);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  char *b = malloc((size_t)n + 1);
+  rewind(f);
+  ck_assert_int_eq(fread(b, 1, (size_t)n, f), n);
+  b[n] = 0;
+  uint64_t hlen;
+  memcpy(&hlen, b, 8);
+  for (int k = 0; k < 3; k++) {
+    char key[40];
+    snprintf(key, sizeof key, "\"%s\"", words[k]);
+    char *at = NULL;
+    for (char *p = b + 8; p < b + 8 + hlen; p++)
+      if (!strncmp(p, key, strlen(key))) {
+        at = p;
+        break;
+      }
+    ck_assert_ptr_nonnull(at);
+    char *dt = strstr(at, "I64");
+    ck_assert_ptr_nonnull(dt);
+    dt[0] = 'U';
+  }
+  rewind(f);
+  ck_assert_int_eq(fwrite(b, 1, (size_t)n, f), n);
+  fclose(f);
+  free(b);
+  rig c;
+  rig_build(&c, 0);
+  NU_OK(tc_checkpoint_load(path, c.m, c.opt, c.sched, c.ld, NULL, NULL));
+  ck_assert(tc_model_get_seed(c.m) == UINT64_MAX - 5);
+  rig_free(&c);
+  unlink(path);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("resume");
   TCase *tc = tcase_create("resume");
@@ -388,6 +457,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_mismatch_leaves_objects_unchanged);
   tcase_add_test(tc, test_loader_mismatch_leaves_objects_unchanged);
   tcase_add_test(tc, test_counter_over_limit);
+  tcase_add_test(tc, test_rng_words_i64);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -26,9 +26,16 @@ static tc_status add_i64(tc_safetensors_writer *w, const char *name,
   return tc_safetensors_writer_add(w, name, TC_ST_I64, NULL, 0, &v, sizeof v);
 }
 
-static tc_status add_u64(tc_safetensors_writer *w, const char *name,
-                         uint64_t v) {
-  return tc_safetensors_writer_add(w, name, TC_ST_U64, NULL, 0, &v, sizeof v);
+/* A 64-bit seed or counter stored as I64, its bits unchanged (a value of
+ * 2^63 or more reads back negative in other tools): safetensors.torch
+ * loads U64 only from torch 2.3 on, where torch.uint64 appeared, so U64
+ * scalars made checkpoints unreadable by older PyTorch. Loading takes both
+ * (files written before used U64). */
+static tc_status add_u64_bits(tc_safetensors_writer *w, const char *name,
+                              uint64_t v) {
+  int64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  return add_i64(w, name, bits);
 }
 
 TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
@@ -69,11 +76,11 @@ TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
   if (st == TC_OK)
     st = add_i64(w, "trainer.step", step);
   if (st == TC_OK)
-    st = add_u64(w, "rng.seed", tc_get_seed());
+    st = add_u64_bits(w, "rng.seed", tc_get_seed());
   if (st == TC_OK)
-    st = add_u64(w, "rng.model_seed", tc_model_get_seed(m));
+    st = add_u64_bits(w, "rng.model_seed", tc_model_get_seed(m));
   if (st == TC_OK)
-    st = add_u64(w, "rng.model_offset", tc_model_get_rng_offset(m));
+    st = add_u64_bits(w, "rng.model_offset", tc_model_get_rng_offset(m));
   if (st == TC_OK)
     st = tc_safetensors_writer_add_metadata(w, "format", CKPT_FORMAT);
   for (const char *const *kv = metadata; st == TC_OK && kv && kv[0];
@@ -96,6 +103,14 @@ TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
 static void expect_scalar(const tc_safetensors *f, const char *name,
                           tc_st_dtype dtype, char *msg, size_t cap,
                           int *bad) {
+  /* the 64-bit RNG words: I64 now, U64 in older files (add_u64_bits) */
+  tc_st_dtype d0;
+  int nd0 = -1;
+  int64_t shape0[1];
+  if (dtype == TC_ST_I64 && strncmp(name, "rng.", 4) == 0 &&
+      tc_safetensors_info(f, name, &d0, shape0, 1, &nd0) == TC_OK &&
+      d0 == TC_ST_U64 && nd0 == 0)
+    return;
   tc_st_dtype d;
   int nd = -1;
   int64_t shape[1];
@@ -176,9 +191,9 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
   }
   expect_scalar(f, "trainer.epoch", TC_ST_I64, msg, sizeof msg, &bad);
   expect_scalar(f, "trainer.step", TC_ST_I64, msg, sizeof msg, &bad);
-  expect_scalar(f, "rng.seed", TC_ST_U64, msg, sizeof msg, &bad);
-  expect_scalar(f, "rng.model_seed", TC_ST_U64, msg, sizeof msg, &bad);
-  expect_scalar(f, "rng.model_offset", TC_ST_U64, msg, sizeof msg, &bad);
+  expect_scalar(f, "rng.seed", TC_ST_I64, msg, sizeof msg, &bad);
+  expect_scalar(f, "rng.model_seed", TC_ST_I64, msg, sizeof msg, &bad);
+  expect_scalar(f, "rng.model_offset", TC_ST_I64, msg, sizeof msg, &bad);
   if (bad) {
     st = tc__error(TC_ESHAPE, "%s: '%s': %d problem%s: %s", fn, path, bad,
                    bad == 1 ? "" : "s", msg);
