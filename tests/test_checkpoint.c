@@ -406,6 +406,28 @@ START_TEST(test_load_fifo) {
 }
 END_TEST
 
+/* A file entry of rank 64 is reported as such, not as its first six
+ * dims. */
+START_TEST(test_rank64_message) {
+  tc_model *m = small_model(1, 3, 1);
+  tc_safetensors_writer *w = NULL;
+  ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
+  int64_t shape[64];
+  for (int i = 0; i < 64; i++)
+    shape[i] = 1;
+  float one = 1.f;
+  ck_assert_msg(tc_safetensors_writer_add(w, "conv1.weight", TC_ST_F32, shape,
+                                          64, &one, sizeof one) == TC_OK,
+                "%s", tc_last_error());
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("r64.st")), TC_OK);
+  tc_safetensors_writer_destroy(w);
+  ck_assert_int_eq(tc_model_load(m, tpath("r64.st")), TC_ESHAPE);
+  ck_assert_msg(strstr(tc_last_error(), "rank 64") != NULL, "%s",
+                tc_last_error());
+  tc_model_destroy(m);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("checkpoint");
   TCase *tc = tcase_create("core");
@@ -417,6 +439,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_model_alloc_failures);
   tcase_add_test(tc, test_crash_during_save);
   tcase_add_test(tc, test_load_fifo);
+  tcase_add_test(tc, test_rank64_message);
   suite_add_tcase(s, tc);
   return s;
 }

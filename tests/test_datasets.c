@@ -7,6 +7,7 @@
  */
 #define _DEFAULT_SOURCE /* mkdtemp */
 #include <dirent.h>
+#include <errno.h>
 #include <matio.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -887,6 +888,43 @@ START_TEST(test_fifo_refused) {
 }
 END_TEST
 
+/* A message keeps its reason, the system's errno text included, however
+ * long the path before it (a 1 KiB message buffer used to cut it off). */
+START_TEST(test_long_path_keeps_reason) {
+  static const char part[] = "a_rather_long_directory_name_for_the_messages";
+  char dir[3800];
+  int n = snprintf(dir, sizeof dir, "%s", tmpdir), depth = 0;
+  while (n < 3000) {
+    n += snprintf(dir + n, sizeof dir - (size_t)n, "/%s", part);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    depth++;
+  }
+  char im[3900], lb[3900];
+  snprintf(im, sizeof im, "%s/images", dir);
+  snprintf(lb, sizeof lb, "%s/labels", dir);
+  tc_dataset *ds = NULL;
+  ck_assert_int_eq(tc_dataset_load_idx(&ds, im, lb, 10), TC_EIO);
+  ck_assert_msg(strstr(tc_last_error(), strerror(ENOENT)) != NULL, "%s",
+                tc_last_error());
+  ck_assert_int_eq(tc_dataset_load_svhn(&ds, im), TC_EIO);
+  ck_assert_msg(strstr(tc_last_error(), strerror(ENOENT)) != NULL, "%s",
+                tc_last_error());
+  /* a reason that follows the path */
+  static const unsigned char cut[6] = {0, 0, 8, 3, 0, 0};
+  write_bytes(im, cut, sizeof cut);
+  write_bytes(lb, cut, sizeof cut);
+  ck_assert_int_eq(tc_dataset_load_idx(&ds, im, lb, 10), TC_EFORMAT);
+  ck_assert_msg(strstr(tc_last_error(), "truncated") != NULL, "%s",
+                tc_last_error());
+  unlink(im);
+  unlink(lb);
+  for (; depth > 0; depth--) {
+    ck_assert_int_eq(rmdir(dir), 0);
+    *strrchr(dir, '/') = 0;
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("datasets");
   TCase *tc = tcase_create("datasets");
@@ -904,6 +942,7 @@ int main(void) {
   tcase_add_test(tc, test_svhn);
   tcase_add_test(tc, test_svhn_hostile);
   tcase_add_test(tc, test_fifo_refused);
+  tcase_add_test(tc, test_long_path_keeps_reason);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }
