@@ -8,7 +8,11 @@
 
 #include "internal.h"
 
-static _Thread_local char tls_message[1024];
+/* Room for two paths of PATH_MAX (4096) and the reason after them: a
+ * message such as "fn: 'path': reason" must not lose its reason to a long
+ * path. It costs each thread 9 KiB of thread-local storage. */
+#define MESSAGE_MAX (2 * 4096 + 1024)
+static _Thread_local char tls_message[MESSAGE_MAX];
 
 static tc_log_fn log_fn;
 static void *log_user;
@@ -77,7 +81,7 @@ TC_API void tc_set_log_callback(tc_log_fn fn, void *user) {
 void tc__log(tc_log_level level, const char *fmt, ...) {
   if (!log_fn)
     return;
-  char buf[1024];
+  char buf[MESSAGE_MAX];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(buf, sizeof buf, fmt, ap);

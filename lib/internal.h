@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <libtinycnn.h>
 #include <tinycnn_backend.h>
@@ -49,6 +50,26 @@ static inline bool tc__mul_size(size_t a, size_t b, size_t *out) {
 static inline bool tc__add_size(size_t a, size_t b, size_t *out) {
   return !__builtin_add_overflow(a, b, out);
 }
+
+/* ---- files read by the library (lib/file.c) ---- */
+/* Opens `path` for reading if it is a regular file, without blocking on a
+ * FIFO or device first; TC_EIO naming the reason and the path otherwise.
+ * *out_fd is blocking and close-on-exec; *out_size (may be NULL) is the
+ * size fstat gave. */
+tc_status tc__open_regular(const char *path, int *out_fd, uint64_t *out_size,
+                           const char *fn);
+/* The same as a stdio stream ("rb"). */
+tc_status tc__fopen_regular(const char *path, FILE **out, uint64_t *out_size,
+                            const char *fn);
+
+/* ---- limits ---- */
+/* Elements of one tensor, and floats of a model's parameters: 2^48, far
+ * beyond any memory, so byte sizes never overflow (tc__shape_numel). */
+#define TC__MAX_NUMEL ((int64_t)1 << 48)
+/* Optimizer steps and scheduler epochs: 2^53, exact as a double (the lr
+ * and bias-correction formulas use them so), and far from INT64_MAX, so
+ * counting one more never overflows. */
+#define TC__MAX_COUNT ((int64_t)1 << 53)
 
 /* ---- global settings (lib/context.c) ---- */
 int tc__num_threads(void); /* resolved: >= 1 */

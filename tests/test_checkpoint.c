@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -381,6 +382,52 @@ START_TEST(test_crash_during_save) {
 }
 END_TEST
 
+/* A FIFO in place of a checkpoint is refused at once (opening it would
+ * block until a writer came) and the model is left as it was. */
+START_TEST(test_load_fifo) {
+  alarm(20);
+  tc_model *m = small_model(1, 3, 1);
+  size_t n0, n1;
+  unsigned char *before = state_bytes(m, &n0);
+  ck_assert_int_eq(mkfifo(tpath("fifo.st"), 0600), 0);
+  ck_assert_int_eq(tc_model_load(m, tpath("fifo.st")), TC_EIO);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "not a regular file"));
+  ck_assert_int_eq(
+      tc_checkpoint_load(tpath("fifo.st"), m, NULL, NULL, NULL, NULL, NULL),
+      TC_EIO);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "not a regular file"));
+  unsigned char *after = state_bytes(m, &n1);
+  ck_assert_uint_eq(n0, n1);
+  ck_assert_mem_eq(before, after, n0);
+  free(before);
+  free(after);
+  tc_model_destroy(m);
+  alarm(0);
+}
+END_TEST
+
+/* A file entry of rank 64 is reported as such, not as its first six
+ * dims. */
+START_TEST(test_rank64_message) {
+  tc_model *m = small_model(1, 3, 1);
+  tc_safetensors_writer *w = NULL;
+  ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
+  int64_t shape[64];
+  for (int i = 0; i < 64; i++)
+    shape[i] = 1;
+  float one = 1.f;
+  ck_assert_msg(tc_safetensors_writer_add(w, "conv1.weight", TC_ST_F32, shape,
+                                          64, &one, sizeof one) == TC_OK,
+                "%s", tc_last_error());
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("r64.st")), TC_OK);
+  tc_safetensors_writer_destroy(w);
+  ck_assert_int_eq(tc_model_load(m, tpath("r64.st")), TC_ESHAPE);
+  ck_assert_msg(strstr(tc_last_error(), "rank 64") != NULL, "%s",
+                tc_last_error());
+  tc_model_destroy(m);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("checkpoint");
   TCase *tc = tcase_create("core");
@@ -391,6 +438,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_training_checkpoint);
   tcase_add_test(tc, test_model_alloc_failures);
   tcase_add_test(tc, test_crash_during_save);
+  tcase_add_test(tc, test_load_fifo);
+  tcase_add_test(tc, test_rank64_message);
   suite_add_tcase(s, tc);
   return s;
 }

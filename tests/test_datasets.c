@@ -7,6 +7,7 @@
  */
 #define _DEFAULT_SOURCE /* mkdtemp */
 #include <dirent.h>
+#include <errno.h>
 #include <matio.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,6 +447,38 @@ START_TEST(test_idx_hostile) {
       ck_assert_msg(st == TC_EFORMAT, "trailer flip at %zu: %d", pos, st);
     free(bad);
   }
+  /* bytes appended after the gzip stream (zlib's gzread skips them): any
+   * count, zeros or text; a second whole member is fine (gzip -c a b) */
+  static const char junk[] = "garbage after the stream";
+  for (size_t k = 1; k <= sizeof junk; k += 5) {
+    unsigned char *more = malloc(gl + k);
+    memcpy(more, gz, gl);
+    memcpy(more + gl, junk, k);
+    write_bytes(path_of("junk.gz"), more, gl + k);
+    tc_status st = load_images("junk.gz");
+    ck_assert_msg(st == TC_EFORMAT, "%zu junk bytes: %d", k, st);
+    ck_assert_msg(strstr(tc_last_error(), "trailing"), "%s", tc_last_error());
+    memset(more + gl, 0, k);
+    write_bytes(path_of("junk.gz"), more, gl + k);
+    ck_assert_int_eq(load_images("junk.gz"), TC_EFORMAT);
+    free(more);
+  }
+  {
+    size_t half = li / 2;
+    write_gz(path_of("a.gz"), im, half);
+    write_gz(path_of("b.gz"), im + half, li - half);
+    size_t la, lb2;
+    unsigned char *ga = read_all(path_of("a.gz"), &la);
+    unsigned char *gb = read_all(path_of("b.gz"), &lb2);
+    unsigned char *two = malloc(la + lb2);
+    memcpy(two, ga, la);
+    memcpy(two + la, gb, lb2);
+    write_bytes(path_of("two.gz"), two, la + lb2);
+    ck_assert_int_eq(load_images("two.gz"), TC_OK);
+    free(ga);
+    free(gb);
+    free(two);
+  }
   free(gz);
 
   /* labels: count mismatch, out of range, num_classes */
@@ -817,6 +850,81 @@ START_TEST(test_svhn_hostile) {
 }
 END_TEST
 
+/* A FIFO in place of a data file is refused at once (open(2) of a FIFO for
+ * reading would block until a writer came): TC_EIO naming the path. The
+ * alarm turns a hang into a failure. */
+static void expect_not_regular(tc_status st, tc_dataset *ds, const char *p) {
+  ck_assert_int_eq(st, TC_EIO);
+  ck_assert_ptr_null(ds);
+  ck_assert_msg(strstr(tc_last_error(), "not a regular file") &&
+                    strstr(tc_last_error(), p),
+                "message: %s", tc_last_error());
+}
+
+START_TEST(test_fifo_refused) {
+  alarm(20);
+  size_t li, ll;
+  unsigned char *im = idx_images(3, 4, 4, &li);
+  unsigned char *lb = idx_labels(3, 10, &ll);
+  write_bytes(path_of("lb"), lb, ll);
+  ck_assert_int_eq(mkfifo(path_of("fifo"), 0600), 0);
+  tc_dataset *ds = NULL;
+  expect_not_regular(
+      tc_dataset_load_idx(&ds, path_of("fifo"), path_of("lb"), 10), ds,
+      path_of("fifo"));
+  /* the MNIST layout: the FIFO is found by name, then refused */
+  ck_assert_int_eq(mkfifo(path_of("t10k-images-idx3-ubyte"), 0600), 0);
+  write_bytes(path_of("t10k-labels-idx1-ubyte"), lb, ll);
+  expect_not_regular(tc_dataset_load_mnist(&ds, tmpdir, 0), ds,
+                     "t10k-images-idx3-ubyte");
+  ck_assert_int_eq(mkfifo(path_of("test_batch.bin"), 0600), 0);
+  expect_not_regular(tc_dataset_load_cifar10(&ds, tmpdir, 0), ds,
+                     "test_batch.bin");
+  expect_not_regular(tc_dataset_load_svhn(&ds, path_of("fifo")), ds,
+                     path_of("fifo"));
+  alarm(0);
+  free(im);
+  free(lb);
+}
+END_TEST
+
+/* A message keeps its reason, the system's errno text included, however
+ * long the path before it (a 1 KiB message buffer used to cut it off). */
+START_TEST(test_long_path_keeps_reason) {
+  static const char part[] = "a_rather_long_directory_name_for_the_messages";
+  char dir[3800];
+  int n = snprintf(dir, sizeof dir, "%s", tmpdir), depth = 0;
+  while (n < 3000) {
+    n += snprintf(dir + n, sizeof dir - (size_t)n, "/%s", part);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    depth++;
+  }
+  char im[3900], lb[3900];
+  snprintf(im, sizeof im, "%s/images", dir);
+  snprintf(lb, sizeof lb, "%s/labels", dir);
+  tc_dataset *ds = NULL;
+  ck_assert_int_eq(tc_dataset_load_idx(&ds, im, lb, 10), TC_EIO);
+  ck_assert_msg(strstr(tc_last_error(), strerror(ENOENT)) != NULL, "%s",
+                tc_last_error());
+  ck_assert_int_eq(tc_dataset_load_svhn(&ds, im), TC_EIO);
+  ck_assert_msg(strstr(tc_last_error(), strerror(ENOENT)) != NULL, "%s",
+                tc_last_error());
+  /* a reason that follows the path */
+  static const unsigned char cut[6] = {0, 0, 8, 3, 0, 0};
+  write_bytes(im, cut, sizeof cut);
+  write_bytes(lb, cut, sizeof cut);
+  ck_assert_int_eq(tc_dataset_load_idx(&ds, im, lb, 10), TC_EFORMAT);
+  ck_assert_msg(strstr(tc_last_error(), "truncated") != NULL, "%s",
+                tc_last_error());
+  unlink(im);
+  unlink(lb);
+  for (; depth > 0; depth--) {
+    ck_assert_int_eq(rmdir(dir), 0);
+    *strrchr(dir, '/') = 0;
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("datasets");
   TCase *tc = tcase_create("datasets");
@@ -833,6 +941,8 @@ int main(void) {
   tcase_add_test(tc, test_cifar10);
   tcase_add_test(tc, test_svhn);
   tcase_add_test(tc, test_svhn_hostile);
+  tcase_add_test(tc, test_fifo_refused);
+  tcase_add_test(tc, test_long_path_keeps_reason);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }

@@ -57,6 +57,23 @@ START_TEST(test_conv2d_hand) {
 }
 END_TEST
 
+/* A Linear whose weight could not exist is refused at creation with the
+ * limit named (2^62 x 2^62 overflowed int64 in the model's count). */
+START_TEST(test_linear_too_large) {
+  tc_layer *l = NULL;
+  const int64_t big = (int64_t)1 << 62;
+  ck_assert_int_eq(tc_linear_create(&l, big, big, NULL), TC_ESHAPE);
+  ck_assert_ptr_null(l);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "2^48"));
+  ck_assert_int_eq(
+      tc_linear_create(&l, (int64_t)1 << 30, (int64_t)1 << 30, NULL),
+      TC_ESHAPE);
+  ck_assert_int_eq(tc_linear_create(&l, big, 1, NULL), TC_ESHAPE);
+  NU_OK(tc_linear_create(&l, (int64_t)1 << 24, (int64_t)1 << 24, NULL));
+  tc_layer_destroy(l);
+}
+END_TEST
+
 START_TEST(test_linear_hand) {
   tc_layer *l;
   NU_OK(tc_linear_create(&l, 2, 3, NULL));
@@ -586,6 +603,7 @@ int main(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_conv2d_hand);
   tcase_add_test(tc, test_linear_hand);
+  tcase_add_test(tc, test_linear_too_large);
   tcase_add_test(tc, test_relu_flatten_identity);
   tcase_add_test(tc, test_pools_hand);
   tcase_add_test(tc, test_batchnorm2d_stats);

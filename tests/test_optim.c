@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 
 #include "golden_util.h"
 #include "nn_util.h"
@@ -977,6 +978,47 @@ START_TEST(bad_args) {
 }
 END_TEST
 
+/* The step count stops at 2^53 rather than overflowing, whether set,
+ * counted up to, or written through its state tensor. */
+START_TEST(step_limit) {
+  int64_t n = 3;
+  tc_tensor *p = nu_tensor(be, &n, 1, NULL), *g = nu_tensor(be, &n, 1, NULL);
+  tc_adam_options o;
+  NU_OK(tc_adam_options_init(&o, sizeof o));
+  tc_optimizer *opt = NULL;
+  NU_OK(tc_optimizer_create_adam(&opt, &p, &g, NULL, 1, &o));
+  const int64_t limit = (int64_t)1 << 53;
+  int64_t step;
+  ck_assert_int_eq(tc_optimizer_set_step(opt, INT64_MAX), TC_EINVAL);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "2^53"));
+  NU_OK(tc_optimizer_get_step(opt, &step));
+  ck_assert_int_eq(step, 0);
+  NU_OK(tc_optimizer_set_step(opt, limit - 1));
+  NU_OK(tc_optimizer_step(opt));
+  ck_assert_int_eq(tc_optimizer_step(opt), TC_EINVAL);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "2^53"));
+  NU_OK(tc_optimizer_get_step(opt, &step));
+  ck_assert_int_eq(step, limit);
+  /* through the state tensor, as a checkpoint reader would write it */
+  tc_tensor *st = NULL;
+  for (int64_t i = 0; i < tc_optimizer_num_state(opt); i++) {
+    const char *name;
+    tc_tensor *t;
+    NU_OK(tc_optimizer_get_state(opt, i, &name, &t));
+    if (!strcmp(name, "optimizer.step"))
+      st = t;
+  }
+  ck_assert_ptr_nonnull(st);
+  int64_t big = INT64_MAX;
+  NU_OK(tc_tensor_copy_from_host(st, &big, sizeof big));
+  ck_assert_int_eq(tc_optimizer_step(opt), TC_EINVAL);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "2^53"));
+  tc_optimizer_destroy(opt);
+  tc_tensor_destroy(p);
+  tc_tensor_destroy(g);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("optim");
   TCase *tc = tcase_create("optim");
@@ -994,6 +1036,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, state_access);
   tcase_add_test(tc, groups);
   tcase_add_test(tc, bad_args);
+  tcase_add_test(tc, step_limit);
   suite_add_tcase(s, tc);
   return s;
 }

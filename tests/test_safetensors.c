@@ -652,6 +652,21 @@ START_TEST(test_alloc_failures) {
 }
 END_TEST
 
+/* A FIFO is refused at once, not opened (that would block until a writer
+ * came); the alarm turns a hang into a failure. */
+START_TEST(test_reject_fifo) {
+  alarm(20);
+  ck_assert_int_eq(mkfifo(tpath("fifo.st"), 0600), 0);
+  tc_safetensors *st = NULL;
+  ck_assert_int_eq(tc_safetensors_open(&st, tpath("fifo.st")), TC_EIO);
+  ck_assert_ptr_null(st);
+  ck_assert_msg(strstr(tc_last_error(), "not a regular file") &&
+                    strstr(tc_last_error(), tpath("fifo.st")),
+                "message: %s", tc_last_error());
+  alarm(0);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("safetensors");
   TCase *tc = tcase_create("core");
@@ -660,6 +675,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_reference_vectors);
   tcase_add_test(tc, test_reject_sizes);
   tcase_add_test(tc, test_reject_text);
+  tcase_add_test(tc, test_reject_fifo);
   tcase_add_test(tc, test_reject_duplicates);
   tcase_add_test(tc, test_reject_entries);
   tcase_add_test(tc, test_reject_layout);

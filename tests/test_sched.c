@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 
 #include "golden_util.h"
 #include "nn_util.h"
@@ -375,6 +376,26 @@ START_TEST(bad_args) {
 }
 END_TEST
 
+/* last_epoch stops at 2^53 (exact as a double) rather than overflowing:
+ * refused with the limit named, the scheduler unchanged. */
+START_TEST(epoch_limit) {
+  tc_optimizer *opt = two_groups();
+  tc_scheduler *s = NULL;
+  NU_OK(tc_scheduler_create_step(&s, opt, 2, 0.5));
+  ck_assert_int_eq(tc_scheduler_set_last_epoch(s, INT64_MAX), TC_EINVAL);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "2^53"));
+  ck_assert_int_eq(tc_scheduler_get_last_epoch(s), 0);
+  const int64_t limit = (int64_t)1 << 53;
+  NU_OK(tc_scheduler_set_last_epoch(s, limit - 1));
+  NU_OK(tc_scheduler_step(s));
+  ck_assert_int_eq(tc_scheduler_step(s), TC_EINVAL);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "2^53"));
+  ck_assert_int_eq(tc_scheduler_get_last_epoch(s), limit);
+  tc_scheduler_destroy(s);
+  tc_optimizer_destroy(opt);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("sched");
   TCase *tc = tcase_create("sched");
@@ -384,6 +405,7 @@ static Suite *suite(void) {
   tcase_add_loop_test(tc, resume, 0, NCASES);
   tcase_add_test(tc, formulas);
   tcase_add_test(tc, bad_args);
+  tcase_add_test(tc, epoch_limit);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -19,16 +19,19 @@ typedef struct cpu_ctx {
 } cpu_ctx;
 
 /* Runs fn(arg, task) for task in [0, n_tasks) on the pool's threads and the
- * caller; returns when all are done. Tasks must be independent. */
+ * caller; returns when all are done. Tasks must be independent. Safe to
+ * call from several threads at once: one job runs at a time, the others
+ * wait for the pool (threadpool.c). */
 typedef void (*cpu_task_fn)(void *arg, int64_t task);
 void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn, void *arg);
 
 /* Floats of scratch each pool thread owns (112 KiB): gemm.c packs its
  * operand panels there. */
 #define CPU_SCRATCH_FLOATS ((size_t)28 * 1024)
-/* The calling thread's scratch slice: valid inside a task of ctx's pool,
- * or on the thread that calls the ops; never shared by two threads at once
- * (a backend instance is used by one thread at a time). */
+/* The calling thread's scratch slice: valid only inside a task of ctx's
+ * pool (cpu_parallel_for, even of one task). Workers own theirs; slice 0
+ * is the caller's, and the pool's job lock gives it to one calling thread
+ * at a time (several threads may share a backend). */
 float *cpu_scratch(cpu_ctx *ctx);
 
 /* Inside a task: the running thread's index in its pool (0 .. pool size

@@ -399,11 +399,9 @@ tc_status cpu_gemm(void *ctx, const tc_gemm_args *a) {
     return TC_OK;
   }
   if (job.K) {
-    int64_t tasks = gemm_own_split(a, &job);
-    if (tasks == 1)
-      gemm_own_block(ctx, job.K, a, 0, 0, a->m, 0, a->n);
-    else
-      cpu_parallel_for(ctx, tasks, gemm_own_task, &job);
+    /* even one task goes through the pool: its job lock makes the
+     * caller's scratch slice (the packing panels) this caller's alone */
+    cpu_parallel_for(ctx, gemm_own_split(a, &job), gemm_own_task, &job);
     return TC_OK;
   }
   int64_t blocks = 1;

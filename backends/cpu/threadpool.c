@@ -12,6 +12,15 @@
  * one scratch slice per thread (cpu_scratch), so ops that pack operands
  * need neither allocation per call nor large thread-local arrays (those
  * would cost every thread of the user's program memory).
+ *
+ * Several user threads may call ops on one backend at once
+ * (docs/backends.md, "Threads"). A job's fields, the workers and scratch
+ * slice 0 (the caller's) serve one job at a time, so cpu_parallel_for
+ * holds the pool's job lock from submission to the end of the job, inline
+ * runs included: a second caller waits for the job in flight, then runs
+ * its own. Results never depend on which thread runs a task, so each
+ * caller gets the bits it would get alone; the lock costs one uncontended
+ * mutex per job on a single-threaded program.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -40,6 +49,8 @@ typedef struct pool_range {
 } pool_range;
 
 struct cpu_pool {
+  /* held by the thread whose job runs (cpu_parallel_for), the whole job */
+  pthread_mutex_t job_lock;
   pthread_mutex_t lock;
   pthread_cond_t wake, done;
   pthread_t *threads;
@@ -64,6 +75,11 @@ struct cpu_pool {
 static _Thread_local int pool_slot;
 /* Tasks this thread has run in the current job (cpu_task_first). */
 static _Thread_local int64_t job_tasks_run;
+/* The pool whose job this thread is running: as its worker, or as the
+ * caller holding its job lock. A task that calls cpu_parallel_for on the
+ * same pool runs the inner job inline (waiting for the lock it holds, or
+ * for workers busy with the outer job, would never end). */
+static _Thread_local cpu_pool *job_pool;
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -114,6 +130,7 @@ static void *worker(void *vp) {
   pthread_mutex_lock(&p->lock);
   pool_slot = ++p->started;
   pthread_mutex_unlock(&p->lock);
+  job_pool = p;
   for (;;) {
     seen = wait_for_job(p, seen);
     if (atomic_load_explicit(&p->quit, memory_order_relaxed))
@@ -166,6 +183,7 @@ tc_status cpu_pool_create(cpu_pool **out, int n_threads) {
   }
   for (int i = 0; i <= n_workers; i++)
     atomic_init(&p->range[i].next, 0);
+  pthread_mutex_init(&p->job_lock, NULL);
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->wake, NULL);
   pthread_cond_init(&p->done, NULL);
@@ -194,6 +212,7 @@ void cpu_pool_destroy(cpu_pool *p) {
   pthread_mutex_unlock(&p->lock);
   for (int i = 0; i < p->n_workers; i++)
     pthread_join(p->threads[i], NULL);
+  pthread_mutex_destroy(&p->job_lock);
   pthread_mutex_destroy(&p->lock);
   pthread_cond_destroy(&p->wake);
   pthread_cond_destroy(&p->done);
@@ -219,18 +238,16 @@ float *cpu_scratch(cpu_ctx *ctx) {
   return ctx->pool->scratch + (size_t)pool_slot * CPU_SCRATCH_FLOATS;
 }
 
-void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
-                      void *arg) {
-  cpu_pool *p = ctx->pool;
-  if (n_tasks <= 0)
-    return;
-  int want = tc__num_threads();
-  if (n_tasks == 1 || p->n_workers == 0 || want <= 1) {
-    job_tasks_run = 0;
-    for (int64_t t = 0; t < n_tasks; t++, job_tasks_run++)
-      fn(arg, t);
-    return;
-  }
+/* Runs the tasks on this thread alone. */
+static void run_inline(int64_t n_tasks, cpu_task_fn fn, void *arg) {
+  job_tasks_run = 0;
+  for (int64_t t = 0; t < n_tasks; t++, job_tasks_run++)
+    fn(arg, t);
+}
+
+/* The job on the pool's workers and this thread; the job lock is held. */
+static void run_on_pool(cpu_pool *p, int64_t n_tasks, cpu_task_fn fn,
+                        void *arg) {
   p->fn = fn;
   p->arg = arg;
   p->n_tasks = n_tasks;
@@ -255,4 +272,28 @@ void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
   while (atomic_load_explicit(&p->active, memory_order_acquire) > 0)
     pthread_cond_wait(&p->done, &p->lock);
   pthread_mutex_unlock(&p->lock);
+}
+
+void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
+                      void *arg) {
+  cpu_pool *p = ctx->pool;
+  if (n_tasks <= 0)
+    return;
+  if (job_pool == p) {
+    /* nested in a task of this pool: keep the outer job's task count */
+    int64_t outer = job_tasks_run;
+    run_inline(n_tasks, fn, arg);
+    job_tasks_run = outer;
+    return;
+  }
+  cpu_pool *prev = job_pool; /* a task of another backend's pool */
+  pthread_mutex_lock(&p->job_lock);
+  job_pool = p;
+  int want = tc__num_threads();
+  if (n_tasks == 1 || p->n_workers == 0 || want <= 1)
+    run_inline(n_tasks, fn, arg);
+  else
+    run_on_pool(p, n_tasks, fn, arg);
+  job_pool = prev;
+  pthread_mutex_unlock(&p->job_lock);
 }

@@ -19,11 +19,10 @@
 
 static tc_status read_file(tc_dataset *ds, int64_t first, int64_t count,
                            const char *path, const char *fn) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return tc__error(TC_EIO, "%s: cannot open '%s': %s", fn, path,
-                     strerror(errno));
-  tc_status st = TC_OK;
+  FILE *f;
+  tc_status st = tc__fopen_regular(path, &f, NULL, fn);
+  if (st != TC_OK)
+    return st;
   for (int64_t i = first; i < first + count; i++) {
     unsigned char label;
     uint8_t *px = ds->pixels + (size_t)i * CIFAR_PIXELS;

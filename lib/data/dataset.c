@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data_internal.h"
 
@@ -171,12 +172,9 @@ TC_API tc_status tc_dataset_subset(tc_dataset **out, tc_dataset *ds,
 }
 
 tc_status tc__file_size(const char *path, uint64_t *out, const char *fn) {
-  struct stat sb;
-  if (stat(path, &sb) != 0)
-    return tc__error(TC_EIO, "%s: cannot open '%s': %s", fn, path,
-                     strerror(errno));
-  if (!S_ISREG(sb.st_mode))
-    return tc__error(TC_EIO, "%s: '%s' is not a regular file", fn, path);
-  *out = (uint64_t)sb.st_size;
-  return TC_OK;
+  int fd;
+  tc_status st = tc__open_regular(path, &fd, out, fn);
+  if (st == TC_OK)
+    close(fd);
+  return st;
 }

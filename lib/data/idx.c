@@ -5,13 +5,16 @@
  * 0x00000803 (N,H,W) / 0x00000801 (N), sizes within bounds, the payload
  * exactly the file's rest (raw), or for gzip one the compressed file can
  * hold (at most 1032x) and then exactly what a first inflating pass counts
- * (the data is not kept), so a lying header never costs memory. Reading
+ * (the data is not kept), so a lying header never costs memory; that pass
+ * also refuses bytes after the last gzip member, which gzread skips. Reading
  * then demands exactly the header's byte count and end of stream, so
  * truncation, trailing bytes and a bad gzip CRC are TC_EFORMAT. Only
  * unsigned-byte (type 0x08) files are accepted.
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "data_internal.h"
@@ -56,30 +59,75 @@ static tc_status read_exact(gzFile gz, void *buf, uint64_t n, const char *path,
   return TC_OK;
 }
 
-/* Inflates the rest of the stream without keeping it; counts at most
- * `expect` + 1 bytes (enough to tell "more than expected"). */
-static tc_status count_rest(gzFile gz, uint64_t *out, uint64_t expect,
-                            const char *path, const char *fn) {
-  unsigned char sink[1 << 14]; /* contents never read */
-  uint64_t total = 0;
+/* Inflates the whole gzip file on `fd` (every member, by pread: the gzFile
+ * reading the same descriptor keeps its place) without keeping the data;
+ * *out is the decompressed size, counted up to `limit` + 1 bytes. Anything
+ * after the last member that does not start another member is TC_EFORMAT:
+ * zlib's gzread would skip it silently ("trailing garbage", zlib.h's gzread
+ * notes), so a corrupt or appended-to file would load. */
+static tc_status gz_scan(int fd, uint64_t fsize, uint64_t limit, uint64_t *out,
+                         const char *path, const char *fn) {
+  unsigned char in[1 << 14], sink[1 << 14]; /* sink's contents never read */
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  if (inflateInit2(&z, 15 + 16) != Z_OK)
+    return tc__oom(fn);
+  uint64_t at = 0, total = 0; /* file bytes read, bytes inflated */
+  tc_status st = TC_OK;
   for (;;) {
-    int got = gzread(gz, sink, sizeof sink);
-    if (got < 0)
-      return read_error(gz, path, "the data", fn);
-    if (got == 0)
+    if (z.avail_in == 0 && at < fsize) {
+      ssize_t r = pread(fd, in, sizeof in, (off_t)at);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r < 0) {
+        st = tc__error(TC_EIO, "%s: read error (%s) in the data: '%s'", fn,
+                       strerror(errno), path);
+        break;
+      }
+      if (r == 0)
+        fsize = at; /* shrank while reading */
+      at += (uint64_t)r;
+      z.next_in = in;
+      z.avail_in = (uInt)r;
+    }
+    if (z.avail_in == 0 && at >= fsize) {
+      st = tc__error(TC_EFORMAT, "%s: '%s': truncated in the data", fn, path);
       break;
-    total += (uint64_t)got;
-    if (total > expect)
+    }
+    z.next_out = sink;
+    z.avail_out = sizeof sink;
+    int zr = inflate(&z, Z_NO_FLUSH);
+    total += sizeof sink - z.avail_out;
+    if (total > limit)
+      break; /* more than the header implies: the caller says so */
+    if (zr == Z_MEM_ERROR) {
+      st = tc__oom(fn);
       break;
+    }
+    if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
+      st = tc__error(TC_EFORMAT, "%s: '%s': corrupt compressed data: %s", fn,
+                     path, z.msg ? z.msg : "?");
+      break;
+    }
+    if (zr != Z_STREAM_END)
+      continue;
+    uint64_t end = at - z.avail_in; /* this member's end in the file */
+    if (end == fsize)
+      break; /* the last member */
+    unsigned char magic[2];
+    if (pread(fd, magic, 2, (off_t)end) != 2 || magic[0] != 0x1f ||
+        magic[1] != 0x8b) {
+      st = tc__error(TC_EFORMAT,
+                     "%s: '%s': %llu trailing bytes after the gzip stream", fn,
+                     path, (unsigned long long)(fsize - end));
+      break;
+    }
+    inflateReset(&z); /* another member: gzread concatenates them */
   }
-  /* gzread reports a cut stream (even one cut in the trailer, after all
-   * the data) only through gzerror, with a return of 0 */
-  int code = Z_OK;
-  (void)gzerror(gz, &code);
-  if (code != Z_OK)
-    return read_error(gz, path, "the data", fn);
-  *out = total;
-  return TC_OK;
+  inflateEnd(&z);
+  if (st == TC_OK)
+    *out = total;
+  return st;
 }
 
 /* Opens `path` and validates its header for `ndim` dims; leaves the stream
@@ -88,14 +136,16 @@ static tc_status idx_open(idx_file *f, const char *path, uint32_t magic,
                           const char *fn) {
   int ndim = (int)(magic & 0xff);
   uint64_t fsize;
-  tc_status st = tc__file_size(path, &fsize, fn);
+  int fd;
+  tc_status st = tc__open_regular(path, &fd, &fsize, fn);
   if (st != TC_OK)
     return st;
   f->path = path;
-  f->gz = gzopen(path, "rb");
-  if (!f->gz)
-    return tc__error(TC_EIO, "%s: cannot open '%s': %s", fn, path,
-                     errno ? strerror(errno) : "out of memory");
+  f->gz = gzdopen(fd, "rb");
+  if (!f->gz) {
+    close(fd);
+    return tc__oom(fn);
+  }
   gzbuffer(f->gz, 1u << 17);
   unsigned char hdr[16];
   uint64_t hdr_bytes = 4 + 4 * (uint64_t)ndim;
@@ -150,19 +200,15 @@ static tc_status idx_open(idx_file *f, const char *path, uint32_t magic,
     /* a compressed file's true size is known only by inflating it: count
      * first, so a lying header costs time but never memory */
     uint64_t have;
-    st = count_rest(f->gz, &have, payload, path, fn);
+    st = gz_scan(fd, fsize, hdr_bytes + payload, &have, path, fn);
     if (st != TC_OK)
       goto fail;
+    have -= have < hdr_bytes ? have : hdr_bytes;
     if (have != payload) {
       st = tc__error(
           TC_EFORMAT, "%s: '%s': %llu bytes of data, header implies %llu (%s)",
           fn, path, (unsigned long long)have, (unsigned long long)payload,
           have < payload ? "truncated" : "trailing bytes");
-      goto fail;
-    }
-    if (gzrewind(f->gz) != 0 ||
-        gzseek(f->gz, (z_off_t)hdr_bytes, SEEK_SET) != (z_off_t)hdr_bytes) {
-      st = read_error(f->gz, path, "the header", fn);
       goto fail;
     }
   }
@@ -269,11 +315,9 @@ static tc_status mnist_path(char *buf, size_t size, const char *dir,
     int len = snprintf(buf, size, "%s/%s%s", dir, name, suffix[t]);
     if (len < 0 || (size_t)len >= size)
       return tc__error(TC_EINVAL, "%s: directory path too long", fn);
-    FILE *f = fopen(buf, "rb");
-    if (f) {
-      fclose(f);
+    struct stat sb; /* stat, not open: a FIFO must not block here */
+    if (stat(buf, &sb) == 0)
       return TC_OK;
-    }
   }
   return tc__error(TC_EIO, "%s: neither '%s/%s' nor '%s.gz' can be opened", fn,
                    dir, name, name);

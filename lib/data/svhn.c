@@ -180,11 +180,11 @@ static tc_status mat5_inflate_head(FILE *f, uint64_t csize, unsigned char *out,
 
 static tc_status mat5_prescan(const char *path, uint64_t fsize,
                               const char *fn) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return tc__error(TC_EIO, "%s: cannot open '%s'", fn, path);
+  FILE *f;
+  tc_status st = tc__fopen_regular(path, &f, NULL, fn);
+  if (st != TC_OK)
+    return st;
   unsigned char hdr[MAT5_HDR], buf[MAT5_PEEK];
-  tc_status st = TC_OK;
   if (fsize < MAT5_HDR || fread(hdr, 1, MAT5_HDR, f) != MAT5_HDR ||
       !((hdr[126] == 'I' && hdr[127] == 'M') ||
         (hdr[126] == 'M' && hdr[127] == 'I'))) {

@@ -50,14 +50,22 @@ TC_API tc_status tc_safetensors_writer_add_model(tc_safetensors_writer *w,
   return TC_OK;
 }
 
-static void put_shape(tc__buf *b, const int64_t *shape, int ndim) {
+/* "[2,3,...] (rank 64)": the first `known` of `ndim` sizes, the rank said
+ * when some are not shown, so a rank-64 entry never reads as a 6-D one. */
+static void put_shape(tc__buf *b, const int64_t *shape, int known, int ndim) {
   char num[32];
+  int shown = known < ndim ? known : ndim;
   tc__buf_puts(b, "[");
-  for (int i = 0; i < ndim && i < 8; i++) {
+  for (int i = 0; i < shown; i++) {
     snprintf(num, sizeof num, "%s%" PRId64, i ? "," : "", shape[i]);
     tc__buf_puts(b, num);
   }
-  tc__buf_puts(b, ndim > 8 ? ",...]" : "]");
+  if (shown < ndim) {
+    snprintf(num, sizeof num, "%s...] (rank %d)", shown ? "," : "", ndim);
+    tc__buf_puts(b, num);
+  } else {
+    tc__buf_puts(b, "]");
+  }
 }
 
 static const char *tensor_st_name(tc_dtype d) {
@@ -131,10 +139,10 @@ TC_API tc_status tc_safetensors_load_model(tc_safetensors *st, tc_model *m,
         tc__buf_puts(&item, full);
         tc__buf_puts(&item, "': file has ");
         tc__buf_puts(&item, tc_st_dtype_name(fd));
-        put_shape(&item, fshape, fnd > TC_MAX_DIMS + 1 ? TC_MAX_DIMS + 1 : fnd);
+        put_shape(&item, fshape, TC_MAX_DIMS + 1, fnd);
         tc__buf_puts(&item, ", model has ");
         tc__buf_puts(&item, tensor_st_name(md));
-        put_shape(&item, mshape, mnd);
+        put_shape(&item, mshape, mnd, mnd);
       } else {
         sizes[i] = (size_t)tc_tensor_numel(t) *
                    (size_t)(tc_st_dtype_bits(fd) / 8);

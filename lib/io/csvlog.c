@@ -63,7 +63,9 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0) {
-      st = tc__error(TC_EIO, "%s: cannot read '%s'", fn, path);
+      st = tc__error(TC_EIO, "%s: cannot read (%s): '%s'", fn,
+                     r < 0 ? strerror(errno) : "file shrank while reading",
+                     path);
       goto out;
     }
     got += (size_t)r;

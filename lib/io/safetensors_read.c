@@ -356,18 +356,9 @@ TC_API tc_status tc_safetensors_open(tc_safetensors **out, const char *path) {
   tc_safetensors *st = tc__calloc(1, sizeof *st);
   if (!st)
     return tc__oom(fn);
-  st->fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (st->fd < 0) {
-    s = tc__error(TC_EIO, "%s: cannot open '%s': %s", fn, path,
-                  strerror(errno));
+  st->fd = -1;
+  if ((s = tc__open_regular(path, &st->fd, &st->file_size, fn)) != TC_OK)
     goto fail;
-  }
-  struct stat sb;
-  if (fstat(st->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    s = tc__error(TC_EIO, "%s: '%s' is not a regular file", fn, path);
-    goto fail;
-  }
-  st->file_size = (uint64_t)sb.st_size;
   unsigned char b8[8] = {0};
   uint64_t N = 0;
   if (st->file_size >= 8 && (s = pread_all(st->fd, b8, 8, 0, fn)) != TC_OK)

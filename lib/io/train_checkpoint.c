@@ -18,15 +18,24 @@
 #include "io_internal.h"
 
 #define CKPT_FORMAT "tinycnn-checkpoint"
+/* tc_loader_set_state's epoch bound (include/tinycnn/data.h) */
+#define CKPT_LOADER_EPOCHS ((int64_t)1 << 22)
 
 static tc_status add_i64(tc_safetensors_writer *w, const char *name,
                          int64_t v) {
   return tc_safetensors_writer_add(w, name, TC_ST_I64, NULL, 0, &v, sizeof v);
 }
 
-static tc_status add_u64(tc_safetensors_writer *w, const char *name,
-                         uint64_t v) {
-  return tc_safetensors_writer_add(w, name, TC_ST_U64, NULL, 0, &v, sizeof v);
+/* A 64-bit seed or counter stored as I64, its bits unchanged (a value of
+ * 2^63 or more reads back negative in other tools): safetensors.torch
+ * loads U64 only from torch 2.3 on, where torch.uint64 appeared, so U64
+ * scalars made checkpoints unreadable by older PyTorch. Loading takes both
+ * (files written before used U64). */
+static tc_status add_u64_bits(tc_safetensors_writer *w, const char *name,
+                              uint64_t v) {
+  int64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  return add_i64(w, name, bits);
 }
 
 TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
@@ -67,11 +76,11 @@ TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
   if (st == TC_OK)
     st = add_i64(w, "trainer.step", step);
   if (st == TC_OK)
-    st = add_u64(w, "rng.seed", tc_get_seed());
+    st = add_u64_bits(w, "rng.seed", tc_get_seed());
   if (st == TC_OK)
-    st = add_u64(w, "rng.model_seed", tc_model_get_seed(m));
+    st = add_u64_bits(w, "rng.model_seed", tc_model_get_seed(m));
   if (st == TC_OK)
-    st = add_u64(w, "rng.model_offset", tc_model_get_rng_offset(m));
+    st = add_u64_bits(w, "rng.model_offset", tc_model_get_rng_offset(m));
   if (st == TC_OK)
     st = tc_safetensors_writer_add_metadata(w, "format", CKPT_FORMAT);
   for (const char *const *kv = metadata; st == TC_OK && kv && kv[0];
@@ -94,6 +103,14 @@ TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
 static void expect_scalar(const tc_safetensors *f, const char *name,
                           tc_st_dtype dtype, char *msg, size_t cap,
                           int *bad) {
+  /* the 64-bit RNG words: I64 now, U64 in older files (add_u64_bits) */
+  tc_st_dtype d0;
+  int nd0 = -1;
+  int64_t shape0[1];
+  if (dtype == TC_ST_I64 && strncmp(name, "rng.", 4) == 0 &&
+      tc_safetensors_info(f, name, &d0, shape0, 1, &nd0) == TC_OK &&
+      d0 == TC_ST_U64 && nd0 == 0)
+    return;
   tc_st_dtype d;
   int nd = -1;
   int64_t shape[1];
@@ -138,6 +155,8 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
   char msg[768] = "";
   int bad = 0;
   int64_t n_opt = opt ? tc_optimizer_num_state(opt) : 0;
+  void **staged = NULL;        /* n_opt host copies of the optimizer state */
+  size_t *staged_bytes = NULL; /* their sizes */
   for (int64_t i = 0; i < n_opt; i++) {
     const char *name;
     tc_tensor *t;
@@ -172,9 +191,9 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
   }
   expect_scalar(f, "trainer.epoch", TC_ST_I64, msg, sizeof msg, &bad);
   expect_scalar(f, "trainer.step", TC_ST_I64, msg, sizeof msg, &bad);
-  expect_scalar(f, "rng.seed", TC_ST_U64, msg, sizeof msg, &bad);
-  expect_scalar(f, "rng.model_seed", TC_ST_U64, msg, sizeof msg, &bad);
-  expect_scalar(f, "rng.model_offset", TC_ST_U64, msg, sizeof msg, &bad);
+  expect_scalar(f, "rng.seed", TC_ST_I64, msg, sizeof msg, &bad);
+  expect_scalar(f, "rng.model_seed", TC_ST_I64, msg, sizeof msg, &bad);
+  expect_scalar(f, "rng.model_offset", TC_ST_I64, msg, sizeof msg, &bad);
   if (bad) {
     st = tc__error(TC_ESHAPE, "%s: '%s': %d problem%s: %s", fn, path, bad,
                    bad == 1 ? "" : "s", msg);
@@ -200,8 +219,70 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
     st = tc__error(TC_EFORMAT, "%s: '%s': negative counters", fn, path);
     goto out;
   }
+  if (sched && last_epoch > TC__MAX_COUNT) {
+    st = tc__error(TC_EINVAL,
+                   "%s: scheduler.last_epoch %" PRId64 " is over the limit "
+                   "2^53: '%s'",
+                   fn, last_epoch, path);
+    goto out;
+  }
+  /* tc_loader_set_state's range (include/tinycnn/data.h), checked here so
+   * that a position this loader would refuse changes nothing */
+  if (loader && (l_epoch >= CKPT_LOADER_EPOCHS ||
+                 l_batch > tc_loader_num_batches(loader))) {
+    st = tc__error(TC_EINVAL,
+                   "%s: loader position (epoch %" PRId64 ", batch %" PRId64
+                   ") does not fit this loader (epoch < 2^22, batch <= its "
+                   "%" PRId64 " batches per epoch): '%s'",
+                   fn, l_epoch, l_batch, tc_loader_num_batches(loader), path);
+    goto out;
+  }
 
-  /* 3. the model (itself transactional), then the rest */
+  /* 3. the optimizer's state into host memory, so that a read error or a
+   * bad step count is found before anything changes */
+  if (n_opt > 0) {
+    staged = tc__calloc((size_t)n_opt, sizeof *staged);
+    staged_bytes = tc__calloc((size_t)n_opt, sizeof *staged_bytes);
+    if (!staged || !staged_bytes) {
+      st = tc__oom(fn);
+      goto out;
+    }
+  }
+  for (int64_t i = 0; i < n_opt; i++) {
+    const char *name;
+    tc_tensor *t;
+    if ((st = tc_optimizer_get_state(opt, i, &name, &t)) != TC_OK)
+      goto out;
+    size_t bytes =
+        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8u : 4u);
+    staged_bytes[i] = bytes;
+    staged[i] = tc__malloc(bytes ? bytes : 1);
+    if (!staged[i]) {
+      st = tc__oom(fn);
+      goto out;
+    }
+    if ((st = tc_safetensors_read_raw(f, name, staged[i], bytes)) != TC_OK)
+      goto out;
+    if (strcmp(name, "optimizer.step") == 0) {
+      int64_t v;
+      memcpy(&v, staged[i], sizeof v);
+      if (v < 0) {
+        st = tc__error(TC_EFORMAT, "%s: '%s': negative optimizer.step", fn,
+                       path);
+        goto out;
+      }
+      if (v > TC__MAX_COUNT) {
+        st = tc__error(TC_EINVAL,
+                       "%s: optimizer.step %" PRId64 " is over the limit "
+                       "2^53: '%s'",
+                       fn, v, path);
+        goto out;
+      }
+    }
+  }
+
+  /* 4. everything is checked: the model (itself transactional), then the
+   * rest, none of which can refuse now */
   const char *ignore[] = {TC_CHECKPOINT_RESERVED, NULL};
   st = tc_safetensors_load_model(f, m, NULL, ignore);
   if (st != TC_OK)
@@ -211,7 +292,7 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
     tc_tensor *t;
     st = tc_optimizer_get_state(opt, i, &name, &t);
     if (st == TC_OK)
-      st = tc_safetensors_read(f, name, t);
+      st = tc_tensor_copy_from_host(t, staged[i], staged_bytes[i]);
   }
   if (st == TC_OK && opt) {
     /* the step count was written through its state tensor; re-read it so
@@ -237,6 +318,10 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
       *out_step = t_step;
   }
 out:
+  for (int64_t i = 0; staged && i < n_opt; i++)
+    tc__free(staged[i]);
+  tc__free(staged);
+  tc__free(staged_bytes);
   tc_safetensors_close(f);
   return st;
 }

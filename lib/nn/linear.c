@@ -134,6 +134,13 @@ TC_API tc_status tc_linear_create(tc_layer **out, int64_t in_features,
   if (in_features < 1 || out_features < 1)
     return tc__error(TC_EINVAL, "%s: features %lld->%lld must be >= 1", fn,
                      (long long)in_features, (long long)out_features);
+  int64_t wn;
+  if (__builtin_mul_overflow(in_features, out_features, &wn) ||
+      wn > TC__MAX_NUMEL)
+    return tc__error(TC_ESHAPE,
+                     "%s: weight of %lld x %lld elements is over the tensor "
+                     "limit of 2^48 elements",
+                     fn, (long long)out_features, (long long)in_features);
   tc_layer *l;
   if ((st = nn_layer_alloc(&l, &linear_kind, sizeof(linear_layer), fn)) !=
       TC_OK)

@@ -224,8 +224,17 @@ static tc_status count_one(tc_layer *l, void *arg) {
   for (int i = 0; i < l->nparams; i++) {
     int64_t n = 1;
     for (int d = 0; d < l->pspec[i].ndim; d++)
-      n *= l->pspec[i].shape[d];
+      if (__builtin_mul_overflow(n, l->pspec[i].shape[d], &n) ||
+          n > TC__MAX_NUMEL)
+        return tc__error(TC_ESHAPE,
+                         "tc_model_create: parameter '%s' of a layer is over "
+                         "the tensor limit of 2^48 elements",
+                         l->pspec[i].name);
     c->floats += n;
+    if (c->floats > TC__MAX_NUMEL)
+      return tc__error(TC_ESHAPE,
+                       "tc_model_create: parameters total over the limit of "
+                       "2^48 floats");
   }
   c->m->np += l->nparams;
   c->m->nb += l->nbuffers;
@@ -414,9 +423,11 @@ TC_API tc_status tc_model_create(tc_model **out, tc_backend *be,
   if ((st = nn_infer(m->root, input_shape, ndim, fn)) != TC_OK)
     goto fail;
   count_arg c = {m, 0};
-  walk(m->root, count_one, &c);
+  st = walk(m->root, count_one, &c);
   int64_t np = m->np, nb = m->nb;
   m->np = m->nb = 0;
+  if (st != TC_OK)
+    goto fail;
   if (!(m->p = tc__calloc((size_t)np + 1, sizeof *m->p)) ||
       !(m->b = tc__calloc((size_t)nb + 1, sizeof *m->b)) ||
       !(m->s = tc__calloc((size_t)(np + nb) + 1, sizeof *m->s))) {

@@ -331,6 +331,11 @@ tc_status tc__optimizer_sync_step(tc_optimizer *opt) {
     return tc__error(
         TC_EINVAL, "tc_optimizer: %s holds %" PRId64 ", a negative step count",
         step_name, v);
+  if (v > TC__MAX_COUNT)
+    return tc__error(TC_EINVAL,
+                     "tc_optimizer: %s holds %" PRId64
+                     ", over the step limit 2^53",
+                     step_name, v);
   opt->step = v;
   return TC_OK;
 }
@@ -356,6 +361,10 @@ TC_API tc_status tc_optimizer_set_step(tc_optimizer *opt, int64_t step) {
     return tc__error(TC_EINVAL,
                      "tc_optimizer_set_step: step = %" PRId64 ", expected >= 0",
                      step);
+  if (step > TC__MAX_COUNT)
+    return tc__error(
+        TC_EINVAL,
+        "tc_optimizer_set_step: step = %" PRId64 ", over the limit 2^53", step);
   int64_t old = opt->step;
   opt->step = step;
   tc_status st = publish_step(opt);
@@ -420,6 +429,10 @@ TC_API tc_status tc_optimizer_step(tc_optimizer *opt) {
   tc_status st = tc__optimizer_sync_step(opt);
   if (st != TC_OK)
     return st;
+  if (opt->step >= TC__MAX_COUNT)
+    return tc__error(TC_EINVAL,
+                     "tc_optimizer_step: the step count reached its limit "
+                     "2^53");
   st = opt->type == TC_OPTIMIZER_SGD ? tc__sgd_step(opt) : tc__adam_step(opt);
   if (st != TC_OK)
     return st;

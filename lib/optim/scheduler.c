@@ -297,6 +297,9 @@ TC_API tc_status tc_scheduler_step(tc_scheduler *s) {
   tc_status st = check_free(s, "tc_scheduler_step");
   if (st != TC_OK)
     return st;
+  if (s->last_epoch >= TC__MAX_COUNT)
+    return tc__error(TC_EINVAL,
+                     "tc_scheduler_step: last_epoch reached its limit 2^53");
   s->last_epoch++;
   apply(s);
   return TC_OK;
@@ -324,9 +327,10 @@ TC_API tc_status tc_scheduler_set_last_epoch(tc_scheduler *s,
   tc_status st = check_free(s, fn);
   if (st != TC_OK)
     return st;
-  if (last_epoch < 0)
-    return tc__error(TC_EINVAL, "%s: last_epoch = %lld, expected >= 0", fn,
-                     (long long)last_epoch);
+  if (last_epoch < 0 || last_epoch > TC__MAX_COUNT)
+    return tc__error(TC_EINVAL,
+                     "%s: last_epoch = %lld, expected 0 to 2^53 (the limit)",
+                     fn, (long long)last_epoch);
   s->last_epoch = last_epoch;
   apply(s);
   return TC_OK;
