@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the shared library's contract: only tc_* symbols exported, SONAME
-# libtinycnn.so.0, no CUDA library among its dependencies.
+# libtinycnn.so.0, no CUDA or MPI library among its dependencies (MPI lives
+# in libtinycnn-mpi, CUDA in the tinycnn-cuda module).
 set -euo pipefail
 LIB=${1:-build/lib/libtinycnn.so}
 bad=$(nm -D --defined-only "$LIB" | awk '{print $3}' | sed 's/@.*//' \
@@ -13,4 +14,7 @@ soname=$(readelf -d "$LIB" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 if readelf -d "$LIB" | grep NEEDED | grep -Ei 'cuda|cublas|nvidia'; then
   echo "libtinycnn.so depends on CUDA"; exit 1
 fi
-echo "exports: $(nm -D --defined-only "$LIB" | grep -c ' T tc_') tc_ functions, SONAME $soname, no CUDA dependency"
+if readelf -d "$LIB" | grep NEEDED | grep -Ei 'mpi'; then
+  echo "libtinycnn.so depends on MPI"; exit 1
+fi
+echo "exports: $(nm -D --defined-only "$LIB" | grep -c ' T tc_') tc_ functions, SONAME $soname, no CUDA or MPI dependency"
