@@ -41,18 +41,59 @@ static tc_status hbuf_grow(nn_hbuf *b, size_t bytes, size_t keep) {
 }
 
 void nn_bn_sync_release(nn_bn_sync *s) {
-  nn_hbuf *all[] = {&s->x,  &s->g,    &s->part, &s->all,
-                    &s->ns, &s->stat, &s->chan};
+  nn_hbuf *all[] = {&s->x,   &s->g,  &s->d,    &s->part,
+                    &s->all, &s->ns, &s->stat, &s->chan};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
     tc__free(all[i]->p);
     all[i]->p = NULL, all[i]->bytes = 0;
   }
 }
 
-/* Copies t (ne floats) into b. */
-static tc_status stage(nn_hbuf *b, const tc_tensor *t, size_t ne) {
+/* The built-in CPU backend's memory is host memory and its ops have
+ * finished when they return: its tensors are read and written in place,
+ * which saves a copy of each activation in and out. NULL for any other
+ * backend (staged). */
+static float *host_view(const tc_tensor *t) {
+  if (t->storage->be->iface != tc__cpu_backend_iface())
+    return NULL;
+  return (float *)((char *)t->storage->data + t->offset_bytes);
+}
+
+/* t's ne floats on the host: in place, or copied into b. */
+static tc_status stage(nn_hbuf *b, const tc_tensor *t, size_t ne, float **out) {
+  if ((*out = host_view(t)) != NULL)
+    return TC_OK;
   tc_status st = hbuf_grow(b, ne * sizeof(float), 0);
-  return st == TC_OK ? tc_tensor_copy_to_host(t, b->p, ne * sizeof(float)) : st;
+  if (st == TC_OK)
+    st = tc_tensor_copy_to_host(t, b->p, ne * sizeof(float));
+  *out = st == TC_OK ? b->p : NULL;
+  return st;
+}
+
+/* Sums over n values in double as LANES interleaved partial sums added in
+ * a fixed order at the end: the same bits wherever it runs, without one
+ * long chain of dependent additions. s[0] = sum u, s[1] = sum u * (w -
+ * mean) (w NULL: u * u). */
+#define LANES 8
+static void plane_sums(const float *u, const float *w, double mean, int64_t n,
+                       double s[2]) {
+  double a[LANES] = {0}, b[LANES] = {0};
+  int64_t j = 0;
+  for (; j + LANES <= n; j += LANES)
+    for (int k = 0; k < LANES; k++) {
+      double x = u[j + k];
+      a[k] += x;
+      b[k] += x * (w ? (double)w[j + k] - mean : x);
+    }
+  double s0 = 0, s1 = 0;
+  for (int k = 0; k < LANES; k++)
+    s0 += a[k], s1 += b[k];
+  for (; j < n; j++) {
+    double x = u[j];
+    s0 += x;
+    s1 += x * (w ? (double)w[j] - mean : x);
+  }
+  s[0] = s0, s[1] = s1;
 }
 
 /* The buffers every step needs whatever the batch, before any collective
@@ -166,7 +207,8 @@ tc_status nn_bn_sync_forward(nn_bn_sync *s, tc_layer *l,
   if (st != TC_OK)
     return st;
   /* local work first: its failure reaches the peers in the batch gather */
-  st = stage(&s->x, x, ne);
+  float *hx = NULL;
+  st = stage(&s->x, x, ne, &hx);
   if (st == TC_OK)
     st = hbuf_grow(&s->part, planes * 2 * sizeof(double), 0);
   /* room for equal batches now, so the common case grows nothing after
@@ -174,15 +216,9 @@ tc_status nn_bn_sync_forward(nn_bn_sync *s, tc_layer *l,
   if (st == TC_OK)
     st = hbuf_grow(&s->all, (size_t)size * planes * 2 * sizeof(double), 0);
   if (st == TC_OK) {
-    const float *hx = s->x.p;
     double *part = s->part.p;
-    for (size_t p = 0; p < planes; p++) {
-      const float *v = hx + p * (size_t)sp;
-      double s1 = 0, s2 = 0;
-      for (int64_t j = 0; j < sp; j++)
-        s1 += v[j], s2 += (double)v[j] * v[j];
-      part[2 * p] = s1, part[2 * p + 1] = s2;
-    }
+    for (size_t p = 0; p < planes; p++)
+      plane_sums(hx + p * (size_t)sp, NULL, 0.0, sp, part + 2 * p);
   }
   if ((st = gather_batches(s, l, a->comm, st, n, size, 0)) != TC_OK)
     return st;
@@ -218,17 +254,22 @@ tc_status nn_bn_sync_forward(nn_bn_sync *s, tc_layer *l,
     stat[c + ch] = 1.0 / sqrt(var + (double)a->eps);
     stat[2 * c + ch] = var;
   }
-  float *g = (float *)s->chan.p + 2 * c, *bt = g + c, *hx = s->x.p;
+  float *g = (float *)s->chan.p + 2 * c, *bt = g + c;
   if ((st = load_affine(a, g, bt)) != TC_OK)
     return st;
+  /* y in place on the CPU backend, else into x's staging and copied */
+  float *hy = host_view(y);
+  float *out = hy ? hy : hx;
   for (size_t p = 0; p < planes; p++) {
     size_t ch = p % c;
     float mu = (float)stat[ch], k = (float)(stat[c + ch] * g[ch]);
-    float *v = hx + p * (size_t)sp;
+    const float *v = hx + p * (size_t)sp;
+    float *o = out + p * (size_t)sp;
     for (int64_t j = 0; j < sp; j++)
-      v[j] = (v[j] - mu) * k + bt[ch];
+      o[j] = (v[j] - mu) * k + bt[ch];
   }
-  st = tc_tensor_copy_from_host(y, hx, ne * sizeof(float));
+  if (!hy)
+    st = tc_tensor_copy_from_host(y, hx, ne * sizeof(float));
   if (st == TC_OK && a->running_mean)
     st = update_running(s, a, m);
   if (st == TC_OK)
@@ -278,21 +319,17 @@ tc_status nn_bn_sync_backward(nn_bn_sync *s, tc_layer *l,
                    "tc_model_backward: %s: dy holds %lld "
                    "samples, the forward %lld",
                    nn_path(l, p, sizeof p), (long long)n, (long long)s->n);
+  float *hx = NULL, *hg = NULL;
   if (st == TC_OK)
-    st = stage(&s->x, x, ne);
+    st = stage(&s->x, x, ne, &hx);
   if (st == TC_OK)
-    st = stage(&s->g, dy, ne);
+    st = stage(&s->g, dy, ne, &hg);
   double *stat = s->stat.p, *sums = stat + 3 * c;
   if (st == TC_OK) {
-    const float *hx = s->x.p, *hg = s->g.p;
     double *part = s->part.p;
-    for (size_t q = 0; q < planes; q++) {
-      const float *v = hx + q * (size_t)sp, *d = hg + q * (size_t)sp;
-      double mean = (float)stat[q % c], sa = 0, sb = 0;
-      for (int64_t j = 0; j < sp; j++)
-        sa += d[j], sb += (double)d[j] * ((double)v[j] - mean);
-      part[2 * q] = sa, part[2 * q + 1] = sb;
-    }
+    for (size_t q = 0; q < planes; q++)
+      plane_sums(hg + q * (size_t)sp, hx + q * (size_t)sp,
+                 (double)(float)stat[q % c], sp, part + 2 * q);
   }
   /* the batches are gathered again, so a rank that failed above is known
    * to all before the sums are exchanged */
@@ -319,24 +356,32 @@ tc_status nn_bn_sync_backward(nn_bn_sync *s, tc_layer *l,
    * (dy - gm - (x - mu)*k)*scale with per-channel float coefficients;
    * mean and invstd rounded to float, as the local path saves them */
   double m = (double)(s->total * sp);
-  float *hx = s->x.p, *hg = s->g.p;
+  /* dx in place on the CPU backend (x and dy are read at the same index
+   * first, so dx may alias either); else into a staging buffer */
+  float *hdx = host_view(dx);
+  float *out = hdx;
+  if (!out) {
+    if ((st = hbuf_grow(&s->d, ne * sizeof(float), 0)) != TC_OK)
+      return st;
+    out = s->d.p;
+    if (acc &&
+        (st = tc_tensor_copy_to_host(dx, out, ne * sizeof(float))) != TC_OK)
+      return st;
+  }
   for (size_t q = 0; q < planes; q++) {
     size_t ch = q % c;
     double is = (float)stat[c + ch];
     float mu = (float)stat[ch], gm = (float)(sums[2 * ch] / m);
     float k = (float)(is * is * sums[2 * ch + 1] / m);
     float scale = (float)(g[ch] * is);
-    float *v = hx + q * (size_t)sp;
-    const float *d = hg + q * (size_t)sp;
-    for (int64_t j = 0; j < sp; j++)
-      v[j] = (d[j] - gm - (v[j] - mu) * k) * scale;
+    const float *v = hx + q * (size_t)sp, *d = hg + q * (size_t)sp;
+    float *o = out + q * (size_t)sp;
+    if (acc)
+      for (int64_t j = 0; j < sp; j++)
+        o[j] += (d[j] - gm - (v[j] - mu) * k) * scale;
+    else
+      for (int64_t j = 0; j < sp; j++)
+        o[j] = (d[j] - gm - (v[j] - mu) * k) * scale;
   }
-  if (!acc)
-    return tc_tensor_copy_from_host(dx, hx, ne * sizeof(float));
-  /* dy's staging is free now: it takes dx's old value plus the new */
-  if ((st = tc_tensor_copy_to_host(dx, hg, ne * sizeof(float))) != TC_OK)
-    return st;
-  for (size_t i = 0; i < ne; i++)
-    hg[i] += hx[i];
-  return tc_tensor_copy_from_host(dx, hg, ne * sizeof(float));
+  return hdx ? TC_OK : tc_tensor_copy_from_host(dx, out, ne * sizeof(float));
 }

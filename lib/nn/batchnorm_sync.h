@@ -19,7 +19,8 @@ typedef struct nn_hbuf {
  * (a steady-state step allocates nothing), and what the last synchronised
  * forward leaves for backward. Zeroed = empty. */
 typedef struct nn_bn_sync {
-  nn_hbuf x, g;    /* float (N, C, S): x, then y or dx; dy */
+  nn_hbuf x, g, d; /* float (N, C, S): x (then y), dy, dx; used only
+                      for backends whose memory the host cannot read */
   nn_hbuf part;    /* double (maxn, C, 2): this rank's per-sample sums */
   nn_hbuf all;     /* double (size, maxn, C, 2): every rank's */
   nn_hbuf ns;      /* int64 (2, size): batches at forward, at backward */
