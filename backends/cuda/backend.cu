@@ -20,6 +20,10 @@
 
 #include "cuda_be.h"
 
+#ifndef TC_CUDA_MIN_CC
+#define TC_CUDA_MIN_CC 75
+#endif
+
 /* ---- errors ---------------------------------------------------------- */
 
 tc_status cu_check(cudaError_t e, const char *where) {
@@ -133,12 +137,14 @@ static tc_status cu_probe(char *msg, size_t msg_size) {
       snprintf(msg, msg_size, "cannot query CUDA device %d", dev);
     return TC_EUNSUPPORTED;
   }
-  /* the module carries code for sm_75 and newer only */
-  if (major * 10 + minor < 75) {
+  /* the module carries SASS from TC_CUDA_MIN_CC (its build's oldest
+   * architecture, backends/cuda/meson.build) up */
+  if (major * 10 + minor < TC_CUDA_MIN_CC) {
     if (msg && msg_size)
       snprintf(msg, msg_size,
                "CUDA device %d has compute capability %d.%d; this module "
-               "needs 7.5 or newer", dev, major, minor);
+               "needs %d.%d or newer", dev, major, minor,
+               TC_CUDA_MIN_CC / 10, TC_CUDA_MIN_CC % 10);
     return TC_EUNSUPPORTED;
   }
   return TC_OK;
