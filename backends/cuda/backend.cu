@@ -209,7 +209,7 @@ static tc_status cu_create(void **out_ctx, const tc_backend_create_args *a) {
     st = cu_blas_check(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH),
                        "create: cublasSetMathMode");
   if (st == TC_OK)
-    st = cu_pool_create(&c->pool);
+    st = cu_pool_create(&c->pool, c->device);
   if (st != TC_OK)
     goto fail;
   *out_ctx = c;
@@ -239,7 +239,7 @@ static tc_status cu_alloc(void *ctx, void **out, size_t bytes) {
   tc_status st = cu_enter(c, "alloc");
   if (st != TC_OK)
     return st;
-  return cu_pool_alloc(c->pool, c->device, out, bytes);
+  return cu_pool_alloc(c->pool, c->stream, out, bytes);
 }
 
 static void cu_free(void *ctx, void *ptr) {
@@ -354,7 +354,7 @@ static tc_status cu_graph_begin(void *ctx) {
     return st;
   graph_drop(c);
   if (!c->blas_ws) {
-    if ((st = cu_pool_alloc(c->pool, c->device, &c->blas_ws,
+    if ((st = cu_pool_alloc(c->pool, c->stream, &c->blas_ws,
                             CU_BLAS_WS_BYTES)) != TC_OK)
       return st;
     if ((st = cu_blas_check(cublasSetWorkspace(c->blas, c->blas_ws,
