@@ -10,6 +10,8 @@
  * it is retried once) and at destroy; not while the stream is being
  * captured into a CUDA graph (cudaFree there would invalidate the capture):
  * the allocation then fails with TC_ENOMEM and the capture stays usable.
+ * Every release makes the pool's device current and restores the caller's
+ * (in a multi-GPU process the caller's may be another).
  * Live blocks are found by pointer in
  * an open-addressing hash table (linear probing, backward-shift delete).
  * Host bookkeeping uses malloc: the core's allocator is not exported.
@@ -108,8 +110,27 @@ static cu_block *live_remove(cu_pool *p, const void *ptr) {
   return b;
 }
 
-/* Gives every cached (free) block back to CUDA. */
+/* Makes the pool's device current; *prev receives the caller's (-1 when
+ * unknown: then nothing is restored). */
+static void pool_enter(const cu_pool *p, int *prev) {
+  *prev = -1;
+  if (cudaGetDevice(prev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    *prev = -1;
+  }
+  if (*prev != p->device && cudaSetDevice(p->device) != cudaSuccess)
+    (void)cudaGetLastError();
+}
+
+static void pool_leave(const cu_pool *p, int prev) {
+  if (prev >= 0 && prev != p->device && cudaSetDevice(prev) != cudaSuccess)
+    (void)cudaGetLastError();
+}
+
+/* Gives every cached (free) block back to CUDA, on the pool's device. */
 static void release_cached(cu_pool *p) {
+  int prev;
+  pool_enter(p, &prev);
   for (int c = 0; c < CU_NCLASS; c++) {
     cu_block *b = p->free_list[c];
     while (b) {
@@ -121,6 +142,7 @@ static void release_cached(cu_pool *p) {
     p->free_list[c] = NULL;
   }
   (void)cudaGetLastError();
+  pool_leave(p, prev);
 }
 
 tc_status cu_pool_create(cu_pool **out, int device) {
@@ -136,12 +158,15 @@ void cu_pool_destroy(cu_pool *p) {
   if (!p)
     return;
   release_cached(p);
+  int prev;
+  pool_enter(p, &prev);
   for (size_t i = 0; i < p->live_cap; i++)
     if (p->live[i]) {
       (void)cudaFree(p->live[i]->ptr);
       free(p->live[i]);
     }
   (void)cudaGetLastError();
+  pool_leave(p, prev);
   free(p->live);
   free(p);
 }

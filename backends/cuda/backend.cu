@@ -150,7 +150,17 @@ static tc_status cu_probe(char *msg, size_t msg_size) {
   return TC_OK;
 }
 
+/* Frees everything the instance holds, on its own device: a multi-GPU
+ * program may destroy it while another device is current (the caller's
+ * device is restored). */
 static void cu_release(cu_ctx *c) {
+  int prev = -1;
+  if (cudaGetDevice(&prev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    prev = -1;
+  }
+  if (prev != c->device && cudaSetDevice(c->device) != cudaSuccess)
+    (void)cudaGetLastError();
   if (c->capturing) { /* abandon the capture */
     cudaGraph_t g = NULL;
     (void)cudaStreamEndCapture(c->stream, &g);
@@ -169,6 +179,8 @@ static void cu_release(cu_ctx *c) {
   if (c->stream && c->own_stream)
     (void)cudaStreamDestroy(c->stream);
   (void)cudaGetLastError();
+  if (prev >= 0 && prev != c->device && cudaSetDevice(prev) != cudaSuccess)
+    (void)cudaGetLastError();
   free(c);
 }
 
