@@ -246,6 +246,8 @@ static tc_status cu_set_num_threads(void *ctx, int n) {
 
 static tc_status cu_alloc(void *ctx, void **out, size_t bytes) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("alloc", "ctx is NULL");
   if (!out)
     return cu_einval("alloc", "out is NULL");
   tc_status st = cu_enter(c, "alloc");
@@ -262,6 +264,8 @@ static void cu_free(void *ctx, void *ptr) {
 static tc_status cu_copy_h2d(void *ctx, void *dst, const void *src,
                              size_t bytes) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("copy_h2d", "ctx is NULL");
   if (!bytes)
     return TC_OK;
   if (!dst || !src)
@@ -291,6 +295,8 @@ static tc_status cu_copy_h2d(void *ctx, void *dst, const void *src,
 static tc_status cu_copy_d2h(void *ctx, void *dst, const void *src,
                              size_t bytes) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("copy_d2h", "ctx is NULL");
   if (!bytes)
     return TC_OK;
   if (!dst || !src)
@@ -309,6 +315,8 @@ static tc_status cu_copy_d2h(void *ctx, void *dst, const void *src,
 static tc_status cu_copy_d2d(void *ctx, void *dst, const void *src,
                              size_t bytes) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("copy_d2d", "ctx is NULL");
   if (!bytes || dst == src)
     return TC_OK;
   if (!dst || !src)
@@ -322,6 +330,8 @@ static tc_status cu_copy_d2d(void *ctx, void *dst, const void *src,
 
 static tc_status cu_memset(void *ctx, void *dst, int byte, size_t bytes) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("memset", "ctx is NULL");
   if (!bytes)
     return TC_OK;
   if (!dst)
@@ -334,6 +344,8 @@ static tc_status cu_memset(void *ctx, void *dst, int byte, size_t bytes) {
 
 static tc_status cu_synchronize(void *ctx) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("synchronize", "ctx is NULL");
   tc_status st = cu_no_capture(c, "synchronize");
   if (st == TC_OK)
     st = cu_enter(c, "synchronize");
