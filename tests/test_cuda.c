@@ -18,6 +18,7 @@
  * arguments rejected by both backends, LeNet-5 and ResNet-20 training steps
  * through the public API on both, and CUDA graph capture/replay.
  */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1019,6 +1020,108 @@ START_TEST(test_errors_and_api) {
 }
 END_TEST
 
+/* ---- the module's table without a GPU ----
+ * What needs no device runs on every machine: the module is loaded with
+ * dlopen and its slots are called where they must answer before touching
+ * CUDA (argument and size checks). `fake` stands in for a context: a slot
+ * that passed its checks would fail on it (no device), never crash. */
+
+static long long fake_ctx[512];
+
+/* Sizes the CPU backend rejects must be rejected by the CUDA one too,
+ * before anything runs (n = 0: nothing to compute, but the same answer). */
+static int check_same_size_rejections(const tc_backend_iface *cu) {
+  tc_backend *cpu = NULL;
+  if (tc_backend_create(&cpu, "cpu") != TC_OK)
+    return 0;
+  const tc_backend_iface *ci = tc_backend_get_iface(cpu);
+  void *cc = tc_backend_get_context(cpu);
+  /* n, c, h, w, k, r, s, pad */
+  static const int64_t cases[][8] = {
+      {1, 1, 1 << 30, 1 << 30, 1, 1, 1, 1 << 30}, /* out_h*out_w overflows */
+      {0, 1 << 16, 1, 1, 1 << 16, 1, 1, 0},       /* k*c*r*s > INT32_MAX */
+      {0, 1, 1 << 16, 1 << 16, 1, 1 << 16, 1 << 16, 0},   /* h*w > INT32_MAX */
+      {0, 1 << 15, 1 << 8, 1 << 8, 1, 1 << 8, 1 << 8, 0}, /* c*r*s */
+  };
+  int ok = 1;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const int64_t *q = cases[i];
+    tc_conv2d_args a = {.struct_size = sizeof a,
+                        .n = q[0],
+                        .c = q[1],
+                        .h = q[2],
+                        .w = q[3],
+                        .k = q[4],
+                        .r = q[5],
+                        .s = q[6],
+                        .stride_h = 1,
+                        .stride_w = 1,
+                        .pad_h = q[7],
+                        .pad_w = q[7],
+                        .dil_h = 1,
+                        .dil_w = 1};
+    a.out_h = a.h + 2 * a.pad_h - a.r + 1;
+    a.out_w = a.w + 2 * a.pad_w - a.s + 1;
+    tc_status s0 = ci->conv2d_fwd(cc, &a);
+    tc_status s1 = cu->conv2d_fwd(fake_ctx, &a);
+    size_t ws = 0;
+    tc_status w0 = ci->conv2d_workspace_size(cc, &a, &ws);
+    tc_status w1 = cu->conv2d_workspace_size(fake_ctx, &a, &ws);
+    if (s0 != TC_EINVAL || s1 != TC_EINVAL || w0 != TC_EINVAL ||
+        w1 != TC_EINVAL) {
+      printf("test_cuda: conv case %zu: cpu %d/%d, cuda %d/%d (want %d)\n", i,
+             (int)s0, (int)w0, (int)s1, (int)w1, (int)TC_EINVAL);
+      ok = 0;
+    }
+  }
+  tc_backend_destroy(cpu);
+  return ok;
+}
+
+/* 0: a failure; 1: passed or no module to test (it says which). */
+static int table_checks_without_gpu(void) {
+  const char *dir = getenv("TINYCNN_MODULE_PATH");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/tinycnn-cuda.so", dir ? dir : ".");
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    printf("test_cuda: no module to check without a GPU (%s)\n", dlerror());
+    return 1;
+  }
+  tc_backend_entry_fn entry = NULL;
+  *(void **)&entry = dlsym(h, TC_BACKEND_MODULE_ENTRY);
+  const tc_backend_iface *cu = entry ? entry() : NULL;
+  int ok = cu != NULL;
+  if (ok) {
+    /* memory slots with a NULL context: TC_EINVAL, no crash */
+    void *p = NULL;
+    float f = 0;
+    ok = cu->alloc(NULL, &p, 16) == TC_EINVAL &&
+         cu->copy_h2d(NULL, &f, &f, 4) == TC_EINVAL &&
+         cu->copy_d2h(NULL, &f, &f, 4) == TC_EINVAL &&
+         cu->copy_d2d(NULL, &f, &f + 1, 4) == TC_EINVAL &&
+         cu->memset(NULL, &f, 0, 4) == TC_EINVAL &&
+         cu->synchronize(NULL) == TC_EINVAL;
+    cu->free(NULL, &f); /* no-op */
+    if (!ok)
+      printf("test_cuda: a memory slot accepts a NULL context\n");
+  }
+  if (ok) {
+    const char *procs[] = {"tc_graph_begin", "tc_graph_end", "tc_graph_replay"};
+    for (int i = 0; i < 3 && ok; i++) {
+      tc_status (*fn)(void *) = NULL;
+      *(void **)&fn = cu->get_proc(NULL, procs[i]);
+      ok = fn && fn(NULL) == TC_EINVAL;
+    }
+    if (!ok)
+      printf("test_cuda: a graph proc accepts a NULL context\n");
+  }
+  if (ok)
+    ok = check_same_size_rejections(cu);
+  dlclose(h);
+  return ok;
+}
+
 int main(void) {
   /* without a GPU too: the CPU backend has no graphs */
   tc_backend *cpu = NULL;
@@ -1031,6 +1134,8 @@ int main(void) {
     return EXIT_FAILURE;
   }
   tc_backend_destroy(cpu);
+  if (!table_checks_without_gpu())
+    return EXIT_FAILURE;
   tc_backend *probe = NULL;
   if (tc_backend_create(&probe, "cuda") != TC_OK) {
     printf("test_cuda: skipped: %s\n", tc_last_error());
