@@ -513,6 +513,9 @@ static tc_backend_iface make_iface(void) {
   t.adam_update = cu_adam_update;
   t.reduce = cu_reduce;
   t.get_proc = cu_get_proc;
+  t.batchnorm_relu_fwd_train = cu_batchnorm_relu_fwd_train;
+  t.batchnorm_relu_fwd_infer = cu_batchnorm_relu_fwd_infer;
+  t.batchnorm_relu_bwd = cu_batchnorm_relu_bwd;
   return t;
 }
 

@@ -190,6 +190,9 @@ tc_status cu_global_avgpool_bwd(void *ctx, const tc_gap_args *a);
 tc_status cu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a);
 tc_status cu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a);
 tc_status cu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a);
+tc_status cu_batchnorm_relu_fwd_train(void *ctx, const tc_batchnorm_args *a);
+tc_status cu_batchnorm_relu_fwd_infer(void *ctx, const tc_batchnorm_args *a);
+tc_status cu_batchnorm_relu_bwd(void *ctx, const tc_batchnorm_args *a);
 
 tc_status cu_relu_fwd(void *ctx, const tc_eltwise_args *a);
 tc_status cu_relu_bwd(void *ctx, const tc_eltwise_args *a);
