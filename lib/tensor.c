@@ -235,8 +235,21 @@ TC_API tc_status tc_tensor_copy(tc_tensor *dst, const tc_tensor *src) {
     return TC_OK;
   tc_backend *db = dst->storage->be, *sb = src->storage->be;
   void *d = tc_tensor_data(dst), *s = tc_tensor_data((tc_tensor *)src);
-  if (db == sb || db->iface == sb->iface)
+  if (db == sb)
     return db->iface->copy_d2d(db->ctx, d, s, bytes);
+  if (db->iface == sb->iface) {
+    /* two instances of one backend (two CUDA streams, maybe two devices):
+     * the copy runs in the destination's order, so first wait for the
+     * work queued on the source (which may still be writing it), and
+     * after it for the destination's (so the source's next work cannot
+     * overwrite it while the copy reads it) */
+    st = sb->iface->synchronize(sb->ctx);
+    if (st == TC_OK)
+      st = db->iface->copy_d2d(db->ctx, d, s, bytes);
+    if (st == TC_OK)
+      st = db->iface->synchronize(db->ctx);
+    return st;
+  }
   /* across backends: stage through host memory */
   void *tmp = tc__malloc(bytes);
   if (!tmp)

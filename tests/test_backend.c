@@ -153,6 +153,77 @@ START_TEST(test_create_ex_options) {
 }
 END_TEST
 
+/* A backend whose memory slots are the CPU's, logging synchronize and
+ * copy_d2d with the context they ran on: a copy between two instances of
+ * one backend (two CUDA streams) must wait for the source's work first. */
+static tc_backend_iface watch;
+static void *wlog_ctx[8];
+static char wlog_op[8];
+static int wlog_n;
+static void wlog(char op, void *ctx) {
+  if (wlog_n < 8) {
+    wlog_op[wlog_n] = op;
+    wlog_ctx[wlog_n++] = ctx;
+  }
+}
+static tc_status w_sync(void *ctx) {
+  wlog('s', ctx);
+  return cpu_it->synchronize(ctx);
+}
+static tc_status w_d2d(void *ctx, void *d, const void *s, size_t b) {
+  wlog('c', ctx);
+  return cpu_it->copy_d2d(ctx, d, s, b);
+}
+
+START_TEST(test_copy_between_instances_waits) {
+  tc_backend *cpu = NULL;
+  ck_assert_int_eq(tc_backend_create(&cpu, "cpu"), TC_OK);
+  cpu_it = tc_backend_get_iface(cpu);
+  memset(&watch, 0, sizeof watch);
+  watch.api_version = 1;
+  watch.struct_size = (uint32_t)offsetof(tc_backend_iface, gemm);
+  watch.name = "watch";
+  watch.create = cpu_it->create;
+  watch.destroy = cpu_it->destroy;
+  watch.alloc = cpu_it->alloc;
+  watch.free = cpu_it->free;
+  watch.copy_h2d = cpu_it->copy_h2d;
+  watch.copy_d2h = cpu_it->copy_d2h;
+  watch.copy_d2d = w_d2d;
+  watch.memset = cpu_it->memset;
+  watch.synchronize = w_sync;
+  ck_assert_int_eq(tc_backend_register(&watch), TC_OK);
+  tc_backend *a = NULL, *b = NULL;
+  ck_assert_int_eq(tc_backend_create(&a, "watch"), TC_OK);
+  ck_assert_int_eq(tc_backend_create(&b, "watch"), TC_OK);
+  int64_t shape[1] = {4};
+  tc_tensor *ta = NULL, *tb = NULL;
+  ck_assert_int_eq(tc_tensor_create(&ta, a, shape, 1, TC_FLOAT32), TC_OK);
+  ck_assert_int_eq(tc_tensor_create(&tb, b, shape, 1, TC_FLOAT32), TC_OK);
+  float v[4] = {1, 2, 3, 4}, w[4] = {0};
+  ck_assert_int_eq(tc_tensor_copy_from_host(ta, v, sizeof v), TC_OK);
+  wlog_n = 0;
+  ck_assert_int_eq(tc_tensor_copy(tb, ta), TC_OK);
+  /* the source's work first, the copy on the destination, then its end */
+  ck_assert_int_eq(wlog_n, 3);
+  ck_assert(wlog_op[0] == 's' && wlog_ctx[0] == tc_backend_get_context(a));
+  ck_assert(wlog_op[1] == 'c' && wlog_ctx[1] == tc_backend_get_context(b));
+  ck_assert(wlog_op[2] == 's' && wlog_ctx[2] == tc_backend_get_context(b));
+  ck_assert_int_eq(tc_tensor_copy_to_host(tb, w, sizeof w), TC_OK);
+  ck_assert_mem_eq(v, w, sizeof v);
+  /* within one instance: stream order suffices, no wait */
+  wlog_n = 0;
+  ck_assert_int_eq(tc_tensor_copy(ta, ta), TC_OK);
+  ck_assert_int_eq(wlog_n, 1);
+  ck_assert(wlog_op[0] == 'c');
+  tc_tensor_destroy(ta);
+  tc_tensor_destroy(tb);
+  tc_backend_destroy(a);
+  tc_backend_destroy(b);
+  tc_backend_destroy(cpu);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("backend");
   TCase *tc = tcase_create("registry");
@@ -162,6 +233,7 @@ int main(void) {
   tcase_add_test(tc, test_register_third_party);
   tcase_add_test(tc, test_register_rejects_bad_tables);
   tcase_add_test(tc, test_create_ex_options);
+  tcase_add_test(tc, test_copy_between_instances_waits);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }

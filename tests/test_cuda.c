@@ -18,6 +18,7 @@
  * arguments rejected by both backends, LeNet-5 and ResNet-20 training steps
  * through the public API on both, and CUDA graph capture/replay.
  */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -358,6 +359,150 @@ START_TEST(test_batchnorm) {
       drop(&DG), drop(&DBe);
     }
     drop(&X), drop(&DY), drop(&G), drop(&Be);
+  }
+}
+END_TEST
+
+/* The fused batch norm + (residual) + ReLU slots against the separate
+ * CUDA slots (batchnorm, add, relu_fwd, relu_bwd, axpy): the same bits,
+ * with and without the residual, the mask, and dresidual accumulation. */
+START_TEST(test_batchnorm_relu_fused) {
+  static const int64_t cfgs[][3] = {
+      {4, 3, 25}, {2, 5, 49}, {8, 16, 64}, {3, 2, 7}};
+  for (size_t i = 0; i < 4; i++) {
+    int64_t n = cfgs[i][0], c = cfgs[i][1], sp = cfgs[i][2];
+    size_t nx = (size_t)(n * c * sp), nc = (size_t)c;
+    size_t mbytes = (size_t)(n * c * ((sp + 7) / 8));
+    uint64_t sd = 700 + 20 * i;
+    dbuf X = upr(nx, sd, -1, 3), DY = upr(nx, sd + 1, -1, 1),
+         R = upr(nx, sd + 2, -2, 2), G = upr(nc, sd + 3, 0.5f, 1.5f),
+         Be = upr(nc, sd + 4, -1, 1);
+    for (int var = 0; var < 8; var++) {
+      int res = var & 1, use_mask = (var >> 1) & 1, acc_res = (var >> 2) & 1;
+      /* index 0: separate slots, 1: fused; both on the CUDA backend */
+      dbuf Y[2], RM[2], RV[2], SM[2], SI[2], DX[2], DG[2], DBe[2], DR[2];
+      for (int f = 0; f < 2; f++) {
+        Y[f] = up(NULL, nx * 4), RM[f] = upr(nc, sd + 5, -1, 1);
+        RV[f] = upr(nc, sd + 6, 0.5f, 2), SM[f] = up(NULL, nc * 4);
+        SI[f] = up(NULL, nc * 4), DX[f] = upr(nx, sd + 7, -1, 1);
+        DG[f] = upr(nc, sd + 8, -1, 1), DBe[f] = upr(nc, sd + 9, -1, 1);
+        DR[f] = upr(nx, sd + 10, -1, 1);
+      }
+      dbuf M = up(NULL, mbytes ? mbytes : 1), GS = up(NULL, nx * 4);
+      for (int f = 0; f < 2; f++) {
+        tc_batchnorm_args b = {.struct_size = sizeof b};
+        b.n = n, b.c = c, b.spatial = sp, b.eps = 1e-5f, b.momentum = 0.1f;
+        b.x = F(X, 1), b.y = F(Y[f], 1), b.dy = F(DY, 1), b.dx = F(DX[f], 1);
+        b.gamma = F(G, 1), b.beta = F(Be, 1);
+        b.dgamma = F(DG[f], 1), b.dbeta = F(DBe[f], 1);
+        b.running_mean = F(RM[f], 1), b.running_var = F(RV[f], 1);
+        b.save_mean = F(SM[f], 1), b.save_invstd = F(SI[f], 1);
+        b.accumulate = 1;
+        if (f == 1) {
+          b.residual = res ? F(R, 1) : NULL;
+          b.dresidual = F(DR[f], 1);
+          b.accumulate_residual = acc_res;
+          b.relu_mask = use_mask ? (uint8_t *)M.d[1] : NULL;
+          CALL(1, batchnorm_relu_fwd_train, b);
+          if (use_mask)
+            b.y = NULL; /* the backward reads the mask instead */
+          CALL(1, batchnorm_relu_bwd, b);
+          continue;
+        }
+        CALL(1, batchnorm_fwd_train, b);
+        tc_eltwise_args e = {.struct_size = sizeof e,
+                             .n = (int64_t)nx,
+                             .alpha = 1.f,
+                             .beta = 1.f};
+        if (res) {
+          e.a = F(Y[f], 1), e.b = F(R, 1), e.y = F(Y[f], 1);
+          CALL(1, add, e);
+        }
+        e.a = F(Y[f], 1), e.b = NULL, e.y = F(Y[f], 1);
+        CALL(1, relu_fwd, e);
+        e.a = F(Y[f], 1), e.b = F(DY, 1), e.y = F(GS, 1);
+        CALL(1, relu_bwd, e);
+        if (acc_res) {
+          e.a = F(GS, 1), e.b = NULL, e.y = F(DR[f], 1), e.alpha = 1.f;
+          CALL(1, axpy, e);
+        } else {
+          ck_assert_int_eq(it[1]->copy_d2d(cx[1], DR[f].d[1], GS.d[1], nx * 4),
+                           TC_OK);
+        }
+        b.dy = F(GS, 1);
+        CALL(1, batchnorm_bwd, b);
+      }
+      dbuf *pairs[][2] = {
+          {&Y[0], &Y[1]},   {&RM[0], &RM[1]},   {&RV[0], &RV[1]},
+          {&SM[0], &SM[1]}, {&SI[0], &SI[1]},   {&DX[0], &DX[1]},
+          {&DG[0], &DG[1]}, {&DBe[0], &DBe[1]}, {&DR[0], &DR[1]}};
+      static const char *names[] = {"y",         "running_mean", "running_var",
+                                    "save_mean", "save_invstd",  "dx",
+                                    "dgamma",    "dbeta",        "dresidual"};
+      for (size_t q = 0; q < 9; q++) {
+        size_t bytes = pairs[q][0]->bytes;
+        unsigned char *h0 = malloc(bytes), *h1 = malloc(bytes);
+        ck_assert(h0 && h1);
+        down(pairs[q][0], 1, h0);
+        down(pairs[q][1], 1, h1);
+        ck_assert_msg(memcmp(h0, h1, bytes) == 0,
+                      "fused bn+relu case %zu (res %d mask %d acc %d): %s "
+                      "differs from the separate slots",
+                      i, res, use_mask, acc_res, names[q]);
+        free(h0);
+        free(h1);
+      }
+      if (use_mask) { /* the mask holds y > 0 */
+        float *y = malloc(nx * 4);
+        unsigned char *m = malloc(mbytes);
+        ck_assert(y && m);
+        down(&Y[1], 1, y);
+        ck_assert_int_eq(it[1]->copy_d2h(cx[1], m, M.d[1], mbytes), TC_OK);
+        int64_t mps = (sp + 7) / 8;
+        for (int64_t e = 0; e < (int64_t)nx; e++) {
+          int bit = (m[(e / sp) * mps + (e % sp) / 8] >> ((e % sp) % 8)) & 1;
+          ck_assert_int_eq(bit, y[e] > 0.f);
+        }
+        free(y);
+        free(m);
+      }
+      for (int f = 0; f < 2; f++) {
+        drop(&Y[f]), drop(&RM[f]), drop(&RV[f]), drop(&SM[f]);
+        drop(&SI[f]), drop(&DX[f]), drop(&DG[f]), drop(&DBe[f]);
+        drop(&DR[f]);
+      }
+      drop(&M), drop(&GS);
+    }
+    /* inference, fused vs separate */
+    dbuf Y0 = up(NULL, nx * 4), Y1 = up(NULL, nx * 4);
+    dbuf RM = upr(nc, sd + 11, -1, 1), RV = upr(nc, sd + 12, 0.5f, 2);
+    tc_batchnorm_args b = {.struct_size = sizeof b};
+    b.n = n, b.c = c, b.spatial = sp, b.eps = 1e-5f;
+    b.x = F(X, 1), b.gamma = F(G, 1), b.beta = F(Be, 1);
+    b.running_mean = F(RM, 1), b.running_var = F(RV, 1);
+    b.y = F(Y0, 1);
+    CALL(1, batchnorm_fwd_infer, b);
+    tc_eltwise_args e = {.struct_size = sizeof e,
+                         .n = (int64_t)nx,
+                         .alpha = 1.f,
+                         .beta = 1.f,
+                         .a = F(Y0, 1),
+                         .b = F(R, 1),
+                         .y = F(Y0, 1)};
+    CALL(1, add, e);
+    e.b = NULL;
+    CALL(1, relu_fwd, e);
+    b.y = F(Y1, 1), b.residual = F(R, 1);
+    CALL(1, batchnorm_relu_fwd_infer, b);
+    float *h0 = malloc(nx * 4), *h1 = malloc(nx * 4);
+    ck_assert(h0 && h1);
+    down(&Y0, 1, h0);
+    down(&Y1, 1, h1);
+    ck_assert_msg(memcmp(h0, h1, nx * 4) == 0, "fused bn+relu infer differs");
+    free(h0);
+    free(h1);
+    drop(&Y0), drop(&Y1), drop(&RM), drop(&RV);
+    drop(&X), drop(&DY), drop(&R), drop(&G), drop(&Be);
   }
 }
 END_TEST
@@ -1019,6 +1164,126 @@ START_TEST(test_errors_and_api) {
 }
 END_TEST
 
+/* ---- the module's table without a GPU ----
+ * What needs no device runs on every machine: the module is loaded with
+ * dlopen and its slots are called where they must answer before touching
+ * CUDA (argument and size checks). `fake` stands in for a context: a slot
+ * that passed its checks would fail on it (no device), never crash. */
+
+static long long fake_ctx[512];
+
+/* Sizes the CPU backend rejects must be rejected by the CUDA one too,
+ * before anything runs (n = 0: nothing to compute, but the same answer). */
+static int check_same_size_rejections(const tc_backend_iface *cu) {
+  tc_backend *cpu = NULL;
+  if (tc_backend_create(&cpu, "cpu") != TC_OK)
+    return 0;
+  const tc_backend_iface *ci = tc_backend_get_iface(cpu);
+  void *cc = tc_backend_get_context(cpu);
+  /* n, c, h, w, k, r, s, pad */
+  static const int64_t cases[][8] = {
+      {1, 1, 1 << 30, 1 << 30, 1, 1, 1, 1 << 30}, /* out_h*out_w overflows */
+      {0, 1 << 16, 1, 1, 1 << 16, 1, 1, 0},       /* k*c*r*s > INT32_MAX */
+      {0, 1, 1 << 16, 1 << 16, 1, 1 << 16, 1 << 16, 0},   /* h*w > INT32_MAX */
+      {0, 1 << 15, 1 << 8, 1 << 8, 1, 1 << 8, 1 << 8, 0}, /* c*r*s */
+  };
+  int ok = 1;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const int64_t *q = cases[i];
+    tc_conv2d_args a = {.struct_size = sizeof a,
+                        .n = q[0],
+                        .c = q[1],
+                        .h = q[2],
+                        .w = q[3],
+                        .k = q[4],
+                        .r = q[5],
+                        .s = q[6],
+                        .stride_h = 1,
+                        .stride_w = 1,
+                        .pad_h = q[7],
+                        .pad_w = q[7],
+                        .dil_h = 1,
+                        .dil_w = 1};
+    a.out_h = a.h + 2 * a.pad_h - a.r + 1;
+    a.out_w = a.w + 2 * a.pad_w - a.s + 1;
+    tc_status s0 = ci->conv2d_fwd(cc, &a);
+    tc_status s1 = cu->conv2d_fwd(fake_ctx, &a);
+    size_t ws = 0;
+    tc_status w0 = ci->conv2d_workspace_size(cc, &a, &ws);
+    tc_status w1 = cu->conv2d_workspace_size(fake_ctx, &a, &ws);
+    if (s0 != TC_EINVAL || s1 != TC_EINVAL || w0 != TC_EINVAL ||
+        w1 != TC_EINVAL) {
+      printf("test_cuda: conv case %zu: cpu %d/%d, cuda %d/%d (want %d)\n", i,
+             (int)s0, (int)w0, (int)s1, (int)w1, (int)TC_EINVAL);
+      ok = 0;
+    }
+  }
+  tc_backend_destroy(cpu);
+  return ok;
+}
+
+/* 0: a failure; 1: passed or no module to test (it says which). */
+static int table_checks_without_gpu(void) {
+  const char *dir = getenv("TINYCNN_MODULE_PATH");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/tinycnn-cuda.so", dir ? dir : ".");
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    printf("test_cuda: no module to check without a GPU (%s)\n", dlerror());
+    return 1;
+  }
+  tc_backend_entry_fn entry = NULL;
+  *(void **)&entry = dlsym(h, TC_BACKEND_MODULE_ENTRY);
+  const tc_backend_iface *cu = entry ? entry() : NULL;
+  int ok = cu != NULL;
+  if (ok) {
+    /* memory slots with a NULL context: TC_EINVAL, no crash */
+    void *p = NULL;
+    float f = 0;
+    ok = cu->alloc(NULL, &p, 16) == TC_EINVAL &&
+         cu->copy_h2d(NULL, &f, &f, 4) == TC_EINVAL &&
+         cu->copy_d2h(NULL, &f, &f, 4) == TC_EINVAL &&
+         cu->copy_d2d(NULL, &f, &f + 1, 4) == TC_EINVAL &&
+         cu->memset(NULL, &f, 0, 4) == TC_EINVAL &&
+         cu->synchronize(NULL) == TC_EINVAL;
+    cu->free(NULL, &f); /* no-op */
+    if (!ok)
+      printf("test_cuda: a memory slot accepts a NULL context\n");
+  }
+  if (ok) {
+    const char *procs[] = {"tc_graph_begin", "tc_graph_end", "tc_graph_replay"};
+    for (int i = 0; i < 3 && ok; i++) {
+      tc_status (*fn)(void *) = NULL;
+      *(void **)&fn = cu->get_proc(NULL, procs[i]);
+      ok = fn && fn(NULL) == TC_EINVAL;
+    }
+    if (!ok)
+      printf("test_cuda: a graph proc accepts a NULL context\n");
+  }
+  if (ok && (cu->api_version != TC_BACKEND_API_VERSION ||
+             cu->struct_size != sizeof(tc_backend_iface) ||
+             !cu->batchnorm_relu_fwd_train || !cu->batchnorm_relu_fwd_infer ||
+             !cu->batchnorm_relu_bwd)) {
+    printf("test_cuda: the table claims API %u but lacks its slots\n",
+           (unsigned)cu->api_version);
+    ok = 0;
+  }
+  if (ok) { /* a version-1 caller's args are refused by the fused slots */
+    tc_batchnorm_args b = {.struct_size =
+                               offsetof(tc_batchnorm_args, residual)};
+    ok = cu->batchnorm_relu_fwd_train(fake_ctx, &b) == TC_EINVAL &&
+         cu->batchnorm_relu_bwd(NULL, &b) == TC_EINVAL;
+    if (!ok)
+      printf("test_cuda: fused batch norm accepts version-1 args\n");
+  }
+  if (ok)
+    ok = check_same_size_rejections(cu);
+  dlclose(h);
+  if (ok)
+    printf("test_cuda: the module's table checks passed without a GPU\n");
+  return ok;
+}
+
 int main(void) {
   /* without a GPU too: the CPU backend has no graphs */
   tc_backend *cpu = NULL;
@@ -1031,6 +1296,8 @@ int main(void) {
     return EXIT_FAILURE;
   }
   tc_backend_destroy(cpu);
+  if (!table_checks_without_gpu())
+    return EXIT_FAILURE;
   tc_backend *probe = NULL;
   if (tc_backend_create(&probe, "cuda") != TC_OK) {
     printf("test_cuda: skipped: %s\n", tc_last_error());
@@ -1050,6 +1317,7 @@ int main(void) {
   tcase_add_test(tc, test_pool2d);
   tcase_add_test(tc, test_global_avgpool);
   tcase_add_test(tc, test_batchnorm);
+  tcase_add_test(tc, test_batchnorm_relu_fused);
   tcase_add_test(tc, test_eltwise);
   tcase_add_test(tc, test_dropout);
   tcase_add_test(tc, test_losses);

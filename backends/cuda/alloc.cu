@@ -7,7 +7,12 @@
  * a free list, and a block is reused only at exactly its class size.
  * Reuse without a sync is safe because every op of an instance runs on its
  * one stream. Cached blocks go back to CUDA when a cudaMalloc fails (then
- * it is retried once) and at destroy. Live blocks are found by pointer in
+ * it is retried once) and at destroy; not while the stream is being
+ * captured into a CUDA graph (cudaFree there would invalidate the capture):
+ * the allocation then fails with TC_ENOMEM and the capture stays usable.
+ * Every release makes the pool's device current and restores the caller's
+ * (in a multi-GPU process the caller's may be another).
+ * Live blocks are found by pointer in
  * an open-addressing hash table (linear probing, backward-shift delete).
  * Host bookkeeping uses malloc: the core's allocator is not exported.
  */
@@ -26,6 +31,7 @@ typedef struct cu_block {
 } cu_block;
 
 struct cu_pool {
+  int device; /* where every block lives */
   cu_block *free_list[CU_NCLASS];
   cu_block **live;   /* hash table of blocks handed out, live_cap slots */
   size_t live_cap;   /* a power of two */
@@ -104,8 +110,27 @@ static cu_block *live_remove(cu_pool *p, const void *ptr) {
   return b;
 }
 
-/* Gives every cached (free) block back to CUDA. */
+/* Makes the pool's device current; *prev receives the caller's (-1 when
+ * unknown: then nothing is restored). */
+static void pool_enter(const cu_pool *p, int *prev) {
+  *prev = -1;
+  if (cudaGetDevice(prev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    *prev = -1;
+  }
+  if (*prev != p->device && cudaSetDevice(p->device) != cudaSuccess)
+    (void)cudaGetLastError();
+}
+
+static void pool_leave(const cu_pool *p, int prev) {
+  if (prev >= 0 && prev != p->device && cudaSetDevice(prev) != cudaSuccess)
+    (void)cudaGetLastError();
+}
+
+/* Gives every cached (free) block back to CUDA, on the pool's device. */
 static void release_cached(cu_pool *p) {
+  int prev;
+  pool_enter(p, &prev);
   for (int c = 0; c < CU_NCLASS; c++) {
     cu_block *b = p->free_list[c];
     while (b) {
@@ -117,12 +142,14 @@ static void release_cached(cu_pool *p) {
     p->free_list[c] = NULL;
   }
   (void)cudaGetLastError();
+  pool_leave(p, prev);
 }
 
-tc_status cu_pool_create(cu_pool **out) {
+tc_status cu_pool_create(cu_pool **out, int device) {
   cu_pool *p = (cu_pool *)calloc(1, sizeof *p);
   if (!p)
     return tc_backend_error(TC_ENOMEM, "cuda create: out of host memory");
+  p->device = device;
   *out = p;
   return TC_OK;
 }
@@ -131,17 +158,33 @@ void cu_pool_destroy(cu_pool *p) {
   if (!p)
     return;
   release_cached(p);
+  int prev;
+  pool_enter(p, &prev);
   for (size_t i = 0; i < p->live_cap; i++)
     if (p->live[i]) {
       (void)cudaFree(p->live[i]->ptr);
       free(p->live[i]);
     }
   (void)cudaGetLastError();
+  pool_leave(p, prev);
   free(p->live);
   free(p);
 }
 
-tc_status cu_pool_alloc(cu_pool *p, int device, void **out, size_t bytes) {
+/* Whether `stream` is being captured into a CUDA graph (by us or by the
+ * user, on their stream); an error in asking counts as "yes". */
+static int stream_capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &cs) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 1;
+  }
+  return cs != cudaStreamCaptureStatusNone;
+}
+
+tc_status cu_pool_alloc(cu_pool *p, cudaStream_t stream, void **out,
+                        size_t bytes) {
+  int device = p->device;
   if (bytes > CU_MAX_BYTES)
     return tc_backend_error(TC_ENOMEM, "cuda alloc: cannot allocate %zu "
                             "bytes on device %d: larger than any device",
@@ -160,8 +203,17 @@ tc_status cu_pool_alloc(cu_pool *p, int device, void **out, size_t bytes) {
       return tc_backend_error(TC_ENOMEM, "cuda alloc: out of host memory");
     cudaError_t e = cudaMalloc(&b->ptr, rounded);
     if (e == cudaErrorMemoryAllocation) {
-      /* cached blocks of other sizes may be what is missing */
+      /* cached blocks of other sizes may be what is missing; but cudaFree
+       * during a capture would invalidate it: fail instead */
       (void)cudaGetLastError();
+      if (stream_capturing(stream)) {
+        free(b);
+        return tc_backend_error(
+            TC_ENOMEM, "cuda alloc: cannot allocate %zu bytes on device %d "
+            "while a CUDA graph is being captured (the cached blocks cannot "
+            "be freed during a capture; allocate before graph_begin)",
+            rounded, device);
+      }
       release_cached(p);
       e = cudaMalloc(&b->ptr, rounded);
     }

@@ -20,6 +20,10 @@
 
 #include "cuda_be.h"
 
+#ifndef TC_CUDA_MIN_CC
+#define TC_CUDA_MIN_CC 75
+#endif
+
 /* ---- errors ---------------------------------------------------------- */
 
 tc_status cu_check(cudaError_t e, const char *where) {
@@ -133,18 +137,30 @@ static tc_status cu_probe(char *msg, size_t msg_size) {
       snprintf(msg, msg_size, "cannot query CUDA device %d", dev);
     return TC_EUNSUPPORTED;
   }
-  /* the module carries code for sm_75 and newer only */
-  if (major * 10 + minor < 75) {
+  /* the module carries SASS from TC_CUDA_MIN_CC (its build's oldest
+   * architecture, backends/cuda/meson.build) up */
+  if (major * 10 + minor < TC_CUDA_MIN_CC) {
     if (msg && msg_size)
       snprintf(msg, msg_size,
                "CUDA device %d has compute capability %d.%d; this module "
-               "needs 7.5 or newer", dev, major, minor);
+               "needs %d.%d or newer", dev, major, minor,
+               TC_CUDA_MIN_CC / 10, TC_CUDA_MIN_CC % 10);
     return TC_EUNSUPPORTED;
   }
   return TC_OK;
 }
 
+/* Frees everything the instance holds, on its own device: a multi-GPU
+ * program may destroy it while another device is current (the caller's
+ * device is restored). */
 static void cu_release(cu_ctx *c) {
+  int prev = -1;
+  if (cudaGetDevice(&prev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    prev = -1;
+  }
+  if (prev != c->device && cudaSetDevice(c->device) != cudaSuccess)
+    (void)cudaGetLastError();
   if (c->capturing) { /* abandon the capture */
     cudaGraph_t g = NULL;
     (void)cudaStreamEndCapture(c->stream, &g);
@@ -163,6 +179,8 @@ static void cu_release(cu_ctx *c) {
   if (c->stream && c->own_stream)
     (void)cudaStreamDestroy(c->stream);
   (void)cudaGetLastError();
+  if (prev >= 0 && prev != c->device && cudaSetDevice(prev) != cudaSuccess)
+    (void)cudaGetLastError();
   free(c);
 }
 
@@ -203,7 +221,7 @@ static tc_status cu_create(void **out_ctx, const tc_backend_create_args *a) {
     st = cu_blas_check(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH),
                        "create: cublasSetMathMode");
   if (st == TC_OK)
-    st = cu_pool_create(&c->pool);
+    st = cu_pool_create(&c->pool, c->device);
   if (st != TC_OK)
     goto fail;
   *out_ctx = c;
@@ -228,12 +246,14 @@ static tc_status cu_set_num_threads(void *ctx, int n) {
 
 static tc_status cu_alloc(void *ctx, void **out, size_t bytes) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("alloc", "ctx is NULL");
   if (!out)
     return cu_einval("alloc", "out is NULL");
   tc_status st = cu_enter(c, "alloc");
   if (st != TC_OK)
     return st;
-  return cu_pool_alloc(c->pool, c->device, out, bytes);
+  return cu_pool_alloc(c->pool, c->stream, out, bytes);
 }
 
 static void cu_free(void *ctx, void *ptr) {
@@ -244,6 +264,8 @@ static void cu_free(void *ctx, void *ptr) {
 static tc_status cu_copy_h2d(void *ctx, void *dst, const void *src,
                              size_t bytes) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("copy_h2d", "ctx is NULL");
   if (!bytes)
     return TC_OK;
   if (!dst || !src)
@@ -273,6 +295,8 @@ static tc_status cu_copy_h2d(void *ctx, void *dst, const void *src,
 static tc_status cu_copy_d2h(void *ctx, void *dst, const void *src,
                              size_t bytes) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("copy_d2h", "ctx is NULL");
   if (!bytes)
     return TC_OK;
   if (!dst || !src)
@@ -291,6 +315,8 @@ static tc_status cu_copy_d2h(void *ctx, void *dst, const void *src,
 static tc_status cu_copy_d2d(void *ctx, void *dst, const void *src,
                              size_t bytes) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("copy_d2d", "ctx is NULL");
   if (!bytes || dst == src)
     return TC_OK;
   if (!dst || !src)
@@ -304,6 +330,8 @@ static tc_status cu_copy_d2d(void *ctx, void *dst, const void *src,
 
 static tc_status cu_memset(void *ctx, void *dst, int byte, size_t bytes) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("memset", "ctx is NULL");
   if (!bytes)
     return TC_OK;
   if (!dst)
@@ -316,6 +344,8 @@ static tc_status cu_memset(void *ctx, void *dst, int byte, size_t bytes) {
 
 static tc_status cu_synchronize(void *ctx) {
   cu_ctx *c = (cu_ctx *)ctx;
+  if (!c)
+    return cu_einval("synchronize", "ctx is NULL");
   tc_status st = cu_no_capture(c, "synchronize");
   if (st == TC_OK)
     st = cu_enter(c, "synchronize");
@@ -348,7 +378,7 @@ static tc_status cu_graph_begin(void *ctx) {
     return st;
   graph_drop(c);
   if (!c->blas_ws) {
-    if ((st = cu_pool_alloc(c->pool, c->device, &c->blas_ws,
+    if ((st = cu_pool_alloc(c->pool, c->stream, &c->blas_ws,
                             CU_BLAS_WS_BYTES)) != TC_OK)
       return st;
     if ((st = cu_blas_check(cublasSetWorkspace(c->blas, c->blas_ws,
@@ -483,6 +513,9 @@ static tc_backend_iface make_iface(void) {
   t.adam_update = cu_adam_update;
   t.reduce = cu_reduce;
   t.get_proc = cu_get_proc;
+  t.batchnorm_relu_fwd_train = cu_batchnorm_relu_fwd_train;
+  t.batchnorm_relu_fwd_infer = cu_batchnorm_relu_fwd_infer;
+  t.batchnorm_relu_bwd = cu_batchnorm_relu_bwd;
   return t;
 }
 

@@ -7,7 +7,14 @@
  * (count/(count-1)) enters running_var; running = (1-m)*running + m*batch.
  * Statistics are two-pass (mean, then mean squared deviation) through
  * cu_channel_reduce, whose fixed-order sums make every run identical.
- * x, y, dy, dx: (n, c, sp); per-channel buffers: (c).
+ * The fused batchnorm_relu_* slots (API versions 2 and 3) run the same
+ * kernels as the separate slots and then an epilogue with relu_fwd's and
+ * add's arithmetic (y = relu(bn + residual), the ReLU's bit mask), or,
+ * backward, a prologue with relu_bwd's rule (g = y > 0 ? dy : 0, from y or
+ * the mask) before batchnorm_bwd's kernels: the separate slots' bits by
+ * construction, minus their launches and the core's extra passes.
+ * x, y, dy, dx, residual, dresidual: (n, c, sp); per-channel buffers: (c);
+ * relu_mask: n*c planes of ceil(sp/8) bytes.
  */
 #include <math.h>
 
@@ -92,18 +99,19 @@ __global__ void k_bn_bwd_params(const float *sdy, const float *sdyx,
 #define BN_DIM_MAX ((int64_t)1 << 40)
 #define BN_TOTAL_MAX ((int64_t)1 << 50)
 
-/* The CPU backend's checks (backends/cpu/batchnorm.c), in its order. */
-static tc_status bn_check(void *ctx, const char *fn,
-                          const tc_batchnorm_args *a) {
-  /* the fields after `residual` belong to API version 2's fused slots,
-   * which this backend leaves to the core: a version-1 caller's args end
-   * there */
-  const size_t v1 = offsetof(tc_batchnorm_args, residual);
+/* The CPU backend's checks (backends/cpu/batchnorm.c), in its order. The
+ * fields from `residual` on belong to the fused slots (API version 2): a
+ * version-1 caller's args end there; relu_mask (version 3) is read only
+ * when the args reach it. */
+static tc_status bn_check(void *ctx, const char *fn, const tc_batchnorm_args *a,
+                          int fused) {
+  const size_t need = fused ? offsetof(tc_batchnorm_args, relu_mask)
+                            : offsetof(tc_batchnorm_args, residual);
   if (!a)
     return tc_backend_error(TC_EINVAL, "cuda %s: args is NULL", fn);
-  if (a->struct_size < v1)
+  if (a->struct_size < need)
     return tc_backend_error(TC_EINVAL, "cuda %s: struct_size %zu < %zu", fn,
-                            a->struct_size, v1);
+                            a->struct_size, need);
   if (!ctx)
     return tc_backend_error(TC_EINVAL, "cuda %s: ctx is NULL", fn);
   int64_t m, total;
@@ -154,10 +162,82 @@ static tc_status bn_batch_forward(cu_ctx *c, const tc_batchnorm_args *a,
   return st;
 }
 
-tc_status cu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
+/* ---- the fused ReLU (and residual) ---------------------------------- */
+
+/* relu_mask, when the caller's args reach it (API version 3). */
+static uint8_t *bn_relu_mask(const tc_batchnorm_args *a) {
+  return a->struct_size >= sizeof(tc_batchnorm_args) ? a->relu_mask : NULL;
+}
+
+/* y = relu(y + res) (res NULL: relu(y)), add's and relu_fwd's arithmetic */
+__device__ inline float bn_relu1(float v, const float *res, int64_t i) {
+  if (res)
+    v = 1.f * v + 1.f * res[i];
+  return v > 0.f ? v : 0.f;
+}
+
+__global__ void k_bn_relu(float *y, const float *res, int64_t total) {
+  CU_FOR(i, total) y[i] = bn_relu1(y[i], res, i);
+}
+
+/* One thread per mask byte: its 8 values of a plane of sp, and the bits. */
+__global__ void k_bn_relu_mask(float *y, const float *res, uint8_t *mask,
+                               int64_t planes, int64_t sp) {
+  int64_t mps = (sp + 7) / 8;
+  CU_FOR(t, planes * mps) {
+    int64_t pl = t / mps, e0 = (t % mps) * 8;
+    int64_t e1 = e0 + 8 < sp ? e0 + 8 : sp;
+    unsigned bits = 0;
+    for (int64_t e = e0; e < e1; e++) {
+      int64_t i = pl * sp + e;
+      float v = bn_relu1(y[i], res, i);
+      y[i] = v;
+      bits |= (unsigned)(v > 0.f) << (e - e0);
+    }
+    mask[t] = (uint8_t)bits;
+  }
+}
+
+static tc_status bn_relu_epilogue(cu_ctx *c, const tc_batchnorm_args *a) {
+  int64_t total = a->n * a->c * a->spatial;
+  uint8_t *mask = bn_relu_mask(a);
+  if (mask) {
+    int64_t planes = a->n * a->c, mps = (a->spatial + 7) / 8;
+    k_bn_relu_mask<<<cu_blocks(planes * mps), CU_THREADS, 0, c->stream>>>(
+        a->y, a->residual, mask, planes, a->spatial);
+  } else {
+    k_bn_relu<<<cu_blocks(total), CU_THREADS, 0, c->stream>>>(a->y, a->residual,
+                                                              total);
+  }
+  return cu_launched("batchnorm_relu: epilogue");
+}
+
+/* g = (y > 0) ? dy : 0 (relu_bwd's rule; from the mask when given) into g,
+ * and into dres (added when acc_res) unless dres is NULL or is g. */
+__global__ void k_bn_relu_grad(const float *dy, const float *y,
+                               const uint8_t *mask, int64_t sp, int64_t total,
+                               float *g, float *dres, int acc_res) {
+  int64_t mps = (sp + 7) / 8;
+  CU_FOR(i, total) {
+    int on;
+    if (mask) {
+      int64_t pl = i / sp, e = i % sp;
+      on = (mask[pl * mps + e / 8] >> (e % 8)) & 1;
+    } else {
+      on = y[i] > 0.f;
+    }
+    float v = on ? dy[i] : 0.f;
+    if (g != dres)
+      g[i] = v;
+    if (dres)
+      dres[i] = acc_res ? dres[i] + 1.f * v : v;
+  }
+}
+
+static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
+                              const char *fn, int relu) {
   cu_ctx *c = (cu_ctx *)ctx;
-  static const char fn[] = "batchnorm_fwd_train";
-  tc_status st = bn_check(ctx, fn, a);
+  tc_status st = bn_check(ctx, fn, a, relu);
   if (st != TC_OK)
     return st;
   if (a->n * a->spatial == 1)
@@ -173,15 +253,18 @@ tc_status cu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
                             : !a->y         ? "y"
                             : !a->save_mean ? "save_mean"
                                             : "save_invstd");
-  if ((st = cu_enter(c, "batchnorm_fwd_train")) != TC_OK)
+  if ((st = cu_enter(c, fn)) != TC_OK)
     return st;
-  return bn_batch_forward(c, a, 1);
+  st = bn_batch_forward(c, a, 1);
+  if (st == TC_OK && relu)
+    st = bn_relu_epilogue(c, a);
+  return st;
 }
 
-tc_status cu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
+static tc_status bn_fwd_infer(void *ctx, const tc_batchnorm_args *a,
+                              const char *fn, int relu) {
   cu_ctx *c = (cu_ctx *)ctx;
-  static const char fn[] = "batchnorm_fwd_infer";
-  tc_status st = bn_check(ctx, fn, a);
+  tc_status st = bn_check(ctx, fn, a, relu);
   if (st != TC_OK)
     return st;
   if (a->c == 0 || a->n * a->spatial == 0)
@@ -199,13 +282,15 @@ tc_status cu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
                c->stream>>>(a->x, a->y, a->running_mean, a->running_var,
                             a->gamma, a->beta, a->n, a->c, a->spatial, 1,
                             a->eps);
-  return cu_launched("batchnorm_fwd_infer");
+  st = cu_launched(fn);
+  if (st == TC_OK && relu)
+    st = bn_relu_epilogue(c, a);
+  return st;
 }
 
-tc_status cu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
+static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn) {
   cu_ctx *c = (cu_ctx *)ctx;
-  static const char fn[] = "batchnorm_bwd";
-  tc_status st = bn_check(ctx, fn, a);
+  tc_status st = bn_check(ctx, fn, a, 0);
   if (st != TC_OK || a->c == 0)
     return st;
   if (a->n * a->spatial == 0) { /* empty sums: zero (or keep) dgamma/dbeta */
@@ -243,13 +328,84 @@ tc_status cu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
                   c->stream>>>(a->x, a->dy, a->dx, a->save_mean,
                                a->save_invstd, a->gamma, sdy, sdyx, a->n,
                                a->c, a->spatial, a->accumulate);
-    st = cu_launched("batchnorm_bwd: dx");
+    st = cu_launched(fn);
   }
   if (st == TC_OK && (a->dgamma || a->dbeta)) {
     k_bn_bwd_params<<<cu_blocks(a->c), CU_THREADS, 0, c->stream>>>(
         sdy, sdyx, a->dgamma, a->dbeta, a->c, a->accumulate);
-    st = cu_launched("batchnorm_bwd: dgamma/dbeta");
+    st = cu_launched(fn);
   }
   cu_release_block(c, sums);
   return st;
+}
+
+/* The fused backward: relu_bwd's gradient g, then batchnorm_bwd with
+ * dy = g. g is written straight into dresidual when that is overwritten,
+ * else into scratch. */
+static tc_status bn_relu_bwd(void *ctx, const tc_batchnorm_args *a,
+                             const char *fn) {
+  cu_ctx *c = (cu_ctx *)ctx;
+  tc_status st = bn_check(ctx, fn, a, 1);
+  if (st != TC_OK || a->c == 0)
+    return st;
+  if (a->n * a->spatial == 0)
+    return bn_bwd(ctx, a, fn);
+  uint8_t *mask = bn_relu_mask(a);
+  if (!a->x || !a->dy || !a->dx || !a->save_mean || !a->save_invstd ||
+      (!a->y && !mask))
+    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
+                            !a->x             ? "x"
+                            : !a->dy          ? "dy"
+                            : !a->dx          ? "dx"
+                            : !a->save_mean   ? "save_mean"
+                            : !a->save_invstd ? "save_invstd"
+                                              : "y (the forward's output; "
+                                                "or relu_mask)");
+  if ((st = cu_enter(c, fn)) != TC_OK)
+    return st;
+  int64_t total = a->n * a->c * a->spatial;
+  float *g = NULL, *scratch = NULL;
+  if (a->dresidual && !a->accumulate_residual) {
+    g = a->dresidual;
+  } else {
+    if ((st = cu_scratch(c, (void **)&scratch,
+                         (size_t)total * sizeof(float))) != TC_OK)
+      return st;
+    g = scratch;
+  }
+  k_bn_relu_grad<<<cu_blocks(total), CU_THREADS, 0, c->stream>>>(
+      a->dy, mask ? NULL : a->y, mask, a->spatial, total, g, a->dresidual,
+      a->accumulate_residual);
+  st = cu_launched(fn);
+  if (st == TC_OK) {
+    tc_batchnorm_args b = *a;
+    b.dy = g;
+    st = bn_bwd(ctx, &b, fn);
+  }
+  cu_release_block(c, scratch);
+  return st;
+}
+
+tc_status cu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
+  return bn_fwd_train(ctx, a, "batchnorm_fwd_train", 0);
+}
+
+tc_status cu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
+  return bn_fwd_infer(ctx, a, "batchnorm_fwd_infer", 0);
+}
+
+tc_status cu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
+  return bn_bwd(ctx, a, "batchnorm_bwd");
+}
+
+tc_status cu_batchnorm_relu_fwd_train(void *ctx, const tc_batchnorm_args *a) {
+  return bn_fwd_train(ctx, a, "batchnorm_relu_fwd_train", 1);
+}
+
+tc_status cu_batchnorm_relu_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
+  return bn_fwd_infer(ctx, a, "batchnorm_relu_fwd_infer", 1);
+}
+
+tc_status cu_batchnorm_relu_bwd(void *ctx, const tc_batchnorm_args *a) {
+  return bn_relu_bwd(ctx, a, "batchnorm_relu_bwd");
 }

@@ -57,10 +57,14 @@ static tc_status conv_check(void *ctx, const char *fn,
   int64_t oh = a->h + 2 * a->pad_h - a->dil_h * (a->r - 1) - 1;
   int64_t ow = a->w + 2 * a->pad_w - a->dil_w * (a->s - 1) - 1;
   if (oh < 0 || ow < 0)
-    return tc_backend_error(TC_EINVAL, "cuda %s: kernel (%lld,%lld) dilated "
-                            "by (%lld,%lld) exceeds the padded input", fn,
-                            (long long)a->r, (long long)a->s,
-                            (long long)a->dil_h, (long long)a->dil_w);
+    return tc_backend_error(TC_EINVAL,
+                            "cuda %s: kernel (%lld,%lld) dilated "
+                            "by (%lld,%lld) exceeds the padded input "
+                            "(%lld,%lld)",
+                            fn, (long long)a->r, (long long)a->s,
+                            (long long)a->dil_h, (long long)a->dil_w,
+                            (long long)(a->h + 2 * a->pad_h),
+                            (long long)(a->w + 2 * a->pad_w));
   oh = oh / a->stride_h + 1;
   ow = ow / a->stride_w + 1;
   if (oh != a->out_h || ow != a->out_w)
@@ -68,14 +72,36 @@ static tc_status conv_check(void *ctx, const char *fn,
                             "expected (%lld,%lld)", fn, (long long)a->out_h,
                             (long long)a->out_w, (long long)oh,
                             (long long)ow);
-  int64_t crs, kp, per;
-  g->P = oh * ow; /* each < 2^32: no overflow */
-  if (!cu_mul_ok(a->c * a->r, a->s, &crs) || crs > INT32_MAX ||
-      g->P > INT32_MAX || !cu_mul_ok(crs + a->k, g->P, &kp) ||
+  /* the CPU backend's size limits (backends/cpu/conv2d.c conv_geometry):
+   * oh and ow are each < 2^32 here but their product may overflow, so it
+   * is checked before use */
+  int64_t crs, kcrs, P, hw = a->h * a->w, kp, per, per_img, total, col;
+  if (!cu_mul_ok(oh, ow, &P) || !cu_mul_ok(a->c * a->r, a->s, &crs) ||
+      !cu_mul_ok(a->k, crs, &kcrs) || hw > INT32_MAX || P > INT32_MAX ||
+      crs > INT32_MAX || kcrs > INT32_MAX)
+    return tc_backend_error(TC_EINVAL,
+                            "cuda %s: problem too large (CRS "
+                            "%lld, P %lld): GEMM extents must fit an int",
+                            fn, (long long)(a->c * a->r),
+                            (long long)(cu_mul_ok(oh, ow, &P) ? P : -1));
+  per_img = a->c * hw > a->k * P ? a->c * hw : a->k * P;
+  if (!cu_mul_ok(per_img, a->n, &total) || total > INT64_MAX / 4)
+    return tc_backend_error(TC_EINVAL, "cuda %s: batch %lld too large", fn,
+                            (long long)a->n);
+  if (!cu_mul_ok(crs, P, &col) || col > INT64_MAX / 8)
+    return tc_backend_error(TC_EINVAL,
+                            "cuda %s: im2col panel (CRS %lld, P "
+                            "%lld) too large",
+                            fn, (long long)crs, (long long)P);
+  /* this backend's workspace per image: columns and dyT; fits after the
+   * checks above, kept as a guard */
+  if (!cu_mul_ok(crs + a->k, P, &kp) ||
       !cu_mul_ok(kp, (int64_t)sizeof(float), &per))
-    return tc_backend_error(TC_EINVAL, "cuda %s: problem too large (CRS "
-                            "%lld, P %lld)", fn, (long long)(a->c * a->r),
-                            (long long)g->P);
+    return tc_backend_error(TC_EINVAL,
+                            "cuda %s: problem too large (CRS "
+                            "%lld, P %lld)",
+                            fn, (long long)crs, (long long)P);
+  g->P = P;
   g->crs = crs;
   g->per_image = per;
   return TC_OK;

@@ -88,14 +88,17 @@ static inline int cu_mul_ok(int64_t x, int64_t y, int64_t *out) {
  * Sizes are rounded to classes (quarter powers of two, 512 B minimum);
  * freed blocks wait in a per-class free list and are released only when a
  * cudaMalloc fails (then retried) or at destroy. */
-tc_status cu_pool_create(cu_pool **out);
+tc_status cu_pool_create(cu_pool **out, int device);
 void cu_pool_destroy(cu_pool *p); /* frees every block, cached or live */
-tc_status cu_pool_alloc(cu_pool *p, int device, void **out, size_t bytes);
+/* `stream` is the one the block will be used on: while it is captured, a
+ * failed cudaMalloc is not retried after freeing the cache. */
+tc_status cu_pool_alloc(cu_pool *p, cudaStream_t stream, void **out,
+                        size_t bytes);
 void cu_pool_free(cu_pool *p, void *ptr); /* NULL: no-op */
 /* Scratch for one op: allocated from the pool, freed when the op has been
  * queued (stream order makes the reuse safe). */
 static inline tc_status cu_scratch(cu_ctx *c, void **out, size_t bytes) {
-  return cu_pool_alloc(c->pool, c->device, out, bytes);
+  return cu_pool_alloc(c->pool, c->stream, out, bytes);
 }
 /* Gives scratch (or any pool block) back; while capturing, keeps it for the
  * graph's lifetime instead (backend.cu). NULL: no-op. */
@@ -187,6 +190,9 @@ tc_status cu_global_avgpool_bwd(void *ctx, const tc_gap_args *a);
 tc_status cu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a);
 tc_status cu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a);
 tc_status cu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a);
+tc_status cu_batchnorm_relu_fwd_train(void *ctx, const tc_batchnorm_args *a);
+tc_status cu_batchnorm_relu_fwd_infer(void *ctx, const tc_batchnorm_args *a);
+tc_status cu_batchnorm_relu_bwd(void *ctx, const tc_batchnorm_args *a);
 
 tc_status cu_relu_fwd(void *ctx, const tc_eltwise_args *a);
 tc_status cu_relu_bwd(void *ctx, const tc_eltwise_args *a);

@@ -18,6 +18,7 @@
 #define RED_PART_ELEMS 4096 /* elements per part before the parts cap */
 #define RED_MAX_PARTS 1024
 #define CH_MAX_CHUNKS 64
+#define CH_MAX_GRID_X 65535 /* blocks over channels; more loop */
 
 struct op_maxabs {
   __device__ double operator()(double a, double b) const {
@@ -144,31 +145,35 @@ __global__ void k_channel_part(const float *x, const float *dy,
                                const float *mean, const float *invstd,
                                int64_t ch, int64_t sp, int64_t count,
                                int64_t per, float *part1, float *part2) {
-  int64_t c = blockIdx.x, k = blockIdx.y, chunks = gridDim.y;
+  int64_t k = blockIdx.y, chunks = gridDim.y;
   int64_t lo = k * per, hi = lo + per < count ? lo + per : count;
-  float m = MODE == CU_CH_SUM_X ? 0.f : mean[c];
-  float is = MODE == CU_CH_SUM_DY_XHAT ? invstd[c] : 0.f;
-  float s1 = 0.f, s2 = 0.f;
-  for (int64_t j = lo + threadIdx.x; j < hi; j += blockDim.x) {
-    int64_t off = ((j / sp) * ch + c) * sp + j % sp;
-    if (MODE == CU_CH_SUM_X) {
-      s1 += x[off];
-    } else if (MODE == CU_CH_SUM_SQDEV) {
-      float d = x[off] - m;
-      s1 += d * d;
-    } else {
-      float g = dy[off];
-      s1 += g;
-      s2 += g * ((x[off] - m) * is);
+  /* channels stride over grid.x (any count of channels; the sums of one
+   * channel do not depend on which block computes them) */
+  for (int64_t c = blockIdx.x; c < ch; c += gridDim.x) {
+    float m = MODE == CU_CH_SUM_X ? 0.f : mean[c];
+    float is = MODE == CU_CH_SUM_DY_XHAT ? invstd[c] : 0.f;
+    float s1 = 0.f, s2 = 0.f;
+    for (int64_t j = lo + threadIdx.x; j < hi; j += blockDim.x) {
+      int64_t off = ((j / sp) * ch + c) * sp + j % sp;
+      if (MODE == CU_CH_SUM_X) {
+        s1 += x[off];
+      } else if (MODE == CU_CH_SUM_SQDEV) {
+        float d = x[off] - m;
+        s1 += d * d;
+      } else {
+        float g = dy[off];
+        s1 += g;
+        s2 += g * ((x[off] - m) * is);
+      }
     }
-  }
-  s1 = cu_block_reduce(s1, cu_op_add(), 0.f);
-  if (MODE == CU_CH_SUM_DY_XHAT)
-    s2 = cu_block_reduce(s2, cu_op_add(), 0.f);
-  if (threadIdx.x == 0) {
-    part1[c * chunks + k] = s1;
+    s1 = cu_block_reduce(s1, cu_op_add(), 0.f);
     if (MODE == CU_CH_SUM_DY_XHAT)
-      part2[c * chunks + k] = s2;
+      s2 = cu_block_reduce(s2, cu_op_add(), 0.f);
+    if (threadIdx.x == 0) {
+      part1[c * chunks + k] = s1;
+      if (MODE == CU_CH_SUM_DY_XHAT)
+        part2[c * chunks + k] = s2;
+    }
   }
 }
 
@@ -202,13 +207,20 @@ tc_status cu_channel_reduce(cu_ctx *c, int mode, int64_t n, int64_t ch,
   if (chunks < 1)
     chunks = 1;
   int64_t per = (count + chunks - 1) / chunks;
+  if (ch > INT64_MAX / (int64_t)(2 * sizeof(float) * CH_MAX_CHUNKS))
+    return tc_backend_error(TC_ENOMEM,
+                            "cuda: channel reduce: %lld channels "
+                            "do not fit in memory",
+                            (long long)ch);
   float *part = NULL;
   tc_status st = cu_scratch(c, (void **)&part,
                             (size_t)(2 * ch * chunks) * sizeof(float));
   if (st != TC_OK)
     return st;
   float *part2 = part + ch * chunks;
-  dim3 grid((unsigned)ch, (unsigned)chunks);
+  /* grid.x is at most 2^31-1 blocks: channels beyond it loop */
+  dim3 grid((unsigned)(ch < CH_MAX_GRID_X ? ch : CH_MAX_GRID_X),
+            (unsigned)chunks);
   if (mode == CU_CH_SUM_X)
     k_channel_part<CU_CH_SUM_X><<<grid, CU_THREADS, 0, c->stream>>>(
         x, dy, mean, invstd, ch, sp, count, per, part, part2);
