@@ -322,11 +322,13 @@ static int log_row(run *r, int64_t epoch, int64_t step, const char *split,
   return 0;
 }
 
+/* `resume_step`: the checkpoint's step (both logs keep what they hold at
+ * steps up to it), or -1 for a fresh run. */
 static int open_logs(run *r, int64_t resume_step) {
   if (!r->a.logdir || r->rank != 0)
     return 0;
   TRY("TensorBoard log", tc_tblog_create(&r->tb, r->a.logdir));
-  if (resume_step > 0)
+  if (resume_step >= 0)
     TRY("TensorBoard log", tc_tblog_resume(r->tb, resume_step));
   char path[4096];
   snprintf(path, sizeof path, "%s/metrics.csv", r->a.logdir);
@@ -349,7 +351,7 @@ static int train(run *r) {
       printf("resumed from %s at epoch %lld, step %lld\n", a->resume,
              (long long)epoch, (long long)step);
   }
-  int rc = open_logs(r, step);
+  int rc = open_logs(r, a->resume ? step : -1);
   if (rc)
     return rc;
   if (r->size > 1 || a->deterministic) {

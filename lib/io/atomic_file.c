@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -149,6 +150,43 @@ tc_status tc__atomic_commit(tc__atomic_file *af, const char *fn) {
 fail:
   tc__free(dir);
   tc__atomic_abort(af);
+  return st;
+}
+
+tc_status tc__make_dirs(const char *dir, const char *fn) {
+  char *d = tc__strdup(dir);
+  if (!d)
+    return tc__oom(fn);
+  tc_status st = TC_OK;
+  for (char *p = d + 1;; p++) {
+    if (*p == '/' || *p == '\0') {
+      char c = *p;
+      *p = '\0';
+      if (mkdir(d, 0777) != 0 && errno != EEXIST) {
+        st = tc__error(TC_EIO, "%s: cannot create directory '%s': %s", fn, d,
+                       strerror(errno));
+        break;
+      }
+      *p = c;
+      if (c == '\0')
+        break;
+    }
+  }
+  tc__free(d);
+  if (st == TC_OK) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+      st = tc__error(TC_EIO, "%s: '%s' is not a directory", fn, dir);
+  }
+  return st;
+}
+
+tc_status tc__make_parent_dirs(const char *path, const char *fn) {
+  char *dir = dir_of(path);
+  if (!dir)
+    return tc__oom(fn);
+  tc_status st = tc__make_dirs(dir, fn);
+  tc__free(dir);
   return st;
 }
 

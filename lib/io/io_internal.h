@@ -32,6 +32,12 @@ tc_status tc__atomic_commit(tc__atomic_file *af, const char *fn);
 /* Closes and removes the temporary file; frees af's members. */
 void tc__atomic_abort(tc__atomic_file *af);
 
+/* mkdir -p `dir` (mode 0777 & ~umask); TC_EIO when a component cannot be
+ * created or `dir` is not a directory. */
+tc_status tc__make_dirs(const char *dir, const char *fn);
+/* mkdir -p of the directory part of `path` ("." when it has none). */
+tc_status tc__make_parent_dirs(const char *path, const char *fn);
+
 /* JSON string escaping into a growing buffer (safetensors writer). */
 typedef struct tc__buf {
   char *p;

@@ -31,8 +31,12 @@ ls "$T/logs"/events.out.tfevents.* > /dev/null || fail "no TensorBoard file"
 
 echo "== resumed for a 2nd epoch: >= 97%, and equal to 2 epochs straight"
 "$LENET" --dataset mnist --data "$DATA" --epochs 2 --quiet --seed 1 \
-  --resume "$T/ck.safetensors" --save "$T/resumed.safetensors" > "$T/c.out"
+  --resume "$T/ck.safetensors" --save "$T/resumed.safetensors" \
+  --logdir "$T/logs" > "$T/c.out"
 cat "$T/c.out"
+# the checkpoint's epoch stays in the log: rows up to its step are kept
+epochs=$(awk -F, '$3 == "train" { printf "%s ", $1 }' "$T/logs/metrics.csv")
+[ "$epochs" = "1 2 " ] || fail "metrics.csv after resume has epochs '$epochs'"
 line=$(testline "$T/c.out") || fail "no test line after resume"
 acc=${line##*accuracy=}
 awk -v a="$acc" 'BEGIN { exit !(a >= 0.97) }' || fail "accuracy $acc < 0.97"
