@@ -22,6 +22,7 @@
 #include "models.h"
 
 #define FASHION_MNIST_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
+#define MAX_EPOCHS 100000 /* --epochs' upper bound (args.c) */
 
 typedef struct run {
   train_args a;
@@ -42,7 +43,7 @@ typedef struct run {
   tc_ddp *ddp;         /* NULL: a plain single-process step */
   int rank, size;
   int64_t total_steps; /* optimizer steps to take in all */
-  int epochs;          /* epochs that cover total_steps */
+  int64_t epochs;      /* epochs that cover total_steps */
 } run;
 
 static double now_seconds(void) {
@@ -132,14 +133,30 @@ static int load_datasets(run *r) {
       (a->test_limit && limit(r, &r->test, a->test_limit)))
     return 1;
   int64_t n = tc_dataset_size(r->train_full);
-  int64_t n_train = tc_dataset_split_count(n, 1.0 - a->val_split);
-  if (n_train < 1) {
-    fprintf(stderr, "%s: --val-split %g leaves no training or validation "
-            "images out of %lld\n", r->prog, a->val_split, (long long)n);
+  int64_t n_train = n;
+  if (a->val_split == 0) { /* no validation: train on every image */
+    r->train = r->train_full;
+    r->train_full = NULL;
+  } else {
+    n_train = tc_dataset_split_count(n, 1.0 - a->val_split);
+    if (n_train < 1) {
+      fprintf(stderr,
+              "%s: --val-split %g leaves no training or validation "
+              "images out of %lld\n",
+              r->prog, a->val_split, (long long)n);
+      return 2;
+    }
+    TRY("splitting the training set",
+        tc_dataset_split(&r->train, &r->val, r->train_full, n_train, a->seed));
+  }
+  /* the training loader drops a last partial batch: one must fit */
+  if (n_train < a->batch) {
+    fprintf(stderr,
+            "%s: --batch %d: the training split holds only %lld "
+            "images, fewer than one batch\n",
+            r->prog, a->batch, (long long)n_train);
     return 2;
   }
-  TRY("splitting the training set",
-      tc_dataset_split(&r->train, &r->val, r->train_full, n_train, a->seed));
   return 0;
 }
 
@@ -189,8 +206,9 @@ static int make_loaders(run *r) {
       tc_loader_create(&r->ld_train, r->train, r->tf_train, &o));
   o.shuffle = 0;
   o.drop_last = 0;
-  TRY("validation loader",
-      tc_loader_create(&r->ld_val, r->val, r->tf_eval, &o));
+  if (r->val)
+    TRY("validation loader",
+        tc_loader_create(&r->ld_val, r->val, r->tf_eval, &o));
   TRY("test loader", tc_loader_create(&r->ld_test, r->test, r->tf_eval, &o));
   return 0;
 }
@@ -255,7 +273,15 @@ static int make_optimizer(run *r) {
   } else {
     r->total_steps = (int64_t)a->epochs * per_epoch;
   }
-  r->epochs = (int)((r->total_steps + per_epoch - 1) / per_epoch);
+  r->epochs = (r->total_steps + per_epoch - 1) / per_epoch;
+  if (r->epochs > MAX_EPOCHS) {
+    fprintf(stderr,
+            "%s: --steps %lld takes %lld epochs of %lld batches; "
+            "at most %d epochs (as --epochs)\n",
+            r->prog, (long long)r->total_steps, (long long)r->epochs,
+            (long long)per_epoch, MAX_EPOCHS);
+    return 2;
+  }
   return 0;
 }
 
@@ -426,16 +452,24 @@ static int train(run *r) {
     double tl = seen ? loss_sum / (double)seen : 0;
     double ta = seen ? (double)correct / (double)seen : 0;
     double ips = secs > 0 ? (double)seen / secs : 0;
-    double vl, va;
-    if ((rc = evaluate(r, r->ld_val, &vl, &va)))
+    double vl = 0, va = 0;
+    if (r->ld_val && (rc = evaluate(r, r->ld_val, &vl, &va)))
       return rc;
-    if (!a->quiet)
-      printf("epoch %lld/%d: train loss=%.4f accuracy=%.4f | val loss=%.4f "
-             "accuracy=%.4f | lr=%g | %.2f s, %.0f images/s\n",
-             (long long)epoch + 1, r->epochs, tl, ta, vl, va, lr, secs, ips);
+    if (!a->quiet) {
+      char val[96];
+      if (r->ld_val)
+        snprintf(val, sizeof val, "val loss=%.4f accuracy=%.4f", vl, va);
+      else
+        snprintf(val, sizeof val, "val: none (--val-split 0)");
+      printf("epoch %lld/%lld: train loss=%.4f accuracy=%.4f | %s | lr=%g | "
+             "%.2f s, %.0f images/s\n",
+             (long long)epoch + 1, (long long)r->epochs, tl, ta, val, lr, secs,
+             ips);
+    }
     fflush(stdout);
     if ((rc = log_row(r, epoch + 1, step, "train", tl, ta, lr, secs, ips)) ||
-        (rc = log_row(r, epoch + 1, step, "val", vl, va, lr, secs, ips)))
+        (r->ld_val &&
+         (rc = log_row(r, epoch + 1, step, "val", vl, va, lr, secs, ips))))
       return rc;
     if (a->checkpoint && r->rank == 0) {
       char e[32];

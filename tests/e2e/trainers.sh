@@ -63,6 +63,41 @@ for args in "--epochs 0" "--dataset cifar" "--lr" "--data /nonexistent --dataset
   [ "$(wc -l < "$T/e.err")" -eq 1 ] || fail "'$args': $(cat "$T/e.err")"
 done
 
+# expect RC REGEX PROGRAM ARGS...: exits RC with one stderr line matching REGEX
+expect() {
+  local want=$1 re=$2 rc
+  shift 2
+  set +e
+  "$@" > "$T/x.out" 2> "$T/x.err"
+  rc=$?
+  set -e
+  [ $rc -eq "$want" ] || fail "'$*' exited $rc, not $want: $(cat "$T/x.err")"
+  [ "$(wc -l < "$T/x.err")" -eq 1 ] || fail "'$*': $(cat "$T/x.err")"
+  grep -qE -- "$re" "$T/x.err" || fail "'$*': message '$(cat "$T/x.err")'"
+}
+
+echo "== accepted arguments do what they say, or exit 2 naming the problem"
+M=(--dataset mnist --data "$DATA" --quiet)
+expect 2 'steps 1099511627776 takes' "$RESNET" "${M[@]}" --train-limit 300 \
+  --steps 1099511627776
+expect 2 'steps 4294967297 takes' "$RESNET" "${M[@]}" --train-limit 300 \
+  --steps 4294967297
+expect 2 'lr: too small' "$LENET" "${M[@]}" --lr 1e-50
+expect 2 'batch 200: the training split holds only 128' "$LENET" "${M[@]}" \
+  --train-limit 160 --batch 200
+expect 2 'depth: expected 6n\+2 from 8 to 1202' "$RESNET" --depth 1208
+expect 2 'data: needed' "$LENET" --dataset mnist --epochs 1
+expect 2 'save: needs a file or folder name, not an option' "$LENET" \
+  "${M[@]}" --save --quiet
+
+echo "== --val-split 0: no validation, said in the epoch line"
+"$LENET" --dataset mnist --data "$DATA" --train-limit 256 --test-limit 100 \
+  --epochs 1 --batch 64 --val-split 0 --logdir "$T/nv" > "$T/nv.out"
+grep -q 'val: none (--val-split 0)' "$T/nv.out" || fail "$(cat "$T/nv.out")"
+testline "$T/nv.out" > /dev/null || fail "--val-split 0: no test line"
+awk -F, 'NR > 1 { n[$3]++ } END { exit !(n["train"] == 1 && !n["val"]) }' \
+  "$T/nv/metrics.csv" || fail "--val-split 0 rows: $(cat "$T/nv/metrics.csv")"
+
 echo "== ResNet-20, a few steps on an MNIST subset: loss falls"
 "$RESNET" --dataset mnist --data "$DATA" --train-limit 1500 --test-limit 500 \
   --epochs 3 --batch 64 --lr 0.05 --quiet --logdir "$T/rlogs" > "$T/r.out"
