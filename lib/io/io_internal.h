@@ -17,11 +17,14 @@ tc_status tc__write_all(int fd, const void *buf, size_t n, const char *what);
 /* An atomic replacement of `path` in progress. */
 typedef struct tc__atomic_file {
   int fd;
-  char *tmp_path; /* path.tmp-XXXXXX */
+  char *tmp_path; /* path.tmp-XXXXXX (the name's stem shortened to fit
+                   * NAME_MAX) */
   char *path;
 } tc__atomic_file;
 
-/* Creates `path.tmp-XXXXXX` (mode 0666 & ~umask) in the target directory.
+/* Creates `path.tmp-XXXXXX` (mode 0666 & ~umask) in the target directory;
+ * when the final name is within NAME_MAX but that would not be, the stem
+ * is shortened so the temporary name is NAME_MAX bytes at most.
  * `fn` names the public caller in messages. */
 tc_status tc__atomic_begin(tc__atomic_file *af, const char *path,
                            const char *fn);
