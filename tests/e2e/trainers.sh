@@ -89,6 +89,10 @@ expect 2 'depth: expected 6n\+2 from 8 to 1202' "$RESNET" --depth 1208
 expect 2 'data: needed' "$LENET" --dataset mnist --epochs 1
 expect 2 'save: needs a file or folder name, not an option' "$LENET" \
   "${M[@]}" --save --quiet
+expect 2 'checkpoint .*folder .* does not exist' "$LENET" "${M[@]}" \
+  --checkpoint "$T/no-such-dir/ck.st"
+expect 2 "logdir '$T/logs' holds a previous run's logs" "$LENET" "${M[@]}" \
+  --epochs 1 --logdir "$T/logs"
 
 echo "== --val-split 0: no validation, said in the epoch line"
 "$LENET" --dataset mnist --data "$DATA" --train-limit 256 --test-limit 100 \
@@ -100,9 +104,15 @@ awk -F, 'NR > 1 { n[$3]++ } END { exit !(n["train"] == 1 && !n["val"]) }' \
 
 echo "== ResNet-20, a few steps on an MNIST subset: loss falls"
 "$RESNET" --dataset mnist --data "$DATA" --train-limit 1500 --test-limit 500 \
-  --epochs 3 --batch 64 --lr 0.05 --quiet --logdir "$T/rlogs" > "$T/r.out"
+  --epochs 3 --batch 64 --lr 0.05 --quiet --logdir "$T/rlogs" \
+  --checkpoint "$T/r.ck" > "$T/r.out"
 cat "$T/r.out"
 testline "$T/r.out" > /dev/null || fail "resnet: no test line"
 awk -F, '$3 == "train" { l[++n] = $4 } END { exit !(n == 3 && l[3] < l[1]) }' \
   "$T/rlogs/metrics.csv" || fail "resnet training loss did not fall: $(cat "$T/rlogs/metrics.csv")"
+echo "== a checkpoint of another model is named as such"
+expect 2 'written by tinycnn-resnet, not tinycnn-lenet' "$LENET" "${M[@]}" \
+  --epochs 4 --resume "$T/r.ck"
+expect 2 'holds model resnet-20-A, these options build resnet-32-A' \
+  "$RESNET" "${M[@]}" --depth 32 --epochs 4 --resume "$T/r.ck"
 echo "e2e trainers: OK"
