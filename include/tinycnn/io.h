@@ -273,8 +273,12 @@ TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
  * backend and thread count. Sets the global seed (tc_set_seed) to the
  * saved one. Everything is checked (names, shapes, dtypes, a state of
  * `opt` the file lacks) before anything is changed; all mismatches are
- * listed in the message. `opt`, `sched`, `loader`, `out_epoch`,
- * `out_step` may be NULL (not restored).
+ * listed in the message. The optimizer's parameter groups (their
+ * settings, and which parameters each holds) and the loader's global
+ * batch size and dataset length must be those saved (TC_EINVAL naming
+ * every difference; files from before these entries are not checked).
+ * `opt`, `sched`, `loader`, `out_epoch`, `out_step` may be NULL (not
+ * restored).
  * @return TC_OK, TC_EINVAL, TC_ENOTFOUND (missing entries), TC_ESHAPE,
  *         TC_EFORMAT, TC_EIO, TC_ENOMEM.
  */

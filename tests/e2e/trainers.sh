@@ -110,6 +110,12 @@ cat "$T/r.out"
 testline "$T/r.out" > /dev/null || fail "resnet: no test line"
 awk -F, '$3 == "train" { l[++n] = $4 } END { exit !(n == 3 && l[3] < l[1]) }' \
   "$T/rlogs/metrics.csv" || fail "resnet training loss did not fall: $(cat "$T/rlogs/metrics.csv")"
+echo "== resuming with other optimizer settings is refused, naming them"
+expect 1 'group 0: lr 0.00999999978 in the checkpoint, 0.0199999996 here' \
+  "$LENET" "${M[@]}" --epochs 2 --seed 1 --lr 0.02 --resume "$T/ck.safetensors"
+expect 1 'loader batch size 128 in the checkpoint, 64 here' \
+  "$LENET" "${M[@]}" --epochs 2 --seed 1 --batch 64 --resume "$T/ck.safetensors"
+
 echo "== a checkpoint of another model is named as such"
 expect 2 'written by tinycnn-resnet, not tinycnn-lenet' "$LENET" "${M[@]}" \
   --epochs 4 --resume "$T/r.ck"
