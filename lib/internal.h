@@ -111,4 +111,21 @@ size_t tc__dtype_size(tc_dtype dtype);
 tc_status tc__shape_numel(const int64_t *shape, int ndim, int64_t *out,
                           const char *fn);
 
+/* Training checkpoints (lib/io/train_checkpoint.c) record what PyTorch's
+ * optimizer state_dict keeps in param_groups: each group's settings as a
+ * row of TC__OPT_ROW numbers {kind (tc_optimizer_type), lr (the options'
+ * lr, PyTorch's initial_lr), then SGD's momentum, dampening, weight_decay,
+ * nesterov, 0 or Adam's beta1, beta2, eps, weight_decay, amsgrad}. The
+ * floats are stored widened to double, so equal settings compare equal. */
+#define TC__OPT_ROW 7
+struct tc_optimizer;
+void tc__optimizer_group_row(const struct tc_optimizer *opt, int64_t g,
+                             double row[TC__OPT_ROW]);
+/* Name of field k (1..TC__OPT_ROW-1) of a row of optimizer `kind`. */
+const char *tc__optimizer_row_field(int kind, int k);
+/* The loader's global batch size and dataset length (all shards). */
+struct tc_loader;
+int64_t tc__loader_batch_size(const struct tc_loader *l);
+int64_t tc__loader_size(const struct tc_loader *l);
+
 #endif /* TINYCNN_INTERNAL_H */

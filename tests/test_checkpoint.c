@@ -9,6 +9,7 @@
  */
 #include <check.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,141 @@ START_TEST(test_training_checkpoint) {
 }
 END_TEST
 
+/* SGD on `m` (momentum 0.9) with `lr` and `wd`; with `no_decay` a second
+ * group without weight decay holds the 1-d tensors, or also fc.weight
+ * when no_decay is 2. */
+static tc_optimizer *group_opt(tc_model *m, float lr, float wd, int no_decay) {
+  tc_sgd_options o;
+  ck_assert_int_eq(tc_sgd_options_init(&o, sizeof o), TC_OK);
+  o.lr = lr;
+  o.momentum = 0.9f;
+  o.weight_decay = wd;
+  tc_optimizer *opt;
+  ck_assert_int_eq(tc_optimizer_create_sgd_for_model(&opt, m, &o), TC_OK);
+  if (no_decay) {
+    int64_t g;
+    o.weight_decay = 0;
+    ck_assert_int_eq(tc_optimizer_add_group_sgd(opt, &o, &g), TC_OK);
+    ck_assert_int_eq(tc_optimizer_set_group_where(opt, tc_param_filter_no_decay,
+                                                  NULL, g, NULL),
+                     TC_OK);
+    if (no_decay == 2)
+      ck_assert_int_eq(
+          tc_optimizer_set_param_group_by_name(opt, "fc.weight", g), TC_OK);
+  }
+  return opt;
+}
+
+/* Loads `path` into a fresh model with an optimizer `opt` and `loader`;
+ * on failure checks that the model is unchanged and that the message
+ * holds `want`. */
+static void expect_load(const char *path, tc_model *m, tc_optimizer *opt,
+                        tc_loader *loader, tc_status st, const char *want) {
+  size_t n0, n1;
+  unsigned char *s0 = state_bytes(m, &n0);
+  tc_status got = tc_checkpoint_load(path, m, opt, NULL, loader, NULL, NULL);
+  ck_assert_msg(got == st, "%d, not %d: %s", got, st, tc_last_error());
+  if (want)
+    ck_assert_msg(strstr(tc_last_error(), want), "'%s' lacks '%s'",
+                  tc_last_error(), want);
+  if (st != TC_OK) {
+    unsigned char *s1 = state_bytes(m, &n1);
+    ck_assert_mem_eq(s0, s1, n0);
+    free(s1);
+  }
+  free(s0);
+}
+
+/* A resumed run must use the optimizer settings and groups it was saved
+ * with (PyTorch's optimizer state_dict restores its param_groups); files
+ * from before these entries load without the check. */
+START_TEST(test_checkpoint_param_groups) {
+  tc_model *a = small_model(1, 3, 1), *b = small_model(2, 3, 1);
+  tc_optimizer *oa = group_opt(a, 0.1f, 1e-4f, 1);
+  const char *path = tpath("g.ckpt");
+  ck_assert_int_eq(tc_checkpoint_save(path, a, oa, NULL, NULL, 1, 10, NULL),
+                   TC_OK);
+  tc_optimizer *ob = group_opt(b, 0.05f, 1e-4f, 1);
+  expect_load(path, b, ob, NULL, TC_EINVAL,
+              "group 0: lr 0.100000001 in the checkpoint, 0.0500000007 here");
+  tc_optimizer_destroy(ob);
+  ob = group_opt(b, 0.1f, 5e-4f, 1);
+  expect_load(path, b, ob, NULL, TC_EINVAL, "group 0: weight_decay");
+  tc_optimizer_destroy(ob);
+  ob = group_opt(b, 0.1f, 1e-4f, 0);
+  expect_load(path, b, ob, NULL, TC_EINVAL,
+              "2 parameter groups in the checkpoint, 1 in the optimizer");
+  tc_optimizer_destroy(ob);
+  ob = group_opt(b, 0.1f, 1e-4f, 2);
+  expect_load(path, b, ob, NULL, TC_EINVAL,
+              "1 parameter in another group than in the checkpoint (first "
+              "'fc.weight': group 0 there, 1 here)");
+  tc_optimizer_destroy(ob);
+  ob = group_opt(b, 0.1f, 1e-4f, 1);
+  expect_load(path, b, ob, NULL, TC_OK, NULL);
+  tc_optimizer_destroy(ob);
+
+  /* the same file without the new entries, as older versions wrote it */
+  tc_safetensors *st;
+  tc_safetensors_writer *w;
+  ck_assert_int_eq(tc_safetensors_open(&st, path), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
+  for (int64_t i = 0; i < tc_safetensors_count(st); i++) {
+    const char *name = tc_safetensors_name(st, i);
+    if (!strncmp(name, "optimizer.param_group", 21))
+      continue;
+    tc_st_dtype d;
+    int64_t shape[8], numel = 1;
+    int nd;
+    ck_assert_int_eq(tc_safetensors_info(st, name, &d, shape, 8, &nd), TC_OK);
+    for (int k = 0; k < nd; k++)
+      numel *= shape[k];
+    size_t bytes = (size_t)numel * (d == TC_ST_F32 ? 4 : 8);
+    void *buf = malloc(bytes + 1);
+    ck_assert_int_eq(tc_safetensors_read_raw(st, name, buf, bytes), TC_OK);
+    ck_assert_int_eq(
+        tc_safetensors_writer_add(w, name, d, shape, nd, buf, bytes), TC_OK);
+    free(buf);
+  }
+  ck_assert_int_eq(tc_safetensors_writer_add_metadata(
+                       w, "format", tc_safetensors_metadata(st, "format")),
+                   TC_OK);
+  tc_safetensors_close(st);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("old.ckpt")), TC_OK);
+  tc_safetensors_writer_destroy(w);
+  ob = group_opt(b, 0.05f, 1e-4f, 0);
+  expect_load(tpath("old.ckpt"), b, ob, NULL, TC_OK, NULL);
+  tc_optimizer_destroy(ob);
+
+  /* the loader's global batch size and length are recorded and checked */
+  uint8_t px[20 * 36] = {0};
+  int32_t lab[20] = {0};
+  tc_dataset *ds;
+  ck_assert_int_eq(tc_dataset_create(&ds, 20, 1, 6, 6, 3, px, lab), TC_OK);
+  tc_loader_options lo;
+  ck_assert_int_eq(tc_loader_options_init(&lo, sizeof lo), TC_OK);
+  lo.backend = be;
+  lo.batch_size = 4;
+  tc_loader *l4, *l5;
+  ck_assert_int_eq(tc_loader_create(&l4, ds, NULL, &lo), TC_OK);
+  lo.batch_size = 5;
+  ck_assert_int_eq(tc_loader_create(&l5, ds, NULL, &lo), TC_OK);
+  ck_assert_int_eq(tc_checkpoint_save(path, a, oa, NULL, l4, 1, 10, NULL),
+                   TC_OK);
+  ob = group_opt(b, 0.1f, 1e-4f, 1);
+  expect_load(path, b, ob, l5, TC_EINVAL,
+              "loader batch size 4 in the checkpoint, 5 here");
+  expect_load(path, b, ob, l4, TC_OK, NULL);
+  tc_optimizer_destroy(ob);
+  tc_loader_destroy(l4);
+  tc_loader_destroy(l5);
+  tc_dataset_destroy(ds);
+  tc_optimizer_destroy(oa);
+  tc_model_destroy(a);
+  tc_model_destroy(b);
+}
+END_TEST
+
 START_TEST(test_model_alloc_failures) {
   tc_model *a = small_model(1, 3, 1), *b = small_model(2, 3, 1);
   ck_assert_int_eq(tc_model_save(a, tpath("a.st"), NULL), TC_OK);
@@ -436,6 +572,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_model_roundtrip);
   tcase_add_test(tc, test_model_strict_mismatches);
   tcase_add_test(tc, test_training_checkpoint);
+  tcase_add_test(tc, test_checkpoint_param_groups);
   tcase_add_test(tc, test_model_alloc_failures);
   tcase_add_test(tc, test_crash_during_save);
   tcase_add_test(tc, test_load_fifo);

@@ -576,6 +576,37 @@ START_TEST(test_atomic_write_failures) {
 }
 END_TEST
 
+/* Names of 250 and 255 bytes fit NAME_MAX; their temporary names must
+ * too (a fixed ".tmp-XXXXXX" suffix made them 261 and 266 bytes long). */
+START_TEST(test_atomic_long_name) {
+  const size_t lens[] = {244, 250, 255};
+  for (size_t k = 0; k < 3; k++) {
+    char name[256];
+    memset(name, 'c', lens[k]);
+    memcpy(name + lens[k] - 3, ".st", 3);
+    name[lens[k]] = '\0';
+    const char *path = tpath(name);
+    tc_safetensors_writer *w = big_writer(100);
+    ck_assert_msg(tc_safetensors_writer_commit(w, path) == TC_OK, "%s",
+                  tc_last_error());
+    tc_safetensors_writer_destroy(w);
+    tc_safetensors *st;
+    ck_assert_int_eq(tc_safetensors_open(&st, path), TC_OK);
+    ck_assert_str_eq(tc_safetensors_metadata(st, "which"), "new");
+    tc_safetensors_close(st);
+    ck_assert_int_eq(leftovers(), 0);
+  }
+  /* a multi-byte character is not cut in the middle: 3 bytes each */
+  char name[256] = "";
+  for (int i = 0; i < 84; i++)
+    strcat(name, "\xc3\xa9\x61"); /* "éa" */
+  tc_safetensors_writer *w = big_writer(100);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath(name)), TC_OK);
+  tc_safetensors_writer_destroy(w);
+  ck_assert_int_eq(leftovers(), 0);
+}
+END_TEST
+
 START_TEST(test_atomic_readonly_dir) {
   if (geteuid() == 0)
     return; /* root ignores directory permissions; nothing to prove */
@@ -682,6 +713,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_golden_python);
   tcase_add_test(tc, test_golden_all_valid);
   tcase_add_test(tc, test_atomic_write_failures);
+  tcase_add_test(tc, test_atomic_long_name);
   tcase_add_test(tc, test_atomic_readonly_dir);
   tcase_add_test(tc, test_alloc_failures);
   suite_add_tcase(s, tc);

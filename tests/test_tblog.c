@@ -227,6 +227,8 @@ START_TEST(test_tblog_decode_file) {
     ck_assert_int_eq(tc_tblog_scalar(w, "train/accuracy", i, i / 50.0),
                      TC_OK);
   }
+  ck_assert_int_eq(tc_tblog_resume(w, -1), TC_EINVAL);
+  ck_assert_int_eq(tc_tblog_resume(w, INT64_MAX), TC_EINVAL);
   ck_assert_int_eq(tc_tblog_resume(w, 30), TC_OK);
   ck_assert_int_eq(tc_tblog_scalar(w, "train/loss", 30, -1.25), TC_OK);
   ck_assert_int_eq(tc_tblog_scalar(w, "", 1, 0), TC_EINVAL);
@@ -249,7 +251,9 @@ START_TEST(test_tblog_decode_file) {
     ck_assert(a->value == (float)(i / 50.0));
     ck_assert(fabs(l->wall - now) < 120);
   }
-  ck_assert(e[101].session_start && e[101].step == 30 && !e[101].has_value);
+  /* resumed from a checkpoint at step 30: its points stay (TensorBoard
+   * keeps steps below the START's), the next run's start at 31 */
+  ck_assert(e[101].session_start && e[101].step == 31 && !e[101].has_value);
   ck_assert(e[102].value == -1.25f && e[102].step == 30);
 }
 END_TEST
@@ -281,19 +285,22 @@ START_TEST(test_csv_content_and_resume) {
   FILE *f = fopen(path, "ab");
   fputs("2,50,tra", f);
   fclose(f);
+  /* the checkpoint at step 30 was written after its rows: they stay */
   ck_assert_int_eq(tc_csvlog_open(&c, path, 30), TC_OK);
-  ck_assert_int_eq(tc_csvlog_row(c, 1, 30, "train", 1, 1, 1, 1, 1), TC_OK);
+  ck_assert_int_eq(tc_csvlog_row(c, 2, 31, "train", 1, 1, 1, 1, 1), TC_OK);
   tc_csvlog_close(c);
   t = (char *)slurp(path, &n);
   ck_assert_str_eq(t,
       "epoch,step,split,loss,accuracy,lr,seconds,images_per_sec\n"
       "0,10,train,2.5,0.5,0.1,1.5,1000\n"
       "1,20,train,5,0.5,0.1,1.5,1000\n"
-      "1,30,train,1,1,1,1,1\n");
+      "1,30,train,7.5,0.5,0.1,1.5,1000\n"
+      "2,31,train,1,1,1,1,1\n");
   free(t);
-  /* resume with no file yet creates it with the header */
+  /* resume with no file yet creates it with the header, and its
+   * directories, as tc_tblog_create does */
   char p2[300];
-  snprintf(p2, sizeof p2, "%s/new.csv", tmpdir);
+  snprintf(p2, sizeof p2, "%s/sub/dir/new.csv", tmpdir);
   ck_assert_int_eq(tc_csvlog_open(&c, p2, 5), TC_OK);
   tc_csvlog_close(c);
   t = (char *)slurp(p2, &n);

@@ -5,6 +5,7 @@
 #include "args.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,28 @@ static int parse_double(const char *s, double lo, double hi, double *out) {
   return 0;
 }
 
+/* A setting the library keeps as a float: a non-zero value that would
+ * become 0 or lose its precision (below FLT_MIN) is refused rather than
+ * silently changed. */
+static int float_ok(double v) {
+  return v == 0 || fabs(v) >= FLT_MIN;
+}
+
+/* "A,B": two positive steps, parsed in place (no copy to truncate). */
+static int parse_pair(const char *s, int64_t out[2]) {
+  const char *comma = strchr(s, ',');
+  if (!comma || comma == s || strchr(comma + 1, ','))
+    return -1;
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || end != comma || v < 1 || v > ((long long)1 << 40) ||
+      parse_int64(comma + 1, 1, (int64_t)1 << 40, &out[1]))
+    return -1;
+  out[0] = v;
+  return 0;
+}
+
 int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
   memset(a, 0, sizeof *a);
   int lenet = kind == TRAINER_LENET;
@@ -126,6 +149,18 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
       return bad(kind, o, "needs a value");                                    \
     i++;                                                                       \
   } while (0)
+/* a file or folder argument that looks like an option is a forgotten
+ * value ("--save --quiet"), not a name to create */
+#define NEEDS_PATH()                                                           \
+  do {                                                                         \
+    NEEDS_VALUE();                                                             \
+    if (!strncmp(v, "--", 2))                                                  \
+      return bad(kind, o,                                                      \
+                 "needs a file or folder name, not an option (for "            \
+                 "a name that starts with --, write ./--name)");               \
+    if (!*v)                                                                   \
+      return bad(kind, o, "needs a non-empty name");                           \
+  } while (0)
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
       args_usage(kind, stdout);
       return 1;
@@ -138,7 +173,7 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
                                   : "expected cifar10, mnist or fashion-mnist");
       a->dataset = v;
     } else if (!strcmp(o, "--data")) {
-      NEEDS_VALUE();
+      NEEDS_PATH();
       a->data_dir = v;
       a->data_set = 1;
     } else if (!strcmp(o, "--epochs")) {
@@ -150,20 +185,16 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
     } else if (!strcmp(o, "--steps") && !lenet) {
       NEEDS_VALUE();
       if (parse_int64(v, 1, (int64_t)1 << 40, &n))
-        return bad(kind, o, "expected a positive integer");
+        return bad(kind, o, "expected an integer from 1 to 2^40");
       a->steps = n;
     } else if (!strcmp(o, "--milestones") && !lenet) {
       NEEDS_VALUE();
-      char buf[64], *comma;
-      snprintf(buf, sizeof buf, "%s", v);
-      comma = strchr(buf, ',');
-      if (!comma)
+      if (!strchr(v, ','))
         return bad(kind, o, "expected two steps, e.g. 32000,48000");
-      *comma = '\0';
-      if (parse_int64(buf, 1, (int64_t)1 << 40, &a->milestones[0]) ||
-          parse_int64(comma + 1, 1, (int64_t)1 << 40, &a->milestones[1]) ||
-          a->milestones[1] < a->milestones[0])
-        return bad(kind, o, "expected two increasing positive steps");
+      if (parse_pair(v, a->milestones) || a->milestones[1] < a->milestones[0])
+        return bad(kind, o,
+                   "expected two increasing steps from 1 to 2^40, "
+                   "e.g. 32000,48000");
       a->milestones_set = 1;
     } else if (!strcmp(o, "--batch")) {
       NEEDS_VALUE();
@@ -173,19 +204,27 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
     } else if (!strcmp(o, "--lr")) {
       NEEDS_VALUE();
       if (parse_double(v, 0, 100, &d) || d <= 0)
-        return bad(kind, o, "expected a positive number");
+        return bad(kind, o, "expected a positive number up to 100");
+      if (!float_ok(d))
+        return bad(kind, o,
+                   "too small: below 1.2e-38, a float would hold "
+                   "0 or lose precision");
       a->lr = d;
       a->lr_set = 1;
     } else if (!strcmp(o, "--momentum")) {
       NEEDS_VALUE();
       if (parse_double(v, 0, 0.9999, &d))
-        return bad(kind, o, "expected a number in [0, 1)");
+        return bad(kind, o, "expected a number in [0, 0.9999]");
+      if (!float_ok(d))
+        return bad(kind, o, "too small: 0, or 1.2e-38 and above");
       a->momentum = d;
       a->momentum_set = 1;
     } else if (!strcmp(o, "--wd")) {
       NEEDS_VALUE();
       if (parse_double(v, 0, 1, &d))
         return bad(kind, o, "expected a number in [0, 1]");
+      if (!float_ok(d))
+        return bad(kind, o, "too small: 0, or 1.2e-38 and above");
       a->wd = d;
       a->wd_set = 1;
     } else if (!strcmp(o, "--optimizer")) {
@@ -222,19 +261,19 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
         return bad(kind, o, "expected cpu or cuda");
       a->backend = v;
     } else if (!strcmp(o, "--logdir")) {
-      NEEDS_VALUE();
+      NEEDS_PATH();
       a->logdir = v;
     } else if (!strcmp(o, "--save")) {
-      NEEDS_VALUE();
+      NEEDS_PATH();
       a->save = v;
     } else if (!strcmp(o, "--checkpoint")) {
-      NEEDS_VALUE();
+      NEEDS_PATH();
       a->checkpoint = v;
     } else if (!strcmp(o, "--resume")) {
-      NEEDS_VALUE();
+      NEEDS_PATH();
       a->resume = v;
     } else if (!strcmp(o, "--load")) {
-      NEEDS_VALUE();
+      NEEDS_PATH();
       a->load = v;
     } else if (!strcmp(o, "--eval-only")) {
       a->eval_only = 1;
@@ -259,7 +298,9 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
     } else if (!strcmp(o, "--depth") && !lenet) {
       NEEDS_VALUE();
       if (parse_int64(v, 8, 1202, &n) || (n - 2) % 6 != 0)
-        return bad(kind, o, "expected 6n+2: 20, 32, 44, 56, 110, ...");
+        return bad(kind, o,
+                   "expected 6n+2 from 8 to 1202: 20, 32, 44, 56, "
+                   "110, ...");
       a->depth = (int)n;
     } else if (!strcmp(o, "--plain") && !lenet) {
       a->plain = 1;
@@ -271,6 +312,7 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
     } else {
       return bad(kind, o, "unknown option");
     }
+#undef NEEDS_PATH
 #undef NEEDS_VALUE
   }
   if (a->eval_only && !a->load && !a->resume)
@@ -281,13 +323,14 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
     a->lr = 1e-3;
   if (!lenet && a->epochs_set)
     a->steps = 0; /* --epochs overrides the step budget */
+  /* only Fashion-MNIST has a system-wide home (Debian's package) */
   if (!a->data_set) {
     if (!strcmp(a->dataset, "fashion-mnist"))
       a->data_dir = "/usr/share/datasets/fashion-mnist";
-    else if (!strcmp(a->dataset, "mnist"))
-      a->data_dir = "../shared/data/mnist";
     else
-      return bad(kind, "--data", "needed for this dataset");
+      return bad(kind, "--data",
+                 "needed for this dataset (the folder of "
+                 "its files)");
   }
   return 0;
 }

@@ -11,17 +11,22 @@
 #endif
 #include "trainer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <libtinycnn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dist.h"
 #include "models.h"
 
 #define FASHION_MNIST_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
+#define MAX_EPOCHS 100000 /* --epochs' upper bound (args.c) */
 
 typedef struct run {
   train_args a;
@@ -42,7 +47,7 @@ typedef struct run {
   tc_ddp *ddp;         /* NULL: a plain single-process step */
   int rank, size;
   int64_t total_steps; /* optimizer steps to take in all */
-  int epochs;          /* epochs that cover total_steps */
+  int64_t epochs;      /* epochs that cover total_steps */
 } run;
 
 static double now_seconds(void) {
@@ -68,6 +73,22 @@ static int fail(const run *r, const char *what, tc_status st) {
   return 1;
 }
 
+/* A bad argument found after the job started: one line, exit 2. In a job
+ * of several ranks the rank that found it ends the job with status 2. */
+static int bad_arg(const run *r, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "%s: ", r->prog);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  if (r->size > 1) {
+    fflush(stderr);
+    tc_comm_abort(r->comm, 2);
+  }
+  return 2;
+}
+
 #define TRY(what, call)                                                        \
   do {                                                                         \
     tc_status st_ = (call);                                                    \
@@ -77,6 +98,115 @@ static int fail(const run *r, const char *what, tc_status st) {
 
 static int is_grey(const char *dataset) {
   return !strcmp(dataset, "mnist") || !strcmp(dataset, "fashion-mnist");
+}
+
+/* ---- arguments that name files --------------------------------------------
+ */
+
+/* The model a checkpoint or state dict holds, as its metadata names it:
+ * "lenet", "lenet-bn", "resnet-20-A", "resnet-56-plain", ... */
+static void model_tag(const run *r, char *out, size_t cap) {
+  const train_args *a = &r->a;
+  if (r->kind == TRAINER_LENET)
+    snprintf(out, cap, "%s", a->bn ? "lenet-bn" : "lenet");
+  else if (a->plain)
+    snprintf(out, cap, "resnet-%d-plain", a->depth);
+  else
+    snprintf(out, cap, "resnet-%d-%c", a->depth, a->shortcut);
+}
+
+/* A --resume or --load file written by a trainer says which trainer and
+ * model (metadata "trainer", "model"): a file of another one is named as
+ * such, before its tensors are compared one by one. Files without these
+ * entries (PyTorch's, older ones) are left to the load's own checks. */
+static int check_origin(run *r, const char *opt, const char *path) {
+  tc_safetensors *st = NULL;
+  if (tc_safetensors_open(&st, path) != TC_OK)
+    return 0; /* the load itself reports why */
+  char want[64];
+  model_tag(r, want, sizeof want);
+  const char *trainer = tc_safetensors_metadata(st, "trainer");
+  const char *model = tc_safetensors_metadata(st, "model");
+  int rc = 0;
+  if (trainer && strcmp(trainer, r->prog) != 0)
+    rc = bad_arg(r, "%s '%s': written by %s, not %s (another model)", opt, path,
+                 trainer, r->prog);
+  else if (model && strcmp(model, want) != 0)
+    rc = bad_arg(r,
+                 "%s '%s': holds model %s, these options build %s "
+                 "(--depth, --shortcut, --plain and --bn must match)",
+                 opt, path, model, want);
+  tc_safetensors_close(st);
+  return rc;
+}
+
+/* --save and --checkpoint are written at the end of an epoch or run; a
+ * folder that is missing or not writable is found now, not then. */
+static int check_writable(const run *r, const char *opt, const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else
+    snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path),
+             path);
+  struct stat sb;
+  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    return bad_arg(r, "%s '%s': folder '%s' does not exist", opt, path, dir);
+  if (access(dir, W_OK | X_OK) != 0)
+    return bad_arg(r, "%s '%s': folder '%s' is not writable", opt, path, dir);
+  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+    return bad_arg(r, "%s '%s': is a folder", opt, path);
+  return 0;
+}
+
+/* A fresh run keeps its logs apart: TensorBoard shows every event file of
+ * a folder as one run, and metrics.csv would be started over. A folder
+ * holding a previous run's logs is refused unless the run is resumed. */
+static int check_logdir(const run *r) {
+  const char *dir = r->a.logdir;
+  struct stat sb;
+  if (stat(dir, &sb) != 0)
+    return 0; /* created when the logs are opened */
+  if (!S_ISDIR(sb.st_mode))
+    return bad_arg(r, "--logdir '%s': not a folder", dir);
+  if (r->a.resume)
+    return 0;
+  DIR *d = opendir(dir);
+  if (!d)
+    return 0; /* opening the logs reports why */
+  const char *found = NULL;
+  for (struct dirent *e; !found && (e = readdir(d));)
+    if (!strcmp(e->d_name, "metrics.csv") || strstr(e->d_name, "tfevents"))
+      found = !strcmp(e->d_name, "metrics.csv") ? "metrics.csv"
+                                                : "TensorBoard event files";
+  closedir(d);
+  if (found)
+    return bad_arg(r,
+                   "--logdir '%s' holds a previous run's logs (%s): "
+                   "give --resume CHECKPOINT to continue that run, or "
+                   "another --logdir",
+                   dir, found);
+  return 0;
+}
+
+static int check_files(run *r) {
+  const train_args *a = &r->a;
+  int rc = 0;
+  if (a->resume && (rc = check_origin(r, "--resume", a->resume)))
+    return rc;
+  if (a->load && (rc = check_origin(r, "--load", a->load)))
+    return rc;
+  if (r->rank != 0) /* only rank 0 writes */
+    return 0;
+  if (a->save && (rc = check_writable(r, "--save", a->save)))
+    return rc;
+  if (a->checkpoint && !a->eval_only &&
+      (rc = check_writable(r, "--checkpoint", a->checkpoint)))
+    return rc;
+  if (a->logdir && !a->eval_only && (rc = check_logdir(r)))
+    return rc;
+  return 0;
 }
 
 /* ---- data ---------------------------------------------------------------- */
@@ -132,14 +262,30 @@ static int load_datasets(run *r) {
       (a->test_limit && limit(r, &r->test, a->test_limit)))
     return 1;
   int64_t n = tc_dataset_size(r->train_full);
-  int64_t n_train = tc_dataset_split_count(n, 1.0 - a->val_split);
-  if (n_train < 1) {
-    fprintf(stderr, "%s: --val-split %g leaves no training or validation "
-            "images out of %lld\n", r->prog, a->val_split, (long long)n);
+  int64_t n_train = n;
+  if (a->val_split == 0) { /* no validation: train on every image */
+    r->train = r->train_full;
+    r->train_full = NULL;
+  } else {
+    n_train = tc_dataset_split_count(n, 1.0 - a->val_split);
+    if (n_train < 1) {
+      fprintf(stderr,
+              "%s: --val-split %g leaves no training or validation "
+              "images out of %lld\n",
+              r->prog, a->val_split, (long long)n);
+      return 2;
+    }
+    TRY("splitting the training set",
+        tc_dataset_split(&r->train, &r->val, r->train_full, n_train, a->seed));
+  }
+  /* the training loader drops a last partial batch: one must fit */
+  if (n_train < a->batch) {
+    fprintf(stderr,
+            "%s: --batch %d: the training split holds only %lld "
+            "images, fewer than one batch\n",
+            r->prog, a->batch, (long long)n_train);
     return 2;
   }
-  TRY("splitting the training set",
-      tc_dataset_split(&r->train, &r->val, r->train_full, n_train, a->seed));
   return 0;
 }
 
@@ -189,8 +335,9 @@ static int make_loaders(run *r) {
       tc_loader_create(&r->ld_train, r->train, r->tf_train, &o));
   o.shuffle = 0;
   o.drop_last = 0;
-  TRY("validation loader",
-      tc_loader_create(&r->ld_val, r->val, r->tf_eval, &o));
+  if (r->val)
+    TRY("validation loader",
+        tc_loader_create(&r->ld_val, r->val, r->tf_eval, &o));
   TRY("test loader", tc_loader_create(&r->ld_test, r->test, r->tf_eval, &o));
   return 0;
 }
@@ -255,7 +402,15 @@ static int make_optimizer(run *r) {
   } else {
     r->total_steps = (int64_t)a->epochs * per_epoch;
   }
-  r->epochs = (int)((r->total_steps + per_epoch - 1) / per_epoch);
+  r->epochs = (r->total_steps + per_epoch - 1) / per_epoch;
+  if (r->epochs > MAX_EPOCHS) {
+    fprintf(stderr,
+            "%s: --steps %lld takes %lld epochs of %lld batches; "
+            "at most %d epochs (as --epochs)\n",
+            r->prog, (long long)r->total_steps, (long long)r->epochs,
+            (long long)per_epoch, MAX_EPOCHS);
+    return 2;
+  }
   return 0;
 }
 
@@ -322,11 +477,13 @@ static int log_row(run *r, int64_t epoch, int64_t step, const char *split,
   return 0;
 }
 
+/* `resume_step`: the checkpoint's step (both logs keep what they hold at
+ * steps up to it), or -1 for a fresh run. */
 static int open_logs(run *r, int64_t resume_step) {
   if (!r->a.logdir || r->rank != 0)
     return 0;
   TRY("TensorBoard log", tc_tblog_create(&r->tb, r->a.logdir));
-  if (resume_step > 0)
+  if (resume_step >= 0)
     TRY("TensorBoard log", tc_tblog_resume(r->tb, resume_step));
   char path[4096];
   snprintf(path, sizeof path, "%s/metrics.csv", r->a.logdir);
@@ -349,7 +506,7 @@ static int train(run *r) {
       printf("resumed from %s at epoch %lld, step %lld\n", a->resume,
              (long long)epoch, (long long)step);
   }
-  int rc = open_logs(r, step);
+  int rc = open_logs(r, a->resume ? step : -1);
   if (rc)
     return rc;
   if (r->size > 1 || a->deterministic) {
@@ -424,22 +581,32 @@ static int train(run *r) {
     double tl = seen ? loss_sum / (double)seen : 0;
     double ta = seen ? (double)correct / (double)seen : 0;
     double ips = secs > 0 ? (double)seen / secs : 0;
-    double vl, va;
-    if ((rc = evaluate(r, r->ld_val, &vl, &va)))
+    double vl = 0, va = 0;
+    if (r->ld_val && (rc = evaluate(r, r->ld_val, &vl, &va)))
       return rc;
-    if (!a->quiet)
-      printf("epoch %lld/%d: train loss=%.4f accuracy=%.4f | val loss=%.4f "
-             "accuracy=%.4f | lr=%g | %.2f s, %.0f images/s\n",
-             (long long)epoch + 1, r->epochs, tl, ta, vl, va, lr, secs, ips);
+    if (!a->quiet) {
+      char val[96];
+      if (r->ld_val)
+        snprintf(val, sizeof val, "val loss=%.4f accuracy=%.4f", vl, va);
+      else
+        snprintf(val, sizeof val, "val: none (--val-split 0)");
+      printf("epoch %lld/%lld: train loss=%.4f accuracy=%.4f | %s | lr=%g | "
+             "%.2f s, %.0f images/s\n",
+             (long long)epoch + 1, (long long)r->epochs, tl, ta, val, lr, secs,
+             ips);
+    }
     fflush(stdout);
     if ((rc = log_row(r, epoch + 1, step, "train", tl, ta, lr, secs, ips)) ||
-        (rc = log_row(r, epoch + 1, step, "val", vl, va, lr, secs, ips)))
+        (r->ld_val &&
+         (rc = log_row(r, epoch + 1, step, "val", vl, va, lr, secs, ips))))
       return rc;
     if (a->checkpoint && r->rank == 0) {
       char e[32];
       snprintf(e, sizeof e, "%lld", (long long)epoch + 1);
-      const char *meta[] = {"trainer", r->prog, "dataset", a->dataset,
-                            "epoch", e, NULL};
+      char model[64];
+      model_tag(r, model, sizeof model);
+      const char *meta[] = {"trainer",  r->prog, "model", model, "dataset",
+                            a->dataset, "epoch", e,       NULL};
       TRY("saving the checkpoint",
           tc_checkpoint_save(a->checkpoint, r->model, r->opt, r->sched,
                              r->ld_train, epoch + 1, step, meta));
@@ -486,6 +653,8 @@ static int run_all(run *r) {
   r->size = tc_comm_size(r->comm);
   if (r->rank != 0)
     r->a.quiet = 1; /* one progress bar and one set of lines: rank 0's */
+  if ((rc = check_files(r)))
+    return rc;
   char what[128];
   snprintf(what, sizeof what, "backend '%s'", a->backend);
   TRY(what, tc_backend_create(&r->be, a->backend));
@@ -501,7 +670,10 @@ static int run_all(run *r) {
   if (!a->eval_only && (rc = train(r)))
     return rc;
   if (a->save && r->rank == 0) {
-    const char *meta[] = {"trainer", r->prog, "dataset", a->dataset, NULL};
+    char model[64];
+    model_tag(r, model, sizeof model);
+    const char *meta[] = {"trainer", r->prog,    "model", model,
+                          "dataset", a->dataset, NULL};
     TRY("saving the model", tc_model_save(r->model, a->save, meta));
   }
   double tl, ta;

@@ -273,8 +273,12 @@ TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
  * backend and thread count. Sets the global seed (tc_set_seed) to the
  * saved one. Everything is checked (names, shapes, dtypes, a state of
  * `opt` the file lacks) before anything is changed; all mismatches are
- * listed in the message. `opt`, `sched`, `loader`, `out_epoch`,
- * `out_step` may be NULL (not restored).
+ * listed in the message. The optimizer's parameter groups (their
+ * settings, and which parameters each holds) and the loader's global
+ * batch size and dataset length must be those saved (TC_EINVAL naming
+ * every difference; files from before these entries are not checked).
+ * `opt`, `sched`, `loader`, `out_epoch`, `out_step` may be NULL (not
+ * restored).
  * @return TC_OK, TC_EINVAL, TC_ENOTFOUND (missing entries), TC_ESHAPE,
  *         TC_EFORMAT, TC_EIO, TC_ENOMEM.
  */
@@ -309,8 +313,12 @@ TC_API tc_status tc_tblog_scalar(tc_tblog *w, const char *tag, int64_t step,
 TC_API tc_status tc_tblog_scalar_at(tc_tblog *w, const char *tag,
                                     int64_t step, double value,
                                     double wall_time);
-/** Marks a resumed run: a SessionLog START event at `step`, after which
- *  TensorBoard drops the interrupted run's points with step >= `step`. */
+/** Marks a run resumed from a checkpoint taken at `step` (the step
+ *  tc_checkpoint_load() returned): writes a SessionLog START event at
+ *  `step + 1`, after which TensorBoard drops the interrupted run's points
+ *  with a step above `step` and keeps those at `step` or below, the same
+ *  rule as tc_csvlog_open(). @return TC_OK, TC_EINVAL (`step` negative or
+ *  INT64_MAX), TC_EIO, TC_ENOMEM. */
 TC_API tc_status tc_tblog_resume(tc_tblog *w, int64_t step);
 /** Makes the records written so far durable (fsync). */
 TC_API tc_status tc_tblog_flush(tc_tblog *w);
@@ -328,11 +336,14 @@ typedef struct tc_csvlog tc_csvlog;
 
 /**
  * Opens the CSV log `path` with the header
- * `epoch,step,split,loss,accuracy,lr,seconds,images_per_sec`.
+ * `epoch,step,split,loss,accuracy,lr,seconds,images_per_sec`, creating its
+ * directory (and parents) if needed, as tc_tblog_create() does.
  * @param resume_step  < 0: start a new file (truncating an old one);
- *   >= 0: a resumed run: keep the existing rows whose step is below
- *   `resume_step` (those an interrupted run wrote later are dropped, the
- *   file being rewritten atomically) and append after them.
+ *   >= 0: a run resumed from a checkpoint taken at step `resume_step`:
+ *   keep the existing rows whose step is at most `resume_step` (those an
+ *   interrupted run wrote later are dropped, the file being rewritten
+ *   atomically) and append after them; the same rule as
+ *   tc_tblog_resume().
  * @return TC_OK, TC_EINVAL, TC_EIO, TC_EFORMAT (existing file without our
  *         header), TC_ENOMEM.
  */

@@ -425,3 +425,11 @@ TC_API tc_status tc_loader_set_state(tc_loader *l, int64_t epoch,
   }
   return TC_OK;
 }
+
+int64_t tc__loader_batch_size(const tc_loader *l) {
+  return l->batch_size;
+}
+
+int64_t tc__loader_size(const tc_loader *l) {
+  return l->n;
+}

@@ -7,9 +7,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,8 +57,19 @@ tc_status tc__atomic_begin(tc__atomic_file *af, const char *path,
   af->fd = -1;
   af->tmp_path = NULL;
   af->path = tc__strdup(path);
+  /* the temporary name must fit NAME_MAX whenever the final name does: a
+   * long final name gives the temporary one a shortened stem (cut at a
+   * UTF-8 character boundary), still in the same directory */
+  const char *slash = strrchr(path, '/');
+  size_t base = slash ? (size_t)(slash + 1 - path) : 0;
   size_t n = strlen(path);
-  af->tmp_path = tc__malloc(n + sizeof ".tmp-XXXXXX");
+  size_t stem = n - base, max_stem = NAME_MAX - (sizeof ".tmp-XXXXXX" - 1);
+  if (stem > max_stem) {
+    stem = max_stem;
+    while (stem > 0 && ((unsigned char)path[base + stem] & 0xC0) == 0x80)
+      stem--;
+  }
+  af->tmp_path = tc__malloc(base + stem + sizeof ".tmp-XXXXXX");
   if (!af->path || !af->tmp_path) {
     tc__free(af->path);
     tc__free(af->tmp_path);
@@ -77,8 +90,8 @@ tc_status tc__atomic_begin(tc__atomic_file *af, const char *path,
       suffix[i] = alphabet[(x >> 33) % 62];
     }
     suffix[6] = '\0';
-    snprintf(af->tmp_path, n + sizeof ".tmp-XXXXXX", "%s.tmp-%s", path,
-             suffix);
+    snprintf(af->tmp_path, base + stem + sizeof ".tmp-XXXXXX", "%.*s.tmp-%s",
+             (int)(base + stem), path, suffix);
     af->fd = open(af->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                   0666);
     if (af->fd >= 0)
@@ -149,6 +162,43 @@ tc_status tc__atomic_commit(tc__atomic_file *af, const char *fn) {
 fail:
   tc__free(dir);
   tc__atomic_abort(af);
+  return st;
+}
+
+tc_status tc__make_dirs(const char *dir, const char *fn) {
+  char *d = tc__strdup(dir);
+  if (!d)
+    return tc__oom(fn);
+  tc_status st = TC_OK;
+  for (char *p = d + 1;; p++) {
+    if (*p == '/' || *p == '\0') {
+      char c = *p;
+      *p = '\0';
+      if (mkdir(d, 0777) != 0 && errno != EEXIST) {
+        st = tc__error(TC_EIO, "%s: cannot create directory '%s': %s", fn, d,
+                       strerror(errno));
+        break;
+      }
+      *p = c;
+      if (c == '\0')
+        break;
+    }
+  }
+  tc__free(d);
+  if (st == TC_OK) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+      st = tc__error(TC_EIO, "%s: '%s' is not a directory", fn, dir);
+  }
+  return st;
+}
+
+tc_status tc__make_parent_dirs(const char *path, const char *fn) {
+  char *dir = dir_of(path);
+  if (!dir)
+    return tc__oom(fn);
+  tc_status st = tc__make_dirs(dir, fn);
+  tc__free(dir);
   return st;
 }
 

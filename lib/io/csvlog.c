@@ -1,9 +1,12 @@
 /*
  * csvlog.c - a CSV log of the same scalars as the TensorBoard file, one
  * row per write(2) so that a crash never leaves half a row behind a whole
- * one. A resumed run keeps the rows written before its checkpoint's step
- * and drops the ones the interrupted run wrote after it (rewriting the file
- * atomically), then appends; a torn last line is dropped too.
+ * one. A resumed run keeps the rows at steps up to its checkpoint's step
+ * (the checkpoint was written after them) and drops the ones the
+ * interrupted run wrote after it (rewriting the file atomically), then
+ * appends; a torn last line is dropped too. The same rule as
+ * tc_tblog_resume(). The file's directory is created if needed, as
+ * tc_tblog_create() does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +27,7 @@ struct tc_csvlog {
   int fd;
 };
 
-/* Keeps the rows of `path` whose step < resume_step, rewriting it
+/* Keeps the rows of `path` whose step <= resume_step, rewriting it
  * atomically. *exists = 0 when there is no file (or an empty one). */
 static tc_status filter_rows(const char *path, int64_t resume_step,
                              int *exists, const char *fn) {
@@ -87,7 +90,7 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
       char *end;
       errno = 0;
       long long step = strtoll(comma + 1, &end, 10);
-      if (errno == 0 && end > comma + 1 && *end == ',' && step < resume_step)
+      if (errno == 0 && end > comma + 1 && *end == ',' && step <= resume_step)
         tc__buf_put(&keep, line, (size_t)(nl + 1 - line));
     }
     line = nl + 1;
@@ -118,7 +121,9 @@ TC_API tc_status tc_csvlog_open(tc_csvlog **out, const char *path,
   TC__CHECK_NULL(out, fn);
   TC__CHECK_NULL(path, fn);
   int exists = 0;
-  tc_status st;
+  tc_status st = tc__make_parent_dirs(path, fn);
+  if (st != TC_OK)
+    return st;
   if (resume_step >= 0 &&
       (st = filter_rows(path, resume_step, &exists, fn)) != TC_OK)
     return st;

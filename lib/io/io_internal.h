@@ -17,11 +17,14 @@ tc_status tc__write_all(int fd, const void *buf, size_t n, const char *what);
 /* An atomic replacement of `path` in progress. */
 typedef struct tc__atomic_file {
   int fd;
-  char *tmp_path; /* path.tmp-XXXXXX */
+  char *tmp_path; /* path.tmp-XXXXXX (the name's stem shortened to fit
+                   * NAME_MAX) */
   char *path;
 } tc__atomic_file;
 
-/* Creates `path.tmp-XXXXXX` (mode 0666 & ~umask) in the target directory.
+/* Creates `path.tmp-XXXXXX` (mode 0666 & ~umask) in the target directory;
+ * when the final name is within NAME_MAX but that would not be, the stem
+ * is shortened so the temporary name is NAME_MAX bytes at most.
  * `fn` names the public caller in messages. */
 tc_status tc__atomic_begin(tc__atomic_file *af, const char *path,
                            const char *fn);
@@ -31,6 +34,12 @@ tc_status tc__atomic_begin(tc__atomic_file *af, const char *path,
 tc_status tc__atomic_commit(tc__atomic_file *af, const char *fn);
 /* Closes and removes the temporary file; frees af's members. */
 void tc__atomic_abort(tc__atomic_file *af);
+
+/* mkdir -p `dir` (mode 0777 & ~umask); TC_EIO when a component cannot be
+ * created or `dir` is not a directory. */
+tc_status tc__make_dirs(const char *dir, const char *fn);
+/* mkdir -p of the directory part of `path` ("." when it has none). */
+tc_status tc__make_parent_dirs(const char *path, const char *fn);
 
 /* JSON string escaping into a growing buffer (safetensors writer). */
 typedef struct tc__buf {

@@ -151,42 +151,13 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* mkdir -p: creates each missing component of `dir`. */
-static tc_status make_dirs(const char *dir, const char *fn) {
-  char *d = tc__strdup(dir);
-  if (!d)
-    return tc__oom(fn);
-  tc_status st = TC_OK;
-  for (char *p = d + 1;; p++) {
-    if (*p == '/' || *p == '\0') {
-      char c = *p;
-      *p = '\0';
-      if (mkdir(d, 0777) != 0 && errno != EEXIST) {
-        st = tc__error(TC_EIO, "%s: cannot create directory '%s': %s", fn, d,
-                       strerror(errno));
-        break;
-      }
-      *p = c;
-      if (c == '\0')
-        break;
-    }
-  }
-  tc__free(d);
-  if (st == TC_OK) {
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-      st = tc__error(TC_EIO, "%s: '%s' is not a directory", fn, dir);
-  }
-  return st;
-}
-
 TC_API tc_status tc_tblog_create(tc_tblog **out, const char *logdir) {
   static const char fn[] = "tc_tblog_create";
   TC__CHECK_NULL(out, fn);
   TC__CHECK_NULL(logdir, fn);
   if (!*logdir)
     return tc__error(TC_EINVAL, "%s: logdir is empty", fn);
-  tc_status st = make_dirs(logdir, fn);
+  tc_status st = tc__make_dirs(logdir, fn);
   if (st != TC_OK)
     return st;
   char host[256] = "localhost";
@@ -270,10 +241,16 @@ TC_API tc_status tc_tblog_scalar(tc_tblog *w, const char *tag, int64_t step,
   return tc_tblog_scalar_at(w, tag, step, value, now_seconds());
 }
 
+/* TensorBoard's event accumulator, on a SessionLog START at step S, keeps
+ * the points with step < S (its _Purge's `x.step < event.step`); the
+ * checkpoint's own step must stay, so the marker goes one step after it. */
 TC_API tc_status tc_tblog_resume(tc_tblog *w, int64_t step) {
   static const char fn[] = "tc_tblog_resume";
   TC__CHECK_NULL(w, fn);
-  return write_event(w, EV_START, now_seconds(), step, NULL, 0.f, fn);
+  if (step < 0 || step == INT64_MAX)
+    return tc__error(TC_EINVAL, "%s: step %lld is not in [0, 2^63 - 1)", fn,
+                     (long long)step);
+  return write_event(w, EV_START, now_seconds(), step + 1, NULL, 0.f, fn);
 }
 
 TC_API tc_status tc_tblog_flush(tc_tblog *w) {

@@ -9,6 +9,7 @@
  * a truncated file leaves all objects as they were.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,6 +39,145 @@ static tc_status add_u64_bits(tc_safetensors_writer *w, const char *name,
   return add_i64(w, name, bits);
 }
 
+/* What PyTorch keeps in an optimizer's param_groups: each group's
+ * settings (optimizer.param_groups, F64 [groups, TC__OPT_ROW]) and which
+ * group each parameter is in (optimizer.param_group_of, I64 [params]). */
+static tc_status add_param_groups(tc_safetensors_writer *w, tc_optimizer *opt) {
+  int64_t g = tc_optimizer_num_groups(opt), n = tc_optimizer_num_params(opt);
+  double *rows = tc__calloc((size_t)g * TC__OPT_ROW, sizeof *rows);
+  int64_t *of = tc__calloc(n ? (size_t)n : 1, sizeof *of);
+  tc_status st = TC_OK;
+  if (!rows || !of) {
+    st = tc__oom("tc_checkpoint_save");
+    goto out;
+  }
+  for (int64_t i = 0; i < g; i++)
+    tc__optimizer_group_row(opt, i, rows + i * TC__OPT_ROW);
+  for (int64_t i = 0; i < n; i++)
+    of[i] = tc_optimizer_get_param_group(opt, i);
+  int64_t rshape[2] = {g, TC__OPT_ROW};
+  st = tc_safetensors_writer_add(w, "optimizer.param_groups", TC_ST_F64, rshape,
+                                 2, rows,
+                                 sizeof *rows * (size_t)g * TC__OPT_ROW);
+  if (st == TC_OK)
+    st = tc_safetensors_writer_add(w, "optimizer.param_group_of", TC_ST_I64, &n,
+                                   1, of, sizeof *of * (size_t)n);
+out:
+  tc__free(rows);
+  tc__free(of);
+  return st;
+}
+
+/* Appends "; " and a formatted note to msg (bounded). */
+static void note(char *msg, size_t cap, int *bad, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void note(char *msg, size_t cap, int *bad, const char *fmt, ...) {
+  size_t used = strlen(msg);
+  if (*bad && used + 2 < cap) {
+    memcpy(msg + used, "; ", 3);
+    used += 2;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg + used, cap - used, fmt, ap);
+  va_end(ap);
+  (*bad)++;
+}
+
+/* Compares the checkpoint's optimizer settings and group membership with
+ * `opt`'s, noting each difference. A file without them (written before
+ * they were saved) is not checked. Returns TC_OK or an I/O error. */
+static tc_status check_param_groups(tc_safetensors *f, tc_optimizer *opt,
+                                    char *msg, size_t cap, int *bad) {
+  static const char *const kinds[] = {"sgd", "adam", "adamw"};
+  tc_st_dtype d;
+  int nd = -1;
+  int64_t shape[2];
+  int64_t g = tc_optimizer_num_groups(opt), n = tc_optimizer_num_params(opt);
+  tc_status st = TC_OK;
+  double *rows = NULL;
+  int64_t *of = NULL;
+  if (tc_safetensors_info(f, "optimizer.param_groups", &d, shape, 2, &nd) ==
+      TC_OK) {
+    if (d != TC_ST_F64 || nd != 2 || shape[1] != TC__OPT_ROW || shape[0] < 1) {
+      note(msg, cap, bad, "'optimizer.param_groups' is not F64[groups,%d]",
+           TC__OPT_ROW);
+    } else if (shape[0] != g) {
+      note(msg, cap, bad,
+           "%" PRId64 " parameter group%s in the checkpoint, %" PRId64
+           " in the optimizer",
+           shape[0], shape[0] == 1 ? "" : "s", g);
+    } else {
+      rows = tc__calloc((size_t)g * TC__OPT_ROW, sizeof *rows);
+      if (!rows) {
+        st = tc__oom("tc_checkpoint_load");
+        goto out;
+      }
+      st = tc_safetensors_read_raw(f, "optimizer.param_groups", rows,
+                                   sizeof *rows * (size_t)g * TC__OPT_ROW);
+      if (st != TC_OK)
+        goto out;
+      for (int64_t i = 0; i < g; i++) {
+        double have[TC__OPT_ROW], *was = rows + i * TC__OPT_ROW;
+        tc__optimizer_group_row(opt, i, have);
+        if (was[0] != have[0]) {
+          int k0 = was[0] >= 0 && was[0] <= 2 ? (int)was[0] : -1;
+          note(msg, cap, bad,
+               "group %" PRId64 ": %s in the checkpoint, %s "
+               "here",
+               i, k0 < 0 ? "unknown optimizer" : kinds[k0],
+               kinds[(int)have[0]]);
+          continue;
+        }
+        for (int k = 1; k < TC__OPT_ROW; k++)
+          if (was[k] != have[k])
+            note(msg, cap, bad,
+                 "group %" PRId64 ": %s %.9g in the "
+                 "checkpoint, %.9g here",
+                 i, tc__optimizer_row_field((int)have[0], k), was[k], have[k]);
+      }
+    }
+  }
+  nd = -1;
+  if (tc_safetensors_info(f, "optimizer.param_group_of", &d, shape, 1, &nd) ==
+      TC_OK) {
+    if (d != TC_ST_I64 || nd != 1 || shape[0] != n) {
+      note(msg, cap, bad,
+           "'optimizer.param_group_of' is not I64[%" PRId64
+           "] (the optimizer's parameters)",
+           n);
+    } else if (n > 0) {
+      of = tc__calloc((size_t)n, sizeof *of);
+      if (!of) {
+        st = tc__oom("tc_checkpoint_load");
+        goto out;
+      }
+      st = tc_safetensors_read_raw(f, "optimizer.param_group_of", of,
+                                   sizeof *of * (size_t)n);
+      if (st != TC_OK)
+        goto out;
+      int64_t moved = 0, first = -1;
+      for (int64_t i = 0; i < n; i++)
+        if (of[i] != tc_optimizer_get_param_group(opt, i)) {
+          if (first < 0)
+            first = i;
+          moved++;
+        }
+      if (moved)
+        note(msg, cap, bad,
+             "%" PRId64 " parameter%s in another group than "
+             "in the checkpoint (first '%s': group %" PRId64 " there, %" PRId64
+             " here)",
+             moved, moved == 1 ? "" : "s", tc_optimizer_param_name(opt, first),
+             of[first], tc_optimizer_get_param_group(opt, first));
+    }
+  }
+out:
+  tc__free(rows);
+  tc__free(of);
+  return st;
+}
+
 TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
                                     tc_optimizer *opt, tc_scheduler *sched,
                                     tc_loader *loader, int64_t epoch,
@@ -61,6 +201,8 @@ TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
         st = tc_safetensors_writer_add_tensor(w, name, t);
     }
   }
+  if (st == TC_OK && opt)
+    st = add_param_groups(w, opt);
   if (st == TC_OK && sched)
     st = add_i64(w, "scheduler.last_epoch", tc_scheduler_get_last_epoch(sched));
   if (st == TC_OK && loader) {
@@ -70,6 +212,11 @@ TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
       st = add_i64(w, "loader.epoch", le);
     if (st == TC_OK)
       st = add_i64(w, "loader.batch", lb);
+    /* global figures: the same for any number of data-parallel shards */
+    if (st == TC_OK)
+      st = add_i64(w, "loader.batch_size", tc__loader_batch_size(loader));
+    if (st == TC_OK)
+      st = add_i64(w, "loader.size", tc__loader_size(loader));
   }
   if (st == TC_OK)
     st = add_i64(w, "trainer.epoch", epoch);
@@ -129,6 +276,25 @@ static void expect_scalar(const tc_safetensors *f, const char *name,
 
 static tc_status read_i64(tc_safetensors *f, const char *name, int64_t *v) {
   return tc_safetensors_read_raw(f, name, v, sizeof *v);
+}
+
+/* The loader's global batch size and dataset length, when recorded. */
+static void check_loader(tc_safetensors *f, tc_loader *l, char *msg, size_t cap,
+                         int *bad) {
+  static const char *const names[2] = {"loader.batch_size", "loader.size"};
+  const int64_t have[2] = {tc__loader_batch_size(l), tc__loader_size(l)};
+  for (int k = 0; k < 2; k++) {
+    tc_st_dtype d;
+    int nd = -1;
+    int64_t shape[1], was;
+    if (tc_safetensors_info(f, names[k], &d, shape, 1, &nd) != TC_OK)
+      continue;
+    if (d != TC_ST_I64 || nd != 0 || read_i64(f, names[k], &was) != TC_OK)
+      note(msg, cap, bad, "'%s' is not an I64 scalar", names[k]);
+    else if (was != have[k])
+      note(msg, cap, bad, "%s %" PRId64 " in the checkpoint, %" PRId64 " here",
+           k == 0 ? "loader batch size" : "training set size", was, have[k]);
+  }
 }
 
 TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
@@ -197,6 +363,19 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
   if (bad) {
     st = tc__error(TC_ESHAPE, "%s: '%s': %d problem%s: %s", fn, path, bad,
                    bad == 1 ? "" : "s", msg);
+    goto out;
+  }
+  /* settings the file records (newer files): the run it continues must
+   * use the same ones, as PyTorch's load_state_dict restores them */
+  if (opt && (st = check_param_groups(f, opt, msg, sizeof msg, &bad)))
+    goto out;
+  if (loader)
+    check_loader(f, loader, msg, sizeof msg, &bad);
+  if (bad) {
+    st = tc__error(TC_EINVAL,
+                   "%s: '%s': the run differs from the "
+                   "checkpoint's: %s",
+                   fn, path, msg);
     goto out;
   }
 

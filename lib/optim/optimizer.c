@@ -602,3 +602,33 @@ tc_status tc__optimizer_put_group(tc_optimizer *opt, int64_t g,
   }
   return st;
 }
+
+void tc__optimizer_group_row(const tc_optimizer *opt, int64_t g,
+                             double row[TC__OPT_ROW]) {
+  const tc__opt_group *grp = &opt->groups[g];
+  row[0] = (double)opt->type;
+  row[1] = grp->base_lr;
+  if (opt->type == TC_OPTIMIZER_SGD) {
+    row[2] = grp->o.sgd.momentum;
+    row[3] = grp->o.sgd.dampening;
+    row[4] = grp->o.sgd.weight_decay;
+    row[5] = grp->o.sgd.nesterov != 0;
+    row[6] = 0;
+  } else {
+    row[2] = grp->o.adam.beta1;
+    row[3] = grp->o.adam.beta2;
+    row[4] = grp->o.adam.eps;
+    row[5] = grp->o.adam.weight_decay;
+    row[6] = grp->o.adam.amsgrad != 0;
+  }
+}
+
+const char *tc__optimizer_row_field(int kind, int k) {
+  static const char *const sgd[TC__OPT_ROW] = {
+      "kind", "lr", "momentum", "dampening", "weight_decay", "nesterov", "-"};
+  static const char *const adam[TC__OPT_ROW] = {
+      "kind", "lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad"};
+  if (k < 0 || k >= TC__OPT_ROW)
+    return "?";
+  return kind == TC_OPTIMIZER_SGD ? sgd[k] : adam[k];
+}
