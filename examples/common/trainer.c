@@ -43,6 +43,7 @@ typedef struct run {
   int rank, size;
   int64_t total_steps; /* optimizer steps to take in all */
   int epochs;          /* epochs that cover total_steps */
+  int64_t step, epoch; /* where training ended (0: no training) */
 } run;
 
 static double now_seconds(void) {
@@ -322,8 +323,10 @@ static int log_row(run *r, int64_t epoch, int64_t step, const char *split,
   return 0;
 }
 
+/* Rank 0's logs in --logdir. A resumed run keeps the rows below its step;
+ * an evaluation-only run keeps every row and adds its test row. */
 static int open_logs(run *r, int64_t resume_step) {
-  if (!r->a.logdir || r->rank != 0)
+  if (!r->a.logdir || r->rank != 0 || r->tb)
     return 0;
   TRY("TensorBoard log", tc_tblog_create(&r->tb, r->a.logdir));
   if (resume_step > 0)
@@ -445,6 +448,8 @@ static int train(run *r) {
                              r->ld_train, epoch + 1, step, meta));
     }
   }
+  r->step = step;
+  r->epoch = epoch;
   return 0;
 }
 
@@ -504,8 +509,18 @@ static int run_all(run *r) {
     const char *meta[] = {"trainer", r->prog, "dataset", a->dataset, NULL};
     TRY("saving the model", tc_model_save(r->model, a->save, meta));
   }
-  double tl, ta;
+  if (a->eval_only && (rc = open_logs(r, INT64_MAX)))
+    return rc;
+  double tl, ta, lr = 0;
+  double t0 = now_seconds();
   if ((rc = evaluate(r, r->ld_test, &tl, &ta)))
+    return rc;
+  double secs = now_seconds() - t0;
+  double ips = secs > 0 ? (double)tc_dataset_size(r->test) / secs : 0;
+  TRY("lr", tc_optimizer_get_lr(r->opt, 0, &lr));
+  /* the final figures in the logs too, at the last step (only rank 0 has
+   * logs open) */
+  if ((rc = log_row(r, r->epoch, r->step, "test", tl, ta, lr, secs, ips)))
     return rc;
   if (r->rank == 0)
     printf("test: loss=%.4f accuracy=%.4f\n", tl, ta);
