@@ -218,6 +218,22 @@ static int make_model(run *r) {
   return 0;
 }
 
+/* --summary: the model's table for the training batch (no data needed). */
+static int print_summary(run *r) {
+  size_t len = 0;
+  TRY("model summary", tc_model_summary(r->model, r->a.batch, NULL, 0, &len));
+  char *text = malloc(len + 1);
+  if (!text) {
+    fprintf(stderr, "%s: out of memory\n", r->prog);
+    return 1;
+  }
+  tc_status st = tc_model_summary(r->model, r->a.batch, text, len + 1, NULL);
+  if (st == TC_OK)
+    fputs(text, stdout);
+  free(text);
+  return st == TC_OK ? 0 : fail(r, "model summary", st);
+}
+
 static int make_optimizer(run *r) {
   const train_args *a = &r->a;
   if (!strcmp(a->optimizer, "adam")) {
@@ -494,6 +510,11 @@ static int run_all(run *r) {
   char what[128];
   snprintf(what, sizeof what, "backend '%s'", a->backend);
   TRY(what, tc_backend_create(&r->be, a->backend));
+  if (a->summary) {
+    if ((rc = make_model(r)))
+      return rc;
+    return r->rank == 0 ? print_summary(r) : 0;
+  }
   if ((rc = load_datasets(r)) || (rc = make_transforms(r)) ||
       (rc = make_loaders(r)) || (rc = make_model(r)) ||
       (rc = make_optimizer(r)))
