@@ -5,7 +5,7 @@
  * and -56 with shortcuts A and B, the plain ResNet-20), from
  * tests/golden/model_counts.json (generate.py counts); the per-layer
  * entries add up to the totals; the text table (measuring call,
- * truncation) and the struct_size rules.
+ * truncation); option struct sizes; and the ONNX exporter's refusals.
  */
 #include <check.h>
 #include <cjson/cJSON.h>
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../examples/common/models.h"
 #include "nn_util.h"
@@ -210,6 +211,43 @@ START_TEST(test_text) {
 }
 END_TEST
 
+/* ONNX: the option struct, and the layers that cannot be exported. */
+START_TEST(test_onnx_refusals) {
+  tc_onnx_options o;
+  ck_assert_int_eq(tc_onnx_options_init(&o, sizeof o), TC_OK);
+  ck_assert_int_eq(o.opset, 13);
+  ck_assert_int_eq(o.dynamic_batch, 1);
+  ck_assert_str_eq(o.input_name, "input");
+  ck_assert_int_eq(tc_onnx_options_init(&o, sizeof o + 8), TC_EVERSION);
+
+  tc_layer *net, *l;
+  tc_batchnorm_options bo = TC_BATCHNORM_OPTIONS_INIT;
+  bo.track_running_stats = 0;
+  ck_assert_int_eq(tc_sequential_create(&net), TC_OK);
+  ck_assert_int_eq(tc_conv2d_create(&l, 3, 4, 3, NULL), TC_OK);
+  ck_assert_int_eq(tc_sequential_add(net, "conv", l), TC_OK);
+  ck_assert_int_eq(tc_batchnorm2d_create(&l, 4, &bo), TC_OK);
+  ck_assert_int_eq(tc_sequential_add(net, "norm", l), TC_OK);
+  tc_model *m;
+  const int64_t in[3] = {3, 8, 8};
+  ck_assert_int_eq(tc_model_create(&m, be, net, in, 3, NULL), TC_OK);
+  char path[] = "/tmp/tc_onnx_XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  ck_assert_int_eq(tc_model_export_onnx(m, path, NULL), TC_EUNSUPPORTED);
+  /* built with ONNX: the message names the layer; without: the build */
+  ck_assert_msg(strstr(tc_last_error(), "'norm' (batchnorm2d)") ||
+                    strstr(tc_last_error(), "without ONNX support"),
+                "%s", tc_last_error());
+  o.opset = 11;
+  ck_assert_int_ne(tc_model_export_onnx(m, path, &o), TC_OK);
+  ck_assert_int_eq(tc_model_export_onnx(NULL, path, NULL), TC_EINVAL);
+  unlink(path);
+  tc_model_destroy(m);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("summary");
   TCase *tc = tcase_create("summary");
@@ -220,6 +258,7 @@ int main(void) {
   tcase_add_test(tc, test_published_macs);
   tcase_add_test(tc, test_layer_entries);
   tcase_add_test(tc, test_text);
+  tcase_add_test(tc, test_onnx_refusals);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }

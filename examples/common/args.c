@@ -53,6 +53,8 @@ void args_usage(trainer_kind kind, FILE *to) {
         "  --eval-only       only evaluate on the test set (with --load)\n"
         "  --summary         print the model's layers, output shapes, parameter\n"
         "                    counts, multiply-adds and memory (for --batch), exit\n"
+        "  --export-onnx FILE  write the model as ONNX (opset 13) at the end,\n"
+        "                    before the test (with --load --eval-only: as loaded)\n"
         "  --quiet           no progress bar or per-epoch lines\n"
         "  --train-limit N   use only the first N training images (quick runs)\n"
         "  --test-limit N    use only the first N test images\n"
@@ -242,7 +244,9 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
       a->eval_only = 1;
     } else if (!strcmp(o, "--summary")) {
       a->summary = 1;
-
+    } else if (!strcmp(o, "--export-onnx")) {
+      NEEDS_VALUE();
+      a->export_onnx = v;
     } else if (!strcmp(o, "--quiet")) {
       a->quiet = 1;
     } else if (!strcmp(o, "--sync-bn")) {

@@ -234,6 +234,17 @@ static int print_summary(run *r) {
   return st == TC_OK ? 0 : fail(r, "model summary", st);
 }
 
+/* --export-onnx: the model as it is now (trained, or as --load gave it),
+ * in evaluation form. */
+static int export_onnx(run *r) {
+  char what[1100];
+  snprintf(what, sizeof what, "exporting ONNX to '%s'", r->a.export_onnx);
+  TRY(what, tc_model_export_onnx(r->model, r->a.export_onnx, NULL));
+  if (!r->a.quiet)
+    printf("wrote %s\n", r->a.export_onnx);
+  return 0;
+}
+
 static int make_optimizer(run *r) {
   const train_args *a = &r->a;
   if (!strcmp(a->optimizer, "adam")) {
@@ -530,6 +541,8 @@ static int run_all(run *r) {
     const char *meta[] = {"trainer", r->prog, "dataset", a->dataset, NULL};
     TRY("saving the model", tc_model_save(r->model, a->save, meta));
   }
+  if (a->export_onnx && r->rank == 0 && (rc = export_onnx(r)))
+    return rc;
   if (a->eval_only && (rc = open_logs(r, INT64_MAX)))
     return rc;
   double tl, ta, lr = 0;
