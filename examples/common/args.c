@@ -52,6 +52,10 @@ void args_usage(trainer_kind kind, FILE *to) {
         "  --resume FILE     continue from a --checkpoint file\n"
         "  --load FILE       load a state dict (tinycnn or PyTorch safetensors)\n"
         "  --eval-only       only evaluate on the test set (with --load)\n"
+        "  --summary         print the model's layers, output shapes, parameter\n"
+        "                    counts, multiply-adds and memory (for --batch), exit\n"
+        "  --export-onnx FILE  write the model as ONNX (opset 13) at the end,\n"
+        "                    before the test (with --load --eval-only: as loaded)\n"
         "  --quiet           no progress bar or per-epoch lines\n"
         "  --train-limit N   use only the first N training images (quick runs)\n"
         "  --test-limit N    use only the first N test images\n"
@@ -64,7 +68,7 @@ void args_usage(trainer_kind kind, FILE *to) {
         "                    number of ranks (default 8)\n"
         "  --bucket-mb X     gradient all-reduce bucket size (default 25)\n"
         "  --help            this text\n"
-        "The last line is always: test: loss=L accuracy=A\n", to);
+        "The last line of a run (not --summary) is: test: loss=L accuracy=A\n", to);
 }
 
 static int bad(trainer_kind k, const char *opt, const char *why) {
@@ -277,6 +281,11 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
       a->load = v;
     } else if (!strcmp(o, "--eval-only")) {
       a->eval_only = 1;
+    } else if (!strcmp(o, "--summary")) {
+      a->summary = 1;
+    } else if (!strcmp(o, "--export-onnx")) {
+      NEEDS_VALUE();
+      a->export_onnx = v;
     } else if (!strcmp(o, "--quiet")) {
       a->quiet = 1;
     } else if (!strcmp(o, "--sync-bn")) {
@@ -324,7 +333,7 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
   if (!lenet && a->epochs_set)
     a->steps = 0; /* --epochs overrides the step budget */
   /* only Fashion-MNIST has a system-wide home (Debian's package) */
-  if (!a->data_set) {
+  if (!a->data_set && !a->summary) {
     if (!strcmp(a->dataset, "fashion-mnist"))
       a->data_dir = "/usr/share/datasets/fashion-mnist";
     else

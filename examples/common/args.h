@@ -29,6 +29,8 @@ typedef struct train_args {
   const char *resume;
   const char *load;
   int eval_only;
+  int summary;             /* print the model summary and exit */
+  const char *export_onnx; /* write the model as ONNX at the end */
   int quiet;
   int64_t train_limit;   /* 0: all training images */
   int64_t test_limit;    /* 0: all test images */

@@ -48,6 +48,7 @@ typedef struct run {
   int rank, size;
   int64_t total_steps; /* optimizer steps to take in all */
   int64_t epochs;      /* epochs that cover total_steps */
+  int64_t step, epoch; /* where training ended (0: no training) */
 } run;
 
 static double now_seconds(void) {
@@ -364,6 +365,33 @@ static int make_model(run *r) {
   return 0;
 }
 
+/* --summary: the model's table for the training batch (no data needed). */
+static int print_summary(run *r) {
+  size_t len = 0;
+  TRY("model summary", tc_model_summary(r->model, r->a.batch, NULL, 0, &len));
+  char *text = malloc(len + 1);
+  if (!text) {
+    fprintf(stderr, "%s: out of memory\n", r->prog);
+    return 1;
+  }
+  tc_status st = tc_model_summary(r->model, r->a.batch, text, len + 1, NULL);
+  if (st == TC_OK)
+    fputs(text, stdout);
+  free(text);
+  return st == TC_OK ? 0 : fail(r, "model summary", st);
+}
+
+/* --export-onnx: the model as it is now (trained, or as --load gave it),
+ * in evaluation form. */
+static int export_onnx(run *r) {
+  char what[1100];
+  snprintf(what, sizeof what, "exporting ONNX to '%s'", r->a.export_onnx);
+  TRY(what, tc_model_export_onnx(r->model, r->a.export_onnx, NULL));
+  if (!r->a.quiet)
+    printf("wrote %s\n", r->a.export_onnx);
+  return 0;
+}
+
 static int make_optimizer(run *r) {
   const train_args *a = &r->a;
   if (!strcmp(a->optimizer, "adam")) {
@@ -478,12 +506,14 @@ static int log_row(run *r, int64_t epoch, int64_t step, const char *split,
 }
 
 /* `resume_step`: the checkpoint's step (both logs keep what they hold at
- * steps up to it), or -1 for a fresh run. */
+ * steps up to it), or -1 for a fresh run.
+ * An evaluation-only run keeps every row and adds its test row. */
 static int open_logs(run *r, int64_t resume_step) {
-  if (!r->a.logdir || r->rank != 0)
+  if (!r->a.logdir || r->rank != 0 || r->tb)
     return 0;
   TRY("TensorBoard log", tc_tblog_create(&r->tb, r->a.logdir));
-  if (resume_step >= 0)
+  /* an evaluation-only run (INT64_MAX) appends: nothing to purge */
+  if (resume_step >= 0 && resume_step < INT64_MAX)
     TRY("TensorBoard log", tc_tblog_resume(r->tb, resume_step));
   char path[4096];
   snprintf(path, sizeof path, "%s/metrics.csv", r->a.logdir);
@@ -612,6 +642,8 @@ static int train(run *r) {
                              r->ld_train, epoch + 1, step, meta));
     }
   }
+  r->step = step;
+  r->epoch = epoch;
   return 0;
 }
 
@@ -658,6 +690,11 @@ static int run_all(run *r) {
   char what[128];
   snprintf(what, sizeof what, "backend '%s'", a->backend);
   TRY(what, tc_backend_create(&r->be, a->backend));
+  if (a->summary) {
+    if ((rc = make_model(r)))
+      return rc;
+    return r->rank == 0 ? print_summary(r) : 0;
+  }
   if ((rc = load_datasets(r)) || (rc = make_transforms(r)) ||
       (rc = make_loaders(r)) || (rc = make_model(r)) ||
       (rc = make_optimizer(r)))
@@ -676,8 +713,20 @@ static int run_all(run *r) {
                           "dataset", a->dataset, NULL};
     TRY("saving the model", tc_model_save(r->model, a->save, meta));
   }
-  double tl, ta;
+  if (a->export_onnx && r->rank == 0 && (rc = export_onnx(r)))
+    return rc;
+  if (a->eval_only && (rc = open_logs(r, INT64_MAX)))
+    return rc;
+  double tl, ta, lr = 0;
+  double t0 = now_seconds();
   if ((rc = evaluate(r, r->ld_test, &tl, &ta)))
+    return rc;
+  double secs = now_seconds() - t0;
+  double ips = secs > 0 ? (double)tc_dataset_size(r->test) / secs : 0;
+  TRY("lr", tc_optimizer_get_lr(r->opt, 0, &lr));
+  /* the final figures in the logs too, at the last step (only rank 0 has
+   * logs open) */
+  if ((rc = log_row(r, r->epoch, r->step, "test", tl, ta, lr, secs, ips)))
     return rc;
   if (r->rank == 0)
     printf("test: loss=%.4f accuracy=%.4f\n", tl, ta);

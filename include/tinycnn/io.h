@@ -287,6 +287,47 @@ TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
                                     tc_loader *loader, int64_t *out_epoch,
                                     int64_t *out_step);
 
+/* ---- ONNX export ----------------------------------------------------------
+ */
+
+/** Options of tc_model_export_onnx(). */
+typedef struct tc_onnx_options {
+  size_t struct_size;
+  int32_t opset;           /**< ONNX opset; 0 (default) or 13, the only one */
+  int32_t dynamic_batch;   /**< default 1: batch dimension symbolic ("N");
+                                0: fixed to `batch` */
+  int64_t batch;           /**< the fixed batch when !dynamic_batch (>= 1) */
+  const char *input_name;  /**< default "input" */
+  const char *output_name; /**< default "output" */
+} tc_onnx_options;
+#define TC_ONNX_OPTIONS_INIT                                                   \
+  { sizeof(tc_onnx_options), 13, 1, 1, "input", "output" }
+/** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
+TC_API tc_status tc_onnx_options_init(tc_onnx_options *o, size_t struct_size);
+
+/**
+ * Writes the model, in its evaluation form, as an ONNX model (opset 13,
+ * IR version 7) to `path`, atomically (temporary file, fsync, rename).
+ * Layers become the operators torch.onnx.export writes for them: Conv,
+ * BatchNormalization (running statistics), Relu, MaxPool, AveragePool,
+ * GlobalAveragePool, Gemm (Linear on (N, in); MatMul + Add above that),
+ * Flatten, Identity (Dropout, Identity), and for a residual block its
+ * convolutions and batch norms, the shortcut (Pad of the new channels
+ * with MaxPool or Slice for option A, Conv + BatchNormalization for
+ * option B) and Add, Relu. Initializers carry the state-dict names
+ * ("conv1.weight", "layers_2n.0.bn1.running_var"); the graph's input is
+ * (N, input_shape...) with a symbolic N. The model is not changed and
+ * nothing runs on the backend beyond copying the parameters to the host.
+ * @param opts NULL for the defaults.
+ * @return TC_OK; TC_EUNSUPPORTED when the library was built without ONNX
+ *         support (meson -Donnx=disabled, or protobuf-c absent) or a layer
+ *         cannot be expressed (the message names it: e.g. a BatchNorm
+ *         without running statistics); TC_EINVAL, TC_EVERSION, TC_EIO,
+ *         TC_ENOMEM, backend errors.
+ */
+TC_API tc_status tc_model_export_onnx(tc_model *m, const char *path,
+                                      const tc_onnx_options *opts);
+
 /* ---- TensorBoard event files -------------------------------------------- */
 
 /** A TensorBoard event file writer (opaque). */

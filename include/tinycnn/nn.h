@@ -398,6 +398,79 @@ TC_API int64_t tc_model_profile_count(const tc_model *m);
 TC_API tc_status tc_model_get_profile(const tc_model *m, int64_t i,
                                       tc_layer_profile *out);
 
+/* ==== model summary ===================================================== */
+
+/**
+ * What a model is made of, as torchinfo's summary shows it: per layer its
+ * module path, kind, output shape, parameter count and forward
+ * multiply-adds per image; in total the parameters, multiply-adds, and
+ * the memory of parameters, buffers and activations for a batch.
+ *
+ * The layers are those of the per-layer profile (every layer but
+ * Sequential containers, pre-order, tc_model_profile_count() of them).
+ * Counts are the layer's own, not its children's (a residual block's are
+ * zero: its convolutions and batch norms have their own entries), so the
+ * entries add up to the totals. Multiply-adds count convolutions (K * OH
+ * * OW * C * R * S) and linear layers (rows * in * out) only, without
+ * biases, batch norm, pooling or activations: the convention of the usual
+ * published figures (LeNet-5 651,720; CIFAR ResNet-20 40.6 M).
+ */
+typedef struct tc_layer_summary {
+  size_t struct_size; /**< set by the caller: sizeof(tc_layer_summary) */
+  const char *name;   /**< module path; borrowed, lives with the model */
+  const char *kind;   /**< tc_layer_kind(), e.g. "conv2d" */
+  int32_t depth;      /**< nesting depth: 1 for the root's children */
+  int32_t out_ndim;   /**< dimensions of out_shape */
+  int64_t out_shape[TC_MAX_DIMS]; /**< per-sample output shape */
+  int64_t params;                 /**< parameter elements (trainable) */
+  int64_t buffers; /**< buffer elements (running statistics etc.) */
+  int64_t macs;    /**< forward multiply-adds per image */
+} tc_layer_summary;
+
+/** Totals of a model for a given batch size. */
+typedef struct tc_model_totals {
+  size_t struct_size;       /**< set by the caller */
+  int64_t params;           /**< parameter elements, as PyTorch's
+                                 sum(p.numel() for p in parameters()) */
+  int64_t buffers;          /**< buffer elements */
+  int64_t macs;             /**< forward multiply-adds per image */
+  int64_t param_bytes;      /**< parameters and buffers, bytes */
+  int64_t input_bytes;      /**< one input batch, bytes */
+  int64_t activation_bytes; /**< the outputs of every listed layer for the
+                                 batch, bytes (torchinfo's forward pass
+                                 size: an upper bound of what the model
+                                 plans, see docs/models.md) */
+} tc_model_totals;
+
+/**
+ * The summary of the i-th layer, 0 <= i < tc_model_profile_count().
+ * Fills the first out->struct_size bytes of `out`.
+ * @return TC_OK, TC_EINVAL (NULL, i out of range, struct_size too small
+ *         to hold name and kind), TC_EVERSION (struct_size larger than
+ *         this library's).
+ */
+TC_API tc_status tc_model_get_layer_summary(const tc_model *m, int64_t i,
+                                            tc_layer_summary *out);
+/**
+ * The model's totals for batches of `batch` images (>= 1).
+ * Fills the first out->struct_size bytes of `out`.
+ * @return TC_OK, TC_EINVAL, TC_EVERSION.
+ */
+TC_API tc_status tc_model_get_totals(const tc_model *m, int64_t batch,
+                                     tc_model_totals *out);
+/**
+ * Writes the summary as a text table (one row per layer, indented by
+ * depth, then the totals for `batch`) into `buf`, as snprintf does: at
+ * most `size` bytes including the terminating NUL, which is always
+ * written when size > 0. *out_len (may be NULL) receives the length of
+ * the whole text without the NUL, so a call with buf NULL and size 0
+ * measures it, and the text was cut when *out_len >= size.
+ * @return TC_OK, TC_EINVAL (NULL model, buf NULL with size > 0, batch <
+ *         1).
+ */
+TC_API tc_status tc_model_summary(const tc_model *m, int64_t batch, char *buf,
+                                  size_t size, size_t *out_len);
+
 /* ==== losses ============================================================ */
 
 typedef struct tc_loss tc_loss;

@@ -414,15 +414,34 @@ static void bn_release(tc_layer *l) {
   nn_bn_sync_release(&b->sync);
 }
 
+static void bn_describe(const tc_layer *l, nn_desc *d) {
+  const bn_layer *b = (const bn_layer *)l;
+  d->in_c = d->out_c = b->c;
+  d->eps = b->o.eps;
+  d->affine = b->o.affine, d->track = b->o.track_running_stats;
+}
+
 static const nn_kind bn1d_kind = {
-    .name = "batchnorm1d", .infer = bn_infer, .init = bn_init,
-    .plan = bn_plan, .forward = bn_forward, .backward = bn_backward,
-    .release = bn_release, .produces = 1,
+    .name = "batchnorm1d",
+    .infer = bn_infer,
+    .init = bn_init,
+    .plan = bn_plan,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .release = bn_release,
+    .produces = 1,
+    .describe = bn_describe,
 };
 static const nn_kind bn2d_kind = {
-    .name = "batchnorm2d", .infer = bn_infer, .init = bn_init,
-    .plan = bn_plan, .forward = bn_forward, .backward = bn_backward,
-    .release = bn_release, .produces = 1,
+    .name = "batchnorm2d",
+    .infer = bn_infer,
+    .init = bn_init,
+    .plan = bn_plan,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .release = bn_release,
+    .produces = 1,
+    .describe = bn_describe,
 };
 
 static const tc_batchnorm_options bn_defaults = TC_BATCHNORM_OPTIONS_INIT;

@@ -120,6 +120,15 @@ static tc_status conv_backward(tc_layer *l, const tc_tensor *dy,
   return be->iface->conv2d_bwd_data(be->ctx, &a);
 }
 
+static void conv_describe(const tc_layer *l, nn_desc *d) {
+  const conv_layer *c = (const conv_layer *)l;
+  d->in_c = c->in_c, d->out_c = c->out_c, d->kh = c->kh, d->kw = c->kw;
+  d->stride_h = c->o.stride_h, d->stride_w = c->o.stride_w;
+  d->pad_h = c->o.pad_h, d->pad_w = c->o.pad_w;
+  d->dil_h = c->o.dilation_h, d->dil_w = c->o.dilation_w;
+  d->bias = c->o.bias;
+}
+
 static const nn_kind conv_kind = {
     .name = "conv2d",
     .infer = conv_infer,
@@ -129,6 +138,7 @@ static const nn_kind conv_kind = {
     .backward = conv_backward,
     .workspace = conv_workspace,
     .produces = 1,
+    .describe = conv_describe,
 };
 
 static const tc_conv2d_options conv_defaults = TC_CONV2D_OPTIONS_INIT;

@@ -117,15 +117,27 @@ static void dropout_release(tc_layer *l) {
   tc_tensor_destroy(((dropout_layer *)l)->mask);
 }
 
+static void dropout_describe(const tc_layer *l, nn_desc *d) {
+  d->p = ((const dropout_layer *)l)->p;
+}
+
 static const nn_kind dropout_kind = {
-    .name = "dropout", .infer = dropout_infer, .plan = dropout_plan,
-    .forward = dropout_forward, .backward = dropout_backward,
+    .name = "dropout",
+    .infer = dropout_infer,
+    .plan = dropout_plan,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
     .release = dropout_release,
+    .describe = dropout_describe,
 };
 static const nn_kind dropout2d_kind = {
-    .name = "dropout2d", .infer = dropout_infer, .plan = dropout_plan,
-    .forward = dropout_forward, .backward = dropout_backward,
+    .name = "dropout2d",
+    .infer = dropout_infer,
+    .plan = dropout_plan,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
     .release = dropout_release,
+    .describe = dropout_describe,
 };
 
 static tc_status dropout_create(tc_layer **out, float p, int channels,

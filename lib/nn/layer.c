@@ -21,6 +21,12 @@ tc_status nn_layer_alloc(tc_layer **out, const nn_kind *kind, size_t size,
   return TC_OK;
 }
 
+void nn_describe(const tc_layer *l, nn_desc *d) {
+  memset(d, 0, sizeof *d);
+  if (l->kind->describe)
+    l->kind->describe(l, d);
+}
+
 void nn_layer_free(tc_layer *l) {
   if (!l)
     return;

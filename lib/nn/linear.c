@@ -104,6 +104,11 @@ static tc_status linear_backward(tc_layer *l, const tc_tensor *dy,
   return be->iface->gemm(be->ctx, &g);
 }
 
+static void linear_describe(const tc_layer *l, nn_desc *d) {
+  const linear_layer *c = (const linear_layer *)l;
+  d->in_c = c->in_f, d->out_c = c->out_f, d->bias = c->o.bias;
+}
+
 static const nn_kind linear_kind = {
     .name = "linear",
     .infer = linear_infer,
@@ -112,6 +117,7 @@ static const nn_kind linear_kind = {
     .forward = linear_forward,
     .backward = linear_backward,
     .produces = 1,
+    .describe = linear_describe,
 };
 
 static const tc_linear_options linear_defaults = TC_LINEAR_OPTIONS_INIT;

@@ -132,6 +132,18 @@ tc_comm *nn_model_sync_bn(const tc_model *m) { return m->sync_bn; }
 
 tc_layer *nn_model_root(const tc_model *m) { return m->root; }
 
+int64_t nn_model_layers(const tc_model *m, tc_layer *const **out_layers,
+                        char *const **out_names) {
+  *out_layers = m->prof;
+  *out_names = m->prof_names;
+  return m->nprof;
+}
+
+int nn_model_input_shape(const tc_model *m, int64_t *shape) {
+  memcpy(shape, m->in_shape, (size_t)m->in_ndim * sizeof *shape);
+  return m->in_ndim;
+}
+
 static int64_t depth_of(const tc_layer *l) {
   int64_t d = 0;
   for (const tc_layer *p = l->parent; p; p = p->parent)

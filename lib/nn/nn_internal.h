@@ -32,6 +32,20 @@
 
 typedef struct nn_kind nn_kind;
 
+/* A layer's configuration, as the model summary and the ONNX exporter
+ * read it (each kind's describe fills what applies; the rest is zero). */
+typedef struct nn_desc {
+  int64_t in_c, out_c;                /* conv, linear (features), residual */
+  int64_t kh, kw, stride_h, stride_w; /* conv, pooling */
+  int64_t pad_h, pad_w, dil_h, dil_w;
+  int64_t stride;    /* residual block */
+  float eps, p;      /* batch norm; dropout */
+  int bias;          /* conv, linear */
+  int affine, track; /* batch norm */
+  int ceil_mode, count_include_pad;
+  int shortcut, identity; /* residual block: tc_shortcut; x passes as is */
+} nn_desc;
+
 /* A parameter or buffer the layer declares; the model makes the tensor. */
 typedef struct nn_spec {
   const char *name; /* "weight", "running_var", ... (static string) */
@@ -93,6 +107,8 @@ struct nn_kind {
   /* the forward writes a new output into l->y (planned by nn_plan_output):
    * in an arena forward nn_forward points l->y at an arena slot first */
   int produces;
+  /* the configuration (may be NULL: nothing beyond the kind) */
+  void (*describe)(const tc_layer *l, nn_desc *d);
 };
 
 /* ---- layer.c ---- */
@@ -216,6 +232,14 @@ tc_comm *nn_model_sync_bn(const tc_model *m);
 int nn_bn_momentum(const tc_layer *l, float *out);
 /* The model's layer tree (model.c). */
 tc_layer *nn_model_root(const tc_model *m);
+/* Every layer but Sequential containers, in pre-order, with its module
+ * path ("" for such a root): the profile's list (model.c). */
+int64_t nn_model_layers(const tc_model *m, tc_layer *const **out_layers,
+                        char *const **out_names);
+/* The per-sample input shape into shape (NN_SAMPLE_DIMS); returns ndim. */
+int nn_model_input_shape(const tc_model *m, int64_t *shape);
+/* The layer's configuration (zeroed, then its kind's describe). */
+void nn_describe(const tc_layer *l, nn_desc *d);
 
 /* ---- init.c ---- */
 tc_status nn_init_default_weight(tc_tensor *w, tc_rng *rng);

@@ -143,20 +143,44 @@ static void pool_release(tc_layer *l) {
   tc_tensor_destroy(((pool_layer *)l)->argmax);
 }
 
+static void pool_describe(const tc_layer *l, nn_desc *d) {
+  const pool_layer *pl = (const pool_layer *)l;
+  d->kh = pl->kh, d->kw = pl->kw;
+  d->stride_h = pl->o.stride_h, d->stride_w = pl->o.stride_w;
+  d->pad_h = pl->o.pad_h, d->pad_w = pl->o.pad_w;
+  d->ceil_mode = pl->o.ceil_mode;
+  d->count_include_pad = pl->o.count_include_pad;
+}
+
 static const nn_kind maxpool_kind = {
-    .name = "maxpool2d", .infer = pool_infer, .plan = pool_plan,
-    .forward = pool_forward, .backward = pool_backward,
-    .release = pool_release, .produces = 1,
+    .name = "maxpool2d",
+    .infer = pool_infer,
+    .plan = pool_plan,
+    .forward = pool_forward,
+    .backward = pool_backward,
+    .release = pool_release,
+    .produces = 1,
+    .describe = pool_describe,
 };
 static const nn_kind avgpool_kind = {
-    .name = "avgpool2d", .infer = pool_infer, .plan = pool_plan,
-    .forward = pool_forward, .backward = pool_backward,
-    .release = pool_release, .produces = 1,
+    .name = "avgpool2d",
+    .infer = pool_infer,
+    .plan = pool_plan,
+    .forward = pool_forward,
+    .backward = pool_backward,
+    .release = pool_release,
+    .produces = 1,
+    .describe = pool_describe,
 };
 static const nn_kind gap_kind = {
-    .name = "global_avgpool2d", .infer = pool_infer, .plan = pool_plan,
-    .forward = pool_forward, .backward = pool_backward,
-    .release = pool_release, .produces = 1,
+    .name = "global_avgpool2d",
+    .infer = pool_infer,
+    .plan = pool_plan,
+    .forward = pool_forward,
+    .backward = pool_backward,
+    .release = pool_release,
+    .produces = 1,
+    .describe = pool_describe,
 };
 
 static const tc_pool2d_options pool_defaults = TC_POOL2D_OPTIONS_INIT;

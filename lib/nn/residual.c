@@ -340,10 +340,20 @@ static void res_release(tc_layer *l) {
   tc_tensor_destroy(((res_layer *)l)->argmax);
 }
 
+static void res_describe(const tc_layer *l, nn_desc *d) {
+  const res_layer *r = (const res_layer *)l;
+  d->in_c = r->in_c, d->out_c = r->out_c, d->stride = r->stride;
+  d->shortcut = r->shortcut, d->identity = r->identity;
+}
+
 static const nn_kind res_kind = {
-    .name = "residual_block", .infer = res_infer, .plan = res_plan,
-    .forward = res_forward, .backward = res_backward,
+    .name = "residual_block",
+    .infer = res_infer,
+    .plan = res_plan,
+    .forward = res_forward,
+    .backward = res_backward,
     .release = res_release,
+    .describe = res_describe,
 };
 
 static const tc_residual_options res_defaults = TC_RESIDUAL_OPTIONS_INIT;

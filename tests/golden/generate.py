@@ -2,6 +2,7 @@
 """Writes the golden files the parity tests read (tests/golden/*.safetensors).
 
 Run by hand with Debian's python3-torch:  /usr/bin/python3 tests/golden/generate.py
+(`generate.py counts` writes only model_counts.json, the models' sizes.)
 The tests never need torch: they read the files this script writes.
 
 Each file is a safetensors file (written here by hand: 8-byte little-endian header
@@ -23,6 +24,7 @@ import copy
 import json
 import os
 import struct
+import sys
 
 import torch
 import torch.nn as nn
@@ -218,7 +220,49 @@ def model_case(name, model, batch, lr, momentum, wd, config):
     save(name, t, dict(config, batch=batch, lr=lr, momentum=momentum, weight_decay=wd))
 
 
+def count_cases():
+    """Parameter and buffer counts and forward multiply-adds per image of the
+    bundled models, as PyTorch sees them (tests/test_summary.c). Mult-adds
+    count Conv2d (out.numel() * C/groups * R * S) and Linear (out.numel() *
+    in_features) without biases, through forward hooks on one image."""
+    cases = {
+        "lenet": LeNet(False), "lenet_bn": LeNet(True),
+        "resnet20_A": ResNet(3), "resnet20_B": ResNet(3, shortcut="B"),
+        "resnet56_A": ResNet(9), "resnet56_B": ResNet(9, shortcut="B"),
+        "resnet20_plain": ResNet(3, plain=True),
+    }
+    out = {}
+    for name, model in cases.items():
+        macs = []
+
+        def hook(mod, inp, outp):
+            if isinstance(mod, nn.Conv2d):
+                k = mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+                macs.append(outp.numel() * k)
+            elif isinstance(mod, nn.Linear):
+                macs.append(outp.numel() * mod.in_features)
+        hs = [m.register_forward_hook(hook) for m in model.modules()]
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 32, 32))
+        for h in hs:
+            h.remove()
+        out[name] = {
+            "params": sum(p.numel() for p in model.parameters()),
+            "buffers": sum(b.numel() for b in model.buffers()),
+            "macs": sum(macs),
+            "state": {k: list(v.shape) for k, v in model.state_dict().items()},
+        }
+    with open(os.path.join(OUT, "model_counts.json"), "w") as f:
+        json.dump(out, f, sort_keys=True, separators=(",", ":"))
+        f.write("\n")
+
+
 def main():
+    if sys.argv[1:] == ["counts"]:  # only the small counts file
+        count_cases()
+        return
+    count_cases()
     conv_cases()
     linear_cases()
     bn_cases()

@@ -69,15 +69,17 @@ class LeNet(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR ResNet of seed 003 (6n+2 layers, option A shortcuts)."""
+    """CIFAR ResNet of seed 003 (6n+2 layers, option A shortcuts; option B
+    with shortcut="B")."""
 
-    def __init__(self, n, plain=False):
+    def __init__(self, n, plain=False, shortcut="A"):
         super().__init__()
+        self.shortcut_kind = shortcut
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        self.layers_2n = self._stage(16, 16, 1, n, plain)
-        self.layers_4n = self._stage(16, 32, 2, n, plain)
-        self.layers_6n = self._stage(32, 64, 2, n, plain)
+        self.layers_2n = self._stage(16, 16, 1, n, plain, shortcut)
+        self.layers_4n = self._stage(16, 32, 2, n, plain, shortcut)
+        self.layers_6n = self._stage(32, 64, 2, n, plain, shortcut)
         self.avg_pool = nn.AvgPool2d(8, stride=1)
         self.fc_out = nn.Linear(64, 10)
         for m in self.modules():
@@ -88,9 +90,9 @@ class ResNet(nn.Module):
                 nn.init.constant_(m.bias, 0)
 
     @staticmethod
-    def _stage(cin, cout, stride, n, plain):
-        blocks = [BasicBlock(cin, cout, stride, plain=plain)]
-        blocks += [BasicBlock(cout, cout, 1, plain=plain) for _ in range(n - 1)]
+    def _stage(cin, cout, stride, n, plain, shortcut="A"):
+        blocks = [BasicBlock(cin, cout, stride, shortcut, plain=plain)]
+        blocks += [BasicBlock(cout, cout, 1, shortcut, plain=plain) for _ in range(n - 1)]
         return nn.Sequential(*blocks)
 
     def forward(self, x):
