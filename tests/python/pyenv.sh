@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the path of a Python that can import the packages the Python-side
-# tests use (onnx, onnxruntime, tensorboard), or exits 77 (the meson test
+# tests use (onnx, onnxruntime, tensorboard, safetensors), or exits 77 (the meson test
 # then skips) when none can be made.
 #
 # Usage: tests/python/pyenv.sh BUILD_DIR
@@ -12,8 +12,8 @@
 # that file to try again. Concurrent tests wait on one lock.
 set -uo pipefail
 B=$(cd "${1:-build}" && pwd)
-PKGS="onnx onnxruntime tensorboard"
-CHECK='import onnx, onnxruntime, tensorboard'
+PKGS="onnx onnxruntime tensorboard safetensors"
+CHECK='import onnx, onnxruntime, tensorboard, safetensors'
 
 if [ -n "${TINYCNN_PYTHON:-}" ]; then
   "$TINYCNN_PYTHON" -c "$CHECK" 2> /dev/null || exit 77
