@@ -68,54 +68,53 @@ int tc__cpu_isa(void);
 #define CPU_REDUCE_CHUNKS 64
 
 /* ---- ops (one file per family; args documented in tinycnn_backend.h) ----
- * CPU_OP is weak while the op files are being written, so a missing one is a
- * NULL (unsupported) slot rather than a link error. */
-#define CPU_OP __attribute__((weak))
-CPU_OP tc_status tc__cpu_gemm(void *ctx, const tc_gemm_args *a);
+ * Ordinary (strong) declarations: an op file missing from the build is a link
+ * error, never a silently NULL slot. */
+tc_status tc__cpu_gemm(void *ctx, const tc_gemm_args *a);
 
-CPU_OP tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
-                                           size_t *out_bytes);
-CPU_OP tc_status tc__cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a);
-CPU_OP tc_status tc__cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a);
-CPU_OP tc_status tc__cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a);
-CPU_OP tc_status tc__cpu_conv2d_bwd_bias(void *ctx, const tc_conv2d_args *a);
+tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
+                                        size_t *out_bytes);
+tc_status tc__cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a);
+tc_status tc__cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a);
+tc_status tc__cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a);
+tc_status tc__cpu_conv2d_bwd_bias(void *ctx, const tc_conv2d_args *a);
 
-CPU_OP tc_status tc__cpu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a);
-CPU_OP tc_status tc__cpu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a);
-CPU_OP tc_status tc__cpu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a);
-CPU_OP tc_status tc__cpu_avgpool2d_bwd(void *ctx, const tc_pool2d_args *a);
-CPU_OP tc_status tc__cpu_global_avgpool_fwd(void *ctx, const tc_gap_args *a);
-CPU_OP tc_status tc__cpu_global_avgpool_bwd(void *ctx, const tc_gap_args *a);
+tc_status tc__cpu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a);
+tc_status tc__cpu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a);
+tc_status tc__cpu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a);
+tc_status tc__cpu_avgpool2d_bwd(void *ctx, const tc_pool2d_args *a);
+tc_status tc__cpu_global_avgpool_fwd(void *ctx, const tc_gap_args *a);
+tc_status tc__cpu_global_avgpool_bwd(void *ctx, const tc_gap_args *a);
 
-CPU_OP tc_status tc__cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a);
-CPU_OP tc_status tc__cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a);
-CPU_OP tc_status tc__cpu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a);
-CPU_OP tc_status tc__cpu_batchnorm_relu_fwd_train(void *ctx,
-                                              const tc_batchnorm_args *a);
-CPU_OP tc_status tc__cpu_batchnorm_relu_fwd_infer(void *ctx,
-                                              const tc_batchnorm_args *a);
-CPU_OP tc_status tc__cpu_batchnorm_relu_bwd(void *ctx, const tc_batchnorm_args *a);
+tc_status tc__cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a);
+tc_status tc__cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a);
+tc_status tc__cpu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a);
+tc_status tc__cpu_batchnorm_relu_fwd_train(void *ctx,
+                                           const tc_batchnorm_args *a);
+tc_status tc__cpu_batchnorm_relu_fwd_infer(void *ctx,
+                                           const tc_batchnorm_args *a);
+tc_status tc__cpu_batchnorm_relu_bwd(void *ctx, const tc_batchnorm_args *a);
 
-CPU_OP tc_status tc__cpu_relu_fwd(void *ctx, const tc_eltwise_args *a);
-CPU_OP tc_status tc__cpu_relu_bwd(void *ctx, const tc_eltwise_args *a);
-CPU_OP tc_status tc__cpu_add(void *ctx, const tc_eltwise_args *a);
-CPU_OP tc_status tc__cpu_scale(void *ctx, const tc_eltwise_args *a);
-CPU_OP tc_status tc__cpu_axpy(void *ctx, const tc_eltwise_args *a);
-CPU_OP tc_status tc__cpu_fill(void *ctx, const tc_eltwise_args *a);
-CPU_OP tc_status tc__cpu_bias_add(void *ctx, const tc_bias_args *a);
-CPU_OP tc_status tc__cpu_bias_grad(void *ctx, const tc_bias_args *a);
-CPU_OP tc_status tc__cpu_copy4d(void *ctx, const tc_copy4d_args *a);
+tc_status tc__cpu_relu_fwd(void *ctx, const tc_eltwise_args *a);
+tc_status tc__cpu_relu_bwd(void *ctx, const tc_eltwise_args *a);
+tc_status tc__cpu_add(void *ctx, const tc_eltwise_args *a);
+tc_status tc__cpu_scale(void *ctx, const tc_eltwise_args *a);
+tc_status tc__cpu_axpy(void *ctx, const tc_eltwise_args *a);
+tc_status tc__cpu_fill(void *ctx, const tc_eltwise_args *a);
+tc_status tc__cpu_bias_add(void *ctx, const tc_bias_args *a);
+tc_status tc__cpu_bias_grad(void *ctx, const tc_bias_args *a);
+tc_status tc__cpu_copy4d(void *ctx, const tc_copy4d_args *a);
 
-CPU_OP tc_status tc__cpu_dropout_fwd(void *ctx, const tc_dropout_args *a);
-CPU_OP tc_status tc__cpu_dropout_bwd(void *ctx, const tc_dropout_args *a);
+tc_status tc__cpu_dropout_fwd(void *ctx, const tc_dropout_args *a);
+tc_status tc__cpu_dropout_bwd(void *ctx, const tc_dropout_args *a);
 
-CPU_OP tc_status tc__cpu_softmax_xent(void *ctx, const tc_loss_args *a);
-CPU_OP tc_status tc__cpu_nll(void *ctx, const tc_loss_args *a);
-CPU_OP tc_status tc__cpu_mse(void *ctx, const tc_loss_args *a);
-CPU_OP tc_status tc__cpu_argmax(void *ctx, const tc_argmax_args *a);
+tc_status tc__cpu_softmax_xent(void *ctx, const tc_loss_args *a);
+tc_status tc__cpu_nll(void *ctx, const tc_loss_args *a);
+tc_status tc__cpu_mse(void *ctx, const tc_loss_args *a);
+tc_status tc__cpu_argmax(void *ctx, const tc_argmax_args *a);
 
-CPU_OP tc_status tc__cpu_sgd_update(void *ctx, const tc_sgd_args *a);
-CPU_OP tc_status tc__cpu_adam_update(void *ctx, const tc_adam_args *a);
-CPU_OP tc_status tc__cpu_reduce(void *ctx, const tc_reduce_args *a);
+tc_status tc__cpu_sgd_update(void *ctx, const tc_sgd_args *a);
+tc_status tc__cpu_adam_update(void *ctx, const tc_adam_args *a);
+tc_status tc__cpu_reduce(void *ctx, const tc_reduce_args *a);
 
 #endif /* TINYCNN_CPU_H */
