@@ -147,7 +147,7 @@ tc_status oi_cfloat(oi_map *m, const Onnx__NodeProto *n, size_t k, int ndim,
   int ok = numel < 0 || v->numel == numel;
   for (int d = 0; ok && dims && d < ndim; d++)
     ok = d < v->ndim && (dims[d] < 0 || v->dims[d] == dims[d]);
-  if (ok && dims && v->ndim != ndim)
+  if (ok && ndim >= 0 && v->ndim != ndim)
     ok = 0;
   if (!ok) {
     snprintf(why, sizeof why,
