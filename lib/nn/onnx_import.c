@@ -29,7 +29,7 @@ static const tc_onnx_load_options load_defaults = TC_ONNX_LOAD_OPTIONS_INIT;
 
 TC_API tc_status tc_onnx_load_options_init(tc_onnx_load_options *o,
                                            size_t struct_size) {
-  return nn_options_init(o, &load_defaults, sizeof *o, struct_size,
+  return tc__nn_options_init(o, &load_defaults, sizeof *o, struct_size,
                          "tc_onnx_load_options_init");
 }
 
@@ -183,7 +183,7 @@ tc_status oi_append(oi_map *m, const Onnx__NodeProto *n, tc_status st,
     snprintf(msg, sizeof msg, "%s", tc_last_error());
     return oi_bad(m, n, st == TC_EINVAL ? TC_EUNSUPPORTED : st, msg);
   }
-  if ((st = nn_infer(l, m->shape, m->ndim, m->o.fn)) != TC_OK) {
+  if ((st = tc__nn_infer(l, m->shape, m->ndim, m->o.fn)) != TC_OK) {
     snprintf(msg, sizeof msg, "%s", tc_last_error());
     tc_layer_destroy(l);
     return oi_bad(m, n, st, msg);
@@ -678,7 +678,7 @@ TC_API tc_status tc_model_load_onnx(tc_model **out, tc_backend *be,
   TC__CHECK_NULL(be, fn);
   TC__CHECK_NULL(path, fn);
   tc_onnx_load_options opt;
-  tc_status st = nn_options(&opt, &load_defaults, sizeof opt, opts, fn);
+  tc_status st = tc__nn_options(&opt, &load_defaults, sizeof opt, opts, fn);
   if (st != TC_OK)
     return st;
   if (opt.max_file_bytes < 1 || opt.max_file_bytes > ((int64_t)1 << 31))
