@@ -328,6 +328,56 @@ TC_API tc_status tc_onnx_options_init(tc_onnx_options *o, size_t struct_size);
 TC_API tc_status tc_model_export_onnx(tc_model *m, const char *path,
                                       const tc_onnx_options *opts);
 
+/* ---- ONNX import ---------------------------------------------------------
+ */
+
+/** Options of tc_model_load_onnx(). */
+typedef struct tc_onnx_load_options {
+  size_t struct_size;
+  int64_t max_file_bytes; /**< default 2^30: larger files are refused
+                               (TC_EFORMAT); at most 2^31, protobuf's
+                               limit */
+  int32_t reserved0;      /**< 0 */
+  int32_t reserved1;      /**< 0 */
+} tc_onnx_load_options;
+#define TC_ONNX_LOAD_OPTIONS_INIT                                              \
+  { sizeof(tc_onnx_load_options), (int64_t)1 << 30, 0, 0 }
+/** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
+TC_API tc_status tc_onnx_load_options_init(tc_onnx_load_options *o,
+                                           size_t struct_size);
+
+/**
+ * Reads an ONNX model of a CNN (opsets 11 to 21) and builds the same
+ * network as a tinycnn model on `be`, in evaluation mode, with the file's
+ * weights. The graph must be a chain from its one input to its one output
+ * of Conv (group 1, symmetric pads), BatchNormalization (inference form),
+ * Relu, MaxPool, AveragePool (a zero Pad before it is its padding),
+ * GlobalAveragePool, Flatten (axis 1), Reshape to (N, features), Gemm,
+ * MatMul [+ Add of a constant], Identity and Dropout, and of residual
+ * blocks as tc_residual_block_create() builds them (Conv-BN-Relu-Conv-BN
+ * plus an identity, option A or option B shortcut, Add, Relu), BN folded
+ * into the Conv or not: what tc_model_export_onnx() and
+ * torch.onnx.export write for such networks. Parameters are taken from
+ * the initializers each node reads (or small constant subgraphs); the
+ * layers are the children "0", "1", ... of one Sequential, so state names
+ * differ from the exporter's. The model's per-sample input shape is the
+ * graph input's shape without its batch dimension, which may be symbolic
+ * or fixed (a fixed batch is not enforced).
+ * @param out  receives the model (tc_model_destroy); unchanged on error.
+ * @param opts NULL for the defaults.
+ * @return TC_OK; TC_EUNSUPPORTED when the library was built without ONNX
+ *         support, or for an operator, attribute or topology it cannot
+ *         map (the message names the first such node: op type and node
+ *         name); TC_EFORMAT (not a valid ModelProto, truncated, sizes or
+ *         counts that disagree, a missing initializer, file larger than
+ *         max_file_bytes); TC_ESHAPE (an initializer or the input shape
+ *         that does not fit the layers); TC_EINVAL, TC_EVERSION, TC_EIO,
+ *         TC_ENOMEM, backend errors.
+ */
+TC_API tc_status tc_model_load_onnx(tc_model **out, tc_backend *be,
+                                    const char *path,
+                                    const tc_onnx_load_options *opts);
+
 /* ---- TensorBoard event files -------------------------------------------- */
 
 /** A TensorBoard event file writer (opaque). */
