@@ -165,6 +165,7 @@ static const tc_backend_iface cpu_iface = {
     .batchnorm_relu_fwd_train = cpu_batchnorm_relu_fwd_train,
     .batchnorm_relu_fwd_infer = cpu_batchnorm_relu_fwd_infer,
     .batchnorm_relu_bwd = cpu_batchnorm_relu_bwd,
+    .counter_add = cpu_counter_add,
 };
 
 const tc_backend_iface *tc__cpu_backend_iface(void) { return &cpu_iface; }

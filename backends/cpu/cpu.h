@@ -105,6 +105,7 @@ CPU_OP tc_status cpu_fill(void *ctx, const tc_eltwise_args *a);
 CPU_OP tc_status cpu_bias_add(void *ctx, const tc_bias_args *a);
 CPU_OP tc_status cpu_bias_grad(void *ctx, const tc_bias_args *a);
 CPU_OP tc_status cpu_copy4d(void *ctx, const tc_copy4d_args *a);
+CPU_OP tc_status cpu_counter_add(void *ctx, const tc_counter_args *a);
 
 CPU_OP tc_status cpu_dropout_fwd(void *ctx, const tc_dropout_args *a);
 CPU_OP tc_status cpu_dropout_bwd(void *ctx, const tc_dropout_args *a);

@@ -516,6 +516,7 @@ static tc_backend_iface make_iface(void) {
   t.batchnorm_relu_fwd_train = cu_batchnorm_relu_fwd_train;
   t.batchnorm_relu_fwd_infer = cu_batchnorm_relu_fwd_infer;
   t.batchnorm_relu_bwd = cu_batchnorm_relu_bwd;
+  t.counter_add = cu_counter_add;
   return t;
 }
 

@@ -203,6 +203,7 @@ tc_status cu_fill(void *ctx, const tc_eltwise_args *a);
 tc_status cu_bias_add(void *ctx, const tc_bias_args *a);
 tc_status cu_bias_grad(void *ctx, const tc_bias_args *a);
 tc_status cu_copy4d(void *ctx, const tc_copy4d_args *a);
+tc_status cu_counter_add(void *ctx, const tc_counter_args *a);
 
 tc_status cu_dropout_fwd(void *ctx, const tc_dropout_args *a);
 tc_status cu_dropout_bwd(void *ctx, const tc_dropout_args *a);
