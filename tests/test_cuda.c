@@ -1290,6 +1290,79 @@ START_TEST(test_graph_train_step) {
 }
 END_TEST
 
+/* ---- NCCL communicator (one rank: every collective is checkable) ---- */
+
+START_TEST(test_nccl_one_rank) {
+  void *(*gp)(void *, const char *) = it[1]->get_proc;
+  tc_status (*uid)(void *, size_t) = NULL;
+  tc_status (*mk)(tc_comm **, void *, const void *, size_t, int, int) = NULL;
+  *(void **)&uid = gp(cx[1], "tc_cuda_nccl_unique_id");
+  *(void **)&mk = gp(cx[1], "tc_cuda_comm_create_nccl");
+  if (!uid || !mk) {
+    printf("test_cuda: built without NCCL, test_nccl_one_rank skipped\n");
+    return;
+  }
+  unsigned char id[128];
+  ck_assert_int_eq(uid(id, 8), TC_EINVAL);
+  ck_assert_msg(uid(id, sizeof id) == TC_OK, "%s", tc_last_error());
+  tc_comm *c = NULL;
+  ck_assert_int_eq(mk(&c, cx[1], id, sizeof id, 1, 1), TC_EINVAL);
+  ck_assert_msg(mk(&c, cx[1], id, sizeof id, 0, 1) == TC_OK, "%s",
+                tc_last_error());
+  ck_assert_str_eq(tc_comm_name(c), "nccl");
+  ck_assert_int_eq(tc_comm_size(c), 1);
+  float h[5] = {1, 2, 3, 4, 5}, w[5];
+  ck_assert_int_eq(tc_comm_allreduce_sum(c, h, 5), TC_OK);
+  ck_assert(h[0] == 1 && h[4] == 5);
+  dbuf D = up(h, sizeof h);
+  ck_assert_int_eq(tc_comm_allreduce_sum(c, F(D, 1), 5), TC_OK);
+  tc_comm_request *r = NULL;
+  ck_assert_int_eq(tc_comm_allreduce_start(c, F(D, 1), 5, &r), TC_OK);
+  ck_assert_int_eq(tc_comm_wait(c, r), TC_OK);
+  ck_assert_int_eq(tc_comm_allreduce_start(c, h, 5, &r), TC_OK);
+  ck_assert_int_eq(tc_comm_wait(c, r), TC_OK);
+  down(&D, 1, w);
+  ck_assert_mem_eq(h, w, sizeof h);
+  ck_assert_int_eq(tc_comm_broadcast(c, h, sizeof h, 0), TC_OK);
+  ck_assert_int_eq(tc_comm_broadcast(c, h, sizeof h, 1), TC_EINVAL);
+  ck_assert_int_eq(tc_comm_allgather(c, h, w, sizeof h), TC_OK);
+  ck_assert_mem_eq(h, w, sizeof h);
+  ck_assert_int_eq(tc_comm_barrier(c), TC_OK);
+  ck_assert_int_eq(tc_comm_abort(c, 1), TC_EUNSUPPORTED);
+  drop(&D);
+
+  /* the data-parallel wrapper over it: gradients reduced on the device */
+  tc_layer *root = NULL;
+  tc_model *m = NULL;
+  int64_t in_shape[3] = {3, 32, 32}, xs[4] = {4, 3, 32, 32}, ys[1] = {4};
+  ck_assert_int_eq(model_lenet(&root, 1), TC_OK);
+  ck_assert_int_eq(tc_model_create(&m, be[1], root, in_shape, 3, NULL), TC_OK);
+  tc_ddp *d = NULL;
+  ck_assert_msg(tc_ddp_create(&d, m, c, NULL) == TC_OK, "%s", tc_last_error());
+  tc_tensor *x = NULL, *y = NULL;
+  tc_loss *loss = NULL;
+  ck_assert_int_eq(tc_tensor_create(&x, be[1], xs, 4, TC_FLOAT32), TC_OK);
+  ck_assert_int_eq(tc_tensor_create(&y, be[1], ys, 1, TC_INT32), TC_OK);
+  float *xh = rnd(4 * 3072, 130, -1, 1);
+  int32_t lab[4] = {1, 2, 3, 4};
+  ck_assert_int_eq(tc_tensor_copy_from_host(x, xh, 4 * 3072 * 4), TC_OK);
+  ck_assert_int_eq(tc_tensor_copy_from_host(y, lab, sizeof lab), TC_OK);
+  free(xh);
+  ck_assert_int_eq(tc_loss_create(&loss, be[1], TC_LOSS_CROSS_ENTROPY, NULL),
+                   TC_OK);
+  float lv = 0.f;
+  ck_assert_msg(tc_ddp_train_step(d, loss, x, y, &lv, NULL) == TC_OK, "%s",
+                tc_last_error());
+  ck_assert(isfinite(lv));
+  tc_ddp_destroy(d);
+  tc_loss_destroy(loss);
+  tc_tensor_destroy(x);
+  tc_tensor_destroy(y);
+  tc_model_destroy(m);
+  tc_comm_destroy(c);
+}
+END_TEST
+
 /* ---- errors, extras, and the public tensor API on the device ---- */
 
 START_TEST(test_errors_and_api) {
@@ -1498,6 +1571,7 @@ int main(void) {
   tcase_add_test(tc, test_graph);
   tcase_add_test(tc, test_sync_free_ops);
   tcase_add_test(tc, test_graph_train_step);
+  tcase_add_test(tc, test_nccl_one_rank);
   tcase_add_test(tc, test_errors_and_api);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

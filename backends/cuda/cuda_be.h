@@ -217,4 +217,12 @@ tc_status cu_sgd_update(void *ctx, const tc_sgd_args *a);
 tc_status cu_adam_update(void *ctx, const tc_adam_args *a);
 tc_status cu_reduce(void *ctx, const tc_reduce_args *a);
 
+/* NCCL communicator (comm_nccl.cu, built with TC_HAVE_NCCL): the procs
+ * "tc_cuda_nccl_unique_id" and "tc_cuda_comm_create_nccl". */
+#ifdef TC_HAVE_NCCL
+tc_status cu_nccl_unique_id(void *out_id, size_t id_bytes);
+tc_status cu_comm_create_nccl(tc_comm **out, void *backend_ctx, const void *id,
+                              size_t id_bytes, int rank, int size);
+#endif
+
 #endif /* TINYCNN_CUDA_BE_H */
