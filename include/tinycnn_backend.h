@@ -37,8 +37,9 @@ extern "C" {
 
 /** The backend API version this header describes (2: the fused
  *  batchnorm_relu_* slots and their tc_batchnorm_args fields; 3: their
- *  ReLU bit mask, tc_batchnorm_args.relu_mask). */
-#define TC_BACKEND_API_VERSION 3
+ *  ReLU bit mask, tc_batchnorm_args.relu_mask; 4: tc_loss_args.label_error
+ *  and the counter_add slot, for training steps without host reads). */
+#define TC_BACKEND_API_VERSION 4
 
 /* ---- argument structs -------------------------------------------------- */
 
@@ -203,6 +204,17 @@ typedef struct tc_loss_args {
   float *dlogits;
   float grad_scale;
   int32_t reserved0;
+  /* ---- API version 4: read only by a backend whose table says
+   * api_version >= 4 (the core passes NULL to others); the loss slots must
+   * accept args that end before it (a version-3 caller) ---- */
+  int32_t *label_error; /* device, 1 int32, or NULL. NULL: a label outside
+                           [0, classes) fails the call (TC_EINVAL), as
+                           before. Not NULL: the slot neither fails on such
+                           a label nor waits for the device to find one; it
+                           stores 1 here if a label is out of range, else 0
+                           (labelled losses only; MSE leaves it alone), and
+                           the loss is then NaN (dlogits NaN at least in
+                           the rows of the bad labels) */
 } tc_loss_args;
 
 /** Row-wise argmax of scores (n,classes) into pred (n) (first max wins), and
@@ -275,6 +287,15 @@ typedef struct tc_copy4d_args {
   int32_t accumulate;
   int32_t reserved0;
 } tc_copy4d_args;
+
+/** Adds `delta` to n int64 counters in device memory: x[i] += delta
+ *  (BatchNorm's num_batches_tracked, without a host round trip). */
+typedef struct tc_counter_args {
+  size_t struct_size;
+  int64_t n;
+  int64_t delta;
+  int64_t *x; /* device, (n) */
+} tc_counter_args;
 
 /** Global average pooling: x (n,c,spatial) -> y (n,c); backward spreads
  *  dy/spatial. */
@@ -395,7 +416,13 @@ struct tc_backend_iface {
   tc_status (*batchnorm_relu_fwd_train)(void *ctx, const tc_batchnorm_args *a);
   tc_status (*batchnorm_relu_fwd_infer)(void *ctx, const tc_batchnorm_args *a);
   tc_status (*batchnorm_relu_bwd)(void *ctx, const tc_batchnorm_args *a);
-  /* ---- end of TC_BACKEND_API_VERSION 2 ---- */
+  /* ---- end of TC_BACKEND_API_VERSION 2 (3 added no slot) ---- */
+
+  /* x[i] += delta over int64 device counters, queued like any op (no wait
+   * for the device). Optional: without it the core reads, increments and
+   * writes counters back through the host (two copies and a wait). */
+  tc_status (*counter_add)(void *ctx, const tc_counter_args *a);
+  /* ---- end of TC_BACKEND_API_VERSION 4 ---- */
 };
 
 /** Entry point exported by a loadable backend module. */

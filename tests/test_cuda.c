@@ -1123,6 +1123,246 @@ START_TEST(test_graph) {
 }
 END_TEST
 
+/* ---- a training step without host waits (backend API version 4) ---- */
+
+/* copy4d with repeated destinations (sums over stride-0 dimensions) is
+ * parallel on the GPU and must keep the CPU's single-task bits; counters;
+ * the loss's device label flag. */
+START_TEST(test_sync_free_ops) {
+  dbuf S = upr(4 * 3 * 5 * 6, 110, -1, 1), D = upr(3 * 6, 111, -1, 1);
+  for (int acc = 0; acc < 2; acc++) {
+    for (int k = 0; k < 2; k++) {
+      tc_copy4d_args c4 = {.struct_size = sizeof c4,
+                           .shape = {4, 3, 5, 6},
+                           .src_stride = {90, 30, 6, 1},
+                           .dst_stride = {0, 6, 0, 1},
+                           .accumulate = acc};
+      c4.src = F(S, k), c4.dst = F(D, k);
+      CALL(k, copy4d, c4);
+    }
+    cmp_exact(&D, "copy4d onto repeated destinations");
+  }
+  drop(&S), drop(&D);
+
+  int64_t cnt[2] = {41, -3};
+  dbuf CN = up(cnt, sizeof cnt);
+  for (int k = 0; k < 2; k++) {
+    tc_counter_args ca = {sizeof ca, 2, 5, (int64_t *)CN.d[k]};
+    CALL(k, counter_add, ca);
+  }
+  cmp_exact(&CN, "counter_add");
+  down(&CN, 1, cnt);
+  ck_assert(cnt[0] == 46 && cnt[1] == 2);
+  drop(&CN);
+
+  int32_t lab[4] = {0, 2, 1, 2}, flag = -1;
+  dbuf L = upr(12, 112, -2, 2), LB = up(lab, sizeof lab), V = up(NULL, 8),
+       G = up(NULL, 48);
+  for (int bad = 0; bad < 2; bad++) {
+    lab[3] = bad ? 3 : 2;
+    for (int k = 0; k < 2; k++) {
+      ck_assert_int_eq(it[k]->copy_h2d(cx[k], LB.d[k], lab, sizeof lab), TC_OK);
+      tc_loss_args a = {.struct_size = sizeof a};
+      a.n = 4, a.classes = 3, a.logits = F(L, k), a.labels = LB.d[k];
+      a.loss = F(V, k), a.dlogits = F(G, k), a.grad_scale = 1.f;
+      a.label_error = (int32_t *)(F(V, k) + 1);
+      CALL(k, softmax_xent, a);
+    }
+    for (int k = 0; k < 2; k++) {
+      float v[2];
+      down(&V, k, v);
+      memcpy(&flag, &v[1], sizeof flag);
+      ck_assert_int_eq(flag, bad);
+      ck_assert(bad ? isnan(v[0]) : isfinite(v[0]));
+    }
+    if (!bad)
+      cmpf(&V, 1, TOL_SUM, "loss with a label flag");
+  }
+  drop(&L), drop(&LB), drop(&V), drop(&G);
+}
+END_TEST
+
+/* conv+bn+relu+pool+linear on the GPU: one eager step, then a whole step
+ * (zero_grad, forward, tc_loss_compute_async, backward, SGD) captured in a
+ * graph and replayed, against a twin stepping eagerly: the same bits. */
+START_TEST(test_graph_train_step) {
+  tc_model *m[2];
+  tc_tensor *x[2], *y[2];
+  tc_loss *loss[2];
+  tc_optimizer *opt[2];
+  enum { NB = 8 };
+  float *xh = rnd(NB * 3 * 16 * 16, 120, -1, 1);
+  int32_t lab[NB];
+  for (int i = 0; i < NB; i++)
+    lab[i] = (i * 3 + 1) % 10;
+  for (int k = 0; k < 2; k++) {
+    tc_set_seed(77);
+    tc_layer *net = NULL, *l = NULL;
+    ck_assert_int_eq(tc_sequential_create(&net), TC_OK);
+    tc_conv2d_options co = TC_CONV2D_OPTIONS_INIT;
+    co.pad_h = co.pad_w = 1;
+    ck_assert_int_eq(tc_conv2d_create(&l, 3, 8, 3, &co), TC_OK);
+    ck_assert_int_eq(tc_sequential_add(net, "conv", l), TC_OK);
+    ck_assert_int_eq(tc_batchnorm2d_create(&l, 8, NULL), TC_OK);
+    ck_assert_int_eq(tc_sequential_add(net, "bn", l), TC_OK);
+    ck_assert_int_eq(tc_relu_create(&l), TC_OK);
+    ck_assert_int_eq(tc_sequential_add(net, "relu", l), TC_OK);
+    ck_assert_int_eq(tc_maxpool2d_create(&l, 2, NULL), TC_OK);
+    ck_assert_int_eq(tc_sequential_add(net, "pool", l), TC_OK);
+    ck_assert_int_eq(tc_flatten_create(&l), TC_OK);
+    ck_assert_int_eq(tc_sequential_add(net, "flatten", l), TC_OK);
+    ck_assert_int_eq(tc_linear_create(&l, 8 * 8 * 8, 10, NULL), TC_OK);
+    ck_assert_int_eq(tc_sequential_add(net, "fc", l), TC_OK);
+    int64_t in_shape[3] = {3, 16, 16}, xs[4] = {NB, 3, 16, 16}, ys[1] = {NB};
+    ck_assert_int_eq(tc_model_create(&m[k], be[1], net, in_shape, 3, NULL),
+                     TC_OK);
+    ck_assert_int_eq(tc_tensor_create(&x[k], be[1], xs, 4, TC_FLOAT32), TC_OK);
+    ck_assert_int_eq(tc_tensor_create(&y[k], be[1], ys, 1, TC_INT32), TC_OK);
+    ck_assert_int_eq(
+        tc_tensor_copy_from_host(x[k], xh, sizeof(float) * NB * 768), TC_OK);
+    ck_assert_int_eq(tc_tensor_copy_from_host(y[k], lab, sizeof lab), TC_OK);
+    ck_assert_int_eq(
+        tc_loss_create(&loss[k], be[1], TC_LOSS_CROSS_ENTROPY, NULL), TC_OK);
+    tc_sgd_options so = TC_SGD_OPTIONS_INIT;
+    so.lr = 0.05f, so.momentum = 0.9f;
+    ck_assert_int_eq(tc_optimizer_create_sgd_for_model(&opt[k], m[k], &so),
+                     TC_OK);
+  }
+  free(xh);
+  for (int step = 0; step < 4; step++)
+    for (int k = 0; k < 2; k++) {
+      if (k == 1 && step == 1)
+        ck_assert_msg(tc_backend_graph_begin(be[1]) == TC_OK, "%s",
+                      tc_last_error());
+      if (k == 1 && step > 1) {
+        ck_assert_msg(tc_backend_graph_replay(be[1]) == TC_OK, "%s",
+                      tc_last_error());
+        continue;
+      }
+      tc_tensor *out = NULL;
+      ck_assert_int_eq(tc_model_zero_grad(m[k]), TC_OK);
+      ck_assert_msg(tc_model_forward(m[k], x[k], &out) == TC_OK, "%s",
+                    tc_last_error());
+      ck_assert_msg(tc_loss_compute_async(loss[k], out, y[k], NULL,
+                                          tc_model_output_grad(m[k])) == TC_OK,
+                    "%s", tc_last_error());
+      ck_assert_msg(tc_model_backward(m[k], tc_model_output_grad(m[k])) ==
+                        TC_OK,
+                    "%s", tc_last_error());
+      ck_assert_msg(tc_optimizer_step(opt[k]) == TC_OK, "%s", tc_last_error());
+      if (k == 1 && step == 1) {
+        ck_assert_msg(tc_backend_graph_end(be[1]) == TC_OK, "%s",
+                      tc_last_error());
+        /* capture recorded the step without running it */
+        ck_assert_msg(tc_backend_graph_replay(be[1]) == TC_OK, "%s",
+                      tc_last_error());
+      }
+    }
+  float v[2];
+  for (int k = 0; k < 2; k++)
+    ck_assert_msg(tc_loss_read(loss[k], &v[k]) == TC_OK, "%s", tc_last_error());
+  ck_assert_mem_eq(&v[0], &v[1], sizeof v[0]);
+  for (int64_t i = 0; i < tc_model_num_state(m[0]); i++) {
+    const char *name;
+    tc_tensor *t0, *t1;
+    ck_assert_int_eq(tc_model_get_state(m[0], i, &name, &t0), TC_OK);
+    ck_assert_int_eq(tc_model_get_state(m[1], i, &name, &t1), TC_OK);
+    size_t b0, b1;
+    float *h0 = host_of(t0, &b0), *h1 = host_of(t1, &b1);
+    ck_assert_msg(b0 == b1 && memcmp(h0, h1, b0) == 0,
+                  "graph step vs eager: %s differs", name);
+    free(h0);
+    free(h1);
+  }
+  tc_tensor *nbt = NULL;
+  int64_t count = 0;
+  ck_assert_int_eq(tc_model_find_state(m[1], "bn.num_batches_tracked", &nbt),
+                   TC_OK);
+  ck_assert_int_eq(tc_tensor_copy_to_host(nbt, &count, sizeof count), TC_OK);
+  ck_assert_int_eq(count, 4);
+  for (int k = 0; k < 2; k++) {
+    tc_optimizer_destroy(opt[k]);
+    tc_loss_destroy(loss[k]);
+    tc_tensor_destroy(x[k]);
+    tc_tensor_destroy(y[k]);
+    tc_model_destroy(m[k]);
+  }
+}
+END_TEST
+
+/* ---- NCCL communicator (one rank: every collective is checkable) ---- */
+
+START_TEST(test_nccl_one_rank) {
+  void *(*gp)(void *, const char *) = it[1]->get_proc;
+  tc_status (*uid)(void *, size_t) = NULL;
+  tc_status (*mk)(tc_comm **, void *, const void *, size_t, int, int) = NULL;
+  *(void **)&uid = gp(cx[1], "tc_cuda_nccl_unique_id");
+  *(void **)&mk = gp(cx[1], "tc_cuda_comm_create_nccl");
+  if (!uid || !mk) {
+    printf("test_cuda: built without NCCL, test_nccl_one_rank skipped\n");
+    return;
+  }
+  unsigned char id[128];
+  ck_assert_int_eq(uid(id, 8), TC_EINVAL);
+  ck_assert_msg(uid(id, sizeof id) == TC_OK, "%s", tc_last_error());
+  tc_comm *c = NULL;
+  ck_assert_int_eq(mk(&c, cx[1], id, sizeof id, 1, 1), TC_EINVAL);
+  ck_assert_msg(mk(&c, cx[1], id, sizeof id, 0, 1) == TC_OK, "%s",
+                tc_last_error());
+  ck_assert_str_eq(tc_comm_name(c), "nccl");
+  ck_assert_int_eq(tc_comm_size(c), 1);
+  float h[5] = {1, 2, 3, 4, 5}, w[5];
+  ck_assert_int_eq(tc_comm_allreduce_sum(c, h, 5), TC_OK);
+  ck_assert(h[0] == 1 && h[4] == 5);
+  dbuf D = up(h, sizeof h);
+  ck_assert_int_eq(tc_comm_allreduce_sum(c, F(D, 1), 5), TC_OK);
+  tc_comm_request *r = NULL;
+  ck_assert_int_eq(tc_comm_allreduce_start(c, F(D, 1), 5, &r), TC_OK);
+  ck_assert_int_eq(tc_comm_wait(c, r), TC_OK);
+  ck_assert_int_eq(tc_comm_allreduce_start(c, h, 5, &r), TC_OK);
+  ck_assert_int_eq(tc_comm_wait(c, r), TC_OK);
+  down(&D, 1, w);
+  ck_assert_mem_eq(h, w, sizeof h);
+  ck_assert_int_eq(tc_comm_broadcast(c, h, sizeof h, 0), TC_OK);
+  ck_assert_int_eq(tc_comm_broadcast(c, h, sizeof h, 1), TC_EINVAL);
+  ck_assert_int_eq(tc_comm_allgather(c, h, w, sizeof h), TC_OK);
+  ck_assert_mem_eq(h, w, sizeof h);
+  ck_assert_int_eq(tc_comm_barrier(c), TC_OK);
+  ck_assert_int_eq(tc_comm_abort(c, 1), TC_EUNSUPPORTED);
+  drop(&D);
+
+  /* the data-parallel wrapper over it: gradients reduced on the device */
+  tc_layer *root = NULL;
+  tc_model *m = NULL;
+  int64_t in_shape[3] = {3, 32, 32}, xs[4] = {4, 3, 32, 32}, ys[1] = {4};
+  ck_assert_int_eq(model_lenet(&root, 1), TC_OK);
+  ck_assert_int_eq(tc_model_create(&m, be[1], root, in_shape, 3, NULL), TC_OK);
+  tc_ddp *d = NULL;
+  ck_assert_msg(tc_ddp_create(&d, m, c, NULL) == TC_OK, "%s", tc_last_error());
+  tc_tensor *x = NULL, *y = NULL;
+  tc_loss *loss = NULL;
+  ck_assert_int_eq(tc_tensor_create(&x, be[1], xs, 4, TC_FLOAT32), TC_OK);
+  ck_assert_int_eq(tc_tensor_create(&y, be[1], ys, 1, TC_INT32), TC_OK);
+  float *xh = rnd(4 * 3072, 130, -1, 1);
+  int32_t lab[4] = {1, 2, 3, 4};
+  ck_assert_int_eq(tc_tensor_copy_from_host(x, xh, 4 * 3072 * 4), TC_OK);
+  ck_assert_int_eq(tc_tensor_copy_from_host(y, lab, sizeof lab), TC_OK);
+  free(xh);
+  ck_assert_int_eq(tc_loss_create(&loss, be[1], TC_LOSS_CROSS_ENTROPY, NULL),
+                   TC_OK);
+  float lv = 0.f;
+  ck_assert_msg(tc_ddp_train_step(d, loss, x, y, &lv, NULL) == TC_OK, "%s",
+                tc_last_error());
+  ck_assert(isfinite(lv));
+  tc_ddp_destroy(d);
+  tc_loss_destroy(loss);
+  tc_tensor_destroy(x);
+  tc_tensor_destroy(y);
+  tc_model_destroy(m);
+  tc_comm_destroy(c);
+}
+END_TEST
+
 /* ---- errors, extras, and the public tensor API on the device ---- */
 
 START_TEST(test_errors_and_api) {
@@ -1329,6 +1569,9 @@ int main(void) {
   tcase_add_test(tc, test_lenet_steps);
   tcase_add_test(tc, test_resnet20_steps);
   tcase_add_test(tc, test_graph);
+  tcase_add_test(tc, test_sync_free_ops);
+  tcase_add_test(tc, test_graph_train_step);
+  tcase_add_test(tc, test_nccl_one_rank);
   tcase_add_test(tc, test_errors_and_api);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

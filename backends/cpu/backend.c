@@ -165,6 +165,7 @@ static const tc_backend_iface cpu_iface = {
     .batchnorm_relu_fwd_train = tc__cpu_batchnorm_relu_fwd_train,
     .batchnorm_relu_fwd_infer = tc__cpu_batchnorm_relu_fwd_infer,
     .batchnorm_relu_bwd = tc__cpu_batchnorm_relu_bwd,
+    .counter_add = tc__cpu_counter_add,
 };
 
 const tc_backend_iface *tc__cpu_backend_iface(void) { return &cpu_iface; }

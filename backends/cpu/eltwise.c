@@ -606,3 +606,23 @@ tc_status tc__cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
   tc__cpu_parallel_for(ctx, (j.rows + j.per - 1) / j.per, copy4d_task, &j);
   return TC_OK;
 }
+
+/* ---- counters (API version 4) ---- */
+
+tc_status tc__cpu_counter_add(void *ctx, const tc_counter_args *a) {
+  static const char fn[] = "cpu_counter_add";
+  if (!a)
+    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
+  if (a->struct_size < sizeof(tc_counter_args))
+    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
+                     sizeof(tc_counter_args));
+  if (!ctx)
+    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
+  if (a->n < 0)
+    return tc__error(TC_EINVAL, "%s: n = %lld < 0", fn, (long long)a->n);
+  if (a->n > 0 && !a->x)
+    return tc__error(TC_EINVAL, "%s: argument 'x' is NULL", fn);
+  for (int64_t i = 0; i < a->n; i++)
+    a->x[i] = (int64_t)((uint64_t)a->x[i] + (uint64_t)a->delta);
+  return TC_OK;
+}

@@ -121,13 +121,29 @@ static void loss_task(void *arg, int64_t task) {
   j->part[task] = acc;
 }
 
+/* A label out of range with a label_error flag (API version 4): no error,
+ * the flag set, a NaN loss and an all-NaN gradient (the caller learns of it
+ * when it reads the flag). */
+static tc_status bad_label_flagged(const tc_loss_args *a, int32_t *flag) {
+  *flag = 1;
+  a->loss[0] = NAN;
+  if (a->dlogits)
+    for (int64_t i = 0; i < a->n * a->classes; i++)
+      a->dlogits[i] = NAN;
+  return TC_OK;
+}
+
 static tc_status loss_run(void *ctx, const tc_loss_args *a, int mode,
                           const char *fn) {
   if (!a)
     return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_loss_args))
+  /* a version-3 caller's args end before label_error */
+  size_t v3 = offsetof(tc_loss_args, label_error);
+  if (a->struct_size < v3)
     return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_loss_args));
+                     v3);
+  int32_t *label_error =
+      a->struct_size >= sizeof(tc_loss_args) ? a->label_error : NULL;
   if (!ctx)
     return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
   if (a->n < 1 || a->classes < 1)
@@ -158,12 +174,17 @@ static tc_status loss_run(void *ctx, const tc_loss_args *a, int mode,
     if (!a->labels)
       return tc__error(TC_EINVAL, "%s: argument 'labels' is NULL", fn);
     for (int64_t r = 0; r < a->n; r++)
-      if (a->labels[r] < 0 || a->labels[r] >= a->classes)
+      if (a->labels[r] < 0 || a->labels[r] >= a->classes) {
+        if (label_error)
+          return bad_label_flagged(a, label_error);
         return tc__error(TC_EINVAL,
                          "%s: label %d of row %lld is outside "
                          "[0, %lld)",
                          fn, (int)a->labels[r], (long long)r,
                          (long long)a->classes);
+  }
+    if (label_error)
+      *label_error = 0;
   }
 
   loss_job j = {.a = a, .mode = mode};

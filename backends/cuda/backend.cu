@@ -438,11 +438,22 @@ static tc_status cu_graph_replay(void *ctx) {
 /* Extras: "cuda_stream" gives the instance's cudaStream_t and
  * "cublas_handle" its cublasHandle_t (both owned by the backend);
  * "tc_graph_begin", "tc_graph_end", "tc_graph_replay" give functions
- * tc_status (*)(void *ctx) (cast from void *; POSIX allows it). */
+ * tc_status (*)(void *ctx) (cast from void *; POSIX allows it). With NCCL
+ * (comm_nccl.cu): "tc_cuda_nccl_unique_id" gives
+ * tc_status (*)(void *out_id, size_t id_bytes) and
+ * "tc_cuda_comm_create_nccl" gives tc_status (*)(tc_comm **out,
+ * void *backend_ctx, const void *id, size_t id_bytes, int rank, int size);
+ * both also with a NULL ctx. */
 static void *cu_get_proc(void *ctx, const char *name) {
   cu_ctx *c = (cu_ctx *)ctx;
   if (!name)
     return NULL;
+#ifdef TC_HAVE_NCCL
+  if (strcmp(name, "tc_cuda_nccl_unique_id") == 0)
+    return (void *)cu_nccl_unique_id;
+  if (strcmp(name, "tc_cuda_comm_create_nccl") == 0)
+    return (void *)cu_comm_create_nccl;
+#endif
   if (strcmp(name, "tc_graph_begin") == 0)
     return (void *)cu_graph_begin;
   if (strcmp(name, "tc_graph_end") == 0)
@@ -516,6 +527,7 @@ static tc_backend_iface make_iface(void) {
   t.batchnorm_relu_fwd_train = cu_batchnorm_relu_fwd_train;
   t.batchnorm_relu_fwd_infer = cu_batchnorm_relu_fwd_infer;
   t.batchnorm_relu_bwd = cu_batchnorm_relu_bwd;
+  t.counter_add = cu_counter_add;
   return t;
 }
 

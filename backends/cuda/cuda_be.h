@@ -203,6 +203,7 @@ tc_status cu_fill(void *ctx, const tc_eltwise_args *a);
 tc_status cu_bias_add(void *ctx, const tc_bias_args *a);
 tc_status cu_bias_grad(void *ctx, const tc_bias_args *a);
 tc_status cu_copy4d(void *ctx, const tc_copy4d_args *a);
+tc_status cu_counter_add(void *ctx, const tc_counter_args *a);
 
 tc_status cu_dropout_fwd(void *ctx, const tc_dropout_args *a);
 tc_status cu_dropout_bwd(void *ctx, const tc_dropout_args *a);
@@ -215,5 +216,13 @@ tc_status cu_argmax(void *ctx, const tc_argmax_args *a);
 tc_status cu_sgd_update(void *ctx, const tc_sgd_args *a);
 tc_status cu_adam_update(void *ctx, const tc_adam_args *a);
 tc_status cu_reduce(void *ctx, const tc_reduce_args *a);
+
+/* NCCL communicator (comm_nccl.cu, built with TC_HAVE_NCCL): the procs
+ * "tc_cuda_nccl_unique_id" and "tc_cuda_comm_create_nccl". */
+#ifdef TC_HAVE_NCCL
+tc_status cu_nccl_unique_id(void *out_id, size_t id_bytes);
+tc_status cu_comm_create_nccl(tc_comm **out, void *backend_ctx, const void *id,
+                              size_t id_bytes, int rank, int size);
+#endif
 
 #endif /* TINYCNN_CUDA_BE_H */

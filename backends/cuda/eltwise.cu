@@ -68,7 +68,7 @@ __global__ void k_copy4d(const float *src, float *dst, copy4d_geom g,
 
 /* When destinations repeat: one thread, elements in index order (as the
  * CPU backend's single task), so accumulation neither races nor depends on
- * scheduling. Slow, but only odd stride patterns take it. */
+ * scheduling. Only stride patterns that copy4d_split cannot cut take it. */
 __global__ void k_copy4d_serial(const float *src, float *dst, copy4d_geom g,
                                 int accumulate) {
   if (blockIdx.x != 0 || threadIdx.x != 0)
@@ -83,6 +83,44 @@ __global__ void k_copy4d_serial(const float *src, float *dst, copy4d_geom g,
                      i3 * g.ds[3];
           *d = accumulate ? *d + v : v;
         }
+}
+
+/* Repeated destinations whose repetition comes only from dimensions with
+ * dst stride 0 (a sum over them: bias-like reductions, broadcasts back):
+ * the other ("outer") dimensions reach distinct elements, so one thread
+ * per outer index owns its dst element and walks the stride-0 ("inner")
+ * dimensions in index order. For a fixed dst element that is the order in
+ * which the serial walk meets its contributions, so the sums (and, without
+ * accumulate, the last value written) are the serial kernel's bits.
+ * outer/inner: shape and strides of each group, padded with extent 1. */
+struct copy4d_split {
+  int64_t oshape[4], oss[4], ods[4]; /* outer dims, in index order */
+  int64_t ishape[4], iss[4];         /* inner dims, in index order */
+};
+
+__global__ void k_copy4d_reduce(const float *src, float *dst, copy4d_split g,
+                                int64_t outer, int accumulate) {
+  CU_FOR(o, outer) {
+    int64_t r = o, soff = 0, doff = 0;
+    for (int d = 3; d >= 0; d--) {
+      int64_t i = r % g.oshape[d];
+      r /= g.oshape[d];
+      soff += i * g.oss[d];
+      doff += i * g.ods[d];
+    }
+    float acc = dst[doff];
+    float v = acc;
+    for (int64_t i0 = 0; i0 < g.ishape[0]; i0++)
+      for (int64_t i1 = 0; i1 < g.ishape[1]; i1++)
+        for (int64_t i2 = 0; i2 < g.ishape[2]; i2++)
+          for (int64_t i3 = 0; i3 < g.ishape[3]; i3++) {
+            v = src[soff + i0 * g.iss[0] + i1 * g.iss[1] + i2 * g.iss[2] +
+                    i3 * g.iss[3]];
+            if (accumulate)
+              acc = acc + v;
+          }
+    dst[doff] = accumulate ? acc : v;
+  }
 }
 
 /* True when distinct indices reach distinct dst elements (the CPU
@@ -117,6 +155,41 @@ static int dst_injective(const tc_copy4d_args *a) {
     span += reach;
   }
   return 1;
+}
+
+/* Splits a's dimensions into stride-0 ones (inner) and the rest (outer);
+ * 1 when the outer ones reach distinct dst elements, so k_copy4d_reduce
+ * applies. Extent-1 dimensions go outer (they change nothing). */
+static int copy4d_reduce_split(const tc_copy4d_args *a, copy4d_split *g,
+                               int64_t *outer) {
+  tc_copy4d_args o = *a;
+  int no = 0, ni = 0;
+  *outer = 1;
+  for (int d = 0; d < 4; d++) {
+    g->oshape[d] = g->ishape[d] = 1;
+    g->oss[d] = g->ods[d] = g->iss[d] = 0;
+  }
+  for (int d = 0; d < 4; d++) {
+    if (a->dst_stride[d] == 0 && a->shape[d] > 1) {
+      g->ishape[ni] = a->shape[d];
+      g->iss[ni++] = a->src_stride[d];
+      o.shape[d] = 1;
+    } else {
+      g->oshape[no] = a->shape[d];
+      g->oss[no] = a->src_stride[d];
+      g->ods[no++] = a->dst_stride[d];
+      *outer *= a->shape[d];
+    }
+  }
+  /* right-align the outer dims so the kernel's last index varies fastest */
+  for (int d = 3; d >= 0; d--) {
+    int from = d - (4 - no);
+    int64_t sh = from >= 0 ? g->oshape[from] : 1;
+    int64_t ss = from >= 0 ? g->oss[from] : 0;
+    int64_t ds = from >= 0 ? g->ods[from] : 0;
+    g->oshape[d] = sh, g->oss[d] = ss, g->ods[d] = ds;
+  }
+  return ni > 0 && dst_injective(&o);
 }
 
 /* Shared checks: n >= 0, and the buffers each op reads and writes. */
@@ -253,11 +326,42 @@ tc_status cu_copy4d(void *ctx, const tc_copy4d_args *a) {
   tc_status st = cu_enter(c, "copy4d");
   if (st != TC_OK)
     return st;
+  copy4d_split sg;
+  int64_t outer = 0;
   if (dst_injective(a))
     k_copy4d<<<cu_blocks(total), CU_THREADS, 0, c->stream>>>(
         a->src, a->dst, g, total, a->accumulate);
+  else if (copy4d_reduce_split(a, &sg, &outer))
+    k_copy4d_reduce<<<cu_blocks(outer), CU_THREADS, 0, c->stream>>>(
+        a->src, a->dst, sg, outer, a->accumulate);
   else
     k_copy4d_serial<<<1, 32, 0, c->stream>>>(a->src, a->dst, g,
                                              a->accumulate);
   return cu_launched("copy4d");
+}
+
+/* ---- counters (API version 4) ---- */
+
+__global__ void k_counter_add(int64_t *x, int64_t n, int64_t delta) {
+  CU_FOR(i, n) {
+    x[i] = (int64_t)((unsigned long long)x[i] + (unsigned long long)delta);
+  }
+}
+
+tc_status cu_counter_add(void *ctx, const tc_counter_args *a) {
+  cu_ctx *c = (cu_ctx *)ctx;
+  CU_ARGS("counter_add", a, ctx);
+  if (a->n < 0)
+    return tc_backend_error(TC_EINVAL, "cuda counter_add: n = %lld < 0",
+                            (long long)a->n);
+  if (a->n == 0)
+    return TC_OK;
+  if (!a->x)
+    return cu_einval("counter_add", "argument 'x' is NULL");
+  tc_status st = cu_enter(c, "counter_add");
+  if (st != TC_OK)
+    return st;
+  k_counter_add<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->x, a->n,
+                                                               a->delta);
+  return cu_launched("counter_add");
 }

@@ -12,7 +12,9 @@
  * sync; the core reads the loss right after anyway) and the call returns
  * TC_EINVAL as the CPU does (which checks before writing anything; here
  * the outputs are then unspecified). While capturing, the flag is not
- * read: the NaN loss is the only sign.
+ * read: the NaN loss is the only sign. When the caller gives its own flag
+ * (tc_loss_args.label_error, API version 4), the kernel sets that one and
+ * nothing is read back or waited for: the call never syncs.
  * logits, target, dlogits: (n, classes)  labels, pred: (n)  loss: 1 float.
  */
 #include <math.h>
@@ -115,8 +117,18 @@ __global__ void k_loss_final(const float *row_loss, int64_t n, double scale,
 template <int MODE>
 static tc_status loss_run(void *ctx, const tc_loss_args *a, const char *fn) {
   cu_ctx *c = (cu_ctx *)ctx;
-  /* the CPU backend's checks, in its order */
-  CU_ARGS(fn, a, ctx);
+  /* the CPU backend's checks, in its order; a version-3 caller's args end
+   * before label_error */
+  if (!a)
+    return tc_backend_error(TC_EINVAL, "cuda %s: args is NULL", fn);
+  if (a->struct_size < offsetof(tc_loss_args, label_error))
+    return tc_backend_error(TC_EINVAL, "cuda %s: struct_size %zu < %zu", fn,
+                            a->struct_size,
+                            offsetof(tc_loss_args, label_error));
+  if (!ctx)
+    return tc_backend_error(TC_EINVAL, "cuda %s: ctx is NULL", fn);
+  int32_t *uflag =
+      a->struct_size >= sizeof *a && MODE != LOSS_MSE ? a->label_error : NULL;
   if (a->n < 1 || a->classes < 1)
     return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes n = %lld, "
                             "classes = %lld (both must be >= 1)", fn,
@@ -150,8 +162,9 @@ static tc_status loss_run(void *ctx, const tc_loss_args *a, const char *fn) {
   size_t flag_off = ((size_t)a->n * sizeof(float) + 15) & ~(size_t)15;
   if ((st = cu_scratch(c, (void **)&rows, flag_off + sizeof(int))) != TC_OK)
     return st;
-  int *bad = (int *)((char *)rows + flag_off), hbad = 0;
-  int check = MODE != LOSS_MSE && !c->capturing;
+  int *bad = uflag ? (int *)uflag : (int *)((char *)rows + flag_off);
+  int hbad = 0;
+  int check = MODE != LOSS_MSE && !c->capturing && !uflag;
   if (MODE != LOSS_MSE)
     st = cu_check(cudaMemsetAsync(bad, 0, sizeof *bad, c->stream), fn);
   if (st == TC_OK) {

@@ -36,12 +36,14 @@ extern "C" {
 
 /* ==== the communicator table ============================================ */
 
-/** The communicator API version this header describes. */
-#define TC_COMM_API_VERSION 1
+/** The communicator API version this header describes (2: the
+ *  device_context slot, for communicators that take device buffers). */
+#define TC_COMM_API_VERSION 2
 
 /**
  * Arguments of every collective slot. Fields a slot does not use are
- * ignored. Buffers are host memory.
+ * ignored. Buffers are host memory, or also device memory of one backend
+ * instance where the table's device_context slot says so (API version 2).
  */
 typedef struct tc_comm_args {
   size_t struct_size;
@@ -92,6 +94,15 @@ typedef struct tc_comm_iface {
   /** Releases the context. */
   void (*destroy)(void *ctx);
   /* ---- end of API version 1 ---- */
+  /** The backend instance context (tc_backend_get_context()) whose device
+   *  memory the collectives also accept as buf and recv, or NULL for host
+   *  memory only. Operations on such buffers are ordered with that
+   *  backend's own work (its stream): they may return before the data has
+   *  arrived, and the backend's later operations see the result. The
+   *  data-parallel wrapper then all-reduces gradients in place on the
+   *  device instead of staging them through the host. May be NULL. */
+  void *(*device_context)(void *ctx);
+  /* ---- end of API version 2 ---- */
 } tc_comm_iface;
 
 typedef struct tc_comm tc_comm;

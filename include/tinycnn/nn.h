@@ -513,7 +513,10 @@ TC_API void tc_loss_destroy(tc_loss *l);
  * in [0, C); MSE: float32 of input's shape) into *out_value (host) and,
  * when `grad` is not NULL, d(loss)/d(input) into `grad` (input's element
  * count, e.g. tc_model_output_grad()). Allocates nothing once it has seen
- * a batch this large.
+ * a batch this large. Reads back from the device, so on a GPU it waits
+ * for the queued work: the labels (range check), a NaN/Inf count of the
+ * inputs and the loss value each cross to the host. A training step that
+ * must not wait (CUDA graph capture) uses tc_loss_compute_async().
  * @return TC_OK, TC_EINVAL (NULL, a label out of range), TC_ESHAPE,
  *         TC_ENUMERIC (NaN or Inf in input or target: nothing written),
  *         TC_EUNSUPPORTED, TC_ENOMEM.
@@ -521,6 +524,38 @@ TC_API void tc_loss_destroy(tc_loss *l);
 TC_API tc_status tc_loss_compute(tc_loss *l, const tc_tensor *input,
                                  const tc_tensor *target, float *out_value,
                                  tc_tensor *grad);
+/**
+ * As tc_loss_compute(), but nothing is read back and nothing waits for the
+ * device: the value stays in device memory, in the loss object and, when
+ * `out_loss` is not NULL, in that float32 tensor of one element on the
+ * loss's backend; read it with tc_loss_read(). Differences:
+ *  - NaN or Inf in `input` or `target` is not looked for: it reaches the
+ *    value (and `grad`), and tc_loss_read() reports it;
+ *  - a label outside [0, C) is found on the device (backend API version 4;
+ *    with an older backend the labels are still copied to the host and
+ *    checked here, TC_EINVAL): the call succeeds, the value is NaN, `grad`
+ *    holds NaN at least in that label's row, and tc_loss_read() returns
+ *    TC_EINVAL. Read the value (or check it) before stepping an optimizer
+ *    if bad labels are possible.
+ * On the CPU backend value and gradient have the same bits as
+ * tc_loss_compute()'s.
+ * @return TC_OK, TC_EINVAL (NULL; a label out of range on a backend older
+ *         than API version 4), TC_ESHAPE (also: out_loss not float32 (1)
+ *         on the loss's backend), TC_EUNSUPPORTED, TC_ENOMEM.
+ */
+TC_API tc_status tc_loss_compute_async(tc_loss *l, const tc_tensor *input,
+                                       const tc_tensor *target,
+                                       tc_tensor *out_loss, tc_tensor *grad);
+/**
+ * Reads the value of the last tc_loss_compute_async() into *out_value:
+ * one copy to the host, which waits for the device.
+ * @return TC_OK, TC_EINVAL (NULL, or a label of that batch was out of
+ *         range), TC_ENUMERIC (the value is NaN or Inf: NaN/Inf inputs or
+ *         an overflow), TC_ESTATE (the last compute was not asynchronous or
+ *         failed), the backend's errors. *out_value is written only on
+ *         TC_OK.
+ */
+TC_API tc_status tc_loss_read(tc_loss *l, float *out_value);
 /** The number of rows of `scores` (N, C) whose first maximum is at the
  *  int32 label (N). @return TC_OK, TC_EINVAL, TC_ESHAPE, TC_EUNSUPPORTED.
  */

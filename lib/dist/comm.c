@@ -71,6 +71,12 @@ fail:
   return st;
 }
 
+void *tc__comm_device_context(const tc_comm *c) {
+  if (!c || !HAS(c->iface, device_context))
+    return NULL;
+  return c->iface->device_context(c->ctx);
+}
+
 TC_API void tc_comm_destroy(tc_comm *c) {
   if (!c)
     return;

@@ -19,7 +19,12 @@
  * Deterministic mode (ddp_det.c) runs the global batch as fixed chunks.
  *
  * Backends whose memory the host cannot read go through a host staging
- * copy of each bucket (no device-aware transport yet).
+ * copy of each bucket, unless the communicator takes that backend's
+ * device buffers (tc_comm_iface.device_context, e.g. the CUDA module's
+ * NCCL communicator): buckets are then scaled and all-reduced in place in
+ * the gradient arena, as on the CPU. Parameters and buffers are still
+ * broadcast through the host (once at creation, and per forward with
+ * broadcast_buffers).
  */
 #include <stdio.h>
 #include <string.h>
@@ -199,7 +204,9 @@ TC_API tc_status tc_ddp_create(tc_ddp **out, tc_model *m, tc_comm *comm,
   d->rank = tc_comm_rank(comm);
   d->size = size;
   d->be = tc_model_backend(m);
-  d->host = strcmp(tc_backend_name(d->be), "cpu") == 0;
+  d->host = strcmp(tc_backend_name(d->be), "cpu") == 0 ||
+            (tc__comm_device_context(comm) &&
+             tc__comm_device_context(comm) == tc_backend_get_context(d->be));
   d->nfloats = tc_model_params_flat(m)->numel;
   int64_t nb = tc_model_num_buffers(m);
   for (int64_t i = 0; i < nb; i++) {

@@ -4,13 +4,17 @@
  * running_var), running statistics in evaluation when tracked, momentum
  * including the cumulative average (momentum None: 1/num_batches_tracked).
  *   x, y: (N, C, spatial)   weight, bias, running_*: (C)
- * num_batches_tracked is a device TC_INT64 scalar; it is read and written
- * back each training step (8 bytes each way) so a checkpoint that loads it
- * is always honoured. Backward in evaluation mode (running statistics)
- * is built from fwd_infer, bias_grad and a batched GEMM, as the backend's
- * batchnorm_bwd only knows the training formula. A training forward while
- * the model has a sync-bn communicator takes batchnorm_sync.c's path (the
- * global batch's statistics), and its backward follows; the fused
+ * num_batches_tracked is a device TC_INT64 scalar, incremented in place
+ * by the backend's counter_add (API version 4) after each training
+ * forward, so the step needs no host round trip and a checkpoint that
+ * loads it is honoured. The cumulative average (momentum None) needs the
+ * count on the host to make the momentum, and backends without
+ * counter_add have no other way: both read it, increment it and write it
+ * back (8 bytes each way, a wait for the device). Backward in evaluation mode
+ * (running statistics) is built from fwd_infer, bias_grad and a batched GEMM,
+ * as the backend's batchnorm_bwd only knows the training formula. A training
+ * forward while the model has a sync-bn communicator takes batchnorm_sync.c's
+ * path (the global batch's statistics), and its backward follows; the fused
  * BatchNorm+ReLU paths are declined meanwhile, as that path has no ReLU.
  */
 #include <math.h>
@@ -242,7 +246,15 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
   }
   int64_t nbt = 0;
   a.momentum = b->o.momentum;
+  /* on the device when the backend can and the momentum does not need the
+   * count */
+  int count_dev = training && track && b->o.momentum >= 0.f &&
+                  TC__HAS_SLOT(be->iface, counter_add);
   if (training && track) {
+    a.running_mean = nn_f(l->buffer[0]);
+    a.running_var = nn_f(l->buffer[1]);
+  }
+  if (training && track && !count_dev) {
     st = be->iface->copy_d2h(be->ctx, &nbt, tc_tensor_data(l->buffer[2]),
                              sizeof nbt);
     if (st != TC_OK)
@@ -250,8 +262,6 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
     nbt++;
     if (b->o.momentum < 0.f)
       a.momentum = (float)(1.0 / (double)nbt);
-    a.running_mean = nn_f(l->buffer[0]);
-    a.running_var = nn_f(l->buffer[1]);
   }
   b->mask_n = 0;
   if (fused && bn_backend_masks(l) &&
@@ -263,9 +273,14 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
     return st;
   b->used_batch_stats = 1;
   b->mask_n = a.relu_mask ? n : 0;
-  if (training && track)
+  if (count_dev) {
+    tc_counter_args ca = {sizeof ca, 1, 1,
+                          (int64_t *)tc_tensor_data(l->buffer[2])};
+    st = be->iface->counter_add(be->ctx, &ca);
+  } else if (training && track) {
     st = be->iface->copy_h2d(be->ctx, tc_tensor_data(l->buffer[2]), &nbt,
                              sizeof nbt);
+  }
   return st;
 }
 

@@ -1,10 +1,14 @@
 /*
  * loss.c - loss objects (cross-entropy from logits with label smoothing,
  * NLL, MSE) over the backend's fused loss slots, and accuracy counts.
- * A loss object owns a one-float device scalar for the value and a host
- * copy of the labels (to range-check them), so computing a loss allocates
- * nothing once a batch this large has been seen. Inputs are checked for
- * NaN/Inf before anything is written.
+ * A loss object owns a two-word device buffer (the value, then an int32
+ * bad-label flag) and a host copy of the labels (to range-check them), so
+ * computing a loss allocates nothing once a batch this large has been
+ * seen. tc_loss_compute checks inputs for NaN/Inf before anything is
+ * written and reads the value back (it waits for the device);
+ * tc_loss_compute_async does neither: labels are range-checked by the
+ * backend into the flag (API version 4), and tc_loss_read reads value and
+ * flag together later, so a training step can run without host waits.
  */
 #include <math.h>
 
@@ -14,10 +18,16 @@ struct tc_loss {
   tc_backend *be;
   tc_loss_kind kind;
   tc_loss_options o;
-  tc_tensor *value;  /* (1) float, device */
+  tc_tensor *value;  /* (2) device: float value, int32 bad-label flag */
   int32_t *labels;   /* host copy for the range check */
   int64_t labels_cap;
+  int async_valid; /* the last compute was tc_loss_compute_async */
 };
+
+/* the flag word of l->value */
+static int32_t *loss_flag(const tc_loss *l) {
+  return (int32_t *)(void *)(nn_f(l->value) + 1);
+}
 
 static const tc_loss_options loss_defaults = TC_LOSS_OPTIONS_INIT;
 
@@ -49,8 +59,14 @@ TC_API tc_status tc_loss_create(tc_loss **out, tc_backend *be,
   tc_loss *l = tc__calloc(1, sizeof *l);
   if (!l)
     return tc__oom(fn);
-  int64_t one = 1;
-  if ((st = tc_tensor_create(&l->value, be, &one, 1, TC_FLOAT32)) != TC_OK) {
+  int64_t two = 2;
+  if ((st = tc_tensor_create(&l->value, be, &two, 1, TC_FLOAT32)) != TC_OK) {
+    tc__free(l);
+    return st;
+  }
+  if ((st = be->iface->memset(be->ctx, tc_tensor_data(l->value), 0,
+                              2 * sizeof(float))) != TC_OK) {
+    tc_tensor_destroy(l->value);
     tc__free(l);
     return st;
   }
@@ -114,14 +130,12 @@ static tc_status check_labels(tc_loss *l, const tc_tensor *labels, int64_t n,
   return TC_OK;
 }
 
-TC_API tc_status tc_loss_compute(tc_loss *l, const tc_tensor *input,
-                                 const tc_tensor *target, float *out_value,
-                                 tc_tensor *grad) {
-  static const char fn[] = "tc_loss_compute";
-  TC__CHECK_NULL(l, fn);
-  TC__CHECK_NULL(input, fn);
-  TC__CHECK_NULL(target, fn);
-  TC__CHECK_NULL(out_value, fn);
+/* The checks and the backend call shared by both entry points. async:
+ * no finiteness checks, labels checked by the backend into the flag when
+ * it takes one (API version 4), else on the host. */
+static tc_status loss_run(tc_loss *l, const tc_tensor *input,
+                          const tc_tensor *target, tc_tensor *grad, int async,
+                          const char *fn) {
   tc_backend *be = l->be;
   if (input->dtype != TC_FLOAT32 || input->ndim < 1 || input->shape[0] < 1 ||
       input->numel < input->shape[0])
@@ -131,18 +145,26 @@ TC_API tc_status tc_loss_compute(tc_loss *l, const tc_tensor *input,
   if (grad && (grad->dtype != TC_FLOAT32 || grad->numel != input->numel))
     return tc__error(TC_ESHAPE, "%s: grad has %lld elements, input %lld", fn,
                      (long long)grad->numel, (long long)input->numel);
+  int dev_labels = async && be->iface->api_version >= 4;
   tc_status st;
   if (l->kind == TC_LOSS_MSE) {
     if (target->dtype != TC_FLOAT32 || target->numel != input->numel)
       return tc__error(TC_ESHAPE, "%s: MSE target must be float32 with %lld "
                        "elements, got %lld", fn, (long long)input->numel,
                        (long long)target->numel);
-    if ((st = check_finite(be, target, "target", fn)) != TC_OK)
+    if (!async && (st = check_finite(be, target, "target", fn)) != TC_OK)
       return st;
+  } else if (dev_labels) {
+    if (target->dtype != TC_INT32 || target->numel != n)
+      return tc__error(TC_ESHAPE,
+                       "%s: labels must be int32 (N = %lld), got "
+                       "%lld elements of dtype %d",
+                       fn, (long long)n, (long long)target->numel,
+                       (int)target->dtype);
   } else if ((st = check_labels(l, target, n, classes, fn)) != TC_OK) {
     return st;
   }
-  if ((st = check_finite(be, input, "input", fn)) != TC_OK)
+  if (!async && (st = check_finite(be, input, "input", fn)) != TC_OK)
     return st;
   tc_loss_args a;
   memset(&a, 0, sizeof a);
@@ -159,6 +181,8 @@ TC_API tc_status tc_loss_compute(tc_loss *l, const tc_tensor *input,
   a.loss = nn_f(l->value);
   a.dlogits = nn_f(grad);
   a.grad_scale = 1.f;
+  if (dev_labels && l->kind != TC_LOSS_MSE)
+    a.label_error = loss_flag(l);
   switch (l->kind) {
   case TC_LOSS_CROSS_ENTROPY:
     if ((st = NN_SLOT(be, softmax_xent)) == TC_OK)
@@ -173,6 +197,20 @@ TC_API tc_status tc_loss_compute(tc_loss *l, const tc_tensor *input,
       st = be->iface->mse(be->ctx, &a);
     break;
   }
+  return st;
+}
+
+TC_API tc_status tc_loss_compute(tc_loss *l, const tc_tensor *input,
+                                 const tc_tensor *target, float *out_value,
+                                 tc_tensor *grad) {
+  static const char fn[] = "tc_loss_compute";
+  TC__CHECK_NULL(l, fn);
+  TC__CHECK_NULL(input, fn);
+  TC__CHECK_NULL(target, fn);
+  TC__CHECK_NULL(out_value, fn);
+  l->async_valid = 0;
+  tc_backend *be = l->be;
+  tc_status st = loss_run(l, input, target, grad, 0, fn);
   if (st != TC_OK)
     return st;
   float v;
@@ -183,6 +221,60 @@ TC_API tc_status tc_loss_compute(tc_loss *l, const tc_tensor *input,
     return tc__error(TC_ENUMERIC, "%s: the loss is %g (overflow)", fn,
                      (double)v);
   *out_value = v;
+  return TC_OK;
+}
+
+TC_API tc_status tc_loss_compute_async(tc_loss *l, const tc_tensor *input,
+                                       const tc_tensor *target,
+                                       tc_tensor *out_loss, tc_tensor *grad) {
+  static const char fn[] = "tc_loss_compute_async";
+  TC__CHECK_NULL(l, fn);
+  TC__CHECK_NULL(input, fn);
+  TC__CHECK_NULL(target, fn);
+  tc_backend *be = l->be;
+  if (out_loss && (out_loss->dtype != TC_FLOAT32 || out_loss->numel != 1 ||
+                   tc_tensor_backend(out_loss) != be))
+    return tc__error(TC_ESHAPE,
+                     "%s: out_loss must be a float32 tensor of 1 "
+                     "element on the loss's backend",
+                     fn);
+  l->async_valid = 0;
+  tc_status st = loss_run(l, input, target, grad, 1, fn);
+  if (st == TC_OK && out_loss)
+    st = be->iface->copy_d2d(be->ctx, tc_tensor_data(out_loss), nn_f(l->value),
+                             sizeof(float));
+  if (st == TC_OK)
+    l->async_valid = 1;
+  return st;
+}
+
+TC_API tc_status tc_loss_read(tc_loss *l, float *out_value) {
+  static const char fn[] = "tc_loss_read";
+  TC__CHECK_NULL(l, fn);
+  TC__CHECK_NULL(out_value, fn);
+  if (!l->async_valid)
+    return tc__error(TC_ESTATE,
+                     "%s: no tc_loss_compute_async since the "
+                     "loss was created or last failed",
+                     fn);
+  tc_backend *be = l->be;
+  float w[2];
+  tc_status st = be->iface->copy_d2h(be->ctx, w, nn_f(l->value), sizeof w);
+  if (st != TC_OK)
+    return st;
+  int32_t bad;
+  memcpy(&bad, &w[1], sizeof bad);
+  if (l->kind != TC_LOSS_MSE && bad)
+    return tc__error(TC_EINVAL,
+                     "%s: a label of the last batch is outside "
+                     "[0, classes)",
+                     fn);
+  if (!isfinite(w[0]))
+    return tc__error(TC_ENUMERIC,
+                     "%s: the loss is %g (NaN or Inf in the "
+                     "input or an overflow)",
+                     fn, (double)w[0]);
+  *out_value = w[0];
   return TC_OK;
 }
 

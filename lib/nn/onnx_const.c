@@ -13,7 +13,7 @@
 
 #include "onnx_import.h"
 
-void *oi_alloc(oi *o, size_t bytes) {
+void *tc__oi_alloc(oi *o, size_t bytes) {
   if (o->nowned == o->capowned) {
     size_t c = o->capowned ? 2 * o->capowned : 64;
     void **p = tc__calloc(c, sizeof *p);
@@ -35,7 +35,7 @@ void *oi_alloc(oi *o, size_t bytes) {
   return p;
 }
 
-int64_t oi_producer(const oi *o, const char *name) {
+int64_t tc__oi_producer(const oi *o, const char *name) {
   for (size_t i = 0; i < o->g->n_node; i++)
     for (size_t j = 0; j < o->g->node[i]->n_output; j++)
       if (!strcmp(o->g->node[i]->output[j], name))
@@ -43,7 +43,7 @@ int64_t oi_producer(const oi *o, const char *name) {
   return -1;
 }
 
-const Onnx__AttributeProto *oi_attr(const Onnx__NodeProto *n,
+const Onnx__AttributeProto *tc__oi_attr(const Onnx__NodeProto *n,
                                     const char *name) {
   for (size_t i = 0; i < n->n_attribute; i++)
     if (n->attribute[i]->name && !strcmp(n->attribute[i]->name, name))
@@ -51,7 +51,7 @@ const Onnx__AttributeProto *oi_attr(const Onnx__NodeProto *n,
   return NULL;
 }
 
-int64_t oi_at(const oi_val *v, int64_t i) {
+int64_t tc__oi_at(const oi_val *v, int64_t i) {
   return v->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? (int64_t)v->f[i]
                                                           : v->i[i];
 }
@@ -75,7 +75,7 @@ static tc_status set_dims(oi *o, oi_val *v, const int64_t *dims, size_t n,
   return TC_OK;
 }
 
-tc_status oi_tensor(oi *o, const Onnx__TensorProto *t, oi_val *out) {
+tc_status tc__oi_tensor(oi *o, const Onnx__TensorProto *t, oi_val *out) {
   const char *nm = t->name ? t->name : "<unnamed>";
   char what[160];
   snprintf(what, sizeof what, "tensor '%s'", nm);
@@ -100,7 +100,7 @@ tc_status oi_tensor(oi *o, const Onnx__TensorProto *t, oi_val *out) {
       return TC_OK;
     }
     if (raw == n * 4 && t->n_float_data == 0) {
-      float *f = oi_alloc(o, raw);
+      float *f = tc__oi_alloc(o, raw);
       if (!f)
         return TC_ENOMEM;
       memcpy(f, t->raw_data.data, raw); /* little-endian, as the host */
@@ -121,7 +121,7 @@ tc_status oi_tensor(oi *o, const Onnx__TensorProto *t, oi_val *out) {
                        "%s: %s has %lld elements but holds %zu "
                        "values and %zu raw bytes",
                        o->fn, what, (long long)out->numel, ninl, raw);
-    int64_t *v = oi_alloc(o, n * 8);
+    int64_t *v = tc__oi_alloc(o, n * 8);
     if (!v)
       return TC_ENOMEM;
     for (size_t k = 0; k < n; k++) {
@@ -160,7 +160,7 @@ static tc_status new_val(oi *o, oi_val *v, int32_t dtype, const int64_t *dims,
                      "elements, more than this importer evaluates",
                      o->fn, what, (long long)v->numel);
   v->dtype = dtype;
-  void *p = oi_alloc(o, (size_t)v->numel * 8);
+  void *p = tc__oi_alloc(o, (size_t)v->numel * 8);
   if (!p)
     return TC_ENOMEM;
   if (dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
@@ -176,7 +176,7 @@ static void put(oi_val *v, int64_t k, const oi_val *src, int64_t j) {
                              ? src->f[j]
                              : (float)src->i[j];
   else
-    ((int64_t *)v->i)[k] = oi_at(src, j);
+    ((int64_t *)v->i)[k] = tc__oi_at(src, j);
 }
 
 /* Row-major strides of v. */
@@ -195,8 +195,8 @@ static tc_status eval_slice(oi *o, const Onnx__NodeProto *n, oi_val *in,
   for (int d = 0; d < x->ndim; d++)
     start[d] = 0, step[d] = 1, len[d] = x->dims[d];
   for (int64_t k = 0; k < in[1].numel; k++) {
-    int64_t ax = nin > 3 && in[3].numel ? oi_at(&in[3], k) : k;
-    int64_t st = nin > 4 && in[4].numel ? oi_at(&in[4], k) : 1;
+    int64_t ax = nin > 3 && in[3].numel ? tc__oi_at(&in[3], k) : k;
+    int64_t st = nin > 4 && in[4].numel ? tc__oi_at(&in[4], k) : 1;
     if (ax < 0)
       ax += x->ndim;
     if (in[2].numel != in[1].numel || ax < 0 || ax >= x->ndim || st == 0 ||
@@ -206,7 +206,7 @@ static tc_status eval_slice(oi *o, const Onnx__NodeProto *n, oi_val *in,
                        "%s: %s has inconsistent starts, ends, "
                        "axes or steps",
                        o->fn, what);
-    int64_t dim = x->dims[ax], s = oi_at(&in[1], k), e = oi_at(&in[2], k);
+    int64_t dim = x->dims[ax], s = tc__oi_at(&in[1], k), e = tc__oi_at(&in[2], k);
     /* clamping as the Slice operator defines it */
     s = s < 0 ? (s < -dim ? 0 : s + dim) : s;
     e = e < 0 ? (e < -dim ? -1 : e + dim) : e;
@@ -241,7 +241,7 @@ static tc_status eval_slice(oi *o, const Onnx__NodeProto *n, oi_val *in,
 static tc_status eval_transpose(oi *o, const Onnx__NodeProto *n,
                                 const oi_val *x, oi_val *out,
                                 const char *what) {
-  const Onnx__AttributeProto *a = oi_attr(n, "perm");
+  const Onnx__AttributeProto *a = tc__oi_attr(n, "perm");
   int64_t perm[OI_MAX_DIMS], dims[OI_MAX_DIMS];
   int used = 0;
   for (int d = 0; d < x->ndim; d++) {
@@ -278,7 +278,7 @@ static tc_status reshape_dims(oi *o, const oi_val *x, const oi_val *shape,
                      o->fn, what, OI_MAX_DIMS);
   int64_t known = 1, infer = -1;
   for (int64_t k = 0; k < shape->numel; k++) {
-    int64_t d = oi_at(shape, k);
+    int64_t d = tc__oi_at(shape, k);
     if (d == 0 && k < x->ndim)
       d = x->dims[k];
     if (d == -1 && infer < 0) {
@@ -306,10 +306,10 @@ static tc_status eval_node(oi *o, const Onnx__NodeProto *n, oi_val *out) {
   char what[200];
   snprintf(what, sizeof what, "node '%s' (%s)", nm, op);
   if (!strcmp(op, "Constant")) {
-    const Onnx__AttributeProto *a = oi_attr(n, "value");
+    const Onnx__AttributeProto *a = tc__oi_attr(n, "value");
     if (a && a->t)
-      return oi_tensor(o, a->t, out);
-    if ((a = oi_attr(n, "value_ints")) || (a = oi_attr(n, "value_int"))) {
+      return tc__oi_tensor(o, a->t, out);
+    if ((a = tc__oi_attr(n, "value_ints")) || (a = tc__oi_attr(n, "value_int"))) {
       int64_t d = (int64_t)a->n_ints;
       int scalar = a->n_ints == 0;
       tc_status st = new_val(o, out, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, &d,
@@ -330,7 +330,7 @@ static tc_status eval_node(oi *o, const Onnx__NodeProto *n, oi_val *out) {
     memset(&in[k], 0, sizeof in[k]);
     if (!n->input[k][0])
       continue; /* an omitted optional input */
-    tc_status st = oi_const(o, n->input[k], &in[k]);
+    tc_status st = tc__oi_const(o, n->input[k], &in[k]);
     if (st != TC_OK)
       return st;
   }
@@ -342,7 +342,7 @@ static tc_status eval_node(oi *o, const Onnx__NodeProto *n, oi_val *out) {
     return TC_OK;
   }
   if (!strcmp(op, "Cast")) {
-    const Onnx__AttributeProto *a = oi_attr(n, "to");
+    const Onnx__AttributeProto *a = tc__oi_attr(n, "to");
     int32_t to = a ? (int32_t)a->i : 0;
     if (to != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT &&
         to != ONNX__TENSOR_PROTO__DATA_TYPE__INT64)
@@ -354,11 +354,11 @@ static tc_status eval_node(oi *o, const Onnx__NodeProto *n, oi_val *out) {
     return st;
   }
   if (!strcmp(op, "ConstantOfShape")) {
-    const Onnx__AttributeProto *a = oi_attr(n, "value");
+    const Onnx__AttributeProto *a = tc__oi_attr(n, "value");
     oi_val fill;
     memset(&fill, 0, sizeof fill);
     if (a && a->t) {
-      tc_status st = oi_tensor(o, a->t, &fill);
+      tc_status st = tc__oi_tensor(o, a->t, &fill);
       if (st != TC_OK)
         return st;
       if (fill.numel != 1)
@@ -370,7 +370,7 @@ static tc_status eval_node(oi *o, const Onnx__NodeProto *n, oi_val *out) {
       return tc__error(TC_EUNSUPPORTED, "%s: %s: shape must be 1-D", o->fn,
                        what);
     for (int64_t k = 0; k < x->numel; k++)
-      dims[k] = oi_at(x, k);
+      dims[k] = tc__oi_at(x, k);
     tc_status st = new_val(
         o, out, a && a->t ? fill.dtype : ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
         dims, (int)x->numel, what);
@@ -407,14 +407,14 @@ static tc_status eval_node(oi *o, const Onnx__NodeProto *n, oi_val *out) {
         return tc__error(TC_EFORMAT, "%s: %s needs a shape", o->fn, what);
       st = reshape_dims(o, x, &in[1], dims, &nd, what);
     } else { /* Unsqueeze: axes as input (opset 13) or attribute */
-      const Onnx__AttributeProto *a = oi_attr(n, "axes");
+      const Onnx__AttributeProto *a = tc__oi_attr(n, "axes");
       int64_t na = nin > 1 ? in[1].numel : (a ? (int64_t)a->n_ints : 0);
       nd = x->ndim + (int)na;
       if (na < 1 || nd > OI_MAX_DIMS)
         return tc__error(TC_EUNSUPPORTED, "%s: %s: bad axes", o->fn, what);
       int mark = 0;
       for (int64_t k = 0; k < na; k++) {
-        int64_t ax = nin > 1 ? oi_at(&in[1], k) : a->ints[k];
+        int64_t ax = nin > 1 ? tc__oi_at(&in[1], k) : a->ints[k];
         ax = ax < 0 ? ax + nd : ax;
         if (ax < 0 || ax >= nd || (mark & (1 << ax)))
           return tc__error(TC_EFORMAT, "%s: %s: bad axes", o->fn, what);
@@ -437,11 +437,11 @@ static tc_status eval_node(oi *o, const Onnx__NodeProto *n, oi_val *out) {
   return TC_ENOTFOUND;
 }
 
-tc_status oi_const(oi *o, const char *name, oi_val *out) {
+tc_status tc__oi_const(oi *o, const char *name, oi_val *out) {
   for (size_t i = 0; i < o->g->n_initializer; i++)
     if (o->g->initializer[i]->name && !strcmp(o->g->initializer[i]->name, name))
-      return oi_tensor(o, o->g->initializer[i], out);
-  int64_t p = oi_producer(o, name);
+      return tc__oi_tensor(o, o->g->initializer[i], out);
+  int64_t p = tc__oi_producer(o, name);
   if (p < 0 && o->input && !strcmp(name, o->input))
     return TC_ENOTFOUND;
   if (p < 0)

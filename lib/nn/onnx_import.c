@@ -53,18 +53,18 @@ static const char *nname(const Onnx__NodeProto *n) {
   return n->name && n->name[0] ? n->name : "<unnamed>";
 }
 
-tc_status oi_unsupported(oi_map *m, const Onnx__NodeProto *n, const char *why) {
+tc_status tc__oi_unsupported(oi_map *m, const Onnx__NodeProto *n, const char *why) {
   return tc__error(TC_EUNSUPPORTED, "%s: unsupported node '%s' (%s): %s",
                    m->o.fn, nname(n), n->op_type, why);
 }
 
-tc_status oi_bad(oi_map *m, const Onnx__NodeProto *n, tc_status st,
+tc_status tc__oi_bad(oi_map *m, const Onnx__NodeProto *n, tc_status st,
                  const char *why) {
   return tc__error(st, "%s: node '%s' (%s): %s", m->o.fn, nname(n), n->op_type,
                    why);
 }
 
-int oi_readers(oi_map *m, const char *name, int64_t *idx, int max) {
+int tc__oi_readers(oi_map *m, const char *name, int64_t *idx, int max) {
   int count = 0;
   for (size_t i = 0; i < m->o.g->n_node; i++) {
     const Onnx__NodeProto *n = m->o.g->node[i];
@@ -81,69 +81,69 @@ int oi_readers(oi_map *m, const char *name, int64_t *idx, int max) {
   return count;
 }
 
-int64_t oi_iattr(const Onnx__NodeProto *n, const char *name, int64_t d) {
-  const Onnx__AttributeProto *a = oi_attr(n, name);
+int64_t tc__oi_iattr(const Onnx__NodeProto *n, const char *name, int64_t d) {
+  const Onnx__AttributeProto *a = tc__oi_attr(n, name);
   return a ? a->i : d;
 }
 
 static float oi_fattr(const Onnx__NodeProto *n, const char *name, float d) {
-  const Onnx__AttributeProto *a = oi_attr(n, name);
+  const Onnx__AttributeProto *a = tc__oi_attr(n, name);
   return a ? a->f : d;
 }
 
 /* `name`'s two ints (kernel_shape, strides, dilations), or `d` both. */
-tc_status oi_pair(oi_map *m, const Onnx__NodeProto *n, const char *name,
+tc_status tc__oi_pair(oi_map *m, const Onnx__NodeProto *n, const char *name,
                   int64_t d, int64_t v[2]) {
-  const Onnx__AttributeProto *a = oi_attr(n, name);
+  const Onnx__AttributeProto *a = tc__oi_attr(n, name);
   v[0] = v[1] = d;
   if (!a)
     return TC_OK;
   if (a->n_ints != 2 || a->ints[0] < 1 || a->ints[1] < 1 ||
       a->ints[0] > INT32_MAX || a->ints[1] > INT32_MAX)
-    return oi_bad(m, n, TC_EFORMAT, "attribute must hold two positive ints");
+    return tc__oi_bad(m, n, TC_EFORMAT, "attribute must hold two positive ints");
   v[0] = a->ints[0], v[1] = a->ints[1];
   return TC_OK;
 }
 
 /* Symmetric 2-D pads (pads attribute, auto_pad NOTSET or VALID). */
-tc_status oi_pads2(oi_map *m, const Onnx__NodeProto *n, int64_t p[2]) {
-  const Onnx__AttributeProto *a = oi_attr(n, "auto_pad");
+tc_status tc__oi_pads2(oi_map *m, const Onnx__NodeProto *n, int64_t p[2]) {
+  const Onnx__AttributeProto *a = tc__oi_attr(n, "auto_pad");
   p[0] = p[1] = 0;
   if (a && a->s.len && !(a->s.len == 6 && !memcmp(a->s.data, "NOTSET", 6)) &&
       !(a->s.len == 5 && !memcmp(a->s.data, "VALID", 5)))
-    return oi_unsupported(m, n, "auto_pad SAME_*; explicit pads only");
-  if (!(a = oi_attr(n, "pads")))
+    return tc__oi_unsupported(m, n, "auto_pad SAME_*; explicit pads only");
+  if (!(a = tc__oi_attr(n, "pads")))
     return TC_OK;
   if (a->n_ints != 4)
-    return oi_bad(m, n, TC_EFORMAT, "pads must hold 4 values");
+    return tc__oi_bad(m, n, TC_EFORMAT, "pads must hold 4 values");
   for (int i = 0; i < 4; i++)
     if (a->ints[i] < 0 || a->ints[i] > INT32_MAX)
-      return oi_bad(m, n, TC_EFORMAT, "pads out of range");
+      return tc__oi_bad(m, n, TC_EFORMAT, "pads out of range");
   if (a->ints[0] != a->ints[2] || a->ints[1] != a->ints[3])
-    return oi_unsupported(m, n, "asymmetric padding");
+    return tc__oi_unsupported(m, n, "asymmetric padding");
   p[0] = a->ints[0], p[1] = a->ints[1];
   return TC_OK;
 }
 
 /* A constant float input of node n with `numel` elements (any shape
  * unless `dims`/`ndim` are given). */
-tc_status oi_cfloat(oi_map *m, const Onnx__NodeProto *n, size_t k, int ndim,
+tc_status tc__oi_cfloat(oi_map *m, const Onnx__NodeProto *n, size_t k, int ndim,
                     const int64_t *dims, int64_t numel, oi_val *v) {
   char why[256];
   if (k >= n->n_input || !n->input[k][0])
-    return oi_bad(m, n, TC_EFORMAT, "a required input is missing");
-  tc_status st = oi_const(&m->o, n->input[k], v);
+    return tc__oi_bad(m, n, TC_EFORMAT, "a required input is missing");
+  tc_status st = tc__oi_const(&m->o, n->input[k], v);
   if (st == TC_ENOTFOUND) {
     snprintf(why, sizeof why,
              "input '%s' must be an initializer (or "
              "computed from constants only)",
              n->input[k]);
-    return oi_unsupported(m, n, why);
+    return tc__oi_unsupported(m, n, why);
   }
   if (st != TC_OK)
     return st;
   if (v->dtype != FLT)
-    return oi_bad(m, n, TC_EFORMAT, "a weight is not float32");
+    return tc__oi_bad(m, n, TC_EFORMAT, "a weight is not float32");
   int ok = numel < 0 || v->numel == numel;
   for (int d = 0; ok && dims && d < ndim; d++)
     ok = d < v->ndim && (dims[d] < 0 || v->dims[d] == dims[d]);
@@ -154,16 +154,16 @@ tc_status oi_cfloat(oi_map *m, const Onnx__NodeProto *n, size_t k, int ndim,
              "initializer '%s' has %lld elements in %d "
              "dimensions, which does not fit (expected %lld)",
              n->input[k], (long long)v->numel, v->ndim, (long long)numel);
-    return oi_bad(m, n, TC_ESHAPE, why);
+    return tc__oi_bad(m, n, TC_ESHAPE, why);
   }
   return TC_OK;
 }
 
-tc_status oi_queue(oi_map *m, tc_layer *l, int buffer, int idx,
+tc_status tc__oi_queue(oi_map *m, tc_layer *l, int buffer, int idx,
                    const float *data, int64_t n) {
   if (m->nsets == m->capsets) {
     size_t c = m->capsets ? 2 * m->capsets : 32;
-    oi_set *p = oi_alloc(&m->o, c * sizeof *p);
+    oi_set *p = tc__oi_alloc(&m->o, c * sizeof *p);
     if (!p)
       return TC_ENOMEM;
     if (m->nsets)
@@ -176,17 +176,17 @@ tc_status oi_queue(oi_map *m, tc_layer *l, int buffer, int idx,
 }
 
 /* Appends `l` (made for node n, or a failure `st`), checking its shape. */
-tc_status oi_append(oi_map *m, const Onnx__NodeProto *n, tc_status st,
+tc_status tc__oi_append(oi_map *m, const Onnx__NodeProto *n, tc_status st,
                     tc_layer *l) {
   char name[32], msg[512];
   if (st != TC_OK) {
     snprintf(msg, sizeof msg, "%s", tc_last_error());
-    return oi_bad(m, n, st == TC_EINVAL ? TC_EUNSUPPORTED : st, msg);
+    return tc__oi_bad(m, n, st == TC_EINVAL ? TC_EUNSUPPORTED : st, msg);
   }
   if ((st = tc__nn_infer(l, m->shape, m->ndim, m->o.fn)) != TC_OK) {
     snprintf(msg, sizeof msg, "%s", tc_last_error());
     tc_layer_destroy(l);
-    return oi_bad(m, n, st, msg);
+    return tc__oi_bad(m, n, st, msg);
   }
   m->ndim = l->out_ndim;
   memcpy(m->shape, l->out_shape, sizeof m->shape);
@@ -198,55 +198,55 @@ static tc_status map_conv(oi_map *m, const Onnx__NodeProto *n) {
   int64_t k[2], s[2], d[2], p[2];
   oi_val w, b;
   tc_status st;
-  if (oi_iattr(n, "group", 1) != 1)
-    return oi_unsupported(m, n, "group != 1");
-  if ((st = oi_cfloat(m, n, 1, 4, NULL, -1, &w)) != TC_OK)
+  if (tc__oi_iattr(n, "group", 1) != 1)
+    return tc__oi_unsupported(m, n, "group != 1");
+  if ((st = tc__oi_cfloat(m, n, 1, 4, NULL, -1, &w)) != TC_OK)
     return st;
   if (m->ndim != 3 || w.dims[1] != m->shape[0])
-    return oi_bad(m, n, TC_ESHAPE,
+    return tc__oi_bad(m, n, TC_ESHAPE,
                   "weight (K, C, R, S) does not fit the "
                   "input's channels");
   int bias = n->n_input > 2 && n->input[2][0];
-  if (bias && (st = oi_cfloat(m, n, 2, 1, &w.dims[0], w.dims[0], &b)) != TC_OK)
+  if (bias && (st = tc__oi_cfloat(m, n, 2, 1, &w.dims[0], w.dims[0], &b)) != TC_OK)
     return st;
-  if ((st = oi_pair(m, n, "kernel_shape", 0, k)) ||
-      (st = oi_pair(m, n, "strides", 1, s)) ||
-      (st = oi_pair(m, n, "dilations", 1, d)) || (st = oi_pads2(m, n, p)))
+  if ((st = tc__oi_pair(m, n, "kernel_shape", 0, k)) ||
+      (st = tc__oi_pair(m, n, "strides", 1, s)) ||
+      (st = tc__oi_pair(m, n, "dilations", 1, d)) || (st = tc__oi_pads2(m, n, p)))
     return st;
   if (k[0] && (k[0] != w.dims[2] || k[1] != w.dims[3]))
-    return oi_bad(m, n, TC_ESHAPE, "kernel_shape differs from the weight's");
+    return tc__oi_bad(m, n, TC_ESHAPE, "kernel_shape differs from the weight's");
   tc_conv2d_options o = TC_CONV2D_OPTIONS_INIT;
   o.stride_h = s[0], o.stride_w = s[1], o.pad_h = p[0], o.pad_w = p[1];
   o.dilation_h = d[0], o.dilation_w = d[1], o.kernel_w = w.dims[3];
   o.bias = bias;
   tc_layer *l = NULL;
   st = tc_conv2d_create(&l, w.dims[1], w.dims[0], w.dims[2], &o);
-  if ((st = oi_append(m, n, st, l)) != TC_OK ||
-      (st = oi_queue(m, l, 0, 0, w.f, w.numel)) != TC_OK)
+  if ((st = tc__oi_append(m, n, st, l)) != TC_OK ||
+      (st = tc__oi_queue(m, l, 0, 0, w.f, w.numel)) != TC_OK)
     return st;
-  return bias ? oi_queue(m, l, 0, 1, b.f, b.numel) : TC_OK;
+  return bias ? tc__oi_queue(m, l, 0, 1, b.f, b.numel) : TC_OK;
 }
 
 /* BatchNormalization's scale, B, mean, var (C each) and epsilon. */
-tc_status oi_bn_inputs(oi_map *m, const Onnx__NodeProto *n, int64_t c,
+tc_status tc__oi_bn_inputs(oi_map *m, const Onnx__NodeProto *n, int64_t c,
                        oi_val v[4], float *eps) {
   if (n->n_input != 5)
-    return oi_bad(m, n, TC_EFORMAT, "needs 5 inputs");
-  if (oi_iattr(n, "training_mode", 0) != 0)
-    return oi_unsupported(m, n, "training_mode = 1");
+    return tc__oi_bad(m, n, TC_EFORMAT, "needs 5 inputs");
+  if (tc__oi_iattr(n, "training_mode", 0) != 0)
+    return tc__oi_unsupported(m, n, "training_mode = 1");
   for (size_t i = 1; i < n->n_output; i++)
     if (n->output[i][0])
-      return oi_unsupported(m, n,
+      return tc__oi_unsupported(m, n,
                             "the running statistics are outputs "
                             "(training form)");
   for (int i = 0; i < 4; i++) {
-    tc_status st = oi_cfloat(m, n, (size_t)i + 1, 1, &c, c, &v[i]);
+    tc_status st = tc__oi_cfloat(m, n, (size_t)i + 1, 1, &c, c, &v[i]);
     if (st != TC_OK)
       return st;
   }
   *eps = oi_fattr(n, "epsilon", 1e-5f);
   if (!(*eps > 0.f) || *eps > 1.f)
-    return oi_bad(m, n, TC_EFORMAT, "epsilon must be in (0, 1]");
+    return tc__oi_bad(m, n, TC_EFORMAT, "epsilon must be in (0, 1]");
   return TC_OK;
 }
 
@@ -254,8 +254,8 @@ static tc_status map_bn(oi_map *m, const Onnx__NodeProto *n) {
   oi_val v[4];
   float eps;
   if (m->ndim < 1)
-    return oi_bad(m, n, TC_ESHAPE, "input has no channel dimension");
-  tc_status st = oi_bn_inputs(m, n, m->shape[0], v, &eps);
+    return tc__oi_bad(m, n, TC_ESHAPE, "input has no channel dimension");
+  tc_status st = tc__oi_bn_inputs(m, n, m->shape[0], v, &eps);
   if (st != TC_OK)
     return st;
   tc_batchnorm_options o = TC_BATCHNORM_OPTIONS_INIT;
@@ -263,10 +263,10 @@ static tc_status map_bn(oi_map *m, const Onnx__NodeProto *n) {
   tc_layer *l = NULL;
   st = m->ndim == 3 ? tc_batchnorm2d_create(&l, m->shape[0], &o)
                     : tc_batchnorm1d_create(&l, m->shape[0], &o);
-  if ((st = oi_append(m, n, st, l)) != TC_OK)
+  if ((st = tc__oi_append(m, n, st, l)) != TC_OK)
     return st;
   for (int i = 0; i < 4 && st == TC_OK; i++)
-    st = oi_queue(m, l, i >= 2, i % 2, v[i].f, v[i].numel);
+    st = tc__oi_queue(m, l, i >= 2, i % 2, v[i].f, v[i].numel);
   return st;
 }
 
@@ -274,32 +274,32 @@ static tc_status map_pool(oi_map *m, const Onnx__NodeProto *n, int max,
                           int64_t extra_pad) {
   int64_t k[2], s[2], p[2], d[2];
   tc_status st;
-  if ((st = oi_pair(m, n, "kernel_shape", 0, k)) ||
-      (st = oi_pair(m, n, "strides", 1, s)) || (st = oi_pads2(m, n, p)) ||
-      (st = oi_pair(m, n, "dilations", 1, d)))
+  if ((st = tc__oi_pair(m, n, "kernel_shape", 0, k)) ||
+      (st = tc__oi_pair(m, n, "strides", 1, s)) || (st = tc__oi_pads2(m, n, p)) ||
+      (st = tc__oi_pair(m, n, "dilations", 1, d)))
     return st;
   if (!k[0])
-    return oi_bad(m, n, TC_EFORMAT, "kernel_shape is missing");
+    return tc__oi_bad(m, n, TC_EFORMAT, "kernel_shape is missing");
   if (d[0] != 1 || d[1] != 1)
-    return oi_unsupported(m, n, "dilated pooling");
-  if (oi_iattr(n, "storage_order", 0) != 0 ||
+    return tc__oi_unsupported(m, n, "dilated pooling");
+  if (tc__oi_iattr(n, "storage_order", 0) != 0 ||
       (n->n_output > 1 && n->output[1][0]))
-    return oi_unsupported(m, n, "the Indices output or column-major order");
+    return tc__oi_unsupported(m, n, "the Indices output or column-major order");
   tc_pool2d_options o = TC_POOL2D_OPTIONS_INIT;
   o.stride_h = s[0], o.stride_w = s[1], o.kernel_w = k[1];
   o.pad_h = p[0], o.pad_w = p[1];
-  o.ceil_mode = (int32_t)oi_iattr(n, "ceil_mode", 0);
-  o.count_include_pad = (int32_t)oi_iattr(n, "count_include_pad", 0);
+  o.ceil_mode = (int32_t)tc__oi_iattr(n, "ceil_mode", 0);
+  o.count_include_pad = (int32_t)tc__oi_iattr(n, "count_include_pad", 0);
   if (extra_pad) { /* Pad(zeros) + AveragePool = count_include_pad */
     if (p[0] || p[1])
-      return oi_unsupported(m, n, "padded twice");
+      return tc__oi_unsupported(m, n, "padded twice");
     o.pad_h = o.pad_w = extra_pad;
     o.count_include_pad = 1;
   }
   tc_layer *l = NULL;
   st = max ? tc_maxpool2d_create(&l, k[0], &o)
            : tc_avgpool2d_create(&l, k[0], &o);
-  return oi_append(m, n, st, l);
+  return tc__oi_append(m, n, st, l);
 }
 
 /* Linear from W (out, in) [transposed when trans = 0] and bias. */
@@ -307,8 +307,8 @@ static tc_status linear(oi_map *m, const Onnx__NodeProto *n, const oi_val *w,
                         int trans, const oi_val *b, float alpha, float beta) {
   int64_t out = trans ? w->dims[0] : w->dims[1];
   int64_t in = trans ? w->dims[1] : w->dims[0];
-  float *wt = oi_alloc(&m->o, (size_t)w->numel * sizeof *wt);
-  float *bt = b ? oi_alloc(&m->o, (size_t)out * sizeof *bt) : NULL;
+  float *wt = tc__oi_alloc(&m->o, (size_t)w->numel * sizeof *wt);
+  float *bt = b ? tc__oi_alloc(&m->o, (size_t)out * sizeof *bt) : NULL;
   if (!wt || (b && !bt))
     return TC_ENOMEM;
   for (int64_t i = 0; i < out; i++)
@@ -320,28 +320,28 @@ static tc_status linear(oi_map *m, const Onnx__NodeProto *n, const oi_val *w,
   o.bias = b != NULL;
   tc_layer *l = NULL;
   tc_status st = tc_linear_create(&l, in, out, &o);
-  if ((st = oi_append(m, n, st, l)) != TC_OK ||
-      (st = oi_queue(m, l, 0, 0, wt, w->numel)) != TC_OK)
+  if ((st = tc__oi_append(m, n, st, l)) != TC_OK ||
+      (st = tc__oi_queue(m, l, 0, 0, wt, w->numel)) != TC_OK)
     return st;
-  return b ? oi_queue(m, l, 0, 1, bt, out) : TC_OK;
+  return b ? tc__oi_queue(m, l, 0, 1, bt, out) : TC_OK;
 }
 
 static tc_status map_gemm(oi_map *m, const Onnx__NodeProto *n) {
   oi_val w, b;
   tc_status st;
-  if (oi_iattr(n, "transA", 0) != 0)
-    return oi_unsupported(m, n, "transA = 1");
+  if (tc__oi_iattr(n, "transA", 0) != 0)
+    return tc__oi_unsupported(m, n, "transA = 1");
   if (m->ndim != 1)
-    return oi_bad(m, n, TC_ESHAPE, "Gemm needs a 2-D input (N, features)");
-  int trans = oi_iattr(n, "transB", 0) != 0;
-  if ((st = oi_cfloat(m, n, 1, 2, NULL, -1, &w)) != TC_OK)
+    return tc__oi_bad(m, n, TC_ESHAPE, "Gemm needs a 2-D input (N, features)");
+  int trans = tc__oi_iattr(n, "transB", 0) != 0;
+  if ((st = tc__oi_cfloat(m, n, 1, 2, NULL, -1, &w)) != TC_OK)
     return st;
   int64_t out = trans ? w.dims[0] : w.dims[1];
   int bias = n->n_input > 2 && n->input[2][0];
-  if (bias && (st = oi_cfloat(m, n, 2, -1, NULL, -1, &b)) != TC_OK)
+  if (bias && (st = tc__oi_cfloat(m, n, 2, -1, NULL, -1, &b)) != TC_OK)
     return st;
   if (bias && b.numel != out && b.numel != 1)
-    return oi_bad(m, n, TC_ESHAPE, "C does not fit the output features");
+    return tc__oi_bad(m, n, TC_ESHAPE, "C does not fit the output features");
   return linear(m, n, &w, trans, bias ? &b : NULL, oi_fattr(n, "alpha", 1.f),
                 oi_fattr(n, "beta", 1.f));
 }
@@ -352,18 +352,18 @@ static tc_status map_matmul(oi_map *m, const Onnx__NodeProto *n,
   oi_val w, b;
   tc_status st;
   if (n->n_input != 2)
-    return oi_bad(m, n, TC_EFORMAT, "needs 2 inputs");
-  if ((st = oi_cfloat(m, n, 1, 2, NULL, -1, &w)) != TC_OK)
+    return tc__oi_bad(m, n, TC_EFORMAT, "needs 2 inputs");
+  if ((st = tc__oi_cfloat(m, n, 1, 2, NULL, -1, &w)) != TC_OK)
     return st;
   *y = n->output[0];
   int64_t ai = -1;
-  int cnt = oi_readers(m, n->output[0], &ai, 1);
+  int cnt = tc__oi_readers(m, n->output[0], &ai, 1);
   const Onnx__NodeProto *a = ai >= 0 ? m->o.g->node[ai] : NULL;
   int has_b = 0;
   if (cnt == 1 && !strcmp(a->op_type, "Add") && a->n_input == 2) {
     const char *other =
         !strcmp(a->input[0], n->output[0]) ? a->input[1] : a->input[0];
-    st = oi_const(&m->o, other, &b);
+    st = tc__oi_const(&m->o, other, &b);
     if (st == TC_OK && b.dtype == FLT && b.numel == w.dims[1] && b.ndim == 1) {
       m->o.used[ai] = 1, has_b = 1, *y = a->output[0];
     } else if (st != TC_OK && st != TC_ENOTFOUND) {
@@ -377,52 +377,52 @@ static tc_status map_matmul(oi_map *m, const Onnx__NodeProto *n,
 static tc_status map_reshape(oi_map *m, const Onnx__NodeProto *n) {
   oi_val s;
   tc_status st =
-      n->n_input >= 2 ? oi_const(&m->o, n->input[1], &s) : TC_EFORMAT;
+      n->n_input >= 2 ? tc__oi_const(&m->o, n->input[1], &s) : TC_EFORMAT;
   if (st == TC_ENOTFOUND || st == TC_EFORMAT)
-    return oi_unsupported(m, n, "the target shape must be constant");
+    return tc__oi_unsupported(m, n, "the target shape must be constant");
   if (st != TC_OK)
     return st;
   int64_t feat = 1;
   for (int i = 0; i < m->ndim; i++)
     feat *= m->shape[i];
-  int64_t s0 = s.numel == 2 ? oi_at(&s, 0) : -2;
-  int64_t s1 = s.numel == 2 ? oi_at(&s, 1) : -2;
+  int64_t s0 = s.numel == 2 ? tc__oi_at(&s, 0) : -2;
+  int64_t s1 = s.numel == 2 ? tc__oi_at(&s, 1) : -2;
   int batch_ok =
       s0 == 0 || (m->batch && s0 == m->batch) || (s0 == -1 && s1 == feat);
   if (!batch_ok || (s1 != -1 && s1 != feat))
-    return oi_unsupported(m, n, "only a flatten to (N, features) is mapped");
+    return tc__oi_unsupported(m, n, "only a flatten to (N, features) is mapped");
   tc_layer *l = NULL;
   st = tc_flatten_create(&l);
-  return oi_append(m, n, st, l);
+  return tc__oi_append(m, n, st, l);
 }
 
 /* The input pads of a Pad node in mode constant with value 0. */
-tc_status oi_pad_amounts(oi_map *m, const Onnx__NodeProto *n, int64_t p[8]) {
-  const Onnx__AttributeProto *a = oi_attr(n, "mode");
+tc_status tc__oi_pad_amounts(oi_map *m, const Onnx__NodeProto *n, int64_t p[8]) {
+  const Onnx__AttributeProto *a = tc__oi_attr(n, "mode");
   oi_val v;
   if (a && a->s.len && !(a->s.len == 8 && !memcmp(a->s.data, "constant", 8)))
-    return oi_unsupported(m, n, "only constant padding");
+    return tc__oi_unsupported(m, n, "only constant padding");
   tc_status st =
-      n->n_input >= 2 ? oi_const(&m->o, n->input[1], &v) : TC_ENOTFOUND;
+      n->n_input >= 2 ? tc__oi_const(&m->o, n->input[1], &v) : TC_ENOTFOUND;
   if (st == TC_ENOTFOUND)
-    return oi_unsupported(m, n, "pads must be constant");
+    return tc__oi_unsupported(m, n, "pads must be constant");
   if (st != TC_OK)
     return st;
   if (v.numel != 8)
-    return oi_unsupported(m, n, "only 4-D padding");
+    return tc__oi_unsupported(m, n, "only 4-D padding");
   for (int i = 0; i < 8; i++)
-    p[i] = oi_at(&v, i);
+    p[i] = tc__oi_at(&v, i);
   if (n->n_input >= 3 && n->input[2][0]) {
     oi_val c;
-    if ((st = oi_const(&m->o, n->input[2], &c)) == TC_ENOTFOUND ||
-        (st == TC_OK && (c.numel != 1 || oi_at(&c, 0) != 0)))
-      return oi_unsupported(m, n, "only zero padding");
+    if ((st = tc__oi_const(&m->o, n->input[2], &c)) == TC_ENOTFOUND ||
+        (st == TC_OK && (c.numel != 1 || tc__oi_at(&c, 0) != 0)))
+      return tc__oi_unsupported(m, n, "only zero padding");
     if (st != TC_OK)
       return st;
   }
   for (int i = 0; i < 8; i++)
     if (p[i] < 0 || p[i] > INT32_MAX)
-      return oi_unsupported(m, n, "negative or huge pads");
+      return tc__oi_unsupported(m, n, "negative or huge pads");
   return TC_OK;
 }
 
@@ -434,24 +434,24 @@ static tc_status map_node(oi_map *m, int64_t idx) {
   tc_layer *l = NULL;
   m->o.used[idx] = 1;
   if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx"))
-    return oi_unsupported(m, n, "operator domain other than ONNX's");
+    return tc__oi_unsupported(m, n, "operator domain other than ONNX's");
   if (!y || !y[0])
-    return oi_bad(m, n, TC_EFORMAT, "no output");
+    return tc__oi_bad(m, n, TC_EFORMAT, "no output");
   if (n->n_input < 1 || strcmp(n->input[0], m->cur))
-    return oi_unsupported(m, n,
+    return tc__oi_unsupported(m, n,
                           "the graph's tensor must be its first "
                           "input");
   if (!strcmp(op, "Identity")) {
   } else if (!strcmp(op, "Dropout")) {
     oi_val t;
     if (n->n_output > 1 && n->output[1][0])
-      return oi_unsupported(m, n, "the mask output is used");
+      return tc__oi_unsupported(m, n, "the mask output is used");
     if (n->n_input > 2 && n->input[2][0] &&
-        (oi_const(&m->o, n->input[2], &t) != TC_OK || oi_at(&t, 0) != 0))
-      return oi_unsupported(m, n, "training_mode must be a constant false");
+        (tc__oi_const(&m->o, n->input[2], &t) != TC_OK || tc__oi_at(&t, 0) != 0))
+      return tc__oi_unsupported(m, n, "training_mode must be a constant false");
   } else if (!strcmp(op, "Relu")) {
     st = tc_relu_create(&l);
-    st = oi_append(m, n, st, l);
+    st = tc__oi_append(m, n, st, l);
   } else if (!strcmp(op, "Conv")) {
     st = map_conv(m, n);
   } else if (!strcmp(op, "BatchNormalization")) {
@@ -460,12 +460,12 @@ static tc_status map_node(oi_map *m, int64_t idx) {
     st = map_pool(m, n, op[0] == 'M', 0);
   } else if (!strcmp(op, "GlobalAveragePool")) {
     st = tc_global_avgpool2d_create(&l);
-    st = oi_append(m, n, st, l);
+    st = tc__oi_append(m, n, st, l);
   } else if (!strcmp(op, "Flatten")) {
-    if (oi_iattr(n, "axis", 1) != 1)
-      return oi_unsupported(m, n, "axis other than 1");
+    if (tc__oi_iattr(n, "axis", 1) != 1)
+      return tc__oi_unsupported(m, n, "axis other than 1");
     st = tc_flatten_create(&l);
-    st = oi_append(m, n, st, l);
+    st = tc__oi_append(m, n, st, l);
   } else if (!strcmp(op, "Reshape")) {
     st = map_reshape(m, n);
   } else if (!strcmp(op, "Gemm")) {
@@ -476,15 +476,15 @@ static tc_status map_node(oi_map *m, int64_t idx) {
     /* zero pads (torch's AvgPool2d writes them), or a symmetric spatial
      * zero Pad before an unpadded AveragePool */
     int64_t p[8], cnt = -1;
-    if ((st = oi_pad_amounts(m, n, p)) != TC_OK)
+    if ((st = tc__oi_pad_amounts(m, n, p)) != TC_OK)
       return st;
     int64_t any = p[0] | p[1] | p[4] | p[5], sp = p[2];
     if (!any && !(p[2] | p[3] | p[6] | p[7])) {
     } else {
-      int c = oi_readers(m, y, &cnt, 1);
+      int c = tc__oi_readers(m, y, &cnt, 1);
       if (any || c != 1 || p[3] != sp || p[6] != sp || p[7] != sp ||
           strcmp(m->o.g->node[cnt]->op_type, "AveragePool"))
-        return oi_unsupported(m, n,
+        return tc__oi_unsupported(m, n,
                               "padding is mapped only as an "
                               "AveragePool's (spatial, symmetric, zero)");
       m->o.used[cnt] = 1;
@@ -492,7 +492,7 @@ static tc_status map_node(oi_map *m, int64_t idx) {
       y = m->o.g->node[cnt]->output[0];
     }
   } else {
-    return oi_unsupported(m, n, "operator not supported by the importer");
+    return tc__oi_unsupported(m, n, "operator not supported by the importer");
   }
   if (st == TC_OK)
     m->cur = y;
@@ -628,7 +628,7 @@ static tc_status walk(oi_map *m, const char *out_name) {
     if (!strcmp(m->cur, out_name))
       break;
     int64_t rd[2];
-    int c = oi_readers(m, m->cur, rd, 2);
+    int c = tc__oi_readers(m, m->cur, rd, 2);
     tc_status st;
     if (c == 0)
       return tc__error(TC_EUNSUPPORTED,
@@ -638,16 +638,16 @@ static tc_status walk(oi_map *m, const char *out_name) {
     if (c == 1)
       st = map_node(m, rd[0]);
     else if (c == 2)
-      st = oi_map_block(m, rd);
+      st = tc__oi_map_block(m, rd);
     else
-      st = oi_unsupported(m, m->o.g->node[rd[0]],
+      st = tc__oi_unsupported(m, m->o.g->node[rd[0]],
                           "its input is read by more than two nodes");
     if (st != TC_OK)
       return st;
   }
   for (size_t i = 0; i < m->o.g->n_node; i++)
     if (!m->o.used[i] && strcmp(m->o.g->node[i]->op_type, "Constant"))
-      return oi_unsupported(m, m->o.g->node[i],
+      return tc__oi_unsupported(m, m->o.g->node[i],
                             "not on the chain from the input to the output");
   return TC_OK;
 }
@@ -708,7 +708,7 @@ TC_API tc_status tc_model_load_onnx(tc_model **out, tc_backend *be,
   m.o.g = mp->graph;
   if ((st = check_graph(&m, mp, &out_name, in_shape, &in_ndim)) != TC_OK)
     goto fail;
-  if (!(m.o.used = oi_alloc(&m.o, m.o.g->n_node))) {
+  if (!(m.o.used = tc__oi_alloc(&m.o, m.o.g->n_node))) {
     st = TC_ENOMEM;
     goto fail;
   }
