@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's main job: build tinycnn and train LeNet-5 on Fashion-MNIST
-# (Debian's dataset-fashion-mnist package) with the seed's defaults, then
+# (Debian's dataset-fashion-mnist package) with the reference recipe's defaults, then
 # print the test line. Extra arguments go to tinycnn-lenet, e.g. --bn.
 # Usage: examples/run_main_job.sh [tinycnn-lenet options]
 set -euo pipefail

@@ -16,7 +16,7 @@
 #include "nn_util.h"
 #include "testutil.h"
 
-/* The tolerance the issue sets: max relative error 1e-4 in float32. */
+/* The parity tolerance: max relative error 1e-4 in float32. */
 #define GOLDEN_TOL 1e-4
 
 static double golden_worst; /* worst relative error seen by this binary */

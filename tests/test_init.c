@@ -92,7 +92,7 @@ START_TEST(test_distributions) {
                                 TC_NONLINEARITY_LEAKY_RELU, &r));
   double b = 1 / sqrt(2304.0);
   check(t, b * b / 3, b);
-  /* kaiming_normal(fan_out, relu): std sqrt(2 / fan_out) (seed 003) */
+  /* kaiming_normal(fan_out, relu): std sqrt(2 / fan_out) (He et al. 2015) */
   NU_OK(tc_init_kaiming_normal(t, 0, TC_FAN_OUT, TC_NONLINEARITY_RELU, &r));
   check(t, 2.0 / 576, 0);
   NU_OK(tc_init_kaiming_uniform(t, 0, TC_FAN_OUT, TC_NONLINEARITY_RELU, &r));

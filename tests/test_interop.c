@@ -1,5 +1,5 @@
 /*
- * test_interop.c - state dicts cross between PyTorch and tinycnn (issue 5):
+ * test_interop.c - state dicts cross between PyTorch and tinycnn:
  * a safetensors file written from a PyTorch LeNet-5 (BN) / ResNet-20
  * state_dict() loads into the same tinycnn model (tc_model_load) and gives
  * PyTorch's eval-mode logits; and the file tc_model_save() writes holds

@@ -1,6 +1,6 @@
 /*
  * test_model.c - models as trees: PyTorch state-dict names and order for a
- * LeNet-5 (seed 000, with BN) and a small CIFAR ResNet (seed 003) tree, the
+ * LeNet-5 (LeCun et al. 1998, with BN) and a small CIFAR ResNet (He et al. 2016) tree, the
  * flat parameter/gradient arenas (parameters are views), deterministic
  * default initialisation, batch-size changes, zero allocation in a steady
  * training step, bad input (clear errors, model still usable), and fault
@@ -25,7 +25,7 @@ static void teardown(void) { tc_backend_destroy(be); }
       goto fail;                                                               \
   } while (0)
 
-/* LeNet-5 of seed 000 (3x32x32 input) with BatchNorm; the layers without
+/* LeNet-5 (LeCun et al. 1998; 3x32x32 input) with BatchNorm; the layers without
  * state are named as in a Sequential, which PyTorch leaves out of the
  * state dict as well. */
 static tc_status lenet(tc_layer **out, int bn) {
@@ -77,7 +77,7 @@ fail:
   return st;
 }
 
-/* The seed 003 ResNet with n blocks per stage (n = 3: ResNet-20). */
+/* The CIFAR ResNet (He et al. 2016) with n blocks per stage (n = 3: ResNet-20). */
 static tc_status resnet(tc_layer **out, int n, int shortcut) {
   tc_status st;
   tc_layer *net = NULL, *stage, *l;

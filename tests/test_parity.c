@@ -1,6 +1,6 @@
 /*
- * test_parity.c - whole-model parity with PyTorch: LeNet-5 (seed 000, with
- * and without BatchNorm) and ResNet-20 (seed 003, option A), built through
+ * test_parity.c - whole-model parity with PyTorch: LeNet-5 (LeCun et al. 1998, with
+ * and without BatchNorm) and ResNet-20 (He et al. 2016, option A), built through
  * the public API (examples/common/models.c), loaded with the PyTorch
  * model's weights, give the same logits, loss and parameter gradients, and
  * the same weights and BN running statistics after two SGD steps (momentum

@@ -1,5 +1,5 @@
 /*
- * test_resume.c - exact resume (issue 5): training N steps, saving a
+ * test_resume.c - exact resume: training N steps, saving a
  * training checkpoint, loading it into freshly built objects and training
  * M more gives bit-identical weights to N+M steps at once -- with dropout,
  * batch norm, augmentation, shuffling, momentum and an LR schedule, and

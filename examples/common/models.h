@@ -1,8 +1,9 @@
 /*
  * models.h - the bundled models built from public tinycnn pieces: LeNet-5 of
- * seed 000 (optionally with BatchNorm) and the CIFAR ResNet family of seed
- * 003 (6n+2 layers, shortcut A or B, or the plain twin). Names follow the
- * PyTorch modules of the seeds, so state dicts are interchangeable.
+ * LeCun et al. 1998 (optionally with BatchNorm) and the CIFAR ResNet family
+ * of He et al. 2016 (6n+2 layers, shortcut A or B, or the plain twin).
+ * Names follow the PyTorch modules of the reference recipes, so state dicts
+ * are interchangeable.
  */
 #ifndef TC_EXAMPLE_MODELS_H
 #define TC_EXAMPLE_MODELS_H

@@ -290,8 +290,8 @@ static int load_datasets(run *r) {
   return 0;
 }
 
-/* Transforms of the seeds: grey 28x28 images padded to 32 and repeated to
- * 3 channels (notebook 000), CIFAR's crop + flip (notebook 003). */
+/* Transforms of the reference recipes: grey 28x28 images padded to 32 and repeated to
+ * 3 channels, CIFAR's crop + flip (He et al. 2016, section 4.2). */
 static int make_transforms(run *r) {
   const train_args *a = &r->a;
   static const float half[3] = {0.5f, 0.5f, 0.5f};
@@ -331,7 +331,7 @@ static int make_loaders(run *r) {
   o.shard = r->rank;
   o.seed = r->a.seed;
   o.shuffle = 1;
-  o.drop_last = 1; /* as the seeds' training loaders */
+  o.drop_last = 1; /* as the reference recipes' training loaders */
   TRY("training loader",
       tc_loader_create(&r->ld_train, r->train, r->tf_train, &o));
   o.shuffle = 0;

@@ -1,5 +1,5 @@
 /*
- * tinycnn-lenet - trains LeNet-5 (seed notebook 000) on MNIST,
+ * tinycnn-lenet - trains LeNet-5 (LeCun et al. 1998) on MNIST,
  * Fashion-MNIST or SVHN. See docs/trainers.md or --help.
  */
 #include "../common/trainer.h"

@@ -1,5 +1,5 @@
 /*
- * tinycnn-resnet - trains a CIFAR ResNet (seed notebook 003) or its plain
+ * tinycnn-resnet - trains a CIFAR ResNet (He et al. 2016) or its plain
  * twin on CIFAR-10, MNIST or Fashion-MNIST. See docs/trainers.md or --help.
  */
 #include "../common/trainer.h"

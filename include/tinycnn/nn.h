@@ -183,7 +183,7 @@ TC_API int64_t tc_sequential_size(const tc_layer *seq);
 
 /** Shortcut of a residual block. */
 typedef enum tc_shortcut {
-  /** Option A as in the seed notebook: zero-pad the new channels and
+  /** Option A as PyTorch CIFAR ResNets write it: zero-pad the new channels and
    *  max-pool with kernel = stride = the block's stride. */
   TC_SHORTCUT_A_MAXPOOL = 0,
   /** Option A with the common x[:, :, ::stride, ::stride] subsampling
@@ -192,7 +192,7 @@ typedef enum tc_shortcut {
   /** Option B: 1x1 convolution (no bias) + BatchNorm2d, named
    *  "shortcut.0" / "shortcut.1", when the shape changes; else identity. */
   TC_SHORTCUT_B = 2,
-  /** No shortcut: the plain block of the seed notebook. */
+  /** No shortcut: the plain block (He et al. 2016's plain nets). */
   TC_SHORTCUT_NONE = 3
 } tc_shortcut;
 

@@ -3,10 +3,10 @@
  *   y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))
  * conv1: 3x3, stride s, pad 1; conv2: 3x3, pad 1; no biases. Shortcuts:
  *  - identity when the shape is kept (every option but NONE);
- *  - option A, seed 003: F.pad the new channels (at the end) then
+ *  - option A, as PyTorch CIFAR ResNets write it: F.pad the new channels (at the end) then
  *    MaxPool2d(kernel s, stride s) - done as pool then channel-offset add;
  *  - option A, subsample: F.pad the new channels (at the end), then
- *    x[:, :, ::s, ::s] (the issue's "common variant");
+ *    x[:, :, ::s, ::s] (a common variant);
  *  - option B: child "shortcut" = Sequential(conv1x1 stride s, BN);
  *  - NONE: the plain block (no addition).
  * Children: conv1, bn1, conv2, bn2 [, shortcut] (PyTorch's order; ReLU has

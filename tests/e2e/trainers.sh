@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end test of the bundled trainers on real MNIST (issue 6): LeNet
+# End-to-end test of the bundled trainers on real MNIST: LeNet
 # learns (>= 97% after two epochs), save -> --load --eval-only reproduces the
 # test line, a resumed run equals an uninterrupted one, bad arguments fail
 # with one line, and a short ResNet-20 run lowers its training loss.

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""PyTorch <-> tinycnn state-dict interop goldens (issue 5).
+"""PyTorch <-> tinycnn state-dict interop goldens.
 
 Run by hand with Debian's python3-torch:  /usr/bin/python3 tests/golden/generate_interop.py
-Writes, for LeNet-5 with BatchNorm (seed 000) and ResNet-20 option A (seed 003):
+Writes, for LeNet-5 with BatchNorm (LeCun et al. 1998) and ResNet-20 option A (He et al. 2016):
   interop_<model>.safetensors     the model's state_dict() exactly as PyTorch
                                   has it (after a few training steps, so BN
                                   running statistics are not trivial)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 
 class BasicBlock(nn.Module):
-    """The CIFAR basic block of seed 003 (option A: pad channels at the end,
+    """The CIFAR basic block of He et al. 2016 (option A: pad channels at the end,
     then MaxPool2d(2) as the seed does, or x[:, :, ::2, ::2]; option B: 1x1
     conv + BN projection)."""
 
@@ -45,7 +45,7 @@ class BasicBlock(nn.Module):
 
 
 class LeNet(nn.Module):
-    """LeNet-5 of seed 000 with torch.nn BatchNorm (the library's layers)."""
+    """LeNet-5 (LeCun et al. 1998) with torch.nn BatchNorm (the library's layers)."""
 
     def __init__(self, bn=False):
         super().__init__()
@@ -69,7 +69,7 @@ class LeNet(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR ResNet of seed 003 (6n+2 layers, option A shortcuts; option B
+    """CIFAR ResNet of He et al. 2016 (6n+2 layers, option A shortcuts; option B
     with shortcut="B")."""
 
     def __init__(self, n, plain=False, shortcut="A"):
