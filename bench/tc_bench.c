@@ -183,7 +183,7 @@ static tc_status train_step(step_ctx *c) {
       (st = tc_model_forward(c->m, c->x, &out)) != TC_OK ||
       (st = tc_loss_compute(c->loss, out, c->y, &c->last_loss,
                             tc_model_output_grad(c->m))) != TC_OK ||
-      (st = tc_model_backward(c->m, tc_model_output_grad(c->m))) != TC_OK)
+      (st = tc_model_backward(c->m, NULL)) != TC_OK)
     return st;
   return tc_optimizer_step(c->opt);
 }
@@ -197,7 +197,7 @@ static void print_profile(tc_model *m, const char *model, const char *mode,
                           int iters, double wall) {
   int64_t n = tc_model_profile_count(m);
   double fsum = 0, bsum = 0;
-  tc_layer_profile p = {.struct_size = sizeof p};
+  tc_layer_profile p = TC_LAYER_PROFILE_INIT;
   for (int64_t i = 0; i < n; i++)
     if (tc_model_get_profile(m, i, &p) == TC_OK) {
       fsum += p.forward_seconds;

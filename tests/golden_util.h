@@ -27,7 +27,7 @@ static inline tc_safetensors *golden_open(const char *name) {
   snprintf(path, sizeof path, "%s/tests/golden/%s.safetensors",
            root ? root : "..", name);
   tc_safetensors *st = NULL;
-  ck_assert_msg(tc_safetensors_open(&st, path) == TC_OK, "%s: %s", path,
+  ck_assert_msg(tc_safetensors_create(&st, path) == TC_OK, "%s: %s", path,
                 tc_last_error());
   return st;
 }

@@ -107,7 +107,7 @@ START_TEST(test_model_roundtrip) {
   const char *meta[] = {"arch", "small", "epoch", "3", NULL};
   ck_assert_int_eq(tc_model_save(a, tpath("m.st"), meta), TC_OK);
   tc_safetensors *st;
-  ck_assert_int_eq(tc_safetensors_open(&st, tpath("m.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, tpath("m.st")), TC_OK);
   /* PyTorch's state_dict names, dtypes and shapes */
   ck_assert_int_eq(tc_safetensors_count(st), 9);
   tc_st_dtype d;
@@ -124,7 +124,7 @@ START_TEST(test_model_roundtrip) {
                    TC_OK);
   ck_assert(nd == 2 && shape[0] == 3 && shape[1] == 32);
   ck_assert_str_eq(tc_safetensors_metadata(st, "epoch"), "3");
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   ck_assert_int_eq(tc_model_load(b, tpath("m.st")), TC_OK);
   free(sb);
   sb = state_bytes(b, &nb);
@@ -221,7 +221,7 @@ START_TEST(test_training_checkpoint) {
   tc_safetensors_writer_destroy(w);
 
   tc_safetensors *st;
-  ck_assert_int_eq(tc_safetensors_open(&st, tpath("t.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, tpath("t.st")), TC_OK);
   /* strict without ignore: the optimizer entries are unexpected */
   ck_assert_int_eq(tc_safetensors_load_model(st, b, NULL, NULL), TC_ESHAPE);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "unexpected 'optimizer."));
@@ -248,7 +248,7 @@ START_TEST(test_training_checkpoint) {
   ck_assert_int_eq(tc_safetensors_read(st, "optimizer.state.conv1.weight."
                                        "momentum_buffer", buf), TC_OK);
   tc_tensor_destroy(buf);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
 
   /* a model under a prefix */
   ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
@@ -256,12 +256,12 @@ START_TEST(test_training_checkpoint) {
   ck_assert_int_eq(tc_safetensors_writer_add_model(w, a, NULL), TC_OK);
   ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("p.st")), TC_OK);
   tc_safetensors_writer_destroy(w);
-  ck_assert_int_eq(tc_safetensors_open(&st, tpath("p.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, tpath("p.st")), TC_OK);
   ck_assert_int_eq(tc_safetensors_load_model(st, b, "ema.", NULL), TC_OK);
   ck_assert_int_eq(tc_safetensors_load_model(st, b, NULL, NULL), TC_ESHAPE);
   const char *ign2[] = {"ema.", NULL};
   ck_assert_int_eq(tc_safetensors_load_model(st, b, NULL, ign2), TC_OK);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   tc_model_destroy(a);
   tc_model_destroy(b);
 }
@@ -299,7 +299,7 @@ static void expect_load(const char *path, tc_model *m, tc_optimizer *opt,
                         tc_loader *loader, tc_status st, const char *want) {
   size_t n0, n1;
   unsigned char *s0 = state_bytes(m, &n0);
-  tc_status got = tc_checkpoint_load(path, m, opt, NULL, loader, NULL, NULL);
+  tc_status got = tc_checkpoint_load(m, path, opt, NULL, loader, NULL, NULL);
   ck_assert_msg(got == st, "%d, not %d: %s", got, st, tc_last_error());
   if (want)
     ck_assert_msg(strstr(tc_last_error(), want), "'%s' lacks '%s'",
@@ -312,6 +312,33 @@ static void expect_load(const char *path, tc_model *m, tc_optimizer *opt,
   free(s0);
 }
 
+/* Loading a training checkpoint as a state dict says what to call
+ * instead; tc_checkpoint_load with NULLs loads the model alone. */
+START_TEST(test_checkpoint_as_state_dict) {
+  tc_model *a = small_model(1, 3, 1), *b = small_model(2, 3, 1);
+  tc_optimizer *oa = group_opt(a, 0.1f, 1e-4f, 1);
+  const char *path = tpath("as_sd.ckpt");
+  ck_assert_int_eq(tc_checkpoint_save(a, path, oa, NULL, NULL, 1, 10, NULL),
+                   TC_OK);
+  ck_assert_int_eq(tc_model_load(b, path), TC_ESHAPE);
+  ck_assert_msg(strstr(tc_last_error(), "a training checkpoint") &&
+                    strstr(tc_last_error(), "tc_checkpoint_load(m, path, "
+                                            "NULL, NULL, NULL, NULL, NULL)"),
+                "%s", tc_last_error());
+  expect_load(path, b, NULL, NULL, TC_OK, NULL);
+  /* a plain state dict with an unexpected name gets no such hint */
+  const char *p2 = tpath("as_sd.safetensors");
+  ck_assert_int_eq(tc_model_save(a, p2, NULL), TC_OK);
+  tc_model *c = small_model(3, 4, 1);
+  ck_assert_int_eq(tc_model_load(c, p2), TC_ESHAPE);
+  ck_assert_ptr_null(strstr(tc_last_error(), "training checkpoint"));
+  tc_model_destroy(c);
+  tc_optimizer_destroy(oa);
+  tc_model_destroy(a);
+  tc_model_destroy(b);
+}
+END_TEST
+
 /* A resumed run must use the optimizer settings and groups it was saved
  * with (PyTorch's optimizer state_dict restores its param_groups); files
  * from before these entries load without the check. */
@@ -319,7 +346,7 @@ START_TEST(test_checkpoint_param_groups) {
   tc_model *a = small_model(1, 3, 1), *b = small_model(2, 3, 1);
   tc_optimizer *oa = group_opt(a, 0.1f, 1e-4f, 1);
   const char *path = tpath("g.ckpt");
-  ck_assert_int_eq(tc_checkpoint_save(path, a, oa, NULL, NULL, 1, 10, NULL),
+  ck_assert_int_eq(tc_checkpoint_save(a, path, oa, NULL, NULL, 1, 10, NULL),
                    TC_OK);
   tc_optimizer *ob = group_opt(b, 0.05f, 1e-4f, 1);
   expect_load(path, b, ob, NULL, TC_EINVAL,
@@ -344,7 +371,7 @@ START_TEST(test_checkpoint_param_groups) {
   /* the same file without the new entries, as older versions wrote it */
   tc_safetensors *st;
   tc_safetensors_writer *w;
-  ck_assert_int_eq(tc_safetensors_open(&st, path), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, path), TC_OK);
   ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
   for (int64_t i = 0; i < tc_safetensors_count(st); i++) {
     const char *name = tc_safetensors_name(st, i);
@@ -366,7 +393,7 @@ START_TEST(test_checkpoint_param_groups) {
   ck_assert_int_eq(tc_safetensors_writer_add_metadata(
                        w, "format", tc_safetensors_metadata(st, "format")),
                    TC_OK);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("old.ckpt")), TC_OK);
   tc_safetensors_writer_destroy(w);
   ob = group_opt(b, 0.05f, 1e-4f, 0);
@@ -386,7 +413,7 @@ START_TEST(test_checkpoint_param_groups) {
   ck_assert_int_eq(tc_loader_create(&l4, ds, NULL, &lo), TC_OK);
   lo.batch_size = 5;
   ck_assert_int_eq(tc_loader_create(&l5, ds, NULL, &lo), TC_OK);
-  ck_assert_int_eq(tc_checkpoint_save(path, a, oa, NULL, l4, 1, 10, NULL),
+  ck_assert_int_eq(tc_checkpoint_save(a, path, oa, NULL, l4, 1, 10, NULL),
                    TC_OK);
   ob = group_opt(b, 0.1f, 1e-4f, 1);
   expect_load(path, b, ob, l5, TC_EINVAL,
@@ -468,7 +495,7 @@ static void save_version(const char *path, unsigned v, unsigned char *data) {
 /* The file loads, and its data agrees with its version. Returns it. */
 static unsigned check_whole(const char *path, unsigned char *buf) {
   tc_safetensors *st;
-  ck_assert_msg(tc_safetensors_open(&st, path) == TC_OK, "%s",
+  ck_assert_msg(tc_safetensors_create(&st, path) == TC_OK, "%s",
                 tc_last_error());
   int64_t v;
   ck_assert_int_eq(tc_safetensors_metadata_i64(st, "version", &v), TC_OK);
@@ -476,7 +503,7 @@ static unsigned check_whole(const char *path, unsigned char *buf) {
   for (size_t i = 0; i < BIG; i += 4093)
     ck_assert_int_eq(buf[i], (unsigned char)(v & 0xff));
   ck_assert_int_eq(buf[BIG - 1], (unsigned char)(v & 0xff));
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   return (unsigned)v;
 }
 
@@ -529,7 +556,7 @@ START_TEST(test_load_fifo) {
   ck_assert_int_eq(tc_model_load(m, tpath("fifo.st")), TC_EIO);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "not a regular file"));
   ck_assert_int_eq(
-      tc_checkpoint_load(tpath("fifo.st"), m, NULL, NULL, NULL, NULL, NULL),
+      tc_checkpoint_load(m, tpath("fifo.st"), NULL, NULL, NULL, NULL, NULL),
       TC_EIO);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "not a regular file"));
   unsigned char *after = state_bytes(m, &n1);
@@ -571,6 +598,7 @@ static Suite *suite(void) {
   tcase_set_timeout(tc, 240);
   tcase_add_test(tc, test_model_roundtrip);
   tcase_add_test(tc, test_model_strict_mismatches);
+  tcase_add_test(tc, test_checkpoint_as_state_dict);
   tcase_add_test(tc, test_training_checkpoint);
   tcase_add_test(tc, test_checkpoint_param_groups);
   tcase_add_test(tc, test_model_alloc_failures);

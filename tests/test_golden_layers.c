@@ -115,7 +115,7 @@ static void layer_case(const char *name, int train) {
   tc_tensor_destroy(x);
   tc_model_destroy(m);
   cJSON_Delete(cfg);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   tc_backend_destroy(be);
 }
 
@@ -162,7 +162,7 @@ static void loss_case(const char *name) {
   tc_tensor_destroy(x);
   tc_loss_destroy(l);
   cJSON_Delete(cfg);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   tc_backend_destroy(be);
 }
 

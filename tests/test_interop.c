@@ -22,8 +22,8 @@ static void golden_path(char *buf, size_t cap, const char *name) {
 /* Same tensors (names, dtypes, shapes, bytes) in both files. */
 static void same_state_dict(const char *a_path, const char *b_path) {
   tc_safetensors *a = NULL, *b = NULL;
-  NU_OK(tc_safetensors_open(&a, a_path));
-  NU_OK(tc_safetensors_open(&b, b_path));
+  NU_OK(tc_safetensors_create(&a, a_path));
+  NU_OK(tc_safetensors_create(&b, b_path));
   int64_t n = tc_safetensors_count(a);
   ck_assert_int_eq(n, tc_safetensors_count(b));
   for (int64_t i = 0; i < n; i++) {
@@ -47,8 +47,8 @@ static void same_state_dict(const char *a_path, const char *b_path) {
     free(ba);
     free(bb);
   }
-  tc_safetensors_close(a);
-  tc_safetensors_close(b);
+  tc_safetensors_destroy(a);
+  tc_safetensors_destroy(b);
 }
 
 static void interop(const char *model, int resnet) {
@@ -85,7 +85,7 @@ static void interop(const char *model, int resnet) {
   fprintf(stderr, "%s: worst relative error %.3g\n", model, golden_worst);
 
   tc_tensor_destroy(x);
-  tc_safetensors_close(io);
+  tc_safetensors_destroy(io);
   tc_model_destroy(m);
   tc_backend_destroy(be);
 }

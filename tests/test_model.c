@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nn_util.h"
 #include "testutil.h"
@@ -536,7 +537,7 @@ START_TEST(test_profile) {
   tc_tensor *lab = nu_labels(be, 4, labd);
   float l0;
   step(m, loss, x, lab, &l0); /* not profiled: nothing counted */
-  tc_layer_profile p = {.struct_size = sizeof p};
+  tc_layer_profile p = TC_LAYER_PROFILE_INIT;
   for (int64_t i = 0; i < n; i++) {
     NU_OK(tc_model_get_profile(m, i, &p));
     ck_assert_str_eq(p.name, want[i]);
@@ -867,6 +868,69 @@ START_TEST(test_inference_memory) {
 }
 END_TEST
 
+/* tc_model_backward(m, NULL) is the output gradient's buffer; and
+ * tc_model_predict is the argmax of an evaluation forward, leaves the
+ * mode alone and refuses a wrong count. */
+START_TEST(test_backward_null_and_predict) {
+  tc_model *a = nu_model(be, make_lenet(1), img, 3, 0);
+  tc_model *b = nu_model(be, make_lenet(1), img, 3, 0);
+  tc_tensor *x = random_images(4, 21), *y;
+  int32_t labd[4] = {1, 2, 3, 4};
+  tc_tensor *lab = nu_labels(be, 4, labd);
+  tc_loss *loss;
+  NU_OK(tc_loss_create(&loss, be, TC_LOSS_CROSS_ENTROPY, NULL));
+  float la, lb;
+  tc_model_set_training(a, 0); /* no dropout: the same forward in both */
+  tc_model_set_training(b, 0);
+  step(a, loss, x, lab, &la);
+  NU_OK(tc_model_zero_grad(b));
+  NU_OK(tc_model_forward(b, x, &y));
+  NU_OK(tc_loss_compute(loss, y, lab, &lb, tc_model_output_grad(b)));
+  NU_OK(tc_model_backward(b, NULL));
+  int64_t n = tc_tensor_numel(tc_model_grads_flat(a));
+  float *ga = malloc((size_t)n * 4), *gb = malloc((size_t)n * 4);
+  nu_get(tc_model_grads_flat(a), ga);
+  nu_get(tc_model_grads_flat(b), gb);
+  ck_assert_int_eq(memcmp(ga, gb, (size_t)n * 4), 0);
+  free(ga);
+  free(gb);
+  ck_assert_int_eq(tc_model_backward(NULL, NULL), TC_EINVAL);
+
+  /* predict: argmax of the evaluation output, first maximum on ties */
+  tc_model_set_training(b, 1);
+  int32_t cls[4] = {-1, -1, -1, -1};
+  NU_OK(tc_model_predict(b, x, cls, 4));
+  ck_assert_int_eq(tc_model_is_training(b), 1);
+  tc_model_set_training(b, 0);
+  float out[40];
+  nu_forward(b, x, NULL, out);
+  for (int i = 0; i < 4; i++) {
+    int best = 0;
+    for (int j = 1; j < 10; j++)
+      if (out[i * 10 + j] > out[i * 10 + best])
+        best = j;
+    ck_assert_int_eq(cls[i], best);
+  }
+  ck_assert_int_eq(tc_model_predict(b, x, cls, 3), TC_ESHAPE);
+  ck_assert_int_eq(tc_model_predict(b, x, NULL, 4), TC_EINVAL);
+  ck_assert_int_eq(tc_model_predict(NULL, x, cls, 4), TC_EINVAL);
+  /* the _INIT macros fill struct_size */
+  tc_layer_profile p = TC_LAYER_PROFILE_INIT;
+  tc_layer_summary ls = TC_LAYER_SUMMARY_INIT;
+  tc_model_totals t = TC_MODEL_TOTALS_INIT;
+  tc_allocator al = TC_ALLOCATOR_INIT;
+  ck_assert_uint_eq(p.struct_size, sizeof p);
+  ck_assert_uint_eq(ls.struct_size, sizeof ls);
+  ck_assert_uint_eq(t.struct_size, sizeof t);
+  ck_assert_uint_eq(al.struct_size, sizeof al);
+  tc_loss_destroy(loss);
+  tc_tensor_destroy(lab);
+  tc_tensor_destroy(x);
+  tc_model_destroy(a);
+  tc_model_destroy(b);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("model");
   TCase *tc = tcase_create("model");
@@ -884,6 +948,7 @@ int main(void) {
   tcase_add_test(tc, test_profile);
   tcase_add_test(tc, test_eval_arena_matches_full);
   tcase_add_test(tc, test_inference_memory);
+  tcase_add_test(tc, test_backward_null_and_predict);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }

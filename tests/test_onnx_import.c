@@ -1,5 +1,5 @@
 /*
- * test_onnx_import.c - tc_model_load_onnx against PyTorch: the files of
+ * test_onnx_import.c - tc_model_create_from_onnx against PyTorch: the files of
  * tests/onnx/import/ (written by make_import_models.py with
  * torch.onnx.export: LeNet-5 with and without BN, BN folded into the Conv
  * or not, ResNet-8 with shortcuts A (max-pool, subsample) and B, a plain
@@ -101,7 +101,7 @@ START_TEST(test_torch_models) {
   char path[4200];
   snprintf(path, sizeof path, "%s/%s.onnx", dir(), name);
   tc_model *m = NULL;
-  NU_OK(tc_model_load_onnx(&m, be, path, NULL));
+  NU_OK(tc_model_create_from_onnx(&m, be, path, NULL));
   ck_assert_int_eq(tc_model_is_training(m), 0);
   float y[BATCH * 10];
   run(m, x, y);
@@ -146,7 +146,7 @@ START_TEST(test_round_trip) {
   close(fd);
   NU_OK(tc_model_export_onnx(m, path, NULL));
   tc_model *back = NULL;
-  NU_OK(tc_model_load_onnx(&back, be, path, NULL));
+  NU_OK(tc_model_create_from_onnx(&back, be, path, NULL));
   run(back, x, got);
   double d = rel_diff(got, want, BATCH * 10);
   printf("round trip lenet_bn     max|diff|/scale %.2e\n", d);
@@ -156,7 +156,7 @@ START_TEST(test_round_trip) {
   o.dynamic_batch = 0, o.batch = BATCH;
   NU_OK(tc_model_export_onnx(m, path, &o));
   tc_model_destroy(back);
-  NU_OK(tc_model_load_onnx(&back, be, path, NULL));
+  NU_OK(tc_model_create_from_onnx(&back, be, path, NULL));
   run(back, x, got);
   ck_assert(rel_diff(got, want, BATCH * 10) <= 1e-6);
   unlink(path);
@@ -187,7 +187,7 @@ static tc_status load_bytes(const unsigned char *b, size_t n) {
   spit(path, b, n);
   tc_model *m = (tc_model *)&m; /* must stay as it is on failure */
   tc_model *before = m;
-  tc_status st = tc_model_load_onnx(&m, be, path, NULL);
+  tc_status st = tc_model_create_from_onnx(&m, be, path, NULL);
   if (st == TC_OK)
     tc_model_destroy(m);
   else
@@ -244,9 +244,9 @@ START_TEST(test_hostile) {
   ck_assert_int_eq(tc_onnx_load_options_init(&o, sizeof o + 8), TC_EVERSION);
   o.max_file_bytes = 1000;
   tc_model *m = NULL;
-  ck_assert_int_eq(tc_model_load_onnx(&m, be, path, &o), TC_EFORMAT);
-  ck_assert_int_eq(tc_model_load_onnx(NULL, be, path, NULL), TC_EINVAL);
-  ck_assert_int_eq(tc_model_load_onnx(&m, be, "/nonexistent.onnx", NULL),
+  ck_assert_int_eq(tc_model_create_from_onnx(&m, be, path, &o), TC_EFORMAT);
+  ck_assert_int_eq(tc_model_create_from_onnx(NULL, be, path, NULL), TC_EINVAL);
+  ck_assert_int_eq(tc_model_create_from_onnx(&m, be, "/nonexistent.onnx", NULL),
                    TC_EIO);
   ck_assert_ptr_null(m);
   free(c);

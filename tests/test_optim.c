@@ -265,7 +265,7 @@ START_TEST(golden_steps) {
   tc_optimizer_destroy(opt);
   pset_free(&s);
   cJSON_Delete(cfg);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
 }
 END_TEST
 
@@ -425,7 +425,7 @@ START_TEST(zero_grad) {
   }
   ck_assert_int_eq(tc_optimizer_zero_grad(NULL), TC_EINVAL);
   cJSON_Delete(cfg);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
 }
 END_TEST
 
@@ -474,8 +474,8 @@ START_TEST(clip_golden) {
       pset_free(&s);
     }
   cJSON_Delete(cfg);
-  tc_safetensors_close(st);
-  tc_safetensors_close(pst);
+  tc_safetensors_destroy(st);
+  tc_safetensors_destroy(pst);
 }
 END_TEST
 
@@ -586,7 +586,7 @@ START_TEST(lr_get_set) {
   tc_optimizer_destroy(opt);
   pset_free(&s);
   cJSON_Delete(cfg);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
 }
 END_TEST
 
@@ -659,7 +659,7 @@ START_TEST(resume) {
   pset_free(&a);
   pset_free(&b);
   cJSON_Delete(cfg);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
 }
 END_TEST
 

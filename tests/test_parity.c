@@ -155,7 +155,7 @@ static void parity(const char *golden, int resnet, int bn) {
   tc_tensor_destroy(labels);
   tc_model_destroy(m);
   cJSON_Delete(cfg);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   tc_backend_destroy(be);
 }
 

@@ -132,7 +132,7 @@ START_TEST(test_roundtrip_all_dtypes) {
   free(bb);
 
   tc_safetensors *st;
-  ck_assert_int_eq(tc_safetensors_open(&st, tpath("a.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, tpath("a.st")), TC_OK);
   ck_assert_int_eq(tc_safetensors_count(st), 6);
   const char *names[] = {"f32", "f4", "half", "i32", "scalar", "zero"};
   for (int i = 0; i < 6; i++)
@@ -190,7 +190,7 @@ START_TEST(test_roundtrip_all_dtypes) {
   ck_assert_int_eq(tc_safetensors_metadata_i64(st, "epoch", &ep), TC_OK);
   ck_assert_int_eq(ep, 12);
   ck_assert_int_eq(tc_safetensors_metadata_i64(st, "note", &ep), TC_EFORMAT);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   tc_tensor *all[] = {f, i32, i64, z, f2, i322, i642, z2};
   for (int i = 0; i < 8; i++)
     tc_tensor_destroy(all[i]);
@@ -240,10 +240,10 @@ START_TEST(test_reference_vectors) {
   ck_assert_mem_eq(b + 8, mh, 40);
   free(b);
   tc_safetensors *st;
-  ck_assert_int_eq(tc_safetensors_open(&st, tpath("m.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, tpath("m.st")), TC_OK);
   ck_assert_int_eq(tc_safetensors_count(st), 0);
   ck_assert_str_eq(tc_safetensors_metadata(st, "framework"), "pt");
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
 }
 END_TEST
 
@@ -264,10 +264,10 @@ static tc_status open_hdr(const char *hdr, size_t data) {
   size_t n;
   unsigned char *b = mk(hdr, strlen(hdr), data, &n);
   tc_safetensors *st = NULL;
-  tc_status s = tc_safetensors_open_buffer(&st, b, n);
+  tc_status s = tc_safetensors_create_from_buffer(&st, b, n);
   if (s == TC_OK) {
     ck_assert_ptr_nonnull(st);
-    tc_safetensors_close(st);
+    tc_safetensors_destroy(st);
   } else {
     ck_assert_ptr_null(st); /* outputs untouched */
   }
@@ -294,30 +294,33 @@ static tc_status open_hdr(const char *hdr, size_t data) {
 START_TEST(test_reject_sizes) {
   unsigned char small[5] = {0};
   tc_safetensors *st = NULL;
-  ck_assert_int_eq(tc_safetensors_open_buffer(&st, small, 5), TC_EFORMAT);
+  ck_assert_int_eq(tc_safetensors_create_from_buffer(&st, small, 5),
+                   TC_EFORMAT);
   ck_assert_ptr_null(st);
-  ck_assert_int_eq(tc_safetensors_open_buffer(&st, small, 0), TC_EFORMAT);
+  ck_assert_int_eq(tc_safetensors_create_from_buffer(&st, small, 0),
+                   TC_EFORMAT);
   /* N > 1e8, and N = 2^64-1 (8 + N would wrap): refused before allocating */
   unsigned char big[16] = {0x01, 0xe1, 0xf5, 0x05, 0, 0, 0, 0, '{', '}'};
-  ck_assert_int_eq(tc_safetensors_open_buffer(&st, big, 16), TC_EFORMAT);
+  ck_assert_int_eq(tc_safetensors_create_from_buffer(&st, big, 16), TC_EFORMAT);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "exceeds"));
   memset(big, 0xff, 8);
-  ck_assert_int_eq(tc_safetensors_open_buffer(&st, big, 16), TC_EFORMAT);
+  ck_assert_int_eq(tc_safetensors_create_from_buffer(&st, big, 16), TC_EFORMAT);
   /* N = 1e8 exactly but the file is short */
   unsigned char edge[16] = {0x00, 0xe1, 0xf5, 0x05, 0, 0, 0, 0, '{', '}'};
-  ck_assert_int_eq(tc_safetensors_open_buffer(&st, edge, 16), TC_EFORMAT);
+  ck_assert_int_eq(tc_safetensors_create_from_buffer(&st, edge, 16),
+                   TC_EFORMAT);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "past the end"));
   /* the same through files */
   FILE *f = fopen(tpath("short.st"), "wb");
   fwrite(small, 1, 5, f);
   fclose(f);
-  ck_assert_int_eq(tc_safetensors_open(&st, tpath("short.st")), TC_EFORMAT);
+  ck_assert_int_eq(tc_safetensors_create(&st, tpath("short.st")), TC_EFORMAT);
   f = fopen(tpath("big.st"), "wb");
   fwrite(big, 1, 16, f);
   fclose(f);
-  ck_assert_int_eq(tc_safetensors_open(&st, tpath("big.st")), TC_EFORMAT);
-  ck_assert_int_eq(tc_safetensors_open(&st, tpath("absent.st")), TC_EIO);
-  ck_assert_int_eq(tc_safetensors_open(&st, tmpdir), TC_EIO);
+  ck_assert_int_eq(tc_safetensors_create(&st, tpath("big.st")), TC_EFORMAT);
+  ck_assert_int_eq(tc_safetensors_create(&st, tpath("absent.st")), TC_EIO);
+  ck_assert_int_eq(tc_safetensors_create(&st, tmpdir), TC_EIO);
   ck_assert_ptr_null(st);
 }
 END_TEST
@@ -329,7 +332,7 @@ START_TEST(test_reject_text) {
   size_t n;
   unsigned char *b = mk("{}\0 ", 4, 0, &n);
   tc_safetensors *st = NULL;
-  ck_assert_int_eq(tc_safetensors_open_buffer(&st, b, n), TC_EFORMAT);
+  ck_assert_int_eq(tc_safetensors_create_from_buffer(&st, b, n), TC_EFORMAT);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "NUL"));
   free(b);
   REJECT("", 0, "JSON");
@@ -443,8 +446,9 @@ START_TEST(test_golden_python) {
   tc_backend *be;
   ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
   tc_safetensors *st;
-  ck_assert_msg(tc_safetensors_open(&st, golden("golden_basic.safetensors")) ==
-                TC_OK, "%s", tc_last_error());
+  ck_assert_msg(
+      tc_safetensors_create(&st, golden("golden_basic.safetensors")) == TC_OK,
+      "%s", tc_last_error());
   ck_assert_int_eq(tc_safetensors_count(st), 8);
   int64_t s[] = {2, 3, 2, 2};
   tc_tensor *w, *nbt;
@@ -481,7 +485,7 @@ START_TEST(test_golden_python) {
   ck_assert_str_eq(tc_safetensors_metadata(st, "note"),
                    "caf\xc3\xa9 \"quoted\"");
   ck_assert_str_eq(tc_safetensors_metadata(st, "format"), "pt");
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   tc_tensor_destroy(w);
   tc_tensor_destroy(nbt);
   tc_backend_destroy(be);
@@ -500,10 +504,10 @@ START_TEST(test_golden_all_valid) {
     if (len < 12 || strcmp(e->d_name + len - 12, ".safetensors") != 0)
       continue;
     tc_safetensors *st;
-    ck_assert_msg(tc_safetensors_open(&st, golden(e->d_name)) == TC_OK,
+    ck_assert_msg(tc_safetensors_create(&st, golden(e->d_name)) == TC_OK,
                   "%s: %s", e->d_name, tc_last_error());
     ck_assert_int_ge(tc_safetensors_count(st), 1);
-    tc_safetensors_close(st);
+    tc_safetensors_destroy(st);
     n++;
   }
   closedir(dp);
@@ -524,9 +528,9 @@ static void write_old(const char *path) {
 
 static void expect_old(const char *path) {
   tc_safetensors *st;
-  ck_assert_int_eq(tc_safetensors_open(&st, path), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, path), TC_OK);
   ck_assert_str_eq(tc_safetensors_metadata(st, "which"), "old");
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
 }
 
 static tc_safetensors_writer *big_writer(size_t bytes) {
@@ -569,9 +573,9 @@ START_TEST(test_atomic_write_failures) {
   ck_assert_int_eq(tc_safetensors_writer_commit(w, path), TC_OK);
   tc_safetensors_writer_destroy(w);
   tc_safetensors *st;
-  ck_assert_int_eq(tc_safetensors_open(&st, path), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, path), TC_OK);
   ck_assert_str_eq(tc_safetensors_metadata(st, "which"), "new");
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   ck_assert_int_eq(leftovers(), 0);
 }
 END_TEST
@@ -591,9 +595,9 @@ START_TEST(test_atomic_long_name) {
                   tc_last_error());
     tc_safetensors_writer_destroy(w);
     tc_safetensors *st;
-    ck_assert_int_eq(tc_safetensors_open(&st, path), TC_OK);
+    ck_assert_int_eq(tc_safetensors_create(&st, path), TC_OK);
     ck_assert_str_eq(tc_safetensors_metadata(st, "which"), "new");
-    tc_safetensors_close(st);
+    tc_safetensors_destroy(st);
     ck_assert_int_eq(leftovers(), 0);
   }
   /* a multi-byte character is not cut in the middle: 3 bytes each */
@@ -642,10 +646,10 @@ START_TEST(test_alloc_failures) {
       long live = tu_alloc_live();
       tu_alloc_fail_at(k, persistent);
       tc_safetensors *st = NULL;
-      tc_status s = tc_safetensors_open(&st, path);
+      tc_status s = tc_safetensors_create(&st, path);
       if (!tu_alloc_failed()) {
         ck_assert_int_eq(s, TC_OK);
-        tc_safetensors_close(st);
+        tc_safetensors_destroy(st);
         ck_assert_int_eq(tu_alloc_live(), live);
         break;
       }
@@ -689,7 +693,7 @@ START_TEST(test_reject_fifo) {
   alarm(20);
   ck_assert_int_eq(mkfifo(tpath("fifo.st"), 0600), 0);
   tc_safetensors *st = NULL;
-  ck_assert_int_eq(tc_safetensors_open(&st, tpath("fifo.st")), TC_EIO);
+  ck_assert_int_eq(tc_safetensors_create(&st, tpath("fifo.st")), TC_EIO);
   ck_assert_ptr_null(st);
   ck_assert_msg(strstr(tc_last_error(), "not a regular file") &&
                     strstr(tc_last_error(), tpath("fifo.st")),

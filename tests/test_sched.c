@@ -152,7 +152,7 @@ START_TEST(golden_sequences) {
   ck_assert(before == after);
   tc_optimizer_destroy(opt);
   cJSON_Delete(cfg);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
 }
 END_TEST
 
@@ -189,7 +189,7 @@ START_TEST(per_iteration_and_epoch) {
   tc_scheduler_destroy(s);
   tc_optimizer_destroy(opt);
   cJSON_Delete(cfg);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
 }
 END_TEST
 
@@ -227,7 +227,7 @@ START_TEST(resume) {
     tc_optimizer_destroy(b);
   }
   cJSON_Delete(cfg);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
 }
 END_TEST
 

@@ -75,7 +75,7 @@ static void check_model(const char *name) {
   const cJSON *want = cJSON_GetObjectItemCaseSensitive(counts, name);
   ck_assert_msg(want != NULL, "no golden counts for %s", name);
   tc_model *m = make(name);
-  tc_model_totals t = {.struct_size = sizeof t};
+  tc_model_totals t = TC_MODEL_TOTALS_INIT;
   ck_assert_int_eq(tc_model_get_totals(m, 128, &t), TC_OK);
   ck_assert_msg(t.params == num(want, "params"),
                 "%s: params %lld, torch "
@@ -105,7 +105,7 @@ static void check_model(const char *name) {
   /* the per-layer entries add up to the totals */
   int64_t p = 0, b = 0, macs = 0, n = tc_model_profile_count(m);
   for (int64_t i = 0; i < n; i++) {
-    tc_layer_summary s = {.struct_size = sizeof s};
+    tc_layer_summary s = TC_LAYER_SUMMARY_INIT;
     ck_assert_int_eq(tc_model_get_layer_summary(m, i, &s), TC_OK);
     ck_assert_int_ge(s.depth, 1);
     ck_assert_int_ge(s.out_ndim, 1);

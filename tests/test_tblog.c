@@ -264,13 +264,13 @@ START_TEST(test_csv_content_and_resume) {
   char path[300];
   snprintf(path, sizeof path, "%s/log.csv", tmpdir);
   tc_csvlog *c;
-  ck_assert_int_eq(tc_csvlog_open(&c, path, -1), TC_OK);
+  ck_assert_int_eq(tc_csvlog_create(&c, path, -1), TC_OK);
   for (int s = 10; s <= 40; s += 10)
     ck_assert_int_eq(tc_csvlog_row(c, s / 20, s, "train", 0.25 * s, 0.5,
                                    0.1, 1.5, 1000), TC_OK);
   ck_assert_int_eq(tc_csvlog_row(c, 1, 40, "val,x\"", NAN, 0.875, NAN, 2, 0),
                    TC_OK);
-  tc_csvlog_close(c);
+  tc_csvlog_destroy(c);
   size_t n;
   char *t = (char *)slurp(path, &n);
   ck_assert_str_eq(t,
@@ -286,9 +286,9 @@ START_TEST(test_csv_content_and_resume) {
   fputs("2,50,tra", f);
   fclose(f);
   /* the checkpoint at step 30 was written after its rows: they stay */
-  ck_assert_int_eq(tc_csvlog_open(&c, path, 30), TC_OK);
+  ck_assert_int_eq(tc_csvlog_create(&c, path, 30), TC_OK);
   ck_assert_int_eq(tc_csvlog_row(c, 2, 31, "train", 1, 1, 1, 1, 1), TC_OK);
-  tc_csvlog_close(c);
+  tc_csvlog_destroy(c);
   t = (char *)slurp(path, &n);
   ck_assert_str_eq(t,
       "epoch,step,split,loss,accuracy,lr,seconds,images_per_sec\n"
@@ -301,8 +301,8 @@ START_TEST(test_csv_content_and_resume) {
    * directories, as tc_tblog_create does */
   char p2[300];
   snprintf(p2, sizeof p2, "%s/sub/dir/new.csv", tmpdir);
-  ck_assert_int_eq(tc_csvlog_open(&c, p2, 5), TC_OK);
-  tc_csvlog_close(c);
+  ck_assert_int_eq(tc_csvlog_create(&c, p2, 5), TC_OK);
+  tc_csvlog_destroy(c);
   t = (char *)slurp(p2, &n);
   ck_assert_str_eq(t,
       "epoch,step,split,loss,accuracy,lr,seconds,images_per_sec\n");
@@ -311,7 +311,7 @@ START_TEST(test_csv_content_and_resume) {
   f = fopen(p2, "wb");
   fputs("a,b\n1,2\n", f);
   fclose(f);
-  ck_assert_int_eq(tc_csvlog_open(&c, p2, 5), TC_EFORMAT);
+  ck_assert_int_eq(tc_csvlog_create(&c, p2, 5), TC_EFORMAT);
   t = (char *)slurp(p2, &n);
   ck_assert_str_eq(t, "a,b\n1,2\n");
   free(t);

@@ -122,7 +122,7 @@ static void model_tag(const run *r, char *out, size_t cap) {
  * entries (PyTorch's, older ones) are left to the load's own checks. */
 static int check_origin(run *r, const char *opt, const char *path) {
   tc_safetensors *st = NULL;
-  if (tc_safetensors_open(&st, path) != TC_OK)
+  if (tc_safetensors_create(&st, path) != TC_OK)
     return 0; /* the load itself reports why */
   char want[64];
   model_tag(r, want, sizeof want);
@@ -137,7 +137,7 @@ static int check_origin(run *r, const char *opt, const char *path) {
                  "%s '%s': holds model %s, these options build %s "
                  "(--depth, --shortcut, --plain and --bn must match)",
                  opt, path, model, want);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   return rc;
 }
 
@@ -517,7 +517,7 @@ static int open_logs(run *r, int64_t resume_step) {
     TRY("TensorBoard log", tc_tblog_resume(r->tb, resume_step));
   char path[4096];
   snprintf(path, sizeof path, "%s/metrics.csv", r->a.logdir);
-  TRY("metrics.csv", tc_csvlog_open(&r->csv, path, resume_step));
+  TRY("metrics.csv", tc_csvlog_create(&r->csv, path, resume_step));
   return 0;
 }
 
@@ -527,7 +527,7 @@ static int train(run *r) {
   if (a->resume) {
     char what[1100];
     snprintf(what, sizeof what, "resuming from '%s'", a->resume);
-    TRY(what, tc_checkpoint_load(a->resume, r->model, r->opt, r->sched,
+    TRY(what, tc_checkpoint_load(r->model, a->resume, r->opt, r->sched,
                                  r->ld_train, &epoch, &step));
     /* the loader knows which epoch the next batch belongs to */
     int64_t lb;
@@ -586,8 +586,7 @@ static int train(run *r) {
                                     tc_model_output_grad(r->model)));
         TRY("accuracy", tc_accuracy_count(out, y, &c));
         TRY("zero_grad", tc_optimizer_zero_grad(r->opt));
-        TRY("backward",
-            tc_model_backward(r->model, tc_model_output_grad(r->model)));
+        TRY("backward", tc_model_backward(r->model, NULL));
       }
       TRY("optimizer step", tc_optimizer_step(r->opt));
       if (r->sched)
@@ -638,7 +637,7 @@ static int train(run *r) {
       const char *meta[] = {"trainer",  r->prog, "model", model, "dataset",
                             a->dataset, "epoch", e,       NULL};
       TRY("saving the checkpoint",
-          tc_checkpoint_save(a->checkpoint, r->model, r->opt, r->sched,
+          tc_checkpoint_save(r->model, a->checkpoint, r->opt, r->sched,
                              r->ld_train, epoch + 1, step, meta));
     }
   }
@@ -650,7 +649,7 @@ static int train(run *r) {
 static void cleanup(run *r) {
   tc_ddp_destroy(r->ddp);
   tc_progress_destroy(r->progress);
-  tc_csvlog_close(r->csv);
+  tc_csvlog_destroy(r->csv);
   tc_tblog_destroy(r->tb);
   tc_scheduler_destroy(r->sched);
   tc_optimizer_destroy(r->opt);

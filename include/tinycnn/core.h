@@ -89,6 +89,9 @@ typedef struct tc_allocator {
   void (*free)(void *user, void *ptr);
   void *user;
 } tc_allocator;
+/** A tc_allocator with its struct_size set and no functions yet. */
+#define TC_ALLOCATOR_INIT                                                      \
+  { sizeof(tc_allocator), NULL, NULL, NULL }
 
 /**
  * Routes every host allocation of the library through `a` (copied); NULL

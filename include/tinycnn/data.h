@@ -213,8 +213,12 @@ TC_API tc_status tc_transform_output_shape(const tc_transform *tf,
  * stream TC_RNG_STREAM_AUGMENT keyed by (seed, epoch, index), so a sample's
  * augmentation depends on nothing else (epoch is taken modulo 2^22, index
  * must be below 2^32). Thread-safe on a shared pipeline.
+ * A pipeline without random operations (an evaluation or inference
+ * pipeline: to_float, pad, gray_to_rgb, normalize) never reads seed, epoch
+ * and index: pass 0, 0, 0, the documented defaults for that case.
  * @param pixels  (C,H,W) uint8 with C,H,W = in_chw.
  * @param out     (C',H',W') float, `out_count` = C'*H'*W' elements.
+ * @param seed, epoch, index  the key of the random operations, as above.
  * @return TC_OK, TC_EINVAL, TC_ESHAPE, TC_ENOMEM (a scratch buffer).
  */
 TC_API tc_status tc_transform_apply(const tc_transform *tf,

@@ -71,25 +71,27 @@ TC_API int tc_st_dtype_bits(tc_st_dtype dtype);
 typedef struct tc_safetensors tc_safetensors;
 
 /**
- * Opens and validates the safetensors file at `path`. The header is read
+ * Creates a reader of the safetensors file at `path`: opens it and
+ * validates it. The header is read
  * (at most 100,000,000 bytes, bounded before allocating) and checked
  * entirely; the file stays open for tc_safetensors_read().
- * @param out  receives the reader; close it with tc_safetensors_close().
+ * @param out  receives the reader; free it with tc_safetensors_destroy().
  * @return TC_OK, TC_EINVAL (NULL), TC_EIO (cannot open or read),
  *         TC_EFORMAT (any rule of the format broken; the message says which),
  *         TC_EUNSUPPORTED (a tensor of rank > 64), TC_ENOMEM.
  */
-TC_API tc_status tc_safetensors_open(tc_safetensors **out, const char *path);
+TC_API tc_status tc_safetensors_create(tc_safetensors **out, const char *path);
 
 /**
- * Like tc_safetensors_open() over a file image in memory. `data` is
- * borrowed: it must stay valid and unchanged until the reader is closed.
+ * Like tc_safetensors_create() over a file image in memory. `data` is
+ * borrowed: it must stay valid and unchanged until the reader is destroyed.
  */
-TC_API tc_status tc_safetensors_open_buffer(tc_safetensors **out,
-                                            const void *data, size_t size);
+TC_API tc_status tc_safetensors_create_from_buffer(tc_safetensors **out,
+                                                   const void *data,
+                                                   size_t size);
 
-/** Closes the reader and frees it. NULL: no-op. */
-TC_API void tc_safetensors_close(tc_safetensors *st);
+/** Closes the file and frees the reader. NULL: no-op. */
+TC_API void tc_safetensors_destroy(tc_safetensors *st);
 
 /** Number of tensors in the file (>= 0; -1 for NULL). */
 TC_API int64_t tc_safetensors_count(const tc_safetensors *st);
@@ -238,7 +240,7 @@ TC_API tc_status tc_model_save(tc_model *m, const char *path,
 /**
  * Loads a state dict saved by tc_model_save() or by PyTorch (strict, all
  * mismatches reported; on error `m` is unchanged).
- * @return the codes of tc_safetensors_open() and tc_safetensors_load_model().
+ * @return the codes of tc_safetensors_create() and tc_safetensors_load_model().
  */
 TC_API tc_status tc_model_load(tc_model *m, const char *path);
 
@@ -260,11 +262,10 @@ TC_API tc_status tc_model_load(tc_model *m, const char *path);
  * `__metadata__` (which also gets "format" = "tinycnn-checkpoint").
  * @return TC_OK, TC_EINVAL, TC_EIO, TC_ENOMEM, backend errors.
  */
-TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
+TC_API tc_status tc_checkpoint_save(tc_model *m, const char *path,
                                     tc_optimizer *opt, tc_scheduler *sched,
                                     tc_loader *loader, int64_t epoch,
-                                    int64_t step,
-                                    const char *const *metadata);
+                                    int64_t step, const char *const *metadata);
 
 /**
  * Restores what tc_checkpoint_save() wrote into objects built the same way
@@ -282,7 +283,7 @@ TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
  * @return TC_OK, TC_EINVAL, TC_ENOTFOUND (missing entries), TC_ESHAPE,
  *         TC_EFORMAT, TC_EIO, TC_ENOMEM.
  */
-TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
+TC_API tc_status tc_checkpoint_load(tc_model *m, const char *path,
                                     tc_optimizer *opt, tc_scheduler *sched,
                                     tc_loader *loader, int64_t *out_epoch,
                                     int64_t *out_step);
@@ -331,7 +332,7 @@ TC_API tc_status tc_model_export_onnx(tc_model *m, const char *path,
 /* ---- ONNX import ---------------------------------------------------------
  */
 
-/** Options of tc_model_load_onnx(). */
+/** Options of tc_model_create_from_onnx(). */
 typedef struct tc_onnx_load_options {
   size_t struct_size;
   int64_t max_file_bytes; /**< default 2^30: larger files are refused
@@ -374,9 +375,9 @@ TC_API tc_status tc_onnx_load_options_init(tc_onnx_load_options *o,
  *         that does not fit the layers); TC_EINVAL, TC_EVERSION, TC_EIO,
  *         TC_ENOMEM, backend errors.
  */
-TC_API tc_status tc_model_load_onnx(tc_model **out, tc_backend *be,
-                                    const char *path,
-                                    const tc_onnx_load_options *opts);
+TC_API tc_status tc_model_create_from_onnx(tc_model **out, tc_backend *be,
+                                           const char *path,
+                                           const tc_onnx_load_options *opts);
 
 /* ---- TensorBoard event files -------------------------------------------- */
 
@@ -408,7 +409,7 @@ TC_API tc_status tc_tblog_scalar_at(tc_tblog *w, const char *tag,
  *  tc_checkpoint_load() returned): writes a SessionLog START event at
  *  `step + 1`, after which TensorBoard drops the interrupted run's points
  *  with a step above `step` and keeps those at `step` or below, the same
- *  rule as tc_csvlog_open(). @return TC_OK, TC_EINVAL (`step` negative or
+ *  rule as tc_csvlog_create(). @return TC_OK, TC_EINVAL (`step` negative or
  *  INT64_MAX), TC_EIO, TC_ENOMEM. */
 TC_API tc_status tc_tblog_resume(tc_tblog *w, int64_t step);
 /** Makes the records written so far durable (fsync). */
@@ -426,7 +427,7 @@ TC_API uint32_t tc_crc32c_mask(uint32_t crc);
 typedef struct tc_csvlog tc_csvlog;
 
 /**
- * Opens the CSV log `path` with the header
+ * Creates (or, resuming, reopens) the CSV log `path` with the header
  * `epoch,step,split,loss,accuracy,lr,seconds,images_per_sec`, creating its
  * directory (and parents) if needed, as tc_tblog_create() does.
  * @param resume_step  < 0: start a new file (truncating an old one);
@@ -438,10 +439,10 @@ typedef struct tc_csvlog tc_csvlog;
  * @return TC_OK, TC_EINVAL, TC_EIO, TC_EFORMAT (existing file without our
  *         header), TC_ENOMEM.
  */
-TC_API tc_status tc_csvlog_open(tc_csvlog **out, const char *path,
-                                int64_t resume_step);
-/** Closes the log. NULL: no-op. */
-TC_API void tc_csvlog_close(tc_csvlog *c);
+TC_API tc_status tc_csvlog_create(tc_csvlog **out, const char *path,
+                                  int64_t resume_step);
+/** Closes the file and frees the log. NULL: no-op. */
+TC_API void tc_csvlog_destroy(tc_csvlog *c);
 /**
  * Appends one row (one write(2)). `split` is a short label such as
  * "train", "val", "test" (quoted if it holds a comma or quote); a NaN

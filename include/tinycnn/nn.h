@@ -270,12 +270,33 @@ TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x,
  * Back-propagates `dy` (the gradient wrt the last forward's output, same
  * shape) through the model, adding parameter gradients into the gradient
  * arena (as PyTorch accumulates; see tc_model_zero_grad).
+ * @param dy  NULL: the model's own tc_model_output_grad(), the usual case
+ *            after tc_loss_compute(l, y, labels, &loss,
+ *            tc_model_output_grad(m)).
  * @return TC_OK, TC_EINVAL, TC_ESTATE (no forward before), TC_ESHAPE,
  *         TC_EUNSUPPORTED, backend errors.
  */
 TC_API tc_status tc_model_backward(tc_model *m, const tc_tensor *dy);
+/**
+ * Classifies a batch: runs the model on `x` (N, input_shape...) in
+ * evaluation mode (dropout off, BatchNorm's running statistics, which it
+ * does not update), whatever the model's mode, which it leaves as it was,
+ * and writes the index of each row's largest output (the first one on a
+ * tie, as torch.argmax) to host memory `out_classes`. The model's output
+ * must be (N, classes). Uses the backend's argmax (a copy of N int32 to the
+ * host), or reads the outputs back when the backend lacks it. Like a
+ * forward, it replaces the last forward's output; it allocates only when
+ * the batch is larger than every earlier one.
+ * @param out_classes  N int32 in host memory, each in [0, classes).
+ * @param n            the room in `out_classes`: must equal N.
+ * @return TC_OK, TC_EINVAL (NULL), TC_ESHAPE (x's shape, n != N, an output
+ *         that is not (N, classes)), TC_ENOMEM, backend errors.
+ */
+TC_API tc_status tc_model_predict(tc_model *m, tc_tensor *x,
+                                  int32_t *out_classes, int64_t n);
 /** A model-owned tensor shaped as the last forward's output, for a loss to
- *  write its gradient into; NULL before the first forward. Borrowed. */
+ *  write its gradient into (then tc_model_backward(m, NULL)); NULL before
+ *  the first forward. Borrowed. */
 TC_API tc_tensor *tc_model_output_grad(tc_model *m);
 /** The gradient wrt the input of the last backward, when the model was
  *  created with input_grad; else NULL. Borrowed. */
@@ -374,6 +395,10 @@ typedef struct tc_layer_profile {
   int64_t forward_calls;   /**< forward calls timed */
   int64_t backward_calls;  /**< backward calls timed */
 } tc_layer_profile;
+/** An empty tc_layer_profile with its struct_size set, for
+ *  tc_model_get_profile(). */
+#define TC_LAYER_PROFILE_INIT                                                  \
+  { sizeof(tc_layer_profile), NULL, NULL, 0, 0, 0, 0 }
 
 /** Turns profiling on (non-zero) or off. Turning it on or off keeps the
  *  totals gathered so far (see tc_model_reset_profile).
@@ -426,6 +451,10 @@ typedef struct tc_layer_summary {
   int64_t buffers; /**< buffer elements (running statistics etc.) */
   int64_t macs;    /**< forward multiply-adds per image */
 } tc_layer_summary;
+/** An empty tc_layer_summary with its struct_size set, for
+ *  tc_model_get_layer_summary(). */
+#define TC_LAYER_SUMMARY_INIT                                                  \
+  { sizeof(tc_layer_summary), NULL, NULL, 0, 0, {0}, 0, 0, 0 }
 
 /** Totals of a model for a given batch size. */
 typedef struct tc_model_totals {
@@ -441,6 +470,10 @@ typedef struct tc_model_totals {
                                  size: an upper bound of what the model
                                  plans, see docs/models.md) */
 } tc_model_totals;
+/** An empty tc_model_totals with its struct_size set, for
+ *  tc_model_get_totals(). */
+#define TC_MODEL_TOTALS_INIT                                                   \
+  { sizeof(tc_model_totals), 0, 0, 0, 0, 0, 0 }
 
 /**
  * The summary of the i-th layer, 0 <= i < tc_model_profile_count().

@@ -159,6 +159,8 @@ TC_API tc_status tc_safetensors_load_model(tc_safetensors *st, tc_model *m,
     }
   }
   /* 2. nothing in the file (under prefix, not ignored) that the model lacks */
+  static const char *const reserved[] = {TC_CHECKPOINT_RESERVED, NULL};
+  int64_t training_state = 0; /* entries a training checkpoint adds */
   for (int64_t i = 0; i < tc_safetensors_count(st); i++) {
     const char *full = tc_safetensors_name(st, i);
     if (strncmp(full, prefix, plen) != 0 || ignored(full, ignore))
@@ -166,6 +168,8 @@ TC_API tc_status tc_safetensors_load_model(tc_safetensors *st, tc_model *m,
     tc_tensor *t;
     if (tc_model_find_state(m, full + plen, &t) == TC_OK)
       continue;
+    if (ignored(full + plen, reserved))
+      training_state++;
     item.len = 0;
     tc__buf_puts(&item, "unexpected '");
     tc__buf_puts(&item, full);
@@ -180,8 +184,21 @@ TC_API tc_status tc_safetensors_load_model(tc_safetensors *st, tc_model *m,
   tc_clear_error();
   if (bad) {
     tc__buf_put(&msg, "", 1);
-    s = tc__error(TC_ESHAPE, "%s: %" PRId64 " mismatch%s: %s", fn, bad,
-                  bad > 1 ? "es" : "", msg.oom ? "(out of memory)" : msg.p);
+    /* the usual mistake first: a training checkpoint loaded as a state
+     * dict; say what to call instead before the (long) list */
+    char hint[400] = "";
+    if (training_state)
+      snprintf(hint, sizeof hint,
+               " (a training checkpoint: its %" PRId64 " optimizer./"
+               "scheduler./trainer./loader./rng. entries are not model state;"
+               " load the model alone with tc_checkpoint_load(m, path, NULL,"
+               " NULL, NULL, NULL, NULL), which also sets the global seed to"
+               " the saved one, or pass {TC_CHECKPOINT_RESERVED, NULL} as"
+               " ignore)",
+               training_state);
+    s = tc__error(TC_ESHAPE, "%s: %" PRId64 " mismatch%s%s: %s", fn, bad,
+                  bad > 1 ? "es" : "", hint,
+                  msg.oom ? "(out of memory)" : msg.p);
     goto out;
   }
   /* 3. stage everything in host memory, 4. then write the model */
@@ -247,10 +264,10 @@ TC_API tc_status tc_model_load(tc_model *m, const char *path) {
   TC__CHECK_NULL(m, fn);
   TC__CHECK_NULL(path, fn);
   tc_safetensors *st = NULL;
-  tc_status s = tc_safetensors_open(&st, path);
+  tc_status s = tc_safetensors_create(&st, path);
   if (s != TC_OK)
     return s;
   s = tc_safetensors_load_model(st, m, NULL, NULL);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   return s;
 }

@@ -115,9 +115,9 @@ out:
   return st;
 }
 
-TC_API tc_status tc_csvlog_open(tc_csvlog **out, const char *path,
-                                int64_t resume_step) {
-  static const char fn[] = "tc_csvlog_open";
+TC_API tc_status tc_csvlog_create(tc_csvlog **out, const char *path,
+                                  int64_t resume_step) {
+  static const char fn[] = "tc_csvlog_create";
   TC__CHECK_NULL(out, fn);
   TC__CHECK_NULL(path, fn);
   int exists = 0;
@@ -150,7 +150,7 @@ TC_API tc_status tc_csvlog_open(tc_csvlog **out, const char *path,
   return TC_OK;
 }
 
-TC_API void tc_csvlog_close(tc_csvlog *c) {
+TC_API void tc_csvlog_destroy(tc_csvlog *c) {
   if (!c)
     return;
   close(c->fd);

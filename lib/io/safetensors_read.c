@@ -174,7 +174,7 @@ static int cmp_names(const void *a, const void *b) {
   return strcmp(((const st_entry *)a)->name, ((const st_entry *)b)->name);
 }
 
-TC_API void tc_safetensors_close(tc_safetensors *st) {
+TC_API void tc_safetensors_destroy(tc_safetensors *st) {
   if (!st)
     return;
   if (st->fd >= 0)
@@ -347,8 +347,8 @@ static tc_status pread_all(int fd, void *dst, size_t n, uint64_t off,
   return TC_OK;
 }
 
-TC_API tc_status tc_safetensors_open(tc_safetensors **out, const char *path) {
-  static const char fn[] = "tc_safetensors_open";
+TC_API tc_status tc_safetensors_create(tc_safetensors **out, const char *path) {
+  static const char fn[] = "tc_safetensors_create";
   TC__CHECK_NULL(out, fn);
   TC__CHECK_NULL(path, fn);
   unsigned char *h = NULL;
@@ -380,13 +380,14 @@ TC_API tc_status tc_safetensors_open(tc_safetensors **out, const char *path) {
   return TC_OK;
 fail:
   tc__free(h);
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   return s;
 }
 
-TC_API tc_status tc_safetensors_open_buffer(tc_safetensors **out,
-                                            const void *data, size_t size) {
-  static const char fn[] = "tc_safetensors_open_buffer";
+TC_API tc_status tc_safetensors_create_from_buffer(tc_safetensors **out,
+                                                   const void *data,
+                                                   size_t size) {
+  static const char fn[] = "tc_safetensors_create_from_buffer";
   TC__CHECK_NULL(out, fn);
   if (!data && size > 0)
     return tc__error(TC_EINVAL, "%s: argument 'data' is NULL", fn);
@@ -403,7 +404,7 @@ TC_API tc_status tc_safetensors_open_buffer(tc_safetensors **out,
     s = parse_header(st, st->mem + 8, N, size, fn);
   }
   if (s != TC_OK) {
-    tc_safetensors_close(st);
+    tc_safetensors_destroy(st);
     return s;
   }
   *out = st;

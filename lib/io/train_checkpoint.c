@@ -178,14 +178,13 @@ out:
   return st;
 }
 
-TC_API tc_status tc_checkpoint_save(const char *path, tc_model *m,
+TC_API tc_status tc_checkpoint_save(tc_model *m, const char *path,
                                     tc_optimizer *opt, tc_scheduler *sched,
                                     tc_loader *loader, int64_t epoch,
-                                    int64_t step,
-                                    const char *const *metadata) {
+                                    int64_t step, const char *const *metadata) {
   static const char fn[] = "tc_checkpoint_save";
-  TC__CHECK_NULL(path, fn);
   TC__CHECK_NULL(m, fn);
+  TC__CHECK_NULL(path, fn);
   tc_safetensors_writer *w = NULL;
   tc_status st = tc_safetensors_writer_create(&w);
   if (st != TC_OK)
@@ -297,20 +296,20 @@ static void check_loader(tc_safetensors *f, tc_loader *l, char *msg, size_t cap,
   }
 }
 
-TC_API tc_status tc_checkpoint_load(const char *path, tc_model *m,
+TC_API tc_status tc_checkpoint_load(tc_model *m, const char *path,
                                     tc_optimizer *opt, tc_scheduler *sched,
                                     tc_loader *loader, int64_t *out_epoch,
                                     int64_t *out_step) {
   static const char fn[] = "tc_checkpoint_load";
-  TC__CHECK_NULL(path, fn);
   TC__CHECK_NULL(m, fn);
+  TC__CHECK_NULL(path, fn);
   tc_safetensors *f = NULL;
-  tc_status st = tc_safetensors_open(&f, path);
+  tc_status st = tc_safetensors_create(&f, path);
   if (st != TC_OK)
     return st;
   const char *format = tc_safetensors_metadata(f, "format");
   if (!format || strcmp(format, CKPT_FORMAT) != 0) {
-    tc_safetensors_close(f);
+    tc_safetensors_destroy(f);
     return tc__error(TC_EFORMAT,
                      "%s: '%s' is not a tinycnn training checkpoint "
                      "(no __metadata__ format=" CKPT_FORMAT ")",
@@ -501,6 +500,6 @@ out:
     tc__free(staged[i]);
   tc__free(staged);
   tc__free(staged_bytes);
-  tc_safetensors_close(f);
+  tc_safetensors_destroy(f);
   return st;
 }

@@ -85,6 +85,7 @@ struct tc_model {
   nn_grad_hook grad_hook;
   void *grad_hook_user;
   tc_comm *sync_bn;
+  tc_tensor *pred; /* tc_model_predict's classes on the device, int32 */
 };
 
 /* ---- for layers ---- */
@@ -386,6 +387,7 @@ TC_API void tc_model_destroy(tc_model *m) {
   tc_tensor_destroy(m->ws);
   tc_tensor_destroy(m->out_grad);
   tc_tensor_destroy(m->in_grad);
+  tc_tensor_destroy(m->pred);
   for (int64_t i = 0; i < m->ngslot; i++)
     tc_tensor_destroy(m->gslot[i].t);
   tc__free(m->gslot);
@@ -623,10 +625,12 @@ TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x,
 TC_API tc_status tc_model_backward(tc_model *m, const tc_tensor *dy) {
   static const char fn[] = "tc_model_backward";
   TC__CHECK_NULL(m, fn);
-  TC__CHECK_NULL(dy, fn);
   if (!m->forwarded)
     return tc__error(TC_ESTATE, "%s: no successful forward to "
                      "back-propagate through", fn);
+  /* NULL: the gradient a loss wrote into tc_model_output_grad() */
+  if (!dy)
+    dy = m->out_grad;
   tc_status st = check_batch(m, dy, m->root->out_shape, m->root->out_ndim,
                              "output gradient", fn);
   if (st != TC_OK)
@@ -646,6 +650,75 @@ TC_API tc_status tc_model_backward(tc_model *m, const tc_tensor *dy) {
   }
   m->ws_bytes = m->ws_full;
   return tc__nn_backward(m->root, dy, m->o.input_grad ? m->in_grad : NULL, 0);
+}
+
+/* Row-wise argmax of `y` (n, classes) into host `out`: the backend's
+ * argmax slot into the model's int32 buffer, else on a host copy. */
+static tc_status predict_argmax(tc_model *m, const tc_tensor *y, int64_t n,
+                                int32_t *out) {
+  int64_t classes = y->numel / n;
+  if (TC__HAS_SLOT(m->be->iface, argmax)) {
+    tc_status st;
+    if (!m->pred || m->pred->numel < n) {
+      tc_tensor *t = NULL;
+      if ((st = tc_tensor_create(&t, m->be, &n, 1, TC_INT32)) != TC_OK)
+        return st;
+      tc_tensor_destroy(m->pred);
+      m->pred = t;
+    }
+    int32_t *pred = tc_tensor_data(m->pred);
+    tc_argmax_args a = {sizeof a, n, classes, nn_f(y), NULL, pred, NULL};
+    if ((st = m->be->iface->argmax(m->be->ctx, &a)) != TC_OK)
+      return st;
+    return m->be->iface->copy_d2h(m->be->ctx, out, pred,
+                                  (size_t)n * sizeof *out);
+  }
+  size_t bytes = (size_t)y->numel * sizeof(float);
+  float *h = tc__malloc(bytes);
+  if (!h)
+    return tc__oom("tc_model_predict");
+  tc_status st = tc_tensor_copy_to_host(y, h, bytes);
+  for (int64_t i = 0; st == TC_OK && i < n; i++) {
+    const float *row = h + i * classes;
+    int64_t best = 0; /* the first maximum, as torch.argmax */
+    for (int64_t j = 1; j < classes; j++)
+      if (row[j] > row[best])
+        best = j;
+    out[i] = (int32_t)best;
+  }
+  tc__free(h);
+  return st;
+}
+
+TC_API tc_status tc_model_predict(tc_model *m, tc_tensor *x,
+                                  int32_t *out_classes, int64_t n) {
+  static const char fn[] = "tc_model_predict";
+  TC__CHECK_NULL(m, fn);
+  TC__CHECK_NULL(x, fn);
+  TC__CHECK_NULL(out_classes, fn);
+  if (m->root->out_ndim != 1)
+    return tc__error(TC_ESHAPE,
+                     "%s: the model's output is not (N, classes) "
+                     "but has %d per-sample dimensions",
+                     fn, m->root->out_ndim);
+  tc_status st = check_batch(m, x, m->in_shape, m->in_ndim, "input", fn);
+  if (st != TC_OK)
+    return st;
+  if (n != x->shape[0])
+    return tc__error(TC_ESHAPE,
+                     "%s: out_classes has room for %lld "
+                     "classes, the batch holds %lld images",
+                     fn, (long long)n, (long long)x->shape[0]);
+  /* evaluation mode for this call only: no dropout, running statistics
+   * (a training-mode forward would also update them) */
+  int training = m->training;
+  m->training = 0;
+  tc_tensor *y = NULL;
+  st = tc_model_forward(m, x, &y);
+  m->training = training;
+  if (st != TC_OK)
+    return st;
+  return predict_argmax(m, y, n, out_classes);
 }
 
 TC_API tc_tensor *tc_model_output_grad(tc_model *m) {

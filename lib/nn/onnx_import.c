@@ -1,6 +1,6 @@
 /*
- * onnx_import.c - tc_model_load_onnx: an ONNX model of a CNN as a tinycnn
- * model in evaluation mode.
+ * onnx_import.c - tc_model_create_from_onnx: an ONNX model of a CNN as a
+ * tinycnn model in evaluation mode.
  *
  * The graph is walked from its one input to its one output. A tensor read
  * by one node continues the chain: Conv, BatchNormalization (inference),
@@ -35,14 +35,15 @@ TC_API tc_status tc_onnx_load_options_init(tc_onnx_load_options *o,
 
 #ifndef TC_HAVE_ONNX
 
-TC_API tc_status tc_model_load_onnx(tc_model **out, tc_backend *be,
-                                    const char *path,
-                                    const tc_onnx_load_options *opts) {
+TC_API tc_status tc_model_create_from_onnx(tc_model **out, tc_backend *be,
+                                           const char *path,
+                                           const tc_onnx_load_options *opts) {
   (void)out, (void)be, (void)path, (void)opts;
-  return tc__error(TC_EUNSUPPORTED,
-                   "tc_model_load_onnx: this libtinycnn was built without "
-                   "ONNX support (meson -Donnx=enabled needs protoc-c and "
-                   "libprotobuf-c)");
+  return tc__error(
+      TC_EUNSUPPORTED,
+      "tc_model_create_from_onnx: this libtinycnn was built without "
+      "ONNX support (meson -Donnx=enabled needs protoc-c and "
+      "libprotobuf-c)");
 }
 
 #else
@@ -670,10 +671,10 @@ static tc_status set_params(oi_map *m, tc_model *model) {
   return TC_OK;
 }
 
-TC_API tc_status tc_model_load_onnx(tc_model **out, tc_backend *be,
-                                    const char *path,
-                                    const tc_onnx_load_options *opts) {
-  static const char fn[] = "tc_model_load_onnx";
+TC_API tc_status tc_model_create_from_onnx(tc_model **out, tc_backend *be,
+                                           const char *path,
+                                           const tc_onnx_load_options *opts) {
+  static const char fn[] = "tc_model_create_from_onnx";
   TC__CHECK_NULL(out, fn);
   TC__CHECK_NULL(be, fn);
   TC__CHECK_NULL(path, fn);

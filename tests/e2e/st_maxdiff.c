@@ -34,8 +34,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   tc_safetensors *a, *b;
-  if (tc_safetensors_open(&a, argv[1]) != TC_OK ||
-      tc_safetensors_open(&b, argv[2]) != TC_OK) {
+  if (tc_safetensors_create(&a, argv[1]) != TC_OK ||
+      tc_safetensors_create(&b, argv[2]) != TC_OK) {
     fprintf(stderr, "st_maxdiff: %s\n", tc_last_error());
     return 1;
   }
@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
     free(vb);
   }
   printf("%.3g %s (%lld float tensors)\n", worst, where, (long long)compared);
-  tc_safetensors_close(a);
-  tc_safetensors_close(b);
+  tc_safetensors_destroy(a);
+  tc_safetensors_destroy(b);
   return compared ? 0 : 1;
 }

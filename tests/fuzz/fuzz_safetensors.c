@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   tc_safetensors *st = NULL;
-  if (tc_safetensors_open_buffer(&st, data, size) != TC_OK)
+  if (tc_safetensors_create_from_buffer(&st, data, size) != TC_OK)
     return 0;
   int64_t n = tc_safetensors_count(st);
   for (int64_t i = 0; i < n; i++) {
@@ -42,6 +42,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!k || !tc_safetensors_metadata(st, k))
       abort();
   }
-  tc_safetensors_close(st);
+  tc_safetensors_destroy(st);
   return 0;
 }

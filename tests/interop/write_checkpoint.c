@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
   lo.backend = be;
   tc_loader *ld;
   OK(tc_loader_create(&ld, ds, NULL, &lo));
-  OK(tc_checkpoint_save(argv[1], m, opt, sched, ld, 1, 7, NULL));
+  OK(tc_checkpoint_save(m, argv[1], opt, sched, ld, 1, 7, NULL));
   tc_loader_destroy(ld);
   tc_dataset_destroy(ds);
   tc_scheduler_destroy(sched);
