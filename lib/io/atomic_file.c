@@ -22,7 +22,7 @@ tc_status tc__write_all(int fd, const void *buf, size_t n, const char *what) {
   while (n > 0) {
     /* large buffers go in pieces: some kernels cap a write at 2 GiB */
     size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
-    ssize_t w = write(fd, p, chunk);
+    ssize_t w = tc__sys.write(fd, p, chunk);
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -92,8 +92,8 @@ tc_status tc__atomic_begin(tc__atomic_file *af, const char *path,
     suffix[6] = '\0';
     snprintf(af->tmp_path, base + stem + sizeof ".tmp-XXXXXX", "%.*s.tmp-%s",
              (int)(base + stem), path, suffix);
-    af->fd = open(af->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                  0666);
+    af->fd = tc__sys.open(af->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                          0666);
     if (af->fd >= 0)
       return TC_OK;
     if (errno != EEXIST && errno != EINTR)
@@ -109,9 +109,9 @@ tc_status tc__atomic_begin(tc__atomic_file *af, const char *path,
 
 void tc__atomic_abort(tc__atomic_file *af) {
   if (af->fd >= 0)
-    close(af->fd);
+    tc__sys.close(af->fd);
   if (af->tmp_path)
-    unlink(af->tmp_path);
+    tc__sys.unlink(af->tmp_path);
   tc__free(af->tmp_path);
   tc__free(af->path);
   af->fd = -1;
@@ -121,14 +121,14 @@ void tc__atomic_abort(tc__atomic_file *af) {
 tc_status tc__atomic_commit(tc__atomic_file *af, const char *fn) {
   tc_status st = TC_OK;
   char *dir = NULL;
-  if (fsync(af->fd) != 0) {
+  if (tc__sys.fsync(af->fd) != 0) {
     st = tc__error(TC_EIO, "%s: fsync of '%s' failed: %s", fn, af->tmp_path,
                    strerror(errno));
     goto fail;
   }
   int fd = af->fd;
   af->fd = -1;
-  if (close(fd) != 0) {
+  if (tc__sys.close(fd) != 0) {
     st = tc__error(TC_EIO, "%s: close of '%s' failed: %s", fn, af->tmp_path,
                    strerror(errno));
     goto fail;
@@ -138,17 +138,17 @@ tc_status tc__atomic_commit(tc__atomic_file *af, const char *fn) {
     st = tc__oom(fn);
     goto fail;
   }
-  if (rename(af->tmp_path, af->path) != 0) {
+  if (tc__sys.rename(af->tmp_path, af->path) != 0) {
     st = tc__error(TC_EIO, "%s: rename of '%s' to '%s' failed: %s", fn,
                    af->tmp_path, af->path, strerror(errno));
     goto fail;
   }
   /* the new file is in place; make the directory entry durable */
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int dfd = tc__sys.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
   if (dfd >= 0) {
-    int r = fsync(dfd);
+    int r = tc__sys.fsync(dfd);
     int e = errno;
-    close(dfd);
+    tc__sys.close(dfd);
     /* some file systems cannot fsync a directory (EINVAL): nothing to do */
     if (r != 0 && e != EINVAL && e != EROFS)
       st = tc__error(TC_EIO, "%s: '%s' was written but fsync of directory "
@@ -174,7 +174,7 @@ tc_status tc__make_dirs(const char *dir, const char *fn) {
     if (*p == '/' || *p == '\0') {
       char c = *p;
       *p = '\0';
-      if (mkdir(d, 0777) != 0 && errno != EEXIST) {
+      if (tc__sys.mkdir(d, 0777) != 0 && errno != EEXIST) {
         st = tc__error(TC_EIO, "%s: cannot create directory '%s': %s", fn, d,
                        strerror(errno));
         break;
@@ -187,7 +187,7 @@ tc_status tc__make_dirs(const char *dir, const char *fn) {
   tc__free(d);
   if (st == TC_OK) {
     struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    if (tc__sys.stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
       st = tc__error(TC_EIO, "%s: '%s' is not a directory", fn, dir);
   }
   return st;

@@ -35,7 +35,7 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
   char *text = NULL;
   tc__buf keep = {0};
   tc__atomic_file af = {.fd = -1};
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = tc__sys.open(path, O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) {
     if (errno == ENOENT) {
       *exists = 0;
@@ -45,7 +45,7 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
                      strerror(errno));
   }
   struct stat sb;
-  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+  if (tc__sys.fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
       sb.st_size > ((off_t)1 << 32)) {
     st = tc__error(TC_EIO, "%s: '%s' is not a regular file under 4 GiB", fn,
                    path);
@@ -62,7 +62,7 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
   }
   size_t got = 0;
   while (got < size) {
-    ssize_t r = read(fd, text + got, size - got);
+    ssize_t r = tc__sys.read(fd, text + got, size - got);
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0) {
@@ -109,7 +109,7 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
     st = tc__atomic_commit(&af, fn);
   }
 out:
-  close(fd);
+  tc__sys.close(fd);
   tc__free(text);
   tc__free(keep.p);
   return st;
@@ -133,7 +133,7 @@ TC_API tc_status tc_csvlog_open(tc_csvlog **out, const char *path,
   int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_APPEND;
   if (!exists)
     flags |= O_TRUNC;
-  c->fd = open(path, flags, 0666);
+  c->fd = tc__sys.open(path, flags, 0666);
   if (c->fd < 0) {
     st = tc__error(TC_EIO, "%s: cannot open '%s': %s", fn, path,
                    strerror(errno));
@@ -142,7 +142,7 @@ TC_API tc_status tc_csvlog_open(tc_csvlog **out, const char *path,
   }
   if (!exists &&
       (st = tc__write_all(c->fd, header, sizeof header - 1, fn)) != TC_OK) {
-    close(c->fd);
+    tc__sys.close(c->fd);
     tc__free(c);
     return st;
   }
@@ -153,7 +153,7 @@ TC_API tc_status tc_csvlog_open(tc_csvlog **out, const char *path,
 TC_API void tc_csvlog_close(tc_csvlog *c) {
   if (!c)
     return;
-  close(c->fd);
+  tc__sys.close(c->fd);
   tc__free(c);
 }
 

@@ -186,8 +186,8 @@ TC_API tc_status tc_tblog_create(tc_tblog **out, const char *logdir) {
     else
       snprintf(path, cap, "%s/events.out.tfevents.%010lld.%s.%d", logdir,
                secs, host, k);
-    w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
-                 0666);
+    w->fd = tc__sys.open(
+        path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0666);
     if (w->fd < 0 && errno != EEXIST)
       break;
   }
@@ -203,8 +203,8 @@ TC_API tc_status tc_tblog_create(tc_tblog **out, const char *logdir) {
   return TC_OK;
 fail:
   if (w->fd >= 0) {
-    close(w->fd);
-    unlink(path);
+    tc__sys.close(w->fd);
+    tc__sys.unlink(path);
   }
   tc__free(path);
   tc__free(w);
@@ -214,7 +214,7 @@ fail:
 TC_API void tc_tblog_destroy(tc_tblog *w) {
   if (!w)
     return;
-  close(w->fd);
+  tc__sys.close(w->fd);
   tc__free(w->path);
   tc__free(w);
 }
@@ -256,7 +256,7 @@ TC_API tc_status tc_tblog_resume(tc_tblog *w, int64_t step) {
 TC_API tc_status tc_tblog_flush(tc_tblog *w) {
   static const char fn[] = "tc_tblog_flush";
   TC__CHECK_NULL(w, fn);
-  if (fsync(w->fd) != 0 && errno != EINVAL)
+  if (tc__sys.fsync(w->fd) != 0 && errno != EINVAL)
     return tc__error(TC_EIO, "%s: fsync of '%s' failed: %s", fn, w->path,
                      strerror(errno));
   return TC_OK;
