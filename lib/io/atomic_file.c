@@ -36,6 +36,41 @@ tc_status tc__write_all(int fd, const void *buf, size_t n, const char *what) {
   return TC_OK;
 }
 
+tc_status tc__append_all(int fd, const void *buf, size_t n, int *torn,
+                         const char *what) {
+  if (*torn)
+    return tc__error(TC_EIO,
+                     "%s: refusing to append after a torn record "
+                     "(an earlier write failed half-way and truncate failed)",
+                     what);
+  const char *p = buf;
+  size_t done = 0;
+  while (done < n) {
+    size_t chunk = n - done > ((size_t)1 << 30) ? ((size_t)1 << 30) : n - done;
+    long w = tc__sys.write(fd, p + done, chunk);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0) {
+      int e = w < 0 ? errno : 0;
+      if (done > 0) {
+        /* O_APPEND: the offset is the end of what we wrote; cut the part
+         * of this record back off so the next one does not follow it */
+        int64_t end = tc__sys.lseek(fd, 0, SEEK_CUR);
+        if (end < (int64_t)done ||
+            tc__sys.ftruncate(fd, end - (int64_t)done) != 0)
+          *torn = 1;
+      }
+      return tc__error(TC_EIO, "%s: write failed: %s%s", what,
+                       e ? strerror(e) : "it returned 0",
+                       *torn ? "; a torn record is left at the end of the "
+                               "file (truncate failed too)"
+                             : "");
+    }
+    done += (size_t)w;
+  }
+  return TC_OK;
+}
+
 static char *dir_of(const char *path) {
   const char *slash = strrchr(path, '/');
   if (!slash)
@@ -148,11 +183,19 @@ tc_status tc__atomic_commit(tc__atomic_file *af, const char *fn) {
   if (dfd >= 0) {
     int r = tc__sys.fsync(dfd);
     int e = errno;
-    tc__sys.close(dfd);
+    tc__sys.close(dfd); /* read-only: its failure loses nothing */
     /* some file systems cannot fsync a directory (EINVAL): nothing to do */
     if (r != 0 && e != EINVAL && e != EROFS)
       st = tc__error(TC_EIO, "%s: '%s' was written but fsync of directory "
                      "'%s' failed: %s", fn, af->path, dir, strerror(e));
+  } else if (errno != EACCES) {
+    /* a directory we may write but not read (mode -wx) cannot be opened
+     * to fsync: nothing to do then; any other failure is reported, as a
+     * failed fsync is, since the rename may not survive a crash */
+    st = tc__error(TC_EIO,
+                   "%s: '%s' was written but open of directory "
+                   "'%s' (to fsync it) failed: %s",
+                   fn, af->path, dir, strerror(errno));
   }
   tc__free(dir);
   tc__free(af->tmp_path);
@@ -187,7 +230,10 @@ tc_status tc__make_dirs(const char *dir, const char *fn) {
   tc__free(d);
   if (st == TC_OK) {
     struct stat sb;
-    if (tc__sys.stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    if (tc__sys.stat(dir, &sb) != 0)
+      st = tc__error(TC_EIO, "%s: cannot stat directory '%s': %s", fn, dir,
+                     strerror(errno));
+    else if (!S_ISDIR(sb.st_mode))
       st = tc__error(TC_EIO, "%s: '%s' is not a directory", fn, dir);
   }
   return st;

@@ -6,7 +6,8 @@
  * types are those of tensorflow/core/util/event.proto and summary.proto;
  * proto3 omits zero-valued scalars, so a step of 0 is not written. Each
  * record goes out in one write(2) so a reader never sees half a record
- * from us (TensorBoard re-reads a growing file).
+ * from us (TensorBoard re-reads a growing file); a record a failing write
+ * stored in part is cut off again (tc__append_all).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 
 struct tc_tblog {
   int fd;
+  int torn; /* tc__append_all */
   char *path;
 };
 
@@ -140,7 +142,7 @@ static tc_status write_event(tc_tblog *w, int kind, double wall_time,
   put_le(&h, tc_crc32c_mask(tc_crc32c(0, buf, 8)), 4);
   pb t = {buf + 12 + n, 0};
   put_le(&t, tc_crc32c_mask(tc_crc32c(0, buf + 12, n)), 4);
-  tc_status st = tc__write_all(w->fd, buf, 12 + n + 4, fn);
+  tc_status st = tc__append_all(w->fd, buf, 12 + n + 4, &w->torn, fn);
   tc__free(buf);
   return st;
 }
