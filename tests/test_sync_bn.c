@@ -10,7 +10,7 @@
  * the local path, a global batch of 1 refused, and evaluation mode (running
  * statistics, no collective) unchanged by sync.
  *
- * Sync is switched on through the internal nn_model_set_sync_bn, as the
+ * Sync is switched on through the internal tc__nn_model_set_sync_bn, as the
  * data-parallel wrapper does, so the layer is tested on its own.
  */
 #include <check.h>
@@ -173,7 +173,7 @@ static void run_sync(int nr, const int64_t *counts, result *r) {
   for (int k = 0; k < nr; k++) {
     be[k] = nu_cpu();
     m[k] = make_model(be[k]);
-    nn_model_set_sync_bn(m[k], comm[k]);
+    tc__nn_model_set_sync_bn(m[k], comm[k]);
   }
   r->ngrads = tc_tensor_numel(tc_model_grads_flat(m[0]));
   r->grads = calloc((size_t)r->ngrads, sizeof(float));
@@ -284,7 +284,7 @@ START_TEST(test_global_batch_of_one) {
   tc_model *m = make_model(be);
   tc_comm *c = NULL;
   NU_OK(tc_comm_create_group(&c, 1));
-  nn_model_set_sync_bn(m, c);
+  tc__nn_model_set_sync_bn(m, c);
   int64_t xs[4] = {1, 3, 6, 6};
   tc_tensor *x = nu_tensor(be, xs, 4, NULL);
   NU_OK(tc_tensor_fill(x, 0.5));
@@ -307,7 +307,7 @@ START_TEST(test_steady_state_allocates_nothing) {
   tc_model *m = make_model(be);
   tc_comm *c = NULL;
   NU_OK(tc_comm_create_group(&c, 1));
-  nn_model_set_sync_bn(m, c);
+  tc__nn_model_set_sync_bn(m, c);
   int64_t xs[4] = {NB, 3, 6, 6}, ds[2] = {NB, OUT};
   tc_tensor *x = nu_tensor(be, xs, 4, xdata);
   tc_tensor *dy = nu_tensor(be, ds, 2, dydata);
@@ -337,7 +337,7 @@ START_TEST(test_eval_ignores_sync) {
   tc_model *plain = make_model(be), *synced = make_model(be);
   tc_comm *c[2];
   NU_OK(tc_comm_create_group(c, 2));
-  nn_model_set_sync_bn(synced, c[0]);
+  tc__nn_model_set_sync_bn(synced, c[0]);
   static const float rm[4] = {0.5f, -0.25f, 1.f, 0.f};
   static const float rv[4] = {2.f, 0.5f, 1.5f, 0.75f};
   tc_model *ms[2] = {plain, synced};

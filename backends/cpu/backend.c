@@ -15,7 +15,7 @@ void openblas_set_num_threads(int num_threads);
 
 static atomic_int isa_level = -1;
 
-int cpu_isa(void) {
+int tc__cpu_isa(void) {
   int v = atomic_load_explicit(&isa_level, memory_order_relaxed);
   if (v >= 0)
     return v;
@@ -48,7 +48,7 @@ static tc_status cpu_create(void **out_ctx, const tc_backend_create_args *a) {
   cpu_ctx *c = tc__calloc(1, sizeof *c);
   if (!c)
     return tc__oom("tc_backend_create(cpu)");
-  tc_status st = cpu_pool_create(&c->pool, n);
+  tc_status st = tc__cpu_pool_create(&c->pool, n);
   if (st != TC_OK) {
     tc__free(c);
     return st;
@@ -63,17 +63,17 @@ static void cpu_destroy(void *ctx) {
   cpu_ctx *c = ctx;
   if (!c)
     return;
-  cpu_pool_destroy(c->pool);
+  tc__cpu_pool_destroy(c->pool);
   tc__free(c);
 }
 
 static tc_status cpu_set_num_threads(void *ctx, int n) {
   cpu_ctx *c = ctx;
   cpu_pool *p;
-  tc_status st = cpu_pool_create(&p, n > 0 ? n : tc__num_threads());
+  tc_status st = tc__cpu_pool_create(&p, n > 0 ? n : tc__num_threads());
   if (st != TC_OK)
     return st;
-  cpu_pool_destroy(c->pool);
+  tc__cpu_pool_destroy(c->pool);
   c->pool = p;
   return TC_OK;
 }
@@ -128,43 +128,43 @@ static const tc_backend_iface cpu_iface = {
     .copy_d2d = cpu_copy,
     .memset = cpu_memset,
     .synchronize = cpu_synchronize,
-    .gemm = cpu_gemm,
-    .conv2d_workspace_size = cpu_conv2d_workspace_size,
-    .conv2d_fwd = cpu_conv2d_fwd,
-    .conv2d_bwd_data = cpu_conv2d_bwd_data,
-    .conv2d_bwd_filter = cpu_conv2d_bwd_filter,
-    .conv2d_bwd_bias = cpu_conv2d_bwd_bias,
-    .maxpool2d_fwd = cpu_maxpool2d_fwd,
-    .maxpool2d_bwd = cpu_maxpool2d_bwd,
-    .avgpool2d_fwd = cpu_avgpool2d_fwd,
-    .avgpool2d_bwd = cpu_avgpool2d_bwd,
-    .global_avgpool_fwd = cpu_global_avgpool_fwd,
-    .global_avgpool_bwd = cpu_global_avgpool_bwd,
-    .batchnorm_fwd_train = cpu_batchnorm_fwd_train,
-    .batchnorm_fwd_infer = cpu_batchnorm_fwd_infer,
-    .batchnorm_bwd = cpu_batchnorm_bwd,
-    .relu_fwd = cpu_relu_fwd,
-    .relu_bwd = cpu_relu_bwd,
-    .add = cpu_add,
-    .scale = cpu_scale,
-    .axpy = cpu_axpy,
-    .fill = cpu_fill,
-    .bias_add = cpu_bias_add,
-    .bias_grad = cpu_bias_grad,
-    .copy4d = cpu_copy4d,
-    .dropout_fwd = cpu_dropout_fwd,
-    .dropout_bwd = cpu_dropout_bwd,
-    .softmax_xent = cpu_softmax_xent,
-    .nll = cpu_nll,
-    .mse = cpu_mse,
-    .argmax = cpu_argmax,
-    .sgd_update = cpu_sgd_update,
-    .adam_update = cpu_adam_update,
-    .reduce = cpu_reduce,
+    .gemm = tc__cpu_gemm,
+    .conv2d_workspace_size = tc__cpu_conv2d_workspace_size,
+    .conv2d_fwd = tc__cpu_conv2d_fwd,
+    .conv2d_bwd_data = tc__cpu_conv2d_bwd_data,
+    .conv2d_bwd_filter = tc__cpu_conv2d_bwd_filter,
+    .conv2d_bwd_bias = tc__cpu_conv2d_bwd_bias,
+    .maxpool2d_fwd = tc__cpu_maxpool2d_fwd,
+    .maxpool2d_bwd = tc__cpu_maxpool2d_bwd,
+    .avgpool2d_fwd = tc__cpu_avgpool2d_fwd,
+    .avgpool2d_bwd = tc__cpu_avgpool2d_bwd,
+    .global_avgpool_fwd = tc__cpu_global_avgpool_fwd,
+    .global_avgpool_bwd = tc__cpu_global_avgpool_bwd,
+    .batchnorm_fwd_train = tc__cpu_batchnorm_fwd_train,
+    .batchnorm_fwd_infer = tc__cpu_batchnorm_fwd_infer,
+    .batchnorm_bwd = tc__cpu_batchnorm_bwd,
+    .relu_fwd = tc__cpu_relu_fwd,
+    .relu_bwd = tc__cpu_relu_bwd,
+    .add = tc__cpu_add,
+    .scale = tc__cpu_scale,
+    .axpy = tc__cpu_axpy,
+    .fill = tc__cpu_fill,
+    .bias_add = tc__cpu_bias_add,
+    .bias_grad = tc__cpu_bias_grad,
+    .copy4d = tc__cpu_copy4d,
+    .dropout_fwd = tc__cpu_dropout_fwd,
+    .dropout_bwd = tc__cpu_dropout_bwd,
+    .softmax_xent = tc__cpu_softmax_xent,
+    .nll = tc__cpu_nll,
+    .mse = tc__cpu_mse,
+    .argmax = tc__cpu_argmax,
+    .sgd_update = tc__cpu_sgd_update,
+    .adam_update = tc__cpu_adam_update,
+    .reduce = tc__cpu_reduce,
     .get_proc = NULL,
-    .batchnorm_relu_fwd_train = cpu_batchnorm_relu_fwd_train,
-    .batchnorm_relu_fwd_infer = cpu_batchnorm_relu_fwd_infer,
-    .batchnorm_relu_bwd = cpu_batchnorm_relu_bwd,
+    .batchnorm_relu_fwd_train = tc__cpu_batchnorm_relu_fwd_train,
+    .batchnorm_relu_fwd_infer = tc__cpu_batchnorm_relu_fwd_infer,
+    .batchnorm_relu_bwd = tc__cpu_batchnorm_relu_bwd,
 };
 
 const tc_backend_iface *tc__cpu_backend_iface(void) { return &cpu_iface; }

@@ -105,7 +105,7 @@ static int64_t min64(int64_t x, int64_t y) {
   return x < y ? x : y;
 }
 
-/* cpu_parallel_for, or the tasks in order here for a small forward. */
+/* tc__cpu_parallel_for, or the tasks in order here for a small forward. */
 static void bn_run(void *ctx, const tc_batchnorm_args *a, int bwd,
                    int64_t tasks, cpu_task_fn fn, void *arg) {
   if (!bwd && a->n * a->c * a->spatial <= BN_SERIAL_MAX) {
@@ -113,7 +113,7 @@ static void bn_run(void *ctx, const tc_batchnorm_args *a, int bwd,
       fn(arg, t);
     return;
   }
-  cpu_parallel_for(ctx, tasks, fn, arg);
+  tc__cpu_parallel_for(ctx, tasks, fn, arg);
 }
 
 /* The args a caller built against API version 1 passes end before the
@@ -231,7 +231,7 @@ static tc_status bn_check(void *ctx, const tc_batchnorm_args *a,
 static void bn_job_init(bn_job *j, const tc_batchnorm_args *a, int bwd) {
   memset(j, 0, sizeof *j);
   j->a = a;
-  j->isa = cpu_isa();
+  j->isa = tc__cpu_isa();
   j->m = a->n * a->spatial;
   j->bwd = bwd;
 }
@@ -1023,11 +1023,11 @@ static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
   return TC_OK;
 }
 
-tc_status cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
+tc_status tc__cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
   return bn_fwd_train(ctx, a, "cpu_batchnorm_fwd_train", 0);
 }
 
-tc_status cpu_batchnorm_relu_fwd_train(void *ctx, const tc_batchnorm_args *a) {
+tc_status tc__cpu_batchnorm_relu_fwd_train(void *ctx, const tc_batchnorm_args *a) {
   return bn_fwd_train(ctx, a, "cpu_batchnorm_relu_fwd_train", 1);
 }
 
@@ -1050,7 +1050,7 @@ static tc_status bn_fwd_infer(void *ctx, const tc_batchnorm_args *a,
   bn_job j;
   memset(&j, 0, sizeof j);
   j.a = a;
-  j.isa = cpu_isa();
+  j.isa = tc__cpu_isa();
   j.relu = relu;
   j.res = relu ? a->residual : NULL;
   float mu[BN_BLOCK_C], alpha[BN_BLOCK_C], shift[BN_BLOCK_C];
@@ -1071,11 +1071,11 @@ static tc_status bn_fwd_infer(void *ctx, const tc_batchnorm_args *a,
   return TC_OK;
 }
 
-tc_status cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
+tc_status tc__cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
   return bn_fwd_infer(ctx, a, "cpu_batchnorm_fwd_infer", 0);
 }
 
-tc_status cpu_batchnorm_relu_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
+tc_status tc__cpu_batchnorm_relu_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
   return bn_fwd_infer(ctx, a, "cpu_batchnorm_relu_fwd_infer", 1);
 }
 
@@ -1131,10 +1131,10 @@ static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn,
   return TC_OK;
 }
 
-tc_status cpu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
+tc_status tc__cpu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
   return bn_bwd(ctx, a, "cpu_batchnorm_bwd", 0);
 }
 
-tc_status cpu_batchnorm_relu_bwd(void *ctx, const tc_batchnorm_args *a) {
+tc_status tc__cpu_batchnorm_relu_bwd(void *ctx, const tc_batchnorm_args *a) {
   return bn_bwd(ctx, a, "cpu_batchnorm_relu_bwd", 1);
 }

@@ -6,7 +6,7 @@
  * a CPU with AVX2+FMA (or AVX-512F; TINYCNN_CPU_ISA can lower the choice):
  * direct SIMD kernels (conv2d_direct.c; the layout and the stride phases
  * are explained at "direct path" below; the register tile of each op is
- * picked by channel and tap count, convd_pick_fwd / convd_pick_wgrad). Per
+ * picked by channel and tap count, tc__convd_pick_fwd / tc__convd_pick_wgrad). Per
  * image, x (or dy for backward data) is copied into zero-padded planes (one per
  * stride phase) in the slot, the kernel writes the outputs on the padded grid,
  * and the valid ones are copied out. A slot's zeros stay in place for its next
@@ -149,7 +149,7 @@ static int64_t max64(int64_t x, int64_t y) {
  * to be worth it). */
 static void conv_direct_geometry(conv_geom *g) {
   g->kern = NULL;
-  const convd_kernels *kn = cpu_convd_kernels();
+  const convd_kernels *kn = tc__cpu_convd_kernels();
   if (!kn || g->direct || g->sh > CONVD_MAX_STRIDE ||
       g->sw > CONVD_MAX_STRIDE || g->dh != 1 || g->dw != 1 ||
       g->ph > g->r - 1 || g->pw > g->s - 1 || g->r * g->s > CONVD_MAX_RS ||
@@ -170,10 +170,10 @@ static void conv_direct_geometry(conv_geom *g) {
     g->Ws = g->w + g->pw;
   int64_t L = (g->oh - 1) * g->Ws + g->ow;
   int64_t offmax = (g->Rm - 1) * g->Ws + g->Sm - 1;
-  g->fv = convd_pick_fwd(kn, g->k, rs);
-  g->bv = convd_pick_fwd(kn, g->c, g->Rm * g->Sm);
+  g->fv = tc__convd_pick_fwd(kn, g->k, rs);
+  g->bv = tc__convd_pick_fwd(kn, g->c, g->Rm * g->Sm);
   g->wv =
-      convd_pick_wgrad(kn, g->k, rs == 1 && g->c <= CONVD_MAX_RS ? g->c : rs);
+      tc__convd_pick_wgrad(kn, g->k, rs == 1 && g->c <= CONVD_MAX_RS ? g->c : rs);
   g->nqf = roundup64(L, kn->vl);
   g->psf = roundup64(max64(g->Hs * g->Ws, g->nqf + offmax), 16);
   g->kpf = roundup64(g->k, g->fv->kt);
@@ -362,7 +362,7 @@ static tc_status conv_geometry(void *ctx, const tc_conv2d_args *a,
 static tc_status conv_workspace(void *ctx, conv_geom *g, size_t reserve,
                                 int64_t tasks, const char *fn) {
   const tc_conv2d_args *a = g->a;
-  int64_t pool = cpu_pool_size(((cpu_ctx *)ctx)->pool);
+  int64_t pool = tc__cpu_pool_size(((cpu_ctx *)ctx)->pool);
   size_t need = reserve + g->col_bytes;
   if (need < g->min_ws)
     need = g->min_ws;
@@ -387,7 +387,7 @@ static tc_status conv_workspace(void *ctx, conv_geom *g, size_t reserve,
   return TC_OK;
 }
 
-tc_status cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
+tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
                                     size_t *out_bytes) {
   static const char fn[] = "cpu_conv2d_workspace_size";
   conv_geom g;
@@ -396,7 +396,7 @@ tc_status cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
     return st;
   if (!out_bytes)
     return tc__error(TC_EINVAL, "%s: argument 'out_bytes' is NULL", fn);
-  int64_t slots = min64(g.n, cpu_pool_size(((cpu_ctx *)ctx)->pool));
+  int64_t slots = min64(g.n, tc__cpu_pool_size(((cpu_ctx *)ctx)->pool));
   if (g.kern && g.n == 0) {
     *out_bytes = 0;
     return TC_OK;
@@ -531,8 +531,8 @@ static float *task_units(const conv_geom *g, int64_t units, int64_t t,
   int64_t slot = t;
   if (g->per_thread) {
     *u0 = t, *u1 = t + 1;
-    *fresh = cpu_task_first();
-    slot = cpu_task_thread();
+    *fresh = tc__cpu_task_first();
+    slot = tc__cpu_task_thread();
   } else {
     block_range(units, g->slots, t, u0, u1);
     *fresh = 1;
@@ -1169,7 +1169,7 @@ static void fwd_task(void *arg, int64_t t) {
   }
 }
 
-tc_status cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
+tc_status tc__cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
   static const char fn[] = "cpu_conv2d_fwd";
   conv_geom g;
   tc_status st = conv_geometry(ctx, a, fn, &g);
@@ -1187,12 +1187,12 @@ tc_status cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
     if ((st = conv_workspace(ctx, &g, g.fwd_shared, g.n, fn)) != TC_OK)
       return st;
     pack_fwd_weights(&g, (float *)a->workspace);
-    cpu_parallel_for(ctx, op_tasks(&g, g.n), dfwd_task, &g);
+    tc__cpu_parallel_for(ctx, op_tasks(&g, g.n), dfwd_task, &g);
     return TC_OK;
   }
   if ((st = conv_workspace(ctx, &g, 0, g.n, fn)) != TC_OK)
     return st;
-  cpu_parallel_for(ctx, op_tasks(&g, g.n), fwd_task, &g);
+  tc__cpu_parallel_for(ctx, op_tasks(&g, g.n), fwd_task, &g);
   return TC_OK;
 }
 
@@ -1223,7 +1223,7 @@ static void bwd_data_task(void *arg, int64_t t) {
   }
 }
 
-tc_status cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
+tc_status tc__cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
   static const char fn[] = "cpu_conv2d_bwd_data";
   conv_geom g;
   tc_status st = conv_geometry(ctx, a, fn, &g);
@@ -1241,12 +1241,12 @@ tc_status cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
     if ((st = conv_workspace(ctx, &g, g.bwd_shared, g.n, fn)) != TC_OK)
       return st;
     pack_bwd_weights(&g, (float *)a->workspace);
-    cpu_parallel_for(ctx, op_tasks(&g, g.n), dbwd_task, &g);
+    tc__cpu_parallel_for(ctx, op_tasks(&g, g.n), dbwd_task, &g);
     return TC_OK;
   }
   if ((st = conv_workspace(ctx, &g, 0, g.n, fn)) != TC_OK)
     return st;
-  cpu_parallel_for(ctx, op_tasks(&g, g.n), bwd_data_task, &g);
+  tc__cpu_parallel_for(ctx, op_tasks(&g, g.n), bwd_data_task, &g);
   return TC_OK;
 }
 
@@ -1304,7 +1304,7 @@ static void combine_task(void *arg, int64_t t) {
   }
 }
 
-tc_status cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
+tc_status tc__cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
   static const char fn[] = "cpu_conv2d_bwd_filter";
   conv_geom g;
   tc_status st = conv_geometry(ctx, a, fn, &g);
@@ -1326,14 +1326,14 @@ tc_status cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
     g.part_bytes = g.wg_part;
     if ((st = conv_workspace(ctx, &g, g.part_bytes, g.chunks, fn)) != TC_OK)
       return st;
-    cpu_parallel_for(ctx, op_tasks(&g, g.chunks), dwg_task, &g);
+    tc__cpu_parallel_for(ctx, op_tasks(&g, g.chunks), dwg_task, &g);
   } else {
     if ((st = conv_workspace(ctx, &g, g.part_bytes, g.chunks, fn)) != TC_OK)
       return st;
-    cpu_parallel_for(ctx, op_tasks(&g, g.chunks), bwd_filter_task, &g);
+    tc__cpu_parallel_for(ctx, op_tasks(&g, g.chunks), bwd_filter_task, &g);
   }
   if (g.chunks > 1)
-    cpu_parallel_for(ctx, (kcrs + CONV_COMBINE_BLOCK - 1) / CONV_COMBINE_BLOCK,
+    tc__cpu_parallel_for(ctx, (kcrs + CONV_COMBINE_BLOCK - 1) / CONV_COMBINE_BLOCK,
                      combine_task, &g);
   return TC_OK;
 }
@@ -1362,7 +1362,7 @@ static void bwd_bias_task(void *arg, int64_t kk) {
   a->db[kk] = a->accumulate ? a->db[kk] + (float)total : (float)total;
 }
 
-tc_status cpu_conv2d_bwd_bias(void *ctx, const tc_conv2d_args *a) {
+tc_status tc__cpu_conv2d_bwd_bias(void *ctx, const tc_conv2d_args *a) {
   static const char fn[] = "cpu_conv2d_bwd_bias";
   conv_geom g;
   tc_status st = conv_geometry(ctx, a, fn, &g);
@@ -1372,6 +1372,6 @@ tc_status cpu_conv2d_bwd_bias(void *ctx, const tc_conv2d_args *a) {
     return tc__error(TC_EINVAL, "%s: argument 'db' is NULL", fn);
   if (g.n > 0 && !a->dy)
     return tc__error(TC_EINVAL, "%s: argument 'dy' is NULL", fn);
-  cpu_parallel_for(ctx, g.k, bwd_bias_task, &g);
+  tc__cpu_parallel_for(ctx, g.k, bwd_bias_task, &g);
   return TC_OK;
 }

@@ -2,7 +2,7 @@
  * conv2d_direct.c - SIMD kernels for the CPU backend's direct
  * convolutions (see conv2d.c for how they are used): AVX-512F and
  * AVX2+FMA builds of the same bodies (conv2d_direct_kern.h), picked by
- * cpu_isa() (TINYCNN_CPU_ISA lowers it). Below AVX2+FMA conv2d.c uses
+ * tc__cpu_isa() (TINYCNN_CPU_ISA lowers it). Below AVX2+FMA conv2d.c uses
  * im2col + GEMM.
  */
 #include <immintrin.h>
@@ -353,11 +353,11 @@ static const convd_kernels convd_avx512 = {
     .deint2 = convd_deint2,
     .deint2p = convd_deint2p512,
     .inter2 = convd_inter2,
-    .wgradt = convd_wgradt512,
-    .transpose = convd_transpose512};
+    .wgradt = tc__convd_wgradt512,
+    .transpose = tc__convd_transpose512};
 
-const convd_kernels *cpu_convd_kernels(void) {
-  int isa = cpu_isa();
+const convd_kernels *tc__cpu_convd_kernels(void) {
+  int isa = tc__cpu_isa();
   if (isa >= CPU_ISA_AVX512)
     return &convd_avx512;
   if (isa >= CPU_ISA_AVX2)
@@ -381,7 +381,7 @@ static int64_t tile_cost(int64_t k, int64_t nrs, int64_t kt, int64_t nv,
   return 64 * nkb * nrs * (step + 2) / nv;
 }
 
-const convd_fwd_var *convd_pick_fwd(const convd_kernels *kn, int64_t k,
+const convd_fwd_var *tc__convd_pick_fwd(const convd_kernels *kn, int64_t k,
                                     int64_t nrs) {
   int best = 0;
   for (int v = 1; v < kn->nfwd; v++)
@@ -391,7 +391,7 @@ const convd_fwd_var *convd_pick_fwd(const convd_kernels *kn, int64_t k,
   return &kn->fwd[best];
 }
 
-const convd_wgrad_var *convd_pick_wgrad(const convd_kernels *kn, int64_t k,
+const convd_wgrad_var *tc__convd_pick_wgrad(const convd_kernels *kn, int64_t k,
                                         int64_t nrs) {
   int best = 0;
   for (int v = 1; v < kn->nwgrad; v++)

@@ -111,20 +111,20 @@ typedef struct convd_kernels {
   void (*transpose)(const float *src, int64_t k, int64_t np, float *dst);
 } convd_kernels;
 
-void convd_wgradt512(const float *x, int64_t xs, int64_t ps, int64_t ws,
+void tc__convd_wgradt512(const float *x, int64_t xs, int64_t ps, int64_t ws,
                      const float *dyt, int64_t dts, int64_t nimg, int64_t c,
                      int64_t k, int64_t oh, int64_t ow, float *part);
-void convd_transpose512(const float *src, int64_t k, int64_t np, float *dst);
+void tc__convd_transpose512(const float *src, int64_t k, int64_t np, float *dst);
 
-/* The best kernels for cpu_isa() (so TINYCNN_CPU_ISA can lower them), or
+/* The best kernels for tc__cpu_isa() (so TINYCNN_CPU_ISA can lower them), or
  * NULL (below AVX2+FMA: use im2col). */
-const convd_kernels *cpu_convd_kernels(void);
+const convd_kernels *tc__cpu_convd_kernels(void);
 
 /* The tile that suits k output channels and nrs taps best (fewest wasted
  * products, then the larger tile); a function of the shapes only. */
-const convd_fwd_var *convd_pick_fwd(const convd_kernels *kn, int64_t k,
+const convd_fwd_var *tc__convd_pick_fwd(const convd_kernels *kn, int64_t k,
                                     int64_t nrs);
-const convd_wgrad_var *convd_pick_wgrad(const convd_kernels *kn, int64_t k,
+const convd_wgrad_var *tc__convd_pick_wgrad(const convd_kernels *kn, int64_t k,
                                         int64_t nrs);
 
 #endif /* TINYCNN_CONV2D_DIRECT_H */

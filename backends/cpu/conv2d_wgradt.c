@@ -60,7 +60,7 @@ TGT512 static inline void tr16(const float *s, int64_t lds, float *d,
     _mm512_storeu_ps(d + i * ldd, r[i]);
 }
 
-TGT512 void convd_transpose512(const float *src, int64_t k, int64_t np,
+TGT512 void tc__convd_transpose512(const float *src, int64_t k, int64_t np,
                                float *dst) {
   for (int64_t kk = 0; kk < k; kk += 16)
     for (int64_t p = 0; p < np; p += 16)
@@ -111,7 +111,7 @@ wgt_tile(const float *x, int64_t xs, int64_t ps, int64_t ws, const float *dyt,
       }
 }
 
-TGT512 void convd_wgradt512(const float *x, int64_t xs, int64_t ps, int64_t ws,
+TGT512 void tc__convd_wgradt512(const float *x, int64_t xs, int64_t ps, int64_t ws,
                             const float *dyt, int64_t dts, int64_t nimg,
                             int64_t c, int64_t k, int64_t oh, int64_t ow,
                             float *part) {

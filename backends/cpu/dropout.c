@@ -116,7 +116,7 @@ static drop_job drop_job_for(const tc_dropout_args *a) {
   return j;
 }
 
-tc_status cpu_dropout_fwd(void *ctx, const tc_dropout_args *a) {
+tc_status tc__cpu_dropout_fwd(void *ctx, const tc_dropout_args *a) {
   static const char fn[] = "cpu_dropout_fwd";
   tc_status st = drop_check(ctx, a, fn);
   if (st != TC_OK || a->n == 0)
@@ -125,11 +125,11 @@ tc_status cpu_dropout_fwd(void *ctx, const tc_dropout_args *a) {
     return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
                      a->x ? "y" : "x");
   drop_job j = drop_job_for(a);
-  cpu_parallel_for(ctx, (j.units + j.per - 1) / j.per, drop_fwd_task, &j);
+  tc__cpu_parallel_for(ctx, (j.units + j.per - 1) / j.per, drop_fwd_task, &j);
   return TC_OK;
 }
 
-tc_status cpu_dropout_bwd(void *ctx, const tc_dropout_args *a) {
+tc_status tc__cpu_dropout_bwd(void *ctx, const tc_dropout_args *a) {
   static const char fn[] = "cpu_dropout_bwd";
   tc_status st = drop_check(ctx, a, fn);
   if (st != TC_OK || a->n == 0)
@@ -140,6 +140,6 @@ tc_status cpu_dropout_bwd(void *ctx, const tc_dropout_args *a) {
                      : !a->dx ? "dx"
                               : "mask");
   drop_job j = drop_job_for(a);
-  cpu_parallel_for(ctx, (j.units + j.per - 1) / j.per, drop_bwd_task, &j);
+  tc__cpu_parallel_for(ctx, (j.units + j.per - 1) / j.per, drop_bwd_task, &j);
   return TC_OK;
 }

@@ -320,34 +320,34 @@ static tc_status elt_run(void *ctx, const tc_eltwise_args *a, elt_op op,
     return tc__error(TC_EINVAL, "%s: argument 'a' is NULL", fn);
   if (need_b && !a->b)
     return tc__error(TC_EINVAL, "%s: argument 'b' is NULL", fn);
-  elt_job j = {a, op, 0, cpu_isa() >= CPU_ISA_AVX2};
+  elt_job j = {a, op, 0, tc__cpu_isa() >= CPU_ISA_AVX2};
   if (op == ELT_FILL)
     memcpy(&j.bits, &a->alpha, sizeof j.bits);
-  cpu_parallel_for(ctx, (a->n + ELT_BLOCK - 1) / ELT_BLOCK, elt_task, &j);
+  tc__cpu_parallel_for(ctx, (a->n + ELT_BLOCK - 1) / ELT_BLOCK, elt_task, &j);
   return TC_OK;
 }
 
-tc_status cpu_relu_fwd(void *ctx, const tc_eltwise_args *a) {
+tc_status tc__cpu_relu_fwd(void *ctx, const tc_eltwise_args *a) {
   return elt_run(ctx, a, ELT_RELU_FWD, "cpu_relu_fwd", 1, 0);
 }
 
-tc_status cpu_relu_bwd(void *ctx, const tc_eltwise_args *a) {
+tc_status tc__cpu_relu_bwd(void *ctx, const tc_eltwise_args *a) {
   return elt_run(ctx, a, ELT_RELU_BWD, "cpu_relu_bwd", 1, 1);
 }
 
-tc_status cpu_add(void *ctx, const tc_eltwise_args *a) {
+tc_status tc__cpu_add(void *ctx, const tc_eltwise_args *a) {
   return elt_run(ctx, a, ELT_ADD, "cpu_add", 1, 0);
 }
 
-tc_status cpu_scale(void *ctx, const tc_eltwise_args *a) {
+tc_status tc__cpu_scale(void *ctx, const tc_eltwise_args *a) {
   return elt_run(ctx, a, ELT_SCALE, "cpu_scale", 1, 0);
 }
 
-tc_status cpu_axpy(void *ctx, const tc_eltwise_args *a) {
+tc_status tc__cpu_axpy(void *ctx, const tc_eltwise_args *a) {
   return elt_run(ctx, a, ELT_AXPY, "cpu_axpy", 1, 0);
 }
 
-tc_status cpu_fill(void *ctx, const tc_eltwise_args *a) {
+tc_status tc__cpu_fill(void *ctx, const tc_eltwise_args *a) {
   return elt_run(ctx, a, ELT_FILL, "cpu_fill", 0, 0);
 }
 
@@ -404,7 +404,7 @@ static void bias_add_task(void *arg, int64_t t) {
   }
 }
 
-tc_status cpu_bias_add(void *ctx, const tc_bias_args *a) {
+tc_status tc__cpu_bias_add(void *ctx, const tc_bias_args *a) {
   static const char fn[] = "cpu_bias_add";
   int64_t total = 0;
   tc_status st = bias_check(ctx, a, fn, &total);
@@ -413,11 +413,11 @@ tc_status cpu_bias_add(void *ctx, const tc_bias_args *a) {
   if (!a->y || !a->bias)
     return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
                      a->y ? "bias" : "y");
-  bias_job j = {a, a->n * a->c, 1, cpu_isa() >= CPU_ISA_AVX2};
+  bias_job j = {a, a->n * a->c, 1, tc__cpu_isa() >= CPU_ISA_AVX2};
   j.per = ELT_BLOCK / a->spatial;
   if (j.per < 1)
     j.per = 1;
-  cpu_parallel_for(ctx, (j.rows + j.per - 1) / j.per, bias_add_task, &j);
+  tc__cpu_parallel_for(ctx, (j.rows + j.per - 1) / j.per, bias_add_task, &j);
   return TC_OK;
 }
 
@@ -466,7 +466,7 @@ static void bias_grad_task(void *arg, int64_t t) {
   }
 }
 
-tc_status cpu_bias_grad(void *ctx, const tc_bias_args *a) {
+tc_status tc__cpu_bias_grad(void *ctx, const tc_bias_args *a) {
   static const char fn[] = "cpu_bias_grad";
   int64_t total = 0;
   tc_status st = bias_check(ctx, a, fn, &total);
@@ -479,7 +479,7 @@ tc_status cpu_bias_grad(void *ctx, const tc_bias_args *a) {
   /* Channels per task: enough that a task reads BIAS_GRAD_MIN_WORK
    * elements, at most CPU_REDUCE_CHUNKS (the accumulator array). The split
    * follows from the sizes only and does not change any channel's order. */
-  bias_job j = {a, a->n * a->c, 1, cpu_isa() >= CPU_ISA_AVX2};
+  bias_job j = {a, a->n * a->c, 1, tc__cpu_isa() >= CPU_ISA_AVX2};
   int64_t per_channel = a->n * a->spatial;
   if (per_channel < BIAS_GRAD_MIN_WORK)
     j.per = per_channel > 0 ? BIAS_GRAD_MIN_WORK / per_channel : a->c;
@@ -487,7 +487,7 @@ tc_status cpu_bias_grad(void *ctx, const tc_bias_args *a) {
     j.per = CPU_REDUCE_CHUNKS;
   if (j.per < 1)
     j.per = 1;
-  cpu_parallel_for(ctx, (a->c + j.per - 1) / j.per, bias_grad_task, &j);
+  tc__cpu_parallel_for(ctx, (a->c + j.per - 1) / j.per, bias_grad_task, &j);
   return TC_OK;
 }
 
@@ -571,7 +571,7 @@ static int dst_injective(const tc_copy4d_args *a) {
   return 1;
 }
 
-tc_status cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
+tc_status tc__cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
   static const char fn[] = "cpu_copy4d";
   if (!a)
     return tc__error(TC_EINVAL, "%s: args is NULL", fn);
@@ -594,7 +594,7 @@ tc_status cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
   if (!a->src || !a->dst)
     return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
                      a->src ? "dst" : "src");
-  copy_job j = {a, total / a->shape[3], 1, cpu_isa() >= CPU_ISA_AVX2};
+  copy_job j = {a, total / a->shape[3], 1, tc__cpu_isa() >= CPU_ISA_AVX2};
   j.per = ELT_BLOCK / a->shape[3];
   if (j.per < 1)
     j.per = 1;
@@ -603,6 +603,6 @@ tc_status cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
     copy4d_task(&(copy_job){a, j.rows, j.rows, j.avx2}, 0);
     return TC_OK;
   }
-  cpu_parallel_for(ctx, (j.rows + j.per - 1) / j.per, copy4d_task, &j);
+  tc__cpu_parallel_for(ctx, (j.rows + j.per - 1) / j.per, copy4d_task, &j);
   return TC_OK;
 }

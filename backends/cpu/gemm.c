@@ -2,7 +2,7 @@
  * gemm.c - the CPU backend's strided-batched GEMM.
  *
  * C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b], row-major, b < batch.
- * With AVX2+FMA or AVX-512 (cpu_isa()), products up to GEMM_OWN_MAX_WORK
+ * With AVX2+FMA or AVX-512 (tc__cpu_isa()), products up to GEMM_OWN_MAX_WORK
  * multiply-adds run on our own packed GEMM: op(A) and op(B) are copied into
  * per-thread panels (no allocation per call) and a register-tile kernel
  * (gemm_kern.h) sweeps them; OpenBLAS's Haswell kernels, which it picks on
@@ -60,7 +60,7 @@
 /* Tasks of a split product (a power of two). */
 #define GEMM_OWN_MAX_TASKS 8
 
-/* Packing panels: the pool thread's scratch slice (cpu_scratch) holds the
+/* Packing panels: the pool thread's scratch slice (tc__cpu_scratch) holds the
  * A panel, then the B panel. */
 _Static_assert(GEMM_MC *GEMM_KC + GEMM_KC * GEMM_NC <= CPU_SCRATCH_FLOATS,
                "gemm panels exceed the CPU scratch slice");
@@ -175,7 +175,7 @@ static const gemm_kernels gemm_avx512 = {12,
 /* The own GEMM's kernels for this CPU, or NULL (OpenBLAS). */
 static const gemm_kernels *gemm_own_kernels(void) {
 #if CPU_X86
-  int isa = cpu_isa();
+  int isa = tc__cpu_isa();
   if (isa >= CPU_ISA_AVX512)
     return &gemm_avx512;
   if (isa >= CPU_ISA_AVX2)
@@ -208,7 +208,7 @@ static void gemm_own_block(cpu_ctx *ctx, const gemm_kernels *K,
     return;
   }
   gemm_kern_fn kern = g->trans_a ? K->cols : K->rows;
-  float *apack = cpu_scratch(ctx), *bpack = apack + GEMM_MC * GEMM_KC;
+  float *apack = tc__cpu_scratch(ctx), *bpack = apack + GEMM_MC * GEMM_KC;
   int64_t n_ic = (r1 - r0 + GEMM_MC - 1) / GEMM_MC;
   int64_t n_jc = (c1 - c0 + GEMM_NC - 1) / GEMM_NC;
   /* extra packing: A again per column block, or B per row block */
@@ -381,7 +381,7 @@ static tc_status gemm_check(const tc_gemm_args *a) {
   return TC_OK;
 }
 
-tc_status cpu_gemm(void *ctx, const tc_gemm_args *a) {
+tc_status tc__cpu_gemm(void *ctx, const tc_gemm_args *a) {
   tc_status st = gemm_check(a);
   if (st != TC_OK)
     return st;
@@ -395,13 +395,13 @@ tc_status cpu_gemm(void *ctx, const tc_gemm_args *a) {
   if (work <= (double)GEMM_OWN_MAX_WORK && a->n >= GEMM_OWN_MIN_N)
     job.K = gemm_own_kernels();
   if (a->batch > 1) {
-    cpu_parallel_for(ctx, a->batch, gemm_batch_task, &job);
+    tc__cpu_parallel_for(ctx, a->batch, gemm_batch_task, &job);
     return TC_OK;
   }
   if (job.K) {
     /* even one task goes through the pool: its job lock makes the
      * caller's scratch slice (the packing panels) this caller's alone */
-    cpu_parallel_for(ctx, gemm_own_split(a, &job), gemm_own_task, &job);
+    tc__cpu_parallel_for(ctx, gemm_own_split(a, &job), gemm_own_task, &job);
     return TC_OK;
   }
   int64_t blocks = 1;
@@ -417,7 +417,7 @@ tc_status cpu_gemm(void *ctx, const tc_gemm_args *a) {
     return TC_OK;
   }
   job.rows_per_task = (a->m + blocks - 1) / blocks;
-  cpu_parallel_for(ctx, (a->m + job.rows_per_task - 1) / job.rows_per_task,
+  tc__cpu_parallel_for(ctx, (a->m + job.rows_per_task - 1) / job.rows_per_task,
                    gemm_rows_task, &job);
   return TC_OK;
 }

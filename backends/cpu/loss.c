@@ -181,7 +181,7 @@ static tc_status loss_run(void *ctx, const tc_loss_args *a, int mode,
   int64_t rows = (a->n + CPU_REDUCE_CHUNKS - 1) / CPU_REDUCE_CHUNKS;
   j.rows_per_chunk = rows > min_rows ? rows : min_rows;
   int64_t chunks = (a->n + j.rows_per_chunk - 1) / j.rows_per_chunk;
-  cpu_parallel_for(ctx, chunks, loss_task, &j);
+  tc__cpu_parallel_for(ctx, chunks, loss_task, &j);
   double sum = 0;
   for (int64_t c = 0; c < chunks; c++)
     sum += j.part[c];
@@ -189,15 +189,15 @@ static tc_status loss_run(void *ctx, const tc_loss_args *a, int mode,
   return TC_OK;
 }
 
-tc_status cpu_softmax_xent(void *ctx, const tc_loss_args *a) {
+tc_status tc__cpu_softmax_xent(void *ctx, const tc_loss_args *a) {
   return loss_run(ctx, a, LOSS_XENT, "cpu_softmax_xent");
 }
 
-tc_status cpu_nll(void *ctx, const tc_loss_args *a) {
+tc_status tc__cpu_nll(void *ctx, const tc_loss_args *a) {
   return loss_run(ctx, a, LOSS_NLL, "cpu_nll");
 }
 
-tc_status cpu_mse(void *ctx, const tc_loss_args *a) {
+tc_status tc__cpu_mse(void *ctx, const tc_loss_args *a) {
   return loss_run(ctx, a, LOSS_MSE, "cpu_mse");
 }
 
@@ -243,7 +243,7 @@ static void argmax_task(void *arg, int64_t task) {
   j->part[task] = correct;
 }
 
-tc_status cpu_argmax(void *ctx, const tc_argmax_args *a) {
+tc_status tc__cpu_argmax(void *ctx, const tc_argmax_args *a) {
   static const char fn[] = "cpu_argmax";
   if (!a)
     return tc__error(TC_EINVAL, "%s: args is NULL", fn);
@@ -267,7 +267,7 @@ tc_status cpu_argmax(void *ctx, const tc_argmax_args *a) {
     int64_t rows = (a->n + CPU_REDUCE_CHUNKS - 1) / CPU_REDUCE_CHUNKS;
     j.rows_per_chunk = rows > min_rows ? rows : min_rows;
     chunks = (a->n + j.rows_per_chunk - 1) / j.rows_per_chunk;
-    cpu_parallel_for(ctx, chunks, argmax_task, &j);
+    tc__cpu_parallel_for(ctx, chunks, argmax_task, &j);
   }
   if (a->labels && a->host_correct) {
     int64_t correct = 0;

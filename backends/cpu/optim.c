@@ -126,7 +126,7 @@ static void sgd_task(void *arg, int64_t task) {
   sgd_body(arg, task, 0);
 }
 
-tc_status cpu_sgd_update(void *ctx, const tc_sgd_args *a) {
+tc_status tc__cpu_sgd_update(void *ctx, const tc_sgd_args *a) {
   static const char fn[] = "cpu_sgd_update";
   if (!a)
     return tc__error(TC_EINVAL, "%s: args is NULL", fn);
@@ -155,7 +155,7 @@ tc_status cpu_sgd_update(void *ctx, const tc_sgd_args *a) {
   j.neg_lr = -a->lr;
   j.first = a->first_step != 0;
   j.nesterov = a->nesterov != 0;
-  cpu_parallel_for(ctx, optim_chunks(a->n), use_fma() ? sgd_task_fma : sgd_task,
+  tc__cpu_parallel_for(ctx, optim_chunks(a->n), use_fma() ? sgd_task_fma : sgd_task,
                    &j);
   return TC_OK;
 }
@@ -211,7 +211,7 @@ static void adam_task(void *arg, int64_t task) {
   adam_body(arg, task, 0);
 }
 
-tc_status cpu_adam_update(void *ctx, const tc_adam_args *a) {
+tc_status tc__cpu_adam_update(void *ctx, const tc_adam_args *a) {
   static const char fn[] = "cpu_adam_update";
   if (!a)
     return tc__error(TC_EINVAL, "%s: args is NULL", fn);
@@ -237,7 +237,7 @@ tc_status cpu_adam_update(void *ctx, const tc_adam_args *a) {
   if (a->amsgrad && !a->max_exp_avg_sq)
     return tc__error(TC_EINVAL, "%s: amsgrad needs max_exp_avg_sq", fn);
   adam_job j = {.a = a, .k = tc_adam_coef_of(a)};
-  cpu_parallel_for(ctx, optim_chunks(a->n),
+  tc__cpu_parallel_for(ctx, optim_chunks(a->n),
                    use_fma() ? adam_task_fma : adam_task, &j);
   return TC_OK;
 }

@@ -150,10 +150,10 @@ static void pool_job_init(pool_job *j, const tc_pool2d_args *a) {
   atomic_init(&j->bad, 0);
   j->k2 = a->kh == 2 && a->kw == 2 && a->stride_h == 2 && a->stride_w == 2 &&
           a->pad_h == 0 && a->pad_w == 0;
-  j->avx2 = cpu_isa() >= CPU_ISA_AVX2;
+  j->avx2 = tc__cpu_isa() >= CPU_ISA_AVX2;
   j->g = 0;
   int64_t w = a->w, ow = a->w / 2;
-  if (j->k2 && cpu_isa() >= CPU_ISA_AVX512 && a->out_w == ow && w <= 32 &&
+  if (j->k2 && tc__cpu_isa() >= CPU_ISA_AVX512 && a->out_w == ow && w <= 32 &&
       a->h >= 2) {
     int g = (int)(32 / w); /* 2w*g <= 64 floats, so g*ow <= 16 lanes */
     j->g = g;
@@ -717,50 +717,50 @@ static void avgpool_bwd_task(void *arg, int64_t t) {
   }
 }
 
-tc_status cpu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
+tc_status tc__cpu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
   tc_status st = pool_check(ctx, a, "cpu_maxpool2d_fwd", 1, 1);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   pool_job j;
   pool_job_init(&j, a);
-  cpu_parallel_for(ctx, pool_tasks(&j), j.k2 ? maxpool2_fwd_task : maxpool_fwd_task,
+  tc__cpu_parallel_for(ctx, pool_tasks(&j), j.k2 ? maxpool2_fwd_task : maxpool_fwd_task,
                    &j);
   return TC_OK;
 }
 
-tc_status cpu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
+tc_status tc__cpu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
   tc_status st = pool_check(ctx, a, "cpu_maxpool2d_bwd", 0, 1);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   pool_job j;
   pool_job_init(&j, a);
-  cpu_parallel_for(ctx, pool_tasks(&j), maxpool_check_task, &j);
+  tc__cpu_parallel_for(ctx, pool_tasks(&j), maxpool_check_task, &j);
   if (atomic_load(&j.bad))
     return tc__error(TC_EINVAL,
                      "cpu_maxpool2d_bwd: argmax holds an index outside the "
                      "%lldx%lld plane",
                      (long long)a->h, (long long)a->w);
-  cpu_parallel_for(ctx, pool_tasks(&j), maxpool_bwd_task, &j);
+  tc__cpu_parallel_for(ctx, pool_tasks(&j), maxpool_bwd_task, &j);
   return TC_OK;
 }
 
-tc_status cpu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
+tc_status tc__cpu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
   tc_status st = pool_check(ctx, a, "cpu_avgpool2d_fwd", 1, 0);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   pool_job j;
   pool_job_init(&j, a);
-  cpu_parallel_for(ctx, pool_tasks(&j), avgpool_fwd_task, &j);
+  tc__cpu_parallel_for(ctx, pool_tasks(&j), avgpool_fwd_task, &j);
   return TC_OK;
 }
 
-tc_status cpu_avgpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
+tc_status tc__cpu_avgpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
   tc_status st = pool_check(ctx, a, "cpu_avgpool2d_bwd", 0, 0);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   pool_job j;
   pool_job_init(&j, a);
-  cpu_parallel_for(ctx, pool_tasks(&j), avgpool_bwd_task, &j);
+  tc__cpu_parallel_for(ctx, pool_tasks(&j), avgpool_bwd_task, &j);
   return TC_OK;
 }
 
@@ -837,24 +837,24 @@ static void gap_bwd_task(void *arg, int64_t t) {
   }
 }
 
-tc_status cpu_global_avgpool_fwd(void *ctx, const tc_gap_args *a) {
+tc_status tc__cpu_global_avgpool_fwd(void *ctx, const tc_gap_args *a) {
   tc_status st = gap_check(ctx, a, "cpu_global_avgpool_fwd", 1);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   gap_job j;
   gap_job_init(&j, a);
-  cpu_parallel_for(ctx, (j.planes + j.per_task - 1) / j.per_task, gap_fwd_task,
+  tc__cpu_parallel_for(ctx, (j.planes + j.per_task - 1) / j.per_task, gap_fwd_task,
                    &j);
   return TC_OK;
 }
 
-tc_status cpu_global_avgpool_bwd(void *ctx, const tc_gap_args *a) {
+tc_status tc__cpu_global_avgpool_bwd(void *ctx, const tc_gap_args *a) {
   tc_status st = gap_check(ctx, a, "cpu_global_avgpool_bwd", 0);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   gap_job j;
   gap_job_init(&j, a);
-  cpu_parallel_for(ctx, (j.planes + j.per_task - 1) / j.per_task, gap_bwd_task,
+  tc__cpu_parallel_for(ctx, (j.planes + j.per_task - 1) / j.per_task, gap_bwd_task,
                    &j);
   return TC_OK;
 }

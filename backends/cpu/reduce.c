@@ -92,7 +92,7 @@ static void red_task(void *arg, int64_t t) {
   }
 }
 
-tc_status cpu_reduce(void *ctx, const tc_reduce_args *a) {
+tc_status tc__cpu_reduce(void *ctx, const tc_reduce_args *a) {
   static const char fn[] = "cpu_reduce";
   if (!a)
     return tc__error(TC_EINVAL, "%s: args is NULL", fn);
@@ -120,7 +120,7 @@ tc_status cpu_reduce(void *ctx, const tc_reduce_args *a) {
   j.a = a;
   j.per = (a->n + chunks - 1) / chunks;
   chunks = (a->n + j.per - 1) / j.per; /* no empty trailing chunk */
-  cpu_parallel_for(ctx, chunks, red_task, &j);
+  tc__cpu_parallel_for(ctx, chunks, red_task, &j);
   double r = j.part[0];
   for (int64_t t = 1; t < chunks; t++) {
     if (a->op == TC_REDUCE_MAXABS)

@@ -9,13 +9,13 @@
  * out in arrival order and moved data between cores (on a VM whose two
  * cores shared no cache, ReLU and pooling ran 2x slower on two threads
  * than on one). Results never depend on which thread runs a task. The pool also owns
- * one scratch slice per thread (cpu_scratch), so ops that pack operands
+ * one scratch slice per thread (tc__cpu_scratch), so ops that pack operands
  * need neither allocation per call nor large thread-local arrays (those
  * would cost every thread of the user's program memory).
  *
  * Several user threads may call ops on one backend at once
  * (docs/backends.md, "Threads"). A job's fields, the workers and scratch
- * slice 0 (the caller's) serve one job at a time, so cpu_parallel_for
+ * slice 0 (the caller's) serve one job at a time, so tc__cpu_parallel_for
  * holds the pool's job lock from submission to the end of the job, inline
  * runs included: a second caller waits for the job in flight, then runs
  * its own. Results never depend on which thread runs a task, so each
@@ -49,7 +49,7 @@ typedef struct pool_range {
 } pool_range;
 
 struct cpu_pool {
-  /* held by the thread whose job runs (cpu_parallel_for), the whole job */
+  /* held by the thread whose job runs (tc__cpu_parallel_for), the whole job */
   pthread_mutex_t job_lock;
   pthread_mutex_t lock;
   pthread_cond_t wake, done;
@@ -70,13 +70,13 @@ struct cpu_pool {
 };
 
 /* This thread's scratch slice in its pool: workers are 1..n_workers, any
- * other thread (the caller of cpu_parallel_for) is 0. A worker only ever
+ * other thread (the caller of tc__cpu_parallel_for) is 0. A worker only ever
  * runs its own pool's tasks. */
 static _Thread_local int pool_slot;
-/* Tasks this thread has run in the current job (cpu_task_first). */
+/* Tasks this thread has run in the current job (tc__cpu_task_first). */
 static _Thread_local int64_t job_tasks_run;
 /* The pool whose job this thread is running: as its worker, or as the
- * caller holding its job lock. A task that calls cpu_parallel_for on the
+ * caller holding its job lock. A task that calls tc__cpu_parallel_for on the
  * same pool runs the inner job inline (waiting for the lock it holds, or
  * for workers busy with the outer job, would never end). */
 static _Thread_local cpu_pool *job_pool;
@@ -159,7 +159,7 @@ static int pool_spin(void) {
   return (int)v;
 }
 
-tc_status cpu_pool_create(cpu_pool **out, int n_threads) {
+tc_status tc__cpu_pool_create(cpu_pool **out, int n_threads) {
   cpu_pool *p = tc__calloc(1, sizeof *p);
   if (!p)
     return tc__oom("cpu backend");
@@ -194,7 +194,7 @@ tc_status cpu_pool_create(cpu_pool **out, int n_threads) {
   for (int i = 0; i < n_workers; i++) {
     if (pthread_create(&p->threads[i], NULL, worker, p) != 0) {
       p->n_workers = i;
-      cpu_pool_destroy(p);
+      tc__cpu_pool_destroy(p);
       return tc__error(TC_EBACKEND, "cpu backend: cannot start thread %d", i);
     }
     p->n_workers = i + 1;
@@ -203,7 +203,7 @@ tc_status cpu_pool_create(cpu_pool **out, int n_threads) {
   return TC_OK;
 }
 
-void cpu_pool_destroy(cpu_pool *p) {
+void tc__cpu_pool_destroy(cpu_pool *p) {
   if (!p)
     return;
   pthread_mutex_lock(&p->lock);
@@ -222,19 +222,19 @@ void cpu_pool_destroy(cpu_pool *p) {
   tc__free(p);
 }
 
-int cpu_pool_size(const cpu_pool *p) {
+int tc__cpu_pool_size(const cpu_pool *p) {
   return p->n_workers + 1;
 }
 
-int cpu_task_thread(void) {
+int tc__cpu_task_thread(void) {
   return pool_slot;
 }
 
-int cpu_task_first(void) {
+int tc__cpu_task_first(void) {
   return job_tasks_run == 0;
 }
 
-float *cpu_scratch(cpu_ctx *ctx) {
+float *tc__cpu_scratch(cpu_ctx *ctx) {
   return ctx->pool->scratch + (size_t)pool_slot * CPU_SCRATCH_FLOATS;
 }
 
@@ -274,7 +274,7 @@ static void run_on_pool(cpu_pool *p, int64_t n_tasks, cpu_task_fn fn,
   pthread_mutex_unlock(&p->lock);
 }
 
-void cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
+void tc__cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
                       void *arg) {
   cpu_pool *p = ctx->pool;
   if (n_tasks <= 0)

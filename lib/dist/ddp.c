@@ -5,7 +5,7 @@
  * Buckets are contiguous ranges of the model's gradient arena, cut from
  * its end (the last layers, whose backward finishes first); bucket 0 is
  * small so that the first all-reduce starts early. The model calls us back
- * after each layer's backward (nn_model_set_grad_hook); once every
+ * after each layer's backward (tc__nn_model_set_grad_hook); once every
  * parameter of a bucket is ready, and every bucket before it has started,
  * the bucket is scaled by 1/size and its all-reduce is started, so
  * communication overlaps the rest of the backward. Buckets always start in
@@ -31,7 +31,7 @@ TC_API tc_status tc_ddp_options_init(tc_ddp_options *o, size_t struct_size) {
   static const char fn[] = "tc_ddp_options_init";
   TC__CHECK_NULL(o, fn);
   tc_ddp_options d = TC_DDP_OPTIONS_INIT;
-  return nn_options_init(o, &d, sizeof d, struct_size, fn);
+  return tc__nn_options_init(o, &d, sizeof d, struct_size, fn);
 }
 
 static tc_status be_copy_d2h(tc_backend *be, void *dst, const void *src,
@@ -45,11 +45,11 @@ static tc_status be_copy_h2d(tc_backend *be, void *dst, const void *src,
 }
 
 /* x (n floats, device) *= alpha. */
-tc_status ddp__scale(tc_backend *be, float *x, int64_t n, float alpha) {
+tc_status tc__ddp_scale(tc_backend *be, float *x, int64_t n, float alpha) {
   if (n == 0 || alpha == 1.0f)
     return TC_OK;
   if (!TC__HAS_SLOT(be->iface, scale))
-    return nn_unsupported("scale");
+    return tc__nn_unsupported("scale");
   tc_eltwise_args a = {sizeof a, n, alpha, 0.f, x, NULL, x};
   return be->iface->scale(be->ctx, &a);
 }
@@ -151,7 +151,7 @@ static void release(tc_ddp *d) {
   tc__free(d->stage);
   tc__free(d->buf_stage);
   tc__free(d->counts);
-  ddp__det_release(d);
+  tc__ddp_det_release(d);
   tc__free(d);
 }
 
@@ -163,7 +163,7 @@ TC_API tc_status tc_ddp_create(tc_ddp **out, tc_model *m, tc_comm *comm,
   TC__CHECK_NULL(comm, fn);
   tc_ddp_options o;
   tc_ddp_options dflt = TC_DDP_OPTIONS_INIT;
-  tc_status st = nn_options(&o, &dflt, sizeof o, opts, fn);
+  tc_status st = tc__nn_options(&o, &dflt, sizeof o, opts, fn);
   if (st != TC_OK)
     return st;
   int size = tc_comm_size(comm);
@@ -185,7 +185,7 @@ TC_API tc_status tc_ddp_create(tc_ddp **out, tc_model *m, tc_comm *comm,
                      "deterministic mode (each chunk is normalised with "
                      "its own statistics; see docs/distributed.md)",
                      fn);
-  if (nn_model_sync_bn(m))
+  if (tc__nn_model_sync_bn(m))
     return tc__error(TC_ESTATE,
                      "%s: the model is already wrapped with "
                      "sync_batchnorm",
@@ -215,7 +215,7 @@ TC_API tc_status tc_ddp_create(tc_ddp **out, tc_model *m, tc_comm *comm,
     return tc__oom(fn);
   }
   if ((st = make_buckets(d, fn)) != TC_OK ||
-      (o.deterministic && (st = ddp__det_init(d, fn)) != TC_OK)) {
+      (o.deterministic && (st = tc__ddp_det_init(d, fn)) != TC_OK)) {
     release(d);
     return st;
   }
@@ -226,7 +226,7 @@ TC_API tc_status tc_ddp_create(tc_ddp **out, tc_model *m, tc_comm *comm,
     return st;
   }
   if (o.sync_batchnorm)
-    nn_model_set_sync_bn(m, comm);
+    tc__nn_model_set_sync_bn(m, comm);
   *out = d;
   return TC_OK;
 }
@@ -235,7 +235,7 @@ TC_API void tc_ddp_destroy(tc_ddp *d) {
   if (!d)
     return;
   if (d->o.sync_batchnorm)
-    nn_model_set_sync_bn(d->m, NULL);
+    tc__nn_model_set_sync_bn(d->m, NULL);
   release(d);
 }
 
@@ -255,7 +255,7 @@ TC_API int64_t tc_ddp_num_buckets(const tc_ddp *d) {
 }
 
 /* Every rank's batch size into d->counts and d->total. Collective. */
-tc_status ddp__gather_counts(tc_ddp *d, int64_t n_local) {
+tc_status tc__ddp_gather_counts(tc_ddp *d, int64_t n_local) {
   tc_status st =
       tc_comm_allgather(d->comm, &n_local, d->counts, sizeof n_local);
   if (st != TC_OK)
@@ -286,7 +286,7 @@ TC_API tc_status tc_ddp_forward(tc_ddp *d, tc_tensor *x, tc_tensor **out) {
     }
     return tc_model_forward(d->m, x, out);
   }
-  tc_status st = ddp__gather_counts(d, n);
+  tc_status st = tc__ddp_gather_counts(d, n);
   if (st != TC_OK)
     return st;
   if (d->total == 0)
@@ -330,7 +330,7 @@ static void start_ready(tc_ddp *d) {
     tc_status st;
     if (d->host) {
       buf = arena + b->lo;
-      st = ddp__scale(d->be, buf, (int64_t)len, 1.0f / (float)d->size);
+      st = tc__ddp_scale(d->be, buf, (int64_t)len, 1.0f / (float)d->size);
     } else {
       buf = d->stage + b->lo;
       st = be_copy_d2h(d->be, buf, arena + b->lo, len * sizeof(float));
@@ -418,7 +418,7 @@ static tc_status finish_buckets(tc_ddp *d) {
   return st;
 }
 
-tc_status ddp__backward(tc_ddp *d, const tc_tensor *dy, tc_status local) {
+tc_status tc__ddp_backward(tc_ddp *d, const tc_tensor *dy, tc_status local) {
   for (int64_t b = 0; b < d->nb; b++) {
     d->bk[b].pending = d->bk[b].nparams;
     d->bk[b].req = NULL;
@@ -436,14 +436,14 @@ tc_status ddp__backward(tc_ddp *d, const tc_tensor *dy, tc_status local) {
       if (dy != g)
         st = tc_tensor_copy(g, dy);
       if (st == TC_OK)
-        st = ddp__scale(d->be, tc_tensor_data(g), g->numel, f);
+        st = tc__ddp_scale(d->be, tc_tensor_data(g), g->numel, f);
       dy = g;
     }
     if (st == TC_OK) {
       if (d->size > 1)
-        nn_model_set_grad_hook(d->m, grad_ready, d);
+        tc__nn_model_set_grad_hook(d->m, grad_ready, d);
       st = tc_model_backward(d->m, dy);
-      nn_model_set_grad_hook(d->m, NULL, NULL);
+      tc__nn_model_set_grad_hook(d->m, NULL, NULL);
     }
   }
   if (d->size == 1)
@@ -473,7 +473,7 @@ TC_API tc_status tc_ddp_backward(tc_ddp *d, const tc_tensor *dy) {
   d->forwarded = 0;
   if (!dy && d->n_local > 0)
     dy = tc_model_output_grad(d->m);
-  return ddp__backward(d, dy, TC_OK);
+  return tc__ddp_backward(d, dy, TC_OK);
 }
 
 TC_API tc_status tc_ddp_train_step(tc_ddp *d, tc_loss *loss, tc_tensor *x,
@@ -493,7 +493,7 @@ TC_API tc_status tc_ddp_train_step(tc_ddp *d, tc_loss *loss, tc_tensor *x,
                      "size",
                      fn);
   if (d->o.deterministic)
-    return ddp__det_step(d, loss, x, y, out_loss, out_correct);
+    return tc__ddp_det_step(d, loss, x, y, out_loss, out_correct);
   tc_tensor *out = NULL;
   tc_status st = tc_ddp_forward(d, x, &out);
   if (st != TC_OK)
@@ -506,7 +506,7 @@ TC_API tc_status tc_ddp_train_step(tc_ddp *d, tc_loss *loss, tc_tensor *x,
       st = tc_accuracy_count(out, y, &correct);
   }
   d->forwarded = 0;
-  st = ddp__backward(d, tc_model_output_grad(d->m), st);
+  st = tc__ddp_backward(d, tc_model_output_grad(d->m), st);
   /* the loss, the hits and whether every rank succeeded, in one sum */
   float sums[3] = {lv * (float)d->n_local, (float)correct,
                    st != TC_OK ? 1.f : 0.f};

@@ -45,7 +45,7 @@ struct ddp_det {
 
 static tc_status collect(ddp_det *t, tc_layer *l, const char *fn) {
   float mom;
-  if (nn_bn_momentum(l, &mom)) {
+  if (tc__nn_bn_momentum(l, &mom)) {
     for (int j = 0; j < l->nbuffers; j++) {
       const char *name = l->bspec[j].name;
       if (!strcmp(name, "num_batches_tracked")) {
@@ -61,7 +61,7 @@ static tc_status collect(ddp_det *t, tc_layer *l, const char *fn) {
         return tc__error(TC_EUNSUPPORTED,
                          "%s: deterministic mode needs a fixed BatchNorm "
                          "momentum; '%s' uses the cumulative average",
-                         fn, nn_path(l, path, sizeof path));
+                         fn, tc__nn_path(l, path, sizeof path));
       }
       if (t->nrun == t->cap_run)
         return tc__error(TC_EINVAL, "%s: internal: too many buffers", fn);
@@ -79,7 +79,7 @@ static tc_status collect(ddp_det *t, tc_layer *l, const char *fn) {
   return TC_OK;
 }
 
-void ddp__det_release(tc_ddp *d) {
+void tc__ddp_det_release(tc_ddp *d) {
   ddp_det *t = d->det;
   if (!t)
     return;
@@ -95,7 +95,7 @@ void ddp__det_release(tc_ddp *d) {
   d->det = NULL;
 }
 
-tc_status ddp__det_init(tc_ddp *d, const char *fn) {
+tc_status tc__ddp_det_init(tc_ddp *d, const char *fn) {
   ddp_det *t = tc__calloc(1, sizeof *t);
   if (!t)
     return tc__oom(fn);
@@ -109,7 +109,7 @@ tc_status ddp__det_init(tc_ddp *d, const char *fn) {
   t->nbt_snap = tc__calloc((size_t)nb + 1, sizeof *t->nbt_snap);
   if (!t->run || !t->nbt || !t->nbt_snap)
     return tc__oom(fn);
-  tc_status st = collect(t, nn_model_root(d->m), fn);
+  tc_status st = collect(t, tc__nn_model_root(d->m), fn);
   if (st != TC_OK)
     return st;
   size_t rec, mine, all;
@@ -249,13 +249,13 @@ static tc_status combine(tc_ddp *d, int training, float *out_loss,
   return st;
 }
 
-tc_status ddp__det_step(tc_ddp *d, tc_loss *loss, tc_tensor *x,
+tc_status tc__ddp_det_step(tc_ddp *d, tc_loss *loss, tc_tensor *x,
                         const tc_tensor *y, float *out_loss,
                         int64_t *out_correct) {
   static const char fn[] = "tc_ddp_train_step";
   ddp_det *t = d->det;
   int64_t n = x ? x->shape[0] : 0;
-  tc_status st = ddp__gather_counts(d, n);
+  tc_status st = tc__ddp_gather_counts(d, n);
   if (st != TC_OK)
     return st;
   int64_t L = d->total, N = d->size, G = t->chunks;

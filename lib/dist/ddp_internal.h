@@ -48,16 +48,16 @@ struct tc_ddp {
   ddp_det *det;
 };
 
-tc_status ddp__scale(tc_backend *be, float *x, int64_t n, float alpha);
-tc_status ddp__gather_counts(tc_ddp *d, int64_t n_local);
+tc_status tc__ddp_scale(tc_backend *be, float *x, int64_t n, float alpha);
+tc_status tc__ddp_gather_counts(tc_ddp *d, int64_t n_local);
 /* Backward with bucketed all-reduces; `local` != TC_OK: this rank failed
  * before backward and only takes part in the collectives. */
-tc_status ddp__backward(tc_ddp *d, const tc_tensor *dy, tc_status local);
+tc_status tc__ddp_backward(tc_ddp *d, const tc_tensor *dy, tc_status local);
 
 /* ddp_det.c */
-tc_status ddp__det_init(tc_ddp *d, const char *fn);
-void ddp__det_release(tc_ddp *d);
-tc_status ddp__det_step(tc_ddp *d, tc_loss *loss, tc_tensor *x,
+tc_status tc__ddp_det_init(tc_ddp *d, const char *fn);
+void tc__ddp_det_release(tc_ddp *d);
+tc_status tc__ddp_det_step(tc_ddp *d, tc_loss *loss, tc_tensor *x,
                         const tc_tensor *y, float *out_loss,
                         int64_t *out_correct);
 

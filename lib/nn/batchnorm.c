@@ -43,12 +43,12 @@ typedef struct bn_layer {
 
 /* The sync-bn communicator while the layer's model has one, else NULL. */
 static tc_comm *bn_sync_comm(const tc_layer *l) {
-  return l->model ? nn_model_sync_bn(l->model) : NULL;
+  return l->model ? tc__nn_model_sync_bn(l->model) : NULL;
 }
 
 /* The backend takes tc_batchnorm_args.relu_mask (API version 3). */
 static int bn_backend_masks(const tc_layer *l) {
-  return nn_be(l)->iface->api_version >= 3;
+  return tc__nn_be(l)->iface->api_version >= 3;
 }
 
 /* relu_mask sized for a batch of n: (n*C planes) x ceil(spatial/8) bytes,
@@ -58,7 +58,7 @@ static tc_status bn_ensure_mask(bn_layer *b, int64_t n, int64_t spatial,
   int64_t bytes = n * b->c * ((spatial + 7) / 8);
   int64_t floats = (bytes + 3) / 4;
   tc_status st =
-      nn_ensure(&b->relu_mask, nn_be(&b->base), &floats, 1, TC_FLOAT32);
+      tc__nn_ensure(&b->relu_mask, tc__nn_be(&b->base), &floats, 1, TC_FLOAT32);
   *out = st == TC_OK ? (uint8_t *)nn_f(b->relu_mask) : NULL;
   return st;
 }
@@ -66,12 +66,12 @@ static tc_status bn_ensure_mask(bn_layer *b, int64_t n, int64_t spatial,
 /* the slot a training-mode forward (or one without running statistics)
  * uses, and the evaluation one */
 static int bn_uses_running(const bn_layer *b) {
-  return !nn_model_training(b->base.model) && b->o.track_running_stats;
+  return !tc__nn_model_training(b->base.model) && b->o.track_running_stats;
 }
 
-int nn_bn_fuse_forward(tc_layer *l, const tc_tensor *residual) {
+int tc__nn_bn_fuse_forward(tc_layer *l, const tc_tensor *residual) {
   bn_layer *b = (bn_layer *)l;
-  const tc_backend_iface *it = nn_be(l)->iface;
+  const tc_backend_iface *it = tc__nn_be(l)->iface;
   b->fuse_fwd = 0;
   if (!bn_sync_comm(l))
     b->fuse_fwd = bn_uses_running(b)
@@ -83,23 +83,23 @@ int nn_bn_fuse_forward(tc_layer *l, const tc_tensor *residual) {
 
 static const nn_kind bn2d_kind;
 
-int nn_bn_fusable(const tc_layer *l) {
+int tc__nn_bn_fusable(const tc_layer *l) {
   /* not BatchNorm1d: planes of one value take the fused kernels' scalar
    * paths, slower than a separate vectorised ReLU (LeNet-BN's fc layers:
    * 0.125 -> 0.18 ms per step each) */
   if (l->kind != &bn2d_kind || bn_sync_comm(l))
     return 0;
-  const tc_backend_iface *it = nn_be(l)->iface;
+  const tc_backend_iface *it = tc__nn_be(l)->iface;
   return TC__HAS_SLOT(it, batchnorm_relu_fwd_train) &&
          TC__HAS_SLOT(it, batchnorm_relu_fwd_infer) &&
          TC__HAS_SLOT(it, batchnorm_relu_bwd);
 }
 
-int nn_bn_fuse_backward(tc_layer *l, const tc_tensor *y, tc_tensor *dres,
+int tc__nn_bn_fuse_backward(tc_layer *l, const tc_tensor *y, tc_tensor *dres,
                         int acc_res) {
   bn_layer *b = (bn_layer *)l;
   b->fuse_bwd = b->used_batch_stats && !b->used_sync && !bn_sync_comm(l) &&
-                TC__HAS_SLOT(nn_be(l)->iface, batchnorm_relu_bwd);
+                TC__HAS_SLOT(tc__nn_be(l)->iface, batchnorm_relu_bwd);
   b->fuse_y = y;
   b->fuse_dres = dres;
   b->fuse_acc_res = acc_res;
@@ -114,9 +114,9 @@ static tc_status bn_infer(tc_layer *l, const char *fn) {
   if (!ok || l->in_shape[0] != b->c)
     return tc__error(TC_ESHAPE, "%s: %s (batchnorm%dd, %lld features) "
                      "expects input %s, got per-sample shape %s", fn,
-                     nn_path(l, p, sizeof p), b->dims, (long long)b->c,
+                     tc__nn_path(l, p, sizeof p), b->dims, (long long)b->c,
                      b->dims == 2 ? "(N, C, H, W)" : "(N, C) or (N, C, L)",
-                     nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
+                     tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   l->out_ndim = l->in_ndim;
   memcpy(l->out_shape, l->in_shape, sizeof l->out_shape);
   return TC_OK;
@@ -125,21 +125,21 @@ static tc_status bn_infer(tc_layer *l, const char *fn) {
 static tc_status bn_init(tc_layer *l, tc_rng *rng) {
   (void)rng;
   bn_layer *b = (bn_layer *)l;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   /* the batch statistics are per channel: sized here so an inference
    * forward (no plan) without running statistics has them */
-  tc_status st = nn_ensure(&b->save_mean, be, &b->c, 1, TC_FLOAT32);
+  tc_status st = tc__nn_ensure(&b->save_mean, be, &b->c, 1, TC_FLOAT32);
   if (st == TC_OK)
-    st = nn_ensure(&b->save_invstd, be, &b->c, 1, TC_FLOAT32);
+    st = tc__nn_ensure(&b->save_invstd, be, &b->c, 1, TC_FLOAT32);
   if (st == TC_OK && b->o.affine) {
-    st = nn_fill(be, nn_f(l->param[0]), b->c, 1.f);
+    st = tc__nn_fill(be, nn_f(l->param[0]), b->c, 1.f);
     if (st == TC_OK)
-      st = nn_fill(be, nn_f(l->param[1]), b->c, 0.f);
+      st = tc__nn_fill(be, nn_f(l->param[1]), b->c, 0.f);
   }
   if (st == TC_OK && b->o.track_running_stats) {
-    st = nn_fill(be, nn_f(l->buffer[0]), b->c, 0.f);
+    st = tc__nn_fill(be, nn_f(l->buffer[0]), b->c, 0.f);
     if (st == TC_OK)
-      st = nn_fill(be, nn_f(l->buffer[1]), b->c, 1.f);
+      st = tc__nn_fill(be, nn_f(l->buffer[1]), b->c, 1.f);
     if (st == TC_OK)
       st = be->iface->memset(be->ctx, tc_tensor_data(l->buffer[2]), 0, 8);
   }
@@ -148,11 +148,11 @@ static tc_status bn_init(tc_layer *l, tc_rng *rng) {
 
 static tc_status bn_plan(tc_layer *l, int64_t n) {
   bn_layer *b = (bn_layer *)l;
-  tc_status st = nn_plan_output(l, n);
+  tc_status st = tc__nn_plan_output(l, n);
   if (st == TC_OK)
-    st = nn_ensure(&b->save_mean, nn_be(l), &b->c, 1, TC_FLOAT32);
+    st = tc__nn_ensure(&b->save_mean, tc__nn_be(l), &b->c, 1, TC_FLOAT32);
   if (st == TC_OK)
-    st = nn_ensure(&b->save_invstd, nn_be(l), &b->c, 1, TC_FLOAT32);
+    st = tc__nn_ensure(&b->save_invstd, tc__nn_be(l), &b->c, 1, TC_FLOAT32);
   return st;
 }
 
@@ -197,8 +197,8 @@ static nn_bn_sync_args bn_sync_args(bn_layer *b, tc_comm *comm) {
 
 static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
   bn_layer *b = (bn_layer *)l;
-  tc_backend *be = nn_be(l);
-  int training = nn_model_training(l->model);
+  tc_backend *be = tc__nn_be(l);
+  int training = tc__nn_model_training(l->model);
   int track = b->o.track_running_stats;
   int64_t n = x->shape[0];
   tc_batchnorm_args a = bn_args(b, n);
@@ -209,12 +209,12 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
   if (fused)
     a.residual = b->fuse_res ? nn_f(b->fuse_res) : NULL;
   tc_status st;
-  /* not fused: nn_bn_fuse_forward declines while sync is on */
+  /* not fused: tc__nn_bn_fuse_forward declines while sync is on */
   tc_comm *comm = training ? bn_sync_comm(l) : NULL;
   if (comm && !fused) {
     nn_bn_sync_args sa = bn_sync_args(b, comm);
     b->used_sync = 0, b->mask_n = 0;
-    st = nn_bn_sync_forward(&b->sync, l, &sa, x, l->y);
+    st = tc__nn_bn_sync_forward(&b->sync, l, &sa, x, l->y);
     if (st == TC_OK)
       b->used_batch_stats = 1, b->used_sync = 1;
     return st;
@@ -237,7 +237,7 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
     char p[256];
     return tc__error(TC_ESHAPE, "tc_model_forward: %s: batch statistics "
                      "need more than 1 value per channel (N=%lld, spatial "
-                     "%lld)", nn_path(l, p, sizeof p), (long long)n,
+                     "%lld)", tc__nn_path(l, p, sizeof p), (long long)n,
                      (long long)a.spatial);
   }
   int64_t nbt = 0;
@@ -274,7 +274,7 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
 static tc_status bn_backward_eval(bn_layer *b, const tc_tensor *dy,
                                   tc_tensor *dx, int acc) {
   tc_layer *l = &b->base;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   tc_status st = NN_SLOT(be, batchnorm_fwd_infer);
   if (st == TC_OK && b->o.affine)
     st = NN_SLOT(be, bias_grad);
@@ -284,15 +284,15 @@ static tc_status bn_backward_eval(bn_layer *b, const tc_tensor *dy,
     return st;
   int64_t n = dy->shape[0];
   tc_batchnorm_args a = bn_args(b, n);
-  if ((st = nn_ensure(&b->zeros, be, &b->c, 1, TC_FLOAT32)) != TC_OK)
+  if ((st = tc__nn_ensure(&b->zeros, be, &b->c, 1, TC_FLOAT32)) != TC_OK)
     return st;
-  if ((st = nn_fill(be, nn_f(b->zeros), b->c, 0.f)) != TC_OK)
+  if ((st = tc__nn_fill(be, nn_f(b->zeros), b->c, 0.f)) != TC_OK)
     return st;
   a.running_var = nn_f(l->buffer[1]);
   if (b->o.affine) {
     int64_t nc = n * b->c;
-    if ((st = nn_ensure(&b->tmp, be, &nc, 1, TC_FLOAT32)) != TC_OK ||
-        (st = nn_ensure(&b->xhat, be, l->x->shape, l->x->ndim,
+    if ((st = tc__nn_ensure(&b->tmp, be, &nc, 1, TC_FLOAT32)) != TC_OK ||
+        (st = tc__nn_ensure(&b->xhat, be, l->x->shape, l->x->ndim,
                         TC_FLOAT32)) != TC_OK)
       return st;
     tc_bias_args bg = {sizeof bg, n, b->c, a.spatial, NULL, NULL, nn_f(dy),
@@ -325,7 +325,7 @@ static tc_status bn_backward_eval(bn_layer *b, const tc_tensor *dy,
   if (!dx)
     return TC_OK;
   tc_tensor *target = dx;
-  if (acc && (st = nn_scratch(l, dx, &target)) != TC_OK)
+  if (acc && (st = tc__nn_scratch(l, dx, &target)) != TC_OK)
     return st;
   a.beta = NULL;
   a.running_mean = nn_f(b->zeros);
@@ -333,7 +333,7 @@ static tc_status bn_backward_eval(bn_layer *b, const tc_tensor *dy,
   a.y = nn_f(target);
   if ((st = be->iface->batchnorm_fwd_infer(be->ctx, &a)) != TC_OK)
     return st;
-  return acc ? nn_pass_grad(be, target, dx, 1) : TC_OK;
+  return acc ? tc__nn_pass_grad(be, target, dx, 1) : TC_OK;
 }
 
 static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
@@ -345,9 +345,9 @@ static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
     return bn_backward_eval(b, dy, dx, acc);
   if (b->used_sync) {
     nn_bn_sync_args sa = bn_sync_args(b, bn_sync_comm(l));
-    return nn_bn_sync_backward(&b->sync, l, &sa, l->x, dy, dx, acc);
+    return tc__nn_bn_sync_backward(&b->sync, l, &sa, l->x, dy, dx, acc);
   }
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   tc_status st = NN_SLOT(be, batchnorm_bwd);
   if (st != TC_OK)
     return st;
@@ -356,7 +356,7 @@ static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
   tc_tensor *target = dx;
   if (!dx) {
     /* the backend always writes dx; give it scratch */
-    if ((st = nn_scratch(l, dy, &target)) != TC_OK)
+    if ((st = tc__nn_scratch(l, dy, &target)) != TC_OK)
       return st;
     acc = 0;
   }
@@ -386,7 +386,7 @@ static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
   if ((st = NN_SLOT(be, axpy)) != TC_OK)
     return st;
   int64_t c2 = 2 * b->c;
-  if ((st = nn_ensure(&b->gscr, be, &c2, 1, TC_FLOAT32)) != TC_OK)
+  if ((st = tc__nn_ensure(&b->gscr, be, &c2, 1, TC_FLOAT32)) != TC_OK)
     return st;
   a.dgamma = nn_f(b->gscr);
   a.dbeta = nn_f(b->gscr) + b->c;
@@ -411,7 +411,7 @@ static void bn_release(tc_layer *l) {
   tc_tensor_destroy(b->xhat);
   tc_tensor_destroy(b->gscr);
   tc_tensor_destroy(b->relu_mask);
-  nn_bn_sync_release(&b->sync);
+  tc__nn_bn_sync_release(&b->sync);
 }
 
 static void bn_describe(const tc_layer *l, nn_desc *d) {
@@ -448,7 +448,7 @@ static const tc_batchnorm_options bn_defaults = TC_BATCHNORM_OPTIONS_INIT;
 
 TC_API tc_status tc_batchnorm_options_init(tc_batchnorm_options *o,
                                            size_t struct_size) {
-  return nn_options_init(o, &bn_defaults, sizeof *o, struct_size,
+  return tc__nn_options_init(o, &bn_defaults, sizeof *o, struct_size,
                          "tc_batchnorm_options_init");
 }
 
@@ -457,7 +457,7 @@ static tc_status bn_create(tc_layer **out, int64_t c,
                            const char *fn) {
   TC__CHECK_NULL(out, fn);
   tc_batchnorm_options o;
-  tc_status st = nn_options(&o, &bn_defaults, sizeof o, opts, fn);
+  tc_status st = tc__nn_options(&o, &bn_defaults, sizeof o, opts, fn);
   if (st != TC_OK)
     return st;
   if (c < 1 || !(o.eps > 0.f) || !isfinite(o.eps) ||
@@ -468,7 +468,7 @@ static tc_status bn_create(tc_layer **out, int64_t c,
                      "TC_BN_MOMENTUM_CUMULATIVE", fn, (long long)c,
                      (double)o.eps, (double)o.momentum);
   tc_layer *l;
-  st = nn_layer_alloc(&l, dims == 2 ? &bn2d_kind : &bn1d_kind,
+  st = tc__nn_layer_alloc(&l, dims == 2 ? &bn2d_kind : &bn1d_kind,
                       sizeof(bn_layer), fn);
   if (st != TC_OK)
     return st;
@@ -477,13 +477,13 @@ static tc_status bn_create(tc_layer **out, int64_t c,
   b->c = c;
   b->dims = dims;
   if (o.affine) {
-    nn_declare_param(l, "weight", &c, 1);
-    nn_declare_param(l, "bias", &c, 1);
+    tc__nn_declare_param(l, "weight", &c, 1);
+    tc__nn_declare_param(l, "bias", &c, 1);
   }
   if (o.track_running_stats) {
-    nn_declare_buffer(l, "running_mean", &c, 1, TC_FLOAT32);
-    nn_declare_buffer(l, "running_var", &c, 1, TC_FLOAT32);
-    nn_declare_buffer(l, "num_batches_tracked", NULL, 0, TC_INT64);
+    tc__nn_declare_buffer(l, "running_mean", &c, 1, TC_FLOAT32);
+    tc__nn_declare_buffer(l, "running_var", &c, 1, TC_FLOAT32);
+    tc__nn_declare_buffer(l, "num_batches_tracked", NULL, 0, TC_INT64);
   }
   *out = l;
   return TC_OK;
@@ -501,7 +501,7 @@ TC_API tc_status tc_batchnorm2d_create(tc_layer **out, int64_t num_features,
 
 /* For the data-parallel wrapper's deterministic mode, which replays the
  * running-statistics updates itself (lib/dist/ddp.c). */
-int nn_bn_momentum(const tc_layer *l, float *out) {
+int tc__nn_bn_momentum(const tc_layer *l, float *out) {
   if (l->kind != &bn1d_kind && l->kind != &bn2d_kind)
     return 0;
   *out = ((const bn_layer *)l)->o.momentum;

@@ -40,7 +40,7 @@ static tc_status hbuf_grow(nn_hbuf *b, size_t bytes, size_t keep) {
   return TC_OK;
 }
 
-void nn_bn_sync_release(nn_bn_sync *s) {
+void tc__nn_bn_sync_release(nn_bn_sync *s) {
   nn_hbuf *all[] = {&s->x,   &s->g,  &s->d,    &s->part,
                     &s->all, &s->ns, &s->stat, &s->chan};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
@@ -122,7 +122,7 @@ static tc_status gather_batches(nn_bn_sync *s, tc_layer *l, tc_comm *comm,
       return tc__error(TC_ESTATE,
                        "batchnorm (sync): %s: rank %d failed "
                        "before the statistics all-gather",
-                       nn_path(l, p, sizeof p), r);
+                       tc__nn_path(l, p, sizeof p), r);
     }
   return TC_OK;
 }
@@ -196,7 +196,7 @@ static tc_status update_running(nn_bn_sync *s, const nn_bn_sync_args *a,
   return st;
 }
 
-tc_status nn_bn_sync_forward(nn_bn_sync *s, tc_layer *l,
+tc_status tc__nn_bn_sync_forward(nn_bn_sync *s, tc_layer *l,
                              const nn_bn_sync_args *a, const tc_tensor *x,
                              tc_tensor *y) {
   int size = tc_comm_size(a->comm);
@@ -233,7 +233,7 @@ tc_status nn_bn_sync_forward(nn_bn_sync *s, tc_layer *l,
                      "tc_model_forward: %s: batch statistics "
                      "need more than 1 value per channel (N=%lld over %d "
                      "ranks, spatial %lld)",
-                     nn_path(l, p, sizeof p), (long long)total, size,
+                     tc__nn_path(l, p, sizeof p), (long long)total, size,
                      (long long)sp);
   }
   size_t row = 2 * c * sizeof(double);
@@ -300,7 +300,7 @@ static tc_status add_param_grads(nn_bn_sync *s, const nn_bn_sync_args *a) {
   return st == TC_OK ? tc_tensor_copy_from_host(a->dbeta, db, bytes) : st;
 }
 
-tc_status nn_bn_sync_backward(nn_bn_sync *s, tc_layer *l,
+tc_status tc__nn_bn_sync_backward(nn_bn_sync *s, tc_layer *l,
                               const nn_bn_sync_args *a, const tc_tensor *x,
                               const tc_tensor *dy, tc_tensor *dx, int acc) {
   char p[256];
@@ -309,7 +309,7 @@ tc_status nn_bn_sync_backward(nn_bn_sync *s, tc_layer *l,
     return tc__error(TC_ESTATE,
                      "tc_model_backward: %s: the last forward "
                      "was not synchronised over this communicator",
-                     nn_path(l, p, sizeof p));
+                     tc__nn_path(l, p, sizeof p));
   int size = tc_comm_size(a->comm);
   int64_t n = dy->shape[0], sp = a->spatial;
   size_t c = (size_t)a->c, planes = (size_t)n * c, ne = planes * (size_t)sp;
@@ -318,7 +318,7 @@ tc_status nn_bn_sync_backward(nn_bn_sync *s, tc_layer *l,
     st = tc__error(TC_ESHAPE,
                    "tc_model_backward: %s: dy holds %lld "
                    "samples, the forward %lld",
-                   nn_path(l, p, sizeof p), (long long)n, (long long)s->n);
+                   tc__nn_path(l, p, sizeof p), (long long)n, (long long)s->n);
   float *hx = NULL, *hg = NULL;
   if (st == TC_OK)
     st = stage(&s->x, x, ne, &hx);
@@ -341,7 +341,7 @@ tc_status nn_bn_sync_backward(nn_bn_sync *s, tc_layer *l,
       return tc__error(TC_ESHAPE,
                        "tc_model_backward: %s: rank %d's dy "
                        "holds %lld samples, its forward %lld",
-                       nn_path(l, p, sizeof p), r, (long long)ns[size + r],
+                       tc__nn_path(l, p, sizeof p), r, (long long)ns[size + r],
                        (long long)ns[r]);
   if ((st = gather_sums(s, a, size, ns, sums)) != TC_OK)
     return st;

@@ -2,7 +2,7 @@
  * batchnorm_sync.h - synchronised batch norm (torch.nn.SyncBatchNorm), the
  * training path of BatchNorm1d/2d (batchnorm.c) while the model's data-
  * parallel wrapper asks for the statistics of the global batch
- * (nn_model_sync_bn). Private to lib/nn.
+ * (tc__nn_model_sync_bn). Private to lib/nn.
  */
 #ifndef TINYCNN_NN_BATCHNORM_SYNC_H
 #define TINYCNN_NN_BATCHNORM_SYNC_H
@@ -44,15 +44,15 @@ typedef struct nn_bn_sync_args {
 
 /* Training forward with the global batch's statistics: y (N, C, S) from x.
  * Collective over a->comm. */
-tc_status nn_bn_sync_forward(nn_bn_sync *s, tc_layer *l,
+tc_status tc__nn_bn_sync_forward(nn_bn_sync *s, tc_layer *l,
                              const nn_bn_sync_args *a, const tc_tensor *x,
                              tc_tensor *y);
-/* Backward of the last nn_bn_sync_forward: parameter gradients added to,
+/* Backward of the last tc__nn_bn_sync_forward: parameter gradients added to,
  * dx written (added when acc; NULL: not wanted). Collective. */
-tc_status nn_bn_sync_backward(nn_bn_sync *s, tc_layer *l,
+tc_status tc__nn_bn_sync_backward(nn_bn_sync *s, tc_layer *l,
                               const nn_bn_sync_args *a, const tc_tensor *x,
                               const tc_tensor *dy, tc_tensor *dx, int acc);
 /* Frees the host buffers. */
-void nn_bn_sync_release(nn_bn_sync *s);
+void tc__nn_bn_sync_release(nn_bn_sync *s);
 
 #endif /* TINYCNN_NN_BATCHNORM_SYNC_H */

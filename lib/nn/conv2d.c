@@ -18,18 +18,18 @@ static tc_status conv_infer(tc_layer *l, const char *fn) {
   if (l->in_ndim != 3 || l->in_shape[0] != c->in_c)
     return tc__error(TC_ESHAPE, "%s: %s (conv2d %lld->%lld) expects input "
                      "(N, %lld, H, W), got (N, %s...)", fn,
-                     nn_path(l, p, sizeof p), (long long)c->in_c,
+                     tc__nn_path(l, p, sizeof p), (long long)c->in_c,
                      (long long)c->out_c, (long long)c->in_c,
-                     nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s) + 1);
+                     tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s) + 1);
   int64_t eh = l->in_shape[1] + 2 * c->o.pad_h -
                c->o.dilation_h * (c->kh - 1) - 1;
   int64_t ew = l->in_shape[2] + 2 * c->o.pad_w -
                c->o.dilation_w * (c->kw - 1) - 1;
   if (eh < 0 || ew < 0)
     return tc__error(TC_ESHAPE, "%s: %s: kernel %lldx%lld does not fit the "
-                     "padded input %s", fn, nn_path(l, p, sizeof p),
+                     "padded input %s", fn, tc__nn_path(l, p, sizeof p),
                      (long long)c->kh, (long long)c->kw,
-                     nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
+                     tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   l->out_ndim = 3;
   l->out_shape[0] = c->out_c;
   l->out_shape[1] = eh / c->o.stride_h + 1;
@@ -39,9 +39,9 @@ static tc_status conv_infer(tc_layer *l, const char *fn) {
 
 static tc_status conv_init(tc_layer *l, tc_rng *rng) {
   conv_layer *c = (conv_layer *)l;
-  tc_status st = nn_init_default_weight(l->param[0], rng);
+  tc_status st = tc__nn_init_default_weight(l->param[0], rng);
   if (st == TC_OK && c->o.bias)
-    st = nn_init_default_bias(l->param[1], c->in_c * c->kh * c->kw, rng);
+    st = tc__nn_init_default_bias(l->param[1], c->in_c * c->kh * c->kw, rng);
   return st;
 }
 
@@ -61,7 +61,7 @@ static tc_conv2d_args conv_args(const conv_layer *c, int64_t n) {
 }
 
 static tc_status conv_workspace(tc_layer *l, int64_t n, size_t *out) {
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   tc_status st = NN_SLOT(be, conv2d_workspace_size);
   if (st != TC_OK)
     return st;
@@ -70,12 +70,12 @@ static tc_status conv_workspace(tc_layer *l, int64_t n, size_t *out) {
 }
 
 static tc_status conv_plan(tc_layer *l, int64_t n) {
-  return nn_plan_output(l, n);
+  return tc__nn_plan_output(l, n);
 }
 
 static tc_status conv_forward(tc_layer *l, tc_tensor *x) {
   conv_layer *c = (conv_layer *)l;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   tc_status st = NN_SLOT(be, conv2d_fwd);
   if (st != TC_OK)
     return st;
@@ -84,14 +84,14 @@ static tc_status conv_forward(tc_layer *l, tc_tensor *x) {
   a.wt = nn_f(l->param[0]);
   a.bias = c->o.bias ? nn_f(l->param[1]) : NULL;
   a.y = nn_f(l->y);
-  a.workspace = nn_model_workspace(l->model, &a.workspace_size);
+  a.workspace = tc__nn_model_workspace(l->model, &a.workspace_size);
   return be->iface->conv2d_fwd(be->ctx, &a);
 }
 
 static tc_status conv_backward(tc_layer *l, const tc_tensor *dy,
                                tc_tensor *dx, int acc) {
   conv_layer *c = (conv_layer *)l;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   tc_status st = NN_SLOT(be, conv2d_bwd_filter);
   if (st == TC_OK && c->o.bias)
     st = NN_SLOT(be, conv2d_bwd_bias);
@@ -103,7 +103,7 @@ static tc_status conv_backward(tc_layer *l, const tc_tensor *dy,
   a.x = nn_f(l->x);
   a.wt = nn_f(l->param[0]);
   a.dy = nn_f(dy);
-  a.workspace = nn_model_workspace(l->model, &a.workspace_size);
+  a.workspace = tc__nn_model_workspace(l->model, &a.workspace_size);
   a.accumulate = 1; /* parameter gradients accumulate */
   a.dw = nn_f(l->grad[0]);
   if ((st = be->iface->conv2d_bwd_filter(be->ctx, &a)) != TC_OK)
@@ -145,7 +145,7 @@ static const tc_conv2d_options conv_defaults = TC_CONV2D_OPTIONS_INIT;
 
 TC_API tc_status tc_conv2d_options_init(tc_conv2d_options *o,
                                         size_t struct_size) {
-  return nn_options_init(o, &conv_defaults, sizeof *o, struct_size,
+  return tc__nn_options_init(o, &conv_defaults, sizeof *o, struct_size,
                          "tc_conv2d_options_init");
 }
 
@@ -155,7 +155,7 @@ TC_API tc_status tc_conv2d_create(tc_layer **out, int64_t in_channels,
   static const char fn[] = "tc_conv2d_create";
   TC__CHECK_NULL(out, fn);
   tc_conv2d_options o;
-  tc_status st = nn_options(&o, &conv_defaults, sizeof o, opts, fn);
+  tc_status st = tc__nn_options(&o, &conv_defaults, sizeof o, opts, fn);
   if (st != TC_OK)
     return st;
   int64_t kw = o.kernel_w ? o.kernel_w : kernel_size;
@@ -171,16 +171,16 @@ TC_API tc_status tc_conv2d_create(tc_layer **out, int64_t in_channels,
                      (long long)o.dilation_h, (long long)o.dilation_w,
                      (long long)o.pad_h, (long long)o.pad_w);
   tc_layer *l;
-  if ((st = nn_layer_alloc(&l, &conv_kind, sizeof(conv_layer), fn)) != TC_OK)
+  if ((st = tc__nn_layer_alloc(&l, &conv_kind, sizeof(conv_layer), fn)) != TC_OK)
     return st;
   conv_layer *c = (conv_layer *)l;
   c->o = o;
   c->in_c = in_channels, c->out_c = out_channels;
   c->kh = kernel_size, c->kw = kw;
   int64_t wshape[4] = {out_channels, in_channels, kernel_size, kw};
-  nn_declare_param(l, "weight", wshape, 4);
+  tc__nn_declare_param(l, "weight", wshape, 4);
   if (o.bias)
-    nn_declare_param(l, "bias", &out_channels, 1);
+    tc__nn_declare_param(l, "bias", &out_channels, 1);
   *out = l;
   return TC_OK;
 }

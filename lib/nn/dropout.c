@@ -33,8 +33,8 @@ static tc_status dropout_infer(tc_layer *l, const char *fn) {
   if (d->channels && l->in_ndim < 2)
     return tc__error(TC_ESHAPE, "%s: %s (dropout2d) expects input (N, C, "
                      "...), got per-sample shape %s", fn,
-                     nn_path(l, p, sizeof p),
-                     nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
+                     tc__nn_path(l, p, sizeof p),
+                     tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   l->out_ndim = l->in_ndim;
   memcpy(l->out_shape, l->in_shape, sizeof l->out_shape);
   return TC_OK;
@@ -44,14 +44,14 @@ static tc_status dropout_plan(tc_layer *l, int64_t n) {
   dropout_layer *d = (dropout_layer *)l;
   if (d->p == 0.f)
     return TC_OK;
-  tc_status st = nn_plan_output(l, n);
+  tc_status st = tc__nn_plan_output(l, n);
   if (st != TC_OK)
     return st;
   int64_t numel = n;
   for (int i = 0; i < l->in_ndim; i++)
     numel *= l->in_shape[i];
   int64_t words = (numel / group_of(d) + 3) / 4;
-  return nn_ensure(&d->mask, nn_be(l), &words, 1, TC_INT32);
+  return tc__nn_ensure(&d->mask, tc__nn_be(l), &words, 1, TC_INT32);
 }
 
 static tc_dropout_args dropout_args(const dropout_layer *d, int64_t n) {
@@ -68,9 +68,9 @@ static tc_dropout_args dropout_args(const dropout_layer *d, int64_t n) {
 
 static tc_status dropout_forward(tc_layer *l, tc_tensor *x) {
   dropout_layer *d = (dropout_layer *)l;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   d->active = 0;
-  if (!nn_model_training(l->model) || d->p == 0.f) {
+  if (!tc__nn_model_training(l->model) || d->p == 0.f) {
     l->y = x;
     return TC_OK;
   }
@@ -80,12 +80,12 @@ static tc_status dropout_forward(tc_layer *l, tc_tensor *x) {
     d->active = 1;
     tc_status st = be->iface->memset(be->ctx, a.mask, 0,
                                      (size_t)(a.n / a.group));
-    return st == TC_OK ? nn_fill(be, nn_f(l->y), x->numel, 0.f) : st;
+    return st == TC_OK ? tc__nn_fill(be, nn_f(l->y), x->numel, 0.f) : st;
   }
   tc_status st = NN_SLOT(be, dropout_fwd);
   if (st != TC_OK)
     return st;
-  nn_model_dropout_rng(l->model, a.n / a.group, &a.seed, &a.offset);
+  tc__nn_model_dropout_rng(l->model, a.n / a.group, &a.seed, &a.offset);
   a.x = nn_f(x);
   a.y = nn_f(l->y);
   if ((st = be->iface->dropout_fwd(be->ctx, &a)) == TC_OK)
@@ -96,13 +96,13 @@ static tc_status dropout_forward(tc_layer *l, tc_tensor *x) {
 static tc_status dropout_backward(tc_layer *l, const tc_tensor *dy,
                                   tc_tensor *dx, int acc) {
   dropout_layer *d = (dropout_layer *)l;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   if (!dx)
     return TC_OK;
   if (!d->active)
-    return nn_pass_grad(be, dy, dx, acc);
+    return tc__nn_pass_grad(be, dy, dx, acc);
   if (d->p == 1.f)
-    return acc ? TC_OK : nn_fill(be, nn_f(dx), dx->numel, 0.f);
+    return acc ? TC_OK : tc__nn_fill(be, nn_f(dx), dx->numel, 0.f);
   tc_status st = NN_SLOT(be, dropout_bwd);
   if (st != TC_OK)
     return st;
@@ -147,7 +147,7 @@ static tc_status dropout_create(tc_layer **out, float p, int channels,
     return tc__error(TC_EINVAL, "%s: p = %g must be in [0, 1]", fn,
                      (double)p);
   tc_layer *l;
-  tc_status st = nn_layer_alloc(&l, channels ? &dropout2d_kind
+  tc_status st = tc__nn_layer_alloc(&l, channels ? &dropout2d_kind
                                              : &dropout_kind,
                                 sizeof(dropout_layer), fn);
   if (st != TC_OK)

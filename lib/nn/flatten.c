@@ -37,7 +37,7 @@ static tc_status nothing_to_plan(tc_layer *l, int64_t n) {
 static tc_status flatten_forward(tc_layer *l, tc_tensor *x) {
   flatten_layer *f = (flatten_layer *)l;
   int64_t shape[2] = {x->shape[0], l->out_shape[0]};
-  nn_alias(&f->alias, x, shape, 2);
+  tc__nn_alias(&f->alias, x, shape, 2);
   l->y = &f->alias;
   return TC_OK;
 }
@@ -49,7 +49,7 @@ static tc_status identity_forward(tc_layer *l, tc_tensor *x) {
 
 static tc_status pass_backward(tc_layer *l, const tc_tensor *dy,
                                tc_tensor *dx, int acc) {
-  return nn_pass_grad(nn_be(l), dy, dx, acc);
+  return tc__nn_pass_grad(tc__nn_be(l), dy, dx, acc);
 }
 
 static const nn_kind flatten_kind = {
@@ -62,11 +62,11 @@ static const nn_kind identity_kind = {
 };
 
 TC_API tc_status tc_flatten_create(tc_layer **out) {
-  return nn_layer_alloc(out, &flatten_kind, sizeof(flatten_layer),
+  return tc__nn_layer_alloc(out, &flatten_kind, sizeof(flatten_layer),
                         "tc_flatten_create");
 }
 
 TC_API tc_status tc_identity_create(tc_layer **out) {
-  return nn_layer_alloc(out, &identity_kind, sizeof(tc_layer),
+  return tc__nn_layer_alloc(out, &identity_kind, sizeof(tc_layer),
                         "tc_identity_create");
 }

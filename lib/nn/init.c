@@ -157,12 +157,12 @@ TC_API tc_status tc_init_constant(tc_tensor *t, double value) {
   return tc_tensor_fill(t, value);
 }
 
-tc_status nn_init_default_weight(tc_tensor *w, tc_rng *rng) {
+tc_status tc__nn_init_default_weight(tc_tensor *w, tc_rng *rng) {
   return tc_init_kaiming_uniform(w, sqrt(5.0), TC_FAN_IN,
                                  TC_NONLINEARITY_LEAKY_RELU, rng);
 }
 
-tc_status nn_init_default_bias(tc_tensor *b, int64_t fan_in, tc_rng *rng) {
+tc_status tc__nn_init_default_bias(tc_tensor *b, int64_t fan_in, tc_rng *rng) {
   double bound = fan_in > 0 ? 1.0 / sqrt((double)fan_in) : 0.0;
   return draw(b, DIST_UNIFORM, -bound, bound, rng, "default bias init");
 }

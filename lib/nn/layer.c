@@ -9,7 +9,7 @@
 
 #include "nn_internal.h"
 
-tc_status nn_layer_alloc(tc_layer **out, const nn_kind *kind, size_t size,
+tc_status tc__nn_layer_alloc(tc_layer **out, const nn_kind *kind, size_t size,
                          const char *fn) {
   if (!out)
     return tc__error(TC_EINVAL, "%s: argument 'out' is NULL", fn);
@@ -21,17 +21,17 @@ tc_status nn_layer_alloc(tc_layer **out, const nn_kind *kind, size_t size,
   return TC_OK;
 }
 
-void nn_describe(const tc_layer *l, nn_desc *d) {
+void tc__nn_describe(const tc_layer *l, nn_desc *d) {
   memset(d, 0, sizeof *d);
   if (l->kind->describe)
     l->kind->describe(l, d);
 }
 
-void nn_layer_free(tc_layer *l) {
+void tc__nn_layer_free(tc_layer *l) {
   if (!l)
     return;
   for (int64_t i = 0; i < l->nchildren; i++)
-    nn_layer_free(l->children[i]);
+    tc__nn_layer_free(l->children[i]);
   tc__free(l->children);
   if (l->kind->release)
     l->kind->release(l);
@@ -51,7 +51,7 @@ TC_API void tc_layer_destroy(tc_layer *l) {
   /* a layer inside a container or model belongs to it */
   if (!l || l->parent || l->model)
     return;
-  nn_layer_free(l);
+  tc__nn_layer_free(l);
 }
 
 TC_API const char *tc_layer_kind(const tc_layer *l) {
@@ -71,7 +71,7 @@ static tc_status check_name(const tc_layer *parent, const char *name,
   return TC_OK;
 }
 
-tc_status nn_add_child(tc_layer *parent, const char *name, tc_layer *child,
+tc_status tc__nn_add_child(tc_layer *parent, const char *name, tc_layer *child,
                        const char *fn) {
   tc_status st = TC_OK;
   if (!child)
@@ -106,11 +106,11 @@ tc_status nn_add_child(tc_layer *parent, const char *name, tc_layer *child,
   parent->children[parent->nchildren++] = child;
   return TC_OK;
 fail:
-  nn_layer_free(child);
+  tc__nn_layer_free(child);
   return st;
 }
 
-void nn_declare_param(tc_layer *l, const char *name, const int64_t *shape,
+void tc__nn_declare_param(tc_layer *l, const char *name, const int64_t *shape,
                       int ndim) {
   nn_spec *s = &l->pspec[l->nparams++];
   s->name = name;
@@ -119,7 +119,7 @@ void nn_declare_param(tc_layer *l, const char *name, const int64_t *shape,
   memcpy(s->shape, shape, (size_t)ndim * sizeof *shape);
 }
 
-void nn_declare_buffer(tc_layer *l, const char *name, const int64_t *shape,
+void tc__nn_declare_buffer(tc_layer *l, const char *name, const int64_t *shape,
                        int ndim, tc_dtype dtype) {
   nn_spec *s = &l->bspec[l->nbuffers++];
   s->name = name;
@@ -129,7 +129,7 @@ void nn_declare_buffer(tc_layer *l, const char *name, const int64_t *shape,
     memcpy(s->shape, shape, (size_t)ndim * sizeof *shape);
 }
 
-const char *nn_path(const tc_layer *l, char *buf, size_t size) {
+const char *tc__nn_path(const tc_layer *l, char *buf, size_t size) {
   const tc_layer *chain[64];
   int n = 0;
   for (const tc_layer *p = l; p && p->name && n < 64; p = p->parent)
@@ -150,7 +150,7 @@ const char *nn_path(const tc_layer *l, char *buf, size_t size) {
   return buf;
 }
 
-const char *nn_shape_str(const int64_t *shape, int ndim, char *buf,
+const char *tc__nn_shape_str(const int64_t *shape, int ndim, char *buf,
                          size_t size) {
   size_t used = 0;
   int w = snprintf(buf, size, "(");
@@ -167,7 +167,7 @@ const char *nn_shape_str(const int64_t *shape, int ndim, char *buf,
   return buf;
 }
 
-tc_status nn_options(void *dst, const void *defaults, size_t full,
+tc_status tc__nn_options(void *dst, const void *defaults, size_t full,
                      const void *user, const char *fn) {
   memcpy(dst, defaults, full);
   if (!user)
@@ -186,7 +186,7 @@ tc_status nn_options(void *dst, const void *defaults, size_t full,
   return TC_OK;
 }
 
-tc_status nn_options_init(void *o, const void *defaults, size_t full,
+tc_status tc__nn_options_init(void *o, const void *defaults, size_t full,
                           size_t struct_size, const char *fn) {
   if (!o)
     return tc__error(TC_EINVAL, "%s: argument 'o' is NULL", fn);
@@ -201,13 +201,13 @@ tc_status nn_options_init(void *o, const void *defaults, size_t full,
   return TC_OK;
 }
 
-tc_backend *nn_be(const tc_layer *l) { return nn_model_backend(l->model); }
+tc_backend *tc__nn_be(const tc_layer *l) { return tc__nn_model_backend(l->model); }
 
-tc_status nn_unsupported(const char *op) {
+tc_status tc__nn_unsupported(const char *op) {
   return tc__error(TC_EUNSUPPORTED, "backend lacks the '%s' operation", op);
 }
 
-tc_status nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
+tc_status tc__nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
                     int ndim, tc_dtype dtype) {
   int64_t numel;
   tc_status st = tc__shape_numel(shape, ndim, &numel, "nn plan");
@@ -231,26 +231,26 @@ tc_status nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
   return TC_OK;
 }
 
-tc_status nn_plan_output(tc_layer *l, int64_t n) {
+tc_status tc__nn_plan_output(tc_layer *l, int64_t n) {
   int64_t shape[TC_MAX_DIMS];
   shape[0] = n;
   memcpy(shape + 1, l->out_shape, (size_t)l->out_ndim * sizeof *shape);
-  tc_status st = nn_ensure(&l->y_own, nn_be(l), shape, l->out_ndim + 1,
+  tc_status st = tc__nn_ensure(&l->y_own, tc__nn_be(l), shape, l->out_ndim + 1,
                            TC_FLOAT32);
   if (st == TC_OK)
     l->y = l->y_own;
   return st;
 }
 
-tc_status nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out) {
-  tc_status st = nn_ensure(&l->scratch, nn_be(l), like->shape, like->ndim,
+tc_status tc__nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out) {
+  tc_status st = tc__nn_ensure(&l->scratch, tc__nn_be(l), like->shape, like->ndim,
                            TC_FLOAT32);
   if (st == TC_OK)
     *out = l->scratch;
   return st;
 }
 
-tc_status nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
+tc_status tc__nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
                      const int64_t *shape, int ndim, tc_dtype dtype) {
   int64_t numel;
   tc_status st = tc__shape_numel(shape, ndim, &numel, "nn view");
@@ -271,7 +271,7 @@ tc_status nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
   return TC_OK;
 }
 
-void nn_alias(tc_tensor *alias, const tc_tensor *x, const int64_t *shape,
+void tc__nn_alias(tc_tensor *alias, const tc_tensor *x, const int64_t *shape,
               int ndim) {
   alias->storage = x->storage;
   alias->offset_bytes = x->offset_bytes;
@@ -282,7 +282,7 @@ void nn_alias(tc_tensor *alias, const tc_tensor *x, const int64_t *shape,
   alias->numel = x->numel;
 }
 
-void nn_view_set(tc_tensor *view, const tc_tensor *base, const int64_t *shape,
+void tc__nn_view_set(tc_tensor *view, const tc_tensor *base, const int64_t *shape,
                  int ndim, tc_dtype dtype) {
   int64_t numel = 1;
   for (int i = 0; i < ndim; i++)
@@ -296,13 +296,13 @@ void nn_view_set(tc_tensor *view, const tc_tensor *base, const int64_t *shape,
   view->numel = numel;
 }
 
-int nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim) {
+int tc__nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim) {
   out[0] = n;
   memcpy(out + 1, shape, (size_t)ndim * sizeof *shape);
   return ndim + 1;
 }
 
-tc_status nn_pass_grad(tc_backend *be, const tc_tensor *dy, tc_tensor *dx,
+tc_status tc__nn_pass_grad(tc_backend *be, const tc_tensor *dy, tc_tensor *dx,
                        int acc) {
   if (!dx)
     return TC_OK;
@@ -320,7 +320,7 @@ tc_status nn_pass_grad(tc_backend *be, const tc_tensor *dy, tc_tensor *dx,
                              (size_t)n * sizeof(float));
 }
 
-tc_status nn_fill(tc_backend *be, float *dst, int64_t n, float alpha) {
+tc_status tc__nn_fill(tc_backend *be, float *dst, int64_t n, float alpha) {
   if (n == 0)
     return TC_OK;
   if (alpha == 0.f)
@@ -343,12 +343,12 @@ tc_status nn_fill(tc_backend *be, float *dst, int64_t n, float alpha) {
   return TC_OK;
 }
 
-tc_status nn_infer(tc_layer *l, const int64_t *in_shape, int in_ndim,
+tc_status tc__nn_infer(tc_layer *l, const int64_t *in_shape, int in_ndim,
                    const char *fn) {
   char p[256], s[96];
   if (in_ndim > NN_SAMPLE_DIMS)
     return tc__error(TC_ESHAPE, "%s: %s: input has %d dimensions per "
-                     "sample, at most %d", fn, nn_path(l, p, sizeof p),
+                     "sample, at most %d", fn, tc__nn_path(l, p, sizeof p),
                      in_ndim, NN_SAMPLE_DIMS);
   memset(l->in_shape, 0, sizeof l->in_shape);
   memcpy(l->in_shape, in_shape, (size_t)in_ndim * sizeof *in_shape);
@@ -356,21 +356,21 @@ tc_status nn_infer(tc_layer *l, const int64_t *in_shape, int in_ndim,
   for (int i = 0; i < in_ndim; i++)
     if (in_shape[i] < 1)
       return tc__error(TC_ESHAPE, "%s: %s: input %s has an empty "
-                       "dimension", fn, nn_path(l, p, sizeof p),
-                       nn_shape_str(in_shape, in_ndim, s, sizeof s));
+                       "dimension", fn, tc__nn_path(l, p, sizeof p),
+                       tc__nn_shape_str(in_shape, in_ndim, s, sizeof s));
   tc_status st = l->kind->infer(l, fn);
   if (st != TC_OK)
     return st;
   for (int i = 0; i < l->out_ndim; i++)
     if (l->out_shape[i] < 1)
       return tc__error(TC_ESHAPE, "%s: %s: output %s would be empty", fn,
-                       nn_path(l, p, sizeof p),
-                       nn_shape_str(l->out_shape, l->out_ndim, s,
+                       tc__nn_path(l, p, sizeof p),
+                       tc__nn_shape_str(l->out_shape, l->out_ndim, s,
                                     sizeof s));
   return TC_OK;
 }
 
-tc_status nn_plan(tc_layer *l, int64_t n) {
+tc_status tc__nn_plan(tc_layer *l, int64_t n) {
   tc_status st = l->kind->plan(l, n);
   if (st == TC_OK)
     l->batch = n;
@@ -391,8 +391,8 @@ static tc_status prof_now(tc_backend *be, double *out) {
  * model's inner counter, which is then given the total for our parent. */
 static tc_status prof_call(tc_layer *l, int dir, tc_tensor *x,
                            const tc_tensor *dy, tc_tensor *dx, int acc) {
-  tc_backend *be = nn_be(l);
-  double *inner = nn_model_prof_inner(l->model);
+  tc_backend *be = tc__nn_be(l);
+  double *inner = tc__nn_model_prof_inner(l->model);
   double saved = *inner, t0, t1;
   *inner = 0.0;
   tc_status st = prof_now(be, &t0);
@@ -408,17 +408,17 @@ static tc_status prof_call(tc_layer *l, int dir, tc_tensor *x,
   return st;
 }
 
-tc_status nn_forward(tc_layer *l, tc_tensor *x) {
+tc_status tc__nn_forward(tc_layer *l, tc_tensor *x) {
   l->x = x;
   if (l->kind->produces) {
-    if (nn_model_arena(l->model)) {
+    if (tc__nn_model_arena(l->model)) {
       tc_tensor *slot;
-      tc_status st = nn_arena_acquire(l->model, &slot);
+      tc_status st = tc__nn_arena_acquire(l->model, &slot);
       if (st != TC_OK)
         return st;
       int64_t shape[TC_MAX_DIMS];
-      int nd = nn_batch_shape(shape, x->shape[0], l->out_shape, l->out_ndim);
-      nn_view_set(&l->y_arena, slot, shape, nd, TC_FLOAT32);
+      int nd = tc__nn_batch_shape(shape, x->shape[0], l->out_shape, l->out_ndim);
+      tc__nn_view_set(&l->y_arena, slot, shape, nd, TC_FLOAT32);
       l->y = &l->y_arena;
     } else {
       l->y = l->y_own; /* an arena forward may have moved it */
@@ -429,16 +429,16 @@ tc_status nn_forward(tc_layer *l, tc_tensor *x) {
   return l->kind->forward(l, x);
 }
 
-void nn_prof_count(tc_layer *l, int dir) {
+void tc__nn_prof_count(tc_layer *l, int dir) {
   if (l->prof_on)
     l->prof_calls[dir]++;
 }
 
-tc_status nn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+tc_status tc__nn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
                       int acc) {
   tc_status st = l->prof_on ? prof_call(l, 1, NULL, dy, dx, acc)
                             : l->kind->backward(l, dy, dx, acc);
   if (st == TC_OK && l->nparams > 0 && l->model)
-    nn_model_grad_ready(l->model, l);
+    tc__nn_model_grad_ready(l->model, l);
   return st;
 }

@@ -17,9 +17,9 @@ static tc_status linear_infer(tc_layer *l, const char *fn) {
   if (l->in_ndim < 1 || l->in_shape[l->in_ndim - 1] != c->in_f)
     return tc__error(TC_ESHAPE, "%s: %s (linear %lld->%lld) expects input "
                      "(N, ..., %lld), got per-sample shape %s", fn,
-                     nn_path(l, p, sizeof p), (long long)c->in_f,
+                     tc__nn_path(l, p, sizeof p), (long long)c->in_f,
                      (long long)c->out_f, (long long)c->in_f,
-                     nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
+                     tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   l->out_ndim = l->in_ndim;
   memcpy(l->out_shape, l->in_shape, sizeof l->out_shape);
   l->out_shape[l->out_ndim - 1] = c->out_f;
@@ -28,14 +28,14 @@ static tc_status linear_infer(tc_layer *l, const char *fn) {
 
 static tc_status linear_init(tc_layer *l, tc_rng *rng) {
   linear_layer *c = (linear_layer *)l;
-  tc_status st = nn_init_default_weight(l->param[0], rng);
+  tc_status st = tc__nn_init_default_weight(l->param[0], rng);
   if (st == TC_OK && c->o.bias)
-    st = nn_init_default_bias(l->param[1], c->in_f, rng);
+    st = tc__nn_init_default_bias(l->param[1], c->in_f, rng);
   return st;
 }
 
 static tc_status linear_plan(tc_layer *l, int64_t n) {
-  return nn_plan_output(l, n);
+  return tc__nn_plan_output(l, n);
 }
 
 static tc_gemm_args gemm(int ta, int tb, int64_t m, int64_t n, int64_t k,
@@ -54,7 +54,7 @@ static tc_gemm_args gemm(int ta, int tb, int64_t m, int64_t n, int64_t k,
 
 static tc_status linear_forward(tc_layer *l, tc_tensor *x) {
   linear_layer *c = (linear_layer *)l;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   tc_status st = NN_SLOT(be, gemm);
   if (st == TC_OK && c->o.bias)
     st = NN_SLOT(be, bias_add);
@@ -76,7 +76,7 @@ static tc_status linear_forward(tc_layer *l, tc_tensor *x) {
 static tc_status linear_backward(tc_layer *l, const tc_tensor *dy,
                                  tc_tensor *dx, int acc) {
   linear_layer *c = (linear_layer *)l;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   tc_status st = NN_SLOT(be, gemm);
   if (st == TC_OK && c->o.bias)
     st = NN_SLOT(be, bias_grad);
@@ -84,7 +84,7 @@ static tc_status linear_backward(tc_layer *l, const tc_tensor *dy,
     return st;
   int64_t rows = dy->numel / c->out_f;
   if (rows == 0)
-    return dx && !acc ? nn_fill(be, nn_f(dx), dx->numel, 0.f) : TC_OK;
+    return dx && !acc ? tc__nn_fill(be, nn_f(dx), dx->numel, 0.f) : TC_OK;
   /* dW (out,in) += dy^T (out,rows) * x (rows,in) */
   tc_gemm_args g = gemm(1, 0, c->out_f, c->in_f, rows, nn_f(dy), c->out_f,
                         nn_f(l->x), c->in_f, nn_f(l->grad[0]), 1.f);
@@ -124,7 +124,7 @@ static const tc_linear_options linear_defaults = TC_LINEAR_OPTIONS_INIT;
 
 TC_API tc_status tc_linear_options_init(tc_linear_options *o,
                                         size_t struct_size) {
-  return nn_options_init(o, &linear_defaults, sizeof *o, struct_size,
+  return tc__nn_options_init(o, &linear_defaults, sizeof *o, struct_size,
                          "tc_linear_options_init");
 }
 
@@ -134,7 +134,7 @@ TC_API tc_status tc_linear_create(tc_layer **out, int64_t in_features,
   static const char fn[] = "tc_linear_create";
   TC__CHECK_NULL(out, fn);
   tc_linear_options o;
-  tc_status st = nn_options(&o, &linear_defaults, sizeof o, opts, fn);
+  tc_status st = tc__nn_options(&o, &linear_defaults, sizeof o, opts, fn);
   if (st != TC_OK)
     return st;
   if (in_features < 1 || out_features < 1)
@@ -148,16 +148,16 @@ TC_API tc_status tc_linear_create(tc_layer **out, int64_t in_features,
                      "limit of 2^48 elements",
                      fn, (long long)out_features, (long long)in_features);
   tc_layer *l;
-  if ((st = nn_layer_alloc(&l, &linear_kind, sizeof(linear_layer), fn)) !=
+  if ((st = tc__nn_layer_alloc(&l, &linear_kind, sizeof(linear_layer), fn)) !=
       TC_OK)
     return st;
   linear_layer *c = (linear_layer *)l;
   c->o = o;
   c->in_f = in_features, c->out_f = out_features;
   int64_t wshape[2] = {out_features, in_features};
-  nn_declare_param(l, "weight", wshape, 2);
+  tc__nn_declare_param(l, "weight", wshape, 2);
   if (o.bias)
-    nn_declare_param(l, "bias", &out_features, 1);
+    tc__nn_declare_param(l, "bias", &out_features, 1);
   *out = l;
   return TC_OK;
 }

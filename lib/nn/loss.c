@@ -22,7 +22,7 @@ struct tc_loss {
 static const tc_loss_options loss_defaults = TC_LOSS_OPTIONS_INIT;
 
 TC_API tc_status tc_loss_options_init(tc_loss_options *o, size_t struct_size) {
-  return nn_options_init(o, &loss_defaults, sizeof *o, struct_size,
+  return tc__nn_options_init(o, &loss_defaults, sizeof *o, struct_size,
                          "tc_loss_options_init");
 }
 
@@ -33,7 +33,7 @@ TC_API tc_status tc_loss_create(tc_loss **out, tc_backend *be,
   TC__CHECK_NULL(out, fn);
   TC__CHECK_NULL(be, fn);
   tc_loss_options o;
-  tc_status st = nn_options(&o, &loss_defaults, sizeof o, opts, fn);
+  tc_status st = tc__nn_options(&o, &loss_defaults, sizeof o, opts, fn);
   if (st != TC_OK)
     return st;
   if ((int)kind < TC_LOSS_CROSS_ENTROPY || kind > TC_LOSS_MSE)

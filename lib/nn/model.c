@@ -78,7 +78,7 @@ struct tc_model {
   char **prof_names;
   int64_t nprof;
   int profiling;
-  double prof_inner; /* see nn_model_prof_inner */
+  double prof_inner; /* see tc__nn_model_prof_inner */
   /* data parallelism (lib/dist): called after each layer with parameters
    * has finished its backward; the communicator of synchronised batch
    * norms (NULL: local statistics) */
@@ -89,15 +89,15 @@ struct tc_model {
 
 /* ---- for layers ---- */
 
-tc_backend *nn_model_backend(const tc_model *m) { return m->be; }
-int nn_model_training(const tc_model *m) { return m->training; }
+tc_backend *tc__nn_model_backend(const tc_model *m) { return m->be; }
+int tc__nn_model_training(const tc_model *m) { return m->training; }
 
-void *nn_model_workspace(const tc_model *m, size_t *out_bytes) {
+void *tc__nn_model_workspace(const tc_model *m, size_t *out_bytes) {
   *out_bytes = m->ws ? m->ws_bytes : 0;
   return m->ws ? tc_tensor_data(m->ws) : NULL;
 }
 
-void nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
+void tc__nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
                           uint64_t *offset) {
   *seed = m->seed;
   *offset = m->rng_offset;
@@ -105,19 +105,19 @@ void nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
   m->rng_offset += ((uint64_t)units + 3) & ~(uint64_t)3;
 }
 
-double *nn_model_prof_inner(tc_model *m) { return &m->prof_inner; }
+double *tc__nn_model_prof_inner(tc_model *m) { return &m->prof_inner; }
 
-void nn_model_set_grad_hook(tc_model *m, nn_grad_hook fn, void *user) {
+void tc__nn_model_set_grad_hook(tc_model *m, nn_grad_hook fn, void *user) {
   m->grad_hook = fn;
   m->grad_hook_user = user;
 }
 
-void nn_model_grad_ready(tc_model *m, tc_layer *l) {
+void tc__nn_model_grad_ready(tc_model *m, tc_layer *l) {
   if (m->grad_hook)
     m->grad_hook(m->grad_hook_user, l);
 }
 
-void nn_model_set_sync_bn(tc_model *m, tc_comm *comm) {
+void tc__nn_model_set_sync_bn(tc_model *m, tc_comm *comm) {
   if (m->sync_bn == comm)
     return;
   m->sync_bn = comm;
@@ -128,18 +128,18 @@ void nn_model_set_sync_bn(tc_model *m, tc_comm *comm) {
   m->forwarded = 0;
 }
 
-tc_comm *nn_model_sync_bn(const tc_model *m) { return m->sync_bn; }
+tc_comm *tc__nn_model_sync_bn(const tc_model *m) { return m->sync_bn; }
 
-tc_layer *nn_model_root(const tc_model *m) { return m->root; }
+tc_layer *tc__nn_model_root(const tc_model *m) { return m->root; }
 
-int64_t nn_model_layers(const tc_model *m, tc_layer *const **out_layers,
+int64_t tc__nn_model_layers(const tc_model *m, tc_layer *const **out_layers,
                         char *const **out_names) {
   *out_layers = m->prof;
   *out_names = m->prof_names;
   return m->nprof;
 }
 
-int nn_model_input_shape(const tc_model *m, int64_t *shape) {
+int tc__nn_model_input_shape(const tc_model *m, int64_t *shape) {
   memcpy(shape, m->in_shape, (size_t)m->in_ndim * sizeof *shape);
   return m->in_ndim;
 }
@@ -151,7 +151,7 @@ static int64_t depth_of(const tc_layer *l) {
   return d;
 }
 
-tc_status nn_grad_request(tc_layer *l, int slot, int64_t numel) {
+tc_status tc__nn_grad_request(tc_layer *l, int slot, int64_t numel) {
   tc_model *m = l->model;
   int64_t key = depth_of(l) * NN_GRAD_SLOTS + slot;
   if (key >= m->ngslot) {
@@ -170,18 +170,18 @@ tc_status nn_grad_request(tc_layer *l, int slot, int64_t numel) {
   return TC_OK;
 }
 
-tc_tensor *nn_grad_view(tc_layer *l, int slot, tc_tensor *view,
+tc_tensor *tc__nn_grad_view(tc_layer *l, int slot, tc_tensor *view,
                         const int64_t *shape, int ndim, tc_dtype dtype) {
   const tc_model *m = l->model;
   int64_t key = depth_of(l) * NN_GRAD_SLOTS + slot;
   /* the plan asked for this slot at this size */
-  nn_view_set(view, m->gslot[key].t, shape, ndim, dtype);
+  tc__nn_view_set(view, m->gslot[key].t, shape, ndim, dtype);
   return view;
 }
 
-int nn_model_arena(const tc_model *m) { return m->arena_on; }
+int tc__nn_model_arena(const tc_model *m) { return m->arena_on; }
 
-tc_status nn_arena_acquire(tc_model *m, tc_tensor **out) {
+tc_status tc__nn_arena_acquire(tc_model *m, tc_tensor **out) {
   for (int64_t i = 0; i < m->naslot; i++)
     if (!m->aslot[i].used) {
       m->aslot[i].used = 1;
@@ -208,7 +208,7 @@ tc_status nn_arena_acquire(tc_model *m, tc_tensor **out) {
   return TC_OK;
 }
 
-void nn_arena_release(tc_model *m, const tc_tensor *t) {
+void tc__nn_arena_release(tc_model *m, const tc_tensor *t) {
   for (int64_t i = 0; i < m->naslot; i++)
     if (m->aslot[i].t->storage == t->storage)
       m->aslot[i].used = 0;
@@ -290,9 +290,9 @@ static tc_status place_one(tc_layer *l, void *arg) {
     if (!(e->name = full_name(l, sp->name)))
       return tc__oom(fn);
     m->np++;
-    if ((st = nn_view_at(&l->param[i], m->params, pa->offset, sp->shape,
+    if ((st = tc__nn_view_at(&l->param[i], m->params, pa->offset, sp->shape,
                          sp->ndim, TC_FLOAT32)) != TC_OK ||
-        (st = nn_view_at(&l->grad[i], m->grads, pa->offset, sp->shape,
+        (st = tc__nn_view_at(&l->grad[i], m->grads, pa->offset, sp->shape,
                          sp->ndim, TC_FLOAT32)) != TC_OK)
       return st;
     e->t = l->param[i];
@@ -362,14 +362,14 @@ static const tc_model_options model_defaults = TC_MODEL_OPTIONS_INIT;
 
 TC_API tc_status tc_model_options_init(tc_model_options *o,
                                        size_t struct_size) {
-  return nn_options_init(o, &model_defaults, sizeof *o, struct_size,
+  return tc__nn_options_init(o, &model_defaults, sizeof *o, struct_size,
                          "tc_model_options_init");
 }
 
 TC_API void tc_model_destroy(tc_model *m) {
   if (!m)
     return;
-  nn_layer_free(m->root);
+  tc__nn_layer_free(m->root);
   for (int64_t i = 0; i < m->np; i++)
     tc__free(m->p[i].name);
   for (int64_t i = 0; i < m->nb; i++)
@@ -421,7 +421,7 @@ TC_API tc_status tc_model_create(tc_model **out, tc_backend *be,
     st = tc__oom(fn);
     goto fail;
   }
-  if ((st = nn_options(&m->o, &model_defaults, sizeof m->o, opts, fn)) !=
+  if ((st = tc__nn_options(&m->o, &model_defaults, sizeof m->o, opts, fn)) !=
       TC_OK)
     goto fail;
   tc__backend_retain(be);
@@ -432,7 +432,7 @@ TC_API tc_status tc_model_create(tc_model **out, tc_backend *be,
   m->seed = tc_get_seed();
   m->in_ndim = ndim;
   memcpy(m->in_shape, input_shape, (size_t)ndim * sizeof *input_shape);
-  if ((st = nn_infer(m->root, input_shape, ndim, fn)) != TC_OK)
+  if ((st = tc__nn_infer(m->root, input_shape, ndim, fn)) != TC_OK)
     goto fail;
   count_arg c = {m, 0};
   st = walk(m->root, count_one, &c);
@@ -461,7 +461,7 @@ TC_API tc_status tc_model_create(tc_model **out, tc_backend *be,
   return TC_OK;
 fail:
   tc_model_destroy(m);
-  nn_layer_free(root); /* NULL once m owns it */
+  tc__nn_layer_free(root); /* NULL once m owns it */
   return st;
 }
 
@@ -489,7 +489,7 @@ static tc_status plan_ws(tc_model *m, int64_t n, size_t *need) {
   tc_status st = walk(m->root, ws_one, &w);
   if (st == TC_OK && w.max > 0) {
     int64_t floats = (int64_t)((w.max + 3) / 4);
-    st = nn_ensure(&m->ws, m->be, &floats, 1, TC_FLOAT32);
+    st = tc__nn_ensure(&m->ws, m->be, &floats, 1, TC_FLOAT32);
   }
   if (st == TC_OK)
     *need = w.max;
@@ -501,10 +501,10 @@ static tc_status plan_full(tc_model *m, int64_t n) {
   m->full_batch = 0;
   for (int64_t i = 0; i < m->ngslot; i++)
     m->gslot[i].need = 0;
-  tc_status st = nn_plan(m->root, n);
+  tc_status st = tc__nn_plan(m->root, n);
   for (int64_t i = 0; i < m->ngslot && st == TC_OK; i++)
     if (m->gslot[i].need > 0)
-      st = nn_ensure(&m->gslot[i].t, m->be, &m->gslot[i].need, 1,
+      st = tc__nn_ensure(&m->gslot[i].t, m->be, &m->gslot[i].need, 1,
                      TC_FLOAT32);
   if (st == TC_OK)
     st = plan_ws(m, n, &m->ws_full);
@@ -534,7 +534,7 @@ static tc_status plan_arena(tc_model *m, int64_t n) {
   m->arena_floats = per * n;
   tc_status st = TC_OK;
   for (int64_t i = 0; i < m->naslot && st == TC_OK; i++)
-    st = nn_ensure(&m->aslot[i].t, m->be, &m->arena_floats, 1, TC_FLOAT32);
+    st = tc__nn_ensure(&m->aslot[i].t, m->be, &m->arena_floats, 1, TC_FLOAT32);
   if (st == TC_OK)
     st = plan_ws(m, n, &m->ws_arena);
   if (st == TC_OK)
@@ -545,11 +545,11 @@ static tc_status plan_arena(tc_model *m, int64_t n) {
 /* The model-owned output (and input) gradient for batch n. */
 static tc_status plan_io(tc_model *m, int64_t n) {
   int64_t shape[TC_MAX_DIMS];
-  int nd = nn_batch_shape(shape, n, m->root->out_shape, m->root->out_ndim);
-  tc_status st = nn_ensure(&m->out_grad, m->be, shape, nd, TC_FLOAT32);
+  int nd = tc__nn_batch_shape(shape, n, m->root->out_shape, m->root->out_ndim);
+  tc_status st = tc__nn_ensure(&m->out_grad, m->be, shape, nd, TC_FLOAT32);
   if (st == TC_OK && m->o.input_grad) {
-    nd = nn_batch_shape(shape, n, m->in_shape, m->in_ndim);
-    st = nn_ensure(&m->in_grad, m->be, shape, nd, TC_FLOAT32);
+    nd = tc__nn_batch_shape(shape, n, m->in_shape, m->in_ndim);
+    st = tc__nn_ensure(&m->in_grad, m->be, shape, nd, TC_FLOAT32);
   }
   m->batch = st == TC_OK ? n : 0;
   return st;
@@ -561,7 +561,7 @@ static tc_status forward_full(tc_model *m, tc_tensor *x, int64_t n) {
   if (n != m->full_batch && (st = plan_full(m, n)) != TC_OK)
     return st;
   m->ws_bytes = m->ws_full;
-  return nn_forward(m->root, x);
+  return tc__nn_forward(m->root, x);
 }
 
 static tc_status check_batch(const tc_model *m, const tc_tensor *t,
@@ -573,9 +573,9 @@ static tc_status check_batch(const tc_model *m, const tc_tensor *t,
     ok = t->shape[i + 1] == shape[i];
   if (!ok)
     return tc__error(TC_ESHAPE, "%s: %s has shape %s%s, expected (N, %s", fn,
-                     what, nn_shape_str(t->shape, t->ndim, s1, sizeof s1),
+                     what, tc__nn_shape_str(t->shape, t->ndim, s1, sizeof s1),
                      t->dtype == TC_FLOAT32 ? "" : " (not float32)",
-                     nn_shape_str(shape, ndim, s2, sizeof s2) + 1);
+                     tc__nn_shape_str(shape, ndim, s2, sizeof s2) + 1);
   if (t->shape[0] < 1)
     return tc__error(TC_ESHAPE, "%s: %s has an empty batch", fn, what);
   if (tc_tensor_backend(t)->iface != m->be->iface)
@@ -607,7 +607,7 @@ TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x,
       m->aslot[i].used = 0;
     m->ws_bytes = m->ws_arena;
     m->arena_on = 1;
-    st = nn_forward(m->root, x);
+    st = tc__nn_forward(m->root, x);
     m->arena_on = 0;
   } else {
     st = forward_full(m, x, n);
@@ -645,7 +645,7 @@ TC_API tc_status tc_model_backward(tc_model *m, const tc_tensor *dy) {
     m->last_arena = 0;
   }
   m->ws_bytes = m->ws_full;
-  return nn_backward(m->root, dy, m->o.input_grad ? m->in_grad : NULL, 0);
+  return tc__nn_backward(m->root, dy, m->o.input_grad ? m->in_grad : NULL, 0);
 }
 
 TC_API tc_tensor *tc_model_output_grad(tc_model *m) {

@@ -104,8 +104,8 @@ struct nn_kind {
   void (*release)(tc_layer *l);
   /* the workspace the layer needs for batch n, in bytes (may be NULL) */
   tc_status (*workspace)(tc_layer *l, int64_t n, size_t *out);
-  /* the forward writes a new output into l->y (planned by nn_plan_output):
-   * in an arena forward nn_forward points l->y at an arena slot first */
+  /* the forward writes a new output into l->y (planned by tc__nn_plan_output):
+   * in an arena forward tc__nn_forward points l->y at an arena slot first */
   int produces;
   /* the configuration (may be NULL: nothing beyond the kind) */
   void (*describe)(const tc_layer *l, nn_desc *d);
@@ -113,149 +113,149 @@ struct nn_kind {
 
 /* ---- layer.c ---- */
 /* Allocates a zeroed layer object of `size` bytes (>= sizeof(tc_layer)). */
-tc_status nn_layer_alloc(tc_layer **out, const nn_kind *kind, size_t size,
+tc_status tc__nn_layer_alloc(tc_layer **out, const nn_kind *kind, size_t size,
                          const char *fn);
-void nn_layer_free(tc_layer *l);
-tc_status nn_add_child(tc_layer *parent, const char *name, tc_layer *child,
+void tc__nn_layer_free(tc_layer *l);
+tc_status tc__nn_add_child(tc_layer *parent, const char *name, tc_layer *child,
                        const char *fn);
-void nn_declare_param(tc_layer *l, const char *name, const int64_t *shape,
+void tc__nn_declare_param(tc_layer *l, const char *name, const int64_t *shape,
                       int ndim);
-void nn_declare_buffer(tc_layer *l, const char *name, const int64_t *shape,
+void tc__nn_declare_buffer(tc_layer *l, const char *name, const int64_t *shape,
                        int ndim, tc_dtype dtype);
 /* "layers_2n.0.conv1" (or "<root>") into buf. */
-const char *nn_path(const tc_layer *l, char *buf, size_t size);
+const char *tc__nn_path(const tc_layer *l, char *buf, size_t size);
 /* Formats the layer's per-sample input shape as "(3, 32, 32)". */
-const char *nn_shape_str(const int64_t *shape, int ndim, char *buf,
+const char *tc__nn_shape_str(const int64_t *shape, int ndim, char *buf,
                          size_t size);
 /* Copies options of `user`'s struct_size over `defaults` into `dst`. */
-tc_status nn_options(void *dst, const void *defaults, size_t full,
+tc_status tc__nn_options(void *dst, const void *defaults, size_t full,
                      const void *user, const char *fn);
 /* Body of the public tc_x_options_init(o, struct_size). */
-tc_status nn_options_init(void *o, const void *defaults, size_t full,
+tc_status tc__nn_options_init(void *o, const void *defaults, size_t full,
                           size_t struct_size, const char *fn);
 
 /* Planned tensors: (re)allocates *t only when its storage is too small,
  * else reshapes it in place (no allocation). */
-tc_status nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
+tc_status tc__nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
                     int ndim, tc_dtype dtype);
 /* The output buffer: (n, out_shape...). */
-tc_status nn_plan_output(tc_layer *l, int64_t n);
+tc_status tc__nn_plan_output(tc_layer *l, int64_t n);
 /* l->scratch sized like `like` (allocates only when it grows). */
-tc_status nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out);
+tc_status tc__nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out);
 /* A new handle viewing `base`'s storage at byte offset `offset`. */
-tc_status nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
+tc_status tc__nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
                      const int64_t *shape, int ndim, tc_dtype dtype);
 /* Sets an alias tensor struct (never destroyed) over `x`'s storage with
  * another shape. */
-void nn_alias(tc_tensor *alias, const tc_tensor *x, const int64_t *shape,
+void tc__nn_alias(tc_tensor *alias, const tc_tensor *x, const int64_t *shape,
               int ndim);
 
-tc_backend *nn_be(const tc_layer *l);
+tc_backend *tc__nn_be(const tc_layer *l);
 static inline float *nn_f(const tc_tensor *t) {
   return t ? (float *)tc_tensor_data((tc_tensor *)t) : NULL;
 }
 /* An op the backend lacks: TC_EUNSUPPORTED naming it. */
-tc_status nn_unsupported(const char *op);
+tc_status tc__nn_unsupported(const char *op);
 #define NN_SLOT(be, slot)                                                      \
-  (TC__HAS_SLOT((be)->iface, slot) ? TC_OK : nn_unsupported(#slot))
+  (TC__HAS_SLOT((be)->iface, slot) ? TC_OK : tc__nn_unsupported(#slot))
 /* dx (+)= dy over n floats (copy or axpy). */
-tc_status nn_pass_grad(tc_backend *be, const tc_tensor *dy, tc_tensor *dx,
+tc_status tc__nn_pass_grad(tc_backend *be, const tc_tensor *dy, tc_tensor *dx,
                        int acc);
 /* dst = alpha (n floats). */
-tc_status nn_fill(tc_backend *be, float *dst, int64_t n, float alpha);
+tc_status tc__nn_fill(tc_backend *be, float *dst, int64_t n, float alpha);
 
 /* Sets a view struct (never destroyed) over `base`'s storage with another
  * shape and dtype (numel from the shape; it must fit). */
-void nn_view_set(tc_tensor *view, const tc_tensor *base, const int64_t *shape,
+void tc__nn_view_set(tc_tensor *view, const tc_tensor *base, const int64_t *shape,
                  int ndim, tc_dtype dtype);
 /* (n, shape...) into out; returns ndim + 1. */
-int nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim);
+int tc__nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim);
 
 /* ---- model.c (for layers) ---- */
 /* Gradient slots: at plan time a layer asks for `numel` floats in slot
  * `slot` (< NN_GRAD_SLOTS) of its depth; in backward (or as a forward
  * temporary that backward does not need) it views the slot with a shape. */
 #define NN_GRAD_SLOTS 4
-tc_status nn_grad_request(tc_layer *l, int slot, int64_t numel);
-tc_tensor *nn_grad_view(tc_layer *l, int slot, tc_tensor *view,
+tc_status tc__nn_grad_request(tc_layer *l, int slot, int64_t numel);
+tc_tensor *tc__nn_grad_view(tc_layer *l, int slot, tc_tensor *view,
                         const int64_t *shape, int ndim, tc_dtype dtype);
 /* Whether the forward running now is an inference-arena forward. */
-int nn_model_arena(const tc_model *m);
+int tc__nn_model_arena(const tc_model *m);
 /* A free arena slot (float, at least the largest activation of the batch);
  * allocates only the first time this many slots are live at once. */
-tc_status nn_arena_acquire(tc_model *m, tc_tensor **out);
+tc_status tc__nn_arena_acquire(tc_model *m, tc_tensor **out);
 /* Frees the slot holding `t`'s storage (no-op if `t` is not in a slot). */
-void nn_arena_release(tc_model *m, const tc_tensor *t);
-tc_backend *nn_model_backend(const tc_model *m);
-int nn_model_training(const tc_model *m);
+void tc__nn_arena_release(tc_model *m, const tc_tensor *t);
+tc_backend *tc__nn_model_backend(const tc_model *m);
+int tc__nn_model_training(const tc_model *m);
 
 /* Batch norm fused with the ReLU (and residual add) after it, for the
- * residual block. nn_bn_fuse_forward(bn, residual) asks bn's next forward
+ * residual block. tc__nn_bn_fuse_forward(bn, residual) asks bn's next forward
  * to also compute y = relu(y + residual) (residual NULL: relu(y));
- * nn_bn_fuse_backward(bn, y, dres, acc_res) asks its next backward to take
+ * tc__nn_bn_fuse_backward(bn, y, dres, acc_res) asks its next backward to take
  * dy through the ReLU whose output is y and to store that gradient into
  * dres (added when acc_res; NULL: not wanted). Each returns 1 when the
  * request will be honoured (the backend has the fused slot; for backward,
  * the forward used batch statistics), else 0 and the caller runs the
  * separate ops. A request lasts one call. */
-int nn_bn_fuse_forward(tc_layer *bn, const tc_tensor *residual);
+int tc__nn_bn_fuse_forward(tc_layer *bn, const tc_tensor *residual);
 /* Whether l is a BatchNorm2d whose backend has all three fused slots, so
  * a Sequential can always run it with the ReLU after it (sequential.c). */
-int nn_bn_fusable(const tc_layer *l);
+int tc__nn_bn_fusable(const tc_layer *l);
 /* A call of l's forward (dir 0) or backward (1) that another layer did
  * for it (a fused ReLU): counted while profiling, with no time. */
-void nn_prof_count(tc_layer *l, int dir);
+void tc__nn_prof_count(tc_layer *l, int dir);
 /* Whether l is a ReLU layer (activation.c). */
-int nn_is_relu(const tc_layer *l);
-int nn_bn_fuse_backward(tc_layer *bn, const tc_tensor *y, tc_tensor *dres,
+int tc__nn_is_relu(const tc_layer *l);
+int tc__nn_bn_fuse_backward(tc_layer *bn, const tc_tensor *y, tc_tensor *dres,
                         int acc_res);
 /* The shared convolution workspace (device) and its size. */
-void *nn_model_workspace(const tc_model *m, size_t *out_bytes);
+void *tc__nn_model_workspace(const tc_model *m, size_t *out_bytes);
 /* Reserves `units` numbers of the dropout stream; returns seed, offset. */
-void nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
+void tc__nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
                           uint64_t *offset);
 /* Seconds spent in profiled layers nested in the one being timed (so each
  * layer's time can be made exclusive of its children's). */
-double *nn_model_prof_inner(tc_model *m);
+double *tc__nn_model_prof_inner(tc_model *m);
 
 /* Data parallelism (lib/dist). The grad hook is called after the backward
  * of each layer that has parameters, once its gradients are final for
  * this backward. The sync-bn communicator (NULL: none) makes training
  * BatchNorm layers normalise with the statistics of every rank's batch. */
 typedef void (*nn_grad_hook)(void *user, tc_layer *l);
-void nn_model_set_grad_hook(tc_model *m, nn_grad_hook fn, void *user);
-void nn_model_grad_ready(tc_model *m, tc_layer *l);
-void nn_model_set_sync_bn(tc_model *m, tc_comm *comm);
-tc_comm *nn_model_sync_bn(const tc_model *m);
+void tc__nn_model_set_grad_hook(tc_model *m, nn_grad_hook fn, void *user);
+void tc__nn_model_grad_ready(tc_model *m, tc_layer *l);
+void tc__nn_model_set_sync_bn(tc_model *m, tc_comm *comm);
+tc_comm *tc__nn_model_sync_bn(const tc_model *m);
 /* When l is a BatchNorm layer: 1 and its momentum (possibly
  * TC_BN_MOMENTUM_CUMULATIVE) in *out; else 0 (batchnorm.c). */
-int nn_bn_momentum(const tc_layer *l, float *out);
+int tc__nn_bn_momentum(const tc_layer *l, float *out);
 /* The model's layer tree (model.c). */
-tc_layer *nn_model_root(const tc_model *m);
+tc_layer *tc__nn_model_root(const tc_model *m);
 /* Every layer but Sequential containers, in pre-order, with its module
  * path ("" for such a root): the profile's list (model.c). */
-int64_t nn_model_layers(const tc_model *m, tc_layer *const **out_layers,
+int64_t tc__nn_model_layers(const tc_model *m, tc_layer *const **out_layers,
                         char *const **out_names);
 /* The per-sample input shape into shape (NN_SAMPLE_DIMS); returns ndim. */
-int nn_model_input_shape(const tc_model *m, int64_t *shape);
+int tc__nn_model_input_shape(const tc_model *m, int64_t *shape);
 /* The layer's configuration (zeroed, then its kind's describe). */
-void nn_describe(const tc_layer *l, nn_desc *d);
+void tc__nn_describe(const tc_layer *l, nn_desc *d);
 
 /* ---- init.c ---- */
-tc_status nn_init_default_weight(tc_tensor *w, tc_rng *rng);
-tc_status nn_init_default_bias(tc_tensor *b, int64_t fan_in, tc_rng *rng);
+tc_status tc__nn_init_default_weight(tc_tensor *w, tc_rng *rng);
+tc_status tc__nn_init_default_bias(tc_tensor *b, int64_t fan_in, tc_rng *rng);
 
 /* ---- driving a layer (layer.c): what containers call on children ---- */
 /* Sets the per-sample input shape, infers the output, rejects empty dims. */
-tc_status nn_infer(tc_layer *l, const int64_t *in_shape, int in_ndim,
+tc_status tc__nn_infer(tc_layer *l, const int64_t *in_shape, int in_ndim,
                    const char *fn);
-tc_status nn_plan(tc_layer *l, int64_t n);
+tc_status tc__nn_plan(tc_layer *l, int64_t n);
 /* Records x (for backward) and runs the layer; output in l->y. */
-tc_status nn_forward(tc_layer *l, tc_tensor *x);
-tc_status nn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+tc_status tc__nn_forward(tc_layer *l, tc_tensor *x);
+tc_status tc__nn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
                       int acc);
 /* A chain of layers (sequential.c), used by containers. */
-tc_status nn_chain_infer(tc_layer *const *ch, int64_t nch,
+tc_status tc__nn_chain_infer(tc_layer *const *ch, int64_t nch,
                          const int64_t *in_shape, int in_ndim,
                          const char *fn);
 

@@ -28,7 +28,7 @@
 static const tc_onnx_options onnx_defaults = TC_ONNX_OPTIONS_INIT;
 
 TC_API tc_status tc_onnx_options_init(tc_onnx_options *o, size_t struct_size) {
-  return nn_options_init(o, &onnx_defaults, sizeof *o, struct_size,
+  return tc__nn_options_init(o, &onnx_defaults, sizeof *o, struct_size,
                          "tc_onnx_options_init");
 }
 
@@ -272,7 +272,7 @@ static const char *unary(ox *o, const char *op, const char *path,
 static const char *emit_conv(ox *o, const tc_layer *l, const char *path,
                              const char *x) {
   nn_desc d;
-  nn_describe(l, &d);
+  tc__nn_describe(l, &d);
   const char *in[3] = {
       x, ox_init_from(o, ox_name(o, path, ".weight"), l->param[0]), NULL};
   if (d.bias)
@@ -293,7 +293,7 @@ static const char *emit_conv(ox *o, const tc_layer *l, const char *path,
 static const char *emit_bn(ox *o, const tc_layer *l, const char *path,
                            const char *x) {
   nn_desc d;
-  nn_describe(l, &d);
+  tc__nn_describe(l, &d);
   if (!d.track) {
     o->st = tc__error(TC_EUNSUPPORTED,
                       "%s: layer '%s' (%s) normalises "
@@ -323,7 +323,7 @@ static const char *emit_bn(ox *o, const tc_layer *l, const char *path,
 static const char *emit_pool(ox *o, const tc_layer *l, const char *path,
                              const char *x, int max) {
   nn_desc d;
-  nn_describe(l, &d);
+  tc__nn_describe(l, &d);
   Onnx__NodeProto *n;
   const char *y = unary(o, max ? "MaxPool" : "AveragePool", path, "", x, &n);
   int64_t k[2] = {d.kh, d.kw}, s[2] = {d.stride_h, d.stride_w};
@@ -340,7 +340,7 @@ static const char *emit_pool(ox *o, const tc_layer *l, const char *path,
 static const char *emit_linear(ox *o, const tc_layer *l, const char *path,
                                const char *x) {
   nn_desc d;
-  nn_describe(l, &d);
+  tc__nn_describe(l, &d);
   const char *w = ox_init_from(o, ox_name(o, path, ".weight"), l->param[0]);
   const char *b =
       d.bias ? ox_init_from(o, ox_name(o, path, ".bias"), l->param[1]) : NULL;
@@ -407,7 +407,7 @@ static const char *child_path(ox *o, const char *path, const tc_layer *c) {
 static const char *emit_residual(ox *o, const tc_layer *l, const char *path,
                                  const char *x) {
   nn_desc d;
-  nn_describe(l, &d);
+  tc__nn_describe(l, &d);
   const char *h = x;
   for (int i = 0; i < 4 && h; i++) {
     const tc_layer *c = l->children[i];
@@ -543,9 +543,9 @@ static tc_status write_file(const char *path, const uint8_t *buf, size_t n,
 
 static tc_status build_and_write(ox *o, tc_model *m, const char *path,
                                  const tc_onnx_options *opt) {
-  tc_layer *root = nn_model_root(m);
+  tc_layer *root = tc__nn_model_root(m);
   int64_t in_shape[NN_SAMPLE_DIMS];
-  int in_ndim = nn_model_input_shape(m, in_shape);
+  int in_ndim = tc__nn_model_input_shape(m, in_shape);
   const char *x = ox_str(o, "%s", opt->input_name);
   const char *y = emit(o, root, "", x);
   if (!y)
@@ -603,7 +603,7 @@ TC_API tc_status tc_model_export_onnx(tc_model *m, const char *path,
   TC__CHECK_NULL(m, fn);
   TC__CHECK_NULL(path, fn);
   tc_onnx_options opt;
-  tc_status st = nn_options(&opt, &onnx_defaults, sizeof opt, opts, fn);
+  tc_status st = tc__nn_options(&opt, &onnx_defaults, sizeof opt, opts, fn);
   if (st != TC_OK)
     return st;
   if (opt.opset != 0 && opt.opset != OPSET)

@@ -31,9 +31,9 @@ static tc_status pool_infer(tc_layer *l, const char *fn) {
   char p[256], s[96];
   if (l->in_ndim != 3)
     return tc__error(TC_ESHAPE, "%s: %s (%s) expects input (N, C, H, W), "
-                     "got per-sample shape %s", fn, nn_path(l, p, sizeof p),
+                     "got per-sample shape %s", fn, tc__nn_path(l, p, sizeof p),
                      l->kind->name,
-                     nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
+                     tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   l->out_ndim = 3;
   l->out_shape[0] = l->in_shape[0];
   if (pl->max < 0) {
@@ -46,19 +46,19 @@ static tc_status pool_infer(tc_layer *l, const char *fn) {
                              pl->o.pad_w, pl->o.ceil_mode);
   if (l->out_shape[1] < 1 || l->out_shape[2] < 1)
     return tc__error(TC_ESHAPE, "%s: %s: kernel %lldx%lld gives an empty "
-                     "output on input %s", fn, nn_path(l, p, sizeof p),
+                     "output on input %s", fn, tc__nn_path(l, p, sizeof p),
                      (long long)pl->kh, (long long)pl->kw,
-                     nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
+                     tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   return TC_OK;
 }
 
 static tc_status pool_plan(tc_layer *l, int64_t n) {
   pool_layer *pl = (pool_layer *)l;
-  tc_status st = nn_plan_output(l, n);
+  tc_status st = tc__nn_plan_output(l, n);
   if (st == TC_OK && pl->max > 0) {
     int64_t shape[4] = {n, l->out_shape[0], l->out_shape[1],
                         l->out_shape[2]};
-    st = nn_ensure(&pl->argmax, nn_be(l), shape, 4, TC_INT32);
+    st = tc__nn_ensure(&pl->argmax, tc__nn_be(l), shape, 4, TC_INT32);
   }
   return st;
 }
@@ -80,7 +80,7 @@ static tc_pool2d_args pool_args(const pool_layer *pl, int64_t n) {
 
 static tc_status pool_forward(tc_layer *l, tc_tensor *x) {
   pool_layer *pl = (pool_layer *)l;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   tc_status st;
   int64_t n = x->shape[0];
   if (pl->max < 0) {
@@ -99,22 +99,22 @@ static tc_status pool_forward(tc_layer *l, tc_tensor *x) {
   a.y = nn_f(l->y);
   if (!pl->max)
     return be->iface->avgpool2d_fwd(be->ctx, &a);
-  if (!nn_model_arena(l->model))
+  if (!tc__nn_model_arena(l->model))
     return be->iface->maxpool2d_fwd(be->ctx, &a);
   /* an inference forward: the argmax is a temporary in an arena slot */
   tc_tensor *am;
-  if ((st = nn_arena_acquire(l->model, &am)) != TC_OK)
+  if ((st = tc__nn_arena_acquire(l->model, &am)) != TC_OK)
     return st;
   a.argmax = (int32_t *)tc_tensor_data(am);
   st = be->iface->maxpool2d_fwd(be->ctx, &a);
-  nn_arena_release(l->model, am);
+  tc__nn_arena_release(l->model, am);
   return st;
 }
 
 static tc_status pool_backward(tc_layer *l, const tc_tensor *dy,
                                tc_tensor *dx, int acc) {
   pool_layer *pl = (pool_layer *)l;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   if (!dx)
     return TC_OK; /* no parameters */
   tc_status st;
@@ -187,7 +187,7 @@ static const tc_pool2d_options pool_defaults = TC_POOL2D_OPTIONS_INIT;
 
 TC_API tc_status tc_pool2d_options_init(tc_pool2d_options *o,
                                         size_t struct_size) {
-  return nn_options_init(o, &pool_defaults, sizeof *o, struct_size,
+  return tc__nn_options_init(o, &pool_defaults, sizeof *o, struct_size,
                          "tc_pool2d_options_init");
 }
 
@@ -196,7 +196,7 @@ static tc_status pool_create(tc_layer **out, int64_t k,
                              const char *fn) {
   TC__CHECK_NULL(out, fn);
   tc_pool2d_options o;
-  tc_status st = nn_options(&o, &pool_defaults, sizeof o, opts, fn);
+  tc_status st = tc__nn_options(&o, &pool_defaults, sizeof o, opts, fn);
   if (st != TC_OK)
     return st;
   int64_t kw = o.kernel_w ? o.kernel_w : k;
@@ -213,7 +213,7 @@ static tc_status pool_create(tc_layer **out, int64_t k,
                      (long long)o.stride_w, (long long)o.pad_h,
                      (long long)o.pad_w);
   tc_layer *l;
-  st = nn_layer_alloc(&l, max ? &maxpool_kind : &avgpool_kind,
+  st = tc__nn_layer_alloc(&l, max ? &maxpool_kind : &avgpool_kind,
                       sizeof(pool_layer), fn);
   if (st != TC_OK)
     return st;
@@ -238,7 +238,7 @@ TC_API tc_status tc_avgpool2d_create(tc_layer **out, int64_t kernel_size,
 TC_API tc_status tc_global_avgpool2d_create(tc_layer **out) {
   static const char fn[] = "tc_global_avgpool2d_create";
   tc_layer *l;
-  tc_status st = nn_layer_alloc(&l, &gap_kind, sizeof(pool_layer), fn);
+  tc_status st = tc__nn_layer_alloc(&l, &gap_kind, sizeof(pool_layer), fn);
   if (st != TC_OK)
     return st;
   ((pool_layer *)l)->max = -1;

@@ -50,10 +50,10 @@ static tc_status res_infer(tc_layer *l, const char *fn) {
   if (l->in_ndim != 3 || l->in_shape[0] != r->in_c)
     return tc__error(TC_ESHAPE, "%s: %s (residual block %lld->%lld) "
                      "expects input (N, %lld, H, W), got per-sample %s", fn,
-                     nn_path(l, p, sizeof p), (long long)r->in_c,
+                     tc__nn_path(l, p, sizeof p), (long long)r->in_c,
                      (long long)r->out_c, (long long)r->in_c,
-                     nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
-  tc_status st = nn_chain_infer(l->children, 4, l->in_shape, 3, fn);
+                     tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
+  tc_status st = tc__nn_chain_infer(l->children, 4, l->in_shape, 3, fn);
   if (st != TC_OK)
     return st;
   l->out_ndim = 3;
@@ -61,7 +61,7 @@ static tc_status res_infer(tc_layer *l, const char *fn) {
   int64_t oh = l->out_shape[1], ow = l->out_shape[2];
   int64_t sh = oh, sw = ow; /* the shortcut's spatial size */
   if (l->nchildren > SC) {
-    if ((st = nn_infer(l->children[SC], l->in_shape, 3, fn)) != TC_OK)
+    if ((st = tc__nn_infer(l->children[SC], l->in_shape, 3, fn)) != TC_OK)
       return st;
     sh = l->children[SC]->out_shape[1];
     sw = l->children[SC]->out_shape[2];
@@ -75,7 +75,7 @@ static tc_status res_infer(tc_layer *l, const char *fn) {
   if (sh != oh || sw != ow)
     return tc__error(TC_ESHAPE, "%s: %s: shortcut gives %lldx%lld, the "
                      "main path %lldx%lld (odd input size with stride %lld)",
-                     fn, nn_path(l, p, sizeof p), (long long)sh,
+                     fn, tc__nn_path(l, p, sizeof p), (long long)sh,
                      (long long)sw, (long long)oh, (long long)ow,
                      (long long)r->stride);
   return TC_OK;
@@ -85,16 +85,16 @@ static tc_status res_plan(tc_layer *l, int64_t n) {
   res_layer *r = (res_layer *)l;
   tc_status st = TC_OK;
   for (int64_t i = 0; i < l->nchildren && st == TC_OK; i++)
-    st = nn_plan(l->children[i], n);
+    st = tc__nn_plan(l->children[i], n);
   int64_t shape[4] = {n, l->out_shape[0], l->out_shape[1], l->out_shape[2]};
   int64_t numel = shape[0] * shape[1] * shape[2] * shape[3];
   for (int i = 0; i < 3 && st == TC_OK; i++)
-    st = nn_grad_request(l, i, numel);
+    st = tc__nn_grad_request(l, i, numel);
   if (st == TC_OK && uses_pool(r)) {
     shape[1] = r->in_c;
-    st = nn_ensure(&r->argmax, nn_be(l), shape, 4, TC_INT32);
+    st = tc__nn_ensure(&r->argmax, tc__nn_be(l), shape, 4, TC_INT32);
     if (st == TC_OK)
-      st = nn_grad_request(l, 3, numel / r->out_c * r->in_c);
+      st = tc__nn_grad_request(l, 3, numel / r->out_c * r->in_c);
   }
   return st;
 }
@@ -104,7 +104,7 @@ static tc_tensor *res_grad(res_layer *r, int slot, tc_tensor *view,
                            int64_t n, int64_t c) {
   const tc_layer *l = &r->base;
   int64_t shape[4] = {n, c, l->out_shape[1], l->out_shape[2]};
-  return nn_grad_view(&r->base, slot, view, shape, 4, TC_FLOAT32);
+  return tc__nn_grad_view(&r->base, slot, view, shape, 4, TC_FLOAT32);
 }
 
 static tc_pool2d_args pool_args(const res_layer *r, int64_t n) {
@@ -143,7 +143,7 @@ static tc_status relu_inplace(tc_backend *be, tc_tensor *t) {
 
 static tc_status res_forward(tc_layer *l, tc_tensor *x) {
   res_layer *r = (res_layer *)l;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   tc_status st = NN_SLOT(be, relu_fwd);
   if (st == TC_OK && r->shortcut != TC_SHORTCUT_NONE)
     st = NN_SLOT(be, add);
@@ -157,28 +157,28 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
   tc_layer **c = l->children;
   /* in an inference forward each child's output (an arena slot) is
    * released once its consumer has run; x is the parent's */
-  int arena = nn_model_arena(l->model);
-  if ((st = nn_forward(c[C1], x)) != TC_OK)
+  int arena = tc__nn_model_arena(l->model);
+  if ((st = tc__nn_forward(c[C1], x)) != TC_OK)
     return st;
-  int fused = nn_bn_fuse_forward(c[B1], NULL);
-  if ((st = nn_forward(c[B1], c[C1]->y)) != TC_OK)
+  int fused = tc__nn_bn_fuse_forward(c[B1], NULL);
+  if ((st = tc__nn_forward(c[B1], c[C1]->y)) != TC_OK)
     return st;
   if (arena)
-    nn_arena_release(l->model, c[C1]->y);
+    tc__nn_arena_release(l->model, c[C1]->y);
   if ((!fused && (st = relu_inplace(be, c[B1]->y)) != TC_OK) ||
-      (st = nn_forward(c[C2], c[B1]->y)) != TC_OK)
+      (st = tc__nn_forward(c[C2], c[B1]->y)) != TC_OK)
     return st;
   if (arena)
-    nn_arena_release(l->model, c[B1]->y);
+    tc__nn_arena_release(l->model, c[B1]->y);
   /* bn2, the sum and the ReLU in one pass when the shortcut is x itself
    * (or absent); the other shortcuts are computed after bn2 */
   fused = 0;
   if (r->shortcut == TC_SHORTCUT_NONE || r->identity)
-    fused = nn_bn_fuse_forward(c[B2], r->identity ? x : NULL);
-  if ((st = nn_forward(c[B2], c[C2]->y)) != TC_OK)
+    fused = tc__nn_bn_fuse_forward(c[B2], r->identity ? x : NULL);
+  if ((st = tc__nn_forward(c[B2], c[C2]->y)) != TC_OK)
     return st;
   if (arena)
-    nn_arena_release(l->model, c[C2]->y);
+    tc__nn_arena_release(l->model, c[C2]->y);
   l->y = c[B2]->y; /* the sum and the ReLU go in place */
   if (fused)
     return TC_OK;
@@ -188,7 +188,7 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
   } else if (r->identity) {
     other = x;
   } else if (l->nchildren > SC) {
-    if ((st = nn_forward(c[SC], x)) != TC_OK)
+    if ((st = tc__nn_forward(c[SC], x)) != TC_OK)
       return st;
     other = c[SC]->y;
   }
@@ -197,7 +197,7 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
                          nn_f(other), nn_f(l->y)};
     st = be->iface->add(be->ctx, &a);
     if (arena && other != x)
-      nn_arena_release(l->model, other);
+      tc__nn_arena_release(l->model, other);
   }
   if (st == TC_OK && r->shortcut <= TC_SHORTCUT_A_SUBSAMPLE &&
       !r->identity) {
@@ -207,8 +207,8 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
     if (uses_pool(r)) {
       tc_pool2d_args pa = pool_args(r, n);
       if (arena) {
-        if ((st = nn_arena_acquire(l->model, &pooled)) != TC_OK ||
-            (st = nn_arena_acquire(l->model, &am)) != TC_OK)
+        if ((st = tc__nn_arena_acquire(l->model, &pooled)) != TC_OK ||
+            (st = tc__nn_arena_acquire(l->model, &am)) != TC_OK)
           return st;
         pa.argmax = (int32_t *)tc_tensor_data(am);
       } else {
@@ -218,7 +218,7 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
       pa.y = nn_f(pooled);
       st = be->iface->maxpool2d_fwd(be->ctx, &pa);
       if (am)
-        nn_arena_release(l->model, am);
+        tc__nn_arena_release(l->model, am);
       if (st != TC_OK)
         return st;
       int64_t oh = l->out_shape[1], ow = l->out_shape[2];
@@ -234,7 +234,7 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
     a.accumulate = 1;
     st = be->iface->copy4d(be->ctx, &a);
     if (arena && pooled)
-      nn_arena_release(l->model, pooled);
+      tc__nn_arena_release(l->model, pooled);
   }
   if (st == TC_OK)
     st = relu_inplace(be, l->y);
@@ -245,13 +245,13 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
 static tc_status shortcut_backward(res_layer *r, const tc_tensor *gs,
                                    tc_tensor *dx, int acc) {
   tc_layer *l = &r->base;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   if (l->nchildren > SC)
-    return nn_backward(l->children[SC], gs, dx, acc);
+    return tc__nn_backward(l->children[SC], gs, dx, acc);
   if (!dx || r->shortcut == TC_SHORTCUT_NONE)
     return TC_OK;
   if (r->identity)
-    return nn_pass_grad(be, gs, dx, acc);
+    return tc__nn_pass_grad(be, gs, dx, acc);
   int64_t n = dx->shape[0], h = l->in_shape[1], w = l->in_shape[2];
   int64_t off = r->ch_off * l->out_shape[1] * l->out_shape[2];
   tc_status st = NN_SLOT(be, copy4d);
@@ -275,7 +275,7 @@ static tc_status shortcut_backward(res_layer *r, const tc_tensor *gs,
     pa.accumulate = acc;
     return be->iface->maxpool2d_bwd(be->ctx, &pa);
   }
-  if (!acc && (st = nn_fill(be, nn_f(dx), dx->numel, 0.f)) != TC_OK)
+  if (!acc && (st = tc__nn_fill(be, nn_f(dx), dx->numel, 0.f)) != TC_OK)
     return st;
   int64_t xs[4] = {r->in_c * h * w, h * w, r->stride * w, r->stride};
   tc_copy4d_args a = pad_args(r, n, xs, 0);
@@ -288,7 +288,7 @@ static tc_status shortcut_backward(res_layer *r, const tc_tensor *gs,
 static tc_status res_backward(tc_layer *l, const tc_tensor *dy,
                               tc_tensor *dx, int acc) {
   res_layer *r = (res_layer *)l;
-  tc_backend *be = nn_be(l);
+  tc_backend *be = tc__nn_be(l);
   tc_layer **c = l->children;
   tc_status st = NN_SLOT(be, relu_bwd);
   if (st != TC_OK)
@@ -302,8 +302,8 @@ static tc_status res_backward(tc_layer *l, const tc_tensor *dy,
    * writes it where the shortcut wants it: straight into dx for the
    * identity, else into gs for the shortcut's backward */
   tc_tensor *gdst = !has_short ? NULL : r->identity ? dx : gs;
-  if (nn_bn_fuse_backward(c[B2], l->y, gdst, r->identity ? acc : 0)) {
-    if ((st = nn_backward(c[B2], dy, ga, 0)) != TC_OK)
+  if (tc__nn_bn_fuse_backward(c[B2], l->y, gdst, r->identity ? acc : 0)) {
+    if ((st = tc__nn_backward(c[B2], dy, ga, 0)) != TC_OK)
       return st;
     if (has_short && !r->identity &&
         (st = shortcut_backward(r, gs, dx, acc)) != TC_OK)
@@ -315,25 +315,25 @@ static tc_status res_backward(tc_layer *l, const tc_tensor *dy,
       return st;
     if (has_short && (st = shortcut_backward(r, gs, dx, acc)) != TC_OK)
       return st;
-    if ((st = nn_backward(c[B2], gs, ga, 0)) != TC_OK)
+    if ((st = tc__nn_backward(c[B2], gs, ga, 0)) != TC_OK)
       return st;
   }
-  if ((st = nn_backward(c[C2], ga, gb, 0)) != TC_OK)
+  if ((st = tc__nn_backward(c[C2], ga, gb, 0)) != TC_OK)
     return st;
   /* the first ReLU's output is bn1's output (in place) */
   tc_tensor *g1 = gb;
-  if (nn_bn_fuse_backward(c[B1], c[B1]->y, NULL, 0)) {
-    if ((st = nn_backward(c[B1], gb, ga, 0)) != TC_OK)
+  if (tc__nn_bn_fuse_backward(c[B1], c[B1]->y, NULL, 0)) {
+    if ((st = tc__nn_backward(c[B1], gb, ga, 0)) != TC_OK)
       return st;
     g1 = ga;
   } else {
     tc_eltwise_args e = {sizeof e, gb->numel, 0.f, 0.f, nn_f(c[B1]->y),
                          nn_f(gb), nn_f(ga)};
     if ((st = be->iface->relu_bwd(be->ctx, &e)) != TC_OK ||
-        (st = nn_backward(c[B1], ga, gb, 0)) != TC_OK)
+        (st = tc__nn_backward(c[B1], ga, gb, 0)) != TC_OK)
       return st;
   }
-  return nn_backward(c[C1], g1, dx, has_short && dx ? 1 : acc);
+  return tc__nn_backward(c[C1], g1, dx, has_short && dx ? 1 : acc);
 }
 
 static void res_release(tc_layer *l) {
@@ -360,7 +360,7 @@ static const tc_residual_options res_defaults = TC_RESIDUAL_OPTIONS_INIT;
 
 TC_API tc_status tc_residual_options_init(tc_residual_options *o,
                                           size_t struct_size) {
-  return nn_options_init(o, &res_defaults, sizeof *o, struct_size,
+  return tc__nn_options_init(o, &res_defaults, sizeof *o, struct_size,
                          "tc_residual_options_init");
 }
 
@@ -381,7 +381,7 @@ TC_API tc_status tc_residual_block_create(tc_layer **out,
   static const char fn[] = "tc_residual_block_create";
   TC__CHECK_NULL(out, fn);
   tc_residual_options o;
-  tc_status st = nn_options(&o, &res_defaults, sizeof o, opts, fn);
+  tc_status st = tc__nn_options(&o, &res_defaults, sizeof o, opts, fn);
   if (st != TC_OK)
     return st;
   if (in_channels < 1 || out_channels < 1 || stride < 1 || o.shortcut < 0 ||
@@ -393,7 +393,7 @@ TC_API tc_status tc_residual_block_create(tc_layer **out,
                      (long long)in_channels, (long long)out_channels,
                      (long long)stride, (int)o.shortcut);
   tc_layer *l, *child = NULL;
-  if ((st = nn_layer_alloc(&l, &res_kind, sizeof(res_layer), fn)) != TC_OK)
+  if ((st = tc__nn_layer_alloc(&l, &res_kind, sizeof(res_layer), fn)) != TC_OK)
     return st;
   res_layer *r = (res_layer *)l;
   r->in_c = in_channels, r->out_c = out_channels, r->stride = stride;
@@ -410,7 +410,7 @@ TC_API tc_status tc_residual_block_create(tc_layer **out,
     else
       st = tc_batchnorm2d_create(&child, out_channels, NULL);
     if (st == TC_OK)
-      st = nn_add_child(l, names[i], child, fn);
+      st = tc__nn_add_child(l, names[i], child, fn);
     if (st != TC_OK)
       goto fail;
   }
@@ -418,7 +418,7 @@ TC_API tc_status tc_residual_block_create(tc_layer **out,
     tc_layer *seq;
     if ((st = tc_sequential_create(&seq)) != TC_OK)
       goto fail;
-    if ((st = nn_add_child(l, "shortcut", seq, fn)) != TC_OK)
+    if ((st = tc__nn_add_child(l, "shortcut", seq, fn)) != TC_OK)
       goto fail;
     if ((st = conv3(&child, in_channels, out_channels, 1, stride, 0)) !=
             TC_OK ||
@@ -430,6 +430,6 @@ TC_API tc_status tc_residual_block_create(tc_layer **out,
   *out = l;
   return TC_OK;
 fail:
-  nn_layer_free(l);
+  tc__nn_layer_free(l);
   return st;
 }

@@ -20,13 +20,13 @@ typedef struct seq_layer {
   tc_tensor gview[2]; /* views of the two gradient slots */
 } seq_layer;
 
-tc_status nn_chain_infer(tc_layer *const *ch, int64_t nch,
+tc_status tc__nn_chain_infer(tc_layer *const *ch, int64_t nch,
                          const int64_t *in_shape, int in_ndim,
                          const char *fn) {
   const int64_t *shape = in_shape;
   int ndim = in_ndim;
   for (int64_t i = 0; i < nch; i++) {
-    tc_status st = nn_infer(ch[i], shape, ndim, fn);
+    tc_status st = tc__nn_infer(ch[i], shape, ndim, fn);
     if (st != TC_OK)
       return st;
     shape = ch[i]->out_shape;
@@ -36,7 +36,7 @@ tc_status nn_chain_infer(tc_layer *const *ch, int64_t nch,
 }
 
 static tc_status seq_infer(tc_layer *l, const char *fn) {
-  tc_status st = nn_chain_infer(l->children, l->nchildren, l->in_shape,
+  tc_status st = tc__nn_chain_infer(l->children, l->nchildren, l->in_shape,
                                 l->in_ndim, fn);
   if (st != TC_OK)
     return st;
@@ -56,8 +56,8 @@ static int64_t out_numel(const tc_layer *c, int64_t n) {
 
 /* Child i is a ReLU whose work the batch norm before it does. */
 static int fused_relu(const tc_layer *l, int64_t i) {
-  return i > 0 && nn_is_relu(l->children[i]) &&
-         nn_bn_fusable(l->children[i - 1]);
+  return i > 0 && tc__nn_is_relu(l->children[i]) &&
+         tc__nn_bn_fusable(l->children[i - 1]);
 }
 
 static tc_status seq_plan(tc_layer *l, int64_t n) {
@@ -67,11 +67,11 @@ static tc_status seq_plan(tc_layer *l, int64_t n) {
     if (fused_relu(l, i))
       c->batch = n; /* no output of its own */
     else
-      st = nn_plan(c, n);
+      st = tc__nn_plan(c, n);
     /* either slot may hold any child's output gradient */
     for (int slot = 0; slot < 2 && st == TC_OK && i < l->nchildren - 1;
          slot++)
-      st = nn_grad_request(l, slot, out_numel(c, n));
+      st = tc__nn_grad_request(l, slot, out_numel(c, n));
     if (st != TC_OK)
       return st;
   }
@@ -79,24 +79,24 @@ static tc_status seq_plan(tc_layer *l, int64_t n) {
 }
 
 static tc_status seq_forward(tc_layer *l, tc_tensor *x) {
-  int arena = nn_model_arena(l->model);
+  int arena = tc__nn_model_arena(l->model);
   tc_tensor *cur = x;
   for (int64_t i = 0; i < l->nchildren; i++) {
     tc_layer *c = l->children[i];
     if (fused_relu(l, i)) { /* done by the batch norm, in its output */
       c->x = c->y = cur;
-      nn_prof_count(c, 0);
+      tc__nn_prof_count(c, 0);
       continue;
     }
     if (i + 1 < l->nchildren && fused_relu(l, i + 1))
-      nn_bn_fuse_forward(c, NULL); /* honoured: nn_bn_fusable */
-    tc_status st = nn_forward(c, cur);
+      tc__nn_bn_fuse_forward(c, NULL); /* honoured: tc__nn_bn_fusable */
+    tc_status st = tc__nn_forward(c, cur);
     if (st != TC_OK)
       return st;
     tc_tensor *next = l->children[i]->y;
     if (arena && cur->storage != x->storage &&
         cur->storage != next->storage)
-      nn_arena_release(l->model, cur);
+      tc__nn_arena_release(l->model, cur);
     cur = next;
   }
   l->y = cur;
@@ -107,7 +107,7 @@ static tc_status seq_backward(tc_layer *l, const tc_tensor *dy,
                               tc_tensor *dx, int acc) {
   seq_layer *s = (seq_layer *)l;
   if (l->nchildren == 0)
-    return nn_pass_grad(nn_be(l), dy, dx, acc);
+    return tc__nn_pass_grad(tc__nn_be(l), dy, dx, acc);
   const tc_tensor *g = dy;
   int gslot = -1; /* the slot g is in (-1: dy, the caller's) */
   int64_t n = dy->shape[0];
@@ -117,8 +117,8 @@ static tc_status seq_backward(tc_layer *l, const tc_tensor *dy,
      * backward, unless that backward cannot take it (evaluation-mode
      * statistics): then the ReLU runs its own, on the shared output */
     if (fused_relu(l, i) &&
-        nn_bn_fuse_backward(l->children[i - 1], c->y, NULL, 0)) {
-      nn_prof_count(c, 1);
+        tc__nn_bn_fuse_backward(l->children[i - 1], c->y, NULL, 0)) {
+      tc__nn_prof_count(c, 1);
       continue;
     }
     tc_tensor *din = dx;
@@ -126,10 +126,10 @@ static tc_status seq_backward(tc_layer *l, const tc_tensor *dy,
     if (i > 0) {
       const tc_layer *prev = l->children[i - 1];
       int64_t shape[TC_MAX_DIMS];
-      int nd = nn_batch_shape(shape, n, prev->out_shape, prev->out_ndim);
-      din = nn_grad_view(l, slot, &s->gview[slot], shape, nd, TC_FLOAT32);
+      int nd = tc__nn_batch_shape(shape, n, prev->out_shape, prev->out_ndim);
+      din = tc__nn_grad_view(l, slot, &s->gview[slot], shape, nd, TC_FLOAT32);
     }
-    tc_status st = nn_backward(c, g, din, i > 0 ? 0 : acc);
+    tc_status st = tc__nn_backward(c, g, din, i > 0 ? 0 : acc);
     if (st != TC_OK)
       return st;
     g = din;
@@ -144,7 +144,7 @@ static const nn_kind seq_kind = {
 };
 
 TC_API tc_status tc_sequential_create(tc_layer **out) {
-  return nn_layer_alloc(out, &seq_kind, sizeof(seq_layer),
+  return tc__nn_layer_alloc(out, &seq_kind, sizeof(seq_layer),
                         "tc_sequential_create");
 }
 
@@ -162,10 +162,10 @@ TC_API tc_status tc_sequential_add(tc_layer *seq, const char *name,
                    fn);
   if (st != TC_OK) {
     if (layer && !layer->parent && !layer->model && layer != seq)
-      nn_layer_free(layer);
+      tc__nn_layer_free(layer);
     return st;
   }
-  return nn_add_child(seq, name, layer, fn);
+  return tc__nn_add_child(seq, name, layer, fn);
 }
 
 TC_API int64_t tc_sequential_size(const tc_layer *seq) {

@@ -3,7 +3,7 @@
  * layer its output shape, own parameter and buffer counts and forward
  * multiply-adds per image; totals and memory for a batch; a torchinfo-like
  * text table. Everything is computed from the shapes that tc_model_create
- * inferred and from each kind's configuration (nn_describe); nothing runs
+ * inferred and from each kind's configuration (tc__nn_describe); nothing runs
  * on the backend and nothing is allocated.
  *
  * Multiply-adds: convolutions and linear layers only, without biases (the
@@ -28,7 +28,7 @@ static int64_t dtype_bytes(tc_dtype t) {
 
 static int64_t layer_macs(const tc_layer *l) {
   nn_desc d;
-  nn_describe(l, &d);
+  tc__nn_describe(l, &d);
   if (!strcmp(l->kind->name, "conv2d"))
     /* out (K, OH, OW), each C * R * S products */
     return numel_of(l->out_shape, l->out_ndim) * d.in_c * d.kh * d.kw;
@@ -83,7 +83,7 @@ TC_API tc_status tc_model_get_layer_summary(const tc_model *m, int64_t i,
   TC__CHECK_NULL(out, fn);
   tc_layer *const *layers;
   char *const *names;
-  int64_t n = nn_model_layers(m, &layers, &names);
+  int64_t n = tc__nn_model_layers(m, &layers, &names);
   if (i < 0 || i >= n)
     return tc__error(TC_EINVAL, "%s: index %lld out of range [0, %lld)", fn,
                      (long long)i, (long long)n);
@@ -111,9 +111,9 @@ TC_API tc_status tc_model_get_layer_summary(const tc_model *m, int64_t i,
 static void totals(const tc_model *m, int64_t batch, tc_model_totals *t) {
   tc_layer *const *layers;
   char *const *names;
-  int64_t n = nn_model_layers(m, &layers, &names);
+  int64_t n = tc__nn_model_layers(m, &layers, &names);
   int64_t in_shape[NN_SAMPLE_DIMS];
-  int in_ndim = nn_model_input_shape(m, in_shape);
+  int in_ndim = tc__nn_model_input_shape(m, in_shape);
   int64_t outs = 0;
   for (int64_t i = 0; i < n; i++) {
     int64_t p, b, bb;
@@ -200,7 +200,7 @@ TC_API tc_status tc_model_summary(const tc_model *m, int64_t batch, char *buf,
                      (long long)batch);
   tc_layer *const *layers;
   char *const *names;
-  int64_t n = nn_model_layers(m, &layers, &names);
+  int64_t n = tc__nn_model_layers(m, &layers, &names);
   text t = {buf, size, 0};
   char a[32], b[32], c[48], sh[112];
   put(&t, "%-38s %-20s %9s %11s\n", "Layer (kind)", "Output shape", "Params",
@@ -217,7 +217,7 @@ TC_API tc_status tc_model_summary(const tc_model *m, int64_t batch, char *buf,
              names[i][0] ? names[i] : "<root>", l->kind->name);
     /* "(N, 6, 28, 28)" */
     char per[96];
-    nn_shape_str(l->out_shape, l->out_ndim, per, sizeof per);
+    tc__nn_shape_str(l->out_shape, l->out_ndim, per, sizeof per);
     snprintf(sh, sizeof sh, "(N, %s", per + 1);
     put(&t, "%-38s %-20s %9s %11s\n", label, sh,
         p ? grouped(p, a, sizeof a) : "--",
