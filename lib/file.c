@@ -17,25 +17,25 @@
 
 tc_status tc__open_regular(const char *path, int *out_fd, uint64_t *out_size,
                            const char *fn) {
-  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  int fd = tc__sys.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
   if (fd < 0)
     return tc__error(TC_EIO, "%s: cannot open (%s): '%s'", fn, strerror(errno),
                      path);
   struct stat sb;
-  if (fstat(fd, &sb) != 0) {
+  if (tc__sys.fstat(fd, &sb) != 0) {
     int e = errno;
-    close(fd);
+    tc__sys.close(fd);
     return tc__error(TC_EIO, "%s: cannot stat (%s): '%s'", fn, strerror(e),
                      path);
   }
   if (!S_ISREG(sb.st_mode)) {
-    close(fd);
+    tc__sys.close(fd);
     return tc__error(TC_EIO, "%s: not a regular file: '%s'", fn, path);
   }
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+  int flags = tc__sys.fcntl(fd, F_GETFL, 0);
+  if (flags < 0 || tc__sys.fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
     int e = errno;
-    close(fd);
+    tc__sys.close(fd);
     return tc__error(TC_EIO, "%s: cannot make blocking (%s): '%s'", fn,
                      strerror(e), path);
   }
@@ -54,7 +54,7 @@ tc_status tc__fopen_regular(const char *path, FILE **out, uint64_t *out_size,
   FILE *f = fdopen(fd, "rb");
   if (!f) {
     int e = errno;
-    close(fd);
+    tc__sys.close(fd);
     return tc__error(TC_EIO, "%s: cannot open (%s): '%s'", fn, strerror(e),
                      path);
   }

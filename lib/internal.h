@@ -62,6 +62,35 @@ tc_status tc__open_regular(const char *path, int *out_fd, uint64_t *out_size,
 tc_status tc__fopen_regular(const char *path, FILE **out, uint64_t *out_size,
                             const char *fn);
 
+/* ---- the system calls of lib/file.c and lib/io/ (lib/sysio.c) ---- */
+/* Every file-system call of the checkpoint, safetensors and log code goes
+ * through this table, which holds the libc functions. Only
+ * tests/test_io_faults.c changes it (linked with the static library: the
+ * symbol is hidden and not in libtinycnn.map), to fail the k-th call; the
+ * same device as SQLite's os_unix.c aSyscall[] table, which its
+ * test_syscall.c overrides. Not thread-safe to change; never changed by
+ * the library. */
+struct stat;
+typedef struct tc__sys_table {
+  int (*open)(const char *path, int flags, unsigned mode);
+  int (*close)(int fd);
+  long (*read)(int fd, void *buf, size_t n);
+  long (*pread)(int fd, void *buf, size_t n, int64_t off);
+  long (*write)(int fd, const void *buf, size_t n);
+  int (*fsync)(int fd);
+  int (*rename)(const char *from, const char *to);
+  int (*unlink)(const char *path);
+  int (*mkdir)(const char *path, unsigned mode);
+  int (*fstat)(int fd, struct stat *sb);
+  int (*stat)(const char *path, struct stat *sb);
+  int (*fcntl)(int fd, int cmd, int arg);
+  int (*ftruncate)(int fd, int64_t len);
+  int64_t (*lseek)(int fd, int64_t off, int whence);
+} tc__sys_table;
+extern tc__sys_table tc__sys;
+/* The libc defaults (restores tc__sys). */
+void tc__sys_reset(void);
+
 /* ---- limits ---- */
 /* Elements of one tensor, and floats of a model's parameters: 2^48, far
  * beyond any memory, so byte sizes never overflow (tc__shape_numel). */

@@ -22,7 +22,7 @@ tc_status tc__write_all(int fd, const void *buf, size_t n, const char *what) {
   while (n > 0) {
     /* large buffers go in pieces: some kernels cap a write at 2 GiB */
     size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
-    ssize_t w = write(fd, p, chunk);
+    ssize_t w = tc__sys.write(fd, p, chunk);
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -32,6 +32,41 @@ tc_status tc__write_all(int fd, const void *buf, size_t n, const char *what) {
       return tc__error(TC_EIO, "%s: write returned 0", what);
     p += w;
     n -= (size_t)w;
+  }
+  return TC_OK;
+}
+
+tc_status tc__append_all(int fd, const void *buf, size_t n, int *torn,
+                         const char *what) {
+  if (*torn)
+    return tc__error(TC_EIO,
+                     "%s: refusing to append after a torn record "
+                     "(an earlier write failed half-way and truncate failed)",
+                     what);
+  const char *p = buf;
+  size_t done = 0;
+  while (done < n) {
+    size_t chunk = n - done > ((size_t)1 << 30) ? ((size_t)1 << 30) : n - done;
+    long w = tc__sys.write(fd, p + done, chunk);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0) {
+      int e = w < 0 ? errno : 0;
+      if (done > 0) {
+        /* O_APPEND: the offset is the end of what we wrote; cut the part
+         * of this record back off so the next one does not follow it */
+        int64_t end = tc__sys.lseek(fd, 0, SEEK_CUR);
+        if (end < (int64_t)done ||
+            tc__sys.ftruncate(fd, end - (int64_t)done) != 0)
+          *torn = 1;
+      }
+      return tc__error(TC_EIO, "%s: write failed: %s%s", what,
+                       e ? strerror(e) : "it returned 0",
+                       *torn ? "; a torn record is left at the end of the "
+                               "file (truncate failed too)"
+                             : "");
+    }
+    done += (size_t)w;
   }
   return TC_OK;
 }
@@ -92,8 +127,8 @@ tc_status tc__atomic_begin(tc__atomic_file *af, const char *path,
     suffix[6] = '\0';
     snprintf(af->tmp_path, base + stem + sizeof ".tmp-XXXXXX", "%.*s.tmp-%s",
              (int)(base + stem), path, suffix);
-    af->fd = open(af->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                  0666);
+    af->fd = tc__sys.open(af->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                          0666);
     if (af->fd >= 0)
       return TC_OK;
     if (errno != EEXIST && errno != EINTR)
@@ -109,9 +144,9 @@ tc_status tc__atomic_begin(tc__atomic_file *af, const char *path,
 
 void tc__atomic_abort(tc__atomic_file *af) {
   if (af->fd >= 0)
-    close(af->fd);
+    tc__sys.close(af->fd);
   if (af->tmp_path)
-    unlink(af->tmp_path);
+    tc__sys.unlink(af->tmp_path);
   tc__free(af->tmp_path);
   tc__free(af->path);
   af->fd = -1;
@@ -121,14 +156,14 @@ void tc__atomic_abort(tc__atomic_file *af) {
 tc_status tc__atomic_commit(tc__atomic_file *af, const char *fn) {
   tc_status st = TC_OK;
   char *dir = NULL;
-  if (fsync(af->fd) != 0) {
+  if (tc__sys.fsync(af->fd) != 0) {
     st = tc__error(TC_EIO, "%s: fsync of '%s' failed: %s", fn, af->tmp_path,
                    strerror(errno));
     goto fail;
   }
   int fd = af->fd;
   af->fd = -1;
-  if (close(fd) != 0) {
+  if (tc__sys.close(fd) != 0) {
     st = tc__error(TC_EIO, "%s: close of '%s' failed: %s", fn, af->tmp_path,
                    strerror(errno));
     goto fail;
@@ -138,21 +173,29 @@ tc_status tc__atomic_commit(tc__atomic_file *af, const char *fn) {
     st = tc__oom(fn);
     goto fail;
   }
-  if (rename(af->tmp_path, af->path) != 0) {
+  if (tc__sys.rename(af->tmp_path, af->path) != 0) {
     st = tc__error(TC_EIO, "%s: rename of '%s' to '%s' failed: %s", fn,
                    af->tmp_path, af->path, strerror(errno));
     goto fail;
   }
   /* the new file is in place; make the directory entry durable */
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int dfd = tc__sys.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
   if (dfd >= 0) {
-    int r = fsync(dfd);
+    int r = tc__sys.fsync(dfd);
     int e = errno;
-    close(dfd);
+    tc__sys.close(dfd); /* read-only: its failure loses nothing */
     /* some file systems cannot fsync a directory (EINVAL): nothing to do */
     if (r != 0 && e != EINVAL && e != EROFS)
       st = tc__error(TC_EIO, "%s: '%s' was written but fsync of directory "
                      "'%s' failed: %s", fn, af->path, dir, strerror(e));
+  } else if (errno != EACCES) {
+    /* a directory we may write but not read (mode -wx) cannot be opened
+     * to fsync: nothing to do then; any other failure is reported, as a
+     * failed fsync is, since the rename may not survive a crash */
+    st = tc__error(TC_EIO,
+                   "%s: '%s' was written but open of directory "
+                   "'%s' (to fsync it) failed: %s",
+                   fn, af->path, dir, strerror(errno));
   }
   tc__free(dir);
   tc__free(af->tmp_path);
@@ -174,7 +217,7 @@ tc_status tc__make_dirs(const char *dir, const char *fn) {
     if (*p == '/' || *p == '\0') {
       char c = *p;
       *p = '\0';
-      if (mkdir(d, 0777) != 0 && errno != EEXIST) {
+      if (tc__sys.mkdir(d, 0777) != 0 && errno != EEXIST) {
         st = tc__error(TC_EIO, "%s: cannot create directory '%s': %s", fn, d,
                        strerror(errno));
         break;
@@ -187,7 +230,10 @@ tc_status tc__make_dirs(const char *dir, const char *fn) {
   tc__free(d);
   if (st == TC_OK) {
     struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    if (tc__sys.stat(dir, &sb) != 0)
+      st = tc__error(TC_EIO, "%s: cannot stat directory '%s': %s", fn, dir,
+                     strerror(errno));
+    else if (!S_ISDIR(sb.st_mode))
       st = tc__error(TC_EIO, "%s: '%s' is not a directory", fn, dir);
   }
   return st;

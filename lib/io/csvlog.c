@@ -6,7 +6,9 @@
  * interrupted run wrote after it (rewriting the file atomically), then
  * appends; a torn last line is dropped too. The same rule as
  * tc_tblog_resume(). The file's directory is created if needed, as
- * tc_tblog_create() does.
+ * tc_tblog_create() does. A row a failing write stored in part is cut
+ * off again (tc__append_all), and a file holding part of the header
+ * counts as empty.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +27,7 @@ static const char header[] =
 
 struct tc_csvlog {
   int fd;
+  int torn; /* tc__append_all */
 };
 
 /* Keeps the rows of `path` whose step <= resume_step, rewriting it
@@ -35,7 +38,7 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
   char *text = NULL;
   tc__buf keep = {0};
   tc__atomic_file af = {.fd = -1};
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = tc__sys.open(path, O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) {
     if (errno == ENOENT) {
       *exists = 0;
@@ -45,8 +48,12 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
                      strerror(errno));
   }
   struct stat sb;
-  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-      sb.st_size > ((off_t)1 << 32)) {
+  if (tc__sys.fstat(fd, &sb) != 0) {
+    st = tc__error(TC_EIO, "%s: cannot stat (%s): '%s'", fn, strerror(errno),
+                   path);
+    goto out;
+  }
+  if (!S_ISREG(sb.st_mode) || sb.st_size > ((off_t)1 << 32)) {
     st = tc__error(TC_EIO, "%s: '%s' is not a regular file under 4 GiB", fn,
                    path);
     goto out;
@@ -62,7 +69,7 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
   }
   size_t got = 0;
   while (got < size) {
-    ssize_t r = read(fd, text + got, size - got);
+    ssize_t r = tc__sys.read(fd, text + got, size - got);
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0) {
@@ -74,6 +81,10 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
     got += (size_t)r;
   }
   text[size] = '\0';
+  if (size < sizeof header - 1 && memcmp(text, header, size) == 0) {
+    *exists = 0; /* a torn header: start the file again */
+    goto out;
+  }
   if (size < sizeof header - 1 ||
       memcmp(text, header, sizeof header - 1) != 0) {
     st = tc__error(TC_EFORMAT, "%s: '%s' does not start with the CSV header "
@@ -109,7 +120,7 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
     st = tc__atomic_commit(&af, fn);
   }
 out:
-  close(fd);
+  tc__sys.close(fd);
   tc__free(text);
   tc__free(keep.p);
   return st;
@@ -133,16 +144,16 @@ TC_API tc_status tc_csvlog_create(tc_csvlog **out, const char *path,
   int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_APPEND;
   if (!exists)
     flags |= O_TRUNC;
-  c->fd = open(path, flags, 0666);
+  c->fd = tc__sys.open(path, flags, 0666);
   if (c->fd < 0) {
     st = tc__error(TC_EIO, "%s: cannot open '%s': %s", fn, path,
                    strerror(errno));
     tc__free(c);
     return st;
   }
-  if (!exists &&
-      (st = tc__write_all(c->fd, header, sizeof header - 1, fn)) != TC_OK) {
-    close(c->fd);
+  if (!exists && (st = tc__append_all(c->fd, header, sizeof header - 1,
+                                      &c->torn, fn)) != TC_OK) {
+    tc__sys.close(c->fd);
     tc__free(c);
     return st;
   }
@@ -153,7 +164,7 @@ TC_API tc_status tc_csvlog_create(tc_csvlog **out, const char *path,
 TC_API void tc_csvlog_destroy(tc_csvlog *c) {
   if (!c)
     return;
-  close(c->fd);
+  tc__sys.close(c->fd);
   tc__free(c);
 }
 
@@ -197,5 +208,5 @@ TC_API tc_status tc_csvlog_row(tc_csvlog *c, int64_t epoch, int64_t step,
   if (n + 1 >= sizeof line)
     return tc__error(TC_EINVAL, "%s: row too long (huge values?)", fn);
   line[n++] = '\n';
-  return tc__write_all(c->fd, line, n, fn);
+  return tc__append_all(c->fd, line, n, &c->torn, fn);
 }

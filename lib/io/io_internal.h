@@ -14,6 +14,13 @@
 /* Writes all `n` bytes of `buf` to `fd`; TC_EIO naming `what` on failure. */
 tc_status tc__write_all(int fd, const void *buf, size_t n, const char *what);
 
+/* Appends `n` bytes to `fd` (opened O_APPEND) as one record: when a write
+ * fails after part of the record went out, the file is truncated back to
+ * where the record began, so the next record never follows a torn one;
+ * when that fails too, *torn is set and every later call refuses. */
+tc_status tc__append_all(int fd, const void *buf, size_t n, int *torn,
+                         const char *what);
+
 /* An atomic replacement of `path` in progress. */
 typedef struct tc__atomic_file {
   int fd;

@@ -178,7 +178,7 @@ TC_API void tc_safetensors_destroy(tc_safetensors *st) {
   if (!st)
     return;
   if (st->fd >= 0)
-    close(st->fd);
+    tc__sys.close(st->fd);
   for (int64_t i = 0; i < st->n; i++)
     tc__free(st->e[i].name);
   tc__free(st->e);
@@ -333,7 +333,7 @@ static tc_status pread_all(int fd, void *dst, size_t n, uint64_t off,
                            const char *fn) {
   char *p = dst;
   while (n > 0) {
-    ssize_t r = pread(fd, p, n, (off_t)off);
+    ssize_t r = tc__sys.pread(fd, p, n, (off_t)off);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0)

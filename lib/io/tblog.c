@@ -6,7 +6,8 @@
  * types are those of tensorflow/core/util/event.proto and summary.proto;
  * proto3 omits zero-valued scalars, so a step of 0 is not written. Each
  * record goes out in one write(2) so a reader never sees half a record
- * from us (TensorBoard re-reads a growing file).
+ * from us (TensorBoard re-reads a growing file); a record a failing write
+ * stored in part is cut off again (tc__append_all).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 
 struct tc_tblog {
   int fd;
+  int torn; /* tc__append_all */
   char *path;
 };
 
@@ -140,7 +142,7 @@ static tc_status write_event(tc_tblog *w, int kind, double wall_time,
   put_le(&h, tc_crc32c_mask(tc_crc32c(0, buf, 8)), 4);
   pb t = {buf + 12 + n, 0};
   put_le(&t, tc_crc32c_mask(tc_crc32c(0, buf + 12, n)), 4);
-  tc_status st = tc__write_all(w->fd, buf, 12 + n + 4, fn);
+  tc_status st = tc__append_all(w->fd, buf, 12 + n + 4, &w->torn, fn);
   tc__free(buf);
   return st;
 }
@@ -186,8 +188,8 @@ TC_API tc_status tc_tblog_create(tc_tblog **out, const char *logdir) {
     else
       snprintf(path, cap, "%s/events.out.tfevents.%010lld.%s.%d", logdir,
                secs, host, k);
-    w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
-                 0666);
+    w->fd = tc__sys.open(
+        path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0666);
     if (w->fd < 0 && errno != EEXIST)
       break;
   }
@@ -203,8 +205,8 @@ TC_API tc_status tc_tblog_create(tc_tblog **out, const char *logdir) {
   return TC_OK;
 fail:
   if (w->fd >= 0) {
-    close(w->fd);
-    unlink(path);
+    tc__sys.close(w->fd);
+    tc__sys.unlink(path);
   }
   tc__free(path);
   tc__free(w);
@@ -214,7 +216,7 @@ fail:
 TC_API void tc_tblog_destroy(tc_tblog *w) {
   if (!w)
     return;
-  close(w->fd);
+  tc__sys.close(w->fd);
   tc__free(w->path);
   tc__free(w);
 }
@@ -256,7 +258,7 @@ TC_API tc_status tc_tblog_resume(tc_tblog *w, int64_t step) {
 TC_API tc_status tc_tblog_flush(tc_tblog *w) {
   static const char fn[] = "tc_tblog_flush";
   TC__CHECK_NULL(w, fn);
-  if (fsync(w->fd) != 0 && errno != EINVAL)
+  if (tc__sys.fsync(w->fd) != 0 && errno != EINVAL)
     return tc__error(TC_EIO, "%s: fsync of '%s' failed: %s", fn, w->path,
                      strerror(errno));
   return TC_OK;
