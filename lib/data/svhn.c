@@ -15,8 +15,10 @@
  * Before matio sees a v5 file, mat5_prescan() checks every top-level
  * variable's header, inflating the first bytes of compressed ones: it must
  * lie inside the file and hold a numeric or char array of rank <= 32 with
- * a short name. v4 files are refused (they cannot hold 4-D X); v7.3
- * (HDF5) files go to matio as they are.
+ * a short name. v4 files are refused (they cannot hold 4-D X), and so are
+ * v7.3 (HDF5) files: libhdf5 1.10 (Debian 12's) reads past a heap buffer
+ * on a crafted file (found by fuzz_svhn), and the official SVHN files are
+ * v5 anyway.
  */
 #include <math.h>
 #include <matio.h>
@@ -189,7 +191,7 @@ static tc_status mat5_prescan(const char *path, uint64_t fsize,
       !((hdr[126] == 'I' && hdr[127] == 'M') ||
         (hdr[126] == 'M' && hdr[127] == 'I'))) {
     st = tc__error(TC_EFORMAT,
-                   "%s: '%s' is not a MAT v5 or v7.3 file (v4 cannot hold "
+                   "%s: '%s' is not a MAT v5 file (v4 cannot hold "
                    "SVHN's 4-D X)",
                    fn, path);
     goto out;
@@ -197,8 +199,14 @@ static tc_status mat5_prescan(const char *path, uint64_t fsize,
   int big = hdr[126] == 'M';
   unsigned version = big ? (unsigned)hdr[124] << 8 | hdr[125]
                          : (unsigned)hdr[125] << 8 | hdr[124];
-  if (version == 0x0200) /* v7.3: an HDF5 file, read by libhdf5 */
+  if (version == 0x0200) { /* v7.3: an HDF5 file (see the top) */
+    st = tc__error(TC_EUNSUPPORTED,
+                   "%s: '%s' is a MAT v7.3 (HDF5) file, which is not read: "
+                   "libhdf5 is not safe on untrusted files; the official "
+                   "SVHN files are MAT v5 (scipy.io.savemat writes v5)",
+                   fn, path);
     goto out;
+  }
   if (version != 0x0100) {
     st = tc__error(TC_EFORMAT, "%s: '%s': unknown MAT version 0x%04x", fn, path,
                    version);
