@@ -51,10 +51,16 @@ typedef struct tc_gemm_args {
   int32_t trans_a, trans_b;
   int64_t m, n, k;
   float alpha, beta;
-  const float *a; int64_t lda; int64_t stride_a; /* device */
-  const float *b; int64_t ldb; int64_t stride_b; /* device */
-  float *c; int64_t ldc; int64_t stride_c;       /* device */
-  int64_t batch;                                  /* >= 1 */
+  const float *a;
+  int64_t lda;
+  int64_t stride_a; /* device */
+  const float *b;
+  int64_t ldb;
+  int64_t stride_b; /* device */
+  float *c;
+  int64_t ldc;
+  int64_t stride_c; /* device */
+  int64_t batch;    /* >= 1 */
 } tc_gemm_args;
 
 /** 2-D convolution (cross-correlation, as torch.nn.Conv2d), groups = 1.
@@ -66,17 +72,17 @@ typedef struct tc_conv2d_args {
   int64_t k, r, s;
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
   int64_t out_h, out_w;
-  const float *x;    /* (n,c,h,w)          forward, backward-filter input */
-  const float *wt;   /* (k,c,r,s)          forward, backward-data input   */
-  const float *bias; /* (k) or NULL        forward                         */
-  float *y;          /* (n,k,out_h,out_w)  forward output                  */
-  const float *dy;   /* (n,k,out_h,out_w)  backward input                  */
-  float *dx;         /* (n,c,h,w)          backward-data output            */
-  float *dw;         /* (k,c,r,s)          backward-filter output          */
-  float *db;         /* (k)                bias-grad output                */
+  const float *x;     /* (n,c,h,w)          forward, backward-filter input */
+  const float *wt;    /* (k,c,r,s)          forward, backward-data input   */
+  const float *bias;  /* (k) or NULL        forward                         */
+  float *y;           /* (n,k,out_h,out_w)  forward output                  */
+  const float *dy;    /* (n,k,out_h,out_w)  backward input                  */
+  float *dx;          /* (n,c,h,w)          backward-data output            */
+  float *dw;          /* (k,c,r,s)          backward-filter output          */
+  float *db;          /* (k)                bias-grad output                */
   int32_t accumulate; /* backward outputs: add instead of overwrite */
   int32_t reserved0;
-  void *workspace;   /* device, at least workspace_size bytes */
+  void *workspace; /* device, at least workspace_size bytes */
   size_t workspace_size;
 } tc_conv2d_args;
 
@@ -90,8 +96,8 @@ typedef struct tc_pool2d_args {
   int64_t out_h, out_w;
   int32_t count_include_pad; /* average pooling: divide by the full window */
   int32_t accumulate;        /* backward: add into dx */
-  const float *x;  /* (n,c,h,w) */
-  float *y;        /* (n,c,out_h,out_w) */
+  const float *x;            /* (n,c,h,w) */
+  float *y;                  /* (n,c,out_h,out_w) */
   int32_t *argmax; /* (n,c,out_h,out_w) max pooling: index in the h*w plane */
   const float *dy; /* (n,c,out_h,out_w) */
   float *dx;       /* (n,c,h,w) */
@@ -103,7 +109,7 @@ typedef struct tc_batchnorm_args {
   size_t struct_size;
   int64_t n, c, spatial;
   float eps;
-  float momentum;      /* running = (1-momentum)*running + momentum*batch */
+  float momentum; /* running = (1-momentum)*running + momentum*batch */
   const float *x;
   float *y;
   const float *gamma;  /* NULL: affine off (gamma 1) */
@@ -114,16 +120,16 @@ typedef struct tc_batchnorm_args {
   float *save_invstd;  /* 1/sqrt(biased var + eps), same */
   const float *dy;
   float *dx;
-  float *dgamma;       /* NULL when affine off */
+  float *dgamma; /* NULL when affine off */
   float *dbeta;
-  int32_t accumulate;  /* backward: add into dx, dgamma, dbeta */
+  int32_t accumulate; /* backward: add into dx, dgamma, dbeta */
   int32_t reserved0;
   /* ---- API version 2: read only by the batchnorm_relu_* slots ---- */
-  const float *residual; /* forward: (n,c,spatial) added before the ReLU,
-                            or NULL */
-  float *dresidual;      /* backward: receives the gradient after the ReLU
-                            (that of the residual), or NULL; overlaps no
-                            other buffer */
+  const float *residual;       /* forward: (n,c,spatial) added before the ReLU,
+                                  or NULL */
+  float *dresidual;            /* backward: receives the gradient after the ReLU
+                                  (that of the residual), or NULL; overlaps no
+                                  other buffer */
   int32_t accumulate_residual; /* backward: add into dresidual */
   int32_t reserved1;
   /* ---- API version 3: read only by the batchnorm_relu_* slots of a
@@ -167,14 +173,14 @@ typedef struct tc_bias_args {
  *  (1 for Dropout, H*W for Dropout2d). */
 typedef struct tc_dropout_args {
   size_t struct_size;
-  int64_t n;       /* elements */
-  int64_t group;   /* elements per mask unit, divides n */
+  int64_t n;     /* elements */
+  int64_t group; /* elements per mask unit, divides n */
   float p;
   int32_t reserved0;
   uint64_t seed, stream, offset;
   const float *x;
   float *y;
-  uint8_t *mask;   /* (n / group) 1 = kept; forward output, backward input */
+  uint8_t *mask; /* (n / group) 1 = kept; forward output, backward input */
   const float *dy;
   float *dx;
   int32_t accumulate;
@@ -195,12 +201,12 @@ typedef enum tc_reduction {
 typedef struct tc_loss_args {
   size_t struct_size;
   int64_t n, classes;
-  int32_t reduction;       /* tc_reduction, NONE not supported here */
+  int32_t reduction; /* tc_reduction, NONE not supported here */
   float label_smoothing;
   const float *logits;
   const int32_t *labels;
   const float *target;
-  float *loss;             /* device, 1 float */
+  float *loss; /* device, 1 float */
   float *dlogits;
   float grad_scale;
   int32_t reserved0;
@@ -223,14 +229,14 @@ typedef struct tc_argmax_args {
   size_t struct_size;
   int64_t n, classes;
   const float *scores;
-  const int32_t *labels;   /* NULL: no count */
-  int32_t *pred;           /* NULL: not written */
-  int64_t *host_correct;   /* host memory; NULL: not written */
+  const int32_t *labels; /* NULL: no count */
+  int32_t *pred;         /* NULL: not written */
+  int64_t *host_correct; /* host memory; NULL: not written */
 } tc_argmax_args;
 
 /** SGD over a flat buffer, torch.optim.SGD's formula:
- *  g = grad + wd*param; if momentum: buf = first_step ? g : mu*buf + (1-damp)*g;
- *  g = nesterov ? g + mu*buf : buf; param -= lr*g. */
+ *  g = grad + wd*param; if momentum: buf = first_step ? g : mu*buf +
+ * (1-damp)*g; g = nesterov ? g + mu*buf : buf; param -= lr*g. */
 typedef struct tc_sgd_args {
   size_t struct_size;
   int64_t n;
@@ -238,11 +244,12 @@ typedef struct tc_sgd_args {
   int32_t nesterov, first_step;
   float *param;
   const float *grad;
-  float *momentum_buf;     /* NULL when momentum == 0 */
+  float *momentum_buf; /* NULL when momentum == 0 */
 } tc_sgd_args;
 
 /** Adam / AdamW over a flat buffer, torch.optim.Adam(W)'s formula, `step`
- *  counts from 1. decoupled: AdamW's param *= 1 - lr*wd; else grad += wd*param. */
+ *  counts from 1. decoupled: AdamW's param *= 1 - lr*wd; else grad += wd*param.
+ */
 typedef struct tc_adam_args {
   size_t struct_size;
   int64_t n;
@@ -253,14 +260,14 @@ typedef struct tc_adam_args {
   float *param;
   const float *grad;
   float *exp_avg, *exp_avg_sq;
-  float *max_exp_avg_sq;   /* amsgrad only */
+  float *max_exp_avg_sq; /* amsgrad only */
 } tc_adam_args;
 
 typedef enum tc_reduce_op {
-  TC_REDUCE_SUM = 0,        /* sum x */
-  TC_REDUCE_SUMSQ = 1,      /* sum x*x */
-  TC_REDUCE_MAXABS = 2,     /* max |x| */
-  TC_REDUCE_NONFINITE = 3   /* count of NaN/Inf elements */
+  TC_REDUCE_SUM = 0,      /* sum x */
+  TC_REDUCE_SUMSQ = 1,    /* sum x*x */
+  TC_REDUCE_MAXABS = 2,   /* max |x| */
+  TC_REDUCE_NONFINITE = 3 /* count of NaN/Inf elements */
 } tc_reduce_op;
 
 /** Full reduction of x (n) into *host_out (double, host memory); the
@@ -268,7 +275,7 @@ typedef enum tc_reduce_op {
 typedef struct tc_reduce_args {
   size_t struct_size;
   int64_t n;
-  int32_t op;      /* tc_reduce_op */
+  int32_t op; /* tc_reduce_op */
   int32_t reserved0;
   const float *x;
   double *host_out;

@@ -29,8 +29,8 @@ static tc_allocator current = {sizeof(tc_allocator), default_alloc,
 
 TC_API tc_status tc_set_allocator(const tc_allocator *a) {
   if (a == NULL) {
-    current = (tc_allocator){sizeof(tc_allocator), default_alloc,
-                             default_free, NULL};
+    current =
+        (tc_allocator){sizeof(tc_allocator), default_alloc, default_free, NULL};
     return TC_OK;
   }
   if (a->struct_size > sizeof(tc_allocator))

@@ -30,17 +30,15 @@ static tc_status check_iface(const tc_backend_iface *it, const char *fn) {
   if (it->api_version > TC_BACKEND_API_VERSION)
     return tc__error(TC_EVERSION,
                      "%s: backend '%s' has API version %u, this library "
-                     "supports up to %d", fn, it->name, it->api_version,
-                     TC_BACKEND_API_VERSION);
+                     "supports up to %d",
+                     fn, it->name, it->api_version, TC_BACKEND_API_VERSION);
   if (it->struct_size < offsetof(tc_backend_iface, gemm))
     return tc__error(TC_EINVAL, "%s: backend '%s' table too small (%u bytes)",
                      fn, it->name, it->struct_size);
-  if (!it->create || !it->destroy || !it->alloc || !it->free ||
-      !it->copy_h2d || !it->copy_d2h || !it->copy_d2d || !it->memset ||
-      !it->synchronize)
-    return tc__error(TC_EINVAL,
-                     "%s: backend '%s' lacks a required memory slot", fn,
-                     it->name);
+  if (!it->create || !it->destroy || !it->alloc || !it->free || !it->copy_h2d ||
+      !it->copy_d2h || !it->copy_d2d || !it->memset || !it->synchronize)
+    return tc__error(TC_EINVAL, "%s: backend '%s' lacks a required memory slot",
+                     fn, it->name);
   return TC_OK;
 }
 
@@ -93,8 +91,7 @@ static void *open_module(const char *name, char *why, size_t why_size) {
   for (int i = 0; i < 4; i++) {
     if (!dirs[i] || !dirs[i][0])
       continue;
-    if (snprintf(path, sizeof path, "%s/%s", dirs[i], file) >=
-        (int)sizeof path)
+    if (snprintf(path, sizeof path, "%s/%s", dirs[i], file) >= (int)sizeof path)
       continue;
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (h)
@@ -117,8 +114,10 @@ static tc_status open_backend(tc_backend **out, const tc_backend_iface *it,
                               void *module, const tc_backend_options *o) {
   char msg[512] = "";
   if (it->probe && it->probe(msg, sizeof msg) != TC_OK)
-    return tc__error(TC_EUNSUPPORTED, "tc_backend_create: backend '%s' is "
-                     "not usable here: %s", it->name, msg[0] ? msg : "probe failed");
+    return tc__error(TC_EUNSUPPORTED,
+                     "tc_backend_create: backend '%s' is "
+                     "not usable here: %s",
+                     it->name, msg[0] ? msg : "probe failed");
   tc_backend *be = tc__calloc(1, sizeof *be);
   if (!be)
     return tc__oom("tc_backend_create");
@@ -141,12 +140,15 @@ TC_API tc_status tc_backend_options_init(tc_backend_options *o,
                                          size_t struct_size) {
   TC__CHECK_NULL(o, "tc_backend_options_init");
   if (struct_size > sizeof *o)
-    return tc__error(TC_EVERSION, "tc_backend_options_init: struct_size %zu "
-                     "is larger than this library's %zu", struct_size,
-                     sizeof *o);
+    return tc__error(TC_EVERSION,
+                     "tc_backend_options_init: struct_size %zu "
+                     "is larger than this library's %zu",
+                     struct_size, sizeof *o);
   if (struct_size < sizeof(size_t))
-    return tc__error(TC_EINVAL, "tc_backend_options_init: struct_size %zu "
-                     "too small", struct_size);
+    return tc__error(TC_EINVAL,
+                     "tc_backend_options_init: struct_size %zu "
+                     "too small",
+                     struct_size);
   tc_backend_options d = TC_BACKEND_OPTIONS_INIT;
   memcpy(o, &d, struct_size);
   o->struct_size = struct_size;
@@ -165,18 +167,23 @@ TC_API tc_status tc_backend_create_ex(tc_backend **out, const char *name,
   tc_backend_options o = TC_BACKEND_OPTIONS_INIT;
   if (opts) {
     if (opts->struct_size > sizeof o)
-      return tc__error(TC_EVERSION, "tc_backend_create_ex: options "
+      return tc__error(TC_EVERSION,
+                       "tc_backend_create_ex: options "
                        "struct_size %zu is larger than this library's %zu",
                        opts->struct_size, sizeof o);
     if (opts->struct_size < sizeof(size_t))
-      return tc__error(TC_EINVAL, "tc_backend_create_ex: options "
-                       "struct_size %zu too small", opts->struct_size);
+      return tc__error(TC_EINVAL,
+                       "tc_backend_create_ex: options "
+                       "struct_size %zu too small",
+                       opts->struct_size);
     memcpy(&o, opts, opts->struct_size);
     o.struct_size = sizeof o;
   }
   if (o.num_threads < 0 || o.num_threads > 1024)
-    return tc__error(TC_EINVAL, "tc_backend_create_ex: num_threads = %d, "
-                     "expected 0 to 1024", (int)o.num_threads);
+    return tc__error(TC_EINVAL,
+                     "tc_backend_create_ex: num_threads = %d, "
+                     "expected 0 to 1024",
+                     (int)o.num_threads);
   if (strcmp(name, "cpu") == 0)
     return open_backend(out, tc__cpu_backend_iface(), NULL, &o);
 
@@ -192,18 +199,23 @@ TC_API tc_status tc_backend_create_ex(tc_backend **out, const char *name,
   if (strcmp(name, "cuda") != 0)
     return tc__error(TC_ENOTFOUND,
                      "tc_backend_create: no backend named '%s' (built in: "
-                     "cpu; loadable: cuda; or register one)", name);
+                     "cpu; loadable: cuda; or register one)",
+                     name);
   char why[1024];
   void *h = open_module(name, why, sizeof why);
   if (!h)
-    return tc__error(TC_ENOTFOUND, "tc_backend_create: backend 'cuda' "
-                     "unavailable: %s", why);
+    return tc__error(TC_ENOTFOUND,
+                     "tc_backend_create: backend 'cuda' "
+                     "unavailable: %s",
+                     why);
   tc_backend_entry_fn entry;
   *(void **)&entry = dlsym(h, TC_BACKEND_MODULE_ENTRY);
   const tc_backend_iface *it = entry ? entry() : NULL;
   tc_status st = it ? check_iface(it, "tc_backend_create")
-                    : tc__error(TC_EFORMAT, "tc_backend_create: module for "
-                                "'cuda' has no %s", TC_BACKEND_MODULE_ENTRY);
+                    : tc__error(TC_EFORMAT,
+                                "tc_backend_create: module for "
+                                "'cuda' has no %s",
+                                TC_BACKEND_MODULE_ENTRY);
   if (st == TC_OK)
     st = open_backend(out, it, h, &o);
   if (st != TC_OK)
@@ -245,8 +257,10 @@ static tc_status backend_graph_call(tc_backend *be, const char *proc,
   if (TC__HAS_SLOT(be->iface, get_proc))
     p = be->iface->get_proc(be->ctx, proc);
   if (!p)
-    return tc__error(TC_EUNSUPPORTED, "%s: backend '%s' has no graph "
-                     "capture", fn, be->iface->name);
+    return tc__error(TC_EUNSUPPORTED,
+                     "%s: backend '%s' has no graph "
+                     "capture",
+                     fn, be->iface->name);
   tc__graph_fn f;
   memcpy(&f, &p, sizeof f); /* object to function pointer (POSIX dlsym) */
   return f(be->ctx);

@@ -51,24 +51,40 @@ tc_status tc__oom(const char *where) {
   return TC_ENOMEM;
 }
 
-TC_API const char *tc_last_error(void) { return tls_message; }
+TC_API const char *tc_last_error(void) {
+  return tls_message;
+}
 
-TC_API void tc_clear_error(void) { tls_message[0] = '\0'; }
+TC_API void tc_clear_error(void) {
+  tls_message[0] = '\0';
+}
 
 TC_API const char *tc_status_string(tc_status status) {
   switch (status) {
-  case TC_OK: return "TC_OK";
-  case TC_ENOMEM: return "TC_ENOMEM";
-  case TC_EINVAL: return "TC_EINVAL";
-  case TC_ESHAPE: return "TC_ESHAPE";
-  case TC_EIO: return "TC_EIO";
-  case TC_EFORMAT: return "TC_EFORMAT";
-  case TC_EUNSUPPORTED: return "TC_EUNSUPPORTED";
-  case TC_EVERSION: return "TC_EVERSION";
-  case TC_ENOTFOUND: return "TC_ENOTFOUND";
-  case TC_ENUMERIC: return "TC_ENUMERIC";
-  case TC_EBACKEND: return "TC_EBACKEND";
-  case TC_ESTATE: return "TC_ESTATE";
+  case TC_OK:
+    return "TC_OK";
+  case TC_ENOMEM:
+    return "TC_ENOMEM";
+  case TC_EINVAL:
+    return "TC_EINVAL";
+  case TC_ESHAPE:
+    return "TC_ESHAPE";
+  case TC_EIO:
+    return "TC_EIO";
+  case TC_EFORMAT:
+    return "TC_EFORMAT";
+  case TC_EUNSUPPORTED:
+    return "TC_EUNSUPPORTED";
+  case TC_EVERSION:
+    return "TC_EVERSION";
+  case TC_ENOTFOUND:
+    return "TC_ENOTFOUND";
+  case TC_ENUMERIC:
+    return "TC_ENUMERIC";
+  case TC_EBACKEND:
+    return "TC_EBACKEND";
+  case TC_ESTATE:
+    return "TC_ESTATE";
   }
   return "TC_E(unknown)";
 }

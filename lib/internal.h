@@ -39,7 +39,7 @@ void tc__log(tc_log_level level, const char *fmt, ...)
 
 /* ---- memory (lib/alloc.c) ---- */
 #define TC__ALIGN 64
-void *tc__malloc(size_t size);  /* 64-byte aligned; NULL on failure */
+void *tc__malloc(size_t size); /* 64-byte aligned; NULL on failure */
 void *tc__calloc(size_t count, size_t size); /* zeroed, overflow-checked */
 void tc__free(void *ptr);
 char *tc__strdup(const char *s);
@@ -115,8 +115,8 @@ void tc__backend_retain(tc_backend *be);
 const tc_backend_iface *tc__cpu_backend_iface(void);
 /* True when `slot` lies inside the table's struct_size and is not NULL. */
 #define TC__HAS_SLOT(iface, slot)                                              \
-  ((iface)->struct_size >= offsetof(tc_backend_iface, slot) +                  \
-                               sizeof((iface)->slot) &&                        \
+  ((iface)->struct_size >=                                                     \
+       offsetof(tc_backend_iface, slot) + sizeof((iface)->slot) &&             \
    (iface)->slot != NULL)
 
 /* ---- tensors (lib/tensor.c) ---- */

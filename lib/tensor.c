@@ -10,9 +10,12 @@
 
 size_t tc__dtype_size(tc_dtype dtype) {
   switch (dtype) {
-  case TC_FLOAT32: return 4;
-  case TC_INT32: return 4;
-  case TC_INT64: return 8;
+  case TC_FLOAT32:
+    return 4;
+  case TC_INT32:
+    return 4;
+  case TC_INT64:
+    return 8;
   }
   return 0;
 }
@@ -138,8 +141,10 @@ TC_API tc_status tc_tensor_reshape(tc_tensor *t, const int64_t *shape,
   if ((st = tc__shape_numel(shape, ndim, &numel, fn)) != TC_OK)
     return st;
   if (numel != t->numel)
-    return tc__error(TC_ESHAPE, "%s: new shape has %lld elements, tensor "
-                     "has %lld", fn, (long long)numel, (long long)t->numel);
+    return tc__error(TC_ESHAPE,
+                     "%s: new shape has %lld elements, tensor "
+                     "has %lld",
+                     fn, (long long)numel, (long long)t->numel);
   memset(t->shape, 0, sizeof t->shape);
   if (ndim > 0)
     memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
@@ -147,7 +152,9 @@ TC_API tc_status tc_tensor_reshape(tc_tensor *t, const int64_t *shape,
   return TC_OK;
 }
 
-TC_API int tc_tensor_ndim(const tc_tensor *t) { return t ? t->ndim : -1; }
+TC_API int tc_tensor_ndim(const tc_tensor *t) {
+  return t ? t->ndim : -1;
+}
 
 TC_API int64_t tc_tensor_dim(const tc_tensor *t, int axis) {
   if (!t)
@@ -210,13 +217,13 @@ TC_API tc_status tc_tensor_copy_to_host(const tc_tensor *t, void *dst,
     return st;
   TC__CHECK_NULL(dst, fn);
   if (bytes != tensor_bytes(t))
-    return tc__error(TC_ESHAPE, "%s: buffer of %zu bytes, tensor holds %zu",
-                     fn, bytes, tensor_bytes(t));
+    return tc__error(TC_ESHAPE, "%s: buffer of %zu bytes, tensor holds %zu", fn,
+                     bytes, tensor_bytes(t));
   if (bytes == 0)
     return TC_OK;
   tc_backend *be = t->storage->be;
-  return be->iface->copy_d2h(be->ctx, dst,
-                             tc_tensor_data((tc_tensor *)t), bytes);
+  return be->iface->copy_d2h(be->ctx, dst, tc_tensor_data((tc_tensor *)t),
+                             bytes);
 }
 
 TC_API tc_status tc_tensor_copy(tc_tensor *dst, const tc_tensor *src) {
@@ -227,9 +234,10 @@ TC_API tc_status tc_tensor_copy(tc_tensor *dst, const tc_tensor *src) {
   if (st != TC_OK)
     return st;
   if (dst->dtype != src->dtype || dst->numel != src->numel)
-    return tc__error(TC_ESHAPE, "%s: dtype or element count differ (%lld vs "
-                     "%lld)", fn, (long long)dst->numel,
-                     (long long)src->numel);
+    return tc__error(TC_ESHAPE,
+                     "%s: dtype or element count differ (%lld vs "
+                     "%lld)",
+                     fn, (long long)dst->numel, (long long)src->numel);
   size_t bytes = tensor_bytes(src);
   if (bytes == 0)
     return TC_OK;
@@ -295,11 +303,11 @@ TC_API tc_status tc_tensor_fill(tc_tensor *t, double value) {
      * copies alpha's bits unchanged */
     float f;
     memcpy(&f, &v, sizeof f);
-    tc_eltwise_args a = {sizeof a, t->numel, f, 0.f, NULL, NULL,
-                         tc_tensor_data(t)};
+    tc_eltwise_args a = {sizeof a, t->numel,         f, 0.f, NULL,
+                         NULL,     tc_tensor_data(t)};
     return be->iface->fill(be->ctx, &a);
   }
-  tc_eltwise_args a = {sizeof a, t->numel, (float)value, 0.f, NULL, NULL,
-                       tc_tensor_data(t)};
+  tc_eltwise_args a = {sizeof a, t->numel, (float)value,     0.f,
+                       NULL,     NULL,     tc_tensor_data(t)};
   return be->iface->fill(be->ctx, &a);
 }

@@ -1,7 +1,7 @@
 /*
  * golden_util.h - reading the PyTorch golden files (tests/golden/, the
- * .safetensors files written by tests/golden/generate.py) into tensors and host buffers, and
- * comparing with a relative tolerance. Header-only, shared by
+ * .safetensors files written by tests/golden/generate.py) into tensors and host
+ * buffers, and comparing with a relative tolerance. Header-only, shared by
  * test_golden_layers.c and test_parity.c.
  */
 #ifndef TC_GOLDEN_UTIL_H
@@ -65,11 +65,12 @@ static inline tc_tensor *golden_tensor(tc_safetensors *st, tc_backend *be,
   tc_st_dtype dt;
   int64_t shape[TC_MAX_DIMS];
   int ndim = 0;
-  ck_assert_msg(tc_safetensors_info(st, name, &dt, shape, TC_MAX_DIMS,
-                                    &ndim) == TC_OK,
+  ck_assert_msg(tc_safetensors_info(st, name, &dt, shape, TC_MAX_DIMS, &ndim) ==
+                    TC_OK,
                 "%s: %s", name, tc_last_error());
-  tc_dtype d = dt == TC_ST_I32 ? TC_INT32 : dt == TC_ST_I64 ? TC_INT64
-                                                            : TC_FLOAT32;
+  tc_dtype d = dt == TC_ST_I32   ? TC_INT32
+               : dt == TC_ST_I64 ? TC_INT64
+                                 : TC_FLOAT32;
   tc_tensor *t = NULL;
   NU_OK(tc_tensor_create(&t, be, shape, ndim, d));
   NU_OK(tc_safetensors_read(st, name, t));
@@ -82,8 +83,8 @@ static inline float *golden_floats(tc_safetensors *st, const char *name,
   tc_st_dtype dt;
   int64_t shape[TC_MAX_DIMS];
   int ndim = 0;
-  ck_assert_msg(tc_safetensors_info(st, name, &dt, shape, TC_MAX_DIMS,
-                                    &ndim) == TC_OK,
+  ck_assert_msg(tc_safetensors_info(st, name, &dt, shape, TC_MAX_DIMS, &ndim) ==
+                    TC_OK,
                 "%s: %s", name, tc_last_error());
   ck_assert(dt == TC_ST_F32);
   int64_t count = 1;
@@ -101,8 +102,9 @@ static inline void golden_check_tol(tc_safetensors *st, const char *name,
                                     double tol) {
   int64_t n;
   float *want = golden_floats(st, name, &n);
-  ck_assert_msg(tc_tensor_numel(got) == n, "%s: %lld elements, golden %s has %lld",
-                what, (long long)tc_tensor_numel(got), name, (long long)n);
+  ck_assert_msg(tc_tensor_numel(got) == n,
+                "%s: %lld elements, golden %s has %lld", what,
+                (long long)tc_tensor_numel(got), name, (long long)n);
   float *have = malloc((size_t)(n ? n : 1) * sizeof *have);
   NU_OK(tc_tensor_copy_to_host(got, have, (size_t)n * sizeof *have));
   double e = tu_max_rel_err(have, want, (size_t)n);

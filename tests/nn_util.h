@@ -14,7 +14,7 @@
 #define NU_OK(call)                                                            \
   do {                                                                         \
     tc_status s_ = (call);                                                     \
-    ck_assert_msg(s_ == TC_OK, "%s -> %s: %s", #call, tc_status_string(s_),   \
+    ck_assert_msg(s_ == TC_OK, "%s -> %s: %s", #call, tc_status_string(s_),    \
                   tc_last_error());                                            \
   } while (0)
 
@@ -41,8 +41,7 @@ static inline tc_tensor *nu_tensor(tc_backend *be, const int64_t *shape,
   tc_tensor *t = NULL;
   NU_OK(tc_tensor_create(&t, be, shape, ndim, TC_FLOAT32));
   if (data)
-    NU_OK(tc_tensor_copy_from_host(t, data,
-                                   (size_t)tc_tensor_numel(t) * 4));
+    NU_OK(tc_tensor_copy_from_host(t, data, (size_t)tc_tensor_numel(t) * 4));
   return t;
 }
 
@@ -72,8 +71,8 @@ static inline void nu_read(tc_model *m, const char *name, float *v) {
 
 /* Forward of host data x (n, per-sample...) into host `y` (may be NULL);
  * returns the output tensor. */
-static inline tc_tensor *nu_forward(tc_model *m, tc_tensor *x,
-                                    const float *xd, float *y) {
+static inline tc_tensor *nu_forward(tc_model *m, tc_tensor *x, const float *xd,
+                                    float *y) {
   if (xd)
     NU_OK(tc_tensor_copy_from_host(x, xd, (size_t)tc_tensor_numel(x) * 4));
   tc_tensor *out = NULL;

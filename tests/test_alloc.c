@@ -60,9 +60,13 @@ static void backend_fault_loop(int persistent) {
   tu_alloc_uninstall();
 }
 
-START_TEST(test_backend_create_faults_once) { backend_fault_loop(0); }
+START_TEST(test_backend_create_faults_once) {
+  backend_fault_loop(0);
+}
 END_TEST
-START_TEST(test_backend_create_faults_persistent) { backend_fault_loop(1); }
+START_TEST(test_backend_create_faults_persistent) {
+  backend_fault_loop(1);
+}
 END_TEST
 
 int main(void) {

@@ -76,13 +76,15 @@ static unsigned char *state_bytes(tc_model *m, size_t *n) {
   for (int64_t i = 0; i < tc_model_num_state(m); i++) {
     tc_tensor *t;
     tc_model_get_state(m, i, NULL, &t);
-    total += (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
+    total +=
+        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
   }
   unsigned char *b = malloc(total + 1), *p = b;
   for (int64_t i = 0; i < tc_model_num_state(m); i++) {
     tc_tensor *t;
     tc_model_get_state(m, i, NULL, &t);
-    size_t k = (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
+    size_t k =
+        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
     ck_assert_int_eq(tc_tensor_copy_to_host(t, p, k), TC_OK);
     p += k;
   }
@@ -113,8 +115,9 @@ START_TEST(test_model_roundtrip) {
   tc_st_dtype d;
   int64_t shape[8];
   int nd;
-  ck_assert_int_eq(tc_safetensors_info(st, "bn1.num_batches_tracked", &d,
-                                       shape, 8, &nd), TC_OK);
+  ck_assert_int_eq(
+      tc_safetensors_info(st, "bn1.num_batches_tracked", &d, shape, 8, &nd),
+      TC_OK);
   ck_assert(d == TC_ST_I64 && nd == 0);
   ck_assert_int_eq(tc_safetensors_info(st, "conv1.weight", &d, shape, 8, &nd),
                    TC_OK);
@@ -176,14 +179,17 @@ START_TEST(test_model_strict_mismatches) {
   const char *bnames[] = {"bn1.weight", "bn1.bias", "bn1.running_mean",
                           "bn1.running_var"};
   for (int i = 0; i < 4; i++)
-    ck_assert_int_eq(tc_safetensors_writer_add(w, bnames[i], TC_ST_F32, s2, 1,
-                                               two, 8), TC_OK);
+    ck_assert_int_eq(
+        tc_safetensors_writer_add(w, bnames[i], TC_ST_F32, s2, 1, two, 8),
+        TC_OK);
   ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("d.st")), TC_OK);
   tc_safetensors_writer_destroy(w);
   s0 = (free(s0), state_bytes(a, &n0));
   ck_assert_int_eq(tc_model_load(a, tpath("d.st")), TC_ESHAPE);
-  ck_assert_ptr_nonnull(strstr(tc_last_error(), "1 mismatch: "
-      "'bn1.num_batches_tracked': file has F32[], model has I64[]"));
+  ck_assert_ptr_nonnull(
+      strstr(tc_last_error(),
+             "1 mismatch: "
+             "'bn1.num_batches_tracked': file has F32[], model has I64[]"));
   /* a truncated file is refused before anything is copied */
   ck_assert_int_eq(truncate(tpath("a.st"), 200), 0);
   ck_assert_int_eq(tc_model_load(a, tpath("a.st")), TC_EFORMAT);
@@ -214,7 +220,8 @@ START_TEST(test_training_checkpoint) {
   uint64_t rng[2] = {42, 123456789};
   int64_t s2[] = {2};
   ck_assert_int_eq(tc_safetensors_writer_add(w, "rng.counters", TC_ST_U64, s2,
-                                             1, rng, sizeof rng), TC_OK);
+                                             1, rng, sizeof rng),
+                   TC_OK);
   ck_assert_int_eq(tc_safetensors_writer_add_metadata(w, "step", "1234"),
                    TC_OK);
   ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("t.st")), TC_OK);
@@ -245,8 +252,11 @@ START_TEST(test_training_checkpoint) {
   int64_t shape[TC_MAX_DIMS];
   int nd = tc_tensor_shape(p, shape);
   ck_assert_int_eq(tc_tensor_create(&buf, be, shape, nd, TC_FLOAT32), TC_OK);
-  ck_assert_int_eq(tc_safetensors_read(st, "optimizer.state.conv1.weight."
-                                       "momentum_buffer", buf), TC_OK);
+  ck_assert_int_eq(tc_safetensors_read(st,
+                                       "optimizer.state.conv1.weight."
+                                       "momentum_buffer",
+                                       buf),
+                   TC_OK);
   tc_tensor_destroy(buf);
   tc_safetensors_destroy(st);
 
@@ -511,8 +521,8 @@ START_TEST(test_crash_during_save) {
   const char *path = tpath("ckpt.st");
   unsigned char *buf = malloc(BIG);
   save_version(path, 1, buf);
-  static const int delays_us[] = {0, 200, 1000, 3000, 7000, 15000, 30000,
-                                  60000, 120000, 250000};
+  static const int delays_us[] = {0,     200,   1000,  3000,   7000,
+                                  15000, 30000, 60000, 120000, 250000};
   unsigned last = 1;
   int advanced = 0;
   for (int round = 0; round < 2; round++)
@@ -540,8 +550,10 @@ START_TEST(test_crash_during_save) {
     }
   free(buf);
   /* temporary files of killed writers may remain: they are never read */
-  fprintf(stderr, "crash test: 20 kills, final version %u, %d kills after a "
-          "completed save\n", last, advanced);
+  fprintf(stderr,
+          "crash test: 20 kills, final version %u, %d kills after a "
+          "completed save\n",
+          last, advanced);
 }
 END_TEST
 
@@ -609,4 +621,6 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) { return tu_run_suite(suite()); }
+int main(void) {
+  return tu_run_suite(suite());
+}

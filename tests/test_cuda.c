@@ -235,7 +235,7 @@ static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p,
 START_TEST(test_pool2d) {
   static const int64_t cfgs[][11] = {
       /* n c h w kh kw sh sw ph pw ceil */
-      {2, 3, 8, 8, 2, 2, 2, 2, 0, 0, 0},  {2, 2, 9, 7, 3, 3, 2, 2, 1, 1, 0},
+      {2, 3, 8, 8, 2, 2, 2, 2, 0, 0, 0},   {2, 2, 9, 7, 3, 3, 2, 2, 1, 1, 0},
       {1, 4, 10, 11, 3, 2, 1, 2, 1, 0, 1}, {3, 2, 7, 7, 3, 3, 2, 2, 1, 1, 1},
       {2, 1, 6, 9, 4, 3, 3, 2, 2, 1, 1},
   };
@@ -308,8 +308,8 @@ END_TEST
 /* ---- batch norm ---- */
 
 START_TEST(test_batchnorm) {
-  static const int64_t cfgs[][3] = {{4, 3, 25}, {16, 8, 1}, {2, 5, 49},
-                                    {64, 4, 300}};
+  static const int64_t cfgs[][3] = {
+      {4, 3, 25}, {16, 8, 1}, {2, 5, 49}, {64, 4, 300}};
   for (size_t i = 0; i < 4; i++) {
     int64_t n = cfgs[i][0], c = cfgs[i][1], sp = cfgs[i][2];
     size_t nx = (size_t)(n * c * sp), nc = (size_t)c;
@@ -326,7 +326,8 @@ START_TEST(test_batchnorm) {
         b.n = n, b.c = c, b.spatial = sp, b.eps = 1e-5f, b.momentum = 0.1f;
         b.x = F(X, k), b.y = F(Y, k), b.dy = F(DY, k), b.dx = F(DX, k);
         b.gamma = affine ? F(G, k) : NULL, b.beta = affine ? F(Be, k) : NULL;
-        b.dgamma = affine ? F(DG, k) : NULL, b.dbeta = affine ? F(DBe, k) : NULL;
+        b.dgamma = affine ? F(DG, k) : NULL,
+        b.dbeta = affine ? F(DBe, k) : NULL;
         b.running_mean = F(RM, k), b.running_var = F(RV, k);
         b.save_mean = F(SM, k), b.save_invstd = F(SI, k);
         b.accumulate = affine; /* both modes of the backward */
@@ -577,9 +578,15 @@ END_TEST
 /* ---- dropout ---- */
 
 START_TEST(test_dropout) {
-  static const struct { int64_t n, group; float p; uint64_t offset; } cfgs[] = {
-      {1000, 1, 0.3f, 6}, {1000, 10, 0.5f, 0}, {333, 3, 0.f, 1},
-      {64, 1, 1.f, 3}, {4099, 1, 0.9f, 123456789}};
+  static const struct {
+    int64_t n, group;
+    float p;
+    uint64_t offset;
+  } cfgs[] = {{1000, 1, 0.3f, 6},
+              {1000, 10, 0.5f, 0},
+              {333, 3, 0.f, 1},
+              {64, 1, 1.f, 3},
+              {4099, 1, 0.9f, 123456789}};
   for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) {
     int64_t n = cfgs[i].n, units = n / cfgs[i].group;
     dbuf X = upr((size_t)n, 30 + i, -1, 1), Y = up(NULL, (size_t)n * 4),
@@ -784,15 +791,15 @@ START_TEST(test_deterministic) {
     b.x = F(X, 1), b.dy = F(DY, 1), b.dw = F(DW, 1);
     CALL(1, conv2d_bwd_filter, b);
     it[1]->free(cx[1], ws);
-    ck_assert_int_eq(it[1]->copy_d2h(cx[1], run ? again : first, b.dw,
-                                     sizeof first), TC_OK);
+    ck_assert_int_eq(
+        it[1]->copy_d2h(cx[1], run ? again : first, b.dw, sizeof first), TC_OK);
     tc_batchnorm_args n = {.struct_size = sizeof n};
     n.n = 64, n.c = 4, n.spatial = 300, n.eps = 1e-5f, n.momentum = 0.1f;
     n.x = F(BX, 1), n.y = F(BY, 1), n.save_mean = F(SM, 1);
     n.save_invstd = F(SI, 1);
     CALL(1, batchnorm_fwd_train, n);
-    ck_assert_int_eq(it[1]->copy_d2h(cx[1], run ? y2 : y1, F(BY, 1),
-                                     sizeof y1), TC_OK);
+    ck_assert_int_eq(it[1]->copy_d2h(cx[1], run ? y2 : y1, F(BY, 1), sizeof y1),
+                     TC_OK);
     tc_reduce_args rd = {.struct_size = sizeof rd};
     rd.n = (int64_t)nbn, rd.op = TC_REDUCE_SUMSQ, rd.x = F(BX, 1);
     rd.host_out = run ? &r2 : &r1;
@@ -805,7 +812,6 @@ START_TEST(test_deterministic) {
 }
 END_TEST
 
-
 /* ---- NaN rules, bit for bit ---- */
 
 START_TEST(test_nan_rules) {
@@ -814,13 +820,13 @@ START_TEST(test_nan_rules) {
   enum { R = 6, C = 70 };
   float s[R * C];
   tu_fill_uniform(s, R * C, 77, -1, 1);
-  s[0 * C + 50] = NAN, s[0 * C + 3] = NAN;   /* first NaN at 3 */
-  s[1 * C + 0] = NAN;                        /* NaN first */
-  s[2 * C + C - 1] = NAN;                    /* NaN last */
-  s[3 * C + 40] = 5.f, s[3 * C + 9] = 5.f;   /* tie: 9 */
-  s[4 * C + 33] = NAN, s[4 * C + 65] = NAN;  /* 33 */
+  s[0 * C + 50] = NAN, s[0 * C + 3] = NAN;  /* first NaN at 3 */
+  s[1 * C + 0] = NAN;                       /* NaN first */
+  s[2 * C + C - 1] = NAN;                   /* NaN last */
+  s[3 * C + 40] = 5.f, s[3 * C + 9] = 5.f;  /* tie: 9 */
+  s[4 * C + 33] = NAN, s[4 * C + 65] = NAN; /* 33 */
   for (int j = 0; j < C; j++)
-    s[5 * C + j] = -INFINITY;                /* all -inf: 0 */
+    s[5 * C + j] = -INFINITY; /* all -inf: 0 */
   int32_t lab[R] = {3, 0, C - 1, 9, 33, 0};
   dbuf S = up(s, sizeof s), L = up(lab, sizeof lab),
        P = up(NULL, sizeof(int32_t) * R);
@@ -876,9 +882,18 @@ START_TEST(test_same_rejections) {
   ck_assert_msg(it[k]->slot(cx[k], &(args)) == (status),                       \
                 "%s " #slot ": expected status %d (%s)", it[k]->name,          \
                 (int)(status), tc_last_error())
-    tc_gemm_args g = {.struct_size = sizeof g, .m = 2, .n = 2, .k = 2,
-                      .alpha = 1, .a = b, .lda = 2, .b = b, .ldb = 2,
-                      .c = b + 100, .ldc = 2, .batch = 0};
+    tc_gemm_args g = {.struct_size = sizeof g,
+                      .m = 2,
+                      .n = 2,
+                      .k = 2,
+                      .alpha = 1,
+                      .a = b,
+                      .lda = 2,
+                      .b = b,
+                      .ldb = 2,
+                      .c = b + 100,
+                      .ldc = 2,
+                      .batch = 0};
     REJECT(gemm, g, TC_OK); /* batch 0: nothing to do */
     g.batch = 2, g.stride_c = 1;
     REJECT(gemm, g, TC_EINVAL); /* overlapping C entries */
@@ -887,27 +902,57 @@ START_TEST(test_same_rejections) {
     g.lda = 2, g.struct_size = 8;
     REJECT(gemm, g, TC_EINVAL);
 
-    tc_conv2d_args cv = {.struct_size = sizeof cv, .n = 1, .c = 1, .h = 5,
-                         .w = 5, .k = 1, .r = 3, .s = 3, .stride_h = 1,
-                         .stride_w = 1, .dil_h = 1, .dil_w = 1, .out_h = 4,
-                         .out_w = 3, .x = b, .wt = b, .y = b + 100};
+    tc_conv2d_args cv = {.struct_size = sizeof cv,
+                         .n = 1,
+                         .c = 1,
+                         .h = 5,
+                         .w = 5,
+                         .k = 1,
+                         .r = 3,
+                         .s = 3,
+                         .stride_h = 1,
+                         .stride_w = 1,
+                         .dil_h = 1,
+                         .dil_w = 1,
+                         .out_h = 4,
+                         .out_w = 3,
+                         .x = b,
+                         .wt = b,
+                         .y = b + 100};
     REJECT(conv2d_fwd, cv, TC_EINVAL); /* wrong out_h */
     cv.out_h = 3, cv.r = 7;
     REJECT(conv2d_fwd, cv, TC_EINVAL); /* kernel beyond the input */
 
-    tc_pool2d_args p = {.struct_size = sizeof p, .n = 1, .c = 1, .h = 6,
-                        .w = 6, .kh = 2, .kw = 2, .stride_h = 2,
-                        .stride_w = 2, .pad_h = 2, .out_h = 5, .out_w = 3,
-                        .x = b, .y = b + 100, .argmax = (int32_t *)b + 200};
+    tc_pool2d_args p = {.struct_size = sizeof p,
+                        .n = 1,
+                        .c = 1,
+                        .h = 6,
+                        .w = 6,
+                        .kh = 2,
+                        .kw = 2,
+                        .stride_h = 2,
+                        .stride_w = 2,
+                        .pad_h = 2,
+                        .out_h = 5,
+                        .out_w = 3,
+                        .x = b,
+                        .y = b + 100,
+                        .argmax = (int32_t *)b + 200};
     REJECT(maxpool2d_fwd, p, TC_EINVAL); /* pad > kernel/2 */
     p.pad_h = 0, p.out_h = 4;
     REJECT(maxpool2d_fwd, p, TC_EINVAL); /* out size neither floor nor ceil */
     p.out_h = 3, p.argmax = NULL;
     REJECT(maxpool2d_fwd, p, TC_EINVAL); /* max pooling needs argmax */
 
-    tc_batchnorm_args bn = {.struct_size = sizeof bn, .n = 2, .c = 1,
-                            .spatial = 3, .eps = -1.f, .x = b, .y = b + 100,
-                            .save_mean = b + 200, .save_invstd = b + 300};
+    tc_batchnorm_args bn = {.struct_size = sizeof bn,
+                            .n = 2,
+                            .c = 1,
+                            .spatial = 3,
+                            .eps = -1.f,
+                            .x = b,
+                            .y = b + 100,
+                            .save_mean = b + 200,
+                            .save_invstd = b + 300};
     REJECT(batchnorm_fwd_train, bn, TC_EINVAL); /* eps < 0 */
     bn.eps = 1e-5f, bn.n = 1, bn.spatial = 1;
     REJECT(batchnorm_fwd_train, bn, TC_EINVAL); /* one value per channel */
@@ -916,8 +961,12 @@ START_TEST(test_same_rejections) {
     bn.dy = b, bn.dx = NULL;
     REJECT(batchnorm_bwd, bn, TC_EINVAL);
 
-    tc_loss_args ls = {.struct_size = sizeof ls, .n = 2, .classes = 10,
-                       .logits = b, .labels = L.d[k], .loss = b + 100,
+    tc_loss_args ls = {.struct_size = sizeof ls,
+                       .n = 2,
+                       .classes = 10,
+                       .logits = b,
+                       .labels = L.d[k],
+                       .loss = b + 100,
                        .grad_scale = 1};
     REJECT(softmax_xent, ls, TC_EINVAL); /* label 10 of 10 classes */
     ls.reduction = 7;
@@ -925,23 +974,37 @@ START_TEST(test_same_rejections) {
     ls.reduction = TC_REDUCTION_NONE;
     REJECT(softmax_xent, ls, TC_EUNSUPPORTED);
 
-    tc_argmax_args am = {.struct_size = sizeof am, .n = 2, .classes = 0,
-                         .scores = b};
+    tc_argmax_args am = {
+        .struct_size = sizeof am, .n = 2, .classes = 0, .scores = b};
     REJECT(argmax, am, TC_EINVAL);
-    tc_dropout_args d = {.struct_size = sizeof d, .n = 4, .group = 3,
-                         .p = 0.5f, .x = b, .y = b + 100};
+    tc_dropout_args d = {.struct_size = sizeof d,
+                         .n = 4,
+                         .group = 3,
+                         .p = 0.5f,
+                         .x = b,
+                         .y = b + 100};
     REJECT(dropout_fwd, d, TC_EINVAL); /* group does not divide n */
     d.group = 1, d.p = NAN;
     REJECT(dropout_fwd, d, TC_EINVAL);
-    tc_sgd_args sg = {.struct_size = sizeof sg, .n = 4, .lr = 0.1f,
-                      .momentum = 0.9f, .param = b, .grad = b + 100};
+    tc_sgd_args sg = {.struct_size = sizeof sg,
+                      .n = 4,
+                      .lr = 0.1f,
+                      .momentum = 0.9f,
+                      .param = b,
+                      .grad = b + 100};
     REJECT(sgd_update, sg, TC_EINVAL); /* momentum without a buffer */
-    tc_adam_args ad = {.struct_size = sizeof ad, .n = 4, .param = b,
-                       .grad = b + 100, .exp_avg = b + 200,
-                       .exp_avg_sq = b + 300, .step = 0};
+    tc_adam_args ad = {.struct_size = sizeof ad,
+                       .n = 4,
+                       .param = b,
+                       .grad = b + 100,
+                       .exp_avg = b + 200,
+                       .exp_avg_sq = b + 300,
+                       .step = 0};
     REJECT(adam_update, ad, TC_EINVAL);
-    tc_copy4d_args c4 = {.struct_size = sizeof c4, .shape = {1, 1, -1, 1},
-                         .src = b, .dst = b + 100};
+    tc_copy4d_args c4 = {.struct_size = sizeof c4,
+                         .shape = {1, 1, -1, 1},
+                         .src = b,
+                         .dst = b + 100};
     REJECT(copy4d, c4, TC_EINVAL);
     tc_reduce_args rd = {.struct_size = sizeof rd, .n = 4, .op = 9, .x = b};
     double out;
@@ -949,8 +1012,12 @@ START_TEST(test_same_rejections) {
     REJECT(reduce, rd, TC_EINVAL);
     tc_eltwise_args e = {.struct_size = sizeof e, .n = 4, .y = b};
     REJECT(relu_fwd, e, TC_EINVAL); /* a is NULL */
-    tc_gap_args gp = {.struct_size = sizeof gp, .n = 1, .c = 1,
-                      .spatial = 0, .x = b, .y = b + 100};
+    tc_gap_args gp = {.struct_size = sizeof gp,
+                      .n = 1,
+                      .c = 1,
+                      .spatial = 0,
+                      .x = b,
+                      .y = b + 100};
     REJECT(global_avgpool_fwd, gp, TC_EINVAL);
 #undef REJECT
   }
@@ -962,8 +1029,8 @@ END_TEST
 
 /* Host copy of a tensor (float32 or int64 bits), malloc'd. */
 static void *host_of(tc_tensor *t, size_t *bytes) {
-  size_t b = (size_t)tc_tensor_numel(t) *
-             (tc_tensor_dtype(t) == TC_FLOAT32 ? 4 : 8);
+  size_t b =
+      (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_FLOAT32 ? 4 : 8);
   void *h = malloc(b + 1);
   ck_assert_ptr_nonnull(h);
   ck_assert_int_eq(tc_tensor_copy_to_host(t, h, b), TC_OK);
@@ -978,8 +1045,8 @@ static void cmp_tensors(tc_tensor *cpu, tc_tensor *gpu, double tol,
   ck_assert_uint_eq(b0, b1);
   if (tc_tensor_dtype(cpu) == TC_FLOAT32) {
     double e = tu_max_rel_err(h1, h0, b0 / 4);
-    ck_assert_msg(e <= tol, "%s %s: cuda vs cpu max rel err %.3g > %.3g",
-                  what, name, e, tol);
+    ck_assert_msg(e <= tol, "%s %s: cuda vs cpu max rel err %.3g > %.3g", what,
+                  name, e, tol);
   } else {
     ck_assert_msg(memcmp(h0, h1, b0) == 0, "%s %s differ", what, name);
   }
@@ -997,7 +1064,8 @@ static void model_steps(int resnet) {
     else
       ck_assert_int_eq(model_lenet(&root, 0), TC_OK);
     ck_assert_msg(tc_model_create(&m[k], be[k], root, in_shape, 3, NULL) ==
-                      TC_OK, "%s", tc_last_error());
+                      TC_OK,
+                  "%s", tc_last_error());
   }
   if (resnet)
     ck_assert_int_eq(model_resnet_init(m[0], 3), TC_OK);
@@ -1023,13 +1091,12 @@ static void model_steps(int resnet) {
     ck_assert_int_eq(tc_tensor_create(&x[k], be[k], xs, 4, TC_FLOAT32), TC_OK);
     ck_assert_int_eq(tc_tensor_create(&labels[k], be[k], ls, 1, TC_INT32),
                      TC_OK);
-    ck_assert_int_eq(tc_tensor_copy_from_host(x[k], xh,
-                                              sizeof(float) * N * 3072),
-                     TC_OK);
+    ck_assert_int_eq(
+        tc_tensor_copy_from_host(x[k], xh, sizeof(float) * N * 3072), TC_OK);
     ck_assert_int_eq(tc_tensor_copy_from_host(labels[k], lab, sizeof lab),
                      TC_OK);
-    ck_assert_int_eq(tc_loss_create(&loss[k], be[k], TC_LOSS_CROSS_ENTROPY,
-                                    NULL), TC_OK);
+    ck_assert_int_eq(
+        tc_loss_create(&loss[k], be[k], TC_LOSS_CROSS_ENTROPY, NULL), TC_OK);
     tc_sgd_options so = TC_SGD_OPTIONS_INIT;
     so.lr = 0.05f, so.momentum = 0.9f, so.weight_decay = 5e-4f;
     ck_assert_int_eq(tc_optimizer_create_sgd_for_model(&opt[k], m[k], &so),
@@ -1048,7 +1115,8 @@ static void model_steps(int resnet) {
                                     tc_model_output_grad(m[k])) == TC_OK,
                     "%s", tc_last_error());
       ck_assert_msg(tc_model_backward(m[k], tc_model_output_grad(m[k])) ==
-                        TC_OK, "%s", tc_last_error());
+                        TC_OK,
+                    "%s", tc_last_error());
     }
     cmp_tensors(y[0], y[1], TOL, what, "logits");
     ck_assert_msg(fabsf(value[1] - value[0]) <= TOL * fabsf(value[0]),
@@ -1080,10 +1148,14 @@ static void model_steps(int resnet) {
   }
 }
 
-START_TEST(test_lenet_steps) { model_steps(0); }
+START_TEST(test_lenet_steps) {
+  model_steps(0);
+}
 END_TEST
 
-START_TEST(test_resnet20_steps) { model_steps(1); }
+START_TEST(test_resnet20_steps) {
+  model_steps(1);
+}
 END_TEST
 
 /* ---- CUDA graphs: capture backend work once, replay it ---- */
@@ -1091,22 +1163,20 @@ END_TEST
 START_TEST(test_graph) {
   size_t n = 5000;
   dbuf X = upr(n, 95, -1, 1), Y = upr(n, 96, -1, 1);
-  tc_eltwise_args ax = {.struct_size = sizeof ax, .n = (int64_t)n,
-                        .alpha = 0.5f};
-  tc_eltwise_args sc = {.struct_size = sizeof sc, .n = (int64_t)n,
-                        .alpha = 0.75f};
+  tc_eltwise_args ax = {
+      .struct_size = sizeof ax, .n = (int64_t)n, .alpha = 0.5f};
+  tc_eltwise_args sc = {
+      .struct_size = sizeof sc, .n = (int64_t)n, .alpha = 0.75f};
   ck_assert_int_eq(tc_backend_graph_end(be[1]), TC_ESTATE);
   ck_assert_int_eq(tc_backend_graph_replay(be[1]), TC_ESTATE);
-  ck_assert_msg(tc_backend_graph_begin(be[1]) == TC_OK, "%s",
-                tc_last_error());
+  ck_assert_msg(tc_backend_graph_begin(be[1]) == TC_OK, "%s", tc_last_error());
   ax.a = F(X, 1), ax.y = F(Y, 1);
   sc.a = F(Y, 1), sc.y = F(Y, 1);
   CALL(1, axpy, ax);
   CALL(1, scale, sc);
   /* host syncs are refused while capturing, the capture survives them */
   float tmp[4];
-  ck_assert_int_eq(it[1]->copy_d2h(cx[1], tmp, F(Y, 1), sizeof tmp),
-                   TC_ESTATE);
+  ck_assert_int_eq(it[1]->copy_d2h(cx[1], tmp, F(Y, 1), sizeof tmp), TC_ESTATE);
   ck_assert_int_eq(tc_backend_synchronize(be[1]), TC_ESTATE);
   ck_assert_int_eq(tc_backend_graph_begin(be[1]), TC_ESTATE);
   ck_assert_msg(tc_backend_graph_end(be[1]) == TC_OK, "%s", tc_last_error());
@@ -1531,8 +1601,7 @@ int main(void) {
       tc_backend_graph_begin(cpu) != TC_EUNSUPPORTED ||
       tc_backend_graph_replay(cpu) != TC_EUNSUPPORTED ||
       tc_backend_graph_begin(NULL) != TC_EINVAL) {
-    printf("test_cuda: graph calls on the CPU backend: %s\n",
-           tc_last_error());
+    printf("test_cuda: graph calls on the CPU backend: %s\n", tc_last_error());
     return EXIT_FAILURE;
   }
   tc_backend_destroy(cpu);

@@ -120,16 +120,21 @@ static void layer_case(const char *name, int train) {
 }
 
 static const char *const train_cases[] = {
-    "conv2d_0", "conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4",
-    "linear_0", "linear_1", "bn2d_train", "bn2d_noaffine", "bn2d_cumulative",
-    "bn1d_train", "pool_0", "pool_1", "pool_2", "pool_3", "pool_4", "pool_5",
-    "gap_0", "block_identity", "block_A_maxpool", "block_A_slice", "block_B",
-    "block_plain"};
+    "conv2d_0",      "conv2d_1",        "conv2d_2",       "conv2d_3",
+    "conv2d_4",      "linear_0",        "linear_1",       "bn2d_train",
+    "bn2d_noaffine", "bn2d_cumulative", "bn1d_train",     "pool_0",
+    "pool_1",        "pool_2",          "pool_3",         "pool_4",
+    "pool_5",        "gap_0",           "block_identity", "block_A_maxpool",
+    "block_A_slice", "block_B",         "block_plain"};
 static const char *const eval_cases[] = {"bn2d_eval", "bn2d_notrack"};
 
-START_TEST(test_layer_train) { layer_case(train_cases[_i], 1); }
+START_TEST(test_layer_train) {
+  layer_case(train_cases[_i], 1);
+}
 END_TEST
-START_TEST(test_layer_eval) { layer_case(eval_cases[_i], 0); }
+START_TEST(test_layer_eval) {
+  layer_case(eval_cases[_i], 0);
+}
 END_TEST
 
 static void loss_case(const char *name) {
@@ -138,8 +143,8 @@ static void loss_case(const char *name) {
   cJSON *cfg = golden_config(st);
   const char *kind = golden_str(cfg, "loss");
   tc_loss_options o = TC_LOSS_OPTIONS_INIT;
-  o.reduction = !strcmp(golden_str(cfg, "reduction"), "sum") ? TC_LOSS_SUM
-                                                             : TC_LOSS_MEAN;
+  o.reduction =
+      !strcmp(golden_str(cfg, "reduction"), "sum") ? TC_LOSS_SUM : TC_LOSS_MEAN;
   tc_loss_kind k = TC_LOSS_CROSS_ENTROPY;
   if (!strcmp(kind, "cross_entropy"))
     o.label_smoothing = (float)golden_num(cfg, "label_smoothing");
@@ -168,7 +173,9 @@ static void loss_case(const char *name) {
 
 static const char *const loss_cases[] = {"xent_0", "xent_1", "xent_2", "nll_0",
                                          "mse_0"};
-START_TEST(test_loss) { loss_case(loss_cases[_i]); }
+START_TEST(test_loss) {
+  loss_case(loss_cases[_i]);
+}
 END_TEST
 
 int main(void) {

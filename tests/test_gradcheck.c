@@ -30,8 +30,12 @@
 #include "testutil.h"
 
 static tc_backend *be;
-static void setup(void) { be = nu_cpu(); }
-static void teardown(void) { tc_backend_destroy(be); }
+static void setup(void) {
+  be = nu_cpu();
+}
+static void teardown(void) {
+  tc_backend_destroy(be);
+}
 
 enum { X_UNIFORM, X_MARGIN, X_DISTINCT };
 
@@ -79,8 +83,8 @@ static int kinked(const double d[2]) {
 
 /* Checks the model's input and parameter gradients at batch n. */
 static void gradcheck_tol(const char *what, tc_layer *root,
-                          const int64_t *shape, int ndim, int64_t n,
-                          int xkind, double h, int training, double tol) {
+                          const int64_t *shape, int ndim, int64_t n, int xkind,
+                          double h, int training, double tol) {
   tc_model *m = nu_model(be, root, shape, ndim, 1);
   NU_OK(tc_model_set_training(m, training));
   int64_t xs[TC_MAX_DIMS] = {n}, os[TC_MAX_DIMS], nx = n, ny = n;
@@ -100,8 +104,7 @@ static void gradcheck_tol(const char *what, tc_layer *root,
   /* analytic */
   NU_OK(tc_model_zero_grad(m));
   loss_of(m, xt, r, ny, off, y);
-  NU_OK(tc_tensor_copy_from_host(tc_model_output_grad(m), r,
-                                 (size_t)ny * 4));
+  NU_OK(tc_tensor_copy_from_host(tc_model_output_grad(m), r, (size_t)ny * 4));
   NU_OK(tc_model_backward(m, tc_model_output_grad(m)));
   float *dx = malloc((size_t)nx * 4), *ndx = malloc((size_t)nx * 4);
   nu_get(tc_model_input_grad(m), dx);
@@ -157,8 +160,8 @@ static void gradcheck_tol(const char *what, tc_layer *root,
   double ex = tu_max_rel_err(dx, ndx, (size_t)nx);
   double ep = np ? tu_max_rel_err(dp, ndp, (size_t)np) : 0;
   printf("gradcheck %-28s h=%.0e  dx err %.2e (%lld)  dparam err %.2e "
-         "(%lld)  kinks skipped %lld\n", what, h, ex, (long long)nx, ep,
-         (long long)np, (long long)skipped);
+         "(%lld)  kinks skipped %lld\n",
+         what, h, ex, (long long)nx, ep, (long long)np, (long long)skipped);
   ck_assert_msg(ex <= tol, "%s: input gradient rel err %g", what, ex);
   ck_assert_msg(ep <= tol, "%s: parameter gradient rel err %g", what, ep);
   /* a kink explains a few elements, never a systematic error */
@@ -171,8 +174,7 @@ static void gradcheck_tol(const char *what, tc_layer *root,
 }
 
 static void gradcheck(const char *what, tc_layer *root, const int64_t *shape,
-                      int ndim, int64_t n, int xkind, double h,
-                      int training) {
+                      int ndim, int64_t n, int xkind, double h, int training) {
   gradcheck_tol(what, root, shape, ndim, n, xkind, h, training, 1e-2);
 }
 
@@ -317,8 +319,7 @@ START_TEST(test_small_net) {
   NU_OK(tc_linear_create(&l, 5, 3, NULL));
   NU_OK(tc_sequential_add(net, "fc2", l));
   int64_t s[3] = {1, 4, 4};
-  gradcheck_tol("small LeNet-like net", net, s, 3, 4, X_UNIFORM, 4e-3, 1,
-                2e-2);
+  gradcheck_tol("small LeNet-like net", net, s, 3, 4, X_UNIFORM, 4e-3, 1, 2e-2);
 }
 END_TEST
 

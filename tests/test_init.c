@@ -11,8 +11,12 @@
 #include "testutil.h"
 
 static tc_backend *be;
-static void setup(void) { be = nu_cpu(); }
-static void teardown(void) { tc_backend_destroy(be); }
+static void setup(void) {
+  be = nu_cpu();
+}
+static void teardown(void) {
+  tc_backend_destroy(be);
+}
 
 /* (64, 256, 3, 3): fan_in 2304, fan_out 576, 147456 values */
 static const int64_t W[4] = {64, 256, 3, 3};
@@ -66,12 +70,12 @@ START_TEST(test_gain_and_fans) {
   ck_assert_int_eq(tc_init_fans(v, &fi, &fo), TC_EINVAL);
   tc_rng r;
   tc_rng_init(&r, 0, TC_RNG_STREAM_INIT);
-  ck_assert_int_eq(tc_init_kaiming_uniform(v, 0, TC_FAN_IN,
-                                           TC_NONLINEARITY_RELU, &r),
-                   TC_EINVAL);
-  ck_assert_int_eq(tc_init_kaiming_uniform(t, 0, TC_FAN_IN,
-                                           TC_NONLINEARITY_RELU, NULL),
-                   TC_EINVAL);
+  ck_assert_int_eq(
+      tc_init_kaiming_uniform(v, 0, TC_FAN_IN, TC_NONLINEARITY_RELU, &r),
+      TC_EINVAL);
+  ck_assert_int_eq(
+      tc_init_kaiming_uniform(t, 0, TC_FAN_IN, TC_NONLINEARITY_RELU, NULL),
+      TC_EINVAL);
   tc_tensor *it;
   NU_OK(tc_tensor_create(&it, be, s, 4, TC_INT32));
   ck_assert_int_eq(tc_init_normal(it, 0, 1, &r), TC_EINVAL);

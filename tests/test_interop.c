@@ -90,9 +90,13 @@ static void interop(const char *model, int resnet) {
   tc_backend_destroy(be);
 }
 
-START_TEST(test_lenet_bn) { interop("lenet_bn", 0); }
+START_TEST(test_lenet_bn) {
+  interop("lenet_bn", 0);
+}
 END_TEST
-START_TEST(test_resnet20) { interop("resnet20", 1); }
+START_TEST(test_resnet20) {
+  interop("resnet20", 1);
+}
 END_TEST
 
 /* A state dict of the other model is refused, naming the mismatches, and

@@ -15,8 +15,12 @@
 #include "testutil.h"
 
 static tc_backend *be;
-static void setup(void) { be = nu_cpu(); }
-static void teardown(void) { tc_backend_destroy(be); }
+static void setup(void) {
+  be = nu_cpu();
+}
+static void teardown(void) {
+  tc_backend_destroy(be);
+}
 
 static tc_tensor *input4(int64_t n, int64_t c, int64_t h, int64_t w,
                          const float *d) {
@@ -356,8 +360,8 @@ END_TEST
 
 /* With zero convolution weights the main path is 0, so the block computes
  * relu(shortcut(x)). x: (2, 2, 4, 4), values of both signs. */
-static void block_case(int shortcut, int64_t cin, int64_t cout,
-                       int64_t stride, int expect_params) {
+static void block_case(int shortcut, int64_t cin, int64_t cout, int64_t stride,
+                       int expect_params) {
   tc_residual_options o = TC_RESIDUAL_OPTIONS_INIT;
   o.shortcut = shortcut;
   tc_layer *l;
@@ -399,12 +403,12 @@ static void block_case(int shortcut, int64_t cin, int64_t cout,
 }
 
 START_TEST(test_residual_shortcuts) {
-  block_case(TC_SHORTCUT_A_MAXPOOL, 2, 2, 1, 6);    /* identity */
+  block_case(TC_SHORTCUT_A_MAXPOOL, 2, 2, 1, 6); /* identity */
   block_case(TC_SHORTCUT_A_MAXPOOL, 2, 4, 2, 6);
   block_case(TC_SHORTCUT_A_SUBSAMPLE, 2, 4, 2, 6);
-  block_case(TC_SHORTCUT_A_SUBSAMPLE, 2, 8, 1, 6);  /* pad only */
-  block_case(TC_SHORTCUT_B, 2, 4, 2, 9);            /* conv+BN: zero */
-  block_case(TC_SHORTCUT_NONE, 2, 4, 2, 6);         /* plain: zero */
+  block_case(TC_SHORTCUT_A_SUBSAMPLE, 2, 8, 1, 6); /* pad only */
+  block_case(TC_SHORTCUT_B, 2, 4, 2, 9);           /* conv+BN: zero */
+  block_case(TC_SHORTCUT_NONE, 2, 4, 2, 6);        /* plain: zero */
   tc_layer *l;
   tc_residual_options o = TC_RESIDUAL_OPTIONS_INIT;
   ck_assert_int_eq(tc_residual_block_create(&l, 4, 2, 1, &o), TC_EINVAL);
@@ -576,16 +580,22 @@ START_TEST(test_options_versions) {
   ck_assert_int_eq(o.stride_h, 1);
   ck_assert_int_eq(tc_conv2d_options_init(&o, sizeof o + 8), TC_EVERSION);
   /* an older, shorter struct gets defaults for the missing fields */
-  struct { size_t struct_size; int64_t sh, sw; } old = {sizeof old, 2, 2};
+  struct {
+    size_t struct_size;
+    int64_t sh, sw;
+  } old = {sizeof old, 2, 2};
   tc_layer *l;
   NU_OK(tc_conv2d_create(&l, 1, 1, 3, (const tc_conv2d_options *)&old));
   int64_t in[3] = {1, 8, 8}, os[TC_MAX_DIMS];
   tc_model *m = nu_model(be, l, in, 3, 0);
   tc_model_output_shape(m, os);
-  ck_assert_int_eq(os[1], 3); /* (8 - 3) / 2 + 1, no padding */
+  ck_assert_int_eq(os[1], 3);                  /* (8 - 3) / 2 + 1, no padding */
   ck_assert_int_eq(tc_model_num_params(m), 2); /* bias by default */
   tc_model_destroy(m);
-  struct { size_t struct_size; int64_t pad[20]; } big = {sizeof big, {0}};
+  struct {
+    size_t struct_size;
+    int64_t pad[20];
+  } big = {sizeof big, {0}};
   ck_assert_int_eq(tc_conv2d_create(&l, 1, 1, 3, (const void *)&big),
                    TC_EVERSION);
   ck_assert_int_eq(tc_conv2d_create(&l, 0, 1, 3, NULL), TC_EINVAL);

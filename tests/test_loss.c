@@ -11,8 +11,12 @@
 #include "testutil.h"
 
 static tc_backend *be;
-static void setup(void) { be = nu_cpu(); }
-static void teardown(void) { tc_backend_destroy(be); }
+static void setup(void) {
+  be = nu_cpu();
+}
+static void teardown(void) {
+  tc_backend_destroy(be);
+}
 
 static const float logits[6] = {1, 2, 3, 1, 1, 1};
 static const int32_t labels[2] = {2, 0};

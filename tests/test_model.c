@@ -1,10 +1,10 @@
 /*
  * test_model.c - models as trees: PyTorch state-dict names and order for a
- * LeNet-5 (LeCun et al. 1998, with BN) and a small CIFAR ResNet (He et al. 2016) tree, the
- * flat parameter/gradient arenas (parameters are views), deterministic
- * default initialisation, batch-size changes, zero allocation in a steady
- * training step, bad input (clear errors, model still usable), and fault
- * injection on construction (every allocation failing in turn).
+ * LeNet-5 (LeCun et al. 1998, with BN) and a small CIFAR ResNet (He et al.
+ * 2016) tree, the flat parameter/gradient arenas (parameters are views),
+ * deterministic default initialisation, batch-size changes, zero allocation in
+ * a steady training step, bad input (clear errors, model still usable), and
+ * fault injection on construction (every allocation failing in turn).
  */
 #include <check.h>
 #include <math.h>
@@ -17,8 +17,12 @@
 #include "testutil.h"
 
 static tc_backend *be;
-static void setup(void) { be = nu_cpu(); }
-static void teardown(void) { tc_backend_destroy(be); }
+static void setup(void) {
+  be = nu_cpu();
+}
+static void teardown(void) {
+  tc_backend_destroy(be);
+}
 
 #define TRY(call)                                                              \
   do {                                                                         \
@@ -78,7 +82,8 @@ fail:
   return st;
 }
 
-/* The CIFAR ResNet (He et al. 2016) with n blocks per stage (n = 3: ResNet-20). */
+/* The CIFAR ResNet (He et al. 2016) with n blocks per stage (n = 3: ResNet-20).
+ */
 static tc_status resnet(tc_layer **out, int n, int shortcut) {
   tc_status st;
   tc_layer *net = NULL, *stage, *l;
@@ -102,8 +107,7 @@ static tc_status resnet(tc_layer **out, int n, int shortcut) {
       char nm[16];
       snprintf(nm, sizeof nm, "%d", b);
       int64_t cout = 16 << s, cin = b == 0 && s > 0 ? cout / 2 : cout;
-      TRY(tc_residual_block_create(&l, cin, cout, b == 0 && s > 0 ? 2 : 1,
-                                   &r));
+      TRY(tc_residual_block_create(&l, cin, cout, b == 0 && s > 0 ? 2 : 1, &r));
       TRY(tc_sequential_add(stage, nm, l));
     }
   }
@@ -128,14 +132,31 @@ START_TEST(test_lenet_names) {
   tc_layer *net;
   NU_OK(lenet(&net, 1));
   tc_model *m = nu_model(be, net, img, 3, 0);
-  static const char *want[] = {
-      "conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias",
-      "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
-      "conv2.weight", "conv2.bias", "bn2.weight", "bn2.bias",
-      "bn2.running_mean", "bn2.running_var", "bn2.num_batches_tracked",
-      "fc3.weight", "fc3.bias", "bn3.weight", "bn3.bias",
-      "bn3.running_mean", "bn3.running_var", "bn3.num_batches_tracked",
-      "fc4.weight", "fc4.bias", "fc5.weight", "fc5.bias"};
+  static const char *want[] = {"conv1.weight",
+                               "conv1.bias",
+                               "bn1.weight",
+                               "bn1.bias",
+                               "bn1.running_mean",
+                               "bn1.running_var",
+                               "bn1.num_batches_tracked",
+                               "conv2.weight",
+                               "conv2.bias",
+                               "bn2.weight",
+                               "bn2.bias",
+                               "bn2.running_mean",
+                               "bn2.running_var",
+                               "bn2.num_batches_tracked",
+                               "fc3.weight",
+                               "fc3.bias",
+                               "bn3.weight",
+                               "bn3.bias",
+                               "bn3.running_mean",
+                               "bn3.running_var",
+                               "bn3.num_batches_tracked",
+                               "fc4.weight",
+                               "fc4.bias",
+                               "fc5.weight",
+                               "fc5.bias"};
   int n = (int)(sizeof want / sizeof *want);
   ck_assert_int_eq(tc_model_num_state(m), n);
   ck_assert_int_eq(tc_model_num_params(m), 16);
@@ -162,8 +183,7 @@ START_TEST(test_lenet_names) {
   ck_assert_int_eq(tc_model_find_state(m, "fc3.gamma", &w), TC_ENOTFOUND);
   /* 456+6 + 12 + 2416 + 32 + 48120+120 + 240 + 10164 + 850 */
   ck_assert_int_eq(tc_tensor_numel(tc_model_params_flat(m)),
-                   456 + 6 * 2 + 2416 + 16 * 2 + 48120 + 120 * 2 + 10164 +
-                       850);
+                   456 + 6 * 2 + 2416 + 16 * 2 + 48120 + 120 * 2 + 10164 + 850);
   tc_model_destroy(m);
 }
 END_TEST
@@ -194,8 +214,8 @@ START_TEST(test_resnet_names) {
   NU_OK(tc_model_find_state(m, "layers_4n.0.shortcut.0.weight", &t));
   ck_assert_int_eq(tc_tensor_dim(t, 2), 1);
   NU_OK(tc_model_find_state(m, "layers_4n.0.shortcut.1.running_mean", &t));
-  ck_assert_int_eq(tc_model_find_state(m, "layers_2n.0.shortcut.0.weight",
-                                       &t), TC_ENOTFOUND);
+  ck_assert_int_eq(tc_model_find_state(m, "layers_2n.0.shortcut.0.weight", &t),
+                   TC_ENOTFOUND);
   tc_model_destroy(m);
 }
 END_TEST
@@ -397,8 +417,8 @@ START_TEST(test_bad_input) {
   float before[20], after[20];
   nu_forward(m, good, NULL, before);
   int64_t s[4] = {2, 3, 28, 28}, s0[4] = {0, 3, 32, 32};
-  tc_tensor *bad = nu_tensor(be, s, 4, NULL), *zero = nu_tensor(be, s0, 4,
-                                                                NULL);
+  tc_tensor *bad = nu_tensor(be, s, 4, NULL),
+            *zero = nu_tensor(be, s0, 4, NULL);
   ck_assert_int_eq(tc_model_forward(m, bad, &out), TC_ESHAPE);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "input"));
   ck_assert_int_eq(tc_model_forward(m, zero, &out), TC_ESHAPE);
@@ -429,10 +449,10 @@ static void fault_case(int which, int persistent) {
     tu_alloc_fail_at(k, persistent);
     tc_layer *net = NULL;
     tc_model *m = NULL;
-    tc_status st = which == 0 ? lenet(&net, 1)
-                              : resnet(&net, 1, which == 1
-                                                    ? TC_SHORTCUT_A_MAXPOOL
-                                                    : TC_SHORTCUT_B);
+    tc_status st =
+        which == 0 ? lenet(&net, 1)
+                   : resnet(&net, 1,
+                            which == 1 ? TC_SHORTCUT_A_MAXPOOL : TC_SHORTCUT_B);
     if (st == TC_OK)
       st = tc_model_create(&m, be, net, img, 3, NULL);
     int failed = tu_alloc_failed();
@@ -519,14 +539,14 @@ START_TEST(test_profile) {
   NU_OK(lenet(&net, 1));
   tc_model *m = nu_model(be, net, img, 3, 0);
   /* every LeNet layer but the root Sequential, in order */
-  static const char *want[] = {"conv1", "bn1",     "relu1", "pool1",
-                               "conv2", "bn2",     "relu2", "pool2",
-                               "flatten", "fc3",   "bn3",   "relu3",
-                               "fc4",   "relu4",   "drop",  "fc5"};
+  static const char *want[] = {
+      "conv1",   "bn1", "relu1", "pool1", "conv2", "bn2",   "relu2", "pool2",
+      "flatten", "fc3", "bn3",   "relu3", "fc4",   "relu4", "drop",  "fc5"};
   static const char *kinds[] = {
-      "conv2d", "batchnorm2d", "relu", "maxpool2d", "conv2d",
-      "batchnorm2d", "relu", "maxpool2d", "flatten", "linear",
-      "batchnorm1d", "relu", "linear", "relu", "dropout", "linear"};
+      "conv2d",  "batchnorm2d", "relu",        "maxpool2d",
+      "conv2d",  "batchnorm2d", "relu",        "maxpool2d",
+      "flatten", "linear",      "batchnorm1d", "relu",
+      "linear",  "relu",        "dropout",     "linear"};
   int64_t n = tc_model_profile_count(m);
   ck_assert_int_eq(n, 16);
   ck_assert_int_eq(tc_model_is_profiling(m), 0);
@@ -639,8 +659,7 @@ START_TEST(test_profile) {
   NU_OK(tc_model_find_state(m, "layers_4n.0.shortcut.1.running_var", &y));
   ck_assert_int_eq(prof_find(m, "layers_4n.0.shortcut", &p), -1);
   ck_assert_int_eq(prof_find(m, "layers_2n", &p), -1);
-  ck_assert_int_eq(prof_find(m, "fc_out", &p),
-                   tc_model_profile_count(m) - 1);
+  ck_assert_int_eq(prof_find(m, "fc_out", &p), tc_model_profile_count(m) - 1);
   tc_loss_destroy(loss);
   tc_tensor_destroy(x);
   tc_tensor_destroy(lab);

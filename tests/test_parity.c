@@ -1,7 +1,7 @@
 /*
- * test_parity.c - whole-model parity with PyTorch: LeNet-5 (LeCun et al. 1998, with
- * and without BatchNorm) and ResNet-20 (He et al. 2016, option A), built through
- * the public API (examples/common/models.c), loaded with the PyTorch
+ * test_parity.c - whole-model parity with PyTorch: LeNet-5 (LeCun et al. 1998,
+ * with and without BatchNorm) and ResNet-20 (He et al. 2016, option A), built
+ * through the public API (examples/common/models.c), loaded with the PyTorch
  * model's weights, give the same logits, loss and parameter gradients, and
  * the same weights and BN running statistics after two SGD steps (momentum
  * 0.9, weight decay), within 1e-4 relative. Golden files:
@@ -120,8 +120,8 @@ static void parity(const char *golden, int resnet, int bn) {
           float *have = malloc(sizeof(float) * (size_t)n);
           nu_get(g, have);
           for (int64_t j = 0; j < n; j++)
-            ck_assert_msg(fabsf(have[j]) < 1e-5f, "%s[%lld] = %g, not ~0",
-                          name, (long long)j, (double)have[j]);
+            ck_assert_msg(fabsf(have[j]) < 1e-5f, "%s[%lld] = %g, not ~0", name,
+                          (long long)j, (double)have[j]);
           free(have);
         } else {
           golden_check_tol(st, key, g, name, GRAD_TOL);
@@ -146,9 +146,10 @@ static void parity(const char *golden, int resnet, int bn) {
       state_check(st, name, t);
     }
   }
-  fprintf(stderr, "%s: worst relative error %.3g over logits, loss and "
-          "gradients, %.3g over the state after 2 steps\n", golden,
-          golden_worst, state_worst);
+  fprintf(stderr,
+          "%s: worst relative error %.3g over logits, loss and "
+          "gradients, %.3g over the state after 2 steps\n",
+          golden, golden_worst, state_worst);
   tc_optimizer_destroy(opt);
   tc_loss_destroy(loss);
   tc_tensor_destroy(x);
@@ -159,11 +160,17 @@ static void parity(const char *golden, int resnet, int bn) {
   tc_backend_destroy(be);
 }
 
-START_TEST(test_lenet) { parity("model_lenet", 0, 0); }
+START_TEST(test_lenet) {
+  parity("model_lenet", 0, 0);
+}
 END_TEST
-START_TEST(test_lenet_bn) { parity("model_lenet_bn", 0, 1); }
+START_TEST(test_lenet_bn) {
+  parity("model_lenet_bn", 0, 1);
+}
 END_TEST
-START_TEST(test_resnet20) { parity("model_resnet20", 1, 0); }
+START_TEST(test_resnet20) {
+  parity("model_resnet20", 1, 0);
+}
 END_TEST
 
 int main(void) {

@@ -171,13 +171,19 @@ static void exact_resume(int adam, int first, int second) {
   unlink(path);
 }
 
-START_TEST(test_resume_sgd_epoch_boundary) { exact_resume(0, 6, 7); }
+START_TEST(test_resume_sgd_epoch_boundary) {
+  exact_resume(0, 6, 7);
+}
 END_TEST
 
-START_TEST(test_resume_sgd_mid_epoch) { exact_resume(0, 4, 9); }
+START_TEST(test_resume_sgd_mid_epoch) {
+  exact_resume(0, 4, 9);
+}
 END_TEST
 
-START_TEST(test_resume_adamw_amsgrad) { exact_resume(1, 8, 5); }
+START_TEST(test_resume_adamw_amsgrad) {
+  exact_resume(1, 8, 5);
+}
 END_TEST
 
 START_TEST(test_mismatch_leaves_objects_unchanged) {
@@ -461,4 +467,6 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) { return tu_run_suite(suite()); }
+int main(void) {
+  return tu_run_suite(suite());
+}

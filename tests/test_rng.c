@@ -12,8 +12,8 @@ static void kat(const uint32_t c[4], const uint32_t k[2], const uint32_t e[4]) {
   uint32_t out[4];
   tc_philox4x32_10(c, k, out);
   for (int i = 0; i < 4; i++)
-    ck_assert_msg(out[i] == e[i], "word %d: got %08x expected %08x", i,
-                  out[i], e[i]);
+    ck_assert_msg(out[i] == e[i], "word %d: got %08x expected %08x", i, out[i],
+                  e[i]);
 }
 
 START_TEST(test_philox_kat_zero) {

@@ -89,15 +89,17 @@ START_TEST(test_roundtrip_all_dtypes) {
   ck_assert_int_eq(tc_safetensors_writer_add_tensor(w, "zero", z), TC_OK);
   uint16_t half[3] = {0x3c00, 0xc000, 0x3800};
   int64_t s3[] = {3};
-  ck_assert_int_eq(tc_safetensors_writer_add(w, "half", TC_ST_F16, s3, 1,
-                                             half, sizeof half), TC_OK);
+  ck_assert_int_eq(
+      tc_safetensors_writer_add(w, "half", TC_ST_F16, s3, 1, half, sizeof half),
+      TC_OK);
   unsigned char f4[2] = {0x12, 0x34};
   ck_assert_int_eq(tc_safetensors_writer_add(w, "f4", TC_ST_F4, s4, 1, f4, 2),
                    TC_OK);
-  ck_assert_int_eq(tc_safetensors_writer_add_metadata(w, "epoch", "12"),
-                   TC_OK);
-  ck_assert_int_eq(tc_safetensors_writer_add_metadata(w, "note",
-                   "a \"quoted\"\\ line\nwith tab\t and caf\xc3\xa9"), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_add_metadata(w, "epoch", "12"), TC_OK);
+  ck_assert_int_eq(
+      tc_safetensors_writer_add_metadata(
+          w, "note", "a \"quoted\"\\ line\nwith tab\t and caf\xc3\xa9"),
+      TC_OK);
   /* bad adds change nothing */
   ck_assert_int_eq(tc_safetensors_writer_add_tensor(w, "f32", f), TC_EINVAL);
   ck_assert_int_eq(tc_safetensors_writer_add_tensor(w, "", f), TC_EINVAL);
@@ -107,8 +109,8 @@ START_TEST(test_roundtrip_all_dtypes) {
                    TC_EINVAL);
   ck_assert_int_eq(tc_safetensors_writer_add_metadata(w, "epoch", "1"),
                    TC_EINVAL);
-  ck_assert_int_eq(tc_safetensors_writer_add(w, "x", TC_ST_F16, s3, 1, half,
-                                             5), TC_ESHAPE);
+  ck_assert_int_eq(tc_safetensors_writer_add(w, "x", TC_ST_F16, s3, 1, half, 5),
+                   TC_ESHAPE);
   int64_t s1[] = {1};
   ck_assert_int_eq(tc_safetensors_writer_add(w, "x", TC_ST_F4, s1, 1, f4, 1),
                    TC_ESHAPE); /* 4 bits are not a whole byte */
@@ -121,7 +123,8 @@ START_TEST(test_roundtrip_all_dtypes) {
   ck_assert_int_eq(leftovers(), 0);
 
   size_t na, nb;
-  unsigned char *ba = slurp(tpath("a.st"), &na), *bb = slurp(tpath("b.st"), &nb);
+  unsigned char *ba = slurp(tpath("a.st"), &na),
+                *bb = slurp(tpath("b.st"), &nb);
   ck_assert_mem_eq(ba, bb, na); /* deterministic output */
   uint64_t N = 0;
   for (int i = 7; i >= 0; i--)
@@ -203,16 +206,18 @@ START_TEST(test_reference_vectors) {
   float v[6] = {0, 1, 2, 3, 4, 5};
   int64_t s[] = {1, 2, 3};
   static const unsigned char want[] = {
-      64, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 46, 48, 34, 58,
-      123, 34, 100, 116, 121, 112, 101, 34, 58, 34, 70, 51, 50, 34, 44, 34,
-      115, 104, 97, 112, 101, 34, 58, 91, 49, 44, 50, 44, 51, 93, 44, 34, 100,
-      97, 116, 97, 95, 111, 102, 102, 115, 101, 116, 115, 34, 58, 91, 48, 44,
-      50, 52, 93, 125, 125, 0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64,
-      64, 0, 0, 128, 64, 0, 0, 160, 64};
+      64,  0,   0,   0,   0,   0,   0,   0,   123, 34,  97,  116, 116, 110,
+      46,  48,  34,  58,  123, 34,  100, 116, 121, 112, 101, 34,  58,  34,
+      70,  51,  50,  34,  44,  34,  115, 104, 97,  112, 101, 34,  58,  91,
+      49,  44,  50,  44,  51,  93,  44,  34,  100, 97,  116, 97,  95,  111,
+      102, 102, 115, 101, 116, 115, 34,  58,  91,  48,  44,  50,  52,  93,
+      125, 125, 0,   0,   0,   0,   0,   0,   128, 63,  0,   0,   0,   64,
+      0,   0,   64,  64,  0,   0,   128, 64,  0,   0,   160, 64};
   tc_safetensors_writer *w;
   ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
-  ck_assert_int_eq(tc_safetensors_writer_add(w, "attn.0", TC_ST_F32, s, 3, v,
-                                             sizeof v), TC_OK);
+  ck_assert_int_eq(
+      tc_safetensors_writer_add(w, "attn.0", TC_ST_F32, s, 3, v, sizeof v),
+      TC_OK);
   ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("v.st")), TC_OK);
   tc_safetensors_writer_destroy(w);
   size_t n;
@@ -221,8 +226,8 @@ START_TEST(test_reference_vectors) {
   ck_assert_mem_eq(b, want, n);
   free(b);
 
-  static const unsigned char empty[] = {8, 0, 0, 0, 0, 0, 0, 0, '{', '}',
-                                        ' ', ' ', ' ', ' ', ' ', ' '};
+  static const unsigned char empty[] = {8,   0,   0,   0,   0,   0,   0,   0,
+                                        '{', '}', ' ', ' ', ' ', ' ', ' ', ' '};
   ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
   ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("e.st")), TC_OK);
   b = slurp(tpath("e.st"), &n);
@@ -250,8 +255,7 @@ END_TEST
 /* ---- rejection rules: one hand-made file each ---- */
 
 /* Builds a file: 8-byte length of `hdr`, hdr, then `data` zero bytes. */
-static unsigned char *mk(const char *hdr, size_t hlen, size_t data,
-                         size_t *n) {
+static unsigned char *mk(const char *hdr, size_t hlen, size_t data, size_t *n) {
   *n = 8 + hlen + data;
   unsigned char *b = calloc(1, *n + 1);
   for (int i = 0; i < 8; i++)
@@ -327,8 +331,8 @@ END_TEST
 
 START_TEST(test_reject_text) {
   REJECT("{\"a\xff\":{}}", 0, "UTF-8");
-  REJECT("{\"\xc0\xaf\":1}", 0, "UTF-8");          /* overlong '/' */
-  REJECT("{\"\xed\xa0\x80\":1}", 0, "UTF-8");      /* surrogate */
+  REJECT("{\"\xc0\xaf\":1}", 0, "UTF-8");     /* overlong '/' */
+  REJECT("{\"\xed\xa0\x80\":1}", 0, "UTF-8"); /* surrogate */
   size_t n;
   unsigned char *b = mk("{}\0 ", 4, 0, &n);
   tc_safetensors *st = NULL;
@@ -358,7 +362,8 @@ START_TEST(test_reject_duplicates) {
   REJECT("{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, "duplicate");
   REJECT("{\"__metadata__\":{},\"__metadata__\":{}}", 0, "duplicate");
   REJECT("{\"a\":{\"dtype\":\"U8\",\"dtype\":\"U8\",\"shape\":[1],"
-         "\"data_offsets\":[0,1]}}", 1, "duplicate");
+         "\"data_offsets\":[0,1]}}",
+         1, "duplicate");
   /* keys differing in case are distinct */
   ACCEPT("{" T("a", "U8", "[1]", 0, 1) "," T("A", "U8", "[1]", 1, 2) "}", 2);
 }
@@ -389,8 +394,7 @@ START_TEST(test_reject_entries) {
   /* element count, then byte size, overflowing 64 bits */
   REJECT("{" T("a", "U8", "[4294967296,4294967296,2]", 0, 0) "}", 0,
          "overflows");
-  REJECT("{" T("a", "F32", "[4611686018427387904]", 0, 0) "}", 0,
-         "overflows");
+  REJECT("{" T("a", "F32", "[4611686018427387904]", 0, 0) "}", 0, "overflows");
   /* a zero after an overflow does not rescue it (as the reference) */
   REJECT("{" T("a", "U8", "[4294967296,4294967296,2,0]", 0, 0) "}", 0,
          "overflows");
@@ -407,10 +411,10 @@ START_TEST(test_reject_entries) {
   ACCEPT("{\"__metadata__\":null}", 0); /* Option<HashMap> in the reference */
   /* unknown fields are ignored, as by the reference's serde structs */
   ACCEPT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],"
-         "\"extra\":[1.5,-2]}}", 1);
+         "\"extra\":[1.5,-2]}}",
+         1);
   /* rank 0 and zero-size */
-  ACCEPT("{" T("s", "I64", "[]", 0, 8) "," T("z", "F32", "[0,5]", 8, 8) "}",
-         8);
+  ACCEPT("{" T("s", "I64", "[]", 0, 8) "," T("z", "F32", "[0,5]", 8, 8) "}", 8);
 }
 END_TEST
 
@@ -428,8 +432,9 @@ START_TEST(test_reject_layout) {
   /* any order in the header is fine when the offsets tile the buffer */
   ACCEPT("{" T("b", "U8", "[2]", 2, 4) "," T("a", "U8", "[2]", 0, 2) "}", 4);
   /* zero-size tensors may sit anywhere, sharing an offset */
-  ACCEPT("{" T("a", "U8", "[2]", 0, 2) "," T("z", "U8", "[0]", 2, 2) ","
-         T("y", "U8", "[0]", 0, 0) "," T("b", "U8", "[1]", 2, 3) "}", 3);
+  ACCEPT("{" T("a", "U8", "[2]", 0, 2) "," T("z", "U8", "[0]", 2, 2) "," T(
+             "y", "U8", "[0]", 0, 0) "," T("b", "U8", "[1]", 2, 3) "}",
+         3);
 }
 END_TEST
 
@@ -538,8 +543,8 @@ static tc_safetensors_writer *big_writer(size_t bytes) {
   ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
   unsigned char *data = calloc(1, bytes);
   int64_t s[] = {(int64_t)bytes};
-  ck_assert_int_eq(tc_safetensors_writer_add(w, "data", TC_ST_U8, s, 1, data,
-                                             bytes), TC_OK);
+  ck_assert_int_eq(
+      tc_safetensors_writer_add(w, "data", TC_ST_U8, s, 1, data, bytes), TC_OK);
   free(data);
   ck_assert_int_eq(tc_safetensors_writer_add_metadata(w, "which", "new"),
                    TC_OK);
@@ -724,4 +729,6 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) { return tu_run_suite(suite()); }
+int main(void) {
+  return tu_run_suite(suite());
+}

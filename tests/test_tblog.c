@@ -201,15 +201,16 @@ START_TEST(test_tblog_known_answer) {
   size_t n0;
   unsigned char *b0 = slurp(path, &n0);
   free(b0);
-  ck_assert_int_eq(tc_tblog_scalar_at(w, "train/loss", 100, 0.5,
-                                      1700000001.0), TC_OK);
+  ck_assert_int_eq(tc_tblog_scalar_at(w, "train/loss", 100, 0.5, 1700000001.0),
+                   TC_OK);
   ck_assert_int_eq(tc_tblog_flush(w), TC_OK);
   size_t n;
   unsigned char *b = slurp(path, &n);
   unsigned char want[128];
   size_t wn = unhex("2000000000000000 29eda950 "
                     "0900004040fc54d94110642a130a110a0a747261696e2f6c6f7373"
-                    "150000003f 7e6098ef", want);
+                    "150000003f 7e6098ef",
+                    want);
   ck_assert_uint_eq(n - n0, wn);
   ck_assert_mem_eq(b + n0, want, wn);
   free(b);
@@ -222,10 +223,8 @@ START_TEST(test_tblog_decode_file) {
   tc_tblog *w;
   ck_assert_int_eq(tc_tblog_create(&w, tmpdir), TC_OK);
   for (int i = 0; i < 50; i++) {
-    ck_assert_int_eq(tc_tblog_scalar(w, "train/loss", i, 2.0 / (i + 1)),
-                     TC_OK);
-    ck_assert_int_eq(tc_tblog_scalar(w, "train/accuracy", i, i / 50.0),
-                     TC_OK);
+    ck_assert_int_eq(tc_tblog_scalar(w, "train/loss", i, 2.0 / (i + 1)), TC_OK);
+    ck_assert_int_eq(tc_tblog_scalar(w, "train/accuracy", i, i / 50.0), TC_OK);
   }
   ck_assert_int_eq(tc_tblog_resume(w, -1), TC_EINVAL);
   ck_assert_int_eq(tc_tblog_resume(w, INT64_MAX), TC_EINVAL);
@@ -266,20 +265,21 @@ START_TEST(test_csv_content_and_resume) {
   tc_csvlog *c;
   ck_assert_int_eq(tc_csvlog_create(&c, path, -1), TC_OK);
   for (int s = 10; s <= 40; s += 10)
-    ck_assert_int_eq(tc_csvlog_row(c, s / 20, s, "train", 0.25 * s, 0.5,
-                                   0.1, 1.5, 1000), TC_OK);
+    ck_assert_int_eq(
+        tc_csvlog_row(c, s / 20, s, "train", 0.25 * s, 0.5, 0.1, 1.5, 1000),
+        TC_OK);
   ck_assert_int_eq(tc_csvlog_row(c, 1, 40, "val,x\"", NAN, 0.875, NAN, 2, 0),
                    TC_OK);
   tc_csvlog_destroy(c);
   size_t n;
   char *t = (char *)slurp(path, &n);
   ck_assert_str_eq(t,
-      "epoch,step,split,loss,accuracy,lr,seconds,images_per_sec\n"
-      "0,10,train,2.5,0.5,0.1,1.5,1000\n"
-      "1,20,train,5,0.5,0.1,1.5,1000\n"
-      "1,30,train,7.5,0.5,0.1,1.5,1000\n"
-      "2,40,train,10,0.5,0.1,1.5,1000\n"
-      "1,40,\"val,x\"\"\",,0.875,,2,0\n");
+                   "epoch,step,split,loss,accuracy,lr,seconds,images_per_sec\n"
+                   "0,10,train,2.5,0.5,0.1,1.5,1000\n"
+                   "1,20,train,5,0.5,0.1,1.5,1000\n"
+                   "1,30,train,7.5,0.5,0.1,1.5,1000\n"
+                   "2,40,train,10,0.5,0.1,1.5,1000\n"
+                   "1,40,\"val,x\"\"\",,0.875,,2,0\n");
   free(t);
   /* a crash left a torn row; resume from the checkpoint at step 30 */
   FILE *f = fopen(path, "ab");
@@ -291,11 +291,11 @@ START_TEST(test_csv_content_and_resume) {
   tc_csvlog_destroy(c);
   t = (char *)slurp(path, &n);
   ck_assert_str_eq(t,
-      "epoch,step,split,loss,accuracy,lr,seconds,images_per_sec\n"
-      "0,10,train,2.5,0.5,0.1,1.5,1000\n"
-      "1,20,train,5,0.5,0.1,1.5,1000\n"
-      "1,30,train,7.5,0.5,0.1,1.5,1000\n"
-      "2,31,train,1,1,1,1,1\n");
+                   "epoch,step,split,loss,accuracy,lr,seconds,images_per_sec\n"
+                   "0,10,train,2.5,0.5,0.1,1.5,1000\n"
+                   "1,20,train,5,0.5,0.1,1.5,1000\n"
+                   "1,30,train,7.5,0.5,0.1,1.5,1000\n"
+                   "2,31,train,1,1,1,1,1\n");
   free(t);
   /* resume with no file yet creates it with the header, and its
    * directories, as tc_tblog_create does */
@@ -304,8 +304,8 @@ START_TEST(test_csv_content_and_resume) {
   ck_assert_int_eq(tc_csvlog_create(&c, p2, 5), TC_OK);
   tc_csvlog_destroy(c);
   t = (char *)slurp(p2, &n);
-  ck_assert_str_eq(t,
-      "epoch,step,split,loss,accuracy,lr,seconds,images_per_sec\n");
+  ck_assert_str_eq(
+      t, "epoch,step,split,loss,accuracy,lr,seconds,images_per_sec\n");
   free(t);
   /* a foreign file is not rewritten */
   f = fopen(p2, "wb");
@@ -432,4 +432,6 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) { return tu_run_suite(suite()); }
+int main(void) {
+  return tu_run_suite(suite());
+}

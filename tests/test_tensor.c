@@ -10,8 +10,13 @@
 
 static tc_backend *be;
 
-static void setup(void) { ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK); }
-static void teardown(void) { tc_backend_destroy(be); be = NULL; }
+static void setup(void) {
+  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
+}
+static void teardown(void) {
+  tc_backend_destroy(be);
+  be = NULL;
+}
 
 START_TEST(test_create_query_destroy) {
   int64_t shape[4] = {2, 3, 4, 5};
@@ -118,12 +123,14 @@ START_TEST(test_view_and_reshape_share_storage) {
 END_TEST
 
 START_TEST(test_bad_arguments) {
-  int64_t shape[2] = {2, 2}, neg[2] = {2, -1}, huge[3] = {1LL << 30, 1LL << 30, 1LL << 30};
+  int64_t shape[2] = {2, 2}, neg[2] = {2, -1},
+          huge[3] = {1LL << 30, 1LL << 30, 1LL << 30};
   int64_t six[6] = {1, 1, 1, 1, 1, 1};
   tc_tensor *t = NULL;
   tc_clear_error();
   ck_assert_int_eq(tc_tensor_create(NULL, be, shape, 2, TC_FLOAT32), TC_EINVAL);
-  ck_assert_msg(strstr(tc_last_error(), "tc_tensor_create"), "%s", tc_last_error());
+  ck_assert_msg(strstr(tc_last_error(), "tc_tensor_create"), "%s",
+                tc_last_error());
   ck_assert_int_eq(tc_tensor_create(&t, NULL, shape, 2, TC_FLOAT32), TC_EINVAL);
   ck_assert_int_eq(tc_tensor_create(&t, be, NULL, 2, TC_FLOAT32), TC_EINVAL);
   ck_assert_int_eq(tc_tensor_create(&t, be, neg, 2, TC_FLOAT32), TC_EINVAL);
@@ -192,9 +199,13 @@ static void fault_loop(int persistent) {
   tu_alloc_uninstall();
 }
 
-START_TEST(test_fault_injection_once) { fault_loop(0); }
+START_TEST(test_fault_injection_once) {
+  fault_loop(0);
+}
 END_TEST
-START_TEST(test_fault_injection_persistent) { fault_loop(1); }
+START_TEST(test_fault_injection_persistent) {
+  fault_loop(1);
+}
 END_TEST
 
 int main(void) {

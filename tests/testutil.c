@@ -38,12 +38,14 @@ static int persistent_fail, failed;
 static void *count_alloc(void *user, size_t size, size_t alignment) {
   (void)user;
   count++;
-  if (fail_at > 0 && (count == fail_at || (persistent_fail && count > fail_at))) {
+  if (fail_at > 0 &&
+      (count == fail_at || (persistent_fail && count > fail_at))) {
     failed = 1;
     return NULL;
   }
   void *p = NULL;
-  if (posix_memalign(&p, alignment < sizeof(void *) ? sizeof(void *) : alignment,
+  if (posix_memalign(&p,
+                     alignment < sizeof(void *) ? sizeof(void *) : alignment,
                      size ? size : 1) != 0)
     return NULL;
   live++;
@@ -65,7 +67,9 @@ void tu_alloc_install(void) {
   ck_assert_int_eq(tc_set_allocator(&a), TC_OK);
 }
 
-void tu_alloc_uninstall(void) { tc_set_allocator(NULL); }
+void tu_alloc_uninstall(void) {
+  tc_set_allocator(NULL);
+}
 
 void tu_alloc_fail_at(long k, int persistent) {
   count = 0;
@@ -74,9 +78,15 @@ void tu_alloc_fail_at(long k, int persistent) {
   failed = 0;
 }
 
-long tu_alloc_live(void) { return live; }
-long tu_alloc_count(void) { return count; }
-int tu_alloc_failed(void) { return failed; }
+long tu_alloc_live(void) {
+  return live;
+}
+long tu_alloc_count(void) {
+  return count;
+}
+int tu_alloc_failed(void) {
+  return failed;
+}
 
 int tu_run_suite(Suite *s) {
   SRunner *sr = srunner_create(s);

@@ -33,9 +33,9 @@ double tu_max_rel_err(const float *got, const float *want, size_t n);
 void tu_alloc_install(void);
 void tu_alloc_uninstall(void);
 void tu_alloc_fail_at(long k, int persistent);
-long tu_alloc_live(void);    /* blocks currently allocated */
-long tu_alloc_count(void);   /* allocations attempted since fail_at */
-int tu_alloc_failed(void);   /* whether the armed failure was reached */
+long tu_alloc_live(void);  /* blocks currently allocated */
+long tu_alloc_count(void); /* allocations attempted since fail_at */
+int tu_alloc_failed(void); /* whether the armed failure was reached */
 
 /* Runs a Check suite; returns the process exit status. */
 int tu_run_suite(Suite *s);

@@ -30,8 +30,8 @@ typedef struct cu_pool cu_pool;
 
 typedef struct cu_ctx {
   int device;
-  int deterministic;   /* recorded; every path is deterministic anyway */
-  int own_stream;      /* 0 when the user's stream was given */
+  int deterministic; /* recorded; every path is deterministic anyway */
+  int own_stream;    /* 0 when the user's stream was given */
   cudaStream_t stream;
   cublasHandle_t blas;
   cu_pool *pool;
@@ -144,17 +144,19 @@ __device__ inline T cu_block_reduce(T v, Op op, T identity) {
   return v;
 }
 struct cu_op_add {
-  template <class T> __device__ T operator()(T a, T b) const { return a + b; }
+  template <class T> __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 #endif
 
 /* ---- shared internals ---- */
 /* Row-major strided-batched GEMM through cuBLAS (gemm.cu). */
-tc_status cu_gemm_rm(cu_ctx *c, int trans_a, int trans_b, int64_t m,
-                     int64_t n, int64_t k, float alpha, const float *a,
-                     int64_t lda, int64_t stride_a, const float *b,
-                     int64_t ldb, int64_t stride_b, float beta, float *y,
-                     int64_t ldc, int64_t stride_c, int64_t batch);
+tc_status cu_gemm_rm(cu_ctx *c, int trans_a, int trans_b, int64_t m, int64_t n,
+                     int64_t k, float alpha, const float *a, int64_t lda,
+                     int64_t stride_a, const float *b, int64_t ldb,
+                     int64_t stride_b, float beta, float *y, int64_t ldc,
+                     int64_t stride_c, int64_t batch);
 
 /* What cu_channel_reduce sums per channel ch of (n, c, sp) buffers. */
 enum {
@@ -166,9 +168,8 @@ enum {
  * out += scale * sum when accumulate. out2 is used by CU_CH_SUM_DY_XHAT. */
 tc_status cu_channel_reduce(cu_ctx *c, int mode, int64_t n, int64_t ch,
                             int64_t sp, const float *x, const float *dy,
-                            const float *mean, const float *invstd,
-                            float scale, int accumulate, float *out1,
-                            float *out2);
+                            const float *mean, const float *invstd, float scale,
+                            int accumulate, float *out1, float *out2);
 
 /* ---- ops (one file per family; args documented in tinycnn_backend.h) ---- */
 tc_status cu_gemm(void *ctx, const tc_gemm_args *a);

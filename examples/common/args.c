@@ -18,17 +18,20 @@ void args_usage(trainer_kind kind, FILE *to) {
   fprintf(to, "usage: %s [options]\n", prog(kind));
   if (kind == TRAINER_LENET)
     fputs("Train LeNet-5 (3x32x32 input) on MNIST, Fashion-MNIST or SVHN.\n\n"
-          "  --dataset NAME    mnist | fashion-mnist | svhn (default fashion-mnist)\n"
+          "  --dataset NAME    mnist | fashion-mnist | svhn (default "
+          "fashion-mnist)\n"
           "  --data DIR        data folder (fashion-mnist default:\n"
           "                    /usr/share/datasets/fashion-mnist)\n"
           "  --bn              BatchNorm after each conv and fc3/fc4\n"
           "  --epochs N        default 10\n"
           "  --lr X            default 0.01 (adam: 0.001)\n"
           "  --momentum X      default 0.9\n"
-          "  --wd X            weight decay, default 1e-6\n", to);
+          "  --wd X            weight decay, default 1e-6\n",
+          to);
   else
     fputs("Train a CIFAR ResNet (He et al. 2016) or its plain twin.\n\n"
-          "  --dataset NAME    cifar10 | mnist | fashion-mnist (default cifar10)\n"
+          "  --dataset NAME    cifar10 | mnist | fashion-mnist (default "
+          "cifar10)\n"
           "  --data DIR        cifar10: the cifar-10-batches-bin folder\n"
           "  --depth N         20 | 32 | 44 | 56 | 110 (default 20)\n"
           "  --plain           no shortcuts (the plain twin)\n"
@@ -38,37 +41,43 @@ void args_usage(trainer_kind kind, FILE *to) {
           "  --milestones A,B  LR x0.1 at these steps (default 32000,48000)\n"
           "  --lr X            default 0.1 (adam: 0.001)\n"
           "  --momentum X      default 0.9\n"
-          "  --wd X            weight decay, default 1e-4\n", to);
-  fputs("  --batch N         batch size, default 128\n"
-        "  --optimizer NAME  sgd | adam (default sgd)\n"
-        "  --val-split X     fraction of the training set held out, default 0.2\n"
-        "                    (resnet: 0.1)\n"
-        "  --seed N          default 0\n"
-        "  --threads N       CPU threads, default: all cores\n"
-        "  --backend NAME    cpu | cuda (default cpu)\n"
-        "  --logdir DIR      TensorBoard events + metrics.csv\n"
-        "  --save FILE       save the model state dict (safetensors) at the end\n"
-        "  --checkpoint FILE save the training state after each epoch\n"
-        "  --resume FILE     continue from a --checkpoint file\n"
-        "  --load FILE       load a state dict (tinycnn or PyTorch safetensors)\n"
-        "  --eval-only       only evaluate on the test set (with --load)\n"
-        "  --summary         print the model's layers, output shapes, parameter\n"
-        "                    counts, multiply-adds and memory (for --batch), exit\n"
-        "  --export-onnx FILE  write the model as ONNX (opset 13) at the end,\n"
-        "                    before the test (with --load --eval-only: as loaded)\n"
-        "  --quiet           no progress bar or per-epoch lines\n"
-        "  --train-limit N   use only the first N training images (quick runs)\n"
-        "  --test-limit N    use only the first N test images\n"
-        "Data-parallel training (under mpirun -np N; --batch is the global batch,\n"
-        "--threads is per rank; only rank 0 prints, logs and saves):\n"
-        "  --sync-bn         BatchNorm statistics over the global batch\n"
-        "  --deterministic   the same bits on any number of ranks (a run in\n"
-        "                    --chunks micro-batches; also in one process)\n"
-        "  --chunks N        deterministic chunks per batch, a multiple of the\n"
-        "                    number of ranks (default 8)\n"
-        "  --bucket-mb X     gradient all-reduce bucket size (default 25)\n"
-        "  --help            this text\n"
-        "The last line of a run (not --summary) is: test: loss=L accuracy=A\n", to);
+          "  --wd X            weight decay, default 1e-4\n",
+          to);
+  fputs(
+      "  --batch N         batch size, default 128\n"
+      "  --optimizer NAME  sgd | adam (default sgd)\n"
+      "  --val-split X     fraction of the training set held out, default 0.2\n"
+      "                    (resnet: 0.1)\n"
+      "  --seed N          default 0\n"
+      "  --threads N       CPU threads, default: all cores\n"
+      "  --backend NAME    cpu | cuda (default cpu)\n"
+      "  --logdir DIR      TensorBoard events + metrics.csv\n"
+      "  --save FILE       save the model state dict (safetensors) at the end\n"
+      "  --checkpoint FILE save the training state after each epoch\n"
+      "  --resume FILE     continue from a --checkpoint file\n"
+      "  --load FILE       load a state dict (tinycnn or PyTorch safetensors)\n"
+      "  --eval-only       only evaluate on the test set (with --load)\n"
+      "  --summary         print the model's layers, output shapes, parameter\n"
+      "                    counts, multiply-adds and memory (for --batch), "
+      "exit\n"
+      "  --export-onnx FILE  write the model as ONNX (opset 13) at the end,\n"
+      "                    before the test (with --load --eval-only: as "
+      "loaded)\n"
+      "  --quiet           no progress bar or per-epoch lines\n"
+      "  --train-limit N   use only the first N training images (quick runs)\n"
+      "  --test-limit N    use only the first N test images\n"
+      "Data-parallel training (under mpirun -np N; --batch is the global "
+      "batch,\n"
+      "--threads is per rank; only rank 0 prints, logs and saves):\n"
+      "  --sync-bn         BatchNorm statistics over the global batch\n"
+      "  --deterministic   the same bits on any number of ranks (a run in\n"
+      "                    --chunks micro-batches; also in one process)\n"
+      "  --chunks N        deterministic chunks per batch, a multiple of the\n"
+      "                    number of ranks (default 8)\n"
+      "  --bucket-mb X     gradient all-reduce bucket size (default 25)\n"
+      "  --help            this text\n"
+      "The last line of a run (not --summary) is: test: loss=L accuracy=A\n",
+      to);
 }
 
 static int bad(trainer_kind k, const char *opt, const char *why) {
@@ -173,8 +182,9 @@ int args_parse(train_args *a, trainer_kind kind, int argc, char **argv) {
       int ok = !strcmp(v, "mnist") || !strcmp(v, "fashion-mnist") ||
                (lenet ? !strcmp(v, "svhn") : !strcmp(v, "cifar10"));
       if (!ok)
-        return bad(kind, o, lenet ? "expected mnist, fashion-mnist or svhn"
-                                  : "expected cifar10, mnist or fashion-mnist");
+        return bad(kind, o,
+                   lenet ? "expected mnist, fashion-mnist or svhn"
+                         : "expected cifar10, mnist or fashion-mnist");
       a->dataset = v;
     } else if (!strcmp(o, "--data")) {
       NEEDS_PATH();

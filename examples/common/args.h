@@ -12,10 +12,10 @@
 
 typedef struct train_args {
   /* common */
-  const char *dataset;   /* mnist | fashion-mnist | svhn | cifar10 */
+  const char *dataset; /* mnist | fashion-mnist | svhn | cifar10 */
   const char *data_dir;
   int epochs;
-  int64_t steps;         /* ResNet: total steps (0: from epochs) */
+  int64_t steps; /* ResNet: total steps (0: from epochs) */
   int batch;
   double lr, momentum, wd;
   const char *optimizer; /* sgd | adam */
@@ -32,13 +32,13 @@ typedef struct train_args {
   int summary;             /* print the model summary and exit */
   const char *export_onnx; /* write the model as ONNX at the end */
   int quiet;
-  int64_t train_limit;   /* 0: all training images */
-  int64_t test_limit;    /* 0: all test images */
+  int64_t train_limit; /* 0: all training images */
+  int64_t test_limit;  /* 0: all test images */
   /* data-parallel runs (under mpirun) */
-  int deterministic;     /* same bits for any number of ranks */
-  int chunks;            /* deterministic mode's chunks of a batch */
-  int sync_bn;           /* BatchNorm over the global batch */
-  double bucket_mb;      /* gradient bucket size, MiB */
+  int deterministic; /* same bits for any number of ranks */
+  int chunks;        /* deterministic mode's chunks of a batch */
+  int sync_bn;       /* BatchNorm over the global batch */
+  double bucket_mb;  /* gradient bucket size, MiB */
   /* LeNet */
   int bn;
   /* ResNet */

@@ -120,8 +120,8 @@ tc_status model_resnet_init(tc_model *m, uint64_t seed) {
     if (st != TC_OK)
       return st;
     int is_conv = ends_with(name, ".weight") && tc_tensor_ndim(p) == 4;
-    int is_bn = tc_tensor_ndim(p) == 1 &&
-                (strstr(name, "bn") != NULL || strstr(name, "shortcut.1") != NULL);
+    int is_bn = tc_tensor_ndim(p) == 1 && (strstr(name, "bn") != NULL ||
+                                           strstr(name, "shortcut.1") != NULL);
     if (is_conv)
       st = tc_init_kaiming_normal(p, 0.0, TC_FAN_OUT, TC_NONLINEARITY_RELU,
                                   &rng);

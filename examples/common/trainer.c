@@ -43,8 +43,8 @@ typedef struct run {
   tc_tblog *tb;
   tc_csvlog *csv;
   tc_progress *progress;
-  tc_comm *comm;       /* the ranks of a data-parallel run (1: alone) */
-  tc_ddp *ddp;         /* NULL: a plain single-process step */
+  tc_comm *comm; /* the ranks of a data-parallel run (1: alone) */
+  tc_ddp *ddp;   /* NULL: a plain single-process step */
   int rank, size;
   int64_t total_steps; /* optimizer steps to take in all */
   int64_t epochs;      /* epochs that cover total_steps */
@@ -62,9 +62,8 @@ static double now_seconds(void) {
  * whole job (MPI_Abort), so no peer waits for it in a collective. */
 static int fail(const run *r, const char *what, tc_status st) {
   if (r->size > 1) {
-    fprintf(stderr, "%s: rank %d of %d: %s: %s (%s); ending the job\n",
-            r->prog, r->rank, r->size, what, tc_last_error(),
-            tc_status_string(st));
+    fprintf(stderr, "%s: rank %d of %d: %s: %s (%s); ending the job\n", r->prog,
+            r->rank, r->size, what, tc_last_error(), tc_status_string(st));
     fflush(stderr);
     tc_comm_abort(r->comm, 1);
   } else {
@@ -290,8 +289,8 @@ static int load_datasets(run *r) {
   return 0;
 }
 
-/* Transforms of the reference recipes: grey 28x28 images padded to 32 and repeated to
- * 3 channels, CIFAR's crop + flip (He et al. 2016, section 4.2). */
+/* Transforms of the reference recipes: grey 28x28 images padded to 32 and
+ * repeated to 3 channels, CIFAR's crop + flip (He et al. 2016, section 4.2). */
 static int make_transforms(run *r) {
   const train_args *a = &r->a;
   static const float half[3] = {0.5f, 0.5f, 0.5f};
@@ -314,9 +313,9 @@ static int make_transforms(run *r) {
       if (strcmp(a->dataset, "mnist") != 0)
         TRY("transform", tc_transform_add_random_hflip(*tf, 0.5f));
     }
-    TRY("transform", tc_transform_add_normalize(*tf, 3,
-                                                cifar ? cifar_mean : half,
-                                                cifar ? cifar_std : half));
+    TRY("transform",
+        tc_transform_add_normalize(*tf, 3, cifar ? cifar_mean : half,
+                                   cifar ? cifar_std : half));
   }
   return 0;
 }
@@ -351,7 +350,7 @@ static int make_model(run *r) {
   if (r->kind == TRAINER_LENET) {
     TRY("building LeNet-5", model_lenet(&root, a->bn));
   } else {
-    int sc = a->plain ? TC_SHORTCUT_NONE
+    int sc = a->plain             ? TC_SHORTCUT_NONE
              : a->shortcut == 'B' ? TC_SHORTCUT_B
                                   : TC_SHORTCUT_A_MAXPOOL;
     TRY("building the ResNet", model_resnet(&root, a->depth, sc));
@@ -399,21 +398,23 @@ static int make_optimizer(run *r) {
     TRY("adam options", tc_adam_options_init(&o, sizeof o));
     o.lr = (float)(a->lr_set ? a->lr : 1e-3);
     o.weight_decay = (float)(a->wd_set ? a->wd : 0.0);
-    TRY("creating Adam", tc_optimizer_create_adam_for_model(&r->opt,
-                                                            r->model, &o));
+    TRY("creating Adam",
+        tc_optimizer_create_adam_for_model(&r->opt, r->model, &o));
   } else {
     tc_sgd_options o;
     TRY("sgd options", tc_sgd_options_init(&o, sizeof o));
     o.lr = (float)a->lr;
     o.momentum = (float)a->momentum;
     o.weight_decay = (float)a->wd;
-    TRY("creating SGD", tc_optimizer_create_sgd_for_model(&r->opt, r->model,
-                                                         &o));
+    TRY("creating SGD",
+        tc_optimizer_create_sgd_for_model(&r->opt, r->model, &o));
   }
   int64_t per_epoch = tc_loader_num_batches(r->ld_train);
   if (per_epoch < 1) {
-    fprintf(stderr, "%s: the training split holds fewer images than one "
-            "batch of %d\n", r->prog, a->batch);
+    fprintf(stderr,
+            "%s: the training split holds fewer images than one "
+            "batch of %d\n",
+            r->prog, a->batch);
     return 2;
   }
   if (r->kind == TRAINER_RESNET) {
@@ -425,8 +426,8 @@ static int make_optimizer(run *r) {
       ms[0] = r->total_steps / 2;
       ms[1] = r->total_steps * 3 / 4;
     }
-    TRY("scheduler", tc_scheduler_create_multistep(&r->sched, r->opt, ms, 2,
-                                                   0.1));
+    TRY("scheduler",
+        tc_scheduler_create_multistep(&r->sched, r->opt, ms, 2, 0.1));
   } else {
     r->total_steps = (int64_t)a->epochs * per_epoch;
   }
@@ -445,8 +446,7 @@ static int make_optimizer(run *r) {
 /* ---- one pass ------------------------------------------------------------ */
 
 /* Mean loss and accuracy of the model over a loader's next epoch. */
-static int evaluate(run *r, tc_loader *ld, double *out_loss,
-                    double *out_acc) {
+static int evaluate(run *r, tc_loader *ld, double *out_loss, double *out_acc) {
   TRY("eval mode", tc_model_set_training(r->model, 0));
   /* every rank evaluates its shard with rank 0's running statistics */
   if (r->ddp)
@@ -487,8 +487,8 @@ static int log_row(run *r, int64_t epoch, int64_t step, const char *split,
                    double loss, double acc, double lr, double seconds,
                    double ips) {
   if (r->csv)
-    TRY("metrics.csv", tc_csvlog_row(r->csv, epoch, step, split, loss, acc,
-                                     lr, seconds, ips));
+    TRY("metrics.csv",
+        tc_csvlog_row(r->csv, epoch, step, split, loss, acc, lr, seconds, ips));
   if (r->tb) {
     char tag[64];
     snprintf(tag, sizeof tag, "%s/loss", split);
@@ -550,8 +550,8 @@ static int train(run *r) {
     o.sync_batchnorm = a->sync_bn;
     o.deterministic = a->deterministic;
     o.chunks = a->chunks;
-    TRY("data-parallel training", tc_ddp_create(&r->ddp, r->model, r->comm,
-                                                &o));
+    TRY("data-parallel training",
+        tc_ddp_create(&r->ddp, r->model, r->comm, &o));
   }
   tc_progress_options po;
   TRY("progress", tc_progress_options_init(&po, sizeof po));
@@ -563,8 +563,8 @@ static int train(run *r) {
     double t0 = now_seconds(), loss_sum = 0, lr = 0;
     int64_t correct = 0, seen = 0, batch = 0;
     TRY("lr", tc_optimizer_get_lr(r->opt, 0, &lr));
-    TRY("progress", tc_progress_begin(r->progress, epoch + 1, r->epochs,
-                                      per_epoch));
+    TRY("progress",
+        tc_progress_begin(r->progress, epoch + 1, r->epochs, per_epoch));
     for (;;) {
       tc_tensor *x, *y, *out;
       TRY("reading a batch", tc_loader_next(r->ld_train, &x, &y));
@@ -596,9 +596,9 @@ static int train(run *r) {
       loss_sum += (double)loss * (double)b;
       correct += c;
       seen += b;
-      TRY("progress", tc_progress_update(r->progress, batch,
-                                         loss_sum / (double)seen,
-                                         (double)correct / (double)seen, seen));
+      TRY("progress",
+          tc_progress_update(r->progress, batch, loss_sum / (double)seen,
+                             (double)correct / (double)seen, seen));
       /* a run that ends mid-epoch stops here; at an epoch's end the loader
        * still hands out its end signal, so a checkpoint resumes at the next
        * epoch */
@@ -676,8 +676,8 @@ static int run_all(run *r) {
   tc_set_seed(a->seed);
   tc_status cs = dist_open(&r->comm);
   if (cs != TC_OK) {
-    fprintf(stderr, "%s: starting data-parallel training: %s (%s)\n",
-            r->prog, tc_last_error(), tc_status_string(cs));
+    fprintf(stderr, "%s: starting data-parallel training: %s (%s)\n", r->prog,
+            tc_last_error(), tc_status_string(cs));
     return 1;
   }
   r->rank = tc_comm_rank(r->comm);

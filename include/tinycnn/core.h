@@ -45,17 +45,17 @@ TC_API int tc_version_number(void);
 /** Status codes. TC_OK is zero; every error is negative. */
 typedef enum tc_status {
   TC_OK = 0,
-  TC_ENOMEM = -1,          /**< an allocation failed */
-  TC_EINVAL = -2,          /**< an argument is invalid (NULL, out of range) */
-  TC_ESHAPE = -3,          /**< shapes or sizes do not agree */
-  TC_EIO = -4,             /**< a file could not be opened, read or written */
-  TC_EFORMAT = -5,         /**< a file or buffer is malformed */
-  TC_EUNSUPPORTED = -6,    /**< the backend or build lacks this feature */
-  TC_EVERSION = -7,        /**< a struct or API version is newer than ours */
-  TC_ENOTFOUND = -8,       /**< a named thing (backend, tensor) is absent */
-  TC_ENUMERIC = -9,        /**< NaN or Inf where a finite value is needed */
-  TC_EBACKEND = -10,       /**< the backend failed (device error) */
-  TC_ESTATE = -11          /**< the object is not in a state for this call */
+  TC_ENOMEM = -1,       /**< an allocation failed */
+  TC_EINVAL = -2,       /**< an argument is invalid (NULL, out of range) */
+  TC_ESHAPE = -3,       /**< shapes or sizes do not agree */
+  TC_EIO = -4,          /**< a file could not be opened, read or written */
+  TC_EFORMAT = -5,      /**< a file or buffer is malformed */
+  TC_EUNSUPPORTED = -6, /**< the backend or build lacks this feature */
+  TC_EVERSION = -7,     /**< a struct or API version is newer than ours */
+  TC_ENOTFOUND = -8,    /**< a named thing (backend, tensor) is absent */
+  TC_ENUMERIC = -9,     /**< NaN or Inf where a finite value is needed */
+  TC_EBACKEND = -10,    /**< the backend failed (device error) */
+  TC_ESTATE = -11       /**< the object is not in a state for this call */
 } tc_status;
 
 /**
@@ -146,7 +146,7 @@ TC_API void tc_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2],
 typedef struct tc_rng {
   uint64_t seed;
   uint64_t stream;
-  uint64_t offset;   /**< number of 32-bit outputs consumed */
+  uint64_t offset; /**< number of 32-bit outputs consumed */
 } tc_rng;
 
 /** Well-known stream ids so that uses never share numbers. */
@@ -191,7 +191,8 @@ typedef struct tc_backend_options {
   void *stream;          /**< CUDA: a cudaStream_t to run on; NULL (default):
                               the backend's own stream */
 } tc_backend_options;
-#define TC_BACKEND_OPTIONS_INIT { sizeof(tc_backend_options), 0, 0, NULL }
+#define TC_BACKEND_OPTIONS_INIT                                                \
+  { sizeof(tc_backend_options), 0, 0, NULL }
 /** Fills `o` (of `struct_size` bytes) with the defaults.
  *  @return TC_OK, TC_EINVAL, TC_EVERSION (struct_size larger than ours). */
 TC_API tc_status tc_backend_options_init(tc_backend_options *o,

@@ -259,7 +259,10 @@ typedef struct tc_loader_options {
 } tc_loader_options;
 
 #define TC_LOADER_OPTIONS_INIT                                                 \
-  { sizeof(tc_loader_options), 1, 0, 0, TC_LOADER_SEED_GLOBAL, 2, 0, NULL, 1, 0 }
+  {                                                                            \
+    sizeof(tc_loader_options), 1, 0, 0, TC_LOADER_SEED_GLOBAL, 2, 0, NULL, 1,  \
+        0                                                                      \
+  }
 
 /** Fills `o` (of `struct_size` bytes, <= ours) with the defaults.
  *  @return TC_OK, TC_EINVAL, TC_EVERSION (struct_size larger than ours). */

@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-typedef struct tc_model tc_model; /* declared by tinycnn/nn.h too */
+typedef struct tc_model tc_model;         /* declared by tinycnn/nn.h too */
 typedef struct tc_optimizer tc_optimizer; /* tinycnn/optim.h */
 typedef struct tc_scheduler tc_scheduler; /* tinycnn/optim.h */
 typedef struct tc_loader tc_loader;       /* tinycnn/data.h */
@@ -108,10 +108,9 @@ TC_API const char *tc_safetensors_name(const tc_safetensors *st, int64_t i);
  *                   max_dims to know whether `shape` holds all sizes.
  * @return TC_OK, TC_EINVAL, TC_ENOTFOUND.
  */
-TC_API tc_status tc_safetensors_info(const tc_safetensors *st,
-                                     const char *name, tc_st_dtype *out_dtype,
-                                     int64_t *shape, int max_dims,
-                                     int *out_ndim);
+TC_API tc_status tc_safetensors_info(const tc_safetensors *st, const char *name,
+                                     tc_st_dtype *out_dtype, int64_t *shape,
+                                     int max_dims, int *out_ndim);
 
 /**
  * Reads tensor `name` into `dst`, which must have the same shape (same
@@ -177,8 +176,7 @@ TC_API tc_status tc_safetensors_writer_add_tensor(tc_safetensors_writer *w,
  * @return TC_OK, TC_EINVAL, TC_ESHAPE, TC_ENOMEM.
  */
 TC_API tc_status tc_safetensors_writer_add(tc_safetensors_writer *w,
-                                           const char *name,
-                                           tc_st_dtype dtype,
+                                           const char *name, tc_st_dtype dtype,
                                            const int64_t *shape, int ndim,
                                            const void *data, size_t bytes);
 
@@ -402,9 +400,8 @@ TC_API const char *tc_tblog_path(const tc_tblog *w);
 TC_API tc_status tc_tblog_scalar(tc_tblog *w, const char *tag, int64_t step,
                                  double value);
 /** Same with an explicit `wall_time` (seconds since the epoch). */
-TC_API tc_status tc_tblog_scalar_at(tc_tblog *w, const char *tag,
-                                    int64_t step, double value,
-                                    double wall_time);
+TC_API tc_status tc_tblog_scalar_at(tc_tblog *w, const char *tag, int64_t step,
+                                    double value, double wall_time);
 /** Marks a run resumed from a checkpoint taken at `step` (the step
  *  tc_checkpoint_load() returned): writes a SessionLog START event at
  *  `step + 1`, after which TensorBoard drops the interrupted run's points
@@ -450,8 +447,8 @@ TC_API void tc_csvlog_destroy(tc_csvlog *c);
  * @return TC_OK, TC_EINVAL, TC_EIO.
  */
 TC_API tc_status tc_csvlog_row(tc_csvlog *c, int64_t epoch, int64_t step,
-                               const char *split, double loss,
-                               double accuracy, double lr, double seconds,
+                               const char *split, double loss, double accuracy,
+                               double lr, double seconds,
                                double images_per_sec);
 
 /* ---- progress bar -------------------------------------------------------- */
@@ -459,8 +456,8 @@ TC_API tc_status tc_csvlog_row(tc_csvlog *c, int64_t epoch, int64_t step,
 /** Options of tc_progress_create(). */
 typedef struct tc_progress_options {
   size_t struct_size;
-  int32_t quiet;          /**< 1: print nothing */
-  int32_t tty;            /**< -1: ask isatty(); 0: plain lines; 1: redraw */
+  int32_t quiet;           /**< 1: print nothing */
+  int32_t tty;             /**< -1: ask isatty(); 0: plain lines; 1: redraw */
   int32_t lines_per_epoch; /**< plain mode: lines per epoch (default 10) */
   int32_t reserved0;
   double min_redraw_seconds; /**< TTY mode: redraw at most this often
@@ -472,8 +469,7 @@ typedef struct tc_progress_options {
 
 /** Fills `o` (`size` = sizeof *o) with the defaults. @return TC_OK,
  *  TC_EINVAL, TC_EVERSION. */
-TC_API tc_status tc_progress_options_init(tc_progress_options *o,
-                                          size_t size);
+TC_API tc_status tc_progress_options_init(tc_progress_options *o, size_t size);
 
 /** A progress display for epochs of batches (opaque). */
 typedef struct tc_progress tc_progress;
@@ -497,9 +493,8 @@ TC_API tc_status tc_progress_begin(tc_progress *p, int64_t epoch,
  * and accuracy (in [0, 1]) and the images processed so far in the epoch
  * (for img/s and the ETA). @return TC_OK, TC_EINVAL, TC_ESTATE (no begin).
  */
-TC_API tc_status tc_progress_update(tc_progress *p, int64_t batch,
-                                    double loss, double accuracy,
-                                    int64_t images);
+TC_API tc_status tc_progress_update(tc_progress *p, int64_t batch, double loss,
+                                    double accuracy, int64_t images);
 /** Ends the epoch: a TTY line gets its newline. */
 TC_API tc_status tc_progress_end(tc_progress *p);
 

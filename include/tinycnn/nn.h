@@ -73,7 +73,8 @@ typedef struct tc_linear_options {
   int32_t bias; /**< default 1 */
   int32_t reserved0;
 } tc_linear_options;
-#define TC_LINEAR_OPTIONS_INIT { sizeof(tc_linear_options), 1, 0 }
+#define TC_LINEAR_OPTIONS_INIT                                                 \
+  { sizeof(tc_linear_options), 1, 0 }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
 TC_API tc_status tc_linear_options_init(tc_linear_options *o,
                                         size_t struct_size);
@@ -215,10 +216,8 @@ TC_API tc_status tc_residual_options_init(tc_residual_options *o,
  * @return TC_OK, TC_EINVAL (sizes < 1, out < in with option A, unknown
  *         shortcut), TC_EVERSION, TC_ENOMEM.
  */
-TC_API tc_status tc_residual_block_create(tc_layer **out,
-                                          int64_t in_channels,
-                                          int64_t out_channels,
-                                          int64_t stride,
+TC_API tc_status tc_residual_block_create(tc_layer **out, int64_t in_channels,
+                                          int64_t out_channels, int64_t stride,
                                           const tc_residual_options *opts);
 
 /* ==== models ============================================================ */
@@ -230,10 +229,10 @@ typedef struct tc_model_options {
                            gradient wrt the input (tc_model_input_grad) */
   int32_t reserved0;
 } tc_model_options;
-#define TC_MODEL_OPTIONS_INIT { sizeof(tc_model_options), 0, 0 }
+#define TC_MODEL_OPTIONS_INIT                                                  \
+  { sizeof(tc_model_options), 0, 0 }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
-TC_API tc_status tc_model_options_init(tc_model_options *o,
-                                       size_t struct_size);
+TC_API tc_status tc_model_options_init(tc_model_options *o, size_t struct_size);
 
 /**
  * Makes a model of the layer tree `root` on backend `be`, for inputs of
@@ -248,9 +247,9 @@ TC_API tc_status tc_model_options_init(tc_model_options *o,
  *         does not fit its input; the message names it), TC_EVERSION,
  *         TC_ENOMEM.
  */
-TC_API tc_status tc_model_create(tc_model **out, tc_backend *be,
-                                 tc_layer *root, const int64_t *input_shape,
-                                 int ndim, const tc_model_options *opts);
+TC_API tc_status tc_model_create(tc_model **out, tc_backend *be, tc_layer *root,
+                                 const int64_t *input_shape, int ndim,
+                                 const tc_model_options *opts);
 /** Destroys the model, its layers and tensors. NULL ok. */
 TC_API void tc_model_destroy(tc_model *m);
 
@@ -264,8 +263,7 @@ TC_API void tc_model_destroy(tc_model *m);
  *         of 1 through training BatchNorm), TC_EUNSUPPORTED (the backend
  *         lacks an op), TC_ENOMEM, backend errors.
  */
-TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x,
-                                  tc_tensor **out);
+TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x, tc_tensor **out);
 /**
  * Back-propagates `dy` (the gradient wrt the last forward's output, same
  * shape) through the model, adding parameter gradients into the gradient
@@ -302,8 +300,7 @@ TC_API tc_tensor *tc_model_output_grad(tc_model *m);
  *  created with input_grad; else NULL. Borrowed. */
 TC_API tc_tensor *tc_model_input_grad(tc_model *m);
 /** Per-sample output shape into `shape`; returns its ndim, -1 on NULL. */
-TC_API int tc_model_output_shape(const tc_model *m,
-                                 int64_t shape[TC_MAX_DIMS]);
+TC_API int tc_model_output_shape(const tc_model *m, int64_t shape[TC_MAX_DIMS]);
 
 /** Training (1, the default) or evaluation (0) mode, as module.train().
  *  @return TC_OK, TC_EINVAL. */
@@ -529,7 +526,8 @@ typedef struct tc_loss_options {
   int32_t reduction;     /**< tc_loss_reduction, default TC_LOSS_MEAN */
   float label_smoothing; /**< cross-entropy only, in [0, 1]; default 0 */
 } tc_loss_options;
-#define TC_LOSS_OPTIONS_INIT { sizeof(tc_loss_options), TC_LOSS_MEAN, 0.f }
+#define TC_LOSS_OPTIONS_INIT                                                   \
+  { sizeof(tc_loss_options), TC_LOSS_MEAN, 0.f }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
 TC_API tc_status tc_loss_options_init(tc_loss_options *o, size_t struct_size);
 
@@ -537,8 +535,7 @@ TC_API tc_status tc_loss_options_init(tc_loss_options *o, size_t struct_size);
  *  kind or reduction, smoothing outside [0,1] or not cross-entropy),
  *  TC_EVERSION, TC_ENOMEM. */
 TC_API tc_status tc_loss_create(tc_loss **out, tc_backend *be,
-                                tc_loss_kind kind,
-                                const tc_loss_options *opts);
+                                tc_loss_kind kind, const tc_loss_options *opts);
 /** NULL ok. */
 TC_API void tc_loss_destroy(tc_loss *l);
 /**
@@ -629,18 +626,16 @@ TC_API tc_status tc_init_fans(const tc_tensor *t, int64_t *out_fan_in,
  *         where fans are needed, a zero fan), TC_ENOMEM.
  */
 TC_API tc_status tc_init_kaiming_uniform(tc_tensor *t, double a,
-                                         tc_fan_mode mode,
-                                         tc_nonlinearity nl, tc_rng *rng);
+                                         tc_fan_mode mode, tc_nonlinearity nl,
+                                         tc_rng *rng);
 /** See tc_init_kaiming_uniform(). */
 TC_API tc_status tc_init_kaiming_normal(tc_tensor *t, double a,
                                         tc_fan_mode mode, tc_nonlinearity nl,
                                         tc_rng *rng);
 /** See tc_init_kaiming_uniform(). */
-TC_API tc_status tc_init_xavier_uniform(tc_tensor *t, double gain,
-                                        tc_rng *rng);
+TC_API tc_status tc_init_xavier_uniform(tc_tensor *t, double gain, tc_rng *rng);
 /** See tc_init_kaiming_uniform(). */
-TC_API tc_status tc_init_xavier_normal(tc_tensor *t, double gain,
-                                       tc_rng *rng);
+TC_API tc_status tc_init_xavier_normal(tc_tensor *t, double gain, tc_rng *rng);
 /** See tc_init_kaiming_uniform(). */
 TC_API tc_status tc_init_uniform(tc_tensor *t, double lo, double hi,
                                  tc_rng *rng);

@@ -44,14 +44,14 @@ typedef enum tc_optimizer_type {
  * buf : buf; param -= lr * g.
  */
 typedef struct tc_sgd_options {
-  size_t struct_size;  /**< sizeof(tc_sgd_options) */
-  float lr;            /**< >= 0, default 0.01 */
-  float momentum;      /**< >= 0, default 0 */
-  float dampening;     /**< finite, default 0 */
-  float weight_decay;  /**< >= 0 (L2 added to the gradient), default 0 */
-  int32_t nesterov;    /**< non-zero: Nesterov momentum (needs momentum > 0,
-                            dampening 0), default 0 */
-  int32_t reserved0;   /**< must be 0 */
+  size_t struct_size; /**< sizeof(tc_sgd_options) */
+  float lr;           /**< >= 0, default 0.01 */
+  float momentum;     /**< >= 0, default 0 */
+  float dampening;    /**< finite, default 0 */
+  float weight_decay; /**< >= 0 (L2 added to the gradient), default 0 */
+  int32_t nesterov;   /**< non-zero: Nesterov momentum (needs momentum > 0,
+                           dampening 0), default 0 */
+  int32_t reserved0;  /**< must be 0 */
 } tc_sgd_options;
 
 #define TC_SGD_OPTIONS_INIT                                                    \
@@ -63,13 +63,13 @@ typedef struct tc_sgd_options {
  * the parameter by (1 - lr * weight_decay) before the update.
  */
 typedef struct tc_adam_options {
-  size_t struct_size;  /**< sizeof(tc_adam_options) */
-  float lr;            /**< >= 0, default 1e-3 */
-  float beta1;         /**< in [0, 1), default 0.9 */
-  float beta2;         /**< in [0, 1), default 0.999 */
-  float eps;           /**< >= 0, default 1e-8 */
-  float weight_decay;  /**< >= 0, default 0 (Adam) or 1e-2 (AdamW) */
-  int32_t amsgrad;     /**< non-zero: keep the maximum of exp_avg_sq */
+  size_t struct_size; /**< sizeof(tc_adam_options) */
+  float lr;           /**< >= 0, default 1e-3 */
+  float beta1;        /**< in [0, 1), default 0.9 */
+  float beta2;        /**< in [0, 1), default 0.999 */
+  float eps;          /**< >= 0, default 1e-8 */
+  float weight_decay; /**< >= 0, default 0 (Adam) or 1e-2 (AdamW) */
+  int32_t amsgrad;    /**< non-zero: keep the maximum of exp_avg_sq */
 } tc_adam_options;
 
 #define TC_ADAM_OPTIONS_INIT                                                   \
@@ -119,8 +119,7 @@ TC_API tc_status tc_optimizer_create_adam(tc_optimizer **out,
 TC_API tc_status tc_optimizer_create_adamw(tc_optimizer **out,
                                            tc_tensor *const *params,
                                            tc_tensor *const *grads,
-                                           const char *const *names,
-                                           int64_t n,
+                                           const char *const *names, int64_t n,
                                            const tc_adam_options *o);
 
 /**
@@ -172,8 +171,7 @@ TC_API tc_status tc_clip_grad_norm(tc_tensor *const *grads, int64_t n,
                                    double max_norm, double *out_norm);
 /** tc_clip_grad_norm over the optimizer's gradients. `out_norm` may be
  *  NULL. */
-TC_API tc_status tc_optimizer_clip_grad_norm(tc_optimizer *opt,
-                                             double max_norm,
+TC_API tc_status tc_optimizer_clip_grad_norm(tc_optimizer *opt, double max_norm,
                                              double *out_norm);
 
 /* ---- queries ----------------------------------------------------------- */
@@ -182,8 +180,7 @@ TC_API tc_optimizer_type tc_optimizer_get_type(const tc_optimizer *opt);
 /** Number of parameters; -1 for NULL. */
 TC_API int64_t tc_optimizer_num_params(const tc_optimizer *opt);
 /** The i-th parameter's name (owned by the optimizer), or NULL. */
-TC_API const char *tc_optimizer_param_name(const tc_optimizer *opt,
-                                           int64_t i);
+TC_API const char *tc_optimizer_param_name(const tc_optimizer *opt, int64_t i);
 
 /* ---- parameter groups -------------------------------------------------- */
 
@@ -205,15 +202,14 @@ TC_API tc_status tc_optimizer_add_group_adam(tc_optimizer *opt,
  *  @return as tc_optimizer_add_group_sgd, TC_EINVAL for a bad group. */
 TC_API tc_status tc_optimizer_set_group_sgd(tc_optimizer *opt, int64_t group,
                                             const tc_sgd_options *o);
-TC_API tc_status tc_optimizer_set_group_adam(tc_optimizer *opt,
-                                             int64_t group,
+TC_API tc_status tc_optimizer_set_group_adam(tc_optimizer *opt, int64_t group,
                                              const tc_adam_options *o);
 /** Number of groups (>= 1); -1 for NULL. */
 TC_API int64_t tc_optimizer_num_groups(const tc_optimizer *opt);
 
 /** Moves parameter `index` into `group`. @return TC_OK, TC_EINVAL. */
-TC_API tc_status tc_optimizer_set_param_group(tc_optimizer *opt,
-                                              int64_t index, int64_t group);
+TC_API tc_status tc_optimizer_set_param_group(tc_optimizer *opt, int64_t index,
+                                              int64_t group);
 /** Moves the parameter called `name` into `group`.
  *  @return TC_OK, TC_EINVAL, TC_ENOTFOUND. */
 TC_API tc_status tc_optimizer_set_param_group_by_name(tc_optimizer *opt,
@@ -304,8 +300,7 @@ TC_API tc_status tc_optimizer_set_step(tc_optimizer *opt, int64_t step);
 /** StepLR: lr = base * gamma^(last_epoch / step_size) (integer division).
  *  @param step_size >= 1  @param gamma finite, >= 0 (PyTorch: 0.1)
  *  @return TC_OK, TC_EINVAL, TC_ENOMEM. */
-TC_API tc_status tc_scheduler_create_step(tc_scheduler **out,
-                                          tc_optimizer *opt,
+TC_API tc_status tc_scheduler_create_step(tc_scheduler **out, tc_optimizer *opt,
                                           int64_t step_size, double gamma);
 /** MultiStepLR: lr = base * gamma^(number of milestones <= last_epoch).
  *  @param milestones n values >= 0 (copied; any order; a repeated value

@@ -250,8 +250,8 @@ static tc_status combine(tc_ddp *d, int training, float *out_loss,
 }
 
 tc_status tc__ddp_det_step(tc_ddp *d, tc_loss *loss, tc_tensor *x,
-                        const tc_tensor *y, float *out_loss,
-                        int64_t *out_correct) {
+                           const tc_tensor *y, float *out_loss,
+                           int64_t *out_correct) {
   static const char fn[] = "tc_ddp_train_step";
   ddp_det *t = d->det;
   int64_t n = x ? x->shape[0] : 0;

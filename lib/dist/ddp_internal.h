@@ -58,7 +58,7 @@ tc_status tc__ddp_backward(tc_ddp *d, const tc_tensor *dy, tc_status local);
 tc_status tc__ddp_det_init(tc_ddp *d, const char *fn);
 void tc__ddp_det_release(tc_ddp *d);
 tc_status tc__ddp_det_step(tc_ddp *d, tc_loss *loss, tc_tensor *x,
-                        const tc_tensor *y, float *out_loss,
-                        int64_t *out_correct);
+                           const tc_tensor *y, float *out_loss,
+                           int64_t *out_correct);
 
 #endif /* TINYCNN_DDP_INTERNAL_H */

@@ -116,9 +116,10 @@ tc_status tc__atomic_begin(tc__atomic_file *af, const char *path,
      * makes a collision harmless (we retry) */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^
-                 (uint64_t)getpid() << 32 ^
-                 (uint64_t)atomic_fetch_add(&counter, 1) * 0xBF58476D1CE4E5B9ull;
+    uint64_t x =
+        (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^
+        (uint64_t)getpid() << 32 ^
+        (uint64_t)atomic_fetch_add(&counter, 1) * 0xBF58476D1CE4E5B9ull;
     char suffix[7];
     for (int i = 0; i < 6; i++) {
       x = x * 6364136223846793005ull + 1442695040888963407ull;
@@ -186,8 +187,10 @@ tc_status tc__atomic_commit(tc__atomic_file *af, const char *fn) {
     tc__sys.close(dfd); /* read-only: its failure loses nothing */
     /* some file systems cannot fsync a directory (EINVAL): nothing to do */
     if (r != 0 && e != EINVAL && e != EROFS)
-      st = tc__error(TC_EIO, "%s: '%s' was written but fsync of directory "
-                     "'%s' failed: %s", fn, af->path, dir, strerror(e));
+      st = tc__error(TC_EIO,
+                     "%s: '%s' was written but fsync of directory "
+                     "'%s' failed: %s",
+                     fn, af->path, dir, strerror(e));
   } else if (errno != EACCES) {
     /* a directory we may write but not read (mode -wx) cannot be opened
      * to fsync: nothing to do then; any other failure is reported, as a
@@ -277,7 +280,9 @@ void tc__buf_put(tc__buf *b, const void *s, size_t n) {
   b->len += n;
 }
 
-void tc__buf_puts(tc__buf *b, const char *s) { tc__buf_put(b, s, strlen(s)); }
+void tc__buf_puts(tc__buf *b, const char *s) {
+  tc__buf_put(b, s, strlen(s));
+}
 
 void tc__buf_json_string(tc__buf *b, const char *s) {
   static const char hex[] = "0123456789abcdef";

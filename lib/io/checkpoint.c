@@ -130,8 +130,8 @@ TC_API tc_status tc_safetensors_load_model(tc_safetensors *st, tc_model *m,
       tc__buf_puts(&item, full);
       tc__buf_puts(&item, "'");
     } else {
-      int same = fnd == mnd && strcmp(tc_st_dtype_name(fd),
-                                      tensor_st_name(md)) == 0;
+      int same =
+          fnd == mnd && strcmp(tc_st_dtype_name(fd), tensor_st_name(md)) == 0;
       for (int k = 0; same && k < mnd; k++)
         same = fshape[k] == mshape[k];
       if (!same) {
@@ -144,8 +144,8 @@ TC_API tc_status tc_safetensors_load_model(tc_safetensors *st, tc_model *m,
         tc__buf_puts(&item, tensor_st_name(md));
         put_shape(&item, mshape, mnd, mnd);
       } else {
-        sizes[i] = (size_t)tc_tensor_numel(t) *
-                   (size_t)(tc_st_dtype_bits(fd) / 8);
+        sizes[i] =
+            (size_t)tc_tensor_numel(t) * (size_t)(tc_st_dtype_bits(fd) / 8);
       }
     }
     tc__free(full);

@@ -32,8 +32,8 @@ struct tc_csvlog {
 
 /* Keeps the rows of `path` whose step <= resume_step, rewriting it
  * atomically. *exists = 0 when there is no file (or an empty one). */
-static tc_status filter_rows(const char *path, int64_t resume_step,
-                             int *exists, const char *fn) {
+static tc_status filter_rows(const char *path, int64_t resume_step, int *exists,
+                             const char *fn) {
   tc_status st = TC_OK;
   char *text = NULL;
   tc__buf keep = {0};
@@ -87,8 +87,10 @@ static tc_status filter_rows(const char *path, int64_t resume_step,
   }
   if (size < sizeof header - 1 ||
       memcmp(text, header, sizeof header - 1) != 0) {
-    st = tc__error(TC_EFORMAT, "%s: '%s' does not start with the CSV header "
-                   "'%.*s'", fn, path, (int)sizeof header - 2, header);
+    st = tc__error(TC_EFORMAT,
+                   "%s: '%s' does not start with the CSV header "
+                   "'%.*s'",
+                   fn, path, (int)sizeof header - 2, header);
     goto out;
   }
   tc__buf_put(&keep, header, sizeof header - 1);
@@ -176,8 +178,8 @@ static size_t put_num(char *p, size_t cap, double v, const char *fmt) {
 }
 
 TC_API tc_status tc_csvlog_row(tc_csvlog *c, int64_t epoch, int64_t step,
-                               const char *split, double loss,
-                               double accuracy, double lr, double seconds,
+                               const char *split, double loss, double accuracy,
+                               double lr, double seconds,
                                double images_per_sec) {
   static const char fn[] = "tc_csvlog_row";
   TC__CHECK_NULL(c, fn);

@@ -27,13 +27,14 @@ struct tc_progress {
 
 static const tc_progress_options defaults = TC_PROGRESS_OPTIONS_INIT;
 
-TC_API tc_status tc_progress_options_init(tc_progress_options *o,
-                                          size_t size) {
+TC_API tc_status tc_progress_options_init(tc_progress_options *o, size_t size) {
   static const char fn[] = "tc_progress_options_init";
   TC__CHECK_NULL(o, fn);
   if (size > sizeof *o)
-    return tc__error(TC_EVERSION, "%s: struct_size %zu > %zu (newer header "
-                     "than library)", fn, size, sizeof *o);
+    return tc__error(TC_EVERSION,
+                     "%s: struct_size %zu > %zu (newer header "
+                     "than library)",
+                     fn, size, sizeof *o);
   if (size < sizeof(size_t))
     return tc__error(TC_EINVAL, "%s: size %zu too small", fn, size);
   memcpy(o, &defaults, size);
@@ -75,15 +76,19 @@ TC_API tc_status tc_progress_create(tc_progress **out, FILE *stream,
   return TC_OK;
 }
 
-TC_API void tc_progress_destroy(tc_progress *p) { tc__free(p); }
+TC_API void tc_progress_destroy(tc_progress *p) {
+  tc__free(p);
+}
 
 TC_API tc_status tc_progress_begin(tc_progress *p, int64_t epoch,
                                    int64_t num_epochs, int64_t total_batches) {
   static const char fn[] = "tc_progress_begin";
   TC__CHECK_NULL(p, fn);
   if (total_batches < 1 || num_epochs < 0)
-    return tc__error(TC_EINVAL, "%s: total_batches %" PRId64 " < 1 or "
-                     "num_epochs < 0", fn, total_batches);
+    return tc__error(TC_EINVAL,
+                     "%s: total_batches %" PRId64 " < 1 or "
+                     "num_epochs < 0",
+                     fn, total_batches);
   p->epoch = epoch;
   p->num_epochs = num_epochs;
   p->total = total_batches;
@@ -104,16 +109,15 @@ static int fmt_time(char *s, size_t cap, double secs) {
   return snprintf(s, cap, "%ld:%02ld", t / 60, t % 60);
 }
 
-TC_API tc_status tc_progress_update(tc_progress *p, int64_t batch,
-                                    double loss, double accuracy,
-                                    int64_t images) {
+TC_API tc_status tc_progress_update(tc_progress *p, int64_t batch, double loss,
+                                    double accuracy, int64_t images) {
   static const char fn[] = "tc_progress_update";
   TC__CHECK_NULL(p, fn);
   if (!p->began)
     return tc__error(TC_ESTATE, "%s: no tc_progress_begin() before", fn);
   if (batch < 1 || batch > p->total)
-    return tc__error(TC_EINVAL, "%s: batch %" PRId64 " outside 1..%" PRId64,
-                     fn, batch, p->total);
+    return tc__error(TC_EINVAL, "%s: batch %" PRId64 " outside 1..%" PRId64, fn,
+                     batch, p->total);
   if (p->o.quiet)
     return TC_OK;
   double t = now(), elapsed = t - p->t0;
@@ -128,17 +132,20 @@ TC_API tc_status tc_progress_update(tc_progress *p, int64_t batch,
     p->last_bucket = bucket;
   }
   char line[256], eta[32], ep[48];
-  fmt_time(eta, sizeof eta, elapsed / (double)batch * (double)(p->total - batch));
+  fmt_time(eta, sizeof eta,
+           elapsed / (double)batch * (double)(p->total - batch));
   if (p->num_epochs > 0)
     snprintf(ep, sizeof ep, "%" PRId64 "/%" PRId64, p->epoch, p->num_epochs);
   else
     snprintf(ep, sizeof ep, "%" PRId64, p->epoch);
   double ips = elapsed > 0 ? (double)images / elapsed : 0.0;
-  int n = snprintf(line, sizeof line, "epoch %s  batch %" PRId64 "/%" PRId64
-                   "  loss %.4f  acc %.2f%%  %.0f img/s  ETA %s", ep, batch,
-                   p->total, loss, 100.0 * accuracy, ips, eta);
-  size_t len = n < 0 ? 0 : (size_t)n >= sizeof line ? sizeof line - 1
-                                                    : (size_t)n;
+  int n = snprintf(line, sizeof line,
+                   "epoch %s  batch %" PRId64 "/%" PRId64
+                   "  loss %.4f  acc %.2f%%  %.0f img/s  ETA %s",
+                   ep, batch, p->total, loss, 100.0 * accuracy, ips, eta);
+  size_t len = n < 0                      ? 0
+               : (size_t)n >= sizeof line ? sizeof line - 1
+                                          : (size_t)n;
   if (p->tty) {
     /* pad with spaces over the rest of a longer previous line */
     int pad = p->last_len > len ? (int)(p->last_len - len) : 0;

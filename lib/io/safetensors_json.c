@@ -23,7 +23,7 @@ int tc__json_is_ws(unsigned char c) {
  * escape \u0000 (a NUL cannot live in a C string name), and records the
  * position of every number token in document order. */
 tc_status tc__json_scan(const unsigned char *s, size_t n, tc__json_tokens *tk,
-                      const char *fn) {
+                        const char *fn) {
   size_t count = 0;
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1) {
@@ -41,8 +41,10 @@ tc_status tc__json_scan(const unsigned char *s, size_t n, tc__json_tokens *tk,
             return tc__error(TC_EFORMAT, "%s: unterminated string in header",
                              fn);
           if (s[i] < 0x20)
-            return tc__error(TC_EFORMAT, "%s: control character 0x%02x in a "
-                             "header string", fn, s[i]);
+            return tc__error(TC_EFORMAT,
+                             "%s: control character 0x%02x in a "
+                             "header string",
+                             fn, s[i]);
           if (s[i] == '"')
             break;
           if (s[i] == '\\') {
@@ -58,9 +60,9 @@ tc_status tc__json_scan(const unsigned char *s, size_t n, tc__json_tokens *tk,
         i++;
       } else if (c == '-' || (c >= '0' && c <= '9')) {
         size_t b = i;
-        while (i < n && (s[i] == '-' || s[i] == '+' || s[i] == '.' ||
-                         s[i] == 'e' || s[i] == 'E' ||
-                         (s[i] >= '0' && s[i] <= '9')))
+        while (i < n &&
+               (s[i] == '-' || s[i] == '+' || s[i] == '.' || s[i] == 'e' ||
+                s[i] == 'E' || (s[i] >= '0' && s[i] <= '9')))
           i++;
         if (pass == 1) {
           tk->start[k] = b;
@@ -110,8 +112,10 @@ tc_status tc__json_walk(cJSON *node, size_t *next_number, const char *fn) {
       qsort(keys, k, sizeof *keys, cmp_str);
       for (i = 1; i < k; i++)
         if (strcmp(keys[i - 1], keys[i]) == 0) {
-          tc_status st = tc__error(TC_EFORMAT, "%s: duplicate key '%.200s' "
-                                   "in header", fn, keys[i]);
+          tc_status st = tc__error(TC_EFORMAT,
+                                   "%s: duplicate key '%.200s' "
+                                   "in header",
+                                   fn, keys[i]);
           tc__free(keys);
           return st;
         }
@@ -130,8 +134,8 @@ tc_status tc__json_walk(cJSON *node, size_t *next_number, const char *fn) {
 /* The exact unsigned value of a JSON number token: digits only, no sign,
  * fraction or exponent (as the reference's usize fields demand). */
 tc_status tc__json_u64(const unsigned char *s, const tc__json_tokens *tk,
-                           const cJSON *node, uint64_t *out, const char *what,
-                           const char *name, const char *fn) {
+                       const cJSON *node, uint64_t *out, const char *what,
+                       const char *name, const char *fn) {
   if (!cJSON_IsNumber(node))
     return tc__error(TC_EFORMAT, "%s: tensor '%.200s': %s is not a number", fn,
                      name, what);
@@ -141,20 +145,23 @@ tc_status tc__json_u64(const unsigned char *s, const tc__json_tokens *tk,
   const unsigned char *p = s + tk->start[i];
   size_t len = tk->len[i];
   if (len == 0 || (len > 1 && p[0] == '0'))
-    return tc__error(TC_EFORMAT, "%s: tensor '%.200s': bad %s '%.*s'", fn,
-                     name, what, (int)(len > 40 ? 40 : len), (const char *)p);
+    return tc__error(TC_EFORMAT, "%s: tensor '%.200s': bad %s '%.*s'", fn, name,
+                     what, (int)(len > 40 ? 40 : len), (const char *)p);
   uint64_t v = 0;
   for (size_t k = 0; k < len; k++) {
     if (p[k] < '0' || p[k] > '9')
-      return tc__error(TC_EFORMAT, "%s: tensor '%.200s': %s '%.*s' is not a "
-                       "non-negative integer", fn, name, what,
-                       (int)(len > 40 ? 40 : len), (const char *)p);
+      return tc__error(TC_EFORMAT,
+                       "%s: tensor '%.200s': %s '%.*s' is not a "
+                       "non-negative integer",
+                       fn, name, what, (int)(len > 40 ? 40 : len),
+                       (const char *)p);
     if (__builtin_mul_overflow(v, 10u, &v) ||
         __builtin_add_overflow(v, (uint64_t)(p[k] - '0'), &v))
-      return tc__error(TC_EFORMAT, "%s: tensor '%.200s': %s overflows 64 "
-                       "bits", fn, name, what);
+      return tc__error(TC_EFORMAT,
+                       "%s: tensor '%.200s': %s overflows 64 "
+                       "bits",
+                       fn, name, what);
   }
   *out = v;
   return TC_OK;
 }
-

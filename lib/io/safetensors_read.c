@@ -91,7 +91,9 @@ static tc_status parse_entry(const unsigned char *s, const tc__json_tokens *tk,
               *off = field(obj, "data_offsets");
   if (!dt || !sh || !off)
     return tc__error(TC_EFORMAT, "%s: tensor '%.200s' lacks '%s'", fn, name,
-                     !dt ? "dtype" : !sh ? "shape" : "data_offsets");
+                     !dt   ? "dtype"
+                     : !sh ? "shape"
+                           : "data_offsets");
   if (!cJSON_IsString(dt))
     return tc__error(TC_EFORMAT, "%s: tensor '%.200s': dtype is not a string",
                      fn, name);
@@ -100,12 +102,16 @@ static tc_status parse_entry(const unsigned char *s, const tc__json_tokens *tk,
     if (strcmp(dt->valuestring, dtypes[k].name) == 0)
       d = k;
   if (d < 0)
-    return tc__error(TC_EFORMAT, "%s: tensor '%.200s': unknown dtype "
-                     "'%.40s'", fn, name, dt->valuestring);
+    return tc__error(TC_EFORMAT,
+                     "%s: tensor '%.200s': unknown dtype "
+                     "'%.40s'",
+                     fn, name, dt->valuestring);
   e->dtype = (tc_st_dtype)d;
   if (!cJSON_IsArray(sh) || !cJSON_IsArray(off))
-    return tc__error(TC_EFORMAT, "%s: tensor '%.200s': shape or data_offsets "
-                     "is not an array", fn, name);
+    return tc__error(TC_EFORMAT,
+                     "%s: tensor '%.200s': shape or data_offsets "
+                     "is not an array",
+                     fn, name);
   int rank = cJSON_GetArraySize(sh);
   if (rank > MAX_RANK)
     return tc__error(TC_EUNSUPPORTED, "%s: tensor '%.200s' has rank %d > %d",
@@ -127,31 +133,37 @@ static tc_status parse_entry(const unsigned char *s, const tc__json_tokens *tk,
       overflow = 1; /* a later 0 does not rescue it, as in the reference */
   }
   if (cJSON_GetArraySize(off) != 2)
-    return tc__error(TC_EFORMAT, "%s: tensor '%.200s': data_offsets needs 2 "
-                     "entries", fn, name);
-  tc_status st = tc__json_u64(s, tk, off->child, &e->begin, "begin offset",
-                           name, fn);
+    return tc__error(TC_EFORMAT,
+                     "%s: tensor '%.200s': data_offsets needs 2 "
+                     "entries",
+                     fn, name);
+  tc_status st =
+      tc__json_u64(s, tk, off->child, &e->begin, "begin offset", name, fn);
   if (st == TC_OK)
     st = tc__json_u64(s, tk, off->child->next, &e->end, "end offset", name, fn);
   if (st != TC_OK)
     return st;
   uint64_t bits;
-  if (overflow || __builtin_mul_overflow(numel, (uint64_t)dtypes[d].bits,
-                                         &bits))
+  if (overflow ||
+      __builtin_mul_overflow(numel, (uint64_t)dtypes[d].bits, &bits))
     return tc__error(TC_EFORMAT, "%s: tensor '%.200s': size overflows 64 bits",
                      fn, name);
   if (bits % 8 != 0)
-    return tc__error(TC_EFORMAT, "%s: tensor '%.200s': %llu elements of %s "
-                     "are not a whole number of bytes", fn, name,
-                     (unsigned long long)numel, dtypes[d].name);
+    return tc__error(TC_EFORMAT,
+                     "%s: tensor '%.200s': %llu elements of %s "
+                     "are not a whole number of bytes",
+                     fn, name, (unsigned long long)numel, dtypes[d].name);
   if (e->end < e->begin)
-    return tc__error(TC_EFORMAT, "%s: tensor '%.200s': end offset %llu < "
-                     "begin %llu", fn, name, (unsigned long long)e->end,
+    return tc__error(TC_EFORMAT,
+                     "%s: tensor '%.200s': end offset %llu < "
+                     "begin %llu",
+                     fn, name, (unsigned long long)e->end,
                      (unsigned long long)e->begin);
   if (e->end - e->begin != bits / 8)
-    return tc__error(TC_EFORMAT, "%s: tensor '%.200s': %llu bytes between its "
-                     "offsets, its shape and dtype need %llu", fn, name,
-                     (unsigned long long)(e->end - e->begin),
+    return tc__error(TC_EFORMAT,
+                     "%s: tensor '%.200s': %llu bytes between its "
+                     "offsets, its shape and dtype need %llu",
+                     fn, name, (unsigned long long)(e->end - e->begin),
                      (unsigned long long)(bits / 8));
   e->name = tc__strdup(name);
   return e->name ? TC_OK : tc__oom(fn);
@@ -207,15 +219,15 @@ static tc_status parse_header(tc_safetensors *st, const unsigned char *h,
   root = cJSON_ParseWithLengthOpts((const char *)h, N, &end, 0);
   if (!root) {
     /* cJSON's failure may be an allocation: we cannot tell, say both */
-    s = tc__error(TC_EFORMAT, "%s: header is not valid JSON (or out of "
-                  "memory) near byte %td", fn,
-                  end ? end - (const char *)h : (ptrdiff_t)-1);
+    s = tc__error(TC_EFORMAT,
+                  "%s: header is not valid JSON (or out of "
+                  "memory) near byte %td",
+                  fn, end ? end - (const char *)h : (ptrdiff_t)-1);
     goto fail;
   }
   for (const char *p = end; p < (const char *)h + N; p++)
     if (!tc__json_is_ws((unsigned char)*p)) {
-      s = tc__error(TC_EFORMAT, "%s: bytes after the header's JSON object",
-                    fn);
+      s = tc__error(TC_EFORMAT, "%s: bytes after the header's JSON object", fn);
       goto fail;
     }
   if (!cJSON_IsObject(root)) {
@@ -226,8 +238,8 @@ static tc_status parse_header(tc_safetensors *st, const unsigned char *h,
   if ((s = tc__json_walk(root, &numbers, fn)) != TC_OK)
     goto fail;
   if (numbers != tk.n) {
-    s = tc__error(TC_EFORMAT, "%s: header numbers out of step (%zu vs %zu)",
-                  fn, numbers, tk.n);
+    s = tc__error(TC_EFORMAT, "%s: header numbers out of step (%zu vs %zu)", fn,
+                  numbers, tk.n);
     goto fail;
   }
   int64_t count = 0;
@@ -251,8 +263,10 @@ static tc_status parse_header(tc_safetensors *st, const unsigned char *h,
     }
     for (const cJSON *c = meta->child; c; c = c->next) {
       if (!cJSON_IsString(c)) {
-        s = tc__error(TC_EFORMAT, "%s: __metadata__ value of '%.200s' is not "
-                      "a string", fn, c->string);
+        s = tc__error(TC_EFORMAT,
+                      "%s: __metadata__ value of '%.200s' is not "
+                      "a string",
+                      fn, c->string);
         goto fail;
       }
       st_meta *m = &st->m[st->nmeta++];
@@ -283,9 +297,10 @@ static tc_status parse_header(tc_safetensors *st, const unsigned char *h,
   uint64_t pos = 0;
   for (int64_t i = 0; i < st->n; i++) {
     if (st->e[i].begin != pos) {
-      s = tc__error(TC_EFORMAT, "%s: tensor '%.200s' begins at %llu, expected "
-                    "%llu (a gap or an overlap in the byte buffer)", fn,
-                    st->e[i].name, (unsigned long long)st->e[i].begin,
+      s = tc__error(TC_EFORMAT,
+                    "%s: tensor '%.200s' begins at %llu, expected "
+                    "%llu (a gap or an overlap in the byte buffer)",
+                    fn, st->e[i].name, (unsigned long long)st->e[i].begin,
                     (unsigned long long)pos);
       goto fail;
     }
@@ -294,8 +309,10 @@ static tc_status parse_header(tc_safetensors *st, const unsigned char *h,
   uint64_t total;
   if (__builtin_add_overflow(pos, st->data_start, &total) ||
       total != file_size) {
-    s = tc__error(TC_EFORMAT, "%s: tensors cover %llu bytes after the header "
-                  "but the file has %llu", fn, (unsigned long long)pos,
+    s = tc__error(TC_EFORMAT,
+                  "%s: tensors cover %llu bytes after the header "
+                  "but the file has %llu",
+                  fn, (unsigned long long)pos,
                   (unsigned long long)(file_size - st->data_start));
     goto fail;
   }
@@ -313,8 +330,10 @@ fail:
 static tc_status check_prefix(const unsigned char *b8, uint64_t size,
                               uint64_t *N, const char *fn) {
   if (size < 8)
-    return tc__error(TC_EFORMAT, "%s: file of %llu bytes is shorter than the "
-                     "8-byte header length", fn, (unsigned long long)size);
+    return tc__error(TC_EFORMAT,
+                     "%s: file of %llu bytes is shorter than the "
+                     "8-byte header length",
+                     fn, (unsigned long long)size);
   uint64_t n = 0;
   for (int i = 7; i >= 0; i--)
     n = n << 8 | b8[i];
@@ -322,9 +341,10 @@ static tc_status check_prefix(const unsigned char *b8, uint64_t size,
     return tc__error(TC_EFORMAT, "%s: header length %llu exceeds %llu", fn,
                      (unsigned long long)n, (unsigned long long)MAX_HEADER);
   if (n + 8 > size) /* n <= 1e8: no overflow */
-    return tc__error(TC_EFORMAT, "%s: header length %llu runs past the end of "
-                     "the file (%llu bytes)", fn, (unsigned long long)n,
-                     (unsigned long long)size);
+    return tc__error(TC_EFORMAT,
+                     "%s: header length %llu runs past the end of "
+                     "the file (%llu bytes)",
+                     fn, (unsigned long long)n, (unsigned long long)size);
   *N = n;
   return TC_OK;
 }
@@ -434,10 +454,9 @@ static const st_entry *find(const tc_safetensors *st, const char *name) {
   return NULL;
 }
 
-TC_API tc_status tc_safetensors_info(const tc_safetensors *st,
-                                     const char *name, tc_st_dtype *out_dtype,
-                                     int64_t *shape, int max_dims,
-                                     int *out_ndim) {
+TC_API tc_status tc_safetensors_info(const tc_safetensors *st, const char *name,
+                                     tc_st_dtype *out_dtype, int64_t *shape,
+                                     int max_dims, int *out_ndim) {
   static const char fn[] = "tc_safetensors_info";
   TC__CHECK_NULL(st, fn);
   TC__CHECK_NULL(name, fn);
@@ -466,8 +485,10 @@ TC_API tc_status tc_safetensors_read_raw(tc_safetensors *st, const char *name,
     return tc__error(TC_ENOTFOUND, "%s: no tensor '%.200s'", fn, name);
   uint64_t n = e->end - e->begin;
   if (n != bytes)
-    return tc__error(TC_ESHAPE, "%s: tensor '%.200s' holds %llu bytes, buffer "
-                     "has %zu", fn, name, (unsigned long long)n, bytes);
+    return tc__error(TC_ESHAPE,
+                     "%s: tensor '%.200s' holds %llu bytes, buffer "
+                     "has %zu",
+                     fn, name, (unsigned long long)n, bytes);
   if (n == 0)
     return TC_OK;
   TC__CHECK_NULL(dst, fn);
@@ -489,13 +510,20 @@ TC_API tc_status tc_safetensors_read(tc_safetensors *st, const char *name,
     return tc__error(TC_ENOTFOUND, "%s: no tensor '%.200s'", fn, name);
   tc_dtype want;
   switch (e->dtype) {
-  case TC_ST_F32: want = TC_FLOAT32; break;
-  case TC_ST_I32: want = TC_INT32; break;
-  case TC_ST_I64: want = TC_INT64; break;
+  case TC_ST_F32:
+    want = TC_FLOAT32;
+    break;
+  case TC_ST_I32:
+    want = TC_INT32;
+    break;
+  case TC_ST_I64:
+    want = TC_INT64;
+    break;
   default:
-    return tc__error(TC_EUNSUPPORTED, "%s: tensor '%.200s' has dtype %s, "
-                     "which no tensor type holds", fn, name,
-                     dtypes[e->dtype].name);
+    return tc__error(TC_EUNSUPPORTED,
+                     "%s: tensor '%.200s' has dtype %s, "
+                     "which no tensor type holds",
+                     fn, name, dtypes[e->dtype].name);
   }
   int64_t shape[TC_MAX_DIMS];
   int nd = tc_tensor_shape(dst, shape);
@@ -503,9 +531,10 @@ TC_API tc_status tc_safetensors_read(tc_safetensors *st, const char *name,
   for (int i = 0; same && i < nd; i++)
     same = shape[i] == e->shape[i];
   if (!same)
-    return tc__error(TC_ESHAPE, "%s: tensor '%.200s' (%s, rank %d) does not "
-                     "match the destination (rank %d)", fn, name,
-                     dtypes[e->dtype].name, e->ndim, nd);
+    return tc__error(TC_ESHAPE,
+                     "%s: tensor '%.200s' (%s, rank %d) does not "
+                     "match the destination (rank %d)",
+                     fn, name, dtypes[e->dtype].name, e->ndim, nd);
   size_t bytes = (size_t)(e->end - e->begin);
   void *tmp = tc__malloc(bytes ? bytes : 1);
   if (!tmp)
@@ -563,16 +592,15 @@ TC_API tc_status tc_safetensors_metadata_i64(const tc_safetensors *st,
   if (neg)
     p++;
   if (!*p)
-    return tc__error(TC_EFORMAT, "%s: '%.200s' = '%.40s' is not an integer",
-                     fn, key, v);
+    return tc__error(TC_EFORMAT, "%s: '%.200s' = '%.40s' is not an integer", fn,
+                     key, v);
   uint64_t mag = 0;
   for (; *p; p++) {
-    if (*p < '0' || *p > '9' ||
-        __builtin_mul_overflow(mag, 10u, &mag) ||
+    if (*p < '0' || *p > '9' || __builtin_mul_overflow(mag, 10u, &mag) ||
         __builtin_add_overflow(mag, (uint64_t)(*p - '0'), &mag) ||
         mag > (uint64_t)INT64_MAX + (uint64_t)neg)
-      return tc__error(TC_EFORMAT, "%s: '%.200s' = '%.40s' is not an int64",
-                       fn, key, v);
+      return tc__error(TC_EFORMAT, "%s: '%.200s' = '%.40s' is not an int64", fn,
+                       key, v);
   }
   *out = neg ? (int64_t)(0 - mag) : (int64_t)mag;
   return TC_OK;

@@ -113,8 +113,7 @@ static tc_status add_entry(tc_safetensors_writer *w, const char *name,
 }
 
 TC_API tc_status tc_safetensors_writer_add(tc_safetensors_writer *w,
-                                           const char *name,
-                                           tc_st_dtype dtype,
+                                           const char *name, tc_st_dtype dtype,
                                            const int64_t *shape, int ndim,
                                            const void *data, size_t bytes) {
   static const char fn[] = "tc_safetensors_writer_add";
@@ -136,8 +135,10 @@ TC_API tc_status tc_safetensors_writer_add(tc_safetensors_writer *w,
   }
   if (__builtin_mul_overflow(numel, (uint64_t)bits, &nbits) || nbits % 8 ||
       nbits / 8 != bytes)
-    return tc__error(TC_ESHAPE, "%s: '%.200s' needs %llu bits, %zu bytes "
-                     "given", fn, name, (unsigned long long)nbits, bytes);
+    return tc__error(TC_ESHAPE,
+                     "%s: '%.200s' needs %llu bits, %zu bytes "
+                     "given",
+                     fn, name, (unsigned long long)nbits, bytes);
   if (bytes > 0 && !data)
     return tc__error(TC_EINVAL, "%s: argument 'data' is NULL", fn);
   tc_status st = check_name(w, name, fn);
@@ -163,9 +164,15 @@ TC_API tc_status tc_safetensors_writer_add_tensor(tc_safetensors_writer *w,
   TC__CHECK_NULL(t, fn);
   tc_st_dtype d;
   switch (tc_tensor_dtype(t)) {
-  case TC_FLOAT32: d = TC_ST_F32; break;
-  case TC_INT32: d = TC_ST_I32; break;
-  case TC_INT64: d = TC_ST_I64; break;
+  case TC_FLOAT32:
+    d = TC_ST_F32;
+    break;
+  case TC_INT32:
+    d = TC_ST_I32;
+    break;
+  case TC_INT64:
+    d = TC_ST_I64;
+    break;
   default:
     return tc__error(TC_EINVAL, "%s: unknown tensor dtype", fn);
   }
@@ -198,8 +205,7 @@ TC_API tc_status tc_safetensors_writer_add_metadata(tc_safetensors_writer *w,
     return tc__error(TC_EINVAL, "%s: key or value is not UTF-8", fn);
   for (size_t i = 0; i < w->nm; i++)
     if (strcmp(w->m[i].key, key) == 0)
-      return tc__error(TC_EINVAL, "%s: metadata '%.200s' added twice", fn,
-                       key);
+      return tc__error(TC_EINVAL, "%s: metadata '%.200s' added twice", fn, key);
   char *k = tc__strdup(key), *v = tc__strdup(value);
   if (!k || !v || !grow((void **)&w->m, &w->capm, w->nm, sizeof *w->m)) {
     tc__free(k);
@@ -285,8 +291,10 @@ TC_API tc_status tc_safetensors_writer_commit(tc_safetensors_writer *w,
   }
   uint64_t hlen = b.len - 8;
   if (hlen > 100000000u) {
-    st = tc__error(TC_EINVAL, "%s: header of %llu bytes exceeds the format's "
-                   "100 MB bound", fn, (unsigned long long)hlen);
+    st = tc__error(TC_EINVAL,
+                   "%s: header of %llu bytes exceeds the format's "
+                   "100 MB bound",
+                   fn, (unsigned long long)hlen);
     goto fail;
   }
   for (int i = 0; i < 8; i++)

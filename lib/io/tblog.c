@@ -60,7 +60,9 @@ typedef struct pb {
   size_t len;
 } pb;
 
-static void put_byte(pb *b, unsigned v) { b->p[b->len++] = (unsigned char)v; }
+static void put_byte(pb *b, unsigned v) {
+  b->p[b->len++] = (unsigned char)v;
+}
 
 static void put_varint(pb *b, uint64_t v) {
   while (v >= 0x80) {
@@ -186,8 +188,8 @@ TC_API tc_status tc_tblog_create(tc_tblog **out, const char *logdir) {
       snprintf(path, cap, "%s/events.out.tfevents.%010lld.%s", logdir, secs,
                host);
     else
-      snprintf(path, cap, "%s/events.out.tfevents.%010lld.%s.%d", logdir,
-               secs, host, k);
+      snprintf(path, cap, "%s/events.out.tfevents.%010lld.%s.%d", logdir, secs,
+               host, k);
     w->fd = tc__sys.open(
         path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0666);
     if (w->fd < 0 && errno != EEXIST)
@@ -225,16 +227,17 @@ TC_API const char *tc_tblog_path(const tc_tblog *w) {
   return w ? w->path : NULL;
 }
 
-TC_API tc_status tc_tblog_scalar_at(tc_tblog *w, const char *tag,
-                                    int64_t step, double value,
-                                    double wall_time) {
+TC_API tc_status tc_tblog_scalar_at(tc_tblog *w, const char *tag, int64_t step,
+                                    double value, double wall_time) {
   static const char fn[] = "tc_tblog_scalar";
   TC__CHECK_NULL(w, fn);
   TC__CHECK_NULL(tag, fn);
   size_t n = strlen(tag);
   if (n == 0 || n > 4096 || !tc__utf8_valid((const unsigned char *)tag, n))
-    return tc__error(TC_EINVAL, "%s: tag empty, longer than 4096 bytes or "
-                     "not UTF-8", fn);
+    return tc__error(TC_EINVAL,
+                     "%s: tag empty, longer than 4096 bytes or "
+                     "not UTF-8",
+                     fn);
   return write_event(w, EV_SCALAR, wall_time, step, tag, (float)value, fn);
 }
 

@@ -229,11 +229,10 @@ TC_API tc_status tc_checkpoint_save(tc_model *m, const char *path,
     st = add_u64_bits(w, "rng.model_offset", tc_model_get_rng_offset(m));
   if (st == TC_OK)
     st = tc_safetensors_writer_add_metadata(w, "format", CKPT_FORMAT);
-  for (const char *const *kv = metadata; st == TC_OK && kv && kv[0];
-       kv += 2) {
+  for (const char *const *kv = metadata; st == TC_OK && kv && kv[0]; kv += 2) {
     if (!kv[1]) {
-      st = tc__error(TC_EINVAL, "%s: metadata key '%s' has no value", fn,
-                     kv[0]);
+      st =
+          tc__error(TC_EINVAL, "%s: metadata key '%s' has no value", fn, kv[0]);
       break;
     }
     st = tc_safetensors_writer_add_metadata(w, kv[0], kv[1]);
@@ -247,8 +246,7 @@ TC_API tc_status tc_checkpoint_save(tc_model *m, const char *path,
 /* Checks that scalar `name` exists with `dtype`; appends a mismatch to
  * `msg` and counts it otherwise. */
 static void expect_scalar(const tc_safetensors *f, const char *name,
-                          tc_st_dtype dtype, char *msg, size_t cap,
-                          int *bad) {
+                          tc_st_dtype dtype, char *msg, size_t cap, int *bad) {
   /* the 64-bit RNG words: I64 now, U64 in older files (add_u64_bits) */
   tc_st_dtype d0;
   int nd0 = -1;
@@ -262,8 +260,7 @@ static void expect_scalar(const tc_safetensors *f, const char *name,
   int64_t shape[1];
   if (tc_safetensors_info(f, name, &d, shape, 1, &nd) != TC_OK) {
     size_t used = strlen(msg);
-    snprintf(msg + used, cap - used, "%smissing '%s'", *bad ? "; " : "",
-             name);
+    snprintf(msg + used, cap - used, "%smissing '%s'", *bad ? "; " : "", name);
     (*bad)++;
   } else if (d != dtype || nd != 0) {
     size_t used = strlen(msg);
@@ -389,8 +386,7 @@ TC_API tc_status tc_checkpoint_load(tc_model *m, const char *path,
       (st = tc_safetensors_read_raw(f, "rng.seed", &seed, sizeof seed)) ||
       (st = tc_safetensors_read_raw(f, "rng.model_seed", &mseed,
                                     sizeof mseed)) ||
-      (st = tc_safetensors_read_raw(f, "rng.model_offset", &moff,
-                                    sizeof moff)))
+      (st = tc_safetensors_read_raw(f, "rng.model_offset", &moff, sizeof moff)))
     goto out;
   if (last_epoch < 0 || l_epoch < 0 || l_batch < 0 || t_epoch < 0 ||
       t_step < 0) {

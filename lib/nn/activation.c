@@ -21,13 +21,12 @@ static tc_status relu_forward(tc_layer *l, tc_tensor *x) {
   tc_status st = NN_SLOT(be, relu_fwd);
   if (st != TC_OK)
     return st;
-  tc_eltwise_args a = {sizeof a, x->numel, 0.f, 0.f, nn_f(x), NULL,
-                       nn_f(l->y)};
+  tc_eltwise_args a = {sizeof a, x->numel, 0.f, 0.f, nn_f(x), NULL, nn_f(l->y)};
   return be->iface->relu_fwd(be->ctx, &a);
 }
 
-static tc_status relu_backward(tc_layer *l, const tc_tensor *dy,
-                               tc_tensor *dx, int acc) {
+static tc_status relu_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+                               int acc) {
   tc_backend *be = tc__nn_be(l);
   if (!dx)
     return TC_OK;
@@ -37,8 +36,8 @@ static tc_status relu_backward(tc_layer *l, const tc_tensor *dy,
   tc_tensor *target = dx;
   if (acc && (st = tc__nn_scratch(l, dx, &target)) != TC_OK)
     return st;
-  tc_eltwise_args a = {sizeof a, dy->numel, 0.f, 0.f, nn_f(l->y), nn_f(dy),
-                       nn_f(target)};
+  tc_eltwise_args a = {sizeof a,   dy->numel, 0.f,         0.f,
+                       nn_f(l->y), nn_f(dy),  nn_f(target)};
   if ((st = be->iface->relu_bwd(be->ctx, &a)) != TC_OK)
     return st;
   return acc ? tc__nn_pass_grad(be, target, dx, 1) : TC_OK;
@@ -58,5 +57,6 @@ int tc__nn_is_relu(const tc_layer *l) {
 }
 
 TC_API tc_status tc_relu_create(tc_layer **out) {
-  return tc__nn_layer_alloc(out, &relu_kind, sizeof(tc_layer), "tc_relu_create");
+  return tc__nn_layer_alloc(out, &relu_kind, sizeof(tc_layer),
+                            "tc_relu_create");
 }

@@ -25,13 +25,13 @@ typedef struct bn_layer {
   tc_layer base;
   tc_batchnorm_options o;
   int64_t c;
-  int dims;             /* 1: BatchNorm1d, 2: BatchNorm2d */
-  int used_batch_stats; /* how the last forward normalised */
+  int dims;                           /* 1: BatchNorm1d, 2: BatchNorm2d */
+  int used_batch_stats;               /* how the last forward normalised */
   tc_tensor *save_mean, *save_invstd; /* (C) */
-  tc_tensor *zeros;     /* (C) eval backward */
-  tc_tensor *tmp;       /* (N*C) eval backward */
-  tc_tensor *xhat;      /* like x, eval backward */
-  tc_tensor *gscr;      /* (2C) dweight, dbias of one backward */
+  tc_tensor *zeros;                   /* (C) eval backward */
+  tc_tensor *tmp;                     /* (N*C) eval backward */
+  tc_tensor *xhat;                    /* like x, eval backward */
+  tc_tensor *gscr;                    /* (2C) dweight, dbias of one backward */
   /* fused epilogue requested for the next forward / backward (residual.c) */
   int fuse_fwd, fuse_bwd, fuse_acc_res;
   const tc_tensor *fuse_res, *fuse_y;
@@ -100,7 +100,7 @@ int tc__nn_bn_fusable(const tc_layer *l) {
 }
 
 int tc__nn_bn_fuse_backward(tc_layer *l, const tc_tensor *y, tc_tensor *dres,
-                        int acc_res) {
+                            int acc_res) {
   bn_layer *b = (bn_layer *)l;
   b->fuse_bwd = b->used_batch_stats && !b->used_sync && !bn_sync_comm(l) &&
                 TC__HAS_SLOT(tc__nn_be(l)->iface, batchnorm_relu_bwd);
@@ -113,12 +113,13 @@ int tc__nn_bn_fuse_backward(tc_layer *l, const tc_tensor *y, tc_tensor *dres,
 static tc_status bn_infer(tc_layer *l, const char *fn) {
   bn_layer *b = (bn_layer *)l;
   char p[256], s[96];
-  int ok = b->dims == 2 ? l->in_ndim == 3
-                        : (l->in_ndim == 1 || l->in_ndim == 2);
+  int ok =
+      b->dims == 2 ? l->in_ndim == 3 : (l->in_ndim == 1 || l->in_ndim == 2);
   if (!ok || l->in_shape[0] != b->c)
-    return tc__error(TC_ESHAPE, "%s: %s (batchnorm%dd, %lld features) "
-                     "expects input %s, got per-sample shape %s", fn,
-                     tc__nn_path(l, p, sizeof p), b->dims, (long long)b->c,
+    return tc__error(TC_ESHAPE,
+                     "%s: %s (batchnorm%dd, %lld features) "
+                     "expects input %s, got per-sample shape %s",
+                     fn, tc__nn_path(l, p, sizeof p), b->dims, (long long)b->c,
                      b->dims == 2 ? "(N, C, H, W)" : "(N, C) or (N, C, L)",
                      tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   l->out_ndim = l->in_ndim;
@@ -239,9 +240,11 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
     return st;
   if (n * a.spatial <= 1) {
     char p[256];
-    return tc__error(TC_ESHAPE, "tc_model_forward: %s: batch statistics "
+    return tc__error(TC_ESHAPE,
+                     "tc_model_forward: %s: batch statistics "
                      "need more than 1 value per channel (N=%lld, spatial "
-                     "%lld)", tc__nn_path(l, p, sizeof p), (long long)n,
+                     "%lld)",
+                     tc__nn_path(l, p, sizeof p), (long long)n,
                      (long long)a.spatial);
   }
   int64_t nbt = 0;
@@ -308,10 +311,11 @@ static tc_status bn_backward_eval(bn_layer *b, const tc_tensor *dy,
     int64_t nc = n * b->c;
     if ((st = tc__nn_ensure(&b->tmp, be, &nc, 1, TC_FLOAT32)) != TC_OK ||
         (st = tc__nn_ensure(&b->xhat, be, l->x->shape, l->x->ndim,
-                        TC_FLOAT32)) != TC_OK)
+                            TC_FLOAT32)) != TC_OK)
       return st;
-    tc_bias_args bg = {sizeof bg, n, b->c, a.spatial, NULL, NULL, nn_f(dy),
-                       nn_f(l->grad[1]), 1, 0};
+    tc_bias_args bg = {sizeof bg, n,    b->c,     a.spatial,
+                       NULL,      NULL, nn_f(dy), nn_f(l->grad[1]),
+                       1,         0};
     if ((st = be->iface->bias_grad(be->ctx, &bg)) != TC_OK)
       return st;
     tc_batchnorm_args h = a;
@@ -332,7 +336,7 @@ static tc_status bn_backward_eval(bn_layer *b, const tc_tensor *dy,
     g.batch = nc;
     if ((st = be->iface->gemm(be->ctx, &g)) != TC_OK)
       return st;
-    tc_bias_args gg = {sizeof gg, n, b->c, 1, NULL, NULL, nn_f(b->tmp),
+    tc_bias_args gg = {sizeof gg,        n, b->c, 1, NULL, NULL, nn_f(b->tmp),
                        nn_f(l->grad[0]), 1, 0};
     if ((st = be->iface->bias_grad(be->ctx, &gg)) != TC_OK)
       return st;
@@ -409,8 +413,9 @@ static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
   if ((st = bwd(be->ctx, &a)) != TC_OK)
     return st;
   for (int i = 0; i < 2; i++) {
-    tc_eltwise_args e = {sizeof e, b->c, 1.f, 0.f, nn_f(b->gscr) + i * b->c,
-                         NULL, nn_f(l->grad[i])};
+    tc_eltwise_args e = {
+        sizeof e,        b->c, 1.f, 0.f, nn_f(b->gscr) + i * b->c, NULL,
+        nn_f(l->grad[i])};
     if ((st = be->iface->axpy(be->ctx, &e)) != TC_OK)
       return st;
   }
@@ -464,7 +469,7 @@ static const tc_batchnorm_options bn_defaults = TC_BATCHNORM_OPTIONS_INIT;
 TC_API tc_status tc_batchnorm_options_init(tc_batchnorm_options *o,
                                            size_t struct_size) {
   return tc__nn_options_init(o, &bn_defaults, sizeof *o, struct_size,
-                         "tc_batchnorm_options_init");
+                             "tc_batchnorm_options_init");
 }
 
 static tc_status bn_create(tc_layer **out, int64_t c,
@@ -478,13 +483,14 @@ static tc_status bn_create(tc_layer **out, int64_t c,
   if (c < 1 || !(o.eps > 0.f) || !isfinite(o.eps) ||
       !((o.momentum >= 0.f && o.momentum <= 1.f) ||
         o.momentum == TC_BN_MOMENTUM_CUMULATIVE))
-    return tc__error(TC_EINVAL, "%s: num_features %lld must be >= 1, eps "
+    return tc__error(TC_EINVAL,
+                     "%s: num_features %lld must be >= 1, eps "
                      "%g > 0, momentum %g in [0, 1] or "
-                     "TC_BN_MOMENTUM_CUMULATIVE", fn, (long long)c,
-                     (double)o.eps, (double)o.momentum);
+                     "TC_BN_MOMENTUM_CUMULATIVE",
+                     fn, (long long)c, (double)o.eps, (double)o.momentum);
   tc_layer *l;
   st = tc__nn_layer_alloc(&l, dims == 2 ? &bn2d_kind : &bn1d_kind,
-                      sizeof(bn_layer), fn);
+                          sizeof(bn_layer), fn);
   if (st != TC_OK)
     return st;
   bn_layer *b = (bn_layer *)l;

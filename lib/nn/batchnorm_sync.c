@@ -197,8 +197,8 @@ static tc_status update_running(nn_bn_sync *s, const nn_bn_sync_args *a,
 }
 
 tc_status tc__nn_bn_sync_forward(nn_bn_sync *s, tc_layer *l,
-                             const nn_bn_sync_args *a, const tc_tensor *x,
-                             tc_tensor *y) {
+                                 const nn_bn_sync_args *a, const tc_tensor *x,
+                                 tc_tensor *y) {
   int size = tc_comm_size(a->comm);
   int64_t n = x->shape[0], sp = a->spatial;
   size_t c = (size_t)a->c, planes = (size_t)n * c, ne = planes * (size_t)sp;
@@ -301,8 +301,8 @@ static tc_status add_param_grads(nn_bn_sync *s, const nn_bn_sync_args *a) {
 }
 
 tc_status tc__nn_bn_sync_backward(nn_bn_sync *s, tc_layer *l,
-                              const nn_bn_sync_args *a, const tc_tensor *x,
-                              const tc_tensor *dy, tc_tensor *dx, int acc) {
+                                  const nn_bn_sync_args *a, const tc_tensor *x,
+                                  const tc_tensor *dy, tc_tensor *dx, int acc) {
   char p[256];
   /* every rank ran the same forwards, so all take this branch together */
   if (s->comm != a->comm)

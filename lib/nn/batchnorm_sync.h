@@ -45,13 +45,13 @@ typedef struct nn_bn_sync_args {
 /* Training forward with the global batch's statistics: y (N, C, S) from x.
  * Collective over a->comm. */
 tc_status tc__nn_bn_sync_forward(nn_bn_sync *s, tc_layer *l,
-                             const nn_bn_sync_args *a, const tc_tensor *x,
-                             tc_tensor *y);
+                                 const nn_bn_sync_args *a, const tc_tensor *x,
+                                 tc_tensor *y);
 /* Backward of the last tc__nn_bn_sync_forward: parameter gradients added to,
  * dx written (added when acc; NULL: not wanted). Collective. */
 tc_status tc__nn_bn_sync_backward(nn_bn_sync *s, tc_layer *l,
-                              const nn_bn_sync_args *a, const tc_tensor *x,
-                              const tc_tensor *dy, tc_tensor *dx, int acc);
+                                  const nn_bn_sync_args *a, const tc_tensor *x,
+                                  const tc_tensor *dy, tc_tensor *dx, int acc);
 /* Frees the host buffers. */
 void tc__nn_bn_sync_release(nn_bn_sync *s);
 

@@ -16,19 +16,23 @@ static tc_status conv_infer(tc_layer *l, const char *fn) {
   conv_layer *c = (conv_layer *)l;
   char p[256], s[96];
   if (l->in_ndim != 3 || l->in_shape[0] != c->in_c)
-    return tc__error(TC_ESHAPE, "%s: %s (conv2d %lld->%lld) expects input "
-                     "(N, %lld, H, W), got (N, %s...)", fn,
-                     tc__nn_path(l, p, sizeof p), (long long)c->in_c,
+    return tc__error(TC_ESHAPE,
+                     "%s: %s (conv2d %lld->%lld) expects input "
+                     "(N, %lld, H, W), got (N, %s...)",
+                     fn, tc__nn_path(l, p, sizeof p), (long long)c->in_c,
                      (long long)c->out_c, (long long)c->in_c,
-                     tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s) + 1);
-  int64_t eh = l->in_shape[1] + 2 * c->o.pad_h -
-               c->o.dilation_h * (c->kh - 1) - 1;
-  int64_t ew = l->in_shape[2] + 2 * c->o.pad_w -
-               c->o.dilation_w * (c->kw - 1) - 1;
+                     tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s) +
+                         1);
+  int64_t eh =
+      l->in_shape[1] + 2 * c->o.pad_h - c->o.dilation_h * (c->kh - 1) - 1;
+  int64_t ew =
+      l->in_shape[2] + 2 * c->o.pad_w - c->o.dilation_w * (c->kw - 1) - 1;
   if (eh < 0 || ew < 0)
-    return tc__error(TC_ESHAPE, "%s: %s: kernel %lldx%lld does not fit the "
-                     "padded input %s", fn, tc__nn_path(l, p, sizeof p),
-                     (long long)c->kh, (long long)c->kw,
+    return tc__error(TC_ESHAPE,
+                     "%s: %s: kernel %lldx%lld does not fit the "
+                     "padded input %s",
+                     fn, tc__nn_path(l, p, sizeof p), (long long)c->kh,
+                     (long long)c->kw,
                      tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   l->out_ndim = 3;
   l->out_shape[0] = c->out_c;
@@ -88,8 +92,8 @@ static tc_status conv_forward(tc_layer *l, tc_tensor *x) {
   return be->iface->conv2d_fwd(be->ctx, &a);
 }
 
-static tc_status conv_backward(tc_layer *l, const tc_tensor *dy,
-                               tc_tensor *dx, int acc) {
+static tc_status conv_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+                               int acc) {
   conv_layer *c = (conv_layer *)l;
   tc_backend *be = tc__nn_be(l);
   tc_status st = NN_SLOT(be, conv2d_bwd_filter);
@@ -146,7 +150,7 @@ static const tc_conv2d_options conv_defaults = TC_CONV2D_OPTIONS_INIT;
 TC_API tc_status tc_conv2d_options_init(tc_conv2d_options *o,
                                         size_t struct_size) {
   return tc__nn_options_init(o, &conv_defaults, sizeof *o, struct_size,
-                         "tc_conv2d_options_init");
+                             "tc_conv2d_options_init");
 }
 
 TC_API tc_status tc_conv2d_create(tc_layer **out, int64_t in_channels,
@@ -162,16 +166,18 @@ TC_API tc_status tc_conv2d_create(tc_layer **out, int64_t in_channels,
   if (in_channels < 1 || out_channels < 1 || kernel_size < 1 || kw < 1 ||
       o.stride_h < 1 || o.stride_w < 1 || o.dilation_h < 1 ||
       o.dilation_w < 1 || o.pad_h < 0 || o.pad_w < 0 || o.kernel_w < 0)
-    return tc__error(TC_EINVAL, "%s: channels %lld->%lld, kernel %lldx%lld, "
+    return tc__error(TC_EINVAL,
+                     "%s: channels %lld->%lld, kernel %lldx%lld, "
                      "stride (%lld,%lld), dilation (%lld,%lld) must be >= 1 "
-                     "and padding (%lld,%lld) >= 0", fn,
-                     (long long)in_channels, (long long)out_channels,
+                     "and padding (%lld,%lld) >= 0",
+                     fn, (long long)in_channels, (long long)out_channels,
                      (long long)kernel_size, (long long)kw,
                      (long long)o.stride_h, (long long)o.stride_w,
                      (long long)o.dilation_h, (long long)o.dilation_w,
                      (long long)o.pad_h, (long long)o.pad_w);
   tc_layer *l;
-  if ((st = tc__nn_layer_alloc(&l, &conv_kind, sizeof(conv_layer), fn)) != TC_OK)
+  if ((st = tc__nn_layer_alloc(&l, &conv_kind, sizeof(conv_layer), fn)) !=
+      TC_OK)
     return st;
   conv_layer *c = (conv_layer *)l;
   c->o = o;

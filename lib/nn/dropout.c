@@ -31,9 +31,10 @@ static tc_status dropout_infer(tc_layer *l, const char *fn) {
   dropout_layer *d = (dropout_layer *)l;
   char p[256], s[96];
   if (d->channels && l->in_ndim < 2)
-    return tc__error(TC_ESHAPE, "%s: %s (dropout2d) expects input (N, C, "
-                     "...), got per-sample shape %s", fn,
-                     tc__nn_path(l, p, sizeof p),
+    return tc__error(TC_ESHAPE,
+                     "%s: %s (dropout2d) expects input (N, C, "
+                     "...), got per-sample shape %s",
+                     fn, tc__nn_path(l, p, sizeof p),
                      tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   l->out_ndim = l->in_ndim;
   memcpy(l->out_shape, l->in_shape, sizeof l->out_shape);
@@ -78,8 +79,8 @@ static tc_status dropout_forward(tc_layer *l, tc_tensor *x) {
   tc_dropout_args a = dropout_args(d, x->numel);
   if (d->p == 1.f) { /* every unit dropped; avoid 0 * inf */
     d->active = 1;
-    tc_status st = be->iface->memset(be->ctx, a.mask, 0,
-                                     (size_t)(a.n / a.group));
+    tc_status st =
+        be->iface->memset(be->ctx, a.mask, 0, (size_t)(a.n / a.group));
     return st == TC_OK ? tc__nn_fill(be, nn_f(l->y), x->numel, 0.f) : st;
   }
   tc_status st = NN_SLOT(be, dropout_fwd);
@@ -144,12 +145,11 @@ static tc_status dropout_create(tc_layer **out, float p, int channels,
                                 const char *fn) {
   TC__CHECK_NULL(out, fn);
   if (!(p >= 0.f && p <= 1.f))
-    return tc__error(TC_EINVAL, "%s: p = %g must be in [0, 1]", fn,
-                     (double)p);
+    return tc__error(TC_EINVAL, "%s: p = %g must be in [0, 1]", fn, (double)p);
   tc_layer *l;
-  tc_status st = tc__nn_layer_alloc(&l, channels ? &dropout2d_kind
-                                             : &dropout_kind,
-                                sizeof(dropout_layer), fn);
+  tc_status st =
+      tc__nn_layer_alloc(&l, channels ? &dropout2d_kind : &dropout_kind,
+                         sizeof(dropout_layer), fn);
   if (st != TC_OK)
     return st;
   ((dropout_layer *)l)->p = p;

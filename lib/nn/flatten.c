@@ -47,26 +47,32 @@ static tc_status identity_forward(tc_layer *l, tc_tensor *x) {
   return TC_OK;
 }
 
-static tc_status pass_backward(tc_layer *l, const tc_tensor *dy,
-                               tc_tensor *dx, int acc) {
+static tc_status pass_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+                               int acc) {
   return tc__nn_pass_grad(tc__nn_be(l), dy, dx, acc);
 }
 
 static const nn_kind flatten_kind = {
-    .name = "flatten", .infer = flatten_infer, .plan = nothing_to_plan,
-    .forward = flatten_forward, .backward = pass_backward,
+    .name = "flatten",
+    .infer = flatten_infer,
+    .plan = nothing_to_plan,
+    .forward = flatten_forward,
+    .backward = pass_backward,
 };
 static const nn_kind identity_kind = {
-    .name = "identity", .infer = identity_infer, .plan = nothing_to_plan,
-    .forward = identity_forward, .backward = pass_backward,
+    .name = "identity",
+    .infer = identity_infer,
+    .plan = nothing_to_plan,
+    .forward = identity_forward,
+    .backward = pass_backward,
 };
 
 TC_API tc_status tc_flatten_create(tc_layer **out) {
   return tc__nn_layer_alloc(out, &flatten_kind, sizeof(flatten_layer),
-                        "tc_flatten_create");
+                            "tc_flatten_create");
 }
 
 TC_API tc_status tc_identity_create(tc_layer **out) {
   return tc__nn_layer_alloc(out, &identity_kind, sizeof(tc_layer),
-                        "tc_identity_create");
+                            "tc_identity_create");
 }

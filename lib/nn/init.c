@@ -29,8 +29,10 @@ TC_API tc_status tc_init_fans(const tc_tensor *t, int64_t *out_fan_in,
   static const char fn[] = "tc_init_fans";
   TC__CHECK_NULL(t, fn);
   if (t->ndim < 2)
-    return tc__error(TC_EINVAL, "%s: fans need at least 2 dimensions, the "
-                     "tensor has %d", fn, t->ndim);
+    return tc__error(TC_EINVAL,
+                     "%s: fans need at least 2 dimensions, the "
+                     "tensor has %d",
+                     fn, t->ndim);
   int64_t rf = 1;
   for (int i = 2; i < t->ndim; i++)
     rf *= t->shape[i];
@@ -44,15 +46,15 @@ TC_API tc_status tc_init_fans(const tc_tensor *t, int64_t *out_fan_in,
 enum { DIST_UNIFORM, DIST_NORMAL };
 
 /* Fills float32 `t`: uniform on [a, b) or normal with mean a, std b. */
-static tc_status draw(tc_tensor *t, int dist, double a, double b,
-                      tc_rng *rng, const char *fn) {
+static tc_status draw(tc_tensor *t, int dist, double a, double b, tc_rng *rng,
+                      const char *fn) {
   if (!t || !rng)
     return tc__error(TC_EINVAL, "%s: tensor and rng must not be NULL", fn);
   if (t->dtype != TC_FLOAT32)
     return tc__error(TC_EINVAL, "%s: tensor must be float32", fn);
   if (!isfinite(a) || !isfinite(b) || (dist == DIST_NORMAL && b < 0))
-    return tc__error(TC_EINVAL, "%s: bad distribution parameters (%g, %g)",
-                     fn, a, b);
+    return tc__error(TC_EINVAL, "%s: bad distribution parameters (%g, %g)", fn,
+                     a, b);
   if (t->numel == 0)
     return TC_OK;
   float *h = tc__malloc((size_t)t->numel * sizeof *h);
@@ -101,10 +103,9 @@ static tc_status kaiming(tc_tensor *t, double a, tc_fan_mode mode,
 }
 
 TC_API tc_status tc_init_kaiming_uniform(tc_tensor *t, double a,
-                                         tc_fan_mode mode,
-                                         tc_nonlinearity nl, tc_rng *rng) {
-  return kaiming(t, a, mode, nl, rng, DIST_UNIFORM,
-                 "tc_init_kaiming_uniform");
+                                         tc_fan_mode mode, tc_nonlinearity nl,
+                                         tc_rng *rng) {
+  return kaiming(t, a, mode, nl, rng, DIST_UNIFORM, "tc_init_kaiming_uniform");
 }
 
 TC_API tc_status tc_init_kaiming_normal(tc_tensor *t, double a,
@@ -135,8 +136,7 @@ TC_API tc_status tc_init_xavier_uniform(tc_tensor *t, double gain,
   return xavier(t, gain, rng, DIST_UNIFORM, "tc_init_xavier_uniform");
 }
 
-TC_API tc_status tc_init_xavier_normal(tc_tensor *t, double gain,
-                                       tc_rng *rng) {
+TC_API tc_status tc_init_xavier_normal(tc_tensor *t, double gain, tc_rng *rng) {
   return xavier(t, gain, rng, DIST_NORMAL, "tc_init_xavier_normal");
 }
 

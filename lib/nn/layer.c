@@ -10,7 +10,7 @@
 #include "nn_internal.h"
 
 tc_status tc__nn_layer_alloc(tc_layer **out, const nn_kind *kind, size_t size,
-                         const char *fn) {
+                             const char *fn) {
   if (!out)
     return tc__error(TC_EINVAL, "%s: argument 'out' is NULL", fn);
   tc_layer *l = tc__calloc(1, size);
@@ -61,8 +61,10 @@ TC_API const char *tc_layer_kind(const tc_layer *l) {
 static tc_status check_name(const tc_layer *parent, const char *name,
                             const char *fn) {
   if (!name || !*name || strchr(name, '.'))
-    return tc__error(TC_EINVAL, "%s: name '%s' must be non-empty and "
-                     "without '.'", fn, name ? name : "(null)");
+    return tc__error(TC_EINVAL,
+                     "%s: name '%s' must be non-empty and "
+                     "without '.'",
+                     fn, name ? name : "(null)");
   if (strlen(name) > 200)
     return tc__error(TC_EINVAL, "%s: name longer than 200 characters", fn);
   for (int64_t i = 0; i < parent->nchildren; i++)
@@ -72,14 +74,16 @@ static tc_status check_name(const tc_layer *parent, const char *name,
 }
 
 tc_status tc__nn_add_child(tc_layer *parent, const char *name, tc_layer *child,
-                       const char *fn) {
+                           const char *fn) {
   tc_status st = TC_OK;
   if (!child)
     return tc__error(TC_EINVAL, "%s: argument 'layer' is NULL", fn);
   if (child->parent || child->model || child == parent)
     /* not ours to destroy: it belongs to another container */
-    return tc__error(TC_EINVAL, "%s: layer already belongs to a container "
-                     "or model", fn);
+    return tc__error(TC_EINVAL,
+                     "%s: layer already belongs to a container "
+                     "or model",
+                     fn);
   if ((st = check_name(parent, name, fn)) != TC_OK)
     goto fail;
   char *copy = tc__strdup(name);
@@ -111,7 +115,7 @@ fail:
 }
 
 void tc__nn_declare_param(tc_layer *l, const char *name, const int64_t *shape,
-                      int ndim) {
+                          int ndim) {
   nn_spec *s = &l->pspec[l->nparams++];
   s->name = name;
   s->ndim = ndim;
@@ -120,7 +124,7 @@ void tc__nn_declare_param(tc_layer *l, const char *name, const int64_t *shape,
 }
 
 void tc__nn_declare_buffer(tc_layer *l, const char *name, const int64_t *shape,
-                       int ndim, tc_dtype dtype) {
+                           int ndim, tc_dtype dtype) {
   nn_spec *s = &l->bspec[l->nbuffers++];
   s->name = name;
   s->ndim = ndim;
@@ -141,8 +145,8 @@ const char *tc__nn_path(const tc_layer *l, char *buf, size_t size) {
   size_t used = 0;
   buf[0] = '\0';
   for (int i = n - 1; i >= 0 && used < size; i--) {
-    int w = snprintf(buf + used, size - used, "%s%s", chain[i]->name,
-                     i ? "." : "");
+    int w =
+        snprintf(buf + used, size - used, "%s%s", chain[i]->name, i ? "." : "");
     if (w < 0)
       break;
     used += (size_t)w;
@@ -151,7 +155,7 @@ const char *tc__nn_path(const tc_layer *l, char *buf, size_t size) {
 }
 
 const char *tc__nn_shape_str(const int64_t *shape, int ndim, char *buf,
-                         size_t size) {
+                             size_t size) {
   size_t used = 0;
   int w = snprintf(buf, size, "(");
   used = w > 0 ? (size_t)w : 0;
@@ -168,31 +172,34 @@ const char *tc__nn_shape_str(const int64_t *shape, int ndim, char *buf,
 }
 
 tc_status tc__nn_options(void *dst, const void *defaults, size_t full,
-                     const void *user, const char *fn) {
+                         const void *user, const char *fn) {
   memcpy(dst, defaults, full);
   if (!user)
     return TC_OK;
   size_t size;
   memcpy(&size, user, sizeof size);
   if (size > full)
-    return tc__error(TC_EVERSION, "%s: options struct_size %zu is larger "
+    return tc__error(TC_EVERSION,
+                     "%s: options struct_size %zu is larger "
                      "than this library's %zu (header newer than library)",
                      fn, size, full);
   if (size < sizeof(size_t))
-    return tc__error(TC_EINVAL, "%s: options struct_size %zu is too small",
-                     fn, size);
+    return tc__error(TC_EINVAL, "%s: options struct_size %zu is too small", fn,
+                     size);
   memcpy(dst, user, size);
   memcpy(dst, &full, sizeof full);
   return TC_OK;
 }
 
 tc_status tc__nn_options_init(void *o, const void *defaults, size_t full,
-                          size_t struct_size, const char *fn) {
+                              size_t struct_size, const char *fn) {
   if (!o)
     return tc__error(TC_EINVAL, "%s: argument 'o' is NULL", fn);
   if (struct_size > full)
-    return tc__error(TC_EVERSION, "%s: struct_size %zu is larger than this "
-                     "library's %zu", fn, struct_size, full);
+    return tc__error(TC_EVERSION,
+                     "%s: struct_size %zu is larger than this "
+                     "library's %zu",
+                     fn, struct_size, full);
   if (struct_size < sizeof(size_t))
     return tc__error(TC_EINVAL, "%s: struct_size %zu is too small", fn,
                      struct_size);
@@ -201,14 +208,16 @@ tc_status tc__nn_options_init(void *o, const void *defaults, size_t full,
   return TC_OK;
 }
 
-tc_backend *tc__nn_be(const tc_layer *l) { return tc__nn_model_backend(l->model); }
+tc_backend *tc__nn_be(const tc_layer *l) {
+  return tc__nn_model_backend(l->model);
+}
 
 tc_status tc__nn_unsupported(const char *op) {
   return tc__error(TC_EUNSUPPORTED, "backend lacks the '%s' operation", op);
 }
 
 tc_status tc__nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
-                    int ndim, tc_dtype dtype) {
+                        int ndim, tc_dtype dtype) {
   int64_t numel;
   tc_status st = tc__shape_numel(shape, ndim, &numel, "nn plan");
   if (st != TC_OK)
@@ -236,22 +245,22 @@ tc_status tc__nn_plan_output(tc_layer *l, int64_t n) {
   shape[0] = n;
   memcpy(shape + 1, l->out_shape, (size_t)l->out_ndim * sizeof *shape);
   tc_status st = tc__nn_ensure(&l->y_own, tc__nn_be(l), shape, l->out_ndim + 1,
-                           TC_FLOAT32);
+                               TC_FLOAT32);
   if (st == TC_OK)
     l->y = l->y_own;
   return st;
 }
 
 tc_status tc__nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out) {
-  tc_status st = tc__nn_ensure(&l->scratch, tc__nn_be(l), like->shape, like->ndim,
-                           TC_FLOAT32);
+  tc_status st = tc__nn_ensure(&l->scratch, tc__nn_be(l), like->shape,
+                               like->ndim, TC_FLOAT32);
   if (st == TC_OK)
     *out = l->scratch;
   return st;
 }
 
 tc_status tc__nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
-                     const int64_t *shape, int ndim, tc_dtype dtype) {
+                         const int64_t *shape, int ndim, tc_dtype dtype) {
   int64_t numel;
   tc_status st = tc__shape_numel(shape, ndim, &numel, "nn view");
   if (st != TC_OK)
@@ -272,7 +281,7 @@ tc_status tc__nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
 }
 
 void tc__nn_alias(tc_tensor *alias, const tc_tensor *x, const int64_t *shape,
-              int ndim) {
+                  int ndim) {
   alias->storage = x->storage;
   alias->offset_bytes = x->offset_bytes;
   alias->dtype = x->dtype;
@@ -282,8 +291,8 @@ void tc__nn_alias(tc_tensor *alias, const tc_tensor *x, const int64_t *shape,
   alias->numel = x->numel;
 }
 
-void tc__nn_view_set(tc_tensor *view, const tc_tensor *base, const int64_t *shape,
-                 int ndim, tc_dtype dtype) {
+void tc__nn_view_set(tc_tensor *view, const tc_tensor *base,
+                     const int64_t *shape, int ndim, tc_dtype dtype) {
   int64_t numel = 1;
   for (int i = 0; i < ndim; i++)
     numel *= shape[i];
@@ -296,14 +305,15 @@ void tc__nn_view_set(tc_tensor *view, const tc_tensor *base, const int64_t *shap
   view->numel = numel;
 }
 
-int tc__nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim) {
+int tc__nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape,
+                       int ndim) {
   out[0] = n;
   memcpy(out + 1, shape, (size_t)ndim * sizeof *shape);
   return ndim + 1;
 }
 
 tc_status tc__nn_pass_grad(tc_backend *be, const tc_tensor *dy, tc_tensor *dx,
-                       int acc) {
+                           int acc) {
   if (!dx)
     return TC_OK;
   int64_t n = dx->numel;
@@ -335,8 +345,8 @@ tc_status tc__nn_fill(tc_backend *be, float *dst, int64_t n, float alpha) {
     block[i] = alpha;
   for (int64_t i = 0; i < n; i += 256) {
     int64_t k = n - i < 256 ? n - i : 256;
-    tc_status st = be->iface->copy_h2d(be->ctx, dst + i, block,
-                                       (size_t)k * sizeof(float));
+    tc_status st =
+        be->iface->copy_h2d(be->ctx, dst + i, block, (size_t)k * sizeof(float));
     if (st != TC_OK)
       return st;
   }
@@ -344,29 +354,32 @@ tc_status tc__nn_fill(tc_backend *be, float *dst, int64_t n, float alpha) {
 }
 
 tc_status tc__nn_infer(tc_layer *l, const int64_t *in_shape, int in_ndim,
-                   const char *fn) {
+                       const char *fn) {
   char p[256], s[96];
   if (in_ndim > NN_SAMPLE_DIMS)
-    return tc__error(TC_ESHAPE, "%s: %s: input has %d dimensions per "
-                     "sample, at most %d", fn, tc__nn_path(l, p, sizeof p),
-                     in_ndim, NN_SAMPLE_DIMS);
+    return tc__error(TC_ESHAPE,
+                     "%s: %s: input has %d dimensions per "
+                     "sample, at most %d",
+                     fn, tc__nn_path(l, p, sizeof p), in_ndim, NN_SAMPLE_DIMS);
   memset(l->in_shape, 0, sizeof l->in_shape);
   memcpy(l->in_shape, in_shape, (size_t)in_ndim * sizeof *in_shape);
   l->in_ndim = in_ndim;
   for (int i = 0; i < in_ndim; i++)
     if (in_shape[i] < 1)
-      return tc__error(TC_ESHAPE, "%s: %s: input %s has an empty "
-                       "dimension", fn, tc__nn_path(l, p, sizeof p),
+      return tc__error(TC_ESHAPE,
+                       "%s: %s: input %s has an empty "
+                       "dimension",
+                       fn, tc__nn_path(l, p, sizeof p),
                        tc__nn_shape_str(in_shape, in_ndim, s, sizeof s));
   tc_status st = l->kind->infer(l, fn);
   if (st != TC_OK)
     return st;
   for (int i = 0; i < l->out_ndim; i++)
     if (l->out_shape[i] < 1)
-      return tc__error(TC_ESHAPE, "%s: %s: output %s would be empty", fn,
-                       tc__nn_path(l, p, sizeof p),
-                       tc__nn_shape_str(l->out_shape, l->out_ndim, s,
-                                    sizeof s));
+      return tc__error(
+          TC_ESHAPE, "%s: %s: output %s would be empty", fn,
+          tc__nn_path(l, p, sizeof p),
+          tc__nn_shape_str(l->out_shape, l->out_ndim, s, sizeof s));
   return TC_OK;
 }
 
@@ -417,7 +430,8 @@ tc_status tc__nn_forward(tc_layer *l, tc_tensor *x) {
       if (st != TC_OK)
         return st;
       int64_t shape[TC_MAX_DIMS];
-      int nd = tc__nn_batch_shape(shape, x->shape[0], l->out_shape, l->out_ndim);
+      int nd =
+          tc__nn_batch_shape(shape, x->shape[0], l->out_shape, l->out_ndim);
       tc__nn_view_set(&l->y_arena, slot, shape, nd, TC_FLOAT32);
       l->y = &l->y_arena;
     } else {
@@ -435,7 +449,7 @@ void tc__nn_prof_count(tc_layer *l, int dir) {
 }
 
 tc_status tc__nn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
-                      int acc) {
+                          int acc) {
   tc_status st = l->prof_on ? prof_call(l, 1, NULL, dy, dx, acc)
                             : l->kind->backward(l, dy, dx, acc);
   if (st == TC_OK && l->nparams > 0 && l->model)

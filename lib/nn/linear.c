@@ -15,9 +15,10 @@ static tc_status linear_infer(tc_layer *l, const char *fn) {
   linear_layer *c = (linear_layer *)l;
   char p[256], s[96];
   if (l->in_ndim < 1 || l->in_shape[l->in_ndim - 1] != c->in_f)
-    return tc__error(TC_ESHAPE, "%s: %s (linear %lld->%lld) expects input "
-                     "(N, ..., %lld), got per-sample shape %s", fn,
-                     tc__nn_path(l, p, sizeof p), (long long)c->in_f,
+    return tc__error(TC_ESHAPE,
+                     "%s: %s (linear %lld->%lld) expects input "
+                     "(N, ..., %lld), got per-sample shape %s",
+                     fn, tc__nn_path(l, p, sizeof p), (long long)c->in_f,
                      (long long)c->out_f, (long long)c->in_f,
                      tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   l->out_ndim = l->in_ndim;
@@ -68,8 +69,8 @@ static tc_status linear_forward(tc_layer *l, tc_tensor *x) {
                         nn_f(l->param[0]), c->in_f, nn_f(l->y), 0.f);
   if ((st = be->iface->gemm(be->ctx, &g)) != TC_OK || !c->o.bias)
     return st;
-  tc_bias_args b = {sizeof b, rows, c->out_f, 1, nn_f(l->param[1]),
-                    nn_f(l->y), NULL, NULL, 0, 0};
+  tc_bias_args b = {sizeof b,   rows, c->out_f, 1, nn_f(l->param[1]),
+                    nn_f(l->y), NULL, NULL,     0, 0};
   return be->iface->bias_add(be->ctx, &b);
 }
 
@@ -91,16 +92,16 @@ static tc_status linear_backward(tc_layer *l, const tc_tensor *dy,
   if ((st = be->iface->gemm(be->ctx, &g)) != TC_OK)
     return st;
   if (c->o.bias) {
-    tc_bias_args b = {sizeof b, rows, c->out_f, 1, NULL, NULL, nn_f(dy),
-                      nn_f(l->grad[1]), 1, 0};
+    tc_bias_args b = {sizeof b, rows,     c->out_f,         1, NULL,
+                      NULL,     nn_f(dy), nn_f(l->grad[1]), 1, 0};
     if ((st = be->iface->bias_grad(be->ctx, &b)) != TC_OK)
       return st;
   }
   if (!dx)
     return TC_OK;
   /* dx (rows,in) (+)= dy (rows,out) * W (out,in) */
-  g = gemm(0, 0, rows, c->in_f, c->out_f, nn_f(dy), c->out_f,
-           nn_f(l->param[0]), c->in_f, nn_f(dx), acc ? 1.f : 0.f);
+  g = gemm(0, 0, rows, c->in_f, c->out_f, nn_f(dy), c->out_f, nn_f(l->param[0]),
+           c->in_f, nn_f(dx), acc ? 1.f : 0.f);
   return be->iface->gemm(be->ctx, &g);
 }
 
@@ -125,7 +126,7 @@ static const tc_linear_options linear_defaults = TC_LINEAR_OPTIONS_INIT;
 TC_API tc_status tc_linear_options_init(tc_linear_options *o,
                                         size_t struct_size) {
   return tc__nn_options_init(o, &linear_defaults, sizeof *o, struct_size,
-                         "tc_linear_options_init");
+                             "tc_linear_options_init");
 }
 
 TC_API tc_status tc_linear_create(tc_layer **out, int64_t in_features,

@@ -18,8 +18,8 @@ struct tc_loss {
   tc_backend *be;
   tc_loss_kind kind;
   tc_loss_options o;
-  tc_tensor *value;  /* (2) device: float value, int32 bad-label flag */
-  int32_t *labels;   /* host copy for the range check */
+  tc_tensor *value; /* (2) device: float value, int32 bad-label flag */
+  int32_t *labels;  /* host copy for the range check */
   int64_t labels_cap;
   int async_valid; /* the last compute was tc_loss_compute_async */
 };
@@ -33,7 +33,7 @@ static const tc_loss_options loss_defaults = TC_LOSS_OPTIONS_INIT;
 
 TC_API tc_status tc_loss_options_init(tc_loss_options *o, size_t struct_size) {
   return tc__nn_options_init(o, &loss_defaults, sizeof *o, struct_size,
-                         "tc_loss_options_init");
+                             "tc_loss_options_init");
 }
 
 TC_API tc_status tc_loss_create(tc_loss **out, tc_backend *be,
@@ -49,13 +49,16 @@ TC_API tc_status tc_loss_create(tc_loss **out, tc_backend *be,
   if ((int)kind < TC_LOSS_CROSS_ENTROPY || kind > TC_LOSS_MSE)
     return tc__error(TC_EINVAL, "%s: unknown loss kind %d", fn, (int)kind);
   if (o.reduction != TC_LOSS_MEAN && o.reduction != TC_LOSS_SUM)
-    return tc__error(TC_EINVAL, "%s: reduction %d must be TC_LOSS_MEAN or "
-                     "TC_LOSS_SUM", fn, (int)o.reduction);
+    return tc__error(TC_EINVAL,
+                     "%s: reduction %d must be TC_LOSS_MEAN or "
+                     "TC_LOSS_SUM",
+                     fn, (int)o.reduction);
   if (!(o.label_smoothing >= 0.f && o.label_smoothing <= 1.f) ||
       (o.label_smoothing != 0.f && kind != TC_LOSS_CROSS_ENTROPY))
-    return tc__error(TC_EINVAL, "%s: label_smoothing %g must be in [0, 1] "
-                     "and only with cross-entropy", fn,
-                     (double)o.label_smoothing);
+    return tc__error(TC_EINVAL,
+                     "%s: label_smoothing %g must be in [0, 1] "
+                     "and only with cross-entropy",
+                     fn, (double)o.label_smoothing);
   tc_loss *l = tc__calloc(1, sizeof *l);
   if (!l)
     return tc__oom(fn);
@@ -93,8 +96,8 @@ static tc_status check_finite(tc_backend *be, const tc_tensor *t,
   if (!TC__HAS_SLOT(be->iface, reduce) || t->numel == 0)
     return TC_OK;
   double bad = 0;
-  tc_reduce_args a = {sizeof a, t->numel, TC_REDUCE_NONFINITE, 0, nn_f(t),
-                      &bad};
+  tc_reduce_args a = {sizeof a, t->numel, TC_REDUCE_NONFINITE,
+                      0,        nn_f(t),  &bad};
   tc_status st = be->iface->reduce(be->ctx, &a);
   if (st != TC_OK)
     return st;
@@ -107,9 +110,11 @@ static tc_status check_finite(tc_backend *be, const tc_tensor *t,
 static tc_status check_labels(tc_loss *l, const tc_tensor *labels, int64_t n,
                               int64_t classes, const char *fn) {
   if (labels->dtype != TC_INT32 || labels->numel != n)
-    return tc__error(TC_ESHAPE, "%s: labels must be int32 (N = %lld), got "
-                     "%lld elements of dtype %d", fn, (long long)n,
-                     (long long)labels->numel, (int)labels->dtype);
+    return tc__error(TC_ESHAPE,
+                     "%s: labels must be int32 (N = %lld), got "
+                     "%lld elements of dtype %d",
+                     fn, (long long)n, (long long)labels->numel,
+                     (int)labels->dtype);
   if (n > l->labels_cap) {
     int32_t *h = tc__malloc((size_t)n * sizeof *h);
     if (!h)
@@ -118,15 +123,14 @@ static tc_status check_labels(tc_loss *l, const tc_tensor *labels, int64_t n,
     l->labels = h;
     l->labels_cap = n;
   }
-  tc_status st = tc_tensor_copy_to_host(labels, l->labels,
-                                        (size_t)n * sizeof(int32_t));
+  tc_status st =
+      tc_tensor_copy_to_host(labels, l->labels, (size_t)n * sizeof(int32_t));
   if (st != TC_OK)
     return st;
   for (int64_t i = 0; i < n; i++)
     if (l->labels[i] < 0 || l->labels[i] >= classes)
       return tc__error(TC_EINVAL, "%s: label[%lld] = %d is outside [0, %lld)",
-                       fn, (long long)i, (int)l->labels[i],
-                       (long long)classes);
+                       fn, (long long)i, (int)l->labels[i], (long long)classes);
   return TC_OK;
 }
 
@@ -139,8 +143,10 @@ static tc_status loss_run(tc_loss *l, const tc_tensor *input,
   tc_backend *be = l->be;
   if (input->dtype != TC_FLOAT32 || input->ndim < 1 || input->shape[0] < 1 ||
       input->numel < input->shape[0])
-    return tc__error(TC_ESHAPE, "%s: input must be float32 (N, C) with N, C "
-                     ">= 1", fn);
+    return tc__error(TC_ESHAPE,
+                     "%s: input must be float32 (N, C) with N, C "
+                     ">= 1",
+                     fn);
   int64_t n = input->shape[0], classes = input->numel / n;
   if (grad && (grad->dtype != TC_FLOAT32 || grad->numel != input->numel))
     return tc__error(TC_ESHAPE, "%s: grad has %lld elements, input %lld", fn,
@@ -149,9 +155,10 @@ static tc_status loss_run(tc_loss *l, const tc_tensor *input,
   tc_status st;
   if (l->kind == TC_LOSS_MSE) {
     if (target->dtype != TC_FLOAT32 || target->numel != input->numel)
-      return tc__error(TC_ESHAPE, "%s: MSE target must be float32 with %lld "
-                       "elements, got %lld", fn, (long long)input->numel,
-                       (long long)target->numel);
+      return tc__error(TC_ESHAPE,
+                       "%s: MSE target must be float32 with %lld "
+                       "elements, got %lld",
+                       fn, (long long)input->numel, (long long)target->numel);
     if (!async && (st = check_finite(be, target, "target", fn)) != TC_OK)
       return st;
   } else if (dev_labels) {
@@ -170,8 +177,8 @@ static tc_status loss_run(tc_loss *l, const tc_tensor *input,
   memset(&a, 0, sizeof a);
   a.struct_size = sizeof a;
   a.n = n, a.classes = classes;
-  a.reduction = l->o.reduction == TC_LOSS_SUM ? TC_REDUCTION_SUM
-                                              : TC_REDUCTION_MEAN;
+  a.reduction =
+      l->o.reduction == TC_LOSS_SUM ? TC_REDUCTION_SUM : TC_REDUCTION_MEAN;
   a.label_smoothing = l->o.label_smoothing;
   a.logits = nn_f(input);
   if (l->kind == TC_LOSS_MSE)
@@ -285,21 +292,27 @@ TC_API tc_status tc_accuracy_count(const tc_tensor *scores,
   TC__CHECK_NULL(scores, fn);
   TC__CHECK_NULL(labels, fn);
   TC__CHECK_NULL(out_correct, fn);
-  if (scores->dtype != TC_FLOAT32 || scores->ndim < 1 ||
-      scores->shape[0] < 1 || scores->numel < scores->shape[0])
+  if (scores->dtype != TC_FLOAT32 || scores->ndim < 1 || scores->shape[0] < 1 ||
+      scores->numel < scores->shape[0])
     return tc__error(TC_ESHAPE, "%s: scores must be float32 (N, C)", fn);
   int64_t n = scores->shape[0];
   if (labels->dtype != TC_INT32 || labels->numel != n)
-    return tc__error(TC_ESHAPE, "%s: labels must be int32 with %lld "
-                     "elements", fn, (long long)n);
+    return tc__error(TC_ESHAPE,
+                     "%s: labels must be int32 with %lld "
+                     "elements",
+                     fn, (long long)n);
   tc_backend *be = tc_tensor_backend(scores);
   tc_status st = NN_SLOT(be, argmax);
   if (st != TC_OK)
     return st;
   int64_t correct = 0;
-  tc_argmax_args a = {sizeof a, n, scores->numel / n, nn_f(scores),
+  tc_argmax_args a = {sizeof a,
+                      n,
+                      scores->numel / n,
+                      nn_f(scores),
                       (const int32_t *)tc_tensor_data((tc_tensor *)labels),
-                      NULL, &correct};
+                      NULL,
+                      &correct};
   if ((st = be->iface->argmax(be->ctx, &a)) != TC_OK)
     return st;
   *out_correct = correct;

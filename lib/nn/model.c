@@ -58,19 +58,19 @@ struct tc_model {
   tc_tensor *params, *grads; /* 1-D arenas */
   nn_entry *p, *b, *s;       /* parameters, buffers, state (borrowed) */
   int64_t np, nb, ns;
-  tc_tensor *ws;             /* shared convolution workspace */
-  size_t ws_bytes;           /* the running forward's need */
-  size_t ws_full, ws_arena;  /* each plan's need */
+  tc_tensor *ws;            /* shared convolution workspace */
+  size_t ws_bytes;          /* the running forward's need */
+  size_t ws_full, ws_arena; /* each plan's need */
   tc_tensor *out_grad, *in_grad;
-  int64_t batch;             /* the last forward's batch size, 0: none */
-  int64_t full_batch;        /* batch the layers are planned for, 0: none */
-  int64_t full_cap;          /* largest full plan so far (buffers fit it) */
-  nn_gslot *gslot;           /* gradient slots, [depth * NN_GRAD_SLOTS + i] */
+  int64_t batch;      /* the last forward's batch size, 0: none */
+  int64_t full_batch; /* batch the layers are planned for, 0: none */
+  int64_t full_cap;   /* largest full plan so far (buffers fit it) */
+  nn_gslot *gslot;    /* gradient slots, [depth * NN_GRAD_SLOTS + i] */
   int64_t ngslot;
-  nn_aslot *aslot;           /* inference arena */
+  nn_aslot *aslot; /* inference arena */
   int64_t naslot, arena_floats, arena_batch;
-  int arena_on;              /* an arena forward is running */
-  int last_arena;            /* the last forward ran in the arena */
+  int arena_on;   /* an arena forward is running */
+  int last_arena; /* the last forward ran in the arena */
   int training, forwarded;
   uint64_t seed, rng_offset;
   /* profiling: the profiled layers (not Sequential) in pre-order */
@@ -90,8 +90,12 @@ struct tc_model {
 
 /* ---- for layers ---- */
 
-tc_backend *tc__nn_model_backend(const tc_model *m) { return m->be; }
-int tc__nn_model_training(const tc_model *m) { return m->training; }
+tc_backend *tc__nn_model_backend(const tc_model *m) {
+  return m->be;
+}
+int tc__nn_model_training(const tc_model *m) {
+  return m->training;
+}
 
 void *tc__nn_model_workspace(const tc_model *m, size_t *out_bytes) {
   *out_bytes = m->ws ? m->ws_bytes : 0;
@@ -99,14 +103,16 @@ void *tc__nn_model_workspace(const tc_model *m, size_t *out_bytes) {
 }
 
 void tc__nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
-                          uint64_t *offset) {
+                              uint64_t *offset) {
   *seed = m->seed;
   *offset = m->rng_offset;
   /* whole Philox blocks, so each forward starts on a block boundary */
   m->rng_offset += ((uint64_t)units + 3) & ~(uint64_t)3;
 }
 
-double *tc__nn_model_prof_inner(tc_model *m) { return &m->prof_inner; }
+double *tc__nn_model_prof_inner(tc_model *m) {
+  return &m->prof_inner;
+}
 
 void tc__nn_model_set_grad_hook(tc_model *m, nn_grad_hook fn, void *user) {
   m->grad_hook = fn;
@@ -129,12 +135,16 @@ void tc__nn_model_set_sync_bn(tc_model *m, tc_comm *comm) {
   m->forwarded = 0;
 }
 
-tc_comm *tc__nn_model_sync_bn(const tc_model *m) { return m->sync_bn; }
+tc_comm *tc__nn_model_sync_bn(const tc_model *m) {
+  return m->sync_bn;
+}
 
-tc_layer *tc__nn_model_root(const tc_model *m) { return m->root; }
+tc_layer *tc__nn_model_root(const tc_model *m) {
+  return m->root;
+}
 
 int64_t tc__nn_model_layers(const tc_model *m, tc_layer *const **out_layers,
-                        char *const **out_names) {
+                            char *const **out_names) {
   *out_layers = m->prof;
   *out_names = m->prof_names;
   return m->nprof;
@@ -172,7 +182,7 @@ tc_status tc__nn_grad_request(tc_layer *l, int slot, int64_t numel) {
 }
 
 tc_tensor *tc__nn_grad_view(tc_layer *l, int slot, tc_tensor *view,
-                        const int64_t *shape, int ndim, tc_dtype dtype) {
+                            const int64_t *shape, int ndim, tc_dtype dtype) {
   const tc_model *m = l->model;
   int64_t key = depth_of(l) * NN_GRAD_SLOTS + slot;
   /* the plan asked for this slot at this size */
@@ -180,7 +190,9 @@ tc_tensor *tc__nn_grad_view(tc_layer *l, int slot, tc_tensor *view,
   return view;
 }
 
-int tc__nn_model_arena(const tc_model *m) { return m->arena_on; }
+int tc__nn_model_arena(const tc_model *m) {
+  return m->arena_on;
+}
 
 tc_status tc__nn_arena_acquire(tc_model *m, tc_tensor **out) {
   for (int64_t i = 0; i < m->naslot; i++)
@@ -196,8 +208,8 @@ tc_status tc__nn_arena_acquire(tc_model *m, tc_tensor **out) {
     return tc__oom("tc_model_forward");
   if (m->naslot)
     memcpy(a, m->aslot, (size_t)m->naslot * sizeof *a);
-  tc_status st = tc_tensor_create(&a[m->naslot].t, m->be, &m->arena_floats,
-                                  1, TC_FLOAT32);
+  tc_status st =
+      tc_tensor_create(&a[m->naslot].t, m->be, &m->arena_floats, 1, TC_FLOAT32);
   if (st != TC_OK) {
     tc__free(a);
     return st;
@@ -292,9 +304,9 @@ static tc_status place_one(tc_layer *l, void *arg) {
       return tc__oom(fn);
     m->np++;
     if ((st = tc__nn_view_at(&l->param[i], m->params, pa->offset, sp->shape,
-                         sp->ndim, TC_FLOAT32)) != TC_OK ||
+                             sp->ndim, TC_FLOAT32)) != TC_OK ||
         (st = tc__nn_view_at(&l->grad[i], m->grads, pa->offset, sp->shape,
-                         sp->ndim, TC_FLOAT32)) != TC_OK)
+                             sp->ndim, TC_FLOAT32)) != TC_OK)
       return st;
     e->t = l->param[i];
     e->g = l->grad[i];
@@ -364,7 +376,7 @@ static const tc_model_options model_defaults = TC_MODEL_OPTIONS_INIT;
 TC_API tc_status tc_model_options_init(tc_model_options *o,
                                        size_t struct_size) {
   return tc__nn_options_init(o, &model_defaults, sizeof *o, struct_size,
-                         "tc_model_options_init");
+                             "tc_model_options_init");
 }
 
 TC_API void tc_model_destroy(tc_model *m) {
@@ -398,24 +410,30 @@ TC_API void tc_model_destroy(tc_model *m) {
   tc__free(m);
 }
 
-TC_API tc_status tc_model_create(tc_model **out, tc_backend *be,
-                                 tc_layer *root, const int64_t *input_shape,
-                                 int ndim, const tc_model_options *opts) {
+TC_API tc_status tc_model_create(tc_model **out, tc_backend *be, tc_layer *root,
+                                 const int64_t *input_shape, int ndim,
+                                 const tc_model_options *opts) {
   static const char fn[] = "tc_model_create";
   tc_status st = TC_OK;
   tc_model *m = NULL;
   if (root && (root->parent || root->model))
     /* not ours: it belongs to a container or another model */
-    return tc__error(TC_EINVAL, "%s: root layer is already in a container "
-                     "or model", fn);
+    return tc__error(TC_EINVAL,
+                     "%s: root layer is already in a container "
+                     "or model",
+                     fn);
   if (!out || !be || !root || (ndim > 0 && !input_shape)) {
-    st = tc__error(TC_EINVAL, "%s: out, be, root and input_shape must not "
-                   "be NULL", fn);
+    st = tc__error(TC_EINVAL,
+                   "%s: out, be, root and input_shape must not "
+                   "be NULL",
+                   fn);
     goto fail;
   }
   if (ndim < 1 || ndim > NN_SAMPLE_DIMS) {
-    st = tc__error(TC_EINVAL, "%s: input has %d dimensions per sample, "
-                   "expected 1 to %d", fn, ndim, NN_SAMPLE_DIMS);
+    st = tc__error(TC_EINVAL,
+                   "%s: input has %d dimensions per sample, "
+                   "expected 1 to %d",
+                   fn, ndim, NN_SAMPLE_DIMS);
     goto fail;
   }
   m = tc__calloc(1, sizeof *m);
@@ -450,8 +468,7 @@ TC_API tc_status tc_model_create(tc_model **out, tc_backend *be,
   }
   if ((st = tc_tensor_create(&m->params, be, &c.floats, 1, TC_FLOAT32)) !=
           TC_OK ||
-      (st = tc_tensor_create(&m->grads, be, &c.floats, 1, TC_FLOAT32)) !=
-          TC_OK)
+      (st = tc_tensor_create(&m->grads, be, &c.floats, 1, TC_FLOAT32)) != TC_OK)
     goto fail;
   place_arg pa = {m, 0};
   if ((st = walk(m->root, place_one, &pa)) != TC_OK ||
@@ -507,7 +524,7 @@ static tc_status plan_full(tc_model *m, int64_t n) {
   for (int64_t i = 0; i < m->ngslot && st == TC_OK; i++)
     if (m->gslot[i].need > 0)
       st = tc__nn_ensure(&m->gslot[i].t, m->be, &m->gslot[i].need, 1,
-                     TC_FLOAT32);
+                         TC_FLOAT32);
   if (st == TC_OK)
     st = plan_ws(m, n, &m->ws_full);
   if (st != TC_OK)
@@ -567,8 +584,8 @@ static tc_status forward_full(tc_model *m, tc_tensor *x, int64_t n) {
 }
 
 static tc_status check_batch(const tc_model *m, const tc_tensor *t,
-                             const int64_t *shape, int ndim,
-                             const char *what, const char *fn) {
+                             const int64_t *shape, int ndim, const char *what,
+                             const char *fn) {
   char s1[96], s2[96];
   int ok = t->dtype == TC_FLOAT32 && t->ndim == ndim + 1;
   for (int i = 0; ok && i < ndim; i++)
@@ -581,14 +598,15 @@ static tc_status check_batch(const tc_model *m, const tc_tensor *t,
   if (t->shape[0] < 1)
     return tc__error(TC_ESHAPE, "%s: %s has an empty batch", fn, what);
   if (tc_tensor_backend(t)->iface != m->be->iface)
-    return tc__error(TC_EINVAL, "%s: %s lives on backend '%s', the model on "
-                     "'%s'", fn, what, tc_backend_name(tc_tensor_backend(t)),
+    return tc__error(TC_EINVAL,
+                     "%s: %s lives on backend '%s', the model on "
+                     "'%s'",
+                     fn, what, tc_backend_name(tc_tensor_backend(t)),
                      tc_backend_name(m->be));
   return TC_OK;
 }
 
-TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x,
-                                  tc_tensor **out) {
+TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x, tc_tensor **out) {
   static const char fn[] = "tc_model_forward";
   TC__CHECK_NULL(m, fn);
   TC__CHECK_NULL(x, fn);
@@ -626,8 +644,10 @@ TC_API tc_status tc_model_backward(tc_model *m, const tc_tensor *dy) {
   static const char fn[] = "tc_model_backward";
   TC__CHECK_NULL(m, fn);
   if (!m->forwarded)
-    return tc__error(TC_ESTATE, "%s: no successful forward to "
-                     "back-propagate through", fn);
+    return tc__error(TC_ESTATE,
+                     "%s: no successful forward to "
+                     "back-propagate through",
+                     fn);
   /* NULL: the gradient a loss wrote into tc_model_output_grad() */
   if (!dy)
     dy = m->out_grad;
@@ -636,9 +656,10 @@ TC_API tc_status tc_model_backward(tc_model *m, const tc_tensor *dy) {
   if (st != TC_OK)
     return st;
   if (dy->shape[0] != m->batch)
-    return tc__error(TC_ESHAPE, "%s: output gradient has batch %lld, the "
-                     "forward had %lld", fn, (long long)dy->shape[0],
-                     (long long)m->batch);
+    return tc__error(TC_ESHAPE,
+                     "%s: output gradient has batch %lld, the "
+                     "forward had %lld",
+                     fn, (long long)dy->shape[0], (long long)m->batch);
   if (m->last_arena) {
     /* the arena kept nothing for backward: the same forward again in the
      * full plan (see the top) */
@@ -734,8 +755,7 @@ TC_API int tc_model_output_shape(const tc_model *m,
   if (!m || !shape)
     return -1;
   memset(shape, 0, TC_MAX_DIMS * sizeof *shape);
-  memcpy(shape, m->root->out_shape,
-         (size_t)m->root->out_ndim * sizeof *shape);
+  memcpy(shape, m->root->out_shape, (size_t)m->root->out_ndim * sizeof *shape);
   return m->root->out_ndim;
 }
 
@@ -906,12 +926,15 @@ TC_API tc_status tc_model_get_profile(const tc_model *m, int64_t i,
   size_t size = out->struct_size;
   size_t min = offsetof(tc_layer_profile, kind) + sizeof out->kind;
   if (size < min)
-    return tc__error(TC_EINVAL, "%s: out->struct_size %zu is too small "
-                     "(at least %zu)", fn, size, min);
+    return tc__error(TC_EINVAL,
+                     "%s: out->struct_size %zu is too small "
+                     "(at least %zu)",
+                     fn, size, min);
   if (size > sizeof *out)
-    return tc__error(TC_EVERSION, "%s: out->struct_size %zu is larger than "
-                     "this library's %zu (header newer than library)", fn,
-                     size, sizeof *out);
+    return tc__error(TC_EVERSION,
+                     "%s: out->struct_size %zu is larger than "
+                     "this library's %zu (header newer than library)",
+                     fn, size, sizeof *out);
   const tc_layer *l = m->prof[i];
   tc_layer_profile p = {.struct_size = size};
   p.name = m->prof_names[i];

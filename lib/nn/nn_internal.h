@@ -57,8 +57,8 @@ typedef struct nn_spec {
 struct tc_layer {
   const nn_kind *kind;
   tc_layer *parent;
-  char *name;            /* name in the parent (owned); NULL at the root */
-  tc_model *model;       /* set when placed in a model */
+  char *name;      /* name in the parent (owned); NULL at the root */
+  tc_model *model; /* set when placed in a model */
   /* children (containers) */
   tc_layer **children;
   int64_t nchildren, cap_children;
@@ -76,12 +76,12 @@ struct tc_layer {
   tc_tensor *grad[NN_MAX_PARAMS];
   tc_tensor *buffer[NN_MAX_BUFFERS];
   /* run time */
-  int64_t batch;         /* batch size planned for */
-  tc_tensor *x;          /* the last forward's input (borrowed) */
-  tc_tensor *y;          /* output: owned (y_own) or an alias */
+  int64_t batch; /* batch size planned for */
+  tc_tensor *x;  /* the last forward's input (borrowed) */
+  tc_tensor *y;  /* output: owned (y_own) or an alias */
   tc_tensor *y_own;
-  tc_tensor *scratch;    /* lazily sized temporary (e.g. accumulation) */
-  tc_tensor y_arena;     /* view of an inference-arena slot (never destroyed) */
+  tc_tensor *scratch; /* lazily sized temporary (e.g. accumulation) */
+  tc_tensor y_arena;  /* view of an inference-arena slot (never destroyed) */
   /* profiling (tc_model_set_profiling): exclusive seconds and calls,
    * [0] forward, [1] backward */
   int prof_on;
@@ -114,41 +114,41 @@ struct nn_kind {
 /* ---- layer.c ---- */
 /* Allocates a zeroed layer object of `size` bytes (>= sizeof(tc_layer)). */
 tc_status tc__nn_layer_alloc(tc_layer **out, const nn_kind *kind, size_t size,
-                         const char *fn);
+                             const char *fn);
 void tc__nn_layer_free(tc_layer *l);
 tc_status tc__nn_add_child(tc_layer *parent, const char *name, tc_layer *child,
-                       const char *fn);
+                           const char *fn);
 void tc__nn_declare_param(tc_layer *l, const char *name, const int64_t *shape,
-                      int ndim);
+                          int ndim);
 void tc__nn_declare_buffer(tc_layer *l, const char *name, const int64_t *shape,
-                       int ndim, tc_dtype dtype);
+                           int ndim, tc_dtype dtype);
 /* "layers_2n.0.conv1" (or "<root>") into buf. */
 const char *tc__nn_path(const tc_layer *l, char *buf, size_t size);
 /* Formats the layer's per-sample input shape as "(3, 32, 32)". */
 const char *tc__nn_shape_str(const int64_t *shape, int ndim, char *buf,
-                         size_t size);
+                             size_t size);
 /* Copies options of `user`'s struct_size over `defaults` into `dst`. */
 tc_status tc__nn_options(void *dst, const void *defaults, size_t full,
-                     const void *user, const char *fn);
+                         const void *user, const char *fn);
 /* Body of the public tc_x_options_init(o, struct_size). */
 tc_status tc__nn_options_init(void *o, const void *defaults, size_t full,
-                          size_t struct_size, const char *fn);
+                              size_t struct_size, const char *fn);
 
 /* Planned tensors: (re)allocates *t only when its storage is too small,
  * else reshapes it in place (no allocation). */
 tc_status tc__nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
-                    int ndim, tc_dtype dtype);
+                        int ndim, tc_dtype dtype);
 /* The output buffer: (n, out_shape...). */
 tc_status tc__nn_plan_output(tc_layer *l, int64_t n);
 /* l->scratch sized like `like` (allocates only when it grows). */
 tc_status tc__nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out);
 /* A new handle viewing `base`'s storage at byte offset `offset`. */
 tc_status tc__nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
-                     const int64_t *shape, int ndim, tc_dtype dtype);
+                         const int64_t *shape, int ndim, tc_dtype dtype);
 /* Sets an alias tensor struct (never destroyed) over `x`'s storage with
  * another shape. */
 void tc__nn_alias(tc_tensor *alias, const tc_tensor *x, const int64_t *shape,
-              int ndim);
+                  int ndim);
 
 tc_backend *tc__nn_be(const tc_layer *l);
 static inline float *nn_f(const tc_tensor *t) {
@@ -160,14 +160,14 @@ tc_status tc__nn_unsupported(const char *op);
   (TC__HAS_SLOT((be)->iface, slot) ? TC_OK : tc__nn_unsupported(#slot))
 /* dx (+)= dy over n floats (copy or axpy). */
 tc_status tc__nn_pass_grad(tc_backend *be, const tc_tensor *dy, tc_tensor *dx,
-                       int acc);
+                           int acc);
 /* dst = alpha (n floats). */
 tc_status tc__nn_fill(tc_backend *be, float *dst, int64_t n, float alpha);
 
 /* Sets a view struct (never destroyed) over `base`'s storage with another
  * shape and dtype (numel from the shape; it must fit). */
-void tc__nn_view_set(tc_tensor *view, const tc_tensor *base, const int64_t *shape,
-                 int ndim, tc_dtype dtype);
+void tc__nn_view_set(tc_tensor *view, const tc_tensor *base,
+                     const int64_t *shape, int ndim, tc_dtype dtype);
 /* (n, shape...) into out; returns ndim + 1. */
 int tc__nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim);
 
@@ -178,7 +178,7 @@ int tc__nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim);
 #define NN_GRAD_SLOTS 4
 tc_status tc__nn_grad_request(tc_layer *l, int slot, int64_t numel);
 tc_tensor *tc__nn_grad_view(tc_layer *l, int slot, tc_tensor *view,
-                        const int64_t *shape, int ndim, tc_dtype dtype);
+                            const int64_t *shape, int ndim, tc_dtype dtype);
 /* Whether the forward running now is an inference-arena forward. */
 int tc__nn_model_arena(const tc_model *m);
 /* A free arena slot (float, at least the largest activation of the batch);
@@ -208,12 +208,12 @@ void tc__nn_prof_count(tc_layer *l, int dir);
 /* Whether l is a ReLU layer (activation.c). */
 int tc__nn_is_relu(const tc_layer *l);
 int tc__nn_bn_fuse_backward(tc_layer *bn, const tc_tensor *y, tc_tensor *dres,
-                        int acc_res);
+                            int acc_res);
 /* The shared convolution workspace (device) and its size. */
 void *tc__nn_model_workspace(const tc_model *m, size_t *out_bytes);
 /* Reserves `units` numbers of the dropout stream; returns seed, offset. */
 void tc__nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
-                          uint64_t *offset);
+                              uint64_t *offset);
 /* Seconds spent in profiled layers nested in the one being timed (so each
  * layer's time can be made exclusive of its children's). */
 double *tc__nn_model_prof_inner(tc_model *m);
@@ -235,7 +235,7 @@ tc_layer *tc__nn_model_root(const tc_model *m);
 /* Every layer but Sequential containers, in pre-order, with its module
  * path ("" for such a root): the profile's list (model.c). */
 int64_t tc__nn_model_layers(const tc_model *m, tc_layer *const **out_layers,
-                        char *const **out_names);
+                            char *const **out_names);
 /* The per-sample input shape into shape (NN_SAMPLE_DIMS); returns ndim. */
 int tc__nn_model_input_shape(const tc_model *m, int64_t *shape);
 /* The layer's configuration (zeroed, then its kind's describe). */
@@ -248,15 +248,15 @@ tc_status tc__nn_init_default_bias(tc_tensor *b, int64_t fan_in, tc_rng *rng);
 /* ---- driving a layer (layer.c): what containers call on children ---- */
 /* Sets the per-sample input shape, infers the output, rejects empty dims. */
 tc_status tc__nn_infer(tc_layer *l, const int64_t *in_shape, int in_ndim,
-                   const char *fn);
+                       const char *fn);
 tc_status tc__nn_plan(tc_layer *l, int64_t n);
 /* Records x (for backward) and runs the layer; output in l->y. */
 tc_status tc__nn_forward(tc_layer *l, tc_tensor *x);
 tc_status tc__nn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
-                      int acc);
+                          int acc);
 /* A chain of layers (sequential.c), used by containers. */
 tc_status tc__nn_chain_infer(tc_layer *const *ch, int64_t nch,
-                         const int64_t *in_shape, int in_ndim,
-                         const char *fn);
+                             const int64_t *in_shape, int in_ndim,
+                             const char *fn);
 
 #endif /* TINYCNN_NN_INTERNAL_H */

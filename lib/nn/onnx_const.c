@@ -44,7 +44,7 @@ int64_t tc__oi_producer(const oi *o, const char *name) {
 }
 
 const Onnx__AttributeProto *tc__oi_attr(const Onnx__NodeProto *n,
-                                    const char *name) {
+                                        const char *name) {
   for (size_t i = 0; i < n->n_attribute; i++)
     if (n->attribute[i]->name && !strcmp(n->attribute[i]->name, name))
       return n->attribute[i];
@@ -206,7 +206,8 @@ static tc_status eval_slice(oi *o, const Onnx__NodeProto *n, oi_val *in,
                        "%s: %s has inconsistent starts, ends, "
                        "axes or steps",
                        o->fn, what);
-    int64_t dim = x->dims[ax], s = tc__oi_at(&in[1], k), e = tc__oi_at(&in[2], k);
+    int64_t dim = x->dims[ax], s = tc__oi_at(&in[1], k),
+            e = tc__oi_at(&in[2], k);
     /* clamping as the Slice operator defines it */
     s = s < 0 ? (s < -dim ? 0 : s + dim) : s;
     e = e < 0 ? (e < -dim ? -1 : e + dim) : e;
@@ -309,7 +310,8 @@ static tc_status eval_node(oi *o, const Onnx__NodeProto *n, oi_val *out) {
     const Onnx__AttributeProto *a = tc__oi_attr(n, "value");
     if (a && a->t)
       return tc__oi_tensor(o, a->t, out);
-    if ((a = tc__oi_attr(n, "value_ints")) || (a = tc__oi_attr(n, "value_int"))) {
+    if ((a = tc__oi_attr(n, "value_ints")) ||
+        (a = tc__oi_attr(n, "value_int"))) {
       int64_t d = (int64_t)a->n_ints;
       int scalar = a->n_ints == 0;
       tc_status st = new_val(o, out, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, &d,

@@ -29,7 +29,7 @@ static const tc_onnx_options onnx_defaults = TC_ONNX_OPTIONS_INIT;
 
 TC_API tc_status tc_onnx_options_init(tc_onnx_options *o, size_t struct_size) {
   return tc__nn_options_init(o, &onnx_defaults, sizeof *o, struct_size,
-                         "tc_onnx_options_init");
+                             "tc_onnx_options_init");
 }
 
 #ifndef TC_HAVE_ONNX

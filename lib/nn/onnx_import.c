@@ -30,7 +30,7 @@ static const tc_onnx_load_options load_defaults = TC_ONNX_LOAD_OPTIONS_INIT;
 TC_API tc_status tc_onnx_load_options_init(tc_onnx_load_options *o,
                                            size_t struct_size) {
   return tc__nn_options_init(o, &load_defaults, sizeof *o, struct_size,
-                         "tc_onnx_load_options_init");
+                             "tc_onnx_load_options_init");
 }
 
 #ifndef TC_HAVE_ONNX
@@ -54,13 +54,14 @@ static const char *nname(const Onnx__NodeProto *n) {
   return n->name && n->name[0] ? n->name : "<unnamed>";
 }
 
-tc_status tc__oi_unsupported(oi_map *m, const Onnx__NodeProto *n, const char *why) {
+tc_status tc__oi_unsupported(oi_map *m, const Onnx__NodeProto *n,
+                             const char *why) {
   return tc__error(TC_EUNSUPPORTED, "%s: unsupported node '%s' (%s): %s",
                    m->o.fn, nname(n), n->op_type, why);
 }
 
 tc_status tc__oi_bad(oi_map *m, const Onnx__NodeProto *n, tc_status st,
-                 const char *why) {
+                     const char *why) {
   return tc__error(st, "%s: node '%s' (%s): %s", m->o.fn, nname(n), n->op_type,
                    why);
 }
@@ -94,14 +95,15 @@ static float oi_fattr(const Onnx__NodeProto *n, const char *name, float d) {
 
 /* `name`'s two ints (kernel_shape, strides, dilations), or `d` both. */
 tc_status tc__oi_pair(oi_map *m, const Onnx__NodeProto *n, const char *name,
-                  int64_t d, int64_t v[2]) {
+                      int64_t d, int64_t v[2]) {
   const Onnx__AttributeProto *a = tc__oi_attr(n, name);
   v[0] = v[1] = d;
   if (!a)
     return TC_OK;
   if (a->n_ints != 2 || a->ints[0] < 1 || a->ints[1] < 1 ||
       a->ints[0] > INT32_MAX || a->ints[1] > INT32_MAX)
-    return tc__oi_bad(m, n, TC_EFORMAT, "attribute must hold two positive ints");
+    return tc__oi_bad(m, n, TC_EFORMAT,
+                      "attribute must hold two positive ints");
   v[0] = a->ints[0], v[1] = a->ints[1];
   return TC_OK;
 }
@@ -129,7 +131,7 @@ tc_status tc__oi_pads2(oi_map *m, const Onnx__NodeProto *n, int64_t p[2]) {
 /* A constant float input of node n with `numel` elements (any shape
  * unless `dims`/`ndim` are given). */
 tc_status tc__oi_cfloat(oi_map *m, const Onnx__NodeProto *n, size_t k, int ndim,
-                    const int64_t *dims, int64_t numel, oi_val *v) {
+                        const int64_t *dims, int64_t numel, oi_val *v) {
   char why[256];
   if (k >= n->n_input || !n->input[k][0])
     return tc__oi_bad(m, n, TC_EFORMAT, "a required input is missing");
@@ -161,7 +163,7 @@ tc_status tc__oi_cfloat(oi_map *m, const Onnx__NodeProto *n, size_t k, int ndim,
 }
 
 tc_status tc__oi_queue(oi_map *m, tc_layer *l, int buffer, int idx,
-                   const float *data, int64_t n) {
+                       const float *data, int64_t n) {
   if (m->nsets == m->capsets) {
     size_t c = m->capsets ? 2 * m->capsets : 32;
     oi_set *p = tc__oi_alloc(&m->o, c * sizeof *p);
@@ -178,7 +180,7 @@ tc_status tc__oi_queue(oi_map *m, tc_layer *l, int buffer, int idx,
 
 /* Appends `l` (made for node n, or a failure `st`), checking its shape. */
 tc_status tc__oi_append(oi_map *m, const Onnx__NodeProto *n, tc_status st,
-                    tc_layer *l) {
+                        tc_layer *l) {
   char name[32], msg[512];
   if (st != TC_OK) {
     snprintf(msg, sizeof msg, "%s", tc_last_error());
@@ -205,17 +207,20 @@ static tc_status map_conv(oi_map *m, const Onnx__NodeProto *n) {
     return st;
   if (m->ndim != 3 || w.dims[1] != m->shape[0])
     return tc__oi_bad(m, n, TC_ESHAPE,
-                  "weight (K, C, R, S) does not fit the "
-                  "input's channels");
+                      "weight (K, C, R, S) does not fit the "
+                      "input's channels");
   int bias = n->n_input > 2 && n->input[2][0];
-  if (bias && (st = tc__oi_cfloat(m, n, 2, 1, &w.dims[0], w.dims[0], &b)) != TC_OK)
+  if (bias &&
+      (st = tc__oi_cfloat(m, n, 2, 1, &w.dims[0], w.dims[0], &b)) != TC_OK)
     return st;
   if ((st = tc__oi_pair(m, n, "kernel_shape", 0, k)) ||
       (st = tc__oi_pair(m, n, "strides", 1, s)) ||
-      (st = tc__oi_pair(m, n, "dilations", 1, d)) || (st = tc__oi_pads2(m, n, p)))
+      (st = tc__oi_pair(m, n, "dilations", 1, d)) ||
+      (st = tc__oi_pads2(m, n, p)))
     return st;
   if (k[0] && (k[0] != w.dims[2] || k[1] != w.dims[3]))
-    return tc__oi_bad(m, n, TC_ESHAPE, "kernel_shape differs from the weight's");
+    return tc__oi_bad(m, n, TC_ESHAPE,
+                      "kernel_shape differs from the weight's");
   tc_conv2d_options o = TC_CONV2D_OPTIONS_INIT;
   o.stride_h = s[0], o.stride_w = s[1], o.pad_h = p[0], o.pad_w = p[1];
   o.dilation_h = d[0], o.dilation_w = d[1], o.kernel_w = w.dims[3];
@@ -230,7 +235,7 @@ static tc_status map_conv(oi_map *m, const Onnx__NodeProto *n) {
 
 /* BatchNormalization's scale, B, mean, var (C each) and epsilon. */
 tc_status tc__oi_bn_inputs(oi_map *m, const Onnx__NodeProto *n, int64_t c,
-                       oi_val v[4], float *eps) {
+                           oi_val v[4], float *eps) {
   if (n->n_input != 5)
     return tc__oi_bad(m, n, TC_EFORMAT, "needs 5 inputs");
   if (tc__oi_iattr(n, "training_mode", 0) != 0)
@@ -238,8 +243,8 @@ tc_status tc__oi_bn_inputs(oi_map *m, const Onnx__NodeProto *n, int64_t c,
   for (size_t i = 1; i < n->n_output; i++)
     if (n->output[i][0])
       return tc__oi_unsupported(m, n,
-                            "the running statistics are outputs "
-                            "(training form)");
+                                "the running statistics are outputs "
+                                "(training form)");
   for (int i = 0; i < 4; i++) {
     tc_status st = tc__oi_cfloat(m, n, (size_t)i + 1, 1, &c, c, &v[i]);
     if (st != TC_OK)
@@ -276,7 +281,8 @@ static tc_status map_pool(oi_map *m, const Onnx__NodeProto *n, int max,
   int64_t k[2], s[2], p[2], d[2];
   tc_status st;
   if ((st = tc__oi_pair(m, n, "kernel_shape", 0, k)) ||
-      (st = tc__oi_pair(m, n, "strides", 1, s)) || (st = tc__oi_pads2(m, n, p)) ||
+      (st = tc__oi_pair(m, n, "strides", 1, s)) ||
+      (st = tc__oi_pads2(m, n, p)) ||
       (st = tc__oi_pair(m, n, "dilations", 1, d)))
     return st;
   if (!k[0])
@@ -391,14 +397,16 @@ static tc_status map_reshape(oi_map *m, const Onnx__NodeProto *n) {
   int batch_ok =
       s0 == 0 || (m->batch && s0 == m->batch) || (s0 == -1 && s1 == feat);
   if (!batch_ok || (s1 != -1 && s1 != feat))
-    return tc__oi_unsupported(m, n, "only a flatten to (N, features) is mapped");
+    return tc__oi_unsupported(m, n,
+                              "only a flatten to (N, features) is mapped");
   tc_layer *l = NULL;
   st = tc_flatten_create(&l);
   return tc__oi_append(m, n, st, l);
 }
 
 /* The input pads of a Pad node in mode constant with value 0. */
-tc_status tc__oi_pad_amounts(oi_map *m, const Onnx__NodeProto *n, int64_t p[8]) {
+tc_status tc__oi_pad_amounts(oi_map *m, const Onnx__NodeProto *n,
+                             int64_t p[8]) {
   const Onnx__AttributeProto *a = tc__oi_attr(n, "mode");
   oi_val v;
   if (a && a->s.len && !(a->s.len == 8 && !memcmp(a->s.data, "constant", 8)))
@@ -440,15 +448,16 @@ static tc_status map_node(oi_map *m, int64_t idx) {
     return tc__oi_bad(m, n, TC_EFORMAT, "no output");
   if (n->n_input < 1 || strcmp(n->input[0], m->cur))
     return tc__oi_unsupported(m, n,
-                          "the graph's tensor must be its first "
-                          "input");
+                              "the graph's tensor must be its first "
+                              "input");
   if (!strcmp(op, "Identity")) {
   } else if (!strcmp(op, "Dropout")) {
     oi_val t;
     if (n->n_output > 1 && n->output[1][0])
       return tc__oi_unsupported(m, n, "the mask output is used");
     if (n->n_input > 2 && n->input[2][0] &&
-        (tc__oi_const(&m->o, n->input[2], &t) != TC_OK || tc__oi_at(&t, 0) != 0))
+        (tc__oi_const(&m->o, n->input[2], &t) != TC_OK ||
+         tc__oi_at(&t, 0) != 0))
       return tc__oi_unsupported(m, n, "training_mode must be a constant false");
   } else if (!strcmp(op, "Relu")) {
     st = tc_relu_create(&l);
@@ -486,8 +495,8 @@ static tc_status map_node(oi_map *m, int64_t idx) {
       if (any || c != 1 || p[3] != sp || p[6] != sp || p[7] != sp ||
           strcmp(m->o.g->node[cnt]->op_type, "AveragePool"))
         return tc__oi_unsupported(m, n,
-                              "padding is mapped only as an "
-                              "AveragePool's (spatial, symmetric, zero)");
+                                  "padding is mapped only as an "
+                                  "AveragePool's (spatial, symmetric, zero)");
       m->o.used[cnt] = 1;
       st = map_pool(m, m->o.g->node[cnt], 0, sp);
       y = m->o.g->node[cnt]->output[0];
@@ -642,14 +651,14 @@ static tc_status walk(oi_map *m, const char *out_name) {
       st = tc__oi_map_block(m, rd);
     else
       st = tc__oi_unsupported(m, m->o.g->node[rd[0]],
-                          "its input is read by more than two nodes");
+                              "its input is read by more than two nodes");
     if (st != TC_OK)
       return st;
   }
   for (size_t i = 0; i < m->o.g->n_node; i++)
     if (!m->o.used[i] && strcmp(m->o.g->node[i]->op_type, "Constant"))
-      return tc__oi_unsupported(m, m->o.g->node[i],
-                            "not on the chain from the input to the output");
+      return tc__oi_unsupported(
+          m, m->o.g->node[i], "not on the chain from the input to the output");
   return TC_OK;
 }
 

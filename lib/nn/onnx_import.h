@@ -46,7 +46,8 @@ tc_status tc__oi_const(oi *o, const char *name, oi_val *out);
 /* A TensorProto as a value (validated: dims, counts, data type). */
 tc_status tc__oi_tensor(oi *o, const Onnx__TensorProto *t, oi_val *out);
 /* An attribute of node `n` or NULL. */
-const Onnx__AttributeProto *tc__oi_attr(const Onnx__NodeProto *n, const char *name);
+const Onnx__AttributeProto *tc__oi_attr(const Onnx__NodeProto *n,
+                                        const char *name);
 /* Value i of a constant as int64 (floats truncated). */
 int64_t tc__oi_at(const oi_val *v, int64_t i);
 
@@ -73,25 +74,26 @@ typedef struct oi_map {
 #define FLT ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
 
 /* ---- onnx_import.c: helpers shared with onnx_residual.c ---- */
-tc_status tc__oi_unsupported(oi_map *m, const Onnx__NodeProto *n, const char *why);
+tc_status tc__oi_unsupported(oi_map *m, const Onnx__NodeProto *n,
+                             const char *why);
 tc_status tc__oi_bad(oi_map *m, const Onnx__NodeProto *n, tc_status st,
-                 const char *why);
+                     const char *why);
 /* Unused nodes reading `name`: up to `max` indices into idx; the count. */
 int tc__oi_readers(oi_map *m, const char *name, int64_t *idx, int max);
 int64_t tc__oi_iattr(const Onnx__NodeProto *n, const char *name, int64_t d);
 tc_status tc__oi_pair(oi_map *m, const Onnx__NodeProto *n, const char *name,
-                  int64_t d, int64_t v[2]);
+                      int64_t d, int64_t v[2]);
 tc_status tc__oi_pads2(oi_map *m, const Onnx__NodeProto *n, int64_t p[2]);
 /* Constant float input k of n: `ndim` dims matching `dims` (-1: any;
  * dims NULL: any shape), `numel` elements (-1: any). */
 tc_status tc__oi_cfloat(oi_map *m, const Onnx__NodeProto *n, size_t k, int ndim,
-                    const int64_t *dims, int64_t numel, oi_val *v);
+                        const int64_t *dims, int64_t numel, oi_val *v);
 tc_status tc__oi_queue(oi_map *m, tc_layer *l, int buffer, int idx,
-                   const float *data, int64_t n);
+                       const float *data, int64_t n);
 tc_status tc__oi_append(oi_map *m, const Onnx__NodeProto *n, tc_status st,
-                    tc_layer *l);
+                        tc_layer *l);
 tc_status tc__oi_bn_inputs(oi_map *m, const Onnx__NodeProto *n, int64_t c,
-                       oi_val v[4], float *eps);
+                           oi_val v[4], float *eps);
 tc_status tc__oi_pad_amounts(oi_map *m, const Onnx__NodeProto *n, int64_t p[8]);
 /* ---- onnx_residual.c ---- */
 /* A residual block from the two readers rd[2] of m->cur. */

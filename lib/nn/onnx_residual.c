@@ -35,16 +35,16 @@ static tc_status branch(oi_map *m, int64_t i, int64_t *br, int *nbr,
     }
     if (*nbr == BR_MAX)
       return tc__oi_unsupported(m, n,
-                            "a residual branch longer than a "
-                            "basic block's");
+                                "a residual branch longer than a "
+                                "basic block's");
     br[(*nbr)++] = i;
     if (!n->n_output || !n->output[0][0])
       return tc__oi_bad(m, n, TC_EFORMAT, "no output");
     int64_t next;
     if (tc__oi_readers(m, n->output[0], &next, 1) != 1)
       return tc__oi_unsupported(m, n,
-                            "its output is read by several nodes "
-                            "(or none) inside a residual branch");
+                                "its output is read by several nodes "
+                                "(or none) inside a residual branch");
     i = next;
   }
 }
@@ -62,14 +62,15 @@ static tc_status block_conv(oi_map *m, const Onnx__NodeProto *n, int64_t in,
   if ((st = tc__oi_cfloat(m, n, 1, 4, dims, -1, w)) ||
       (st = tc__oi_pair(m, n, "strides", 1, st2)) ||
       (st = tc__oi_pair(m, n, "dilations", 1, d)) ||
-      (st = tc__oi_pair(m, n, "kernel_shape", k, ks)) || (st = tc__oi_pads2(m, n, p)))
+      (st = tc__oi_pair(m, n, "kernel_shape", k, ks)) ||
+      (st = tc__oi_pads2(m, n, p)))
     return st;
   if (st2[0] != s || st2[1] != s || d[0] != 1 || d[1] != 1 || p[0] != pad ||
       p[1] != pad || ks[0] != k || ks[1] != k)
     return tc__oi_unsupported(m, n,
-                          "a residual block's convolution must be "
-                          "3x3 pad 1 (1x1 pad 0 in the shortcut), "
-                          "undilated, strided only first");
+                              "a residual block's convolution must be "
+                              "3x3 pad 1 (1x1 pad 0 in the shortcut), "
+                              "undilated, strided only first");
   return TC_OK;
 }
 
@@ -115,8 +116,8 @@ static tc_status slice_a(oi_map *m, const Onnx__NodeProto *n, int64_t s,
                        : (k < 3 ? TC_EFORMAT : TC_OK);
     if (st == TC_ENOTFOUND || st == TC_EFORMAT)
       return tc__oi_unsupported(m, n,
-                            "starts, ends, axes and steps must be "
-                            "constant");
+                                "starts, ends, axes and steps must be "
+                                "constant");
     if (st != TC_OK)
       return st;
   }
@@ -131,8 +132,8 @@ static tc_status slice_a(oi_map *m, const Onnx__NodeProto *n, int64_t s,
     if ((ax != 2 && ax != 3) || tc__oi_at(&v[0], k) != 0 || step != s ||
         tc__oi_at(&v[1], k) < (int64_t)INT32_MAX)
       return tc__oi_unsupported(m, n,
-                            "only x[:, :, ::s, ::s] with the block's "
-                            "stride is mapped");
+                                "only x[:, :, ::s, ::s] with the block's "
+                                "stride is mapped");
     *axes |= 1 << ax;
   }
   return TC_OK;
@@ -148,8 +149,8 @@ tc_status tc__oi_map_block(oi_map *m, const int64_t rd[2]) {
     if (!is(n, "Conv") && !is(n, "Add") && !is(n, "Pad") && !is(n, "MaxPool") &&
         !is(n, "Slice"))
       return tc__oi_unsupported(m, n,
-                            "a tensor read by two nodes must start "
-                            "a residual block");
+                                "a tensor read by two nodes must start "
+                                "a residual block");
   }
   for (int b = 0; b < 2; b++)
     if ((st = branch(m, rd[b], br[b], &nbr[b], &add[b])) != TC_OK)
@@ -157,8 +158,8 @@ tc_status tc__oi_map_block(oi_map *m, const int64_t rd[2]) {
   const Onnx__NodeProto *a = nodes[add[0]];
   if (add[0] != add[1] || a->n_input != 2 || !a->n_output)
     return tc__oi_unsupported(m, a,
-                          "the two branches of a residual block "
-                          "must meet at one Add");
+                              "the two branches of a residual block "
+                              "must meet at one Add");
   /* the main branch holds the Relu */
   int mb = -1;
   for (int b = 0; b < 2; b++)
@@ -167,8 +168,8 @@ tc_status tc__oi_map_block(oi_map *m, const int64_t rd[2]) {
         mb = mb == -1 || mb == b ? b : 2;
   if (mb < 0 || mb > 1)
     return tc__oi_unsupported(m, a,
-                          "exactly one branch of a residual block "
-                          "must hold a Relu");
+                              "exactly one branch of a residual block "
+                              "must hold a Relu");
   const Onnx__NodeProto *mn[BR_MAX], *c1, *b1 = NULL, *c2, *b2 = NULL;
   for (int k = 0; k < nbr[mb]; k++)
     mn[k] = nodes[br[mb][k]];
@@ -182,9 +183,9 @@ tc_status tc__oi_map_block(oi_map *m, const int64_t rd[2]) {
     b2 = mn[k++];
   if (!c1 || relu < 0 || !c2 || k != nbr[mb])
     return tc__oi_unsupported(m, k < nbr[mb] ? mn[k] : a,
-                          "a residual block's main branch must be Conv "
-                          "[BatchNormalization] Relu Conv "
-                          "[BatchNormalization]");
+                              "a residual block's main branch must be Conv "
+                              "[BatchNormalization] Relu Conv "
+                              "[BatchNormalization]");
   if (m->ndim != 3)
     return tc__oi_bad(m, c1, TC_ESHAPE, "a residual block needs (N, C, H, W)");
   int64_t in = m->shape[0], s[2];
@@ -213,20 +214,21 @@ tc_status tc__oi_map_block(oi_map *m, const int64_t rd[2]) {
       if (p[0] || p[1] || p[2] || p[3] || p[4] || p[5] != out - in || p[6] ||
           p[7])
         return tc__oi_unsupported(m, n,
-                              "option A pads only the new channels, "
-                              "at the end");
+                                  "option A pads only the new channels, "
+                                  "at the end");
       pad = n;
     } else if (!sc && !pool && !axes && is(n, "MaxPool")) {
       int64_t ks[2], st2[2], p[2];
       if ((st = tc__oi_pair(m, n, "kernel_shape", 0, ks)) ||
-          (st = tc__oi_pair(m, n, "strides", 1, st2)) || (st = tc__oi_pads2(m, n, p)))
+          (st = tc__oi_pair(m, n, "strides", 1, st2)) ||
+          (st = tc__oi_pads2(m, n, p)))
         return st;
       if (ks[0] != s[0] || ks[1] != s[0] || st2[0] != s[0] || st2[1] != s[0] ||
           p[0] || p[1] || tc__oi_iattr(n, "ceil_mode", 0) ||
           (n->n_output > 1 && n->output[1][0]))
         return tc__oi_unsupported(m, n,
-                              "option A's max-pool must have kernel "
-                              "= stride = the block's stride");
+                                  "option A's max-pool must have kernel "
+                                  "= stride = the block's stride");
       pool = 1;
     } else if (!sc && !pool && is(n, "Slice")) {
       if ((st = slice_a(m, n, s[0], &axes)) != TC_OK)
@@ -234,22 +236,22 @@ tc_status tc__oi_map_block(oi_map *m, const int64_t rd[2]) {
       shortcut = TC_SHORTCUT_A_SUBSAMPLE;
     } else {
       return tc__oi_unsupported(m, n,
-                            "not a shortcut tinycnn's residual block "
-                            "has (identity, option A or B)");
+                                "not a shortcut tinycnn's residual block "
+                                "has (identity, option A or B)");
     }
   }
   int same = in == out && s[0] == 1;
   if (sc && same)
     return tc__oi_unsupported(m, sc,
-                          "option B convolves only where the shape "
-                          "changes");
+                              "option B convolves only where the shape "
+                              "changes");
   if (sc && (st = block_conv(m, sc, in, out, 1, s[0], 0, &ws)) != TC_OK)
     return st;
   if (!sc && ((s[0] > 1 && !pool && axes != 12) || (axes && axes != 12) ||
               (s[0] == 1 && (pool || axes)) || (out != in && !pad)))
     return tc__oi_unsupported(m, a,
-                          "the shortcut does not match the main "
-                          "branch's stride and channels");
+                              "the shortcut does not match the main "
+                              "branch's stride and channels");
   /* the sum must be of the two branches' ends, then a Relu */
   const char *ends[2];
   for (int b = 0; b < 2; b++)
@@ -260,8 +262,8 @@ tc_status tc__oi_map_block(oi_map *m, const int64_t rd[2]) {
     return tc__oi_unsupported(m, a, "the sum must add the two branches");
   if (tc__oi_readers(m, a->output[0], &ri, 1) != 1 || !is(nodes[ri], "Relu"))
     return tc__oi_unsupported(m, a,
-                          "a residual block's sum must be followed "
-                          "by (only) a Relu");
+                              "a residual block's sum must be followed "
+                              "by (only) a Relu");
   tc_residual_options ro = TC_RESIDUAL_OPTIONS_INIT;
   ro.shortcut = shortcut;
   tc_layer *l = NULL;

@@ -10,7 +10,7 @@ typedef struct pool_layer {
   tc_layer base;
   tc_pool2d_options o;
   int64_t kh, kw;
-  int max;         /* 1 max, 0 average, -1 global average */
+  int max; /* 1 max, 0 average, -1 global average */
   tc_tensor *argmax;
 } pool_layer;
 
@@ -30,9 +30,10 @@ static tc_status pool_infer(tc_layer *l, const char *fn) {
   pool_layer *pl = (pool_layer *)l;
   char p[256], s[96];
   if (l->in_ndim != 3)
-    return tc__error(TC_ESHAPE, "%s: %s (%s) expects input (N, C, H, W), "
-                     "got per-sample shape %s", fn, tc__nn_path(l, p, sizeof p),
-                     l->kind->name,
+    return tc__error(TC_ESHAPE,
+                     "%s: %s (%s) expects input (N, C, H, W), "
+                     "got per-sample shape %s",
+                     fn, tc__nn_path(l, p, sizeof p), l->kind->name,
                      tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   l->out_ndim = 3;
   l->out_shape[0] = l->in_shape[0];
@@ -45,9 +46,11 @@ static tc_status pool_infer(tc_layer *l, const char *fn) {
   l->out_shape[2] = pool_out(l->in_shape[2], pl->kw, pl->o.stride_w,
                              pl->o.pad_w, pl->o.ceil_mode);
   if (l->out_shape[1] < 1 || l->out_shape[2] < 1)
-    return tc__error(TC_ESHAPE, "%s: %s: kernel %lldx%lld gives an empty "
-                     "output on input %s", fn, tc__nn_path(l, p, sizeof p),
-                     (long long)pl->kh, (long long)pl->kw,
+    return tc__error(TC_ESHAPE,
+                     "%s: %s: kernel %lldx%lld gives an empty "
+                     "output on input %s",
+                     fn, tc__nn_path(l, p, sizeof p), (long long)pl->kh,
+                     (long long)pl->kw,
                      tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   return TC_OK;
 }
@@ -56,8 +59,7 @@ static tc_status pool_plan(tc_layer *l, int64_t n) {
   pool_layer *pl = (pool_layer *)l;
   tc_status st = tc__nn_plan_output(l, n);
   if (st == TC_OK && pl->max > 0) {
-    int64_t shape[4] = {n, l->out_shape[0], l->out_shape[1],
-                        l->out_shape[2]};
+    int64_t shape[4] = {n, l->out_shape[0], l->out_shape[1], l->out_shape[2]};
     st = tc__nn_ensure(&pl->argmax, tc__nn_be(l), shape, 4, TC_INT32);
   }
   return st;
@@ -86,9 +88,10 @@ static tc_status pool_forward(tc_layer *l, tc_tensor *x) {
   if (pl->max < 0) {
     if ((st = NN_SLOT(be, global_avgpool_fwd)) != TC_OK)
       return st;
-    tc_gap_args g = {sizeof g, n, l->in_shape[0],
-                     l->in_shape[1] * l->in_shape[2], nn_f(x), nn_f(l->y),
-                     NULL, NULL, 0, 0};
+    tc_gap_args g = {
+        sizeof g, n,          l->in_shape[0], l->in_shape[1] * l->in_shape[2],
+        nn_f(x),  nn_f(l->y), NULL,           NULL,
+        0,        0};
     return be->iface->global_avgpool_fwd(be->ctx, &g);
   }
   st = pl->max ? NN_SLOT(be, maxpool2d_fwd) : NN_SLOT(be, avgpool2d_fwd);
@@ -111,8 +114,8 @@ static tc_status pool_forward(tc_layer *l, tc_tensor *x) {
   return st;
 }
 
-static tc_status pool_backward(tc_layer *l, const tc_tensor *dy,
-                               tc_tensor *dx, int acc) {
+static tc_status pool_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+                               int acc) {
   pool_layer *pl = (pool_layer *)l;
   tc_backend *be = tc__nn_be(l);
   if (!dx)
@@ -122,9 +125,10 @@ static tc_status pool_backward(tc_layer *l, const tc_tensor *dy,
   if (pl->max < 0) {
     if ((st = NN_SLOT(be, global_avgpool_bwd)) != TC_OK)
       return st;
-    tc_gap_args g = {sizeof g, n, l->in_shape[0],
-                     l->in_shape[1] * l->in_shape[2], NULL, NULL, nn_f(dy),
-                     nn_f(dx), acc, 0};
+    tc_gap_args g = {
+        sizeof g, n,    l->in_shape[0], l->in_shape[1] * l->in_shape[2],
+        NULL,     NULL, nn_f(dy),       nn_f(dx),
+        acc,      0};
     return be->iface->global_avgpool_bwd(be->ctx, &g);
   }
   st = pl->max ? NN_SLOT(be, maxpool2d_bwd) : NN_SLOT(be, avgpool2d_bwd);
@@ -188,7 +192,7 @@ static const tc_pool2d_options pool_defaults = TC_POOL2D_OPTIONS_INIT;
 TC_API tc_status tc_pool2d_options_init(tc_pool2d_options *o,
                                         size_t struct_size) {
   return tc__nn_options_init(o, &pool_defaults, sizeof *o, struct_size,
-                         "tc_pool2d_options_init");
+                             "tc_pool2d_options_init");
 }
 
 static tc_status pool_create(tc_layer **out, int64_t k,
@@ -206,15 +210,16 @@ static tc_status pool_create(tc_layer **out, int64_t k,
     o.stride_w = kw;
   if (k < 1 || kw < 1 || o.stride_h < 1 || o.stride_w < 1 || o.pad_h < 0 ||
       o.pad_w < 0 || 2 * o.pad_h > k || 2 * o.pad_w > kw)
-    return tc__error(TC_EINVAL, "%s: kernel %lldx%lld and stride "
+    return tc__error(TC_EINVAL,
+                     "%s: kernel %lldx%lld and stride "
                      "(%lld,%lld) must be >= 1, padding (%lld,%lld) between "
-                     "0 and half the kernel", fn, (long long)k,
-                     (long long)kw, (long long)o.stride_h,
+                     "0 and half the kernel",
+                     fn, (long long)k, (long long)kw, (long long)o.stride_h,
                      (long long)o.stride_w, (long long)o.pad_h,
                      (long long)o.pad_w);
   tc_layer *l;
   st = tc__nn_layer_alloc(&l, max ? &maxpool_kind : &avgpool_kind,
-                      sizeof(pool_layer), fn);
+                          sizeof(pool_layer), fn);
   if (st != TC_OK)
     return st;
   pool_layer *pl = (pool_layer *)l;

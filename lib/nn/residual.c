@@ -3,8 +3,9 @@
  *   y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))
  * conv1: 3x3, stride s, pad 1; conv2: 3x3, pad 1; no biases. Shortcuts:
  *  - identity when the shape is kept (every option but NONE);
- *  - option A, as PyTorch CIFAR ResNets write it: F.pad the new channels (at the end) then
- *    MaxPool2d(kernel s, stride s) - done as pool then channel-offset add;
+ *  - option A, as PyTorch CIFAR ResNets write it: F.pad the new channels (at
+ * the end) then MaxPool2d(kernel s, stride s) - done as pool then
+ * channel-offset add;
  *  - option A, subsample: F.pad the new channels (at the end), then
  *    x[:, :, ::s, ::s] (a common variant);
  *  - option B: child "shortcut" = Sequential(conv1x1 stride s, BN);
@@ -32,25 +33,25 @@ enum { C1 = 0, B1 = 1, C2 = 2, B2 = 3, SC = 4 };
 typedef struct res_layer {
   tc_layer base;
   int64_t in_c, out_c, stride;
-  int shortcut;     /* tc_shortcut */
-  int identity;     /* shortcut is x itself */
-  int64_t ch_off;   /* option A: first channel x lands in (0: pad at end) */
+  int shortcut;   /* tc_shortcut */
+  int identity;   /* shortcut is x itself */
+  int64_t ch_off; /* option A: first channel x lands in (0: pad at end) */
   tc_tensor ga, gb, gs, pool_view; /* slot views (never destroyed) */
   tc_tensor *argmax;
 } res_layer;
 
 static int uses_pool(const res_layer *r) {
-  return r->shortcut == TC_SHORTCUT_A_MAXPOOL && !r->identity &&
-         r->stride > 1;
+  return r->shortcut == TC_SHORTCUT_A_MAXPOOL && !r->identity && r->stride > 1;
 }
 
 static tc_status res_infer(tc_layer *l, const char *fn) {
   res_layer *r = (res_layer *)l;
   char p[256], s[96];
   if (l->in_ndim != 3 || l->in_shape[0] != r->in_c)
-    return tc__error(TC_ESHAPE, "%s: %s (residual block %lld->%lld) "
-                     "expects input (N, %lld, H, W), got per-sample %s", fn,
-                     tc__nn_path(l, p, sizeof p), (long long)r->in_c,
+    return tc__error(TC_ESHAPE,
+                     "%s: %s (residual block %lld->%lld) "
+                     "expects input (N, %lld, H, W), got per-sample %s",
+                     fn, tc__nn_path(l, p, sizeof p), (long long)r->in_c,
                      (long long)r->out_c, (long long)r->in_c,
                      tc__nn_shape_str(l->in_shape, l->in_ndim, s, sizeof s));
   tc_status st = tc__nn_chain_infer(l->children, 4, l->in_shape, 3, fn);
@@ -73,7 +74,8 @@ static tc_status res_infer(tc_layer *l, const char *fn) {
     sw = (l->in_shape[2] + r->stride - 1) / r->stride;
   }
   if (sh != oh || sw != ow)
-    return tc__error(TC_ESHAPE, "%s: %s: shortcut gives %lldx%lld, the "
+    return tc__error(TC_ESHAPE,
+                     "%s: %s: shortcut gives %lldx%lld, the "
                      "main path %lldx%lld (odd input size with stride %lld)",
                      fn, tc__nn_path(l, p, sizeof p), (long long)sh,
                      (long long)sw, (long long)oh, (long long)ow,
@@ -100,8 +102,8 @@ static tc_status res_plan(tc_layer *l, int64_t n) {
 }
 
 /* (N, C, OH, OW) view of gradient slot `slot` in `view`. */
-static tc_tensor *res_grad(res_layer *r, int slot, tc_tensor *view,
-                           int64_t n, int64_t c) {
+static tc_tensor *res_grad(res_layer *r, int slot, tc_tensor *view, int64_t n,
+                           int64_t c) {
   const tc_layer *l = &r->base;
   int64_t shape[4] = {n, c, l->out_shape[1], l->out_shape[2]};
   return tc__nn_grad_view(&r->base, slot, view, shape, 4, TC_FLOAT32);
@@ -193,14 +195,13 @@ static tc_status res_forward(tc_layer *l, tc_tensor *x) {
     other = c[SC]->y;
   }
   if (other) {
-    tc_eltwise_args a = {sizeof a, l->y->numel, 1.f, 1.f, nn_f(l->y),
-                         nn_f(other), nn_f(l->y)};
+    tc_eltwise_args a = {sizeof a,   l->y->numel, 1.f,       1.f,
+                         nn_f(l->y), nn_f(other), nn_f(l->y)};
     st = be->iface->add(be->ctx, &a);
     if (arena && other != x)
       tc__nn_arena_release(l->model, other);
   }
-  if (st == TC_OK && r->shortcut <= TC_SHORTCUT_A_SUBSAMPLE &&
-      !r->identity) {
+  if (st == TC_OK && r->shortcut <= TC_SHORTCUT_A_SUBSAMPLE && !r->identity) {
     int64_t h = l->in_shape[1], w = l->in_shape[2];
     tc_copy4d_args a;
     tc_tensor *pooled = NULL, *am = NULL;
@@ -285,8 +286,8 @@ static tc_status shortcut_backward(res_layer *r, const tc_tensor *gs,
   return be->iface->copy4d(be->ctx, &a);
 }
 
-static tc_status res_backward(tc_layer *l, const tc_tensor *dy,
-                              tc_tensor *dx, int acc) {
+static tc_status res_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+                              int acc) {
   res_layer *r = (res_layer *)l;
   tc_backend *be = tc__nn_be(l);
   tc_layer **c = l->children;
@@ -309,8 +310,8 @@ static tc_status res_backward(tc_layer *l, const tc_tensor *dy,
         (st = shortcut_backward(r, gs, dx, acc)) != TC_OK)
       return st;
   } else {
-    tc_eltwise_args e = {sizeof e, dy->numel, 0.f, 0.f, nn_f(l->y), nn_f(dy),
-                         nn_f(gs)};
+    tc_eltwise_args e = {sizeof e,   dy->numel, 0.f,     0.f,
+                         nn_f(l->y), nn_f(dy),  nn_f(gs)};
     if ((st = be->iface->relu_bwd(be->ctx, &e)) != TC_OK)
       return st;
     if (has_short && (st = shortcut_backward(r, gs, dx, acc)) != TC_OK)
@@ -327,8 +328,8 @@ static tc_status res_backward(tc_layer *l, const tc_tensor *dy,
       return st;
     g1 = ga;
   } else {
-    tc_eltwise_args e = {sizeof e, gb->numel, 0.f, 0.f, nn_f(c[B1]->y),
-                         nn_f(gb), nn_f(ga)};
+    tc_eltwise_args e = {sizeof e,       gb->numel, 0.f,     0.f,
+                         nn_f(c[B1]->y), nn_f(gb),  nn_f(ga)};
     if ((st = be->iface->relu_bwd(be->ctx, &e)) != TC_OK ||
         (st = tc__nn_backward(c[B1], ga, gb, 0)) != TC_OK)
       return st;
@@ -361,11 +362,11 @@ static const tc_residual_options res_defaults = TC_RESIDUAL_OPTIONS_INIT;
 TC_API tc_status tc_residual_options_init(tc_residual_options *o,
                                           size_t struct_size) {
   return tc__nn_options_init(o, &res_defaults, sizeof *o, struct_size,
-                         "tc_residual_options_init");
+                             "tc_residual_options_init");
 }
 
-static tc_status conv3(tc_layer **out, int64_t in, int64_t outc,
-                       int64_t k, int64_t stride, int64_t pad) {
+static tc_status conv3(tc_layer **out, int64_t in, int64_t outc, int64_t k,
+                       int64_t stride, int64_t pad) {
   tc_conv2d_options o = TC_CONV2D_OPTIONS_INIT;
   o.stride_h = o.stride_w = stride;
   o.pad_h = o.pad_w = pad;
@@ -373,10 +374,8 @@ static tc_status conv3(tc_layer **out, int64_t in, int64_t outc,
   return tc_conv2d_create(out, in, outc, k, &o);
 }
 
-TC_API tc_status tc_residual_block_create(tc_layer **out,
-                                          int64_t in_channels,
-                                          int64_t out_channels,
-                                          int64_t stride,
+TC_API tc_status tc_residual_block_create(tc_layer **out, int64_t in_channels,
+                                          int64_t out_channels, int64_t stride,
                                           const tc_residual_options *opts) {
   static const char fn[] = "tc_residual_block_create";
   TC__CHECK_NULL(out, fn);
@@ -387,10 +386,11 @@ TC_API tc_status tc_residual_block_create(tc_layer **out,
   if (in_channels < 1 || out_channels < 1 || stride < 1 || o.shortcut < 0 ||
       o.shortcut > TC_SHORTCUT_NONE ||
       (o.shortcut <= TC_SHORTCUT_A_SUBSAMPLE && out_channels < in_channels))
-    return tc__error(TC_EINVAL, "%s: channels %lld->%lld and stride %lld "
+    return tc__error(TC_EINVAL,
+                     "%s: channels %lld->%lld and stride %lld "
                      "must be >= 1 (option A cannot shrink channels), "
-                     "shortcut %d must be a tc_shortcut", fn,
-                     (long long)in_channels, (long long)out_channels,
+                     "shortcut %d must be a tc_shortcut",
+                     fn, (long long)in_channels, (long long)out_channels,
                      (long long)stride, (int)o.shortcut);
   tc_layer *l, *child = NULL;
   if ((st = tc__nn_layer_alloc(&l, &res_kind, sizeof(res_layer), fn)) != TC_OK)
@@ -398,8 +398,8 @@ TC_API tc_status tc_residual_block_create(tc_layer **out,
   res_layer *r = (res_layer *)l;
   r->in_c = in_channels, r->out_c = out_channels, r->stride = stride;
   r->shortcut = o.shortcut;
-  r->identity = o.shortcut != TC_SHORTCUT_NONE &&
-                in_channels == out_channels && stride == 1;
+  r->identity = o.shortcut != TC_SHORTCUT_NONE && in_channels == out_channels &&
+                stride == 1;
   r->ch_off = 0; /* F.pad(x, (0,0,0,0,0,out-in)): new channels last */
   static const char *names[4] = {"conv1", "bn1", "conv2", "bn2"};
   for (int i = 0; i < 4; i++) {

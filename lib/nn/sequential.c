@@ -21,8 +21,8 @@ typedef struct seq_layer {
 } seq_layer;
 
 tc_status tc__nn_chain_infer(tc_layer *const *ch, int64_t nch,
-                         const int64_t *in_shape, int in_ndim,
-                         const char *fn) {
+                             const int64_t *in_shape, int in_ndim,
+                             const char *fn) {
   const int64_t *shape = in_shape;
   int ndim = in_ndim;
   for (int64_t i = 0; i < nch; i++) {
@@ -37,7 +37,7 @@ tc_status tc__nn_chain_infer(tc_layer *const *ch, int64_t nch,
 
 static tc_status seq_infer(tc_layer *l, const char *fn) {
   tc_status st = tc__nn_chain_infer(l->children, l->nchildren, l->in_shape,
-                                l->in_ndim, fn);
+                                    l->in_ndim, fn);
   if (st != TC_OK)
     return st;
   const tc_layer *last = l->nchildren ? l->children[l->nchildren - 1] : l;
@@ -69,8 +69,7 @@ static tc_status seq_plan(tc_layer *l, int64_t n) {
     else
       st = tc__nn_plan(c, n);
     /* either slot may hold any child's output gradient */
-    for (int slot = 0; slot < 2 && st == TC_OK && i < l->nchildren - 1;
-         slot++)
+    for (int slot = 0; slot < 2 && st == TC_OK && i < l->nchildren - 1; slot++)
       st = tc__nn_grad_request(l, slot, out_numel(c, n));
     if (st != TC_OK)
       return st;
@@ -94,8 +93,7 @@ static tc_status seq_forward(tc_layer *l, tc_tensor *x) {
     if (st != TC_OK)
       return st;
     tc_tensor *next = l->children[i]->y;
-    if (arena && cur->storage != x->storage &&
-        cur->storage != next->storage)
+    if (arena && cur->storage != x->storage && cur->storage != next->storage)
       tc__nn_arena_release(l->model, cur);
     cur = next;
   }
@@ -103,8 +101,8 @@ static tc_status seq_forward(tc_layer *l, tc_tensor *x) {
   return TC_OK;
 }
 
-static tc_status seq_backward(tc_layer *l, const tc_tensor *dy,
-                              tc_tensor *dx, int acc) {
+static tc_status seq_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
+                              int acc) {
   seq_layer *s = (seq_layer *)l;
   if (l->nchildren == 0)
     return tc__nn_pass_grad(tc__nn_be(l), dy, dx, acc);
@@ -139,13 +137,16 @@ static tc_status seq_backward(tc_layer *l, const tc_tensor *dy,
 }
 
 static const nn_kind seq_kind = {
-    .name = "sequential", .infer = seq_infer, .plan = seq_plan,
-    .forward = seq_forward, .backward = seq_backward,
+    .name = "sequential",
+    .infer = seq_infer,
+    .plan = seq_plan,
+    .forward = seq_forward,
+    .backward = seq_backward,
 };
 
 TC_API tc_status tc_sequential_create(tc_layer **out) {
   return tc__nn_layer_alloc(out, &seq_kind, sizeof(seq_layer),
-                        "tc_sequential_create");
+                            "tc_sequential_create");
 }
 
 TC_API tc_status tc_sequential_add(tc_layer *seq, const char *name,
@@ -158,8 +159,7 @@ TC_API tc_status tc_sequential_add(tc_layer *seq, const char *name,
     st = tc__error(TC_EINVAL, "%s: layer is a %s, not a sequential", fn,
                    seq->kind->name);
   else if (seq->model || (seq->parent && seq->parent->model))
-    st = tc__error(TC_ESTATE, "%s: the sequential is already in a model",
-                   fn);
+    st = tc__error(TC_ESTATE, "%s: the sequential is already in a model", fn);
   if (st != TC_OK) {
     if (layer && !layer->parent && !layer->model && layer != seq)
       tc__nn_layer_free(layer);

@@ -28,8 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int k = 0; k < nd && k < 8; k++)
       numel *= shape[k];
     /* accepted => offsets lie inside the image: size <= whole input */
-    size_t bytes = nd <= 8 ? (size_t)numel * (size_t)tc_st_dtype_bits(d) / 8
-                           : 0;
+    size_t bytes =
+        nd <= 8 ? (size_t)numel * (size_t)tc_st_dtype_bits(d) / 8 : 0;
     if (nd <= 8 && bytes <= size) {
       void *buf = malloc(bytes ? bytes : 1);
       if (tc_safetensors_read_raw(st, name, buf, bytes) != TC_OK)
