@@ -225,6 +225,10 @@ static const ccase fixed_cases[] = {
     {2, 16, 9, 20, 16, 3, 3, 2, 1, 1, 1, 1, 1}, /* stride 2,1, pad 1 */
     {2, 5, 8, 8, 9, 5, 5, 1, 1, 1, 1, 1, 1},    /* pad 1 < s-1 */
     {2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1},  /* ResNet 8x8, 64 ch */
+    /* position blocks leave out the taps that read only padding rows:
+     * blocks with some, none, or all of the taps */
+    {1, 4, 9, 40, 6, 7, 3, 1, 1, 0, 1, 1, 1}, /* bwd: 3-row dy, 7 rows */
+    {2, 3, 4, 30, 5, 5, 5, 1, 1, 4, 4, 1, 1}, /* fwd: pad 4 rows */
     /* stride 1, ow == w (AVX-512: the dense masked kernels, y/dx direct) */
     {2, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1}, /* ResNet 32x32 */
     {1, 32, 16, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1}, /* ResNet 16x16 */

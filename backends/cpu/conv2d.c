@@ -882,9 +882,14 @@ static void dfwd_task(void *arg, int64_t t) {
   const float *wp = (const float *)a->workspace;
   float *out = xp + g->nph * g->c * g->psf; /* (kpf, nqf) */
   int64_t nkb = g->kpf / g->fv->kt, nrs = all_taps(g, g->psf, off, idx);
+  /* stride 1: x's data rows (the taps of several phases are not sorted) */
+  int64_t lo = 0, hi = INT64_MAX;
+  if (g->nph == 1)
+    lo = g->ph * g->Ws + g->pw, hi = (g->ph + g->h - 1) * g->Ws + g->pw + g->w;
   for (int64_t i = i0; i < i1; i++) {
     phase_planes(g, a->x + i * g->c * g->hw, xp, g->psf, !fresh || i > i0);
-    g->fv->fn(xp, g->c, g->psf, off, nrs, wp, nkb, out, g->nqf, g->nqf, 0);
+    g->fv->fn(xp, g->c, g->psf, off, nrs, lo, hi, wp, nkb, out, g->nqf, g->nqf,
+              0);
     float *y = a->y + i * g->k * g->P;
     for (int64_t kk = 0; kk < g->k; kk++)
       g->kern->rows(out + kk * g->nqf, g->Ws, y + kk * g->P, g->ow, g->oh,
@@ -978,6 +983,10 @@ static void dbwd_task(void *arg, int64_t t) {
   const float *wp = (const float *)a->workspace;
   float *out = dp + g->k * g->psb; /* nph x (cpf, nqb) */
   int64_t nkb = g->cpf / g->bv->kt, pb = g->cpf * g->nqb;
+  /* dy's data in its padded planes: the first and last rows of dx read
+   * fewer tap rows (a 5x5 layer's 10x10 dy: half the products are zero) */
+  int64_t pt = g->Rm - 1 - g->U0, pl = g->Sm - 1 - g->V0;
+  int64_t lo = pt * g->Wq + pl, hi = (pt + g->oh - 1) * g->Wq + pl + g->ow;
   /* phases without taps read as zeros in scatter2 */
   if (fresh && g->sw == 2)
     for (int64_t p = 0; p < g->nph; p++)
@@ -985,14 +994,14 @@ static void dbwd_task(void *arg, int64_t t) {
         memset(out + p * pb, 0, (size_t)pb * sizeof *out);
   for (int64_t i = i0; i < i1; i++) {
     pad_planes(g->kern, a->dy + i * g->k * g->P, g->k, g->oh, g->ow, dp, g->psb,
-               g->Wq, g->Rm - 1 - g->U0, g->Sm - 1 - g->V0, !fresh || i > i0);
+               g->Wq, pt, pl, !fresh || i > i0);
     float *dx = a->dx + i * g->c * g->hw;
     const float *w = wp;
     for (int64_t p = 0; p < g->nph; p++) {
       int64_t nt = phase_taps(g, p, g->Wq, 1, off, idx);
       if (nt) {
-        g->bv->fn(dp, g->k, g->psb, off, nt, w, nkb, out + p * pb, g->nqb,
-                  g->nqb, 0);
+        g->bv->fn(dp, g->k, g->psb, off, nt, lo, hi, w, nkb, out + p * pb,
+                  g->nqb, g->nqb, 0);
         w += g->cpf * g->k * nt;
       }
       if (g->sw != 2)

@@ -22,11 +22,33 @@
  *   wp[((kb*cin + ci)*nrs + t)*kt + j] * in[ci*ps + q + off[t]]
  * for kb < nkb, j < kt (the variant's channel tile), q < nq (a multiple of
  * the vector length), added to out when add (else stored); the sum runs
- * in blocks of max(1, CONVD_CHAIN / nrs) input channels. */
+ * in blocks of max(1, CONVD_CHAIN / nrs) input channels. Every plane is
+ * zero outside positions [lo, hi) and off is non-decreasing: a block of
+ * positions leaves out the taps that read only zeros there (the padding
+ * rows; "full" backward data of a 5x5 layer: half its products), which
+ * changes no sum but the sign of an exact zero. lo = 0, hi = INT64_MAX:
+ * every tap. */
 typedef void (*convd_fwd_fn)(const float *in, int64_t cin, int64_t ps,
-                             const int64_t *off, int64_t nrs, const float *wp,
-                             int64_t nkb, float *out, int64_t ldo, int64_t nq,
-                             int add);
+                             const int64_t *off, int64_t nrs, int64_t lo,
+                             int64_t hi, const float *wp, int64_t nkb,
+                             float *out, int64_t ldo, int64_t nq, int add);
+
+/* Taps [*t0, *t1) of the non-decreasing off[0..nrs) that read a position
+ * in [lo, hi) for some position of [q, q + n). */
+static inline void convd_tap_range(const int64_t *off, int64_t nrs, int64_t q,
+                                   int64_t n, int64_t lo, int64_t hi,
+                                   int64_t *t0, int64_t *t1) {
+  int64_t a = 0, b;
+  if (nrs > 0 && q + n - 1 + off[0] >= lo && q + off[nrs - 1] < hi) {
+    *t0 = 0, *t1 = nrs; /* the common case: every tap */
+    return;
+  }
+  while (a < nrs && q + n - 1 + off[a] < lo)
+    a++;
+  for (b = a; b < nrs && q + off[b] < hi;)
+    b++;
+  *t0 = a, *t1 = b;
+}
 /* The dense variant (AVX-512): in holds whole rows of width w, no side
  * padding; out[(kk)*ldo + q] for kk < nk, q < nq (any count) is
  *   sum over ci, t of wp[...] * in[ci*ps + q + off[t]] where the column

@@ -41,15 +41,17 @@ CONVD_SUMS_FN(vf *fl, int na, float *s) {
 
 #ifdef FKT
 TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
-                         const int64_t *off, int64_t nrs, const float *wp,
-                         int64_t nkb, float *out, int64_t ldo, int64_t nq,
-                         int add) {
+                         const int64_t *off, int64_t nrs, int64_t lo,
+                         int64_t hi, const float *wp, int64_t nkb, float *out,
+                         int64_t ldo, int64_t nq, int add) {
   int64_t cb = CONVD_CHAIN / nrs > 1 ? CONVD_CHAIN / nrs : 1;
   for (int64_t kb = 0; kb < nkb; kb++) {
     const float *wb = wp + kb * cin * nrs * FKT;
     float *ob = out + kb * FKT * ldo;
     int64_t q = 0;
     for (; q + FNV * VL <= nq; q += FNV * VL) {
+      int64_t t0, t1;
+      convd_tap_range(off, nrs, q, FNV * VL, lo, hi, &t0, &t1);
       /* sum cb input channels in registers, then add into the output:
        * shorter float chains, closer to the exact sum */
       for (int64_t c0 = 0; c0 < cin; c0 += cb) {
@@ -60,10 +62,10 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
 #pragma GCC unroll 4
           for (int v = 0; v < FNV; v++)
             acc[j][v] = V_ZERO();
-        const float *w = wb + c0 * nrs * FKT;
         for (int64_t ci = c0; ci < c1; ci++) {
           const float *xb = in + ci * ps + q;
-          for (int64_t t = 0; t < nrs; t++, w += FKT) {
+          const float *w = wb + (ci * nrs + t0) * FKT;
+          for (int64_t t = t0; t < t1; t++, w += FKT) {
             const float *xp = xb + off[t];
             vf xv[FNV];
 #pragma GCC unroll 4
@@ -94,16 +96,18 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
     }
     /* the last positions, one vector at a time (small images) */
     for (; q < nq; q += VL) {
+      int64_t t0, t1;
+      convd_tap_range(off, nrs, q, VL, lo, hi, &t0, &t1);
       for (int64_t c0 = 0; c0 < cin; c0 += cb) {
         int64_t c1 = c0 + cb < cin ? c0 + cb : cin;
         vf acc[FKT];
 #pragma GCC unroll 8
         for (int j = 0; j < FKT; j++)
           acc[j] = V_ZERO();
-        const float *w = wb + c0 * nrs * FKT;
         for (int64_t ci = c0; ci < c1; ci++) {
           const float *xb = in + ci * ps + q;
-          for (int64_t t = 0; t < nrs; t++, w += FKT) {
+          const float *w = wb + (ci * nrs + t0) * FKT;
+          for (int64_t t = t0; t < t1; t++, w += FKT) {
             vf xv = V_LOAD(xb + off[t]);
 #pragma GCC unroll 8
             for (int j = 0; j < FKT; j++)
