@@ -267,6 +267,12 @@ static const ccase fixed_cases[] = {
     {3, 5, 4, 8, 48, 3, 3, 1, 1, 1, 1, 1, 1},    /* 32 + 16 lanes, odd c */
     {2, 4, 4, 16, 32, 3, 3, 1, 1, 0, 1, 1, 1},   /* ph 0: oh < h */
     {2, 3, 2, 8, 64, 3, 3, 1, 1, 2, 1, 1, 1},    /* ph 2: oh > h */
+    /* AVX2: stride 1, k a multiple of 16, rows of 4+ taps: the weight
+     * gradient with output channels in the lanes, tiles of <= 6 taps */
+    {17, 3, 9, 11, 16, 5, 5, 1, 1, 2, 2, 1, 1}, /* chunks, pad 2 */
+    {2, 4, 7, 13, 32, 3, 7, 1, 1, 1, 3, 1, 1},  /* 3x7: 6 + 1 taps a row */
+    {3, 5, 6, 9, 16, 4, 4, 1, 1, 0, 0, 1, 1},   /* 4x4, pad 0 */
+    {1, 2, 5, 30, 48, 2, 5, 1, 1, 1, 2, 1, 1},  /* 2x5, k = 48 */
     /* dense stride 2 (AVX-512: stride 2x2, out = in/2, so r = 2*ph + 1 or
      * 2*ph + 2): x in 4 phase planes of whole out-wide rows, fwd writing
      * y, wgrad reading dy in place */

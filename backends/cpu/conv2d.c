@@ -21,7 +21,8 @@
  * Backward filter sums CONVD_CHUNKS fixed chunks of images into partials
  * (combined in order as below); a 1x1 kernel runs its channels as the kernel's
  * taps; a dense 3x3 stride-1 one with 32+ output channels (a multiple of 16)
- * puts the channels in the lanes instead of positions (conv2d_wgradt.c). Direct
+ * puts the channels in the lanes instead of positions (conv2d_wgradt.c; on
+ * AVX2 a stride-1 one with k a multiple of 16 and rows of 4+ taps). Direct
  * workspace: max over the three ops of (shared + slots * slot), where shared is
  * the packed weights (fwd, bwd data) or the partials (bwd filter) and slot one
  * image's padded input and outputs (bwd filter: G images); every op needs the
@@ -108,9 +109,10 @@ typedef struct conv_geom {
    * vectors per image (the row-edge mask table has s rows of them) */
   int densew;
   int64_t dnqv;
-  /* dense wgrad of a 3x3 stride-1 layer with k and P multiples of 16, k
-   * >= 32 (AVX-512): output channels in the lanes (conv2d_wgradt.c), x in
-   * the padded-row planes of the position kernels, dy transposed */
+  /* the weight gradient with output channels in the lanes
+   * (conv2d_wgradt.c; AVX-512: dense 3x3 stride 1, k and P multiples of
+   * 16, k >= 32; AVX2: stride 1, k a multiple of 16, s >= 4), x in the
+   * padded-row planes of the position kernels, dy transposed */
   int wgt;
   /* dense fwd / wgrad with stride 2x2 and out = in/2 (dense2): x split
    * into its 4 phases (row, column parity), each a plane of whole oh x ow
@@ -247,8 +249,13 @@ static void conv_direct_geometry(conv_geom *g) {
   g->densew = g->densew && g->wv->fm != NULL && g->k >= g->wv->kt;
   /* k = 16 stays on the position kernels: one channel vector per tap
    * leaves the lanes kernel load-bound (ResNet 32x32: 1.44 -> 1.73 ms) */
-  g->wgt = g->densew && !g->dense2 && kn->wgradt && g->r == 3 && g->s == 3 &&
-           g->k % 16 == 0 && g->k >= 32 && g->P % 16 == 0;
+  if (kn->vl == 16)
+    g->wgt = g->densew && !g->dense2 && kn->wgradt && g->r == 3 && g->s == 3 &&
+             g->k % 16 == 0 && g->k >= 32 && g->P % 16 == 0;
+  else /* AVX2: two vectors of channels x one row of s >= 4 taps; 3x3
+        * stays on the position kernels (ResNet-20's layers: 3-11 %
+        * slower in the lanes, whose 3-tap tiles wait on FMA latency) */
+    g->wgt = kn->wgradt && g->nph == 1 && g->k % 16 == 0 && g->s >= 4;
   if (g->wgt) {
     g->G = min64(CONVD_MAX_G, max64(1, (CONVD_WG_POSITIONS + g->P - 1) / g->P));
     g->wg_slot = round64((size_t)(g->G * (g->c * g->psw + g->k * g->P)) * 4);
@@ -1059,9 +1066,10 @@ static void wg_run(const conv_geom *g, int64_t t, wg_batch_fn fn) {
   wg_ready = ready;
 }
 
-/* wgt (3x3 stride 1, k and P multiples of 16, k >= 32; AVX-512): x as
- * wg_positions' padded-row planes (a tap off the image reads a zero), dy
- * transposed to (position, channel). */
+/* wgt (AVX-512: 3x3 stride 1, k and P multiples of 16, k >= 32; AVX2:
+ * stride 1, k a multiple of 16, s >= 4): x as wg_positions' padded-row
+ * planes (a tap off the image reads a zero), dy transposed to (position,
+ * channel). */
 static void wg_lanes(const conv_geom *g, float *xb, int64_t i0, int64_t m,
                      int64_t ready, float *dst) {
   const tc_conv2d_args *a = g->a;
@@ -1073,7 +1081,7 @@ static void wg_lanes(const conv_geom *g, float *xb, int64_t i0, int64_t m,
     g->kern->transpose(a->dy + (i0 + i) * kp, g->k, g->P, dt + i * kp);
   }
   g->kern->wgradt(xb, xs, g->psw, g->Ws, dt, kp, m, g->c, g->k, g->oh, g->ow,
-                  dst);
+                  g->r, g->s, dst);
 }
 
 /* Dense (stride 1 with ow == w, or dense2; AVX-512): x as fwd's dense

@@ -166,7 +166,9 @@ static const convd_kernels convd_avx2 = {
     .rows = convd_rows256,
     .deint2 = convd_deint2,
     .deint2p = convd_deint2p256,
-    .inter2 = convd_inter2};
+    .inter2 = convd_inter2,
+    .wgradt = tc__convd_wgradt256,
+    .transpose = tc__convd_transpose256};
 
 #undef TGT
 #undef vf

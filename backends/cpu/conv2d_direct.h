@@ -120,23 +120,33 @@ typedef struct convd_kernels {
   /* dst[2m] = even[m], dst[2m+1] = odd[m] for m < n (added when add) */
   void (*inter2)(const float *even, const float *odd, int64_t n, float *dst,
                  int add);
-  /* AVX-512 only (else NULL), conv2d_wgradt.c: the 3x3 weight gradient
-   * with the output channels in the lanes,
-   *   part[(kk*c + ci)*9 + 3*di + dj] += sum over images i < nimg, rows
+  /* conv2d_wgradt.c (NULL: none): the stride-1 weight gradient with the
+   * output channels in the lanes,
+   *   part[(kk*c + ci)*r*s + s*di + dj] += sum over images i < nimg, rows
    *   u < oh, columns v < ow of dyt[i*dts + (u*ow + v)*k + kk]
    *   * x[i*xs + ci*ps + (u + di)*ws + v + dj]
-   * for kk < k (a multiple of 16); and the transpose it wants of dy:
-   * dst[p*k + kk] = src[kk*np + p] (k, np multiples of 16). */
+   * for kk < k (a multiple of 16; AVX-512: 3x3 only); and the transpose
+   * it wants of dy: dst[p*k + kk] = src[kk*np + p] (AVX-512: k, np
+   * multiples of 16; AVX2: k a multiple of 8). */
   void (*wgradt)(const float *x, int64_t xs, int64_t ps, int64_t ws,
                  const float *dyt, int64_t dts, int64_t nimg, int64_t c,
-                 int64_t k, int64_t oh, int64_t ow, float *part);
+                 int64_t k, int64_t oh, int64_t ow, int64_t r, int64_t s,
+                 float *part);
   void (*transpose)(const float *src, int64_t k, int64_t np, float *dst);
 } convd_kernels;
 
 void tc__convd_wgradt512(const float *x, int64_t xs, int64_t ps, int64_t ws,
-                     const float *dyt, int64_t dts, int64_t nimg, int64_t c,
-                     int64_t k, int64_t oh, int64_t ow, float *part);
-void tc__convd_transpose512(const float *src, int64_t k, int64_t np, float *dst);
+                         const float *dyt, int64_t dts, int64_t nimg, int64_t c,
+                         int64_t k, int64_t oh, int64_t ow, int64_t r,
+                         int64_t s, float *part);
+void tc__convd_transpose512(const float *src, int64_t k, int64_t np,
+                            float *dst);
+void tc__convd_wgradt256(const float *x, int64_t xs, int64_t ps, int64_t ws,
+                         const float *dyt, int64_t dts, int64_t nimg, int64_t c,
+                         int64_t k, int64_t oh, int64_t ow, int64_t r,
+                         int64_t s, float *part);
+void tc__convd_transpose256(const float *src, int64_t k, int64_t np,
+                            float *dst);
 
 /* The best kernels for tc__cpu_isa() (so TINYCNN_CPU_ISA can lower them), or
  * NULL (below AVX2+FMA: use im2col). */

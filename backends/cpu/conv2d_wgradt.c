@@ -1,7 +1,8 @@
 /*
- * conv2d_wgradt.c - the AVX-512 weight gradient of 3x3 stride-1
- * convolutions with the output channels in the vector lanes (conv2d.c,
- * dwg_dense, uses it when k is a multiple of 16).
+ * conv2d_wgradt.c - the weight gradient of stride-1 convolutions with the
+ * output channels in the vector lanes (conv2d.c, wg_lanes): AVX-512 for
+ * 3x3 layers whose k is a multiple of 16, AVX2 for any r x s whose k is
+ * a multiple of 16 (two ymm vectors per channel block).
  *
  * The position-vector kernels (conv2d_direct_kern.h) put positions in the
  * lanes, so every (channel, tap) tile ends in a horizontal sum; on 8x8
@@ -111,10 +112,11 @@ wgt_tile(const float *x, int64_t xs, int64_t ps, int64_t ws, const float *dyt,
       }
 }
 
-TGT512 void tc__convd_wgradt512(const float *x, int64_t xs, int64_t ps, int64_t ws,
-                            const float *dyt, int64_t dts, int64_t nimg,
-                            int64_t c, int64_t k, int64_t oh, int64_t ow,
-                            float *part) {
+TGT512 void tc__convd_wgradt512(const float *x, int64_t xs, int64_t ps,
+                                int64_t ws, const float *dyt, int64_t dts,
+                                int64_t nimg, int64_t c, int64_t k, int64_t oh,
+                                int64_t ow, int64_t r, int64_t s, float *part) {
+  (void)r, (void)s; /* 3x3 only */
   int64_t k2 = k - k % 32;
   for (int64_t ci = 0; ci < c; ci++)
     for (int64_t k0 = 0; k0 < k2; k0 += 32)
@@ -128,6 +130,128 @@ TGT512 void tc__convd_wgradt512(const float *x, int64_t xs, int64_t ps, int64_t 
     wgt_tile(x, xs, ps, ws, dyt, dts, nimg, c, k, oh, ow, part, ci, k2, 2, 1);
   if (ci < c)
     wgt_tile(x, xs, ps, ws, dyt, dts, nimg, c, k, oh, ow, part, ci, k2, 1, 1);
+}
+
+/* ---- AVX2: 16 channels (two ymm) x up to 6 taps per tile ----
+ * LeNet's 5x5 conv2 (k = 16 on 10x10 outputs): the position kernels sum
+ * 136 grid positions per image for 100 real ones and end every tile in
+ * horizontal sums; here only real positions run and dy is read once per
+ * position for the tile's taps (2 loads + nt broadcasts per 2*nt FMAs). */
+#define TGT256 __attribute__((target("avx2,fma")))
+
+/* One 8x8 block: d[j*ldd + i] = s[i*lds + j]. */
+TGT256 static inline void tr8(const float *s, int64_t lds, float *d,
+                              int64_t ldd) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; i++)
+    r[i] = _mm256_loadu_ps(s + i * lds);
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; i++) {
+    r[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+    r[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm256_permute2f128_ps(r[i], r[4 + i], 0x20);
+    t[4 + i] = _mm256_permute2f128_ps(r[i], r[4 + i], 0x31);
+  }
+  for (int i = 0; i < 8; i++)
+    _mm256_storeu_ps(d + i * ldd, t[i]);
+}
+
+/* dst[p*k + kk] = src[kk*np + p]: k a multiple of 8, np any */
+TGT256 void tc__convd_transpose256(const float *src, int64_t k, int64_t np,
+                                   float *dst) {
+  int64_t p8 = np - np % 8;
+  for (int64_t kk = 0; kk < k; kk += 8) {
+    for (int64_t p = 0; p < p8; p += 8)
+      tr8(src + kk * np + p, np, dst + p * k + kk, k);
+    for (int64_t p = p8; p < np; p++)
+      for (int64_t j = 0; j < 8; j++)
+        dst[p * k + kk + j] = src[(kk + j) * np + p];
+  }
+}
+
+/* Taps tp[0..nt) (x displacements dsp) of input channel ci, channels k0
+ * .. k0 + 15 (nt constant after inlining: 2*nt <= 12 registers). */
+TGT256 static inline __attribute__((always_inline)) void
+wgt256_tile(const float *x, int64_t xs, int64_t ps, int64_t ws,
+            const float *dyt, int64_t dts, int64_t nimg, int64_t c, int64_t k,
+            int64_t oh, int64_t ow, int64_t rs, float *part, int64_t ci,
+            int64_t k0, const int64_t *dsp, const int64_t *tp, const int nt) {
+  __m256 acc[6][2];
+  int64_t d[6];
+#pragma GCC unroll 6
+  for (int t = 0; t < nt; t++) {
+    acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    d[t] = dsp[t];
+  }
+  for (int64_t i = 0; i < nimg; i++) {
+    const float *xi = x + i * xs + ci * ps, *di = dyt + i * dts + k0;
+    for (int64_t u = 0; u < oh; u++) {
+      const float *xr = xi + u * ws, *dr = di + u * ow * k;
+      for (int64_t q = 0; q < ow; q++) {
+        __m256 d0 = _mm256_loadu_ps(dr + q * k);
+        __m256 d1 = _mm256_loadu_ps(dr + q * k + 8);
+#pragma GCC unroll 6
+        for (int t = 0; t < nt; t++) {
+          __m256 xv = _mm256_broadcast_ss(xr + q + d[t]);
+          acc[t][0] = _mm256_fmadd_ps(d0, xv, acc[t][0]);
+          acc[t][1] = _mm256_fmadd_ps(d1, xv, acc[t][1]);
+        }
+      }
+    }
+  }
+  float sv[8];
+#pragma GCC unroll 6
+  for (int t = 0; t < nt; t++)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; v++) {
+      _mm256_storeu_ps(sv, acc[t][v]);
+      float *pp = part + ((k0 + 8 * v) * c + ci) * rs + tp[t];
+      for (int l = 0; l < 8; l++)
+        pp[l * c * rs] += sv[l];
+    }
+}
+
+/* part[(kk*c + ci)*r*s + di*s + dj] += sum over images i < nimg, rows
+ * u < oh, columns v < ow of dyt[i*dts + (u*ow + v)*k + kk] *
+ * x[i*xs + ci*ps + (u + di)*ws + v + dj], k a multiple of 16. The taps
+ * go in tiles of whole tap rows, up to 6 taps (s = 5: one row; s = 3:
+ * two, then one). */
+TGT256 void tc__convd_wgradt256(const float *x, int64_t xs, int64_t ps,
+                                int64_t ws, const float *dyt, int64_t dts,
+                                int64_t nimg, int64_t c, int64_t k, int64_t oh,
+                                int64_t ow, int64_t r, int64_t s, float *part) {
+  int64_t rs = r * s, rows = s <= 6 ? 6 / s : 1;
+  for (int64_t ci = 0; ci < c; ci++)
+    for (int64_t k0 = 0; k0 < k; k0 += 16)
+      for (int64_t di = 0; di < r; di += rows)
+        for (int64_t dj = 0; dj < s; dj += 6) {
+          int64_t dsp[6], tp[6];
+          int nt = 0;
+          for (int64_t a = di; a < di + rows && a < r; a++)
+            for (int64_t b = dj; b < dj + 6 && b < s; b++, nt++)
+              dsp[nt] = a * ws + b, tp[nt] = a * s + b;
+          switch (nt) {
+#define WGT256_CASE(n)                                                         \
+  case n:                                                                      \
+    wgt256_tile(x, xs, ps, ws, dyt, dts, nimg, c, k, oh, ow, rs, part, ci, k0, \
+                dsp, tp, n);                                                   \
+    break;
+            WGT256_CASE(1)
+            WGT256_CASE(2)
+            WGT256_CASE(3)
+            WGT256_CASE(4)
+            WGT256_CASE(5)
+            WGT256_CASE(6)
+#undef WGT256_CASE
+          }
+        }
 }
 
 #endif /* CPU_X86 */
