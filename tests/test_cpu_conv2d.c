@@ -268,7 +268,9 @@ static const ccase fixed_cases[] = {
     {2, 4, 4, 16, 32, 3, 3, 1, 1, 0, 1, 1, 1},   /* ph 0: oh < h */
     {2, 3, 2, 8, 64, 3, 3, 1, 1, 2, 1, 1, 1},    /* ph 2: oh > h */
     /* AVX2: stride 1, k a multiple of 16, rows of 4+ taps: the weight
-     * gradient with output channels in the lanes, tiles of <= 6 taps */
+     * gradient (tiles of <= 6 taps) and the forward (tiles of <= 6
+     * columns, c*r*s <= 1024) with output channels in the lanes */
+    {1, 48, 6, 7, 16, 5, 5, 1, 1, 2, 2, 1, 1},  /* fwd: c*r*s > 1024 */
     {17, 3, 9, 11, 16, 5, 5, 1, 1, 2, 2, 1, 1}, /* chunks, pad 2 */
     {2, 4, 7, 13, 32, 3, 7, 1, 1, 1, 3, 1, 1},  /* 3x7: 6 + 1 taps a row */
     {3, 5, 6, 9, 16, 4, 4, 1, 1, 0, 0, 1, 1},   /* 4x4, pad 0 */

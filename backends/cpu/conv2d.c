@@ -114,6 +114,10 @@ typedef struct conv_geom {
    * 16, k >= 32; AVX2: stride 1, k a multiple of 16, s >= 4), x in the
    * padded-row planes of the position kernels, dy transposed */
   int wgt;
+  /* fwd with the output channels in the lanes (AVX2, stride 1, k a
+   * multiple of 16, s >= 4, c*r*s <= CONVD_CHAIN): x in the padded-row
+   * planes, y through a (P, k) buffer in the slot's output rows */
+  int fwt;
   /* dense fwd / wgrad with stride 2x2 and out = in/2 (dense2): x split
    * into its 4 phases (row, column parity), each a plane of whole oh x ow
    * rows; dnph planes per channel (1 or 4), column shifts dcs0 ..
@@ -206,6 +210,10 @@ static void conv_direct_geometry(conv_geom *g) {
   g->wg_slot =
       round64((size_t)(g->G * (g->nph * g->c * g->psw + g->kpw * g->nqw)) * 4);
   g->kern = kn;
+  /* fwt only with rows of 4+ taps: ResNet-20's 3x3 layers ran 2-20 %
+   * slower in the lanes (3 taps of 2 weight loads each per position tile) */
+  g->fwt = kn->fwdt && g->nph == 1 && g->k % 16 == 0 && g->s >= 4 &&
+           g->c * rs <= CONVD_CHAIN;
   if (g->nph == 1 && 2 * g->pw == g->s - 1) {
     /* dense: output column = input column, so the side padding can be
      * masked in the kernel instead of stored; planes keep zero rows */
@@ -770,7 +778,9 @@ static int64_t dense_taps(const conv_geom *g, int flip, int64_t *off,
  * channel kb*kt + j (zero past k) for input channel ci, tap t of
  * all_taps. */
 static void pack_fwd_weights(const conv_geom *g, float *wp) {
-  int64_t kt = g->fv->kt, rs = g->r * g->s;
+  /* fwt: one tile of all k channels */
+  int64_t kt = g->fwt ? g->k : g->fv->kt, rs = g->r * g->s;
+  int64_t kpf = g->fwt ? g->k : g->kpf;
   int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS], cs[CONVD_MAX_RS];
   if (g->densef)
     dense_taps(g, 0, off, cs, idx);
@@ -780,7 +790,7 @@ static void pack_fwd_weights(const conv_geom *g, float *wp) {
    * (the other order gathered kt of them from rows c*rs apart per value:
    * 64-channel layers took ~40 us, with the pool's other thread waiting) */
   int64_t crs = g->c * rs;
-  for (int64_t kk = 0; kk < g->kpf; kk++) {
+  for (int64_t kk = 0; kk < kpf; kk++) {
     float *dst = wp + (kk / kt) * crs * kt + kk % kt;
     if (kk >= g->k) { /* the last block's padding channels */
       for (int64_t e = 0; e < crs; e++)
@@ -895,6 +905,12 @@ static void dfwd_task(void *arg, int64_t t) {
     lo = g->ph * g->Ws + g->pw, hi = (g->ph + g->h - 1) * g->Ws + g->pw + g->w;
   for (int64_t i = i0; i < i1; i++) {
     phase_planes(g, a->x + i * g->c * g->hw, xp, g->psf, !fresh || i > i0);
+    if (g->fwt) { /* out as (P, k), then y (k, P) */
+      g->kern->fwdt(xp, g->psf, g->Ws, off, nrs, wp, g->c, g->k, g->oh, g->ow,
+                    a->bias, out);
+      g->kern->transpose(out, g->P, g->k, a->y + i * g->k * g->P);
+      continue;
+    }
     g->fv->fn(xp, g->c, g->psf, off, nrs, lo, hi, wp, nkb, out, g->nqf, g->nqf,
               0);
     float *y = a->y + i * g->k * g->P;

@@ -168,7 +168,8 @@ static const convd_kernels convd_avx2 = {
     .deint2p = convd_deint2p256,
     .inter2 = convd_inter2,
     .wgradt = tc__convd_wgradt256,
-    .transpose = tc__convd_transpose256};
+    .transpose = tc__convd_transpose256,
+    .fwdt = tc__convd_fwdt256};
 
 #undef TGT
 #undef vf

@@ -133,6 +133,15 @@ typedef struct convd_kernels {
                  int64_t k, int64_t oh, int64_t ow, int64_t r, int64_t s,
                  float *part);
   void (*transpose)(const float *src, int64_t k, int64_t np, float *dst);
+  /* AVX2 only (else NULL), conv2d_wgradt.c: the stride-1 forward with the
+   * output channels in the lanes, only real positions, into (P, k):
+   *   out[(u*ow + v)*k + kk] = sum over ci < c, t < rs of
+   *   wl[(ci*rs + t)*k + kk] * x[ci*ps + u*ws + v + off[t]] (+ bias[kk])
+   * for kk < k (a multiple of 16), u < oh, v < ow; one register chain per
+   * output (callers keep c*rs <= CONVD_CHAIN). */
+  void (*fwdt)(const float *x, int64_t ps, int64_t ws, const int64_t *off,
+               int64_t rs, const float *wl, int64_t c, int64_t k, int64_t oh,
+               int64_t ow, const float *bias, float *out);
 } convd_kernels;
 
 void tc__convd_wgradt512(const float *x, int64_t xs, int64_t ps, int64_t ws,
@@ -147,6 +156,10 @@ void tc__convd_wgradt256(const float *x, int64_t xs, int64_t ps, int64_t ws,
                          int64_t s, float *part);
 void tc__convd_transpose256(const float *src, int64_t k, int64_t np,
                             float *dst);
+void tc__convd_fwdt256(const float *x, int64_t ps, int64_t ws,
+                       const int64_t *off, int64_t rs, const float *wl,
+                       int64_t c, int64_t k, int64_t oh, int64_t ow,
+                       const float *bias, float *out);
 
 /* The best kernels for tc__cpu_isa() (so TINYCNN_CPU_ISA can lower them), or
  * NULL (below AVX2+FMA: use im2col). */

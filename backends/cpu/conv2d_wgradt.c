@@ -163,17 +163,20 @@ TGT256 static inline void tr8(const float *s, int64_t lds, float *d,
     _mm256_storeu_ps(d + i * ldd, t[i]);
 }
 
-/* dst[p*k + kk] = src[kk*np + p]: k a multiple of 8, np any */
+/* dst[p*k + kk] = src[kk*np + p]: any k, np */
 TGT256 void tc__convd_transpose256(const float *src, int64_t k, int64_t np,
                                    float *dst) {
-  int64_t p8 = np - np % 8;
-  for (int64_t kk = 0; kk < k; kk += 8) {
+  int64_t p8 = np - np % 8, k8 = k - k % 8;
+  for (int64_t kk = 0; kk < k8; kk += 8) {
     for (int64_t p = 0; p < p8; p += 8)
       tr8(src + kk * np + p, np, dst + p * k + kk, k);
     for (int64_t p = p8; p < np; p++)
       for (int64_t j = 0; j < 8; j++)
         dst[p * k + kk + j] = src[(kk + j) * np + p];
   }
+  for (int64_t kk = k8; kk < k; kk++)
+    for (int64_t p = 0; p < np; p++)
+      dst[p * k + kk] = src[kk * np + p];
 }
 
 /* Taps tp[0..nt) (x displacements dsp) of input channel ci, channels k0
@@ -252,6 +255,76 @@ TGT256 void tc__convd_wgradt256(const float *x, int64_t xs, int64_t ps,
 #undef WGT256_CASE
           }
         }
+}
+
+/* One tile of the lanes forward: output row u, columns v0 .. v0+nt-1,
+ * channels k0 .. k0+15 (nt constant after inlining: 2*nt <= 12
+ * accumulators), into out (P, k) plus bias. */
+TGT256 static inline __attribute__((always_inline)) void
+fwt256_tile(const float *x, int64_t ps, const int64_t *off, int64_t rs,
+            const float *wl, int64_t c, int64_t k, const float *bias,
+            float *out, int64_t k0, int64_t p0, const int nt) {
+  __m256 acc[6][2];
+#pragma GCC unroll 6
+  for (int j = 0; j < nt; j++)
+    acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+  for (int64_t ci = 0; ci < c; ci++) {
+    const float *xc = x + ci * ps, *w = wl + ci * rs * k + k0;
+    for (int64_t t = 0; t < rs; t++, w += k) {
+      __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
+      const float *xp = xc + off[t];
+#pragma GCC unroll 6
+      for (int j = 0; j < nt; j++) {
+        __m256 xv = _mm256_broadcast_ss(xp + j);
+        acc[j][0] = _mm256_fmadd_ps(w0, xv, acc[j][0]);
+        acc[j][1] = _mm256_fmadd_ps(w1, xv, acc[j][1]);
+      }
+    }
+  }
+  __m256 b0 = _mm256_setzero_ps(), b1 = b0;
+  if (bias)
+    b0 = _mm256_loadu_ps(bias + k0), b1 = _mm256_loadu_ps(bias + k0 + 8);
+#pragma GCC unroll 6
+  for (int j = 0; j < nt; j++) {
+    float *o = out + (p0 + j) * k + k0;
+    _mm256_storeu_ps(o, bias ? _mm256_add_ps(acc[j][0], b0) : acc[j][0]);
+    _mm256_storeu_ps(o + 8, bias ? _mm256_add_ps(acc[j][1], b1) : acc[j][1]);
+  }
+}
+
+/* out[(u*ow + v)*k + kk] = sum over ci < c, taps t < rs of
+ * wl[(ci*rs + t)*k + kk] * x[ci*ps + u*ws + v + off[t]] (+ bias[kk]),
+ * k a multiple of 16, one register chain per output (c*rs products): the
+ * forward of a stride-1 layer with the output channels in the lanes, only
+ * real positions (the position kernels also run ws - ow junk columns a
+ * row: LeNet's conv2 136 for 100). Tiles of up to 6 columns of a row. */
+TGT256 void tc__convd_fwdt256(const float *x, int64_t ps, int64_t ws,
+                              const int64_t *off, int64_t rs, const float *wl,
+                              int64_t c, int64_t k, int64_t oh, int64_t ow,
+                              const float *bias, float *out) {
+  for (int64_t k0 = 0; k0 < k; k0 += 16)
+    for (int64_t u = 0; u < oh; u++)
+      for (int64_t v = 0; v < ow;) {
+        /* equal tiles: 10 columns as 5 + 5, not 6 + 4 */
+        int64_t left = ow - v, ntiles = (left + 5) / 6;
+        int nt = (int)((left + ntiles - 1) / ntiles);
+        const float *xr = x + u * ws + v;
+        int64_t p0 = u * ow + v;
+        switch (nt) {
+#define FWT256_CASE(n)                                                         \
+  case n:                                                                      \
+    fwt256_tile(xr, ps, off, rs, wl, c, k, bias, out, k0, p0, n);              \
+    break;
+          FWT256_CASE(1)
+          FWT256_CASE(2)
+          FWT256_CASE(3)
+          FWT256_CASE(4)
+          FWT256_CASE(5)
+          FWT256_CASE(6)
+#undef FWT256_CASE
+        }
+        v += nt;
+      }
 }
 
 #endif /* CPU_X86 */
