@@ -267,6 +267,11 @@ static const ccase fixed_cases[] = {
     {3, 5, 4, 8, 48, 3, 3, 1, 1, 1, 1, 1, 1},    /* 32 + 16 lanes, odd c */
     {2, 4, 4, 16, 32, 3, 3, 1, 1, 0, 1, 1, 1},   /* ph 0: oh < h */
     {2, 3, 2, 8, 64, 3, 3, 1, 1, 2, 1, 1, 1},    /* ph 2: oh > h */
+    /* AVX2 dense kernels (4+ whole tiles of position vectors, masks
+     * ANDed with plain loads): tails under 8, partial channel blocks */
+    {2, 5, 7, 13, 10, 3, 3, 1, 1, 1, 1, 1, 1},  /* 3x3, 91 positions */
+    {2, 3, 9, 11, 7, 5, 5, 1, 1, 2, 2, 1, 1},   /* 5x5 pad 2, 99 */
+    {2, 3, 20, 22, 9, 3, 3, 2, 2, 1, 1, 1, 1},  /* stride 2: 10x11 out */
     /* AVX2: stride 1, k a multiple of 16, rows of 4+ taps: the weight
      * gradient (tiles of <= 6 taps) and the forward (tiles of <= 6
      * columns, c*r*s <= 1024) with output channels in the lanes */

@@ -149,6 +149,17 @@ static int64_t max64(int64_t x, int64_t y) {
   return x > y ? x : y;
 }
 
+/* Whether the dense kernel of tile v suits n positions: AVX2 runs the
+ * last n/VL % nv vectors one at a time (load-bound), so it wants at least
+ * 4 whole tiles (ResNet's 8x8 layers, 8 vectors: 6.4 -> 6.8 ms dense,
+ * the 16x16 and 32x32 ones 2-4 % faster). */
+static int dense_fits(const convd_kernels *kn, const convd_fwd_var *v,
+                      int64_t n) {
+  if (!v->fm)
+    return 0;
+  return kn->vl == 16 || (n + kn->vl - 1) / kn->vl >= 4 * v->nv;
+}
+
 /* Sizes for the direct path, or g->kern = NULL when it does not apply
  * (stride > CONVD_MAX_STRIDE, dilation != 1, padding > kernel-1, 1x1 with
  * stride 1 and no padding, large kernels, below AVX2, or buffers too large
@@ -210,22 +221,18 @@ static void conv_direct_geometry(conv_geom *g) {
   g->wg_slot =
       round64((size_t)(g->G * (g->nph * g->c * g->psw + g->kpw * g->nqw)) * 4);
   g->kern = kn;
-  /* fwt only with rows of 4+ taps: ResNet-20's 3x3 layers ran 2-20 %
-   * slower in the lanes (3 taps of 2 weight loads each per position tile) */
-  g->fwt = kn->fwdt && g->nph == 1 && g->k % 16 == 0 && g->s >= 4 &&
-           g->c * rs <= CONVD_CHAIN;
   if (g->nph == 1 && 2 * g->pw == g->s - 1) {
     /* dense: output column = input column, so the side padding can be
      * masked in the kernel instead of stored; planes keep zero rows */
     int64_t reach = (g->r - 1) * g->w + g->s - 1;
     int64_t d = g->ph * g->w + g->pw;
-    g->densef = g->fv->fm != NULL;
+    g->densef = dense_fits(kn, g->fv, g->P);
     g->dfrf = roundup64(d, 16), g->dinf = g->dfrf - d;
     g->dpsf = roundup64(g->dinf + roundup64(g->P, kn->vl) + reach, 16);
     if (g->densef)
       g->fwd_slot = round64((size_t)(g->c * g->dpsf) * 4);
     d = (g->r - 1 - g->ph) * g->w + g->s - 1 - g->pw;
-    g->denseb = g->bv->fm != NULL;
+    g->denseb = dense_fits(kn, g->bv, g->hw);
     g->dfrb = roundup64(d, 16), g->dinb = g->dfrb - d;
     g->dpsb = roundup64(g->dinb + roundup64(g->hw, kn->vl) + reach, 16);
     if (g->denseb)
@@ -246,11 +253,16 @@ static void conv_direct_geometry(conv_geom *g) {
     g->dfrf = roundup64(top * g->ow - g->dcs0, 16), g->dinf = g->dfrf;
     g->dpsf =
         roundup64(g->dfrf + roundup64(g->P, kn->vl) + bot * g->ow + csmax, 16);
-    g->densef = g->fv->fm != NULL;
+    g->densef = dense_fits(kn, g->fv, g->P);
     if (g->densef)
       g->fwd_slot = round64((size_t)(4 * g->c * g->dpsf) * 4);
     g->densew = 1;
   }
+  /* fwt only with rows of 4+ taps: ResNet-20's 3x3 layers ran 2-20 %
+   * slower in the lanes (3 taps of 2 weight loads each per position
+   * tile); not where the dense kernel runs */
+  g->fwt = kn->fwdt && g->nph == 1 && g->k % 16 == 0 && g->s >= 4 &&
+           g->c * rs <= CONVD_CHAIN && !g->densef;
   /* dense wgrad (either layout): the kernel reads the last kt rows of dy
    * for a partial channel block, so it needs k >= kt; G images of x's
    * dense planes per call, then the row-edge mask table */
