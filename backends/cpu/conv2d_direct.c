@@ -121,6 +121,10 @@ TGT static inline __m256 convd_tap256(__m256i col, int64_t cs, int64_t w) {
 #define WNO 5
 #define CONVD_FN convd_avx2_wgrad_2x5
 #include "conv2d_direct_kern.h"
+#define WKT 6
+#define WNO 2
+#define CONVD_FN convd_avx2_wgrad_6x2
+#include "conv2d_direct_kern.h"
 
 /* Stride-2 (de)interleaving of rows, for both kernel sets. */
 TGT static void convd_deint2(const float *src, int64_t n, float *even,
@@ -206,12 +210,13 @@ static const convd_kernels convd_avx2 = {
     .name = "avx2",
     .vl = VL,
     .nfwd = 2,
-    .nwgrad = 3,
+    .nwgrad = 4,
     .fwd = {{4, 3, convd_avx2_fwd_4x3, convd_avx2_fwdm_4x3},
             {6, 2, convd_avx2_fwd_6x2, convd_avx2_fwdm_6x2}},
     .wgrad = {{4, 3, convd_avx2_wgrad_4x3, NULL},
               {3, 3, convd_avx2_wgrad_3x3, NULL},
-              {2, 5, convd_avx2_wgrad_2x5, NULL}},
+              {2, 5, convd_avx2_wgrad_2x5, NULL},
+              {6, 2, convd_avx2_wgrad_6x2, NULL}},
     .rows = convd_rows256,
     .deint2 = convd_deint2,
     .deint2p = convd_deint2p256,
