@@ -11,12 +11,13 @@
  * stride phase) in the slot, the kernel writes the outputs on the padded grid,
  * and the valid ones are copied out. A slot's zeros stay in place for its next
  * image, so only the data is copied again. Stride 1 with ow == w (2*pw == s-1,
- * e.g. 3x3 pad 1) on AVX-512 is "dense" instead: the planes are whole rows
+ * e.g. 3x3 pad 1) is "dense" instead (AVX2: when the positions fill 4+ register
+ * tiles, dense_fits): the planes are whole rows
  * (zero rows above and below only, one contiguous copy per channel), the
  * kernel masks each tap's loads at the row edges and writes y (or adds
  * into dx) itself: no junk columns, no copy-out (conv_direct_geometry).
  * Stride 2x2 with out = in/2 (3x3 pad 1, even sizes) is dense too for fwd
- * and bwd filter: x's 4 phases are planes of whole out-wide rows, so the
+ * and (AVX-512) bwd filter: x's 4 phases are planes of whole out-wide rows, so the
  * same kernels run on the output's own positions (bwd data keeps phases).
  * Backward filter sums CONVD_CHUNKS fixed chunks of images into partials
  * (combined in order as below); a 1x1 kernel runs its channels as the kernel's
@@ -1112,7 +1113,7 @@ static void wg_lanes(const conv_geom *g, float *xb, int64_t i0, int64_t m,
                   g->r, g->s, dst);
 }
 
-/* Dense (stride 1 with ow == w, or dense2; AVX-512): x as fwd's dense
+/* Dense (stride 1 with ow == w, or dense2; AVX-512 only): x as fwd's dense
  * planes, dy read in place; the kernel masks each tap's x loads with the
  * table of lanes whose column, shifted by the tap's, stays in the row (and
  * whose position is below P), built in the slice on its first call. */

@@ -49,7 +49,8 @@ static inline void convd_tap_range(const int64_t *off, int64_t nrs, int64_t q,
     b++;
   *t0 = a, *t1 = b;
 }
-/* The dense variant (AVX-512): in holds whole rows of width w, no side
+
+/* The dense variant (AVX-512, AVX2): in holds whole rows of width w, no side
  * padding; out[(kk)*ldo + q] for kk < nk, q < nq (any count) is
  *   sum over ci, t of wp[...] * in[ci*ps + q + off[t]] where the column
  *   (q mod w) + cs[t] lies in [0, w) (else that product is left out),
