@@ -17,6 +17,11 @@
 #               the ResNets
 #   PYTHON      default /usr/bin/python3 (Debian's python3-torch)
 #   RAW         file to keep every raw result line in (default: a temp file)
+#   ISA         avx2: both sides on their AVX2 code even on an AVX-512 CPU
+#               (TINYCNN_CPU_ISA=avx2 for tinycnn; ATEN_CPU_CAPABILITY=avx2
+#               and ONEDNN_MAX_CPU_ISA=AVX2 for PyTorch); the table's header
+#               shows what each side reported it ran (kernels=, PyTorch's
+#               "CPU capability usage", oneDNN's isa and convolution lines)
 # Both programs run with the same environment; OPENBLAS_NUM_THREADS=1 is
 # set for both (PyTorch's recommended setting; tinycnn sets OpenBLAS to
 # one thread itself). Anything else, e.g. GLIBC_TUNABLES, is passed to both
@@ -31,6 +36,17 @@ MODES=${MODES:-"train infer"}
 THREADS=${THREADS:-0}
 PYTHON=${PYTHON:-/usr/bin/python3}
 export OPENBLAS_NUM_THREADS=1
+ISA=${ISA:-}
+case $ISA in
+  "") ;;
+  avx2)
+    export TINYCNN_CPU_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+    ;;
+  *)
+    echo "compare.sh: ISA=$ISA: only avx2 (or unset) is known" >&2
+    exit 2
+    ;;
+esac
 
 # ---- build ------------------------------------------------------------------
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
@@ -61,6 +77,16 @@ cpu_line=$(grep '^cpu=' <<<"$header")
 isa_line=$(grep '^isa ' <<<"$header")
 tc_line=$(grep '^tinycnn=' <<<"$header")
 torch_line=$("$PYTHON" -c 'import torch; print("torch=%s mkldnn=%d" % (torch.__version__, torch.backends.mkldnn.is_available()))')
+# what PyTorch runs: ATen's kernels, and oneDNN's isa and the convolution
+# implementation of a LeNet conv2 forward (ONEDNN_VERBOSE=1)
+torch_isa=$(ONEDNN_VERBOSE=1 "$PYTHON" -c '
+import torch
+print("\n".join(l.strip() for l in torch.__config__.show().splitlines()
+                if "CPU capability" in l))
+torch.set_num_threads(1)
+with torch.no_grad():
+    torch.nn.Conv2d(6, 16, 5)(torch.randn(2, 6, 14, 14))
+' 2>&1 | grep -E 'CPU capability|isa:|convolution,' | cut -d, -f1-6 | head -3)
 
 # ---- runs -------------------------------------------------------------------
 start=$(date +%s)
@@ -85,6 +111,9 @@ echo "$cpu_line"
 echo "$isa_line"
 echo "$tc_line (buildtype=$buildtype)"
 echo "$torch_line"
+echo "$torch_isa" | sed 's/^/torch: /'
+[ -z "$ISA" ] || echo "ISA=$ISA: TINYCNN_CPU_ISA=$TINYCNN_CPU_ISA" \
+  "ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA"
 echo "both with --threads $THREADS (0 = all $(nproc) cores); medians of $RUNS runs;" \
   "img/s = images per second; ratio = tinycnn / PyTorch of the medians;" \
   "paired = median of the ratios of runs taken one after the other;" \

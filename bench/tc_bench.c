@@ -18,6 +18,7 @@
 #endif
 #include <errno.h>
 #include <libtinycnn.h>
+#include <tinycnn_backend.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,8 +114,21 @@ static void print_header(const bench_args *a) {
   if (tc_set_num_threads(a->threads) != TC_OK)
     fprintf(stderr, "%s: --threads %d: %s\n", prog, a->threads,
             tc_last_error());
-  printf("tinycnn=%s openblas=\"%s\" threads=%d\n", tc_version(),
-         cfg ? cfg : "unknown", tc_get_num_threads());
+  /* the kernels the CPU backend runs (TINYCNN_CPU_ISA can lower them) */
+  const char *kernels = "unknown";
+  tc_backend *be = NULL;
+  if (tc_backend_create_ex(&be, "cpu", NULL) == TC_OK) {
+    const tc_backend_iface *it = tc_backend_get_iface(be);
+    const char *(*isa_name)(void) = NULL;
+    if (it->get_proc)
+      *(void **)&isa_name = it->get_proc(tc_backend_get_context(be),
+                                         "tc_cpu_isa_name");
+    if (isa_name)
+      kernels = isa_name();
+  }
+  printf("tinycnn=%s openblas=\"%s\" threads=%d kernels=%s\n", tc_version(),
+         cfg ? cfg : "unknown", tc_get_num_threads(), kernels);
+  tc_backend_destroy(be);
   fflush(stdout);
 }
 

@@ -47,7 +47,7 @@ tc_status tc__open_regular(const char *path, int *out_fd, uint64_t *out_size,
 
 tc_status tc__fopen_regular(const char *path, FILE **out, uint64_t *out_size,
                             const char *fn) {
-  int fd;
+  int fd = -1;
   tc_status st = tc__open_regular(path, &fd, out_size, fn);
   if (st != TC_OK)
     return st;

@@ -1,7 +1,8 @@
 /*
  * test_backend.c - finding backends by name, the CUDA module's clean
  * absence, third-party registration through the public table, and the
- * table version rules (newer API refused, NULL slots = unsupported).
+ * table version rules (newer API refused, NULL slots = unsupported), the
+ * CPU backend's get_proc extra ("tc_cpu_isa_name").
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,20 @@ START_TEST(test_cpu_backend) {
   ck_assert_uint_eq(it->api_version, TC_BACKEND_API_VERSION);
   ck_assert_uint_eq(it->struct_size, sizeof(tc_backend_iface));
   ck_assert_int_eq(tc_backend_synchronize(be), TC_OK);
+  /* get_proc: the kernel level, after TINYCNN_CPU_ISA */
+  ck_assert_ptr_nonnull(it->get_proc);
+  const char *(*isa_name)(void) = NULL;
+  *(void **)&isa_name =
+      it->get_proc(tc_backend_get_context(be), "tc_cpu_isa_name");
+  ck_assert_ptr_nonnull(isa_name);
+  const char *isa = isa_name(), *env = getenv("TINYCNN_CPU_ISA");
+  ck_assert(!strcmp(isa, "avx512") || !strcmp(isa, "avx2") ||
+            !strcmp(isa, "generic"));
+  if (env && !strcmp(env, "generic"))
+    ck_assert_str_eq(isa, "generic");
+  if (env && !strcmp(env, "avx2"))
+    ck_assert_str_ne(isa, "avx512");
+  ck_assert_ptr_null(it->get_proc(tc_backend_get_context(be), "no_such"));
   tc_backend_destroy(be);
   tc_backend_destroy(NULL);
 }

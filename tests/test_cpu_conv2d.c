@@ -225,6 +225,10 @@ static const ccase fixed_cases[] = {
     {2, 16, 9, 20, 16, 3, 3, 2, 1, 1, 1, 1, 1}, /* stride 2,1, pad 1 */
     {2, 5, 8, 8, 9, 5, 5, 1, 1, 1, 1, 1, 1},    /* pad 1 < s-1 */
     {2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1},  /* ResNet 8x8, 64 ch */
+    /* position blocks leave out the taps that read only padding rows:
+     * blocks with some, none, or all of the taps */
+    {1, 4, 9, 40, 6, 7, 3, 1, 1, 0, 1, 1, 1}, /* bwd: 3-row dy, 7 rows */
+    {2, 3, 4, 30, 5, 5, 5, 1, 1, 4, 4, 1, 1}, /* fwd: pad 4 rows */
     /* stride 1, ow == w (AVX-512: the dense masked kernels, y/dx direct) */
     {2, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1}, /* ResNet 32x32 */
     {1, 32, 16, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1}, /* ResNet 16x16 */
@@ -263,6 +267,19 @@ static const ccase fixed_cases[] = {
     {3, 5, 4, 8, 48, 3, 3, 1, 1, 1, 1, 1, 1},    /* 32 + 16 lanes, odd c */
     {2, 4, 4, 16, 32, 3, 3, 1, 1, 0, 1, 1, 1},   /* ph 0: oh < h */
     {2, 3, 2, 8, 64, 3, 3, 1, 1, 2, 1, 1, 1},    /* ph 2: oh > h */
+    /* AVX2 dense kernels (4+ whole tiles of position vectors, masks
+     * ANDed with plain loads): tails under 8, partial channel blocks */
+    {2, 5, 7, 13, 10, 3, 3, 1, 1, 1, 1, 1, 1},  /* 3x3, 91 positions */
+    {2, 3, 9, 11, 7, 5, 5, 1, 1, 2, 2, 1, 1},   /* 5x5 pad 2, 99 */
+    {2, 3, 20, 22, 9, 3, 3, 2, 2, 1, 1, 1, 1},  /* stride 2: 10x11 out */
+    /* AVX2: stride 1, k a multiple of 16, rows of 4+ taps: the weight
+     * gradient (tiles of <= 6 taps) and the forward (tiles of <= 6
+     * columns, c*r*s <= 1024) with output channels in the lanes */
+    {1, 48, 6, 7, 16, 5, 5, 1, 1, 2, 2, 1, 1},  /* fwd: c*r*s > 1024 */
+    {17, 3, 9, 11, 16, 5, 5, 1, 1, 2, 2, 1, 1}, /* chunks, pad 2 */
+    {2, 4, 7, 13, 32, 3, 7, 1, 1, 1, 3, 1, 1},  /* 3x7: 6 + 1 taps a row */
+    {3, 5, 6, 9, 16, 4, 4, 1, 1, 0, 0, 1, 1},   /* 4x4, pad 0 */
+    {1, 2, 5, 30, 48, 2, 5, 1, 1, 1, 2, 1, 1},  /* 2x5, k = 48 */
     /* dense stride 2 (AVX-512: stride 2x2, out = in/2, so r = 2*ph + 1 or
      * 2*ph + 2): x in 4 phase planes of whole out-wide rows, fwd writing
      * y, wgrad reading dy in place */

@@ -37,6 +37,21 @@ int tc__cpu_isa(void) {
   return v;
 }
 
+/* get_proc extras: "tc_cpu_isa_name" gives const char *(*)(void), the
+ * kernel level this process runs ("avx512", "avx2" or "generic", after
+ * TINYCNN_CPU_ISA), so a benchmark can show what it measured. */
+static const char *cpu_isa_name(void) {
+  int v = tc__cpu_isa();
+  return v >= CPU_ISA_AVX512 ? "avx512" : v >= CPU_ISA_AVX2 ? "avx2" : "generic";
+}
+
+static void *cpu_get_proc(void *ctx, const char *name) {
+  (void)ctx;
+  if (name && strcmp(name, "tc_cpu_isa_name") == 0)
+    return (void *)cpu_isa_name;
+  return NULL;
+}
+
 static tc_status cpu_probe(char *msg, size_t msg_size) {
   (void)msg;
   (void)msg_size;
@@ -161,7 +176,7 @@ static const tc_backend_iface cpu_iface = {
     .sgd_update = tc__cpu_sgd_update,
     .adam_update = tc__cpu_adam_update,
     .reduce = tc__cpu_reduce,
-    .get_proc = NULL,
+    .get_proc = cpu_get_proc,
     .batchnorm_relu_fwd_train = tc__cpu_batchnorm_relu_fwd_train,
     .batchnorm_relu_fwd_infer = tc__cpu_batchnorm_relu_fwd_infer,
     .batchnorm_relu_bwd = tc__cpu_batchnorm_relu_bwd,

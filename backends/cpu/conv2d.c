@@ -11,17 +11,19 @@
  * stride phase) in the slot, the kernel writes the outputs on the padded grid,
  * and the valid ones are copied out. A slot's zeros stay in place for its next
  * image, so only the data is copied again. Stride 1 with ow == w (2*pw == s-1,
- * e.g. 3x3 pad 1) on AVX-512 is "dense" instead: the planes are whole rows
+ * e.g. 3x3 pad 1) is "dense" instead (AVX2: when the positions fill 4+ register
+ * tiles, dense_fits): the planes are whole rows
  * (zero rows above and below only, one contiguous copy per channel), the
  * kernel masks each tap's loads at the row edges and writes y (or adds
  * into dx) itself: no junk columns, no copy-out (conv_direct_geometry).
  * Stride 2x2 with out = in/2 (3x3 pad 1, even sizes) is dense too for fwd
- * and bwd filter: x's 4 phases are planes of whole out-wide rows, so the
+ * and (AVX-512) bwd filter: x's 4 phases are planes of whole out-wide rows, so the
  * same kernels run on the output's own positions (bwd data keeps phases).
  * Backward filter sums CONVD_CHUNKS fixed chunks of images into partials
  * (combined in order as below); a 1x1 kernel runs its channels as the kernel's
  * taps; a dense 3x3 stride-1 one with 32+ output channels (a multiple of 16)
- * puts the channels in the lanes instead of positions (conv2d_wgradt.c). Direct
+ * puts the channels in the lanes instead of positions (conv2d_wgradt.c; on
+ * AVX2 a stride-1 one with k a multiple of 16 and rows of 4+ taps). Direct
  * workspace: max over the three ops of (shared + slots * slot), where shared is
  * the packed weights (fwd, bwd data) or the partials (bwd filter) and slot one
  * image's padded input and outputs (bwd filter: G images); every op needs the
@@ -108,10 +110,15 @@ typedef struct conv_geom {
    * vectors per image (the row-edge mask table has s rows of them) */
   int densew;
   int64_t dnqv;
-  /* dense wgrad of a 3x3 stride-1 layer with k and P multiples of 16, k
-   * >= 32 (AVX-512): output channels in the lanes (conv2d_wgradt.c), x in
-   * the padded-row planes of the position kernels, dy transposed */
+  /* the weight gradient with output channels in the lanes
+   * (conv2d_wgradt.c; AVX-512: dense 3x3 stride 1, k and P multiples of
+   * 16, k >= 32; AVX2: stride 1, k a multiple of 16, s >= 4), x in the
+   * padded-row planes of the position kernels, dy transposed */
   int wgt;
+  /* fwd with the output channels in the lanes (AVX2, stride 1, k a
+   * multiple of 16, s >= 4, c*r*s <= CONVD_CHAIN): x in the padded-row
+   * planes, y through a (P, k) buffer in the slot's output rows */
+  int fwt;
   /* dense fwd / wgrad with stride 2x2 and out = in/2 (dense2): x split
    * into its 4 phases (row, column parity), each a plane of whole oh x ow
    * rows; dnph planes per channel (1 or 4), column shifts dcs0 ..
@@ -141,6 +148,17 @@ static int64_t roundup64(int64_t v, int64_t m) {
 
 static int64_t max64(int64_t x, int64_t y) {
   return x > y ? x : y;
+}
+
+/* Whether the dense kernel of tile v suits n positions: AVX2 runs the
+ * last n/VL % nv vectors one at a time (load-bound), so it wants at least
+ * 4 whole tiles (ResNet's 8x8 layers, 8 vectors: 6.4 -> 6.8 ms dense,
+ * the 16x16 and 32x32 ones 2-4 % faster). */
+static int dense_fits(const convd_kernels *kn, const convd_fwd_var *v,
+                      int64_t n) {
+  if (!v->fm)
+    return 0;
+  return kn->vl == 16 || (n + kn->vl - 1) / kn->vl >= 4 * v->nv;
 }
 
 /* Sizes for the direct path, or g->kern = NULL when it does not apply
@@ -209,13 +227,13 @@ static void conv_direct_geometry(conv_geom *g) {
      * masked in the kernel instead of stored; planes keep zero rows */
     int64_t reach = (g->r - 1) * g->w + g->s - 1;
     int64_t d = g->ph * g->w + g->pw;
-    g->densef = g->fv->fm != NULL;
+    g->densef = dense_fits(kn, g->fv, g->P);
     g->dfrf = roundup64(d, 16), g->dinf = g->dfrf - d;
     g->dpsf = roundup64(g->dinf + roundup64(g->P, kn->vl) + reach, 16);
     if (g->densef)
       g->fwd_slot = round64((size_t)(g->c * g->dpsf) * 4);
     d = (g->r - 1 - g->ph) * g->w + g->s - 1 - g->pw;
-    g->denseb = g->bv->fm != NULL;
+    g->denseb = dense_fits(kn, g->bv, g->hw);
     g->dfrb = roundup64(d, 16), g->dinb = g->dfrb - d;
     g->dpsb = roundup64(g->dinb + roundup64(g->hw, kn->vl) + reach, 16);
     if (g->denseb)
@@ -236,19 +254,29 @@ static void conv_direct_geometry(conv_geom *g) {
     g->dfrf = roundup64(top * g->ow - g->dcs0, 16), g->dinf = g->dfrf;
     g->dpsf =
         roundup64(g->dfrf + roundup64(g->P, kn->vl) + bot * g->ow + csmax, 16);
-    g->densef = g->fv->fm != NULL;
+    g->densef = dense_fits(kn, g->fv, g->P);
     if (g->densef)
       g->fwd_slot = round64((size_t)(4 * g->c * g->dpsf) * 4);
     g->densew = 1;
   }
+  /* fwt only with rows of 4+ taps: ResNet-20's 3x3 layers ran 2-20 %
+   * slower in the lanes (3 taps of 2 weight loads each per position
+   * tile); not where the dense kernel runs */
+  g->fwt = kn->fwdt && g->nph == 1 && g->k % 16 == 0 && g->s >= 4 &&
+           g->c * rs <= CONVD_CHAIN && !g->densef;
   /* dense wgrad (either layout): the kernel reads the last kt rows of dy
    * for a partial channel block, so it needs k >= kt; G images of x's
    * dense planes per call, then the row-edge mask table */
   g->densew = g->densew && g->wv->fm != NULL && g->k >= g->wv->kt;
   /* k = 16 stays on the position kernels: one channel vector per tap
    * leaves the lanes kernel load-bound (ResNet 32x32: 1.44 -> 1.73 ms) */
-  g->wgt = g->densew && !g->dense2 && kn->wgradt && g->r == 3 && g->s == 3 &&
-           g->k % 16 == 0 && g->k >= 32 && g->P % 16 == 0;
+  if (kn->vl == 16)
+    g->wgt = g->densew && !g->dense2 && kn->wgradt && g->r == 3 && g->s == 3 &&
+             g->k % 16 == 0 && g->k >= 32 && g->P % 16 == 0;
+  else /* AVX2: two vectors of channels x one row of s >= 4 taps; 3x3
+        * stays on the position kernels (ResNet-20's layers: 3-11 %
+        * slower in the lanes, whose 3-tap tiles wait on FMA latency) */
+    g->wgt = kn->wgradt && g->nph == 1 && g->k % 16 == 0 && g->s >= 4;
   if (g->wgt) {
     g->G = min64(CONVD_MAX_G, max64(1, (CONVD_WG_POSITIONS + g->P - 1) / g->P));
     g->wg_slot = round64((size_t)(g->G * (g->c * g->psw + g->k * g->P)) * 4);
@@ -763,7 +791,9 @@ static int64_t dense_taps(const conv_geom *g, int flip, int64_t *off,
  * channel kb*kt + j (zero past k) for input channel ci, tap t of
  * all_taps. */
 static void pack_fwd_weights(const conv_geom *g, float *wp) {
-  int64_t kt = g->fv->kt, rs = g->r * g->s;
+  /* fwt: one tile of all k channels */
+  int64_t kt = g->fwt ? g->k : g->fv->kt, rs = g->r * g->s;
+  int64_t kpf = g->fwt ? g->k : g->kpf;
   int64_t off[CONVD_MAX_RS + 8], idx[CONVD_MAX_RS], cs[CONVD_MAX_RS];
   if (g->densef)
     dense_taps(g, 0, off, cs, idx);
@@ -773,7 +803,7 @@ static void pack_fwd_weights(const conv_geom *g, float *wp) {
    * (the other order gathered kt of them from rows c*rs apart per value:
    * 64-channel layers took ~40 us, with the pool's other thread waiting) */
   int64_t crs = g->c * rs;
-  for (int64_t kk = 0; kk < g->kpf; kk++) {
+  for (int64_t kk = 0; kk < kpf; kk++) {
     float *dst = wp + (kk / kt) * crs * kt + kk % kt;
     if (kk >= g->k) { /* the last block's padding channels */
       for (int64_t e = 0; e < crs; e++)
@@ -882,9 +912,20 @@ static void dfwd_task(void *arg, int64_t t) {
   const float *wp = (const float *)a->workspace;
   float *out = xp + g->nph * g->c * g->psf; /* (kpf, nqf) */
   int64_t nkb = g->kpf / g->fv->kt, nrs = all_taps(g, g->psf, off, idx);
+  /* stride 1: x's data rows (the taps of several phases are not sorted) */
+  int64_t lo = 0, hi = INT64_MAX;
+  if (g->nph == 1)
+    lo = g->ph * g->Ws + g->pw, hi = (g->ph + g->h - 1) * g->Ws + g->pw + g->w;
   for (int64_t i = i0; i < i1; i++) {
     phase_planes(g, a->x + i * g->c * g->hw, xp, g->psf, !fresh || i > i0);
-    g->fv->fn(xp, g->c, g->psf, off, nrs, wp, nkb, out, g->nqf, g->nqf, 0);
+    if (g->fwt) { /* out as (P, k), then y (k, P) */
+      g->kern->fwdt(xp, g->psf, g->Ws, off, nrs, wp, g->c, g->k, g->oh, g->ow,
+                    a->bias, out);
+      g->kern->transpose(out, g->P, g->k, a->y + i * g->k * g->P);
+      continue;
+    }
+    g->fv->fn(xp, g->c, g->psf, off, nrs, lo, hi, wp, nkb, out, g->nqf, g->nqf,
+              0);
     float *y = a->y + i * g->k * g->P;
     for (int64_t kk = 0; kk < g->k; kk++)
       g->kern->rows(out + kk * g->nqf, g->Ws, y + kk * g->P, g->ow, g->oh,
@@ -978,6 +1019,10 @@ static void dbwd_task(void *arg, int64_t t) {
   const float *wp = (const float *)a->workspace;
   float *out = dp + g->k * g->psb; /* nph x (cpf, nqb) */
   int64_t nkb = g->cpf / g->bv->kt, pb = g->cpf * g->nqb;
+  /* dy's data in its padded planes: the first and last rows of dx read
+   * fewer tap rows (a 5x5 layer's 10x10 dy: half the products are zero) */
+  int64_t pt = g->Rm - 1 - g->U0, pl = g->Sm - 1 - g->V0;
+  int64_t lo = pt * g->Wq + pl, hi = (pt + g->oh - 1) * g->Wq + pl + g->ow;
   /* phases without taps read as zeros in scatter2 */
   if (fresh && g->sw == 2)
     for (int64_t p = 0; p < g->nph; p++)
@@ -985,14 +1030,14 @@ static void dbwd_task(void *arg, int64_t t) {
         memset(out + p * pb, 0, (size_t)pb * sizeof *out);
   for (int64_t i = i0; i < i1; i++) {
     pad_planes(g->kern, a->dy + i * g->k * g->P, g->k, g->oh, g->ow, dp, g->psb,
-               g->Wq, g->Rm - 1 - g->U0, g->Sm - 1 - g->V0, !fresh || i > i0);
+               g->Wq, pt, pl, !fresh || i > i0);
     float *dx = a->dx + i * g->c * g->hw;
     const float *w = wp;
     for (int64_t p = 0; p < g->nph; p++) {
       int64_t nt = phase_taps(g, p, g->Wq, 1, off, idx);
       if (nt) {
-        g->bv->fn(dp, g->k, g->psb, off, nt, w, nkb, out + p * pb, g->nqb,
-                  g->nqb, 0);
+        g->bv->fn(dp, g->k, g->psb, off, nt, lo, hi, w, nkb, out + p * pb,
+                  g->nqb, g->nqb, 0);
         w += g->cpf * g->k * nt;
       }
       if (g->sw != 2)
@@ -1050,9 +1095,10 @@ static void wg_run(const conv_geom *g, int64_t t, wg_batch_fn fn) {
   wg_ready = ready;
 }
 
-/* wgt (3x3 stride 1, k and P multiples of 16, k >= 32; AVX-512): x as
- * wg_positions' padded-row planes (a tap off the image reads a zero), dy
- * transposed to (position, channel). */
+/* wgt (AVX-512: 3x3 stride 1, k and P multiples of 16, k >= 32; AVX2:
+ * stride 1, k a multiple of 16, s >= 4): x as wg_positions' padded-row
+ * planes (a tap off the image reads a zero), dy transposed to (position,
+ * channel). */
 static void wg_lanes(const conv_geom *g, float *xb, int64_t i0, int64_t m,
                      int64_t ready, float *dst) {
   const tc_conv2d_args *a = g->a;
@@ -1064,10 +1110,10 @@ static void wg_lanes(const conv_geom *g, float *xb, int64_t i0, int64_t m,
     g->kern->transpose(a->dy + (i0 + i) * kp, g->k, g->P, dt + i * kp);
   }
   g->kern->wgradt(xb, xs, g->psw, g->Ws, dt, kp, m, g->c, g->k, g->oh, g->ow,
-                  dst);
+                  g->r, g->s, dst);
 }
 
-/* Dense (stride 1 with ow == w, or dense2; AVX-512): x as fwd's dense
+/* Dense (stride 1 with ow == w, or dense2; AVX-512 only): x as fwd's dense
  * planes, dy read in place; the kernel masks each tap's x loads with the
  * table of lanes whose column, shifted by the tap's, stays in the row (and
  * whose position is below P), built in the slice on its first call. */

@@ -50,6 +50,46 @@ convd_hsums256(const __m256 *v, float *s) {
                        _mm256_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1))));
 }
 
+/* Lane masks of the dense kernels: a mask is all-ones lanes ANDed with a
+ * plain load (the dense planes have room for a whole vector past every
+ * tap's reach, so the load stays inside them; masked-out lanes read
+ * +0.0 whatever the memory holds); stores and reads of the output's last
+ * vector use vmaskmovps (they may not touch memory past the tensor). */
+#define VM __m256
+#define VI __m256i
+#define VM_COLS(c0, w) convd_cols256(c0, w)
+#define VM_TAP(col, cs, w) convd_tap256(col, cs, w)
+#define VM_LOAD(m, p) _mm256_and_ps(m, _mm256_loadu_ps(p))
+#define VS __m256i
+#define VS_FIRST(rest)                                                         \
+  _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(rest)),                          \
+                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define VS_LOAD(m, p) _mm256_maskload_ps(p, m)
+#define VS_STORE(p, m, v) _mm256_maskstore_ps(p, m, v)
+
+/* The column in a row of width w of each lane of positions c0 .. c0+7
+ * (c0 < w). */
+TGT static inline __m256i convd_cols256(int64_t c0, int64_t w) {
+  __m256i wv = _mm256_set1_epi32((int)w), w1 = _mm256_set1_epi32((int)w - 1);
+  __m256i col = _mm256_add_epi32(_mm256_set1_epi32((int)c0),
+                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (;;) {
+    __m256i m = _mm256_cmpgt_epi32(col, w1);
+    if (!_mm256_movemask_epi8(m))
+      return col;
+    col = _mm256_sub_epi32(col, _mm256_and_si256(m, wv));
+  }
+}
+
+/* All-ones lanes where 0 <= col + cs < w. */
+TGT static inline __m256 convd_tap256(__m256i col, int64_t cs, int64_t w) {
+  __m256i x = _mm256_add_epi32(col, _mm256_set1_epi32((int)cs));
+  __m256i in = _mm256_and_si256(
+      _mm256_cmpgt_epi32(_mm256_set1_epi32((int)w), x),
+      _mm256_cmpgt_epi32(x, _mm256_set1_epi32(-1)));
+  return _mm256_castsi256_ps(in);
+}
+
 /* tiles: accumulators + loaded vectors + 1 <= 16 registers */
 #define CONVD_SUMS_FN convd_avx2_tile_sums
 #include "conv2d_direct_kern.h"
@@ -60,6 +100,14 @@ convd_hsums256(const __m256 *v, float *s) {
 #define FKT 6
 #define FNV 2
 #define CONVD_FN convd_avx2_fwd_6x2
+#include "conv2d_direct_kern.h"
+#define MKT 4
+#define MNV 3
+#define CONVD_FN convd_avx2_fwdm_4x3
+#include "conv2d_direct_kern.h"
+#define MKT 6
+#define MNV 2
+#define CONVD_FN convd_avx2_fwdm_6x2
 #include "conv2d_direct_kern.h"
 #define WKT 4
 #define WNO 3
@@ -72,6 +120,10 @@ convd_hsums256(const __m256 *v, float *s) {
 #define WKT 2
 #define WNO 5
 #define CONVD_FN convd_avx2_wgrad_2x5
+#include "conv2d_direct_kern.h"
+#define WKT 6
+#define WNO 2
+#define CONVD_FN convd_avx2_wgrad_6x2
 #include "conv2d_direct_kern.h"
 
 /* Stride-2 (de)interleaving of rows, for both kernel sets. */
@@ -158,15 +210,20 @@ static const convd_kernels convd_avx2 = {
     .name = "avx2",
     .vl = VL,
     .nfwd = 2,
-    .nwgrad = 3,
-    .fwd = {{4, 3, convd_avx2_fwd_4x3, NULL}, {6, 2, convd_avx2_fwd_6x2, NULL}},
+    .nwgrad = 4,
+    .fwd = {{4, 3, convd_avx2_fwd_4x3, convd_avx2_fwdm_4x3},
+            {6, 2, convd_avx2_fwd_6x2, convd_avx2_fwdm_6x2}},
     .wgrad = {{4, 3, convd_avx2_wgrad_4x3, NULL},
               {3, 3, convd_avx2_wgrad_3x3, NULL},
-              {2, 5, convd_avx2_wgrad_2x5, NULL}},
+              {2, 5, convd_avx2_wgrad_2x5, NULL},
+              {6, 2, convd_avx2_wgrad_6x2, NULL}},
     .rows = convd_rows256,
     .deint2 = convd_deint2,
     .deint2p = convd_deint2p256,
-    .inter2 = convd_inter2};
+    .inter2 = convd_inter2,
+    .wgradt = tc__convd_wgradt256,
+    .transpose = tc__convd_transpose256,
+    .fwdt = tc__convd_fwdt256};
 
 #undef TGT
 #undef vf
@@ -181,6 +238,15 @@ static const convd_kernels convd_avx2 = {
 #undef V_HSUMS
 #undef V_LANE
 #undef V_TILE_SUMS
+#undef VM
+#undef VI
+#undef VM_COLS
+#undef VM_TAP
+#undef VM_LOAD
+#undef VS
+#undef VS_FIRST
+#undef VS_LOAD
+#undef VS_STORE
 
 /* ---- AVX-512F: 32 zmm registers ---- */
 #define TGT __attribute__((target("avx512f,avx2,fma")))
@@ -223,6 +289,32 @@ convd_hsums512(const __m512 *v, float *s) {
   _mm512_storeu_ps(
       s, _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
                        _mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1))));
+}
+
+/* lane masks of the dense kernels: mask registers */
+#define VM __mmask16
+#define VI __m512i
+#define VM_COLS(c0, w) convd_cols512(c0, w)
+#define VM_TAP(col, cs, w)                                                     \
+  _mm512_cmplt_epu32_mask(_mm512_add_epi32(col, _mm512_set1_epi32((int)(cs))), \
+                          _mm512_set1_epi32((int)(w)))
+#define VM_LOAD(m, p) _mm512_maskz_loadu_ps(m, p)
+#define VS __mmask16
+#define VS_FIRST(rest)                                                         \
+  ((rest) >= VL ? (__mmask16)0xffff : (__mmask16)((1u << (rest)) - 1))
+#define VS_LOAD(m, p) _mm512_maskz_loadu_ps(m, p)
+#define VS_STORE(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+
+/* The column in a row of width w of each lane of positions c0 .. c0+15
+ * (c0 < w). */
+TGT static inline __m512i convd_cols512(int64_t c0, int64_t w) {
+  __m512i wv = _mm512_set1_epi32((int)w);
+  __m512i col = _mm512_add_epi32(
+      _mm512_set1_epi32((int)c0),
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  for (__mmask16 m; (m = _mm512_cmpge_epi32_mask(col, wv));)
+    col = _mm512_mask_sub_epi32(col, m, col, wv);
+  return col;
 }
 
 /* tiles: accumulators + loaded vectors + 1 <= 32 registers */

@@ -22,12 +22,35 @@
  *   wp[((kb*cin + ci)*nrs + t)*kt + j] * in[ci*ps + q + off[t]]
  * for kb < nkb, j < kt (the variant's channel tile), q < nq (a multiple of
  * the vector length), added to out when add (else stored); the sum runs
- * in blocks of max(1, CONVD_CHAIN / nrs) input channels. */
+ * in blocks of max(1, CONVD_CHAIN / nrs) input channels. Every plane is
+ * zero outside positions [lo, hi) and off is non-decreasing: a block of
+ * positions leaves out the taps that read only zeros there (the padding
+ * rows; "full" backward data of a 5x5 layer: half its products), which
+ * changes no sum but the sign of an exact zero. lo = 0, hi = INT64_MAX:
+ * every tap. */
 typedef void (*convd_fwd_fn)(const float *in, int64_t cin, int64_t ps,
-                             const int64_t *off, int64_t nrs, const float *wp,
-                             int64_t nkb, float *out, int64_t ldo, int64_t nq,
-                             int add);
-/* The dense variant (AVX-512): in holds whole rows of width w, no side
+                             const int64_t *off, int64_t nrs, int64_t lo,
+                             int64_t hi, const float *wp, int64_t nkb,
+                             float *out, int64_t ldo, int64_t nq, int add);
+
+/* Taps [*t0, *t1) of the non-decreasing off[0..nrs) that read a position
+ * in [lo, hi) for some position of [q, q + n). */
+static inline void convd_tap_range(const int64_t *off, int64_t nrs, int64_t q,
+                                   int64_t n, int64_t lo, int64_t hi,
+                                   int64_t *t0, int64_t *t1) {
+  int64_t a = 0, b;
+  if (nrs > 0 && q + n - 1 + off[0] >= lo && q + off[nrs - 1] < hi) {
+    *t0 = 0, *t1 = nrs; /* the common case: every tap */
+    return;
+  }
+  while (a < nrs && q + n - 1 + off[a] < lo)
+    a++;
+  for (b = a; b < nrs && q + off[b] < hi;)
+    b++;
+  *t0 = a, *t1 = b;
+}
+
+/* The dense variant (AVX-512, AVX2): in holds whole rows of width w, no side
  * padding; out[(kk)*ldo + q] for kk < nk, q < nq (any count) is
  *   sum over ci, t of wp[...] * in[ci*ps + q + off[t]] where the column
  *   (q mod w) + cs[t] lies in [0, w) (else that product is left out),
@@ -98,23 +121,46 @@ typedef struct convd_kernels {
   /* dst[2m] = even[m], dst[2m+1] = odd[m] for m < n (added when add) */
   void (*inter2)(const float *even, const float *odd, int64_t n, float *dst,
                  int add);
-  /* AVX-512 only (else NULL), conv2d_wgradt.c: the 3x3 weight gradient
-   * with the output channels in the lanes,
-   *   part[(kk*c + ci)*9 + 3*di + dj] += sum over images i < nimg, rows
+  /* conv2d_wgradt.c (NULL: none): the stride-1 weight gradient with the
+   * output channels in the lanes,
+   *   part[(kk*c + ci)*r*s + s*di + dj] += sum over images i < nimg, rows
    *   u < oh, columns v < ow of dyt[i*dts + (u*ow + v)*k + kk]
    *   * x[i*xs + ci*ps + (u + di)*ws + v + dj]
-   * for kk < k (a multiple of 16); and the transpose it wants of dy:
-   * dst[p*k + kk] = src[kk*np + p] (k, np multiples of 16). */
+   * for kk < k (a multiple of 16; AVX-512: 3x3 only); and the transpose
+   * it wants of dy: dst[p*k + kk] = src[kk*np + p] (AVX-512: k, np
+   * multiples of 16; AVX2: k a multiple of 8). */
   void (*wgradt)(const float *x, int64_t xs, int64_t ps, int64_t ws,
                  const float *dyt, int64_t dts, int64_t nimg, int64_t c,
-                 int64_t k, int64_t oh, int64_t ow, float *part);
+                 int64_t k, int64_t oh, int64_t ow, int64_t r, int64_t s,
+                 float *part);
   void (*transpose)(const float *src, int64_t k, int64_t np, float *dst);
+  /* AVX2 only (else NULL), conv2d_wgradt.c: the stride-1 forward with the
+   * output channels in the lanes, only real positions, into (P, k):
+   *   out[(u*ow + v)*k + kk] = sum over ci < c, t < rs of
+   *   wl[(ci*rs + t)*k + kk] * x[ci*ps + u*ws + v + off[t]] (+ bias[kk])
+   * for kk < k (a multiple of 16), u < oh, v < ow; one register chain per
+   * output (callers keep c*rs <= CONVD_CHAIN). */
+  void (*fwdt)(const float *x, int64_t ps, int64_t ws, const int64_t *off,
+               int64_t rs, const float *wl, int64_t c, int64_t k, int64_t oh,
+               int64_t ow, const float *bias, float *out);
 } convd_kernels;
 
 void tc__convd_wgradt512(const float *x, int64_t xs, int64_t ps, int64_t ws,
-                     const float *dyt, int64_t dts, int64_t nimg, int64_t c,
-                     int64_t k, int64_t oh, int64_t ow, float *part);
-void tc__convd_transpose512(const float *src, int64_t k, int64_t np, float *dst);
+                         const float *dyt, int64_t dts, int64_t nimg, int64_t c,
+                         int64_t k, int64_t oh, int64_t ow, int64_t r,
+                         int64_t s, float *part);
+void tc__convd_transpose512(const float *src, int64_t k, int64_t np,
+                            float *dst);
+void tc__convd_wgradt256(const float *x, int64_t xs, int64_t ps, int64_t ws,
+                         const float *dyt, int64_t dts, int64_t nimg, int64_t c,
+                         int64_t k, int64_t oh, int64_t ow, int64_t r,
+                         int64_t s, float *part);
+void tc__convd_transpose256(const float *src, int64_t k, int64_t np,
+                            float *dst);
+void tc__convd_fwdt256(const float *x, int64_t ps, int64_t ws,
+                       const int64_t *off, int64_t rs, const float *wl,
+                       int64_t c, int64_t k, int64_t oh, int64_t ow,
+                       const float *bias, float *out);
 
 /* The best kernels for tc__cpu_isa() (so TINYCNN_CPU_ISA can lower them), or
  * NULL (below AVX2+FMA: use im2col). */

@@ -6,7 +6,8 @@
  *   V_TILE_SUMS (the CONVD_SUMS_FN of the instruction set);
  *   CONVD_FN the function's name, and either FKT, FNV (a fwd kernel with
  *   an FKT channels x FNV vectors tile), MKT, MNV (the same for the
- *   masked "dense" fwd kernel, AVX-512 only), WKT, WNO (a wgrad kernel
+ *   masked "dense" fwd kernel, which also needs VM, VI, VM_COLS, VM_TAP,
+ *   VM_LOAD, VS, VS_FIRST, VS_LOAD, VS_STORE), WKT, WNO (a wgrad kernel
  *   with a WKT channels x WNO taps tile) or WMKT, WMNO (the same for the
  *   masked "dense" wgrad kernel, AVX-512 only), or CONVD_SUMS_FN alone
  *   (once per instruction set, first: the wgrad tiles' horizontal sums).
@@ -41,15 +42,17 @@ CONVD_SUMS_FN(vf *fl, int na, float *s) {
 
 #ifdef FKT
 TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
-                         const int64_t *off, int64_t nrs, const float *wp,
-                         int64_t nkb, float *out, int64_t ldo, int64_t nq,
-                         int add) {
+                         const int64_t *off, int64_t nrs, int64_t lo,
+                         int64_t hi, const float *wp, int64_t nkb, float *out,
+                         int64_t ldo, int64_t nq, int add) {
   int64_t cb = CONVD_CHAIN / nrs > 1 ? CONVD_CHAIN / nrs : 1;
   for (int64_t kb = 0; kb < nkb; kb++) {
     const float *wb = wp + kb * cin * nrs * FKT;
     float *ob = out + kb * FKT * ldo;
     int64_t q = 0;
     for (; q + FNV * VL <= nq; q += FNV * VL) {
+      int64_t t0, t1;
+      convd_tap_range(off, nrs, q, FNV * VL, lo, hi, &t0, &t1);
       /* sum cb input channels in registers, then add into the output:
        * shorter float chains, closer to the exact sum */
       for (int64_t c0 = 0; c0 < cin; c0 += cb) {
@@ -60,10 +63,10 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
 #pragma GCC unroll 4
           for (int v = 0; v < FNV; v++)
             acc[j][v] = V_ZERO();
-        const float *w = wb + c0 * nrs * FKT;
         for (int64_t ci = c0; ci < c1; ci++) {
           const float *xb = in + ci * ps + q;
-          for (int64_t t = 0; t < nrs; t++, w += FKT) {
+          const float *w = wb + (ci * nrs + t0) * FKT;
+          for (int64_t t = t0; t < t1; t++, w += FKT) {
             const float *xp = xb + off[t];
             vf xv[FNV];
 #pragma GCC unroll 4
@@ -94,16 +97,18 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
     }
     /* the last positions, one vector at a time (small images) */
     for (; q < nq; q += VL) {
+      int64_t t0, t1;
+      convd_tap_range(off, nrs, q, VL, lo, hi, &t0, &t1);
       for (int64_t c0 = 0; c0 < cin; c0 += cb) {
         int64_t c1 = c0 + cb < cin ? c0 + cb : cin;
         vf acc[FKT];
 #pragma GCC unroll 8
         for (int j = 0; j < FKT; j++)
           acc[j] = V_ZERO();
-        const float *w = wb + c0 * nrs * FKT;
         for (int64_t ci = c0; ci < c1; ci++) {
           const float *xb = in + ci * ps + q;
-          for (int64_t t = 0; t < nrs; t++, w += FKT) {
+          const float *w = wb + (ci * nrs + t0) * FKT;
+          for (int64_t t = t0; t < t1; t++, w += FKT) {
             vf xv = V_LOAD(xb + off[t]);
 #pragma GCC unroll 8
             for (int j = 0; j < FKT; j++)
@@ -193,13 +198,15 @@ TGT static void CONVD_FN(const float *x, int64_t xs, int64_t ps,
 #endif /* WKT */
 
 #ifdef MKT
-/* The "dense" fwd kernel (AVX-512 only: it needs mask registers): the
- * input planes hold whole rows of width w (zero rows above and below,
- * none at the sides), positions q are the output's own (q = oh*w + ow),
- * and a tap's loads are masked to the lanes whose column plus the tap's
- * column shift cs[t] lies in [0, w). So no junk columns are computed and
- * the sums go straight into the output (channels < nk, positions < nq;
- * the last vector is a masked store), plus bias[channel] when bias. */
+/* The "dense" fwd kernel: the input planes hold whole rows of width w
+ * (zero rows above and below, none at the sides), positions q are the
+ * output's own (q = oh*w + ow), and a tap's loads are masked to the lanes
+ * whose column plus the tap's column shift cs[t] lies in [0, w). So no
+ * junk columns are computed and the sums go straight into the output
+ * (channels < nk, positions < nq; the last vector is a masked store),
+ * plus bias[channel] when bias. The masks are the instruction set's
+ * (VM type, VM_COLS, VM_TAP, VM_LOAD; AVX2: lane masks ANDed with a plain
+ * load, which stays inside the planes' padding; VS_* the store masks). */
 TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
                          const int64_t *off, const int64_t *cs, int64_t nrs,
                          int64_t w, const float *wp, int64_t nk,
@@ -207,10 +214,7 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
                          int add) {
   int64_t cb = CONVD_CHAIN / nrs > 1 ? CONVD_CHAIN / nrs : 1;
   int64_t nkb = (nk + MKT - 1) / MKT;
-  __m512i iota =
-      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  __m512i wv = _mm512_set1_epi32((int)w);
-  __mmask16 mt[CONVD_MAX_RS][MNV];
+  VM mt[CONVD_MAX_RS][MNV];
   /* the common 3x3 case, when the caller lists the taps in three groups
    * of one column shift each, the middle one 0 (stride 1: -1, 0, +1;
    * stride 2: -1, 0, 0) */
@@ -225,13 +229,9 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
     int nv = full ? MNV : (int)((nq - q + VL - 1) / VL);
     /* column of each lane, then each tap's load mask */
     for (int v = 0; v < nv; v++) {
-      __m512i col =
-          _mm512_add_epi32(_mm512_set1_epi32((int)((q + v * VL) % w)), iota);
-      for (__mmask16 m; (m = _mm512_cmpge_epi32_mask(col, wv));)
-        col = _mm512_mask_sub_epi32(col, m, col, wv);
+      VI col = VM_COLS((q + v * VL) % w, w);
       for (int64_t t = 0; t < nrs; t++)
-        mt[t][v] = _mm512_cmplt_epu32_mask(
-            _mm512_add_epi32(col, _mm512_set1_epi32((int)cs[t])), wv);
+        mt[t][v] = VM_TAP(col, cs[t], w);
     }
     for (int64_t kb = 0; kb < nkb; kb++) {
       const float *wb = wp + kb * cin * nrs * MKT;
@@ -250,7 +250,7 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
           if (k3) {
             /* 3x3, taps in column-shift groups cs[0], 0, cs[6]: 4 masks
              * in registers, plain loads for the middle group */
-            __mmask16 ml[MNV], mr[MNV];
+            VM ml[MNV], mr[MNV];
 #pragma GCC unroll 4
             for (int v = 0; v < MNV; v++)
               ml[v] = mt[0][v], mr[v] = mt[6][v];
@@ -262,9 +262,9 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
                 vf xv[MNV];
 #pragma GCC unroll 4
                 for (int v = 0; v < MNV; v++)
-                  xv[v] = t < 3   ? _mm512_maskz_loadu_ps(ml[v], xp + v * VL)
+                  xv[v] = t < 3   ? VM_LOAD(ml[v], xp + v * VL)
                           : t < 6 ? V_LOAD(xp + v * VL)
-                                  : _mm512_maskz_loadu_ps(mr[v], xp + v * VL);
+                                  : VM_LOAD(mr[v], xp + v * VL);
 #pragma GCC unroll 8
                 for (int j = 0; j < MKT; j++) {
                   vf b = V_BC(wc[j]);
@@ -282,7 +282,7 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
                 vf xv[MNV];
 #pragma GCC unroll 4
                 for (int v = 0; v < MNV; v++)
-                  xv[v] = _mm512_maskz_loadu_ps(mt[t][v], xp + v * VL);
+                  xv[v] = VM_LOAD(mt[t][v], xp + v * VL);
 #pragma GCC unroll 8
                 for (int j = 0; j < MKT; j++) {
                   vf b = V_BC(wc[j]);
@@ -324,8 +324,7 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
       /* the last positions, one vector at a time, the last one masked */
       for (int v = 0; v < nv; v++) {
         int64_t qv = v * VL, rest = nq - q - qv;
-        __mmask16 sm =
-            rest >= VL ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1);
+        VS sm = VS_FIRST(rest);
         for (int64_t c0 = 0; c0 < cin; c0 += cb) {
           int64_t c1 = c0 + cb < cin ? c0 + cb : cin;
           vf acc[MKT];
@@ -336,7 +335,7 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
           for (int64_t ci = c0; ci < c1; ci++) {
             const float *xb = in + ci * ps + q + qv;
             for (int64_t t = 0; t < nrs; t++, wc += MKT) {
-              vf xv = _mm512_maskz_loadu_ps(mt[t][v], xb + off[t]);
+              vf xv = VM_LOAD(mt[t][v], xb + off[t]);
 #pragma GCC unroll 8
               for (int j = 0; j < MKT; j++)
                 acc[j] = V_FMA(V_BC(wc[j]), xv, acc[j]);
@@ -346,8 +345,7 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
 #pragma GCC unroll 8
             for (int j = 0; j < MKT; j++)
               if (j < jn)
-                acc[j] =
-                    V_ADD(acc[j], _mm512_maskz_loadu_ps(sm, ob + j * ldo + qv));
+                acc[j] = V_ADD(acc[j], VS_LOAD(sm, ob + j * ldo + qv));
           }
           if (c1 == cin && bias) {
 #pragma GCC unroll 8
@@ -358,7 +356,7 @@ TGT static void CONVD_FN(const float *in, int64_t cin, int64_t ps,
 #pragma GCC unroll 8
           for (int j = 0; j < MKT; j++)
             if (j < jn)
-              _mm512_mask_storeu_ps(ob + j * ldo + qv, sm, acc[j]);
+              VS_STORE(ob + j * ldo + qv, sm, acc[j]);
         }
       }
     }
