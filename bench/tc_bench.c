@@ -121,8 +121,8 @@ static void print_header(const bench_args *a) {
     const tc_backend_iface *it = tc_backend_get_iface(be);
     const char *(*isa_name)(void) = NULL;
     if (it->get_proc)
-      *(void **)&isa_name = it->get_proc(tc_backend_get_context(be),
-                                         "tc_cpu_isa_name");
+      *(void **)&isa_name =
+          it->get_proc(tc_backend_get_context(be), "tc_cpu_isa_name");
     if (isa_name)
       kernels = isa_name();
   }

@@ -298,21 +298,21 @@ END_TEST
 
 START_TEST(test_bn_shapes) {
   static const bcase cases[] = {
-      {2, 1, 1, 1, 1, 0, 0.f},        /* the smallest batch */
-      {1, 3, 2, 1, 1, 1, 0.f},        /* batch 1, tiny plane */
-      {1, 6, 24 * 24, 1, 1, 0, 0.f},  /* batch 1 (LeNet) */
-      {8, 16, 32 * 32, 1, 1, 1, 0.f}, /* chunked channels */
-      {3, 2, 64 * 64, 0, 1, 0, 0.f},  /* few channels, many chunks */
-      {1, 1, 30000, 1, 0, 1, 0.f},    /* one channel, chunks inside a plane */
-      {5, 700, 1, 1, 1, 1, 0.f},      /* BatchNorm1d, several blocks */
-      {2, 1030, 3, 0, 0, 0, 0.f},     /* several blocks, affine off */
-      {4, 3, 50, 1, 1, 0, 100.f},     /* a large mean */
-      {2, 2, 20000, 1, 1, 1, 1000.f}, /* large mean across chunks */
-      {16, 40, 100, 1, 1, 1, 0.f},    /* chunks x channel groups */
-      {3, 70, 50, 0, 1, 0, 50.f},     /* channel groups, large mean */
-      {9, 33, 1, 1, 1, 1, 0.f},       /* BatchNorm1d, two groups */
+      {2, 1, 1, 1, 1, 0, 0.f},         /* the smallest batch */
+      {1, 3, 2, 1, 1, 1, 0.f},         /* batch 1, tiny plane */
+      {1, 6, 24 * 24, 1, 1, 0, 0.f},   /* batch 1 (LeNet) */
+      {8, 16, 32 * 32, 1, 1, 1, 0.f},  /* chunked channels */
+      {3, 2, 64 * 64, 0, 1, 0, 0.f},   /* few channels, many chunks */
+      {1, 1, 30000, 1, 0, 1, 0.f},     /* one channel, chunks inside a plane */
+      {5, 700, 1, 1, 1, 1, 0.f},       /* BatchNorm1d, several blocks */
+      {2, 1030, 3, 0, 0, 0, 0.f},      /* several blocks, affine off */
+      {4, 3, 50, 1, 1, 0, 100.f},      /* a large mean */
+      {2, 2, 20000, 1, 1, 1, 1000.f},  /* large mean across chunks */
+      {16, 40, 100, 1, 1, 1, 0.f},     /* chunks x channel groups */
+      {3, 70, 50, 0, 1, 0, 50.f},      /* channel groups, large mean */
+      {9, 33, 1, 1, 1, 1, 0.f},        /* BatchNorm1d, two groups */
       {32, 16, 32 * 32, 1, 1, 0, 0.f}, /* ResNet's first stage, smaller */
-      {5, 7, 17, 1, 1, 1, 0.f},       /* odd planes: vector tails */
+      {5, 7, 17, 1, 1, 1, 0.f},        /* odd planes: vector tails */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     run_case(&cases[i], 900 + i);
@@ -457,8 +457,8 @@ START_TEST(test_bn_thread_independent) {
   tc_backend_destroy(be);
   /* chunks cutting planes; chunks x channel groups; BatchNorm1d groups
    * (all above BN_SERIAL_MAX values, so the pool runs them); one below */
-  static const int64_t shapes[][3] = {{4, 3, 65 * 63}, {16, 40, 100},
-                                      {512, 70, 1}, {64, 70, 1}};
+  static const int64_t shapes[][3] = {
+      {4, 3, 65 * 63}, {16, 40, 100}, {512, 70, 1}, {64, 70, 1}};
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
     int64_t n = shapes[k][0], c = shapes[k][1], sp = shapes[k][2];
     size_t nt = (size_t)(2 * n * c * sp + 4 * c);
@@ -646,14 +646,14 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
     for (size_t e = 0; e < (size_t)sp; e++) {
       int bit = mask[p * mps + e / 8] >> (e % 8) & 1;
       ck_assert_msg(bit == (y2[p * (size_t)sp + e] > 0.f),
-                    "mask bit %zu of plane %zu (sp %lld)", e, p,
-                    (long long)sp);
+                    "mask bit %zu of plane %zu (sp %lld)", e, p, (long long)sp);
     }
   for (size_t i = 0; mask && i < MASK_CANARY; i++)
     ck_assert_msg(mask[nm + i] == 0xA5, "relu_mask written past its end");
-  ck_assert_msg(same_bits(y1, y2, nx), "fused forward differs (n %lld c %lld "
-                "sp %lld train %d res %d)", (long long)n, (long long)c,
-                (long long)sp, train, with_res);
+  ck_assert_msg(same_bits(y1, y2, nx),
+                "fused forward differs (n %lld c %lld "
+                "sp %lld train %d res %d)",
+                (long long)n, (long long)c, (long long)sp, train, with_res);
   ck_assert(same_bits(rm1, rm2, nc) && same_bits(rv1, rv2, nc));
   if (train)
     ck_assert(same_bits(sm1, sm2, nc) && same_bits(si1, si2, nc));
@@ -685,8 +685,8 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
     tc_eltwise_args p = {.struct_size = sizeof p};
     p.n = (int64_t)nx, p.alpha = accr ? 1.f : 0.f, p.beta = 1.f;
     p.a = dr1, p.b = gsep, p.y = dr1;
-    ck_assert_int_eq(accr ? it->add(ctx, &p) : it->copy_d2d(ctx, dr1, gsep,
-                                                             nx * sizeof *dr1),
+    ck_assert_int_eq(accr ? it->add(ctx, &p)
+                          : it->copy_d2d(ctx, dr1, gsep, nx * sizeof *dr1),
                      TC_OK);
   }
   a.save_mean = sm2, a.save_invstd = si2;
@@ -697,9 +697,10 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
   a.dbeta = affine ? db2 : NULL, a.y = mask ? NULL : y2;
   a.dresidual = with_dres ? dr2 : NULL, a.accumulate_residual = accr;
   ck_assert_int_eq(it->batchnorm_relu_bwd(ctx, &a), TC_OK);
-  ck_assert_msg(same_bits(dx1, dx2, nx), "fused backward dx differs (n %lld "
-                "c %lld sp %lld acc %d)", (long long)n, (long long)c,
-                (long long)sp, acc);
+  ck_assert_msg(same_bits(dx1, dx2, nx),
+                "fused backward dx differs (n %lld "
+                "c %lld sp %lld acc %d)",
+                (long long)n, (long long)c, (long long)sp, acc);
   ck_assert(same_bits(dr1, dr2, nx));
   ck_assert(same_bits(dg1, dg2, nc) && same_bits(db1, db2, nc));
 }

@@ -239,39 +239,39 @@ static const ccase fixed_cases[] = {
     {1, 3, 11, 17, 20, 3, 3, 1, 1, 2, 1, 1, 1},  /* oh > h, 17 wide */
     /* dense wgrad (AVX-512): x planes of whole rows, dy in place, masked
      * row edges; k >= the tile's channels, partial last channel block */
-    {3, 16, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1},    /* ResNet 8x8, G images */
-    {1, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1},    /* batch 1 */
-    {2, 5, 9, 13, 11, 3, 3, 1, 1, 1, 1, 1, 1},    /* odd widths, k % 8 */
-    {17, 3, 7, 15, 12, 3, 3, 1, 1, 1, 1, 1, 1},   /* chunks, k % 8 = 4 */
-    {2, 6, 6, 21, 13, 5, 5, 1, 1, 2, 2, 1, 1},    /* 5x5 same, k % tile */
-    {2, 4, 4, 4, 7, 3, 3, 1, 1, 1, 1, 1, 1},      /* k < 8: padded path */
+    {3, 16, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1},  /* ResNet 8x8, G images */
+    {1, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1},  /* batch 1 */
+    {2, 5, 9, 13, 11, 3, 3, 1, 1, 1, 1, 1, 1},  /* odd widths, k % 8 */
+    {17, 3, 7, 15, 12, 3, 3, 1, 1, 1, 1, 1, 1}, /* chunks, k % 8 = 4 */
+    {2, 6, 6, 21, 13, 5, 5, 1, 1, 2, 2, 1, 1},  /* 5x5 same, k % tile */
+    {2, 4, 4, 4, 7, 3, 3, 1, 1, 1, 1, 1, 1},    /* k < 8: padded path */
     /* dense paths at their edges: planes of 1-3 rows (a position block
      * both first and last), widths around the vector length, 5x5, output
      * shorter or taller than the input, few and many channels */
-    {1, 3, 1, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1},     /* h = 1, k < tile */
-    {3, 5, 2, 16, 9, 3, 3, 1, 1, 1, 1, 1, 1},    /* h = 2, w = 16 */
-    {1, 4, 3, 17, 12, 3, 3, 1, 1, 1, 1, 1, 1},   /* h = 3, w = 17 */
-    {5, 6, 3, 33, 17, 3, 3, 1, 1, 1, 1, 1, 1},   /* w = 33, odd batch */
-    {1, 16, 6, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1},  /* inner blocks too */
-    {3, 6, 9, 16, 6, 3, 3, 1, 1, 1, 1, 1, 1},    /* 6x3 tile, inner */
-    {1, 3, 2, 7, 10, 5, 5, 1, 1, 2, 2, 1, 1},    /* 5x5 pad 2, h = 2 */
-    {3, 2, 1, 33, 9, 5, 5, 1, 1, 2, 2, 1, 1},    /* 5x5, h = 1, w = 33 */
-    {1, 9, 3, 16, 5, 5, 5, 1, 1, 2, 2, 1, 1},    /* 5x5, h = 3, k < tile */
-    {5, 7, 7, 17, 11, 5, 5, 1, 1, 2, 2, 1, 1},   /* 5x5, w = 17 */
-    {3, 8, 4, 17, 20, 3, 3, 1, 1, 0, 1, 1, 1},   /* ph 0: oh < h */
-    {1, 5, 2, 9, 11, 1, 1, 1, 1, 1, 0, 1, 1},    /* 1x1 ph 1: oh > h */
-    {2, 7, 5, 12, 9, 3, 3, 1, 1, 2, 1, 1, 1},    /* ph 2: oh = h + 2 */
-    {1, 64, 2, 2, 64, 3, 3, 1, 1, 1, 1, 1, 1},   /* 2x2, 64 channels */
+    {1, 3, 1, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1},    /* h = 1, k < tile */
+    {3, 5, 2, 16, 9, 3, 3, 1, 1, 1, 1, 1, 1},   /* h = 2, w = 16 */
+    {1, 4, 3, 17, 12, 3, 3, 1, 1, 1, 1, 1, 1},  /* h = 3, w = 17 */
+    {5, 6, 3, 33, 17, 3, 3, 1, 1, 1, 1, 1, 1},  /* w = 33, odd batch */
+    {1, 16, 6, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1}, /* inner blocks too */
+    {3, 6, 9, 16, 6, 3, 3, 1, 1, 1, 1, 1, 1},   /* 6x3 tile, inner */
+    {1, 3, 2, 7, 10, 5, 5, 1, 1, 2, 2, 1, 1},   /* 5x5 pad 2, h = 2 */
+    {3, 2, 1, 33, 9, 5, 5, 1, 1, 2, 2, 1, 1},   /* 5x5, h = 1, w = 33 */
+    {1, 9, 3, 16, 5, 5, 5, 1, 1, 2, 2, 1, 1},   /* 5x5, h = 3, k < tile */
+    {5, 7, 7, 17, 11, 5, 5, 1, 1, 2, 2, 1, 1},  /* 5x5, w = 17 */
+    {3, 8, 4, 17, 20, 3, 3, 1, 1, 0, 1, 1, 1},  /* ph 0: oh < h */
+    {1, 5, 2, 9, 11, 1, 1, 1, 1, 1, 0, 1, 1},   /* 1x1 ph 1: oh > h */
+    {2, 7, 5, 12, 9, 3, 3, 1, 1, 2, 1, 1, 1},   /* ph 2: oh = h + 2 */
+    {1, 64, 2, 2, 64, 3, 3, 1, 1, 1, 1, 1, 1},  /* 2x2, 64 channels */
     /* 3x3 stride 1, k and P multiples of 16, k >= 32 (AVX-512): the weight
      * gradient with output channels in the lanes (conv2d_wgradt.c) */
-    {3, 5, 4, 8, 48, 3, 3, 1, 1, 1, 1, 1, 1},    /* 32 + 16 lanes, odd c */
-    {2, 4, 4, 16, 32, 3, 3, 1, 1, 0, 1, 1, 1},   /* ph 0: oh < h */
-    {2, 3, 2, 8, 64, 3, 3, 1, 1, 2, 1, 1, 1},    /* ph 2: oh > h */
+    {3, 5, 4, 8, 48, 3, 3, 1, 1, 1, 1, 1, 1},  /* 32 + 16 lanes, odd c */
+    {2, 4, 4, 16, 32, 3, 3, 1, 1, 0, 1, 1, 1}, /* ph 0: oh < h */
+    {2, 3, 2, 8, 64, 3, 3, 1, 1, 2, 1, 1, 1},  /* ph 2: oh > h */
     /* AVX2 dense kernels (4+ whole tiles of position vectors, masks
      * ANDed with plain loads): tails under 8, partial channel blocks */
-    {2, 5, 7, 13, 10, 3, 3, 1, 1, 1, 1, 1, 1},  /* 3x3, 91 positions */
-    {2, 3, 9, 11, 7, 5, 5, 1, 1, 2, 2, 1, 1},   /* 5x5 pad 2, 99 */
-    {2, 3, 20, 22, 9, 3, 3, 2, 2, 1, 1, 1, 1},  /* stride 2: 10x11 out */
+    {2, 5, 7, 13, 10, 3, 3, 1, 1, 1, 1, 1, 1}, /* 3x3, 91 positions */
+    {2, 3, 9, 11, 7, 5, 5, 1, 1, 2, 2, 1, 1},  /* 5x5 pad 2, 99 */
+    {2, 3, 20, 22, 9, 3, 3, 2, 2, 1, 1, 1, 1}, /* stride 2: 10x11 out */
     /* AVX2: stride 1, k a multiple of 16, rows of 4+ taps: the weight
      * gradient (tiles of <= 6 taps) and the forward (tiles of <= 6
      * columns, c*r*s <= 1024) with output channels in the lanes */
@@ -300,14 +300,14 @@ static const ccase fixed_cases[] = {
     {2, 4, 6, 10, 9, 2, 3, 2, 2, 0, 1, 1, 1},    /* 2x3 pad 0,1 */
     /* close to it but the phase path: odd w or h, other padding, 1x1,
      * 5x5 pad 1, stride 2x1 / 1x2 */
-    {2, 3, 8, 9, 9, 3, 3, 2, 2, 1, 1, 1, 1},     /* odd w */
-    {2, 3, 9, 8, 9, 3, 3, 2, 2, 1, 1, 1, 1},     /* odd h */
-    {2, 3, 8, 8, 9, 3, 3, 2, 2, 0, 0, 1, 1},     /* pad 0 */
-    {2, 3, 8, 8, 9, 3, 3, 2, 2, 2, 2, 1, 1},     /* pad 2 */
-    {2, 5, 8, 8, 9, 1, 1, 2, 2, 0, 0, 1, 1},     /* 1x1 */
-    {2, 3, 8, 8, 9, 5, 5, 2, 2, 1, 1, 1, 1},     /* 5x5 pad 1 */
-    {2, 3, 8, 8, 9, 3, 3, 2, 1, 1, 1, 1, 1},     /* stride 2x1 */
-    {2, 3, 8, 8, 9, 3, 3, 1, 2, 1, 1, 1, 1},     /* stride 1x2 */
+    {2, 3, 8, 9, 9, 3, 3, 2, 2, 1, 1, 1, 1}, /* odd w */
+    {2, 3, 9, 8, 9, 3, 3, 2, 2, 1, 1, 1, 1}, /* odd h */
+    {2, 3, 8, 8, 9, 3, 3, 2, 2, 0, 0, 1, 1}, /* pad 0 */
+    {2, 3, 8, 8, 9, 3, 3, 2, 2, 2, 2, 1, 1}, /* pad 2 */
+    {2, 5, 8, 8, 9, 1, 1, 2, 2, 0, 0, 1, 1}, /* 1x1 */
+    {2, 3, 8, 8, 9, 5, 5, 2, 2, 1, 1, 1, 1}, /* 5x5 pad 1 */
+    {2, 3, 8, 8, 9, 3, 3, 2, 1, 1, 1, 1, 1}, /* stride 2x1 */
+    {2, 3, 8, 8, 9, 3, 3, 1, 2, 1, 1, 1, 1}, /* stride 1x2 */
 };
 
 START_TEST(test_conv_fixed) {
@@ -354,8 +354,8 @@ END_TEST
 /* Random shapes for the dense stride-2 path (and the phase path where
  * h or w is odd): stride 2x2, 3x3 pad 1 mostly, even sizes 2..34. */
 START_TEST(test_conv_random_s2) {
-  static const int64_t kp[][2] = {{3, 1}, {3, 1}, {3, 1}, {5, 2}, {2, 0},
-                                  {4, 1}};
+  static const int64_t kp[][2] = {{3, 1}, {3, 1}, {3, 1},
+                                  {5, 2}, {2, 0}, {4, 1}};
   tc_rng rng;
   tc_rng_init(&rng, 177 + (uint64_t)_i, TC_RNG_STREAM_USER);
   for (int done = 0; done < 8; done++) {

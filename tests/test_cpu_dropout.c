@@ -23,9 +23,13 @@ static void setup(void) {
   ck_assert_ptr_nonnull(it->dropout_fwd);
   ck_assert_ptr_nonnull(it->dropout_bwd);
 }
-static void teardown(void) { op_close(); }
+static void teardown(void) {
+  op_close();
+}
 
-static void *dalloc(size_t bytes) { return op_alloc(bytes); }
+static void *dalloc(size_t bytes) {
+  return op_alloc(bytes);
+}
 
 /* Unit i's decision from the rule in tinycnn_backend.h, with the raw
  * Philox block function. */

@@ -23,9 +23,13 @@ static void setup(void) {
   ck_assert_ptr_nonnull(it->relu_fwd);
   ck_assert_ptr_nonnull(it->copy4d);
 }
-static void teardown(void) { op_close(); }
+static void teardown(void) {
+  op_close();
+}
 
-static float *dalloc(size_t n) { return op_alloc(n * sizeof(float)); }
+static float *dalloc(size_t n) {
+  return op_alloc(n * sizeof(float));
+}
 
 static float *halloc(size_t n) {
   float *p = malloc((n ? n : 1) * sizeof *p);

@@ -28,9 +28,13 @@ static void setup(void) {
   ck_assert_ptr_nonnull(it->mse);
   ck_assert_ptr_nonnull(it->argmax);
 }
-static void teardown(void) { op_close(); }
+static void teardown(void) {
+  op_close();
+}
 
-static void *dalloc(size_t bytes) { return op_alloc(bytes); }
+static void *dalloc(size_t bytes) {
+  return op_alloc(bytes);
+}
 
 static tc_status call(int kind, const tc_loss_args *a) {
   switch (kind) {

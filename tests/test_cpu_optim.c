@@ -29,9 +29,13 @@ static void setup(void) {
   ck_assert_ptr_nonnull(it->sgd_update);
   ck_assert_ptr_nonnull(it->adam_update);
 }
-static void teardown(void) { op_close(); }
+static void teardown(void) {
+  op_close();
+}
 
-static float *dalloc(size_t n) { return op_alloc(n * sizeof(float)); }
+static float *dalloc(size_t n) {
+  return op_alloc(n * sizeof(float));
+}
 
 static const size_t sizes[] = {1, 7, 16385, 50001};
 

@@ -42,7 +42,9 @@ int tc__cpu_isa(void) {
  * TINYCNN_CPU_ISA), so a benchmark can show what it measured. */
 static const char *cpu_isa_name(void) {
   int v = tc__cpu_isa();
-  return v >= CPU_ISA_AVX512 ? "avx512" : v >= CPU_ISA_AVX2 ? "avx2" : "generic";
+  return v >= CPU_ISA_AVX512 ? "avx512"
+         : v >= CPU_ISA_AVX2 ? "avx2"
+                             : "generic";
 }
 
 static void *cpu_get_proc(void *ctx, const char *name) {
@@ -108,8 +110,7 @@ static void cpu_free(void *ctx, void *ptr) {
   tc__free(ptr);
 }
 
-static tc_status cpu_copy(void *ctx, void *dst, const void *src,
-                          size_t bytes) {
+static tc_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes) {
   (void)ctx;
   if (bytes)
     memmove(dst, src, bytes);
@@ -183,4 +184,6 @@ static const tc_backend_iface cpu_iface = {
     .counter_add = tc__cpu_counter_add,
 };
 
-const tc_backend_iface *tc__cpu_backend_iface(void) { return &cpu_iface; }
+const tc_backend_iface *tc__cpu_backend_iface(void) {
+  return &cpu_iface;
+}

@@ -189,10 +189,10 @@ static inline void grad_relu_scalar(const float *dy, const float *ry,
 
 /* g as above; dx (+)= (g - gm - (x - mu)*k) * sc; dres (+)= g if set */
 static inline void dx_relu_scalar(const float *x, const float *dy,
-                                  const float *ry, const uint8_t *mp,
-                                  float *dx, float *dres, int64_t e0,
-                                  int64_t n, float mu, float k, float gm,
-                                  float sc, int acc, int accr) {
+                                  const float *ry, const uint8_t *mp, float *dx,
+                                  float *dres, int64_t e0, int64_t n, float mu,
+                                  float k, float gm, float sc, int acc,
+                                  int accr) {
   for (int64_t e = e0; e < n; e++) {
     float g = (mp ? mask_bit(mp, e) : ry[e] > 0.f) ? dy[e] : 0.f;
     if (dres)
@@ -202,8 +202,8 @@ static inline void dx_relu_scalar(const float *x, const float *dy,
   }
 }
 
-static tc_status bn_check(void *ctx, const tc_batchnorm_args *a,
-                          const char *fn, int fused) {
+static tc_status bn_check(void *ctx, const tc_batchnorm_args *a, const char *fn,
+                          int fused) {
   if (!ctx)
     return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
   if (!a)
@@ -437,8 +437,8 @@ static CPU_AVX512 void dx_512(const float *x, const float *dy, float *dx,
  * dx above plus relu_fwd's max(v, 0) (0 for NaN, +0 for -0), add's sum,
  * and relu_bwd's mask (y > 0, false for NaN). */
 static CPU_AVX2 void apply_relu_avx2(const float *x, const float *z, float *y,
-                                     uint8_t *mk, int64_t n, float mu,
-                                     float al, float sh) {
+                                     uint8_t *mk, int64_t n, float mu, float al,
+                                     float sh) {
   __m256 vm = _mm256_set1_ps(mu), va = _mm256_set1_ps(al),
          vs = _mm256_set1_ps(sh), v0 = _mm256_setzero_ps();
   int64_t e = 0;
@@ -511,9 +511,8 @@ static CPU_AVX2 void grad_seg_relu_avx2(const float *dy, const float *ry,
 
 static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
                                          const uint8_t *mp, int64_t mb,
-                                         const float *x, int64_t len,
-                                         double mu, double *l1, double *l2,
-                                         float *gout) {
+                                         const float *x, int64_t len, double mu,
+                                         double *l1, double *l2, float *gout) {
   __m512d m = _mm512_set1_pd(mu);
   __m256 z = _mm256_setzero_ps();
   __m512d a0 = _mm512_loadu_pd(l1), a1 = _mm512_loadu_pd(l1 + 8);
@@ -551,10 +550,9 @@ static CPU_AVX512 void grad_seg_relu_512(const float *dy, const float *ry,
 /* g = (ry > 0) ? dy : 0; dx (+)= (g - gm - (x - mu)*k) * sc; dres (+)= g
  * when dres; dy may be dx */
 static CPU_AVX2 void dx_relu_avx2(const float *x, const float *dy,
-                                  const float *ry, const uint8_t *mp,
-                                  float *dx, float *dres, int64_t n, float mu,
-                                  float k, float gm, float sc, int acc,
-                                  int accr) {
+                                  const float *ry, const uint8_t *mp, float *dx,
+                                  float *dres, int64_t n, float mu, float k,
+                                  float gm, float sc, int acc, int accr) {
   __m256 vm = _mm256_set1_ps(mu), vk = _mm256_set1_ps(k),
          vg = _mm256_set1_ps(gm), vs = _mm256_set1_ps(sc),
          v0 = _mm256_setzero_ps();
@@ -796,13 +794,13 @@ static void bn_sums_task(void *arg, int64_t t) {
     len = min64(s - e, m1 - m);
     int64_t off = (i * a->c + j->c0 + q0) * s + e;
     /* the planes' mask bits (e is the segment's first) */
-    const uint8_t *mp = j->mask ? j->mask + (i * a->c + j->c0 + q0) * j->mps
-                                : NULL;
+    const uint8_t *mp =
+        j->mask ? j->mask + (i * a->c + j->c0 + q0) * j->mps : NULL;
     if (len == 1) { /* one value per plane (BatchNorm1d): lane 0 */
       for (int64_t q = 0; q < nq; q++, off += s) {
         if (j->bwd) {
-          int on = mp ? mask_bit(mp + q * j->mps, e)
-                      : !j->ry || j->ry[off] > 0.f;
+          int on =
+              mp ? mask_bit(mp + q * j->mps, e) : !j->ry || j->ry[off] > 0.f;
           float g = on ? dy[off] : 0.f;
           if (j->gout)
             j->gout[off] = g;
@@ -929,8 +927,7 @@ static void bn_apply_task(void *arg, int64_t t) {
     if (j->relu)
       apply_relu_seg(j->isa, a->x + off, j->res ? j->res + off : NULL,
                      a->y + off,
-                     j->mask ? j->mask + (i * a->c + j->c0 + q) * j->mps
-                             : NULL,
+                     j->mask ? j->mask + (i * a->c + j->c0 + q) * j->mps : NULL,
                      s, j->mu[q], j->alpha[q], j->shift[q]);
     else
       apply_seg(j->isa, a->x + off, a->y + off, s, j->mu[q], j->alpha[q],
@@ -948,13 +945,12 @@ static void bn_dx_task(void *arg, int64_t t) {
     for (int64_t p = t * j->per_task, i = p / j->cb, q = p % j->cb; p < p1;
          p++) {
       int64_t off = i * a->c + j->c0 + q;
-      int on = j->mask ? j->mask[off * j->mps] & 1
-                       : !j->ry || j->ry[off] > 0.f;
+      int on = j->mask ? j->mask[off * j->mps] & 1 : !j->ry || j->ry[off] > 0.f;
       float g = j->gout ? j->gout[off] : on ? a->dy[off] : 0.f;
       if (j->dres && !j->gout)
         j->dres[off] = j->acc_res ? j->dres[off] + g : g;
-      float v = (g - j->gmean[q] - (a->x[off] - j->mu[q]) * j->k[q]) *
-                j->scale[q];
+      float v =
+          (g - j->gmean[q] - (a->x[off] - j->mu[q]) * j->k[q]) * j->scale[q];
       a->dx[off] = a->accumulate ? a->dx[off] + v : v;
       if (++q == j->cb)
         q = 0, i++;
@@ -972,11 +968,10 @@ static void bn_dx_task(void *arg, int64_t t) {
       dx_relu_seg(j->isa, a->x + off, a->dy + off, j->ry ? j->ry + off : NULL,
                   j->mask ? j->mask + (i * a->c + j->c0 + q) * j->mps : NULL,
                   a->dx + off, j->dres ? j->dres + off : NULL, s, j->mu[q],
-                  j->k[q], j->gmean[q], j->scale[q], a->accumulate,
-                  j->acc_res);
+                  j->k[q], j->gmean[q], j->scale[q], a->accumulate, j->acc_res);
     else
-      dx_seg(j->isa, a->x + off, a->dy + off, a->dx + off, s, j->mu[q],
-             j->k[q], j->gmean[q], j->scale[q], a->accumulate);
+      dx_seg(j->isa, a->x + off, a->dy + off, a->dx + off, s, j->mu[q], j->k[q],
+             j->gmean[q], j->scale[q], a->accumulate);
   }
 }
 
@@ -1027,7 +1022,8 @@ tc_status tc__cpu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
   return bn_fwd_train(ctx, a, "cpu_batchnorm_fwd_train", 0);
 }
 
-tc_status tc__cpu_batchnorm_relu_fwd_train(void *ctx, const tc_batchnorm_args *a) {
+tc_status tc__cpu_batchnorm_relu_fwd_train(void *ctx,
+                                           const tc_batchnorm_args *a) {
   return bn_fwd_train(ctx, a, "cpu_batchnorm_relu_fwd_train", 1);
 }
 
@@ -1075,7 +1071,8 @@ tc_status tc__cpu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
   return bn_fwd_infer(ctx, a, "cpu_batchnorm_fwd_infer", 0);
 }
 
-tc_status tc__cpu_batchnorm_relu_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
+tc_status tc__cpu_batchnorm_relu_fwd_infer(void *ctx,
+                                           const tc_batchnorm_args *a) {
   return bn_fwd_infer(ctx, a, "cpu_batchnorm_relu_fwd_infer", 1);
 }
 
@@ -1104,8 +1101,9 @@ static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn,
                      : !a->dy        ? "dy"
                      : !a->dx        ? "dx"
                      : !a->save_mean ? "save_mean"
-                     : !a->save_invstd ? "save_invstd"
-                                     : "y (the forward's output; or relu_mask)");
+                     : !a->save_invstd
+                         ? "save_invstd"
+                         : "y (the forward's output; or relu_mask)");
   bn_job j;
   bn_job_init(&j, a, 1);
   if (relu) {

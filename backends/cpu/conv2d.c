@@ -6,28 +6,27 @@
  * a CPU with AVX2+FMA (or AVX-512F; TINYCNN_CPU_ISA can lower the choice):
  * direct SIMD kernels (conv2d_direct.c; the layout and the stride phases
  * are explained at "direct path" below; the register tile of each op is
- * picked by channel and tap count, tc__convd_pick_fwd / tc__convd_pick_wgrad). Per
- * image, x (or dy for backward data) is copied into zero-padded planes (one per
- * stride phase) in the slot, the kernel writes the outputs on the padded grid,
- * and the valid ones are copied out. A slot's zeros stay in place for its next
- * image, so only the data is copied again. Stride 1 with ow == w (2*pw == s-1,
- * e.g. 3x3 pad 1) is "dense" instead (AVX2: when the positions fill 4+ register
- * tiles, dense_fits): the planes are whole rows
- * (zero rows above and below only, one contiguous copy per channel), the
- * kernel masks each tap's loads at the row edges and writes y (or adds
- * into dx) itself: no junk columns, no copy-out (conv_direct_geometry).
- * Stride 2x2 with out = in/2 (3x3 pad 1, even sizes) is dense too for fwd
- * and (AVX-512) bwd filter: x's 4 phases are planes of whole out-wide rows, so the
- * same kernels run on the output's own positions (bwd data keeps phases).
- * Backward filter sums CONVD_CHUNKS fixed chunks of images into partials
- * (combined in order as below); a 1x1 kernel runs its channels as the kernel's
- * taps; a dense 3x3 stride-1 one with 32+ output channels (a multiple of 16)
- * puts the channels in the lanes instead of positions (conv2d_wgradt.c; on
- * AVX2 a stride-1 one with k a multiple of 16 and rows of 4+ taps). Direct
- * workspace: max over the three ops of (shared + slots * slot), where shared is
- * the packed weights (fwd, bwd data) or the partials (bwd filter) and slot one
- * image's padded input and outputs (bwd filter: G images); every op needs the
- * one-slot query.
+ * picked by channel and tap count, tc__convd_pick_fwd / tc__convd_pick_wgrad).
+ * Per image, x (or dy for backward data) is copied into zero-padded planes (one
+ * per stride phase) in the slot, the kernel writes the outputs on the padded
+ * grid, and the valid ones are copied out. A slot's zeros stay in place for its
+ * next image, so only the data is copied again. Stride 1 with ow == w (2*pw ==
+ * s-1, e.g. 3x3 pad 1) is "dense" instead (AVX2: when the positions fill 4+
+ * register tiles, dense_fits): the planes are whole rows (zero rows above and
+ * below only, one contiguous copy per channel), the kernel masks each tap's
+ * loads at the row edges and writes y (or adds into dx) itself: no junk
+ * columns, no copy-out (conv_direct_geometry). Stride 2x2 with out = in/2 (3x3
+ * pad 1, even sizes) is dense too for fwd and (AVX-512) bwd filter: x's 4
+ * phases are planes of whole out-wide rows, so the same kernels run on the
+ * output's own positions (bwd data keeps phases). Backward filter sums
+ * CONVD_CHUNKS fixed chunks of images into partials (combined in order as
+ * below); a 1x1 kernel runs its channels as the kernel's taps; a dense 3x3
+ * stride-1 one with 32+ output channels (a multiple of 16) puts the channels in
+ * the lanes instead of positions (conv2d_wgradt.c; on AVX2 a stride-1 one with
+ * k a multiple of 16 and rows of 4+ taps). Direct workspace: max over the three
+ * ops of (shared + slots * slot), where shared is the packed weights (fwd, bwd
+ * data) or the partials (bwd filter) and slot one image's padded input and
+ * outputs (bwd filter: G images); every op needs the one-slot query.
  *
  * Otherwise: per image, im2col + one OpenBLAS sgemm on the whole panel
  *   forward:   y_i (k,P)     = W (k,CRS) * col_i (CRS,P)   [+ bias]
@@ -190,8 +189,8 @@ static void conv_direct_geometry(conv_geom *g) {
   int64_t offmax = (g->Rm - 1) * g->Ws + g->Sm - 1;
   g->fv = tc__convd_pick_fwd(kn, g->k, rs);
   g->bv = tc__convd_pick_fwd(kn, g->c, g->Rm * g->Sm);
-  g->wv =
-      tc__convd_pick_wgrad(kn, g->k, rs == 1 && g->c <= CONVD_MAX_RS ? g->c : rs);
+  g->wv = tc__convd_pick_wgrad(kn, g->k,
+                               rs == 1 && g->c <= CONVD_MAX_RS ? g->c : rs);
   g->nqf = roundup64(L, kn->vl);
   g->psf = roundup64(max64(g->Hs * g->Ws, g->nqf + offmax), 16);
   g->kpf = roundup64(g->k, g->fv->kt);
@@ -416,7 +415,7 @@ static tc_status conv_workspace(void *ctx, conv_geom *g, size_t reserve,
 }
 
 tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
-                                    size_t *out_bytes) {
+                                        size_t *out_bytes) {
   static const char fn[] = "cpu_conv2d_workspace_size";
   conv_geom g;
   tc_status st = conv_geometry(ctx, a, fn, &g);
@@ -1379,8 +1378,9 @@ tc_status tc__cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
     tc__cpu_parallel_for(ctx, op_tasks(&g, g.chunks), bwd_filter_task, &g);
   }
   if (g.chunks > 1)
-    tc__cpu_parallel_for(ctx, (kcrs + CONV_COMBINE_BLOCK - 1) / CONV_COMBINE_BLOCK,
-                     combine_task, &g);
+    tc__cpu_parallel_for(ctx,
+                         (kcrs + CONV_COMBINE_BLOCK - 1) / CONV_COMBINE_BLOCK,
+                         combine_task, &g);
   return TC_OK;
 }
 

@@ -62,7 +62,7 @@ convd_hsums256(const __m256 *v, float *s) {
 #define VM_LOAD(m, p) _mm256_and_ps(m, _mm256_loadu_ps(p))
 #define VS __m256i
 #define VS_FIRST(rest)                                                         \
-  _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(rest)),                          \
+  _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(rest)),                           \
                      _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define VS_LOAD(m, p) _mm256_maskload_ps(p, m)
 #define VS_STORE(p, m, v) _mm256_maskstore_ps(p, m, v)
@@ -84,9 +84,9 @@ TGT static inline __m256i convd_cols256(int64_t c0, int64_t w) {
 /* All-ones lanes where 0 <= col + cs < w. */
 TGT static inline __m256 convd_tap256(__m256i col, int64_t cs, int64_t w) {
   __m256i x = _mm256_add_epi32(col, _mm256_set1_epi32((int)cs));
-  __m256i in = _mm256_and_si256(
-      _mm256_cmpgt_epi32(_mm256_set1_epi32((int)w), x),
-      _mm256_cmpgt_epi32(x, _mm256_set1_epi32(-1)));
+  __m256i in =
+      _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)w), x),
+                       _mm256_cmpgt_epi32(x, _mm256_set1_epi32(-1)));
   return _mm256_castsi256_ps(in);
 }
 
@@ -474,7 +474,7 @@ static int64_t tile_cost(int64_t k, int64_t nrs, int64_t kt, int64_t nv,
 }
 
 const convd_fwd_var *tc__convd_pick_fwd(const convd_kernels *kn, int64_t k,
-                                    int64_t nrs) {
+                                        int64_t nrs) {
   int best = 0;
   for (int v = 1; v < kn->nfwd; v++)
     if (tile_cost(k, nrs, kn->fwd[v].kt, kn->fwd[v].nv, 0) <
@@ -484,7 +484,7 @@ const convd_fwd_var *tc__convd_pick_fwd(const convd_kernels *kn, int64_t k,
 }
 
 const convd_wgrad_var *tc__convd_pick_wgrad(const convd_kernels *kn, int64_t k,
-                                        int64_t nrs) {
+                                            int64_t nrs) {
   int best = 0;
   for (int v = 1; v < kn->nwgrad; v++)
     if (tile_cost(k, nrs, kn->wgrad[v].kt, kn->wgrad[v].nv, 1) <

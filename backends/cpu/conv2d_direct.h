@@ -169,8 +169,8 @@ const convd_kernels *tc__cpu_convd_kernels(void);
 /* The tile that suits k output channels and nrs taps best (fewest wasted
  * products, then the larger tile); a function of the shapes only. */
 const convd_fwd_var *tc__convd_pick_fwd(const convd_kernels *kn, int64_t k,
-                                    int64_t nrs);
-const convd_wgrad_var *tc__convd_pick_wgrad(const convd_kernels *kn, int64_t k,
                                         int64_t nrs);
+const convd_wgrad_var *tc__convd_pick_wgrad(const convd_kernels *kn, int64_t k,
+                                            int64_t nrs);
 
 #endif /* TINYCNN_CONV2D_DIRECT_H */

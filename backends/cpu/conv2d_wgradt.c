@@ -62,7 +62,7 @@ TGT512 static inline void tr16(const float *s, int64_t lds, float *d,
 }
 
 TGT512 void tc__convd_transpose512(const float *src, int64_t k, int64_t np,
-                               float *dst) {
+                                   float *dst) {
   for (int64_t kk = 0; kk < k; kk += 16)
     for (int64_t p = 0; p < np; p += 16)
       tr16(src + kk * np + p, np, dst + p * k + kk, k);

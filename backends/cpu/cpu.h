@@ -23,7 +23,8 @@ typedef struct cpu_ctx {
  * call from several threads at once: one job runs at a time, the others
  * wait for the pool (threadpool.c). */
 typedef void (*cpu_task_fn)(void *arg, int64_t task);
-void tc__cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn, void *arg);
+void tc__cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
+                          void *arg);
 
 /* Floats of scratch each pool thread owns (112 KiB): gemm.c packs its
  * operand panels there. */

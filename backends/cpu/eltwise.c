@@ -219,8 +219,8 @@ static CPU_AVX2 void add_scalar_avx2(float *y, int64_t n, float b) {
 static CPU_AVX2 void acc_avx2(float *d, const float *s, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(d + i,
-                     _mm256_add_ps(_mm256_loadu_ps(d + i), _mm256_loadu_ps(s + i)));
+    _mm256_storeu_ps(
+        d + i, _mm256_add_ps(_mm256_loadu_ps(d + i), _mm256_loadu_ps(s + i)));
   for (; i < n; i++)
     d[i] += s[i];
 }
@@ -453,8 +453,8 @@ static void bias_grad_task(void *arg, int64_t t) {
     } else {
       for (int64_t k = 0; k < cn; k++)
 #if CPU_X86
-        acc[k] += j->avx2 ? row_sum_avx2(dy + k * sp, sp)
-                          : row_sum(dy + k * sp, sp);
+        acc[k] +=
+            j->avx2 ? row_sum_avx2(dy + k * sp, sp) : row_sum(dy + k * sp, sp);
 #else
         acc[k] += row_sum(dy + k * sp, sp);
 #endif

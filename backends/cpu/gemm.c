@@ -418,6 +418,6 @@ tc_status tc__cpu_gemm(void *ctx, const tc_gemm_args *a) {
   }
   job.rows_per_task = (a->m + blocks - 1) / blocks;
   tc__cpu_parallel_for(ctx, (a->m + job.rows_per_task - 1) / job.rows_per_task,
-                   gemm_rows_task, &job);
+                       gemm_rows_task, &job);
   return TC_OK;
 }

@@ -182,7 +182,7 @@ static tc_status loss_run(void *ctx, const tc_loss_args *a, int mode,
                          "[0, %lld)",
                          fn, (int)a->labels[r], (long long)r,
                          (long long)a->classes);
-  }
+      }
     if (label_error)
       *label_error = 0;
   }

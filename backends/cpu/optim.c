@@ -44,7 +44,6 @@ static int use_fma(void) {
 #endif
 }
 
-
 /* Elements per task: large enough to amortise a task, fixed so the split
  * depends only on n. */
 #define OPTIM_CHUNK ((int64_t)1 << 14)
@@ -155,8 +154,8 @@ tc_status tc__cpu_sgd_update(void *ctx, const tc_sgd_args *a) {
   j.neg_lr = -a->lr;
   j.first = a->first_step != 0;
   j.nesterov = a->nesterov != 0;
-  tc__cpu_parallel_for(ctx, optim_chunks(a->n), use_fma() ? sgd_task_fma : sgd_task,
-                   &j);
+  tc__cpu_parallel_for(ctx, optim_chunks(a->n),
+                       use_fma() ? sgd_task_fma : sgd_task, &j);
   return TC_OK;
 }
 
@@ -238,6 +237,6 @@ tc_status tc__cpu_adam_update(void *ctx, const tc_adam_args *a) {
     return tc__error(TC_EINVAL, "%s: amsgrad needs max_exp_avg_sq", fn);
   adam_job j = {.a = a, .k = tc_adam_coef_of(a)};
   tc__cpu_parallel_for(ctx, optim_chunks(a->n),
-                   use_fma() ? adam_task_fma : adam_task, &j);
+                       use_fma() ? adam_task_fma : adam_task, &j);
   return TC_OK;
 }

@@ -53,8 +53,12 @@ typedef struct pool_job {
   uint16_t inv_top[4];   /* floats of register r in a top row */
 } pool_job;
 
-static int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
-static int64_t max64(int64_t x, int64_t y) { return x > y ? x : y; }
+static int64_t min64(int64_t x, int64_t y) {
+  return x < y ? x : y;
+}
+static int64_t max64(int64_t x, int64_t y) {
+  return x > y ? x : y;
+}
 
 /* PyTorch's pooling_output_shape (dilation 1). */
 static int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p,
@@ -255,8 +259,8 @@ static CPU_AVX2 inline void max2_take8(__m256 v, __m256i i, __m256 *m,
   __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, *m, _CMP_GT_OQ),
                              _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   *m = _mm256_blendv_ps(*m, v, take);
-  *b = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(*b),
-                                            _mm256_castsi256_ps(i), take));
+  *b = _mm256_castps_si256(
+      _mm256_blendv_ps(_mm256_castsi256_ps(*b), _mm256_castsi256_ps(i), take));
 }
 
 static CPU_AVX2 inline __m256i mask_first(int64_t k) {
@@ -315,9 +319,9 @@ static CPU_AVX2 void max2_row_avx2(const float *r0, const float *r1, float *y,
 /* max2_bwd_plane's row, 8 outputs a step, the last one masked; returns
  * the outputs done (all) and clears *ok when an argmax is outside its
  * window. */
-static CPU_AVX2 int64_t max2_bwd_row_avx2(float *r0, float *r1,
-                                          const float *g, const int32_t *am,
-                                          int64_t n, int32_t base, int32_t w,
+static CPU_AVX2 int64_t max2_bwd_row_avx2(float *r0, float *r1, const float *g,
+                                          const int32_t *am, int64_t n,
+                                          int32_t base, int32_t w,
                                           uint32_t *ok) {
   const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   const __m256i one = _mm256_set1_epi32(1), vw = _mm256_set1_epi32(w),
@@ -327,10 +331,12 @@ static CPU_AVX2 int64_t max2_bwd_row_avx2(float *r0, float *r1,
   for (; ow < n; ow += 8) {
     int full = ow + 8 <= n;
     __m256i mo = mask_first(n - ow);
-    __m256i raw = full ? _mm256_loadu_si256((const __m256i *)(const void *)(am + ow))
-                       : _mm256_maskload_epi32((const int *)(am + ow), mo);
+    __m256i raw =
+        full ? _mm256_loadu_si256((const __m256i *)(const void *)(am + ow))
+             : _mm256_maskload_epi32((const int *)(am + ow), mo);
     __m256i d = _mm256_sub_epi32(
-        raw, _mm256_add_epi32(_mm256_set1_epi32(base + 2 * (int32_t)ow), lane2));
+        raw,
+        _mm256_add_epi32(_mm256_set1_epi32(base + 2 * (int32_t)ow), lane2));
     __m256 v = full ? _mm256_loadu_ps(g + ow) : _mm256_maskload_ps(g + ow, mo);
     if (!full) /* lanes past the row count as matched */
       d = _mm256_blendv_epi8(_mm256_setzero_si256(), d, mo);
@@ -392,9 +398,8 @@ static POOL_AVX512 inline void max2_take16(__m512 v, __m512i i, __m512 *m,
 
 /* One corner of every 2x2 window of up to 64 floats r0..r3: permutation p
  * over the pair (r0, r1), lanes in hi from (r2, r3) instead. */
-static POOL_AVX512 inline __m512 max2_corner(__mmask16 hi, __m512i p,
-                                             __m512 r0, __m512 r1, __m512 r2,
-                                             __m512 r3) {
+static POOL_AVX512 inline __m512 max2_corner(__mmask16 hi, __m512i p, __m512 r0,
+                                             __m512 r1, __m512 r2, __m512 r3) {
   return _mm512_mask_blend_ps(hi, _mm512_permutex2var_ps(r0, p, r1),
                               _mm512_permutex2var_ps(r2, p, r3));
 }
@@ -723,8 +728,8 @@ tc_status tc__cpu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
     return st;
   pool_job j;
   pool_job_init(&j, a);
-  tc__cpu_parallel_for(ctx, pool_tasks(&j), j.k2 ? maxpool2_fwd_task : maxpool_fwd_task,
-                   &j);
+  tc__cpu_parallel_for(ctx, pool_tasks(&j),
+                       j.k2 ? maxpool2_fwd_task : maxpool_fwd_task, &j);
   return TC_OK;
 }
 
@@ -843,8 +848,8 @@ tc_status tc__cpu_global_avgpool_fwd(void *ctx, const tc_gap_args *a) {
     return st;
   gap_job j;
   gap_job_init(&j, a);
-  tc__cpu_parallel_for(ctx, (j.planes + j.per_task - 1) / j.per_task, gap_fwd_task,
-                   &j);
+  tc__cpu_parallel_for(ctx, (j.planes + j.per_task - 1) / j.per_task,
+                       gap_fwd_task, &j);
   return TC_OK;
 }
 
@@ -854,7 +859,7 @@ tc_status tc__cpu_global_avgpool_bwd(void *ctx, const tc_gap_args *a) {
     return st;
   gap_job j;
   gap_job_init(&j, a);
-  tc__cpu_parallel_for(ctx, (j.planes + j.per_task - 1) / j.per_task, gap_bwd_task,
-                   &j);
+  tc__cpu_parallel_for(ctx, (j.planes + j.per_task - 1) / j.per_task,
+                       gap_bwd_task, &j);
   return TC_OK;
 }

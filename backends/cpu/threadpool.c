@@ -8,10 +8,10 @@
  * which stays in its core's cache, where one shared counter handed tasks
  * out in arrival order and moved data between cores (on a VM whose two
  * cores shared no cache, ReLU and pooling ran 2x slower on two threads
- * than on one). Results never depend on which thread runs a task. The pool also owns
- * one scratch slice per thread (tc__cpu_scratch), so ops that pack operands
- * need neither allocation per call nor large thread-local arrays (those
- * would cost every thread of the user's program memory).
+ * than on one). Results never depend on which thread runs a task. The pool also
+ * owns one scratch slice per thread (tc__cpu_scratch), so ops that pack
+ * operands need neither allocation per call nor large thread-local arrays
+ * (those would cost every thread of the user's program memory).
  *
  * Several user threads may call ops on one backend at once
  * (docs/backends.md, "Threads"). A job's fields, the workers and scratch
@@ -275,7 +275,7 @@ static void run_on_pool(cpu_pool *p, int64_t n_tasks, cpu_task_fn fn,
 }
 
 void tc__cpu_parallel_for(cpu_ctx *ctx, int64_t n_tasks, cpu_task_fn fn,
-                      void *arg) {
+                          void *arg) {
   cpu_pool *p = ctx->pool;
   if (n_tasks <= 0)
     return;
