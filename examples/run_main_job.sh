@@ -10,5 +10,9 @@ if [ ! -f "$B/build.ninja" ]; then
   meson setup "$B" -Dgpu_cuda=disabled --buildtype=release
 fi
 ninja -C "$B" examples/tinycnn-lenet
+# a new log folder per run: the trainer keeps runs apart and refuses to
+# start a fresh run in a folder that holds another one
+LOGDIR="$B/runs/lenet-fashion-$(date +%Y%m%d-%H%M%S)"
+echo "logs: $LOGDIR"
 exec "$B/examples/tinycnn-lenet" --dataset fashion-mnist \
-  --data /usr/share/datasets/fashion-mnist --logdir "$B/runs/lenet-fashion" "$@"
+  --data /usr/share/datasets/fashion-mnist --logdir "$LOGDIR" "$@"
