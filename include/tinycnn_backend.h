@@ -35,11 +35,8 @@
 extern "C" {
 #endif
 
-/** The backend API version this header describes (2: the fused
- *  batchnorm_relu_* slots and their tc_batchnorm_args fields; 3: their
- *  ReLU bit mask, tc_batchnorm_args.relu_mask; 4: tc_loss_args.label_error
- *  and the counter_add slot, for training steps without host reads). */
-#define TC_BACKEND_API_VERSION 4
+/** The backend API version this header describes. */
+#define TC_BACKEND_API_VERSION 1
 
 /* ---- argument structs -------------------------------------------------- */
 
@@ -124,7 +121,7 @@ typedef struct tc_batchnorm_args {
   float *dbeta;
   int32_t accumulate; /* backward: add into dx, dgamma, dbeta */
   int32_t reserved0;
-  /* ---- API version 2: read only by the batchnorm_relu_* slots ---- */
+  /* read only by the batchnorm_relu_* slots: */
   const float *residual;       /* forward: (n,c,spatial) added before the ReLU,
                                   or NULL */
   float *dresidual;            /* backward: receives the gradient after the ReLU
@@ -132,9 +129,7 @@ typedef struct tc_batchnorm_args {
                                   other buffer */
   int32_t accumulate_residual; /* backward: add into dresidual */
   int32_t reserved1;
-  /* ---- API version 3: read only by the batchnorm_relu_* slots of a
-   * backend whose table says api_version >= 3 (the core passes NULL to
-   * others) ---- */
+  /* read only by the batchnorm_relu_* slots, NULL to leave it out: */
   uint8_t *relu_mask; /* the ReLU's outcome as bits: n*c planes (image,
                          channel) of ceil(spatial/8) bytes each; bit e%8
                          of byte e/8 of a plane is (y_e > 0). relu_fwd_train
@@ -210,12 +205,9 @@ typedef struct tc_loss_args {
   float *dlogits;
   float grad_scale;
   int32_t reserved0;
-  /* ---- API version 4: read only by a backend whose table says
-   * api_version >= 4 (the core passes NULL to others); the loss slots must
-   * accept args that end before it (a version-3 caller) ---- */
   int32_t *label_error; /* device, 1 int32, or NULL. NULL: a label outside
-                           [0, classes) fails the call (TC_EINVAL), as
-                           before. Not NULL: the slot neither fails on such
+                           [0, classes) fails the call (TC_EINVAL). Not
+                           NULL: the slot neither fails on such
                            a label nor waits for the device to find one; it
                            stores 1 here if a label is out of range, else 0
                            (labelled losses only; MSE leaves it alone), and
@@ -407,7 +399,6 @@ struct tc_backend_iface {
 
   /* extras a backend offers beyond the common slots (NULL: none) */
   void *(*get_proc)(void *ctx, const char *name);
-  /* ---- end of TC_BACKEND_API_VERSION 1 ---- */
 
   /* batch norm fused with what follows it in a residual network: optional,
    * the core runs the separate slots when these are NULL. Results must be
@@ -418,18 +409,17 @@ struct tc_backend_iface {
    *   relu_bwd: `y` is that forward's output; with g = (y > 0) ? dy : 0
    *     (relu_bwd's rule), as batchnorm_bwd with dy = g, and g stored into
    *     dresidual (added when accumulate_residual) unless it is NULL.
-   *     From API version 3, relu_mask (when not NULL) holds y > 0 as
-   *     relu_fwd_train wrote it, and is read instead of y. */
+   *     relu_mask (when not NULL) holds y > 0 as relu_fwd_train wrote it,
+   *     and is read instead of y. */
   tc_status (*batchnorm_relu_fwd_train)(void *ctx, const tc_batchnorm_args *a);
   tc_status (*batchnorm_relu_fwd_infer)(void *ctx, const tc_batchnorm_args *a);
   tc_status (*batchnorm_relu_bwd)(void *ctx, const tc_batchnorm_args *a);
-  /* ---- end of TC_BACKEND_API_VERSION 2 (3 added no slot) ---- */
 
   /* x[i] += delta over int64 device counters, queued like any op (no wait
    * for the device). Optional: without it the core reads, increments and
    * writes counters back through the host (two copies and a wait). */
   tc_status (*counter_add)(void *ctx, const tc_counter_args *a);
-  /* ---- end of TC_BACKEND_API_VERSION 4 ---- */
+  /* ---- end of TC_BACKEND_API_VERSION 1 ---- */
 };
 
 /** Entry point exported by a loadable backend module. */

@@ -1193,7 +1193,7 @@ START_TEST(test_graph) {
 }
 END_TEST
 
-/* ---- a training step without host waits (backend API version 4) ---- */
+/* ---- a training step without host waits ---- */
 
 /* copy4d with repeated destinations (sums over stride-0 dimensions) is
  * parallel on the GPU and must keep the CPU's single-task bits; counters;
@@ -1578,13 +1578,14 @@ static int table_checks_without_gpu(void) {
            (unsigned)cu->api_version);
     ok = 0;
   }
-  if (ok) { /* a version-1 caller's args are refused by the fused slots */
+  if (ok) { /* args that end before relu_mask are refused */
     tc_batchnorm_args b = {.struct_size =
-                               offsetof(tc_batchnorm_args, residual)};
-    ok = cu->batchnorm_relu_fwd_train(fake_ctx, &b) == TC_EINVAL &&
+                               offsetof(tc_batchnorm_args, relu_mask)};
+    ok = cu->batchnorm_fwd_train(fake_ctx, &b) == TC_EINVAL &&
+         cu->batchnorm_relu_fwd_train(fake_ctx, &b) == TC_EINVAL &&
          cu->batchnorm_relu_bwd(NULL, &b) == TC_EINVAL;
     if (!ok)
-      printf("test_cuda: fused batch norm accepts version-1 args\n");
+      printf("test_cuda: batch norm accepts args short of relu_mask\n");
   }
   if (ok)
     ok = check_same_size_rejections(cu);

@@ -164,14 +164,6 @@ START_TEST(t_comm_table_checks) {
   bad_rank.rank = one; /* rank 1 of 1 */
   ck_assert_int_eq(tc_comm_create(&c, &bad_rank, NULL), TC_EINVAL);
   ck_assert_int_eq(destroyed, 4);
-  /* a version-1 table (built before device_context) still works */
-  tc_comm_iface v1 = t;
-  v1.api_version = 1;
-  v1.struct_size = offsetof(tc_comm_iface, device_context);
-  NU_OK(tc_comm_create(&c, &v1, NULL));
-  NU_OK(tc_comm_allreduce_sum(c, &v, 1));
-  tc_comm_destroy(c);
-  ck_assert_int_eq(destroyed, 5);
   tc_comm *g[2];
   ck_assert_int_eq(tc_comm_create_group(g, 0), TC_EINVAL);
 }

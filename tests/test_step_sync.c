@@ -6,8 +6,7 @@
  * conv+bn+relu+pool+linear model makes none, so a CUDA backend could
  * capture it whole in a graph. Also: tc_loss_compute_async's value, flag
  * and gradient against tc_loss_compute's bits, num_batches_tracked kept on
- * the device and through the host fallback (a wrapper without counter_add),
- * and the older-backend fallback of the label check.
+ * the device and through the host fallback (a wrapper without counter_add).
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,7 +18,6 @@
 static const tc_backend_iface *cpu_it;
 static tc_backend_iface counted;  /* every CPU slot, syncs counted */
 static tc_backend_iface no_count; /* the same without counter_add */
-static tc_backend_iface v3;       /* an API version 3 table */
 static int n_sync, n_d2h, n_h2d;
 
 static tc_status c_sync(void *ctx) {
@@ -37,7 +35,7 @@ static tc_status c_d2h(void *ctx, void *d, const void *s, size_t b) {
   return cpu_it->copy_d2h(ctx, d, s, b);
 }
 
-/* Registers the three wrappers once (the registry is process-wide). */
+/* Registers the two wrappers once (the registry is process-wide). */
 static void register_wrappers(void) {
   if (cpu_it)
     return;
@@ -53,13 +51,8 @@ static void register_wrappers(void) {
   no_count = counted;
   no_count.name = "counted_nocounter";
   no_count.counter_add = NULL;
-  v3 = counted;
-  v3.name = "counted_v3";
-  v3.api_version = 3;
-  v3.struct_size = (uint32_t)offsetof(tc_backend_iface, counter_add);
   ck_assert_int_eq(tc_backend_register(&counted), TC_OK);
   ck_assert_int_eq(tc_backend_register(&no_count), TC_OK);
-  ck_assert_int_eq(tc_backend_register(&v3), TC_OK);
 }
 
 enum { N = 6, CLS = 5 };
@@ -238,55 +231,43 @@ START_TEST(test_nbt_paths) {
 }
 END_TEST
 
-/* A bad label: found on the device, reported by tc_loss_read; through a
- * version-3 table the host check still fails the call itself. */
+/* A bad label: found on the device, reported by tc_loss_read. */
 START_TEST(test_async_bad_label) {
-  const char *names[2] = {"counted", "counted_v3"};
-  for (int k = 0; k < 2; k++) {
-    rig r;
-    rig_make(&r, names[k]);
-    int32_t bad[N], good[N];
-    for (int i = 0; i < N; i++)
-      bad[i] = good[i] = i % CLS;
-    bad[N - 1] = CLS;
-    int64_t four = 4;
-    tc_tensor *out = NULL, *lt = NULL;
-    ck_assert_int_eq(tc_model_forward(r.m, r.x, &out), TC_OK);
-    ck_assert_int_eq(tc_tensor_create(&lt, r.be, &four, 1, TC_FLOAT32), TC_OK);
-    tc_tensor *v1 = NULL;
-    int64_t one = 1;
-    ck_assert_int_eq(tc_tensor_create(&v1, r.be, &one, 1, TC_FLOAT32), TC_OK);
-    ck_assert_int_eq(tc_loss_compute_async(r.loss, out, r.y, v1, NULL), TC_OK);
-    float dev = 0.f, host = 0.f;
-    ck_assert_int_eq(tc_loss_read(r.loss, &host), TC_OK);
-    ck_assert_int_eq(tc_tensor_copy_to_host(v1, &dev, sizeof dev), TC_OK);
-    ck_assert_mem_eq(&dev, &host, sizeof dev);
-    ck_assert_int_eq(tc_loss_compute_async(r.loss, out, r.y, lt, NULL),
-                     TC_ESHAPE);
-    ck_assert_int_eq(tc_tensor_copy_from_host(r.y, bad, sizeof bad), TC_OK);
-    tc_status st = tc_loss_compute_async(r.loss, out, r.y, NULL,
-                                         tc_model_output_grad(r.m));
-    if (k == 0) {
-      ck_assert_int_eq(st, TC_OK);
-      float v = 7.f;
-      ck_assert_int_eq(tc_loss_read(r.loss, &v), TC_EINVAL);
-      ck_assert(v == 7.f);
-      ck_assert_ptr_nonnull(strstr(tc_last_error(), "label"));
-    } else {
-      ck_assert_int_eq(st, TC_EINVAL);
-      float v;
-      ck_assert_int_eq(tc_loss_read(r.loss, &v), TC_ESTATE);
-    }
-    /* a good batch clears the flag */
-    ck_assert_int_eq(tc_tensor_copy_from_host(r.y, good, sizeof good), TC_OK);
-    ck_assert_int_eq(tc_loss_compute_async(r.loss, out, r.y, NULL, NULL),
-                     TC_OK);
-    float v;
-    ck_assert_int_eq(tc_loss_read(r.loss, &v), TC_OK);
-    tc_tensor_destroy(v1);
-    tc_tensor_destroy(lt);
-    rig_free(&r);
-  }
+  rig r;
+  rig_make(&r, "counted");
+  int32_t bad[N], good[N];
+  for (int i = 0; i < N; i++)
+    bad[i] = good[i] = i % CLS;
+  bad[N - 1] = CLS;
+  int64_t four = 4;
+  tc_tensor *out = NULL, *lt = NULL;
+  ck_assert_int_eq(tc_model_forward(r.m, r.x, &out), TC_OK);
+  ck_assert_int_eq(tc_tensor_create(&lt, r.be, &four, 1, TC_FLOAT32), TC_OK);
+  tc_tensor *v1 = NULL;
+  int64_t one = 1;
+  ck_assert_int_eq(tc_tensor_create(&v1, r.be, &one, 1, TC_FLOAT32), TC_OK);
+  ck_assert_int_eq(tc_loss_compute_async(r.loss, out, r.y, v1, NULL), TC_OK);
+  float dev = 0.f, host = 0.f;
+  ck_assert_int_eq(tc_loss_read(r.loss, &host), TC_OK);
+  ck_assert_int_eq(tc_tensor_copy_to_host(v1, &dev, sizeof dev), TC_OK);
+  ck_assert_mem_eq(&dev, &host, sizeof dev);
+  ck_assert_int_eq(tc_loss_compute_async(r.loss, out, r.y, lt, NULL),
+                   TC_ESHAPE);
+  ck_assert_int_eq(tc_tensor_copy_from_host(r.y, bad, sizeof bad), TC_OK);
+  tc_status st =
+      tc_loss_compute_async(r.loss, out, r.y, NULL, tc_model_output_grad(r.m));
+  ck_assert_int_eq(st, TC_OK);
+  float v = 7.f;
+  ck_assert_int_eq(tc_loss_read(r.loss, &v), TC_EINVAL);
+  ck_assert(v == 7.f);
+  ck_assert_ptr_nonnull(strstr(tc_last_error(), "label"));
+  /* a good batch clears the flag */
+  ck_assert_int_eq(tc_tensor_copy_from_host(r.y, good, sizeof good), TC_OK);
+  ck_assert_int_eq(tc_loss_compute_async(r.loss, out, r.y, NULL, NULL), TC_OK);
+  ck_assert_int_eq(tc_loss_read(r.loss, &v), TC_OK);
+  tc_tensor_destroy(v1);
+  tc_tensor_destroy(lt);
+  rig_free(&r);
 }
 END_TEST
 
@@ -311,8 +292,7 @@ START_TEST(test_async_nan) {
 }
 END_TEST
 
-/* counter_add through the table; a version-3 caller's loss args still
- * accepted by the CPU slots. */
+/* counter_add and the loss slots' label_error through the table. */
 START_TEST(test_cpu_slots) {
   register_wrappers();
   tc_backend *be = NULL;
@@ -336,15 +316,14 @@ START_TEST(test_cpu_slots) {
   int32_t labels[2] = {1, 0}, flag = 9;
   tc_loss_args a;
   memset(&a, 0, sizeof a);
-  a.struct_size = offsetof(tc_loss_args, label_error);
+  a.struct_size = sizeof a;
   a.n = 2, a.classes = 2, a.logits = logits, a.labels = labels;
   a.loss = &loss, a.dlogits = dl, a.grad_scale = 1.f;
-  a.label_error = &flag; /* beyond struct_size: not read */
   ck_assert_int_eq(it->softmax_xent(cx, &a), TC_OK);
-  ck_assert_int_eq(flag, 9);
   labels[1] = 2;
+  /* no label_error: the bad label fails the call */
   ck_assert_int_eq(it->softmax_xent(cx, &a), TC_EINVAL);
-  a.struct_size = sizeof a;
+  a.label_error = &flag;
   ck_assert_int_eq(it->softmax_xent(cx, &a), TC_OK);
   ck_assert_int_eq(flag, 1);
   ck_assert(isnan(loss) && isnan(dl[0]) && isnan(dl[3]));

@@ -95,7 +95,7 @@ typedef struct bn_job {
   /* dres when it is overwritten: the sums pass stores the masked dy there
    * and the dx pass reads it back instead of dy and ry (fewer streams) */
   float *gout;
-  /* the ReLU's bits (API version 3): forward writes them, backward reads
+  /* the ReLU's bits (relu_mask): forward writes them, backward reads
    * them instead of ry; mps bytes per (image, channel) plane */
   uint8_t *mask;
   int64_t mps;
@@ -114,16 +114,6 @@ static void bn_run(void *ctx, const tc_batchnorm_args *a, int bwd,
     return;
   }
   tc__cpu_parallel_for(ctx, tasks, fn, arg);
-}
-
-/* The args a caller built against API version 1 passes end before the
- * fused slots' fields; only those slots need them. Version 2's end before
- * relu_mask, which those slots read only when it is there. */
-#define BN_ARGS_V1 offsetof(tc_batchnorm_args, residual)
-#define BN_ARGS_V2 offsetof(tc_batchnorm_args, relu_mask)
-
-static uint8_t *bn_relu_mask(const tc_batchnorm_args *a) {
-  return a->struct_size >= sizeof(tc_batchnorm_args) ? a->relu_mask : NULL;
 }
 
 /* Bits [e, e+16) of a mask plane (e + 16 <= the plane's length): reads
@@ -202,16 +192,15 @@ static inline void dx_relu_scalar(const float *x, const float *dy,
   }
 }
 
-static tc_status bn_check(void *ctx, const tc_batchnorm_args *a, const char *fn,
-                          int fused) {
+static tc_status bn_check(void *ctx, const tc_batchnorm_args *a,
+                          const char *fn) {
   if (!ctx)
     return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
   if (!a)
     return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  size_t need = fused ? BN_ARGS_V2 : BN_ARGS_V1;
-  if (a->struct_size < need)
+  if (a->struct_size < sizeof(tc_batchnorm_args))
     return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     need);
+                     sizeof(tc_batchnorm_args));
   int64_t m, total;
   if (a->n < 0 || a->c < 0 || a->spatial < 0 || a->n > BN_DIM_MAX ||
       a->c > BN_DIM_MAX || a->spatial > BN_DIM_MAX ||
@@ -977,7 +966,7 @@ static void bn_dx_task(void *arg, int64_t t) {
 
 static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
                               const char *fn, int relu) {
-  tc_status st = bn_check(ctx, a, fn, relu);
+  tc_status st = bn_check(ctx, a, fn);
   if (st != TC_OK)
     return st;
   if (a->n * a->spatial == 1)
@@ -997,7 +986,7 @@ static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
   bn_job_init(&j, a, 0);
   j.relu = relu;
   j.res = relu ? a->residual : NULL;
-  j.mask = relu ? bn_relu_mask(a) : NULL;
+  j.mask = relu ? a->relu_mask : NULL;
   j.mps = (a->spatial + 7) / 8;
   double part[BN_PART_MAX][2], sums[BN_BLOCK_C][2];
   float mu[BN_BLOCK_C], alpha[BN_BLOCK_C], shift[BN_BLOCK_C];
@@ -1029,7 +1018,7 @@ tc_status tc__cpu_batchnorm_relu_fwd_train(void *ctx,
 
 static tc_status bn_fwd_infer(void *ctx, const tc_batchnorm_args *a,
                               const char *fn, int relu) {
-  tc_status st = bn_check(ctx, a, fn, relu);
+  tc_status st = bn_check(ctx, a, fn);
   if (st != TC_OK)
     return st;
   if (a->c == 0 || a->n * a->spatial == 0)
@@ -1078,7 +1067,7 @@ tc_status tc__cpu_batchnorm_relu_fwd_infer(void *ctx,
 
 static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn,
                         int relu) {
-  tc_status st = bn_check(ctx, a, fn, relu);
+  tc_status st = bn_check(ctx, a, fn);
   if (st != TC_OK)
     return st;
   if (a->c == 0)
@@ -1093,7 +1082,7 @@ static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn,
     }
     return TC_OK;
   }
-  uint8_t *mask = relu ? bn_relu_mask(a) : NULL;
+  uint8_t *mask = relu ? a->relu_mask : NULL;
   if (!a->x || !a->dy || !a->dx || !a->save_mean || !a->save_invstd ||
       (relu && !a->y && !mask))
     return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,

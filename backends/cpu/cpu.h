@@ -118,7 +118,7 @@ tc_status tc__cpu_sgd_update(void *ctx, const tc_sgd_args *a);
 tc_status tc__cpu_adam_update(void *ctx, const tc_adam_args *a);
 tc_status tc__cpu_reduce(void *ctx, const tc_reduce_args *a);
 
-/* API version 4 */
+/* counters */
 tc_status tc__cpu_counter_add(void *ctx, const tc_counter_args *a);
 
 #endif /* TINYCNN_CPU_H */

@@ -607,7 +607,7 @@ tc_status tc__cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
   return TC_OK;
 }
 
-/* ---- counters (API version 4) ---- */
+/* ---- counters ---- */
 
 tc_status tc__cpu_counter_add(void *ctx, const tc_counter_args *a) {
   static const char fn[] = "cpu_counter_add";

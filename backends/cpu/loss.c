@@ -121,9 +121,9 @@ static void loss_task(void *arg, int64_t task) {
   j->part[task] = acc;
 }
 
-/* A label out of range with a label_error flag (API version 4): no error,
- * the flag set, a NaN loss and an all-NaN gradient (the caller learns of it
- * when it reads the flag). */
+/* A label out of range with a label_error flag: no error, the flag set, a
+ * NaN loss and an all-NaN gradient (the caller learns of it when it reads
+ * the flag). */
 static tc_status bad_label_flagged(const tc_loss_args *a, int32_t *flag) {
   *flag = 1;
   a->loss[0] = NAN;
@@ -137,13 +137,10 @@ static tc_status loss_run(void *ctx, const tc_loss_args *a, int mode,
                           const char *fn) {
   if (!a)
     return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  /* a version-3 caller's args end before label_error */
-  size_t v3 = offsetof(tc_loss_args, label_error);
-  if (a->struct_size < v3)
+  if (a->struct_size < sizeof(tc_loss_args))
     return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     v3);
-  int32_t *label_error =
-      a->struct_size >= sizeof(tc_loss_args) ? a->label_error : NULL;
+                     sizeof(tc_loss_args));
+  int32_t *label_error = a->label_error;
   if (!ctx)
     return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
   if (a->n < 1 || a->classes < 1)

@@ -7,10 +7,9 @@
  * (count/(count-1)) enters running_var; running = (1-m)*running + m*batch.
  * Statistics are two-pass (mean, then mean squared deviation) through
  * cu_channel_reduce, whose fixed-order sums make every run identical.
- * The fused batchnorm_relu_* slots (API versions 2 and 3) run the same
- * kernels as the separate slots and then an epilogue with relu_fwd's and
- * add's arithmetic (y = relu(bn + residual), the ReLU's bit mask), or,
- * backward, a prologue with relu_bwd's rule (g = y > 0 ? dy : 0, from y or
+ * The fused batchnorm_relu_* slots run the same kernels as the separate
+ * slots and then an epilogue with relu_fwd's and add's arithmetic
+ * (y = relu(bn + residual), the ReLU's bit mask), or, backward, a prologue with relu_bwd's rule (g = y > 0 ? dy : 0, from y or
  * the mask) before batchnorm_bwd's kernels: the separate slots' bits by
  * construction, minus their launches and the core's extra passes.
  * x, y, dy, dx, residual, dresidual: (n, c, sp); per-channel buffers: (c);
@@ -99,14 +98,10 @@ __global__ void k_bn_bwd_params(const float *sdy, const float *sdyx,
 #define BN_DIM_MAX ((int64_t)1 << 40)
 #define BN_TOTAL_MAX ((int64_t)1 << 50)
 
-/* The CPU backend's checks (backends/cpu/batchnorm.c), in its order. The
- * fields from `residual` on belong to the fused slots (API version 2): a
- * version-1 caller's args end there; relu_mask (version 3) is read only
- * when the args reach it. */
-static tc_status bn_check(void *ctx, const char *fn, const tc_batchnorm_args *a,
-                          int fused) {
-  const size_t need = fused ? offsetof(tc_batchnorm_args, relu_mask)
-                            : offsetof(tc_batchnorm_args, residual);
+/* The CPU backend's checks (backends/cpu/batchnorm.c), in its order. */
+static tc_status bn_check(void *ctx, const char *fn,
+                          const tc_batchnorm_args *a) {
+  const size_t need = sizeof(tc_batchnorm_args);
   if (!a)
     return tc_backend_error(TC_EINVAL, "cuda %s: args is NULL", fn);
   if (a->struct_size < need)
@@ -164,11 +159,6 @@ static tc_status bn_batch_forward(cu_ctx *c, const tc_batchnorm_args *a,
 
 /* ---- the fused ReLU (and residual) ---------------------------------- */
 
-/* relu_mask, when the caller's args reach it (API version 3). */
-static uint8_t *bn_relu_mask(const tc_batchnorm_args *a) {
-  return a->struct_size >= sizeof(tc_batchnorm_args) ? a->relu_mask : NULL;
-}
-
 /* y = relu(y + res) (res NULL: relu(y)), add's and relu_fwd's arithmetic */
 __device__ inline float bn_relu1(float v, const float *res, int64_t i) {
   if (res)
@@ -200,7 +190,7 @@ __global__ void k_bn_relu_mask(float *y, const float *res, uint8_t *mask,
 
 static tc_status bn_relu_epilogue(cu_ctx *c, const tc_batchnorm_args *a) {
   int64_t total = a->n * a->c * a->spatial;
-  uint8_t *mask = bn_relu_mask(a);
+  uint8_t *mask = a->relu_mask;
   if (mask) {
     int64_t planes = a->n * a->c, mps = (a->spatial + 7) / 8;
     k_bn_relu_mask<<<cu_blocks(planes * mps), CU_THREADS, 0, c->stream>>>(
@@ -237,7 +227,7 @@ __global__ void k_bn_relu_grad(const float *dy, const float *y,
 static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
                               const char *fn, int relu) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bn_check(ctx, fn, a, relu);
+  tc_status st = bn_check(ctx, fn, a);
   if (st != TC_OK)
     return st;
   if (a->n * a->spatial == 1)
@@ -264,7 +254,7 @@ static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
 static tc_status bn_fwd_infer(void *ctx, const tc_batchnorm_args *a,
                               const char *fn, int relu) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bn_check(ctx, fn, a, relu);
+  tc_status st = bn_check(ctx, fn, a);
   if (st != TC_OK)
     return st;
   if (a->c == 0 || a->n * a->spatial == 0)
@@ -290,7 +280,7 @@ static tc_status bn_fwd_infer(void *ctx, const tc_batchnorm_args *a,
 
 static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bn_check(ctx, fn, a, 0);
+  tc_status st = bn_check(ctx, fn, a);
   if (st != TC_OK || a->c == 0)
     return st;
   if (a->n * a->spatial == 0) { /* empty sums: zero (or keep) dgamma/dbeta */
@@ -345,12 +335,12 @@ static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn) {
 static tc_status bn_relu_bwd(void *ctx, const tc_batchnorm_args *a,
                              const char *fn) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bn_check(ctx, fn, a, 1);
+  tc_status st = bn_check(ctx, fn, a);
   if (st != TC_OK || a->c == 0)
     return st;
   if (a->n * a->spatial == 0)
     return bn_bwd(ctx, a, fn);
-  uint8_t *mask = bn_relu_mask(a);
+  uint8_t *mask = a->relu_mask;
   if (!a->x || !a->dy || !a->dx || !a->save_mean || !a->save_invstd ||
       (!a->y && !mask))
     return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,

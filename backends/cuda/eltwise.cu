@@ -340,7 +340,7 @@ tc_status cu_copy4d(void *ctx, const tc_copy4d_args *a) {
   return cu_launched("copy4d");
 }
 
-/* ---- counters (API version 4) ---- */
+/* ---- counters ---- */
 
 __global__ void k_counter_add(int64_t *x, int64_t n, int64_t delta) {
   CU_FOR(i, n) {

@@ -13,7 +13,7 @@
  * TC_EINVAL as the CPU does (which checks before writing anything; here
  * the outputs are then unspecified). While capturing, the flag is not
  * read: the NaN loss is the only sign. When the caller gives its own flag
- * (tc_loss_args.label_error, API version 4), the kernel sets that one and
+ * (tc_loss_args.label_error), the kernel sets that one and
  * nothing is read back or waited for: the call never syncs.
  * logits, target, dlogits: (n, classes)  labels, pred: (n)  loss: 1 float.
  */
@@ -117,18 +117,15 @@ __global__ void k_loss_final(const float *row_loss, int64_t n, double scale,
 template <int MODE>
 static tc_status loss_run(void *ctx, const tc_loss_args *a, const char *fn) {
   cu_ctx *c = (cu_ctx *)ctx;
-  /* the CPU backend's checks, in its order; a version-3 caller's args end
-   * before label_error */
+  /* the CPU backend's checks, in its order */
   if (!a)
     return tc_backend_error(TC_EINVAL, "cuda %s: args is NULL", fn);
-  if (a->struct_size < offsetof(tc_loss_args, label_error))
+  if (a->struct_size < sizeof *a)
     return tc_backend_error(TC_EINVAL, "cuda %s: struct_size %zu < %zu", fn,
-                            a->struct_size,
-                            offsetof(tc_loss_args, label_error));
+                            a->struct_size, sizeof *a);
   if (!ctx)
     return tc_backend_error(TC_EINVAL, "cuda %s: ctx is NULL", fn);
-  int32_t *uflag =
-      a->struct_size >= sizeof *a && MODE != LOSS_MSE ? a->label_error : NULL;
+  int32_t *uflag = MODE != LOSS_MSE ? a->label_error : NULL;
   if (a->n < 1 || a->classes < 1)
     return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes n = %lld, "
                             "classes = %lld (both must be >= 1)", fn,

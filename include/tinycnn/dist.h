@@ -36,14 +36,13 @@ extern "C" {
 
 /* ==== the communicator table ============================================ */
 
-/** The communicator API version this header describes (2: the
- *  device_context slot, for communicators that take device buffers). */
-#define TC_COMM_API_VERSION 2
+/** The communicator API version this header describes. */
+#define TC_COMM_API_VERSION 1
 
 /**
  * Arguments of every collective slot. Fields a slot does not use are
  * ignored. Buffers are host memory, or also device memory of one backend
- * instance where the table's device_context slot says so (API version 2).
+ * instance where the table's device_context slot says so.
  */
 typedef struct tc_comm_args {
   size_t struct_size;
@@ -93,7 +92,6 @@ typedef struct tc_comm_iface {
   void (*abort)(void *ctx, int code);
   /** Releases the context. */
   void (*destroy)(void *ctx);
-  /* ---- end of API version 1 ---- */
   /** The backend instance context (tc_backend_get_context()) whose device
    *  memory the collectives also accept as buf and recv, or NULL for host
    *  memory only. Operations on such buffers are ordered with that
@@ -102,7 +100,7 @@ typedef struct tc_comm_iface {
    *  data-parallel wrapper then all-reduces gradients in place on the
    *  device instead of staging them through the host. May be NULL. */
   void *(*device_context)(void *ctx);
-  /* ---- end of API version 2 ---- */
+  /* ---- end of API version 1 ---- */
 } tc_comm_iface;
 
 typedef struct tc_comm tc_comm;

@@ -561,17 +561,13 @@ TC_API tc_status tc_loss_compute(tc_loss *l, const tc_tensor *input,
  * loss's backend; read it with tc_loss_read(). Differences:
  *  - NaN or Inf in `input` or `target` is not looked for: it reaches the
  *    value (and `grad`), and tc_loss_read() reports it;
- *  - a label outside [0, C) is found on the device (backend API version 4;
- *    with an older backend the labels are still copied to the host and
- *    checked here, TC_EINVAL): the call succeeds, the value is NaN, `grad`
- *    holds NaN at least in that label's row, and tc_loss_read() returns
- *    TC_EINVAL. Read the value (or check it) before stepping an optimizer
- *    if bad labels are possible.
- * On the CPU backend value and gradient have the same bits as
- * tc_loss_compute()'s.
- * @return TC_OK, TC_EINVAL (NULL; a label out of range on a backend older
- *         than API version 4), TC_ESHAPE (also: out_loss not float32 (1)
- *         on the loss's backend), TC_EUNSUPPORTED, TC_ENOMEM.
+ *  - a label outside [0, C) is found on the device: the call succeeds,
+ *    the value is NaN, `grad` holds NaN at least in that label's row, and
+ *    tc_loss_read() returns TC_EINVAL. Read the value (or check it) before
+ * stepping an optimizer if bad labels are possible. On the CPU backend value
+ * and gradient have the same bits as tc_loss_compute()'s.
+ * @return TC_OK, TC_EINVAL (NULL), TC_ESHAPE (also: out_loss not float32
+ *         (1) on the loss's backend), TC_EUNSUPPORTED, TC_ENOMEM.
  */
 TC_API tc_status tc_loss_compute_async(tc_loss *l, const tc_tensor *input,
                                        const tc_tensor *target,

@@ -8,7 +8,7 @@
 #include "../internal.h"
 
 /* The backend context whose device buffers `c` takes in its collectives
- * (tc_comm_iface.device_context, API version 2), else NULL. */
+ * (tc_comm_iface.device_context), else NULL. */
 void *tc__comm_device_context(const tc_comm *c);
 
 #endif /* TINYCNN_DIST_INTERNAL_H */

@@ -5,12 +5,12 @@
  * including the cumulative average (momentum None: 1/num_batches_tracked).
  *   x, y: (N, C, spatial)   weight, bias, running_*: (C)
  * num_batches_tracked is a device TC_INT64 scalar, incremented in place
- * by the backend's counter_add (API version 4) after each training
- * forward, so the step needs no host round trip and a checkpoint that
- * loads it is honoured. The cumulative average (momentum None) needs the
- * count on the host to make the momentum, and backends without
- * counter_add have no other way: both read it, increment it and write it
- * back (8 bytes each way, a wait for the device). Backward in evaluation mode
+ * by the backend's counter_add after each training forward, so the step
+ * needs no host round trip and a checkpoint that loads it is honoured.
+ * The cumulative average (momentum None) needs the count on the host to
+ * make the momentum, and backends without counter_add have no other way:
+ * both read it, increment it and write it back (8 bytes each way, a wait
+ * for the device). Backward in evaluation mode
  * (running statistics) is built from fwd_infer, bias_grad and a batched GEMM,
  * as the backend's batchnorm_bwd only knows the training formula. A training
  * forward while the model has a sync-bn communicator takes batchnorm_sync.c's
@@ -48,11 +48,6 @@ typedef struct bn_layer {
 /* The sync-bn communicator while the layer's model has one, else NULL. */
 static tc_comm *bn_sync_comm(const tc_layer *l) {
   return l->model ? tc__nn_model_sync_bn(l->model) : NULL;
-}
-
-/* The backend takes tc_batchnorm_args.relu_mask (API version 3). */
-static int bn_backend_masks(const tc_layer *l) {
-  return tc__nn_be(l)->iface->api_version >= 3;
 }
 
 /* relu_mask sized for a batch of n: (n*C planes) x ceil(spatial/8) bytes,
@@ -267,8 +262,7 @@ static tc_status bn_forward(tc_layer *l, tc_tensor *x) {
       a.momentum = (float)(1.0 / (double)nbt);
   }
   b->mask_n = 0;
-  if (fused && bn_backend_masks(l) &&
-      (st = bn_ensure_mask(b, n, a.spatial, &a.relu_mask)) != TC_OK)
+  if (fused && (st = bn_ensure_mask(b, n, a.spatial, &a.relu_mask)) != TC_OK)
     return st;
   st = fused ? be->iface->batchnorm_relu_fwd_train(be->ctx, &a)
              : be->iface->batchnorm_fwd_train(be->ctx, &a);
@@ -390,7 +384,7 @@ static tc_status bn_backward(tc_layer *l, const tc_tensor *dy, tc_tensor *dx,
     a.y = (float *)nn_f(b->fuse_y);
     a.dresidual = b->fuse_dres ? nn_f(b->fuse_dres) : NULL;
     a.accumulate_residual = b->fuse_acc_res;
-    if (b->mask_n == dy->shape[0] && bn_backend_masks(l))
+    if (b->mask_n == dy->shape[0])
       a.relu_mask = (uint8_t *)nn_f(b->relu_mask);
   }
   if (acc)

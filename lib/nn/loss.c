@@ -7,7 +7,7 @@
  * seen. tc_loss_compute checks inputs for NaN/Inf before anything is
  * written and reads the value back (it waits for the device);
  * tc_loss_compute_async does neither: labels are range-checked by the
- * backend into the flag (API version 4), and tc_loss_read reads value and
+ * backend into the flag, and tc_loss_read reads value and
  * flag together later, so a training step can run without host waits.
  */
 #include <math.h>
@@ -135,8 +135,7 @@ static tc_status check_labels(tc_loss *l, const tc_tensor *labels, int64_t n,
 }
 
 /* The checks and the backend call shared by both entry points. async:
- * no finiteness checks, labels checked by the backend into the flag when
- * it takes one (API version 4), else on the host. */
+ * no finiteness checks, labels checked by the backend into the flag. */
 static tc_status loss_run(tc_loss *l, const tc_tensor *input,
                           const tc_tensor *target, tc_tensor *grad, int async,
                           const char *fn) {
@@ -151,7 +150,6 @@ static tc_status loss_run(tc_loss *l, const tc_tensor *input,
   if (grad && (grad->dtype != TC_FLOAT32 || grad->numel != input->numel))
     return tc__error(TC_ESHAPE, "%s: grad has %lld elements, input %lld", fn,
                      (long long)grad->numel, (long long)input->numel);
-  int dev_labels = async && be->iface->api_version >= 4;
   tc_status st;
   if (l->kind == TC_LOSS_MSE) {
     if (target->dtype != TC_FLOAT32 || target->numel != input->numel)
@@ -161,7 +159,7 @@ static tc_status loss_run(tc_loss *l, const tc_tensor *input,
                        fn, (long long)input->numel, (long long)target->numel);
     if (!async && (st = check_finite(be, target, "target", fn)) != TC_OK)
       return st;
-  } else if (dev_labels) {
+  } else if (async) {
     if (target->dtype != TC_INT32 || target->numel != n)
       return tc__error(TC_ESHAPE,
                        "%s: labels must be int32 (N = %lld), got "
@@ -188,7 +186,7 @@ static tc_status loss_run(tc_loss *l, const tc_tensor *input,
   a.loss = nn_f(l->value);
   a.dlogits = nn_f(grad);
   a.grad_scale = 1.f;
-  if (dev_labels && l->kind != TC_LOSS_MSE)
+  if (async && l->kind != TC_LOSS_MSE)
     a.label_error = loss_flag(l);
   switch (l->kind) {
   case TC_LOSS_CROSS_ENTROPY:
