@@ -150,21 +150,32 @@ TC_API tc_status tc_comm_barrier(tc_comm *c) {
   return failed(c->iface->barrier(c->ctx), c, fn);
 }
 
-/* A request: the implementation's, or none when the blocking slot ran. */
-struct tc_comm_request {
-  void *req;
-};
-
 TC_API tc_status tc_comm_allreduce_start(tc_comm *c, float *buf, size_t count,
                                          tc_comm_request **out) {
   static const char fn[] = "tc_comm_allreduce_start";
   TC__CHECK_NULL(c, fn);
   TC__CHECK_NULL(out, fn);
-  if (!buf && count)
-    return tc__error(TC_EINVAL, "%s: argument 'buf' is NULL", fn);
   tc_comm_request *r = tc__calloc(1, sizeof *r);
   if (!r)
     return tc__oom(fn);
+  tc_status st = tc__comm_allreduce_start_in(c, buf, count, r);
+  if (st != TC_OK) {
+    tc__free(r);
+    return st;
+  }
+  r->owned = 1;
+  *out = r;
+  return TC_OK;
+}
+
+tc_status tc__comm_allreduce_start_in(tc_comm *c, float *buf, size_t count,
+                                      tc_comm_request *r) {
+  static const char fn[] = "tc_comm_allreduce_start";
+  TC__CHECK_NULL(c, fn);
+  if (!buf && count)
+    return tc__error(TC_EINVAL, "%s: argument 'buf' is NULL", fn);
+  r->req = NULL;
+  r->owned = 0;
   tc_comm_args a = {sizeof a, buf, NULL, count, 0, 0, 0};
   tc_clear_error();
   tc_status st;
@@ -172,12 +183,7 @@ TC_API tc_status tc_comm_allreduce_start(tc_comm *c, float *buf, size_t count,
     st = c->iface->allreduce_start(c->ctx, &a, &r->req);
   else
     st = c->iface->allreduce_sum(c->ctx, &a);
-  if (st != TC_OK) {
-    tc__free(r);
-    return failed(st, c, fn);
-  }
-  *out = r;
-  return TC_OK;
+  return st != TC_OK ? failed(st, c, fn) : TC_OK;
 }
 
 TC_API tc_status tc_comm_test(tc_comm *c, tc_comm_request *r, int *out_done) {
@@ -201,8 +207,10 @@ TC_API tc_status tc_comm_wait(tc_comm *c, tc_comm_request *r) {
   if (r->req) {
     tc_clear_error();
     st = failed(c->iface->wait(c->ctx, r->req), c, fn);
+    r->req = NULL;
   }
-  tc__free(r);
+  if (r->owned)
+    tc__free(r);
   return st;
 }
 

@@ -345,7 +345,9 @@ static void start_ready(tc_ddp *d) {
         buf[i] *= 1.0f / (float)d->size;
     }
     if (st == TC_OK)
-      st = tc_comm_allreduce_start(d->comm, buf, len, &b->req);
+      st = tc__comm_allreduce_start_in(d->comm, buf, len, &b->rq);
+    if (st == TC_OK)
+      b->req = &b->rq;
     if (st != TC_OK) {
       d->err = st;
       return;

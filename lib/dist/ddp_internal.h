@@ -10,9 +10,10 @@
 /* A contiguous range [lo, hi) of the gradient arena (floats). */
 typedef struct ddp_bucket {
   int64_t lo, hi;
-  int64_t nparams; /* parameters in it */
-  int64_t pending; /* parameters whose backward has not finished */
-  tc_comm_request *req;
+  int64_t nparams;      /* parameters in it */
+  int64_t pending;      /* parameters whose backward has not finished */
+  tc_comm_request *req; /* &rq while its all-reduce runs, else NULL */
+  tc_comm_request rq;
 } ddp_bucket;
 
 /* A running statistic replayed by deterministic mode. */
