@@ -59,6 +59,7 @@
 #include <string.h>
 
 #include "conv2d_direct.h"
+#include "conv2d_winograd.h"
 #include "cpu.h"
 
 /* Most floats the bwd_filter partial sums may take (64 MiB): above it the
@@ -414,8 +415,8 @@ static tc_status conv_workspace(void *ctx, conv_geom *g, size_t reserve,
   return TC_OK;
 }
 
-tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
-                                        size_t *out_bytes) {
+static tc_status conv_workspace_query(void *ctx, const tc_conv2d_args *a,
+                                      size_t *out_bytes) {
   static const char fn[] = "cpu_conv2d_workspace_size";
   conv_geom g;
   tc_status st = conv_geometry(ctx, a, fn, &g);
@@ -448,6 +449,17 @@ tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
     return tc__error(TC_EINVAL, "%s: workspace size overflows", fn);
   *out_bytes = total;
   return TC_OK;
+}
+
+/* The direct or im2col query, raised to what Winograd wants (it runs
+ * only when the workspace holds that). */
+tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
+                                        size_t *out_bytes) {
+  tc_status st = conv_workspace_query(ctx, a, out_bytes);
+  size_t wb = st == TC_OK ? tc__cpu_wino_workspace(ctx, a) : 0;
+  if (wb > *out_bytes)
+    *out_bytes = wb;
+  return st;
 }
 
 /* ---- im2col / col2im -------------------------------------------------- */
@@ -1227,6 +1239,8 @@ tc_status tc__cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
                      !a->x    ? "x"
                      : !a->wt ? "wt"
                               : "y");
+  if (tc__cpu_wino_fwd(ctx, a))
+    return TC_OK;
   if (g.kern) {
     g.col_bytes = g.fwd_slot;
     if ((st = conv_workspace(ctx, &g, g.fwd_shared, g.n, fn)) != TC_OK)
@@ -1281,6 +1295,8 @@ tc_status tc__cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
                      !a->dy   ? "dy"
                      : !a->wt ? "wt"
                               : "dx");
+  if (tc__cpu_wino_bwd_data(ctx, a))
+    return TC_OK;
   if (g.kern) {
     g.col_bytes = g.bwd_slot;
     if ((st = conv_workspace(ctx, &g, g.bwd_shared, g.n, fn)) != TC_OK)
