@@ -132,6 +132,7 @@ CPU_AVX512W static inline void wino_inter512(__m512 e, __m512 o, __m512 *lo,
 /* One instruction set's kernels. */
 typedef struct wino_kernels {
   int64_t vl, kr;
+  void (*rows)(const float *src, int64_t h, int64_t w, float *dst, int64_t wp);
   void (*in_row)(const float *row0, int64_t wp, int64_t tw, float *v,
                  int64_t as);
   void (*gemm)(const float *U, const float *V, float *M, int64_t cin,
@@ -141,10 +142,14 @@ typedef struct wino_kernels {
 } wino_kernels;
 
 #if CPU_X86
-static const wino_kernels wino_avx2 = {8, 4, wino_in_row_avx2, wino_gemm_avx2,
-                                       wino_out_row_avx2};
-static const wino_kernels wino_avx512 = {16, 8, wino_in_row_avx512,
-                                         wino_gemm_avx512, wino_out_row_avx512};
+static const wino_kernels wino_avx2 = {
+    8, 4, wino_rows_avx2, wino_in_row_avx2, wino_gemm_avx2, wino_out_row_avx2};
+static const wino_kernels wino_avx512 = {16,
+                                         8,
+                                         wino_rows_avx512,
+                                         wino_in_row_avx512,
+                                         wino_gemm_avx512,
+                                         wino_out_row_avx512};
 #endif
 
 static atomic_int wino_mode = -1;
@@ -294,23 +299,17 @@ static void wino_weights(const wino_plan *p, const float *wt, int flip,
     }
 }
 
-/* Images [i0, i0 + m) into zero-bordered planes (image at row 1, col 1). */
-static void wino_pad(const wino_plan *p, int64_t i0, int64_t m, float *planes) {
-  size_t rowb = (size_t)p->w * sizeof(float);
+/* Images [i0, i0 + m) into zero-bordered planes (image at row 1, col 1).
+ * The borders are zeroed on the thread's first task of the job only: the
+ * later ones write the same interiors. */
+static void wino_pad(const wino_plan *p, int64_t i0, int64_t m, float *planes,
+                     int fresh) {
+  if (fresh)
+    memset(planes, 0, (size_t)(p->G * p->cin * p->pl) * sizeof(float));
   for (int64_t g = 0; g < m; g++)
-    for (int64_t c = 0; c < p->cin; c++) {
-      float *d = planes + (g * p->cin + c) * p->pl;
-      const float *s = p->in + ((i0 + g) * p->cin + c) * p->h * p->w;
-      memset(d, 0, (size_t)(p->wp + 1) * sizeof(float));
-      for (int64_t i = 0; i < p->h; i++) {
-        float *row = d + (i + 1) * p->wp + 1;
-        memcpy(row, s + i * p->w, rowb);
-        /* this row's right zeros and the next row's left one */
-        memset(row + p->w, 0, (size_t)(p->wp - p->w) * sizeof(float));
-      }
-      int64_t done = (p->h + 1) * p->wp + 1;
-      memset(d + done, 0, (size_t)(p->pl - done) * sizeof(float));
-    }
+    for (int64_t c = 0; c < p->cin; c++)
+      p->kn->rows(p->in + ((i0 + g) * p->cin + c) * p->h * p->w, p->h, p->w,
+                  planes + (g * p->cin + c) * p->pl + p->wp + 1, p->wp);
 }
 
 static void wino_task(void *arg, int64_t t) {
@@ -322,7 +321,7 @@ static void wino_task(void *arg, int64_t t) {
   float *M = (float *)((char *)V + r64((size_t)(16 * p->cin * p->ts) * 4));
   int64_t i0 = t * p->G, m = p->n - i0 < p->G ? p->n - i0 : p->G;
   int64_t as_v = p->cin * p->ts, as_m = p->cout * p->ts;
-  wino_pad(p, i0, m, planes);
+  wino_pad(p, i0, m, planes, tc__cpu_task_first());
   for (int64_t r0 = 0; r0 < m * p->th; r0 += p->nr) {
     int64_t r1 = r0 + p->nr < m * p->th ? r0 + p->nr : m * p->th;
     int64_t nt = (r1 - r0) * p->tw, ntv = rup(nt, kn->vl);

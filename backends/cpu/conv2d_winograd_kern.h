@@ -18,6 +18,19 @@
  * transformed weight of output channel kb*WKR + j.
  */
 
+/* h rows of w floats from src (contiguous) to dst (row stride wp): the
+ * rows are short, a memcpy call per row cost more than the copy. */
+TGT static void WINO_NAME(wino_rows)(const float *src, int64_t h, int64_t w,
+                                     float *dst, int64_t wp) {
+  for (int64_t i = 0; i < h; i++, src += w, dst += wp) {
+    int64_t j = 0;
+    for (; j + VL <= w; j += VL)
+      V_STORE(dst + j, V_LOAD(src + j));
+    if (j < w)
+      V_STOREN(dst + j, V_LOADN(src + j, w - j), w - j);
+  }
+}
+
 /* Input transform V = B^T d B of the tiles of one tile row of one channel:
  * row0 is padded row 2*tr (tile tc reads its rows 2tr .. 2tr+3, columns
  * 2tc .. 2tc+3), v the row's first tile in V (alpha stride as). Tiles are
@@ -94,15 +107,14 @@ TGT static void WINO_NAME(wino_gemm)(const float *U, const float *V, float *M,
     for (; t + 3 * VL <= nt; t += 3 * VL)
       for (int64_t kb = 0; kb < nkb; kb++)
         WINO_NAME(wino_tile)
-        (ua + kb * cin * WKR, va + t, cin, ts, ma + kb * WKR * ts + t, 3);
+    (ua + kb * cin * WKR, va + t, cin, ts, ma + kb * WKR * ts + t, 3);
     if (nt - t == 2 * VL)
       for (int64_t kb = 0; kb < nkb; kb++)
         WINO_NAME(wino_tile)
-        (ua + kb * cin * WKR, va + t, cin, ts, ma + kb * WKR * ts + t, 2);
-    else if (nt - t == VL)
-      for (int64_t kb = 0; kb < nkb; kb++)
-        WINO_NAME(wino_tile)
-        (ua + kb * cin * WKR, va + t, cin, ts, ma + kb * WKR * ts + t, 1);
+    (ua + kb * cin * WKR, va + t, cin, ts, ma + kb * WKR * ts + t, 2);
+    else if (nt - t == VL) for (int64_t kb = 0; kb < nkb; kb++)
+        WINO_NAME(wino_tile)(ua + kb * cin * WKR, va + t, cin, ts,
+                             ma + kb * WKR * ts + t, 1);
   }
 }
 
