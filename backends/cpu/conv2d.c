@@ -28,6 +28,12 @@
  * data) or the partials (bwd filter) and slot one image's padded input and
  * outputs (bwd filter: G images); every op needs the one-slot query.
  *
+ * 3x3, stride 1, pad 1, dilation 1 with channel counts multiples of 8 (AVX2:
+ * 16+ each) run forward and backward data as Winograd F(2x2, 3x3) instead
+ * (conv2d_winograd.c, when the workspace holds its buffers; the query asks
+ * for them): other bits than the direct kernels', the same for any thread
+ * count; TINYCNN_CPU_WINOGRAD=0 turns it off.
+ *
  * Otherwise: per image, im2col + one OpenBLAS sgemm on the whole panel
  *   forward:   y_i (k,P)     = W (k,CRS) * col_i (CRS,P)   [+ bias]
  *   bwd data:  dcol_i (CRS,P) = W^T * dy_i (k,P); dx_i += col2im(dcol_i)
