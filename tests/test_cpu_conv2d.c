@@ -719,8 +719,9 @@ END_TEST
  * forced on through the backend's test hook: against the reference on
  * edge tiles (odd sizes, 1x1 and 2x2 maps, one image, more tiles than a
  * block), accumulate and bias on and off; the same bits for 1 and 2
- * threads; and (when it runs: AVX2 or better) bits unlike the direct
- * path's, so the test cannot pass on the direct path alone. */
+ * threads and with a workspace sized for fewer threads; and (when it
+ * runs: AVX2 or better) bits unlike the direct path's, so the test
+ * cannot pass on the direct path alone. */
 static void wino_mode(int mode) {
   void (*set)(int) = (void (*)(int))it->get_proc(ctx, "tc_cpu_set_winograd");
   ck_assert_ptr_nonnull(set);
@@ -778,8 +779,31 @@ START_TEST(test_conv_winograd) {
     }
     outs_free(&one), outs_free(&two), outs_free(&direct);
   }
+  /* a workspace from a 1-thread query on 3 threads (fewer buffers than
+   * threads): the same bits */
+  size_t ws1 = 0;
+  use(open_cpu(1));
+  ck_assert_int_eq(it->conv2d_workspace_size(ctx, &a, &ws1), TC_OK);
+  tc_backend_destroy(be);
+  use(open_cpu(3));
+  cbufs b;
+  bufs_init(&b, &a, 77);
+  bind(&a, &b);
+  ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_data(ctx, &a), TC_OK);
+  float *y = host_copy(b.y, ny), *dx = host_copy(b.dx, nx);
+  ck_assert_uint_le(ws1, b.ws_bytes);
+  a.workspace_size = ws1;
+  fill_nan(b.y, ny), fill_nan(b.dx, nx);
+  ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_data(ctx, &a), TC_OK);
+  ck_assert_msg(!memcmp(y, b.y, ny * sizeof(float)),
+                "case %d: y differs with a 1-thread workspace", _i);
+  ck_assert_msg(!memcmp(dx, b.dx, nx * sizeof(float)),
+                "case %d: dx differs with a 1-thread workspace", _i);
+  free(y), free(dx);
+  bufs_free(&b);
   wino_mode(-1);
-  use(open_cpu(3)); /* for teardown */
 }
 END_TEST
 

@@ -26,8 +26,10 @@
  *
  * Workspace: U (16*cin*cout floats), then one buffer per pool thread
  * (planes of G images, V and M of one block), indexed by the running
- * thread (tc__cpu_task_thread). When the caller's workspace is smaller
- * than that, the direct path runs instead.
+ * thread (tc__cpu_task_thread); a workspace with room for fewer buffers
+ * (sized for fewer threads) runs that many ranges of image groups, and
+ * one without room for one buffer runs the direct path. So a workspace
+ * from any thread count's query gives the same bits.
  *
  * Used (CPU_WINO_AUTO) where measured faster than the direct kernels:
  * see wino_auto. TINYCNN_CPU_WINOGRAD=0 turns it off, =1 forces it for
@@ -186,6 +188,8 @@ typedef struct wino_plan {
   float *out;
   char *bufs;
   int acc;
+  int per_thread; /* a buffer per pool thread: a task per image group */
+  int64_t ngroups, slots;
 } wino_plan;
 
 static int64_t rup(int64_t v, int64_t m) {
@@ -312,16 +316,15 @@ static void wino_pad(const wino_plan *p, int64_t i0, int64_t m, float *planes,
                   planes + (g * p->cin + c) * p->pl + p->wp + 1, p->wp);
 }
 
-static void wino_task(void *arg, int64_t t) {
-  const wino_plan *p = arg;
+/* Image group t (images t*G ..) with buffer buf. */
+static void wino_group(const wino_plan *p, int64_t t, char *buf, int fresh) {
   const wino_kernels *kn = p->kn;
-  char *buf = p->bufs + (size_t)tc__cpu_task_thread() * p->buf_bytes;
   float *planes = (float *)buf;
   float *V = (float *)(buf + r64((size_t)(p->G * p->cin * p->pl) * 4));
   float *M = (float *)((char *)V + r64((size_t)(16 * p->cin * p->ts) * 4));
   int64_t i0 = t * p->G, m = p->n - i0 < p->G ? p->n - i0 : p->G;
   int64_t as_v = p->cin * p->ts, as_m = p->cout * p->ts;
-  wino_pad(p, i0, m, planes, tc__cpu_task_first());
+  wino_pad(p, i0, m, planes, fresh);
   for (int64_t r0 = 0; r0 < m * p->th; r0 += p->nr) {
     int64_t r1 = r0 + p->nr < m * p->th ? r0 + p->nr : m * p->th;
     int64_t nt = (r1 - r0) * p->tw, ntv = rup(nt, kn->vl);
@@ -351,6 +354,23 @@ static void wino_task(void *arg, int64_t t) {
   }
 }
 
+/* With a buffer per pool thread, task t is group t and takes the running
+ * thread's buffer (a thread that is ahead takes over a slower one's
+ * groups, as conv2d.c's tasks do); with fewer buffers (a workspace sized
+ * for fewer threads), task t runs a contiguous range of groups with
+ * buffer t. Either way each group's outputs are the same bits. */
+static void wino_task(void *arg, int64_t t) {
+  const wino_plan *p = arg;
+  if (p->per_thread) {
+    wino_group(p, t, p->bufs + (size_t)tc__cpu_task_thread() * p->buf_bytes,
+               tc__cpu_task_first());
+    return;
+  }
+  int64_t g0 = p->ngroups * t / p->slots, g1 = p->ngroups * (t + 1) / p->slots;
+  for (int64_t g = g0; g < g1; g++)
+    wino_group(p, g, p->bufs + (size_t)t * p->buf_bytes, g == g0);
+}
+
 static int wino_run(void *ctx, const tc_conv2d_args *a, int bwd) {
   const wino_kernels *kn = wino_pick(a);
   if (!kn)
@@ -361,9 +381,16 @@ static int wino_run(void *ctx, const tc_conv2d_args *a, int bwd) {
     wino_geometry(&p, kn, a->n, a->k, a->c, a->h, a->w);
   else
     wino_geometry(&p, kn, a->n, a->c, a->k, a->h, a->w);
-  if (!a->workspace || a->workspace_size < wino_need(&p, threads) ||
+  /* one buffer is enough (the bits do not depend on how many fit) */
+  if (!a->workspace || a->workspace_size < wino_need(&p, 1) ||
       (uintptr_t)a->workspace % sizeof(float) != 0)
     return 0;
+  int64_t fit = (int64_t)((a->workspace_size - p.u_bytes) / p.buf_bytes);
+  p.ngroups = (p.n + p.G - 1) / p.G;
+  p.per_thread = fit >= threads;
+  p.slots = fit < threads ? fit : threads;
+  if (p.slots > p.ngroups)
+    p.slots = p.ngroups;
   float *U = (float *)a->workspace;
   wino_weights(&p, a->wt, bwd, U);
   p.U = U;
@@ -372,7 +399,7 @@ static int wino_run(void *ctx, const tc_conv2d_args *a, int bwd) {
   p.bias = bwd ? NULL : a->bias;
   p.acc = bwd && a->accumulate;
   p.bufs = (char *)a->workspace + p.u_bytes;
-  tc__cpu_parallel_for(ctx, (p.n + p.G - 1) / p.G, wino_task, &p);
+  tc__cpu_parallel_for(ctx, p.per_thread ? p.ngroups : p.slots, wino_task, &p);
   return 1;
 }
 
