@@ -35,11 +35,13 @@
  * see wino_auto. TINYCNN_CPU_WINOGRAD=0 turns it off, =1 forces it for
  * every shape it takes (tests); read once.
  */
-#include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conv2d_winograd.h"
+#if CPU_X86
+#include <immintrin.h>
+#endif
 
 /* Floats of V (and of M) per block of tile rows: 32K floats = 128 KiB
  * each, so U's alpha slice, V and M of a block stay in L2. */
