@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "cpu_simd.h"
 
 /* Elements per task for the streaming ops (64 KiB of floats). */
 #define ELT_BLOCK ((int64_t)16384)

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "cpu_simd.h"
 
 /* Largest size accepted for any one dimension. */
 #define POOL_DIM_MAX ((int64_t)1 << 30)
