@@ -4,8 +4,10 @@
  * cpu_simd.h width set, with BNK(name) naming that level's copy. The
  * kernels do the lanes and operations of the portable loops (no FMA): a
  * segment's element i goes to partial sum i % BN_LANES, as VDL-double
- * vectors BN_LANES / VDL at a time; the tail continues from lane 0. No
- * include guard: meant to be included once per width.
+ * vectors BN_LANES / VDL at a time; the tail continues from lane 0. The
+ * loops over those vectors are unrolled: their accumulators must stay in
+ * registers (GCC -O2 keeps the AVX-512 masked one in memory otherwise).
+ * No include guard: meant to be included once per width.
  */
 
 #define BNK_ND (BN_LANES / VDL)
@@ -15,15 +17,18 @@ TGT static void BNK(stats_seg)(const float *p, int64_t len, double shift,
                                double *l1, double *l2) {
   vd s = VD_BC(shift);
   vd a[BNK_ND], b[BNK_ND];
+#pragma GCC unroll 4
   for (int k = 0; k < BNK_ND; k++)
     a[k] = VD_LOAD(l1 + VDL * k), b[k] = VD_LOAD(l2 + VDL * k);
   int64_t i = 0;
   for (; i + BN_LANES <= len; i += BN_LANES)
+#pragma GCC unroll 4
     for (int k = 0; k < BNK_ND; k++) {
       vd d = VD_SUB(VD_CVT(VH_LOAD(p + i + VDL * k)), s);
       a[k] = VD_ADD(a[k], d);
       b[k] = VD_ADD(b[k], VD_MUL(d, d));
     }
+#pragma GCC unroll 4
   for (int k = 0; k < BNK_ND; k++)
     VD_STORE(l1 + VDL * k, a[k]), VD_STORE(l2 + VDL * k, b[k]);
   for (int l = 0; i < len; i++, l++) {
@@ -38,16 +43,19 @@ TGT static void BNK(grad_seg)(const float *dy, const float *x, int64_t len,
                               double mu, double *l1, double *l2) {
   vd m = VD_BC(mu);
   vd a[BNK_ND], b[BNK_ND];
+#pragma GCC unroll 4
   for (int k = 0; k < BNK_ND; k++)
     a[k] = VD_LOAD(l1 + VDL * k), b[k] = VD_LOAD(l2 + VDL * k);
   int64_t i = 0;
   for (; i + BN_LANES <= len; i += BN_LANES)
+#pragma GCC unroll 4
     for (int k = 0; k < BNK_ND; k++) {
       vd g = VD_CVT(VH_LOAD(dy + i + VDL * k));
       vd xc = VD_SUB(VD_CVT(VH_LOAD(x + i + VDL * k)), m);
       a[k] = VD_ADD(a[k], g);
       b[k] = VD_ADD(b[k], VD_MUL(g, xc));
     }
+#pragma GCC unroll 4
   for (int k = 0; k < BNK_ND; k++)
     VD_STORE(l1 + VDL * k, a[k]), VD_STORE(l2 + VDL * k, b[k]);
   for (int l = 0; i < len; i++, l++) {
@@ -121,23 +129,39 @@ TGT static void BNK(grad_seg_relu)(const float *dy, const float *ry,
                                    double *l1, double *l2, float *gout) {
   vd m = VD_BC(mu);
   vd a[BNK_ND], b[BNK_ND];
+#pragma GCC unroll 4
   for (int k = 0; k < BNK_ND; k++)
     a[k] = VD_LOAD(l1 + VDL * k), b[k] = VD_LOAD(l2 + VDL * k);
   int64_t i = 0;
   for (; i + BN_LANES <= len; i += BN_LANES) {
-    unsigned bits = mp ? mask16(mp, mb + i) : 0;
+    vhm mk[BNK_ND];
+    vh gf[BNK_ND];
+    if (mp) {
+      unsigned bits = mask16(mp, mb + i);
+#pragma GCC unroll 4
+      for (int k = 0; k < BNK_ND; k++)
+        mk[k] = VHM_BITS(bits >> VDL * k);
+    } else {
+#pragma GCC unroll 4
+      for (int k = 0; k < BNK_ND; k++)
+        mk[k] = VHM_GT0(VH_LOAD(ry + i + VDL * k));
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < BNK_ND; k++)
+      gf[k] = VH_MASKZ(mk[k], VH_LOAD(dy + i + VDL * k));
+    if (gout)
+#pragma GCC unroll 4
+      for (int k = 0; k < BNK_ND; k++)
+        VH_STORE(gout + i + VDL * k, gf[k]);
+#pragma GCC unroll 4
     for (int k = 0; k < BNK_ND; k++) {
-      vhm mk =
-          mp ? VHM_BITS(bits >> VDL * k) : VHM_GT0(VH_LOAD(ry + i + VDL * k));
-      vh gf = VH_MASKZ(mk, VH_LOAD(dy + i + VDL * k));
-      if (gout)
-        VH_STORE(gout + i + VDL * k, gf);
-      vd g = VD_CVT(gf);
+      vd g = VD_CVT(gf[k]);
       vd xc = VD_SUB(VD_CVT(VH_LOAD(x + i + VDL * k)), m);
       a[k] = VD_ADD(a[k], g);
       b[k] = VD_ADD(b[k], VD_MUL(g, xc));
     }
   }
+#pragma GCC unroll 4
   for (int k = 0; k < BNK_ND; k++)
     VD_STORE(l1 + VDL * k, a[k]), VD_STORE(l2 + VDL * k, b[k]);
   grad_relu_scalar(dy, ry, mp, mb, x, i, len, mu, l1, l2, gout);

@@ -57,6 +57,13 @@ CPU_AVX2 static inline __m128 cpu_m4_bits(unsigned b) {
       _mm_cmpeq_epi32(_mm_and_si128(_mm_set1_epi32((int)b), bit4), bit4));
 }
 
+/* AVX-512: mask registers; bit planes are little-endian bytes */
+CPU_AVX512 static inline __mmask16 cpu_m16_bits(const uint8_t *mp, int64_t e) {
+  uint16_t b;
+  memcpy(&b, mp + (e >> 3), 2);
+  return (__mmask16)b;
+}
+
 CPU_AVX512 static inline void cpu_m16_store_bits(uint8_t *mp, __mmask16 m) {
   uint16_t b = (uint16_t)m;
   memcpy(mp, &b, 2);
@@ -164,8 +171,7 @@ CPU_AVX512 static inline void cpu_m16_store_bits(uint8_t *mp, __mmask16 m) {
 #define vhm __mmask8
 #define VM_GT0(v) _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ)
 #define VHM_GT0(h) _mm256_cmp_ps_mask(h, _mm256_setzero_ps(), _CMP_GT_OQ)
-#define VM_BITS(mp, e)                                                         \
-  ((__mmask16)((mp)[(e) >> 3] | (unsigned)(mp)[((e) >> 3) + 1] << 8))
+#define VM_BITS(mp, e) cpu_m16_bits(mp, e)
 #define VHM_BITS(b) ((__mmask8)(b))
 #define VM_STORE_BITS(mp, m) cpu_m16_store_bits(mp, m)
 #define V_MASKZ(m, v) _mm512_maskz_mov_ps(m, v)
