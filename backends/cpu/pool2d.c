@@ -133,11 +133,30 @@ static int64_t pool_tasks(const pool_job *j) {
   return (j->planes + j->per_task - 1) / j->per_task;
 }
 
+/* One output of max pooling, windows clipped to the input. */
+void tc__cpu_maxpool_one(const tc_pool2d_args *a, const float *restrict x,
+                         float *restrict y, int32_t *restrict am, int64_t oh,
+                         int64_t ow) {
+  POOL_WINDOW(a, oh, ow);
+  int64_t best = h0 * a->w + w0;
+  float m = -INFINITY;
+  for (int64_t ih = h0; ih < h1; ih++)
+    for (int64_t iw = w0; iw < w1; iw++) {
+      float v = x[ih * a->w + iw];
+      if (v > m || isnan(v)) {
+        m = v;
+        best = ih * a->w + iw;
+      }
+    }
+  y[oh * a->out_w + ow] = m;
+  am[oh * a->out_w + ow] = (int32_t)best;
+}
+
 /* Outputs whose windows lie inside the input horizontally are done a row
  * at a time: window cells outermost, outputs innermost, so the running
  * maxima of neighbouring outputs are independent (they pipeline). Each
  * output still sees its cells in raster order, so the result is that of
- * maxpool_one. */
+ * tc__cpu_maxpool_one. */
 static void maxpool_fwd_task(void *arg, int64_t t) {
   const pool_job *j = arg;
   const tc_pool2d_args *a = j->a;
@@ -153,9 +172,9 @@ static void maxpool_fwd_task(void *arg, int64_t t) {
     int32_t *restrict am = a->argmax + p * j->ohw;
     for (int64_t oh = 0; oh < a->out_h; oh++) {
       for (int64_t ow = 0; ow < lo; ow++)
-        maxpool_one(a, x, y, am, oh, ow);
+        tc__cpu_maxpool_one(a, x, y, am, oh, ow);
       for (int64_t ow = hi; ow < a->out_w; ow++)
-        maxpool_one(a, x, y, am, oh, ow);
+        tc__cpu_maxpool_one(a, x, y, am, oh, ow);
       if (lo == hi)
         continue;
       int64_t hs = oh * a->stride_h - a->pad_h;

@@ -6,8 +6,6 @@
 #ifndef TINYCNN_CPU_POOL2D_H
 #define TINYCNN_CPU_POOL2D_H
 
-#include <math.h>
-
 #include "cpu.h"
 
 typedef struct pool_job {
@@ -46,24 +44,10 @@ static inline int64_t max64(int64_t x, int64_t y) {
   int64_t h0 = max64(hs_, 0), h1 = min64(hs_ + (a)->kh, (a)->h);               \
   int64_t w0 = max64(ws_, 0), w1 = min64(ws_ + (a)->kw, (a)->w)
 
-/* One output of max pooling, windows clipped to the input. */
-static inline void maxpool_one(const tc_pool2d_args *a, const float *restrict x,
-                               float *restrict y, int32_t *restrict am,
-                               int64_t oh, int64_t ow) {
-  POOL_WINDOW(a, oh, ow);
-  int64_t best = h0 * a->w + w0;
-  float m = -INFINITY;
-  for (int64_t ih = h0; ih < h1; ih++)
-    for (int64_t iw = w0; iw < w1; iw++) {
-      float v = x[ih * a->w + iw];
-      if (v > m || isnan(v)) {
-        m = v;
-        best = ih * a->w + iw;
-      }
-    }
-  y[oh * a->out_w + ow] = m;
-  am[oh * a->out_w + ow] = (int32_t)best;
-}
+/* One output of max pooling, windows clipped to the input (pool2d.c). */
+void tc__cpu_maxpool_one(const tc_pool2d_args *a, const float *restrict x,
+                         float *restrict y, int32_t *restrict am, int64_t oh,
+                         int64_t ow);
 
 /* ---- pool2d_k2.c: 2x2 windows, stride 2, no padding ---- */
 void tc__cpu_max2_plan(pool_job *j);

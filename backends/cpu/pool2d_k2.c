@@ -7,7 +7,7 @@
  * AVX-512 kernels are different algorithms, not one body at two widths
  * (the AVX-512 one needs two-source permutes and mask registers), so
  * each is written out. All take a window's cells in raster order with
- * maxpool_one's rule, so every path gives the same outputs and argmax.
+ * tc__cpu_maxpool_one's rule, so every path gives the same outputs and argmax.
  */
 #include <string.h>
 
@@ -57,9 +57,10 @@ void tc__cpu_max2_plan(pool_job *j) {
 
 /* ---- 2x2 stride 2 without padding (LeNet, ResNet shortcut A) ----
  * Output (oh, ow) reads cells r0[2ow], r0[2ow+1], r1[2ow], r1[2ow+1] in
- * raster order with r0 = row 2oh, r1 = row 2oh+1, and keeps maxpool_one's
- * rule: a later cell wins when it is greater or NaN. Only full windows
- * (ow < w/2, oh < h/2) come here; a ceil-mode edge goes to maxpool_one. */
+ * raster order with r0 = row 2oh, r1 = row 2oh+1, and keeps
+ * tc__cpu_maxpool_one's rule: a later cell wins when it is greater or NaN. Only
+ * full windows (ow < w/2, oh < h/2) come here; a ceil-mode edge goes to
+ * tc__cpu_maxpool_one. */
 static inline void max2_take(float v, int32_t i, float *m, int32_t *b) {
   uint32_t take = -(uint32_t)((v > *m) | (v != v)), vb, mb;
   memcpy(&vb, &v, 4);
@@ -333,14 +334,14 @@ void tc__cpu_maxpool2_fwd_task(void *arg, int64_t t) {
       max2_plane_avx512(j, x, y, am, fh);
       for (int64_t oh = fh; oh < a->out_h; oh++)
         for (int64_t ow = 0; ow < a->out_w; ow++)
-          maxpool_one(a, x, y, am, oh, ow);
+          tc__cpu_maxpool_one(a, x, y, am, oh, ow);
       continue;
     }
 #endif
     for (int64_t oh = 0; oh < a->out_h; oh++) {
       if (oh >= fh) { /* ceil mode: a last half window */
         for (int64_t ow = 0; ow < a->out_w; ow++)
-          maxpool_one(a, x, y, am, oh, ow);
+          tc__cpu_maxpool_one(a, x, y, am, oh, ow);
         continue;
       }
       const float *r0 = x + 2 * oh * w, *r1 = r0 + w;
@@ -354,7 +355,7 @@ void tc__cpu_maxpool2_fwd_task(void *arg, int64_t t) {
 #endif
         max2_row(r0, r1, yr, ar, 0, fw, base, (int32_t)w);
       for (int64_t ow = fw; ow < a->out_w; ow++)
-        maxpool_one(a, x, y, am, oh, ow);
+        tc__cpu_maxpool_one(a, x, y, am, oh, ow);
     }
   }
 }
