@@ -1,7 +1,8 @@
 /*
  * conv2d_direct.c - SIMD kernels for the CPU backend's direct
- * convolutions (see conv2d.c for how they are used): AVX-512F and
- * AVX2+FMA builds of the same bodies (conv2d_direct_kern.h), picked by
+ * convolutions (see conv2d.c and conv2d_driver.c for how they are used):
+ * AVX-512 and AVX2+FMA builds of the same bodies (conv2d_direct_kern.h, the
+ * width set of cpu_simd.h), picked by
  * tc__cpu_isa() (TINYCNN_CPU_ISA lowers it). Below AVX2+FMA conv2d.c uses
  * im2col + GEMM.
  */
