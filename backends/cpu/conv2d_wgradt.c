@@ -1,8 +1,12 @@
 /*
  * conv2d_wgradt.c - the weight gradient of stride-1 convolutions with the
- * output channels in the vector lanes (conv2d.c, wg_lanes): AVX-512 for
- * 3x3 layers whose k is a multiple of 16, AVX2 for any r x s whose k is
- * a multiple of 16 (two ymm vectors per channel block).
+ * output channels in the vector lanes (conv2d_driver.c, wg_lanes): AVX-512
+ * for 3x3 layers whose k is a multiple of 16, AVX2 for any r x s whose k
+ * is a multiple of 16 (two ymm vectors per channel block). The two are
+ * written separately, not as one body per width: their tiles differ
+ * (AVX-512: all 9 taps of a 3x3 kernel at constant displacements for
+ * 16*kv channels; AVX2: up to 6 taps of any kernel from an offset table
+ * for 16 channels).
  *
  * The position-vector kernels (conv2d_direct_kern.h) put positions in the
  * lanes, so every (channel, tap) tile ends in a horizontal sum; on 8x8
@@ -12,7 +16,7 @@
  * x is broadcast: acc[tap][channels] += dy[p][channels] * x[p + off[tap]].
  * No horizontal sums, one stream of dy vectors and scalar x loads from L1:
  * 2 loads + 9 broadcasts per 18 FMAs, FMA-bound (ResNet 8x8 layers 1.25x
- * faster). x comes in the padded-row layout (conv2d.c's phase planes,
+ * faster). x comes in the padded-row layout (conv2d_driver.c's phase planes,
  * rows of ws >= ow + 1 floats with zeros between rows, above and below)
  * so a tap that leaves the image reads a zero; only real positions run.
  * Every lane sums its products in the order images, rows, columns: a
