@@ -1,7 +1,10 @@
 /*
  * batchnorm.c - the CPU backend's batch normalisation over (n, spatial) per
  * channel (torch.nn.BatchNorm1d/2d): training forward, inference forward
- * and the training-mode backward. x, y, dy, dx: (n,c,spatial).
+ * and the training-mode backward. x, y, dy, dx: (n,c,spatial). This file
+ * holds the op entry points, their checks, the split of the work and the
+ * per-channel coefficients; the tasks and their kernels are in
+ * batchnorm_kern.c.
  *
  *  train:  mean, biased var over the n*spatial values of each channel (in
  *          double); save_mean = mean, save_invstd = 1/sqrt(var + eps);

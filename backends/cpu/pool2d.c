@@ -19,6 +19,7 @@
  * Work is split over (n*c) planes in blocks whose size depends only on the
  * shapes; every plane is computed by one task in a fixed order, so results
  * are the same bits whatever the thread count. Nothing here allocates.
+ * Max pooling's 2x2 stride-2 windows take the fast paths of pool2d_k2.c.
  */
 #include <math.h>
 #include <string.h>
