@@ -171,7 +171,7 @@ void tc__nn_view_set(tc_tensor *view, const tc_tensor *base,
 /* (n, shape...) into out; returns ndim + 1. */
 int tc__nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim);
 
-/* ---- model.c (for layers) ---- */
+/* ---- plan.c: where activations and temporaries live ---- */
 /* Gradient slots: at plan time a layer asks for `numel` floats in slot
  * `slot` (< NN_GRAD_SLOTS) of its depth; in backward (or as a forward
  * temporary that backward does not need) it views the slot with a shape. */
@@ -186,6 +186,10 @@ int tc__nn_model_arena(const tc_model *m);
 tc_status tc__nn_arena_acquire(tc_model *m, tc_tensor **out);
 /* Frees the slot holding `t`'s storage (no-op if `t` is not in a slot). */
 void tc__nn_arena_release(tc_model *m, const tc_tensor *t);
+/* The shared convolution workspace (device) and its size. */
+void *tc__nn_model_workspace(const tc_model *m, size_t *out_bytes);
+
+/* ---- model.c (for layers) ---- */
 tc_backend *tc__nn_model_backend(const tc_model *m);
 int tc__nn_model_training(const tc_model *m);
 
@@ -209,8 +213,6 @@ void tc__nn_prof_count(tc_layer *l, int dir);
 int tc__nn_is_relu(const tc_layer *l);
 int tc__nn_bn_fuse_backward(tc_layer *bn, const tc_tensor *y, tc_tensor *dres,
                             int acc_res);
-/* The shared convolution workspace (device) and its size. */
-void *tc__nn_model_workspace(const tc_model *m, size_t *out_bytes);
 /* Reserves `units` numbers of the dropout stream; returns seed, offset. */
 void tc__nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
                               uint64_t *offset);
