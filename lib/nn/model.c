@@ -328,7 +328,6 @@ TC_API tc_status tc_model_create(tc_model **out, tc_backend *be, tc_layer *root,
     goto fail;
   tc__backend_retain(be);
   m->be = be;
-  m->plan.be = be;
   m->root = root;
   root = NULL; /* m owns it now */
   m->training = 1;

@@ -98,7 +98,7 @@ static tc_status plan_ws(nn_plan *p, tc_layer *root, int64_t n, size_t *need) {
   tc_status st = ws_max(root, n, &max);
   if (st == TC_OK && max > 0) {
     int64_t floats = (int64_t)((max + 3) / 4);
-    st = tc__nn_ensure(&p->ws, p->be, &floats, 1, TC_FLOAT32);
+    st = tc__nn_ensure(&p->ws, tc__nn_be(root), &floats, 1, TC_FLOAT32);
   }
   if (st == TC_OK)
     *need = max;
@@ -107,12 +107,9 @@ static tc_status plan_ws(nn_plan *p, tc_layer *root, int64_t n, size_t *need) {
 
 /* ---- the inference arena ---- */
 
-int tc__nn_model_arena(const tc_model *m) {
-  return tc__nn_model_plan(m)->arena_on;
-}
-
-tc_status tc__nn_arena_acquire(tc_model *m, tc_tensor **out) {
-  nn_plan *p = tc__nn_model_plan(m);
+/* A free arena slot (float, at least the largest activation of the batch);
+ * allocates only the first time this many slots are live at once. */
+static tc_status arena_acquire(nn_plan *p, tc_backend *be, tc_tensor **out) {
   for (int64_t i = 0; i < p->naslot; i++)
     if (!p->aslot[i].used) {
       p->aslot[i].used = 1;
@@ -127,7 +124,7 @@ tc_status tc__nn_arena_acquire(tc_model *m, tc_tensor **out) {
   if (p->naslot)
     memcpy(a, p->aslot, (size_t)p->naslot * sizeof *a);
   tc_status st =
-      tc_tensor_create(&a[p->naslot].t, p->be, &p->arena_floats, 1, TC_FLOAT32);
+      tc_tensor_create(&a[p->naslot].t, be, &p->arena_floats, 1, TC_FLOAT32);
   if (st != TC_OK) {
     tc__free(a);
     return st;
@@ -139,11 +136,120 @@ tc_status tc__nn_arena_acquire(tc_model *m, tc_tensor **out) {
   return TC_OK;
 }
 
-void tc__nn_arena_release(tc_model *m, const tc_tensor *t) {
-  nn_plan *p = tc__nn_model_plan(m);
+/* Frees the slot holding `t`'s storage (no-op if `t` is not in a slot). */
+static void arena_release(nn_plan *p, const tc_tensor *t) {
   for (int64_t i = 0; i < p->naslot; i++)
     if (p->aslot[i].t->storage == t->storage)
       p->aslot[i].used = 0;
+}
+
+/* ---- what layers and containers ask of the plan ---- */
+
+tc_status tc__nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
+                        int ndim, tc_dtype dtype) {
+  int64_t numel;
+  tc_status st = tc__shape_numel(shape, ndim, &numel, "nn plan");
+  if (st != TC_OK)
+    return st;
+  size_t bytes = (size_t)numel * tc__dtype_size(dtype);
+  tc_tensor *cur = *t;
+  if (cur && cur->offset_bytes == 0 && cur->storage->bytes >= bytes) {
+    cur->ndim = ndim;
+    cur->dtype = dtype;
+    cur->numel = numel;
+    memset(cur->shape, 0, sizeof cur->shape);
+    memcpy(cur->shape, shape, (size_t)ndim * sizeof *shape);
+    return TC_OK;
+  }
+  tc_tensor *nt;
+  if ((st = tc_tensor_create(&nt, be, shape, ndim, dtype)) != TC_OK)
+    return st;
+  tc_tensor_destroy(cur);
+  *t = nt;
+  return TC_OK;
+}
+
+tc_status tc__nn_plan_output(tc_layer *l, int64_t n) {
+  int64_t shape[TC_MAX_DIMS];
+  int nd = tc__nn_batch_shape(shape, n, l->out_shape, l->out_ndim);
+  tc_status st = tc__nn_ensure(&l->y_own, tc__nn_be(l), shape, nd, TC_FLOAT32);
+  if (st == TC_OK)
+    l->y = l->y_own;
+  return st;
+}
+
+tc_status tc__nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out) {
+  tc_status st = tc__nn_ensure(&l->scratch, tc__nn_be(l), like->shape,
+                               like->ndim, TC_FLOAT32);
+  if (st == TC_OK)
+    *out = l->scratch;
+  return st;
+}
+
+tc_status tc__nn_place_output(tc_layer *l, int64_t n) {
+  if (!l->kind->produces)
+    return TC_OK;
+  nn_plan *p = plan_of(l);
+  if (!p->arena_on) {
+    l->y = l->y_own; /* an arena forward may have moved it */
+    return TC_OK;
+  }
+  tc_tensor *slot;
+  tc_status st = arena_acquire(p, tc__nn_be(l), &slot);
+  if (st != TC_OK)
+    return st;
+  int64_t shape[TC_MAX_DIMS];
+  int nd = tc__nn_batch_shape(shape, n, l->out_shape, l->out_ndim);
+  tc__nn_view_set(&l->y_arena, slot, shape, nd, TC_FLOAT32);
+  l->y = &l->y_arena;
+  return TC_OK;
+}
+
+void tc__nn_consumed(tc_layer *l, const tc_tensor *t, const tc_tensor *live) {
+  nn_plan *p = plan_of(l);
+  /* the full plan keeps every output for backward; l's input is its
+   * parent's to free; a consumer's output may alias its input (Flatten,
+   * Dropout in evaluation) */
+  if (!p->arena_on || t->storage == l->x->storage ||
+      t->storage == live->storage)
+    return;
+  arena_release(p, t);
+}
+
+tc_status tc__nn_temp(tc_layer *l, int slot, tc_tensor *view,
+                      const int64_t *shape, int ndim, tc_dtype dtype,
+                      tc_tensor **out) {
+  nn_plan *p = plan_of(l);
+  if (!p->arena_on) {
+    *out = tc__nn_grad_view(l, slot, view, shape, ndim, dtype);
+    return TC_OK;
+  }
+  tc_tensor *t;
+  tc_status st = arena_acquire(p, tc__nn_be(l), &t);
+  if (st != TC_OK)
+    return st;
+  tc__nn_view_set(view, t, shape, ndim, dtype);
+  *out = view;
+  return TC_OK;
+}
+
+tc_status tc__nn_saved(tc_layer *l, tc_tensor *kept, tc_tensor **out) {
+  nn_plan *p = plan_of(l);
+  if (!p->arena_on) {
+    *out = kept;
+    return TC_OK;
+  }
+  return arena_acquire(p, tc__nn_be(l), out);
+}
+
+void tc__nn_temp_done(tc_layer *l, const tc_tensor *t) {
+  nn_plan *p = plan_of(l);
+  if (p->arena_on && t)
+    arena_release(p, t);
+}
+
+int tc__nn_fused_relu(tc_layer *const *ch, int64_t i) {
+  return i > 0 && tc__nn_is_relu(ch[i]) && tc__nn_bn_fusable(ch[i - 1]);
 }
 
 /* ---- the two plans ---- */
@@ -156,7 +262,7 @@ static tc_status plan_full(nn_plan *p, tc_layer *root, int64_t n) {
   tc_status st = tc__nn_plan(root, n);
   for (int64_t i = 0; i < p->ngslot && st == TC_OK; i++)
     if (p->gslot[i].need > 0)
-      st = tc__nn_ensure(&p->gslot[i].t, p->be, &p->gslot[i].need, 1,
+      st = tc__nn_ensure(&p->gslot[i].t, tc__nn_be(root), &p->gslot[i].need, 1,
                          TC_FLOAT32);
   if (st == TC_OK)
     st = plan_ws(p, root, n, &p->ws_full);
@@ -188,7 +294,8 @@ static tc_status plan_arena(nn_plan *p, tc_layer *root, int64_t n) {
   p->arena_floats = per * n;
   tc_status st = TC_OK;
   for (int64_t i = 0; i < p->naslot && st == TC_OK; i++)
-    st = tc__nn_ensure(&p->aslot[i].t, p->be, &p->arena_floats, 1, TC_FLOAT32);
+    st = tc__nn_ensure(&p->aslot[i].t, tc__nn_be(root), &p->arena_floats, 1,
+                       TC_FLOAT32);
   if (st == TC_OK)
     st = plan_ws(p, root, n, &p->ws_arena);
   if (st == TC_OK)

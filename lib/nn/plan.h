@@ -20,7 +20,6 @@ typedef struct nn_aslot {
 } nn_aslot;
 
 typedef struct nn_plan {
-  tc_backend *be;           /* the model's (borrowed) */
   tc_tensor *ws;            /* shared convolution workspace */
   size_t ws_bytes;          /* the running forward's need */
   size_t ws_full, ws_arena; /* each plan's need */
