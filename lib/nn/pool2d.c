@@ -102,15 +102,13 @@ static tc_status pool_forward(tc_layer *l, tc_tensor *x) {
   a.y = nn_f(l->y);
   if (!pl->max)
     return be->iface->avgpool2d_fwd(be->ctx, &a);
-  if (!tc__nn_model_arena(l->model))
-    return be->iface->maxpool2d_fwd(be->ctx, &a);
-  /* an inference forward: the argmax is a temporary in an arena slot */
+  /* the argmax backward reads (a temporary in an inference forward) */
   tc_tensor *am;
-  if ((st = tc__nn_arena_acquire(l->model, &am)) != TC_OK)
+  if ((st = tc__nn_saved(l, pl->argmax, &am)) != TC_OK)
     return st;
-  a.argmax = (int32_t *)tc_tensor_data(am);
+  a.argmax = am ? (int32_t *)tc_tensor_data(am) : NULL;
   st = be->iface->maxpool2d_fwd(be->ctx, &a);
-  tc__nn_arena_release(l->model, am);
+  tc__nn_temp_done(l, am);
   return st;
 }
 
