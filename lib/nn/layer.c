@@ -172,43 +172,6 @@ const char *tc__nn_shape_str(const int64_t *shape, int ndim, char *buf,
   return buf;
 }
 
-tc_status tc__nn_options(void *dst, const void *defaults, size_t full,
-                         const void *user, const char *fn) {
-  memcpy(dst, defaults, full);
-  if (!user)
-    return TC_OK;
-  size_t size;
-  memcpy(&size, user, sizeof size);
-  if (size > full)
-    return tc__error(TC_EVERSION,
-                     "%s: options struct_size %zu is larger "
-                     "than this library's %zu (header newer than library)",
-                     fn, size, full);
-  if (size < sizeof(size_t))
-    return tc__error(TC_EINVAL, "%s: options struct_size %zu is too small", fn,
-                     size);
-  memcpy(dst, user, size);
-  memcpy(dst, &full, sizeof full);
-  return TC_OK;
-}
-
-tc_status tc__nn_options_init(void *o, const void *defaults, size_t full,
-                              size_t struct_size, const char *fn) {
-  if (!o)
-    return tc__error(TC_EINVAL, "%s: argument 'o' is NULL", fn);
-  if (struct_size > full)
-    return tc__error(TC_EVERSION,
-                     "%s: struct_size %zu is larger than this "
-                     "library's %zu",
-                     fn, struct_size, full);
-  if (struct_size < sizeof(size_t))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu is too small", fn,
-                     struct_size);
-  memcpy(o, defaults, struct_size);
-  memcpy(o, &struct_size, sizeof struct_size);
-  return TC_OK;
-}
-
 tc_backend *tc__nn_be(const tc_layer *l) {
   return tc__nn_model_backend(l->model);
 }

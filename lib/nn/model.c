@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "../options.h"
 #include "plan.h"
 
 typedef struct nn_entry {
@@ -263,8 +264,8 @@ static const tc_model_options model_defaults = TC_MODEL_OPTIONS_INIT;
 
 TC_API tc_status tc_model_options_init(tc_model_options *o,
                                        size_t struct_size) {
-  return tc__nn_options_init(o, &model_defaults, sizeof *o, struct_size,
-                             "tc_model_options_init");
+  return tc__options_init(o, struct_size, &model_defaults, sizeof *o,
+                          TC__SIZE0_MODEL_OPTIONS, "tc_model_options_init");
 }
 
 TC_API void tc_model_destroy(tc_model *m) {
@@ -323,8 +324,8 @@ TC_API tc_status tc_model_create(tc_model **out, tc_backend *be, tc_layer *root,
     st = tc__oom(fn);
     goto fail;
   }
-  if ((st = tc__nn_options(&m->o, &model_defaults, sizeof m->o, opts, fn)) !=
-      TC_OK)
+  if ((st = tc__options_accept(&m->o, sizeof m->o, opts, &model_defaults,
+                               TC__SIZE0_MODEL_OPTIONS, fn)) != TC_OK)
     goto fail;
   tc__backend_retain(be);
   m->be = be;

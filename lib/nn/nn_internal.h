@@ -128,12 +128,6 @@ const char *tc__nn_path(const tc_layer *l, char *buf, size_t size);
 /* Formats the layer's per-sample input shape as "(3, 32, 32)". */
 const char *tc__nn_shape_str(const int64_t *shape, int ndim, char *buf,
                              size_t size);
-/* Copies options of `user`'s struct_size over `defaults` into `dst`. */
-tc_status tc__nn_options(void *dst, const void *defaults, size_t full,
-                         const void *user, const char *fn);
-/* Body of the public tc_x_options_init(o, struct_size). */
-tc_status tc__nn_options_init(void *o, const void *defaults, size_t full,
-                              size_t struct_size, const char *fn);
 
 /* A new handle viewing `base`'s storage at byte offset `offset`. */
 tc_status tc__nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,

@@ -28,6 +28,7 @@
  * freed, is the plan's (plan.c): the block only says when it has
  * consumed a value (tc__nn_consumed) or is done with a temporary.
  */
+#include "../options.h"
 #include "nn_internal.h"
 
 enum { C1 = 0, B1 = 1, C2 = 2, B2 = 3, SC = 4 };
@@ -437,8 +438,9 @@ static const tc_residual_options res_defaults = TC_RESIDUAL_OPTIONS_INIT;
 
 TC_API tc_status tc_residual_options_init(tc_residual_options *o,
                                           size_t struct_size) {
-  return tc__nn_options_init(o, &res_defaults, sizeof *o, struct_size,
-                             "tc_residual_options_init");
+  return tc__options_init(o, struct_size, &res_defaults, sizeof *o,
+                          TC__SIZE0_RESIDUAL_OPTIONS,
+                          "tc_residual_options_init");
 }
 
 static tc_status conv3(tc_layer **out, int64_t in, int64_t outc, int64_t k,
@@ -456,7 +458,8 @@ TC_API tc_status tc_residual_block_create(tc_layer **out, int64_t in_channels,
   static const char fn[] = "tc_residual_block_create";
   TC__CHECK_NULL(out, fn);
   tc_residual_options o;
-  tc_status st = tc__nn_options(&o, &res_defaults, sizeof o, opts, fn);
+  tc_status st = tc__options_accept(&o, sizeof o, opts, &res_defaults,
+                                    TC__SIZE0_RESIDUAL_OPTIONS, fn);
   if (st != TC_OK)
     return st;
   if (in_channels < 1 || out_channels < 1 || stride < 1 || o.shortcut < 0 ||
