@@ -20,14 +20,10 @@
 
 #include "testutil.h"
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
 static void open_cpu(void) {
-  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
-  it = tc_backend_get_iface(be);
-  ctx = tc_backend_get_context(be);
+  op_open_cpu();
   ck_assert_ptr_nonnull(it->batchnorm_fwd_train);
   ck_assert_ptr_nonnull(it->batchnorm_fwd_infer);
   ck_assert_ptr_nonnull(it->batchnorm_bwd);
@@ -37,26 +33,16 @@ static void setup(void) {
   open_cpu();
 }
 static void teardown(void) {
-  tc_backend_destroy(be);
+  op_close();
 }
 
-#define MAX_T 32
-static tc_tensor *tensors[MAX_T];
-static int n_tensors;
-
+/* Device buffers: tensors (op_fixture.h's registry). */
 static float *falloc(size_t n) {
-  int64_t shape[1] = {(int64_t)(n ? n : 1)};
-  ck_assert_int_lt(n_tensors, MAX_T);
-  tc_tensor *t = NULL;
-  ck_assert_int_eq(tc_tensor_create(&t, be, shape, 1, TC_FLOAT32), TC_OK);
-  tensors[n_tensors++] = t;
-  return tc_tensor_data(t);
+  return op_tensor(n, TC_FLOAT32);
 }
 
 static void free_all(void) {
-  for (int i = 0; i < n_tensors; i++)
-    tc_tensor_destroy(tensors[i]);
-  n_tensors = 0;
+  op_free_all();
 }
 
 static float *hcopy(const float *src, size_t n) {
@@ -449,12 +435,11 @@ static void bn_with_threads(int threads, int64_t n, int64_t c, int64_t sp,
   memcpy(out + 2 * nx + nc, rv, nc * sizeof *out);
   memcpy(out + 2 * nx + 2 * nc, dg, nc * sizeof *out);
   memcpy(out + 2 * nx + 3 * nc, db, nc * sizeof *out);
-  free_all();
-  tc_backend_destroy(be);
+  op_destroy();
 }
 
 START_TEST(test_bn_thread_independent) {
-  tc_backend_destroy(be);
+  op_destroy();
   /* chunks cutting planes; chunks x channel groups; BatchNorm1d groups
    * (all above BN_SERIAL_MAX values, so the pool runs them); one below */
   static const int64_t shapes[][3] = {

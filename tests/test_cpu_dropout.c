@@ -308,10 +308,7 @@ START_TEST(test_thread_independent) {
   uint8_t *m[2];
   tu_fill_uniform(x, (size_t)n, 9, -1.f, 1.f);
   for (int k = 0; k < 2; k++) {
-    tc_backend_options o = TC_BACKEND_OPTIONS_INIT;
-    o.num_threads = k ? 4 : 1;
-    tc_backend *tb = NULL;
-    ck_assert_int_eq(tc_backend_create_ex(&tb, "cpu", &o), TC_OK);
+    tc_backend *tb = op_create_cpu(k ? 4 : 1);
     y[k] = malloc(n * sizeof *y[k]);
     m[k] = malloc(n);
     tc_dropout_args a = {.struct_size = sizeof a,

@@ -276,10 +276,7 @@ END_TEST
 
 /* bias grad gives the same bits with 1 and 4 threads. */
 static void bias_grad_threads(int threads, const bshape *b, float *out) {
-  tc_backend_options o = TC_BACKEND_OPTIONS_INIT;
-  o.num_threads = threads;
-  tc_backend *tb = NULL;
-  ck_assert_int_eq(tc_backend_create_ex(&tb, "cpu", &o), TC_OK);
+  tc_backend *tb = op_create_cpu(threads);
   const tc_backend_iface *ti = tc_backend_get_iface(tb);
   void *tctx = tc_backend_get_context(tb);
   int64_t total = b->n * b->c * b->sp;

@@ -379,12 +379,12 @@ static void loss_with_threads(int threads, int kind, float *out_loss,
   memcpy(out_g, g, nl * sizeof *g);
   it->free(ctx, x), it->free(ctx, t), it->free(ctx, g);
   it->free(ctx, loss), it->free(ctx, lab);
-  tc_backend_destroy(be);
+  op_destroy();
 }
 
 /* Enough rows for several chunks; the bits do not depend on threads. */
 START_TEST(test_thread_independent) {
-  tc_backend_destroy(be);
+  op_destroy();
   const int64_t n = 5001, C = 10;
   size_t nl = (size_t)(n * C);
   float *g1 = malloc(nl * sizeof *g1), *g3 = malloc(nl * sizeof *g3);

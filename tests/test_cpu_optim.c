@@ -276,11 +276,11 @@ static void run_with_threads(int threads, size_t n, float *out) {
   }
   memcpy(out, p, n * sizeof *p);
   it->free(ctx, p), it->free(ctx, g), it->free(ctx, m), it->free(ctx, v);
-  tc_backend_destroy(be);
+  op_destroy();
 }
 
 START_TEST(test_thread_independent) {
-  tc_backend_destroy(be);
+  op_destroy();
   size_t n = 100003;
   float *o1 = malloc(n * sizeof *o1), *o3 = malloc(n * sizeof *o3);
   run_with_threads(1, n, o1);

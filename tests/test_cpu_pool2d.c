@@ -16,14 +16,10 @@
 
 #include "testutil.h"
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
 static void open_cpu(void) {
-  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
-  it = tc_backend_get_iface(be);
-  ctx = tc_backend_get_context(be);
+  op_open_cpu();
   ck_assert_ptr_nonnull(it->maxpool2d_fwd);
   ck_assert_ptr_nonnull(it->maxpool2d_bwd);
   ck_assert_ptr_nonnull(it->avgpool2d_fwd);
@@ -36,34 +32,20 @@ static void setup(void) {
   open_cpu();
 }
 static void teardown(void) {
-  tc_backend_destroy(be);
+  op_close();
 }
 
 /* Device buffers: tensors on the cpu backend, so the library's own memory
- * path is used. Freed through a small registry at the end of each test. */
-#define MAX_T 32
-static tc_tensor *tensors[MAX_T];
-static int n_tensors;
-
-static void *dalloc(size_t n, tc_dtype dt) {
-  int64_t shape[1] = {(int64_t)(n ? n : 1)};
-  ck_assert_int_lt(n_tensors, MAX_T);
-  tc_tensor *t = NULL;
-  ck_assert_int_eq(tc_tensor_create(&t, be, shape, 1, dt), TC_OK);
-  tensors[n_tensors++] = t;
-  return tc_tensor_data(t);
-}
+ * path is used (op_fixture.h's registry, emptied by free_all()). */
 static float *falloc(size_t n) {
-  return dalloc(n, TC_FLOAT32);
+  return op_tensor(n, TC_FLOAT32);
 }
 static int32_t *ialloc(size_t n) {
-  return dalloc(n, TC_INT32);
+  return op_tensor(n, TC_INT32);
 }
 
 static void free_all(void) {
-  for (int i = 0; i < n_tensors; i++)
-    tc_tensor_destroy(tensors[i]);
-  n_tensors = 0;
+  op_free_all();
 }
 
 /* ---- references ---- */
@@ -538,12 +520,11 @@ static void pool_with_threads(int threads, float *out, size_t nout) {
   ck_assert_int_eq(it->avgpool2d_bwd(ctx, &a), TC_OK);
   memcpy(out + ny + nx, y, ny * sizeof *out);
   memcpy(out + 2 * ny + nx, dx, nx * sizeof *out);
-  free_all();
-  tc_backend_destroy(be);
+  op_destroy();
 }
 
 START_TEST(test_pool_thread_independent) {
-  tc_backend_destroy(be);
+  op_destroy();
   pcase pc = {4, 24, 19, 21, 3, 3, 2, 2, 1, 1, 1, 0, 0};
   tc_pool2d_args a = make_args(&pc);
   size_t n = (size_t)(2 * a.n * a.c * (a.h * a.w + a.out_h * a.out_w));

@@ -15,26 +15,19 @@
 
 #include "testutil.h"
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
 static void setup(void) {
-  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
-  it = tc_backend_get_iface(be);
-  ctx = tc_backend_get_context(be);
+  op_open_cpu();
   ck_assert_ptr_nonnull(it->reduce);
 }
 
 static void teardown(void) {
-  tc_backend_destroy(be);
-  tc_set_num_threads(0);
+  op_close();
 }
 
 static float *dalloc(size_t n) {
-  void *p = NULL;
-  ck_assert_int_eq(it->alloc(ctx, &p, (n ? n : 1) * sizeof(float)), TC_OK);
-  return p;
+  return op_falloc(n);
 }
 
 static double reduce(const tc_backend_iface *ti, void *tctx, const float *x,
@@ -108,10 +101,7 @@ START_TEST(test_thread_independent) {
   static const int threads[] = {1, 2, 4};
   double res[3][4];
   for (int k = 0; k < 3; k++) {
-    tc_backend_options o = TC_BACKEND_OPTIONS_INIT;
-    o.num_threads = threads[k];
-    tc_backend *tb = NULL;
-    ck_assert_int_eq(tc_backend_create_ex(&tb, "cpu", &o), TC_OK);
+    tc_backend *tb = op_create_cpu(threads[k]);
     for (int op = 0; op < 4; op++)
       res[k][op] = reduce(tc_backend_get_iface(tb), tc_backend_get_context(tb),
                           x, n, op);
