@@ -1,6 +1,7 @@
-/*
- * tinycnn_backend.h - the public interface between the tinycnn core and a
- * compute backend (CPU, CUDA, or a third party's).
+/**
+ * @file
+ * @brief tinycnn_backend.h - the public interface between the tinycnn core and
+ * a compute backend (CPU, CUDA, or a third party's).
  *
  * A backend is a versioned table of coarse device operations in the manner
  * of cuDNN: convolution, pooling, batch norm, losses and optimizer updates

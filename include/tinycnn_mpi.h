@@ -1,5 +1,7 @@
-/*
- * tinycnn_mpi.h - the MPI communicator, in its own library libtinycnn-mpi
+/**
+ * @file
+ * @brief tinycnn_mpi.h - the MPI communicator, in its own library
+ * libtinycnn-mpi
  * (`pkg-config --cflags --libs tinycnn-mpi`), so that libtinycnn never
  * includes mpi.h and a program that does not use MPI does not link it.
  *

@@ -1,5 +1,6 @@
-/*
- * tinycnn/core.h - version, status codes, errors, allocator, logging,
+/**
+ * @file
+ * @brief tinycnn/core.h - version, status codes, errors, allocator, logging,
  * threads, seed, backends, tensors and the Philox random generator.
  *
  * Included by <libtinycnn.h>; do not include it on its own.

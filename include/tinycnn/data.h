@@ -1,6 +1,7 @@
-/*
- * tinycnn/data.h - datasets (MNIST/Fashion-MNIST IDX, CIFAR-10 binary, SVHN
- * .mat), seeded per-sample transforms, random splits, and a batch loader
+/**
+ * @file
+ * @brief tinycnn/data.h - datasets (MNIST/Fashion-MNIST IDX, CIFAR-10 binary,
+ * SVHN .mat), seeded per-sample transforms, random splits, and a batch loader
  * with a background prefetch thread. Included by <libtinycnn.h>.
  *
  * A dataset holds N images of uint8 pixels (C,H,W) and int32 labels in host

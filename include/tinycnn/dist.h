@@ -1,5 +1,6 @@
-/*
- * tinycnn/dist.h - data-parallel training: the communicator table, the
+/**
+ * @file
+ * @brief tinycnn/dist.h - data-parallel training: the communicator table, the
  * built-in single-process communicators, and a data-parallel wrapper over
  * a model. Included by <libtinycnn.h>.
  *

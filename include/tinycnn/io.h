@@ -1,6 +1,7 @@
-/*
- * tinycnn/io.h - files around training: safetensors (a generic reader and
- * an atomic writer), model state dicts and training checkpoints in
+/**
+ * @file
+ * @brief tinycnn/io.h - files around training: safetensors (a generic reader
+ * and an atomic writer), model state dicts and training checkpoints in
  * safetensors, TensorBoard event files, a CSV log and a progress bar.
  * Included by <libtinycnn.h>.
  *

@@ -1,5 +1,6 @@
-/*
- * tinycnn/nn.h - layers, containers, models, losses and initialisation.
+/**
+ * @file
+ * @brief tinycnn/nn.h - layers, containers, models, losses and initialisation.
  * Included by <libtinycnn.h>; do not include it on its own.
  *
  * Layers are Caffe-style objects with an explicit forward and backward,

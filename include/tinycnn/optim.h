@@ -1,5 +1,6 @@
-/*
- * tinycnn/optim.h - optimizers (SGD, Adam, AdamW), parameter groups,
+/**
+ * @file
+ * @brief tinycnn/optim.h - optimizers (SGD, Adam, AdamW), parameter groups,
  * gradient-norm clipping and learning-rate schedulers, with the formulas and
  * defaults of torch.optim. Included by <libtinycnn.h>.
  *
