@@ -464,13 +464,7 @@ struct tc_backend_iface {
   /** Backward of the training forward: dx, dgamma, dbeta. */
   tc_status (*batchnorm_bwd)(void *ctx, const tc_batchnorm_args *a);
 
-  /* elementwise (tc_eltwise_args):
-   *   relu_fwd:  y = max(a, 0)
-   *   relu_bwd:  y = (a > 0) ? b : 0        (a: forward output, b: dy)
-   *   add:       y = alpha*a + beta*b
-   *   scale:     y = alpha*a
-   *   axpy:      y = y + alpha*a
-   *   fill:      y = alpha (a bit-exact copy: the core also fills int32) */
+  /* elementwise (tc_eltwise_args) */
   /** y = max(a, 0). */
   tc_status (*relu_fwd)(void *ctx, const tc_eltwise_args *a);
   /** y = (a > 0) ? b : 0 (a: forward output, b: dy). */
@@ -521,27 +515,25 @@ struct tc_backend_iface {
 
   /* batch norm fused with what follows it in a residual network: optional,
    * the core runs the separate slots when these are NULL. Results must be
-   * those of the separate slots, bit for bit:
-   *   relu_fwd_train / relu_fwd_infer: as batchnorm_fwd_train / _infer,
-   *     then y = relu(y + residual) (residual NULL: y = relu(y)), with
-   *     relu_fwd's rule (y > 0 ? y : 0) and add's sum;
-   *   relu_bwd: `y` is that forward's output; with g = (y > 0) ? dy : 0
-   *     (relu_bwd's rule), as batchnorm_bwd with dy = g, and g stored into
-   *     dresidual (added when accumulate_residual) unless it is NULL.
-   *     relu_mask (when not NULL) holds y > 0 as relu_fwd_train wrote it,
-   *     and is read instead of y. */
-  /** batchnorm_fwd_train, then y = relu(y + residual). */
+   * those of the separate slots, bit for bit. */
+  /** As batchnorm_fwd_train, then y = relu(y + residual) (residual NULL:
+   *  y = relu(y)), with relu_fwd's rule (y > 0 ? y : 0) and add's sum;
+   *  writes relu_mask when it is not NULL. */
   tc_status (*batchnorm_relu_fwd_train)(void *ctx, const tc_batchnorm_args *a);
-  /** batchnorm_fwd_infer, then y = relu(y + residual). */
+  /** As batchnorm_fwd_infer, then y = relu(y + residual), by the same
+   *  rules. */
   tc_status (*batchnorm_relu_fwd_infer)(void *ctx, const tc_batchnorm_args *a);
-  /** The ReLU's backward, then batchnorm_bwd; the ReLU's gradient also
-   *  goes to dresidual. */
+  /** `y` is that forward's output; with g = (y > 0) ? dy : 0 (relu_bwd's
+   *  rule), as batchnorm_bwd with dy = g, and g stored into dresidual
+   *  (added when accumulate_residual) unless it is NULL. relu_mask (when
+   *  not NULL) holds y > 0 as batchnorm_relu_fwd_train wrote it, and is
+   *  read instead of y. */
   tc_status (*batchnorm_relu_bwd)(void *ctx, const tc_batchnorm_args *a);
 
-  /* x[i] += delta over int64 device counters, queued like any op (no wait
-   * for the device). Optional: without it the core reads, increments and
-   * writes counters back through the host (two copies and a wait). */
-  /** x[i] += delta; see tc_counter_args. */
+  /** x[i] += delta over int64 device counters (tc_counter_args), queued
+   *  like any op (no wait for the device). Optional: without it the core
+   *  reads, increments and writes counters back through the host (two
+   *  copies and a wait). */
   tc_status (*counter_add)(void *ctx, const tc_counter_args *a);
   /* ---- end of TC_BACKEND_API_VERSION 1 ---- */
 };
