@@ -225,16 +225,17 @@ TC_API const char *tc_backend_name(const tc_backend *be);
 /** Waits until every queued operation of the backend has finished. */
 TC_API tc_status tc_backend_synchronize(tc_backend *be);
 
-/* CUDA graphs (experimental): record the device work a backend is given
- * between begin and end once, then replay it with one launch. Only device
- * work is recorded: arguments are frozen at capture (pointers, sizes, the
- * learning rate, Adam's step, dropout's seed and offset), and operations
- * that wait for the device or read host memory (copies to or from the
- * host, synchronize, reductions, a loss readback, BatchNorm's
- * num_batches_tracked) fail with TC_ESTATE while capturing. Run one
- * uncaptured step first so every buffer exists; keep all buffers the
- * graph uses alive and in place until the next begin or the backend's
- * destruction. See docs/backends.md. */
+/** @name CUDA graphs (experimental)
+ * Record the device work a backend is given between begin and end once, then
+ * replay it with one launch. Only device work is recorded: arguments are frozen
+ * at capture (pointers, sizes, the learning rate, Adam's step, dropout's seed
+ * and offset), and operations that wait for the device or read host memory
+ * (copies to or from the host, synchronize, reductions, a loss readback,
+ * BatchNorm's num_batches_tracked) fail with TC_ESTATE while capturing. Run one
+ * uncaptured step first so every buffer exists; keep all buffers the graph uses
+ * alive and in place until the next begin or the backend's destruction. See
+ * docs/backends.md.
+ * @{ */
 /** Starts capturing the backend's device work (drops a previous graph).
  *  @return TC_OK, TC_EINVAL (NULL), TC_EUNSUPPORTED (backend without
  *  graphs, e.g. "cpu"), TC_ESTATE (already capturing), TC_EBACKEND. */
@@ -247,6 +248,7 @@ TC_API tc_status tc_backend_graph_end(tc_backend *be);
  *  @return TC_OK, TC_EINVAL, TC_EUNSUPPORTED, TC_ESTATE (no graph, or
  *  capturing), TC_EBACKEND. */
 TC_API tc_status tc_backend_graph_replay(tc_backend *be);
+/** @} */
 
 /* ---- tensors ----------------------------------------------------------- */
 /** Most dimensions a tensor has. */

@@ -186,7 +186,9 @@ TC_API tc_status tc_transform_create(tc_transform **out);
 /** NULL ok. */
 TC_API void tc_transform_destroy(tc_transform *tf);
 
-/* Each add returns TC_OK, TC_EINVAL (NULL, bad value, pipeline full). */
+/** @name Transform operations
+ * Each add returns TC_OK, TC_EINVAL (NULL, bad value, pipeline full).
+ * @{ */
 
 /** x / 255 (torchvision ToTensor's scaling, same float arithmetic). */
 TC_API tc_status tc_transform_add_to_float(tc_transform *tf);
@@ -214,6 +216,7 @@ TC_API tc_status tc_transform_add_random_crop(tc_transform *tf, int height,
                                               float fill);
 /** Mirrors left-right with probability p in [0,1] (RandomHorizontalFlip). */
 TC_API tc_status tc_transform_add_random_hflip(tc_transform *tf, float p);
+/** @} */
 
 /**
  * The output shape for input shape `in_chw` (C,H,W).

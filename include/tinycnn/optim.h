@@ -305,7 +305,8 @@ TC_API tc_status tc_optimizer_get_step(tc_optimizer *opt, int64_t *out_step);
 TC_API tc_status tc_optimizer_set_step(tc_optimizer *opt, int64_t step);
 
 /* ---- learning-rate schedulers ----------------------------------------- */
-/*
+/**
+ * @name Learning-rate schedulers
  * A scheduler sets the lr of every group of its optimizer from the group's
  * base lr and a counter `last_epoch` (0 after creation, +1 per
  * tc_scheduler_step), with torch.optim.lr_scheduler's closed forms. Call
@@ -313,6 +314,7 @@ TC_API tc_status tc_optimizer_set_step(tc_optimizer *opt, int64_t step);
  * whatever the program steps it by. Creation applies the lr of
  * last_epoch 0, as PyTorch's constructors do. A scheduler borrows its
  * optimizer, which must outlive it.
+ * @{
  */
 
 /** StepLR: lr = base * gamma^(last_epoch / step_size) (integer division).
@@ -395,6 +397,7 @@ TC_API int64_t tc_scheduler_get_last_epoch(const tc_scheduler *s);
  *  resumed run continues the same schedule. @return TC_OK, TC_EINVAL. */
 TC_API tc_status tc_scheduler_set_last_epoch(tc_scheduler *s,
                                              int64_t last_epoch);
+/** @} */
 
 #ifdef __cplusplus
 }
