@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "../op_check.h"
 #include "batchnorm.h"
 
 /* tc__cpu_parallel_for, or the tasks in order here for a small forward. */
@@ -55,31 +56,6 @@ static void bn_run(void *ctx, const tc_batchnorm_args *a, int bwd,
     return;
   }
   tc__cpu_parallel_for(ctx, tasks, fn, arg);
-}
-
-static tc_status bn_check(void *ctx, const tc_batchnorm_args *a,
-                          const char *fn) {
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_batchnorm_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_batchnorm_args));
-  int64_t m, total;
-  if (a->n < 0 || a->c < 0 || a->spatial < 0 || a->n > BN_DIM_MAX ||
-      a->c > BN_DIM_MAX || a->spatial > BN_DIM_MAX ||
-      __builtin_mul_overflow(a->n, a->spatial, &m) ||
-      __builtin_mul_overflow(m, a->c, &total) || total > BN_TOTAL_MAX)
-    return tc__error(TC_EINVAL,
-                     "%s: bad size (n %lld, c %lld, spatial %lld): need each "
-                     ">= 0 and the total to fit",
-                     fn, (long long)a->n, (long long)a->c,
-                     (long long)a->spatial);
-  if (!(a->eps >= 0.f) || isinf(a->eps))
-    return tc__error(TC_EINVAL, "%s: eps %g must be finite and >= 0", fn,
-                     (double)a->eps);
-  return TC_OK;
 }
 
 static void bn_job_init(bn_job *j, const tc_batchnorm_args *a, int bwd) {
@@ -172,22 +148,13 @@ static int64_t bn_apply_init(bn_job *j) {
 
 static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
                               const char *fn, int relu) {
-  tc_status st = bn_check(ctx, a, fn);
+  tc_status st = tc__check_batchnorm_args(ctx, a, fn,
+                                          relu ? TC__OP_BATCHNORM_RELU_FWD_TRAIN
+                                               : TC__OP_BATCHNORM_FWD_TRAIN);
   if (st != TC_OK)
     return st;
-  if (a->n * a->spatial == 1)
-    return tc__error(TC_EINVAL,
-                     "%s: batch statistics need more than 1 value per "
-                     "channel (n %lld, spatial %lld)",
-                     fn, (long long)a->n, (long long)a->spatial);
   if (a->c == 0 || a->n * a->spatial == 0)
     return TC_OK; /* nothing to normalise; running stats stay (PyTorch) */
-  if (!a->x || !a->y || !a->save_mean || !a->save_invstd)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     !a->x           ? "x"
-                     : !a->y         ? "y"
-                     : !a->save_mean ? "save_mean"
-                                     : "save_invstd");
   bn_job j;
   bn_job_init(&j, a, 0);
   j.relu = relu;
@@ -224,20 +191,13 @@ tc_status tc__cpu_batchnorm_relu_fwd_train(void *ctx,
 
 static tc_status bn_fwd_infer(void *ctx, const tc_batchnorm_args *a,
                               const char *fn, int relu) {
-  tc_status st = bn_check(ctx, a, fn);
+  tc_status st = tc__check_batchnorm_args(ctx, a, fn,
+                                          relu ? TC__OP_BATCHNORM_RELU_FWD_INFER
+                                               : TC__OP_BATCHNORM_FWD_INFER);
   if (st != TC_OK)
     return st;
   if (a->c == 0 || a->n * a->spatial == 0)
     return TC_OK;
-  if (!a->x || !a->y || !a->running_mean || !a->running_var)
-    return tc__error(TC_EINVAL,
-                     "%s: argument '%s' is NULL (inference needs running "
-                     "statistics)",
-                     fn,
-                     !a->x              ? "x"
-                     : !a->y            ? "y"
-                     : !a->running_mean ? "running_mean"
-                                        : "running_var");
   bn_job j;
   memset(&j, 0, sizeof j);
   j.a = a;
@@ -273,7 +233,8 @@ tc_status tc__cpu_batchnorm_relu_fwd_infer(void *ctx,
 
 static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn,
                         int relu) {
-  tc_status st = bn_check(ctx, a, fn);
+  tc_status st = tc__check_batchnorm_args(
+      ctx, a, fn, relu ? TC__OP_BATCHNORM_RELU_BWD : TC__OP_BATCHNORM_BWD);
   if (st != TC_OK)
     return st;
   if (a->c == 0)
@@ -289,16 +250,6 @@ static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn,
     return TC_OK;
   }
   uint8_t *mask = relu ? a->relu_mask : NULL;
-  if (!a->x || !a->dy || !a->dx || !a->save_mean || !a->save_invstd ||
-      (relu && !a->y && !mask))
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     !a->x           ? "x"
-                     : !a->dy        ? "dy"
-                     : !a->dx        ? "dx"
-                     : !a->save_mean ? "save_mean"
-                     : !a->save_invstd
-                         ? "save_invstd"
-                         : "y (the forward's output; or relu_mask)");
   bn_job j;
   bn_job_init(&j, a, 1);
   if (relu) {

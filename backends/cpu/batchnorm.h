@@ -8,9 +8,8 @@
 
 #include "cpu.h"
 
-#define BN_DIM_MAX ((int64_t)1 << 40)
-/* Most elements in all (far beyond memory; keeps chunk arithmetic exact). */
-#define BN_TOTAL_MAX ((int64_t)1 << 50)
+/* Sizes are bounded by backends/op_check.c (n*c*spatial <= 2^50, far
+ * beyond memory), which keeps the chunk arithmetic below exact. */
 /* Channels per block (per-channel coefficients on the stack) and (chunk,
  * channel) partial sums per block (16 bytes each, on the stack). */
 #define BN_BLOCK_C 512

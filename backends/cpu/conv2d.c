@@ -61,6 +61,7 @@
  */
 #include <string.h>
 
+#include "../op_check.h"
 #include "conv2d_geom.h"
 
 /* Whether the dense kernel of tile v suits n positions: AVX2 runs the
@@ -202,80 +203,24 @@ static void conv_direct_geometry(conv_geom *g) {
   }
 }
 
-/* Checks sizes and output extents (not pointers); fills g. */
+/* Checks the args for slot `op` (backends/op_check.c); fills g. */
 static tc_status conv_geometry(void *ctx, const tc_conv2d_args *a,
-                               const char *fn, conv_geom *g) {
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_conv2d_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_conv2d_args));
-  if (a->n < 0 || a->c < 1 || a->h < 1 || a->w < 1 || a->k < 1 || a->r < 1 ||
-      a->s < 1 || a->c > CONV_DIM_MAX || a->h > CONV_DIM_MAX ||
-      a->w > CONV_DIM_MAX || a->k > CONV_DIM_MAX || a->r > CONV_DIM_MAX ||
-      a->s > CONV_DIM_MAX)
-    return tc__error(TC_EINVAL,
-                     "%s: bad sizes x (%lld,%lld,%lld,%lld) w "
-                     "(%lld,%lld,%lld,%lld): need n >= 0, others 1..2^30",
-                     fn, (long long)a->n, (long long)a->c, (long long)a->h,
-                     (long long)a->w, (long long)a->k, (long long)a->c,
-                     (long long)a->r, (long long)a->s);
-  if (a->stride_h < 1 || a->stride_w < 1 || a->dil_h < 1 || a->dil_w < 1 ||
-      a->pad_h < 0 || a->pad_w < 0 || a->stride_h > CONV_DIM_MAX ||
-      a->stride_w > CONV_DIM_MAX || a->dil_h > CONV_DIM_MAX ||
-      a->dil_w > CONV_DIM_MAX || a->pad_h > CONV_DIM_MAX ||
-      a->pad_w > CONV_DIM_MAX)
-    return tc__error(TC_EINVAL,
-                     "%s: bad stride (%lld,%lld), padding (%lld,%lld) or "
-                     "dilation (%lld,%lld)",
-                     fn, (long long)a->stride_h, (long long)a->stride_w,
-                     (long long)a->pad_h, (long long)a->pad_w,
-                     (long long)a->dil_h, (long long)a->dil_w);
-  int64_t eh = a->h + 2 * a->pad_h - a->dil_h * (a->r - 1) - 1;
-  int64_t ew = a->w + 2 * a->pad_w - a->dil_w * (a->s - 1) - 1;
-  if (eh < 0 || ew < 0)
-    return tc__error(TC_EINVAL,
-                     "%s: kernel (%lld,%lld) dilated by (%lld,%lld) exceeds "
-                     "the padded input (%lld,%lld)",
-                     fn, (long long)a->r, (long long)a->s, (long long)a->dil_h,
-                     (long long)a->dil_w, (long long)(a->h + 2 * a->pad_h),
-                     (long long)(a->w + 2 * a->pad_w));
-  eh = eh / a->stride_h + 1;
-  ew = ew / a->stride_w + 1;
-  if (a->out_h != eh || a->out_w != ew)
-    return tc__error(TC_EINVAL, "%s: output (%lld,%lld), expected (%lld,%lld)",
-                     fn, (long long)a->out_h, (long long)a->out_w,
-                     (long long)eh, (long long)ew);
+                               const char *fn, tc__op op, conv_geom *g) {
+  tc_status st = tc__check_conv2d_args(ctx, a, fn, op);
+  if (st != TC_OK)
+    return st;
   memset(g, 0, sizeof *g);
   g->a = a;
   g->n = a->n, g->c = a->c, g->h = a->h, g->w = a->w;
   g->k = a->k, g->r = a->r, g->s = a->s;
   g->sh = a->stride_h, g->sw = a->stride_w, g->ph = a->pad_h;
   g->pw = a->pad_w, g->dh = a->dil_h, g->dw = a->dil_w;
-  g->oh = eh, g->ow = ew;
-  /* each extent is < 2^32 here, so hw and c*r cannot overflow */
+  g->oh = a->out_h, g->ow = a->out_w;
+  /* the checks bound every product below */
   g->hw = g->h * g->w;
-  int64_t kcrs;
-  if (__builtin_mul_overflow(g->oh, g->ow, &g->P) ||
-      __builtin_mul_overflow(g->c * g->r, g->s, &g->crs) ||
-      __builtin_mul_overflow(g->k, g->crs, &kcrs) || g->hw > CONV_GEMM_MAX ||
-      g->P > CONV_GEMM_MAX || g->crs > CONV_GEMM_MAX || kcrs > CONV_GEMM_MAX)
-    return tc__error(TC_EINVAL,
-                     "%s: problem too large (CRS %lld, P %lld): GEMM extents "
-                     "must fit an int",
-                     fn, (long long)(g->c * g->r), (long long)g->P);
-  int64_t per_image = g->c * g->hw > g->k * g->P ? g->c * g->hw : g->k * g->P;
-  int64_t total, col_elems;
-  if (__builtin_mul_overflow(per_image, g->n, &total) || total > INT64_MAX / 4)
-    return tc__error(TC_EINVAL, "%s: batch %lld too large", fn,
-                     (long long)g->n);
-  /* one im2col slice must be addressable in bytes */
-  if (__builtin_mul_overflow(g->crs, g->P, &col_elems) ||
-      col_elems > INT64_MAX / 8)
-    return tc__error(TC_EINVAL, "%s: im2col panel (CRS %lld, P %lld) too large",
-                     fn, (long long)g->crs, (long long)g->P);
+  g->P = g->oh * g->ow;
+  g->crs = g->c * g->r * g->s;
+  int64_t kcrs = g->k * g->crs;
   g->direct = g->r == 1 && g->s == 1 && g->sh == 1 && g->sw == 1 &&
               g->ph == 0 && g->pw == 0;
   g->col_bytes = g->direct ? 0 : round64((size_t)g->crs * (size_t)g->P * 4);
@@ -332,7 +277,7 @@ tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
                                         size_t *out_bytes) {
   static const char fn[] = "cpu_conv2d_workspace_size";
   conv_geom g;
-  tc_status st = conv_geometry(ctx, a, fn, &g);
+  tc_status st = conv_geometry(ctx, a, fn, TC__OP_CONV2D_WORKSPACE_SIZE, &g);
   if (st != TC_OK)
     return st;
   if (!out_bytes)
@@ -391,16 +336,11 @@ float *tc__cpu_conv_task_units(const conv_geom *g, int64_t units, int64_t t,
 tc_status tc__cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
   static const char fn[] = "cpu_conv2d_fwd";
   conv_geom g;
-  tc_status st = conv_geometry(ctx, a, fn, &g);
+  tc_status st = conv_geometry(ctx, a, fn, TC__OP_CONV2D_FWD, &g);
   if (st != TC_OK)
     return st;
   if (g.n == 0)
     return TC_OK;
-  if (!a->x || !a->wt || !a->y)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     !a->x    ? "x"
-                     : !a->wt ? "wt"
-                              : "y");
   if (g.kern) {
     g.col_bytes = g.fwd_slot;
     if ((st = conv_workspace(ctx, &g, g.fwd_shared, g.n, fn)) != TC_OK)
@@ -420,16 +360,11 @@ tc_status tc__cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
 tc_status tc__cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
   static const char fn[] = "cpu_conv2d_bwd_data";
   conv_geom g;
-  tc_status st = conv_geometry(ctx, a, fn, &g);
+  tc_status st = conv_geometry(ctx, a, fn, TC__OP_CONV2D_BWD_DATA, &g);
   if (st != TC_OK)
     return st;
   if (g.n == 0)
     return TC_OK;
-  if (!a->dy || !a->wt || !a->dx)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     !a->dy   ? "dy"
-                     : !a->wt ? "wt"
-                              : "dx");
   if (g.kern) {
     g.col_bytes = g.bwd_slot;
     if ((st = conv_workspace(ctx, &g, g.bwd_shared, g.n, fn)) != TC_OK)
@@ -472,20 +407,15 @@ static void combine_task(void *arg, int64_t t) {
 tc_status tc__cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
   static const char fn[] = "cpu_conv2d_bwd_filter";
   conv_geom g;
-  tc_status st = conv_geometry(ctx, a, fn, &g);
+  tc_status st = conv_geometry(ctx, a, fn, TC__OP_CONV2D_BWD_FILTER, &g);
   if (st != TC_OK)
     return st;
-  if (!a->dw)
-    return tc__error(TC_EINVAL, "%s: argument 'dw' is NULL", fn);
   int64_t kcrs = g.k * g.crs;
   if (g.n == 0) { /* an empty sum */
     if (!a->accumulate)
       memset(a->dw, 0, (size_t)kcrs * sizeof *a->dw);
     return TC_OK;
   }
-  if (!a->x || !a->dy)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     !a->x ? "x" : "dy");
   if (g.kern) {
     g.col_bytes = g.wg_slot;
     g.part_bytes = g.wg_part;
@@ -533,13 +463,9 @@ static void bwd_bias_task(void *arg, int64_t kk) {
 tc_status tc__cpu_conv2d_bwd_bias(void *ctx, const tc_conv2d_args *a) {
   static const char fn[] = "cpu_conv2d_bwd_bias";
   conv_geom g;
-  tc_status st = conv_geometry(ctx, a, fn, &g);
+  tc_status st = conv_geometry(ctx, a, fn, TC__OP_CONV2D_BWD_BIAS, &g);
   if (st != TC_OK)
     return st;
-  if (!a->db)
-    return tc__error(TC_EINVAL, "%s: argument 'db' is NULL", fn);
-  if (g.n > 0 && !a->dy)
-    return tc__error(TC_EINVAL, "%s: argument 'dy' is NULL", fn);
   tc__cpu_parallel_for(ctx, g.k, bwd_bias_task, &g);
   return TC_OK;
 }

@@ -17,10 +17,8 @@
 /* Most floats the bwd_filter partial sums may take (64 MiB): above it the
  * batch is cut into fewer chunks (still a function of the shapes only). */
 #define CONV_PARTIAL_BUDGET ((int64_t)16 << 20)
-/* Largest size accepted for any one dimension, and for the GEMM extents
- * (BLAS takes int). */
-#define CONV_DIM_MAX ((int64_t)1 << 30)
-#define CONV_GEMM_MAX ((int64_t)INT32_MAX)
+/* The size limits (GEMM extents fit BLAS's int) are checked in
+ * backends/op_check.c. */
 /* Direct path limits: channels, image extent (keeps every buffer small). */
 #define CONVD_MAX_CH 4096
 #define CONVD_MAX_HW 1024

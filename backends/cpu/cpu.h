@@ -10,7 +10,9 @@
 #ifndef TINYCNN_CPU_H
 #define TINYCNN_CPU_H
 
-#include "../../lib/internal.h"
+#include <stdatomic.h> /* the pool, and flags set by tasks */
+
+#include "../../lib/backend_host.h"
 
 typedef struct cpu_pool cpu_pool;
 

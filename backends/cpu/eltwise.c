@@ -17,6 +17,7 @@
  */
 #include <string.h>
 
+#include "../op_check.h"
 #include "cpu.h"
 #include "cpu_simd.h"
 
@@ -303,24 +304,10 @@ static void elt_task(void *arg, int64_t t) {
 
 /* Checks the args of an elementwise op and runs it. */
 static tc_status elt_run(void *ctx, const tc_eltwise_args *a, elt_op op,
-                         const char *fn, int need_a, int need_b) {
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_eltwise_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_eltwise_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 0)
-    return tc__error(TC_EINVAL, "%s: n = %lld < 0", fn, (long long)a->n);
-  if (a->n == 0)
-    return TC_OK;
-  if (!a->y)
-    return tc__error(TC_EINVAL, "%s: argument 'y' is NULL", fn);
-  if (need_a && !a->a)
-    return tc__error(TC_EINVAL, "%s: argument 'a' is NULL", fn);
-  if (need_b && !a->b)
-    return tc__error(TC_EINVAL, "%s: argument 'b' is NULL", fn);
+                         const char *fn, tc__op slot) {
+  tc_status st = tc__check_eltwise_args(ctx, a, fn, slot);
+  if (st != TC_OK || a->n == 0)
+    return st;
   elt_job j = {a, op, 0, tc__cpu_isa() >= CPU_ISA_AVX2};
   if (op == ELT_FILL)
     memcpy(&j.bits, &a->alpha, sizeof j.bits);
@@ -329,27 +316,27 @@ static tc_status elt_run(void *ctx, const tc_eltwise_args *a, elt_op op,
 }
 
 tc_status tc__cpu_relu_fwd(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_RELU_FWD, "cpu_relu_fwd", 1, 0);
+  return elt_run(ctx, a, ELT_RELU_FWD, "cpu_relu_fwd", TC__OP_RELU_FWD);
 }
 
 tc_status tc__cpu_relu_bwd(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_RELU_BWD, "cpu_relu_bwd", 1, 1);
+  return elt_run(ctx, a, ELT_RELU_BWD, "cpu_relu_bwd", TC__OP_RELU_BWD);
 }
 
 tc_status tc__cpu_add(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_ADD, "cpu_add", 1, 0);
+  return elt_run(ctx, a, ELT_ADD, "cpu_add", TC__OP_ADD);
 }
 
 tc_status tc__cpu_scale(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_SCALE, "cpu_scale", 1, 0);
+  return elt_run(ctx, a, ELT_SCALE, "cpu_scale", TC__OP_SCALE);
 }
 
 tc_status tc__cpu_axpy(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_AXPY, "cpu_axpy", 1, 0);
+  return elt_run(ctx, a, ELT_AXPY, "cpu_axpy", TC__OP_AXPY);
 }
 
 tc_status tc__cpu_fill(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_FILL, "cpu_fill", 0, 0);
+  return elt_run(ctx, a, ELT_FILL, "cpu_fill", TC__OP_FILL);
 }
 
 /* ---- per-channel bias ---------------------------------------------------
@@ -361,29 +348,6 @@ typedef struct bias_job {
   int64_t per;  /* bias_add: rows per task; bias_grad: channels per task */
   int avx2;
 } bias_job;
-
-static tc_status bias_check(void *ctx, const tc_bias_args *a, const char *fn,
-                            int64_t *out_total) {
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_bias_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_bias_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 0 || a->c < 0 || a->spatial < 0)
-    return tc__error(TC_EINVAL,
-                     "%s: negative size (n %lld, c %lld, "
-                     "spatial %lld)",
-                     fn, (long long)a->n, (long long)a->c,
-                     (long long)a->spatial);
-  int64_t nc, total;
-  if (__builtin_mul_overflow(a->n, a->c, &nc) ||
-      __builtin_mul_overflow(nc, a->spatial, &total))
-    return tc__error(TC_EINVAL, "%s: n*c*spatial overflows", fn);
-  *out_total = total;
-  return TC_OK;
-}
 
 static void bias_add_task(void *arg, int64_t t) {
   const bias_job *j = arg;
@@ -407,13 +371,9 @@ static void bias_add_task(void *arg, int64_t t) {
 
 tc_status tc__cpu_bias_add(void *ctx, const tc_bias_args *a) {
   static const char fn[] = "cpu_bias_add";
-  int64_t total = 0;
-  tc_status st = bias_check(ctx, a, fn, &total);
-  if (st != TC_OK || total == 0)
+  tc_status st = tc__check_bias_args(ctx, a, fn, TC__OP_BIAS_ADD);
+  if (st != TC_OK || a->n * a->c * a->spatial == 0)
     return st;
-  if (!a->y || !a->bias)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     a->y ? "bias" : "y");
   bias_job j = {a, a->n * a->c, 1, tc__cpu_isa() >= CPU_ISA_AVX2};
   j.per = ELT_BLOCK / a->spatial;
   if (j.per < 1)
@@ -469,14 +429,9 @@ static void bias_grad_task(void *arg, int64_t t) {
 
 tc_status tc__cpu_bias_grad(void *ctx, const tc_bias_args *a) {
   static const char fn[] = "cpu_bias_grad";
-  int64_t total = 0;
-  tc_status st = bias_check(ctx, a, fn, &total);
+  tc_status st = tc__check_bias_args(ctx, a, fn, TC__OP_BIAS_GRAD);
   if (st != TC_OK || a->c == 0)
     return st;
-  if (!a->db)
-    return tc__error(TC_EINVAL, "%s: argument 'db' is NULL", fn);
-  if (total > 0 && !a->dy)
-    return tc__error(TC_EINVAL, "%s: argument 'dy' is NULL", fn);
   /* Channels per task: enough that a task reads BIAS_GRAD_MIN_WORK
    * elements, at most CPU_REDUCE_CHUNKS (the accumulator array). The split
    * follows from the sizes only and does not change any channel's order. */
@@ -573,28 +528,12 @@ static int dst_injective(const tc_copy4d_args *a) {
 }
 
 tc_status tc__cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
-  static const char fn[] = "cpu_copy4d";
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_copy4d_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_copy4d_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  int64_t total = 1;
-  for (int d = 0; d < 4; d++) {
-    if (a->shape[d] < 0)
-      return tc__error(TC_EINVAL, "%s: shape[%d] = %lld < 0", fn, d,
-                       (long long)a->shape[d]);
-    if (__builtin_mul_overflow(total, a->shape[d], &total))
-      return tc__error(TC_EINVAL, "%s: the shape's element count overflows",
-                       fn);
-  }
+  tc_status st = tc__check_copy4d_args(ctx, a, "cpu_copy4d");
+  if (st != TC_OK)
+    return st;
+  int64_t total = a->shape[0] * a->shape[1] * a->shape[2] * a->shape[3];
   if (total == 0)
     return TC_OK;
-  if (!a->src || !a->dst)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     a->src ? "dst" : "src");
   copy_job j = {a, total / a->shape[3], 1, tc__cpu_isa() >= CPU_ISA_AVX2};
   j.per = ELT_BLOCK / a->shape[3];
   if (j.per < 1)
@@ -611,18 +550,9 @@ tc_status tc__cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
 /* ---- counters ---- */
 
 tc_status tc__cpu_counter_add(void *ctx, const tc_counter_args *a) {
-  static const char fn[] = "cpu_counter_add";
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_counter_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_counter_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 0)
-    return tc__error(TC_EINVAL, "%s: n = %lld < 0", fn, (long long)a->n);
-  if (a->n > 0 && !a->x)
-    return tc__error(TC_EINVAL, "%s: argument 'x' is NULL", fn);
+  tc_status st = tc__check_counter_args(ctx, a, "cpu_counter_add");
+  if (st != TC_OK)
+    return st;
   for (int64_t i = 0; i < a->n; i++)
     a->x[i] = (int64_t)((uint64_t)a->x[i] + (uint64_t)a->delta);
   return TC_OK;

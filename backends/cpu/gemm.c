@@ -24,6 +24,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../op_check.h"
 #include "cpu.h"
 #include "cpu_simd.h"
 
@@ -307,67 +308,10 @@ static int64_t gemm_own_split(const tc_gemm_args *a, gemm_job *job) {
   return tr * job->col_tasks;
 }
 
-static int64_t max1(int64_t v) {
-  return v > 1 ? v : 1;
-}
-
-static tc_status gemm_check(const tc_gemm_args *a) {
-  static const char fn[] = "cpu_gemm";
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_gemm_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_gemm_args));
-  if (a->m < 0 || a->n < 0 || a->k < 0 || a->batch < 0)
-    return tc__error(
-        TC_EINVAL, "%s: negative size (m %lld, n %lld, k %lld, batch %lld)", fn,
-        (long long)a->m, (long long)a->n, (long long)a->k, (long long)a->batch);
-  /* BLAS takes int sizes (blasint); refuse what would not fit */
-  int64_t lim = (int64_t)INT32_MAX;
-  if (a->m > lim || a->n > lim || a->k > lim || a->lda > lim || a->ldb > lim ||
-      a->ldc > lim)
-    return tc__error(TC_EINVAL, "%s: a size or ld exceeds %lld", fn,
-                     (long long)lim);
-  if (a->m == 0 || a->n == 0 || a->batch == 0)
-    return TC_OK; /* nothing is read or written */
-  if (!a->c)
-    return tc__error(TC_EINVAL, "%s: argument 'c' is NULL", fn);
-  int64_t a_cols = a->trans_a ? a->m : a->k; /* row-major storage of A */
-  int64_t b_cols = a->trans_b ? a->k : a->n;
-  if (a->lda < max1(a_cols))
-    return tc__error(TC_EINVAL, "%s: lda %lld < %lld (trans_a %d)", fn,
-                     (long long)a->lda, (long long)max1(a_cols),
-                     (int)a->trans_a);
-  if (a->ldb < max1(b_cols))
-    return tc__error(TC_EINVAL, "%s: ldb %lld < %lld (trans_b %d)", fn,
-                     (long long)a->ldb, (long long)max1(b_cols),
-                     (int)a->trans_b);
-  if (a->ldc < max1(a->n))
-    return tc__error(TC_EINVAL, "%s: ldc %lld < n %lld", fn, (long long)a->ldc,
-                     (long long)a->n);
-  if (a->k > 0 && (!a->a || !a->b))
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     a->a ? "b" : "a");
-  if (a->stride_a < 0 || a->stride_b < 0 || a->stride_c < 0)
-    return tc__error(TC_EINVAL, "%s: negative stride (%lld, %lld, %lld)", fn,
-                     (long long)a->stride_a, (long long)a->stride_b,
-                     (long long)a->stride_c);
-  /* batch entries of C run concurrently: they must not overlap (A and B
-   * may: a stride of 0 broadcasts one matrix) */
-  int64_t c_span = (a->m - 1) * a->ldc + a->n;
-  if (a->batch > 1 && a->stride_c < c_span)
-    return tc__error(TC_EINVAL,
-                     "%s: stride_c %lld < %lld: batch entries of C overlap", fn,
-                     (long long)a->stride_c, (long long)c_span);
-  return TC_OK;
-}
-
 tc_status tc__cpu_gemm(void *ctx, const tc_gemm_args *a) {
-  tc_status st = gemm_check(a);
+  tc_status st = tc__check_gemm_args(ctx, a, "cpu_gemm");
   if (st != TC_OK)
     return st;
-  if (!ctx)
-    return tc__error(TC_EINVAL, "cpu_gemm: ctx is NULL");
   if (a->m == 0 || a->n == 0 || a->batch == 0)
     return TC_OK;
   gemm_job job = {ctx, a, NULL, a->m, a->n, 1};

@@ -24,97 +24,12 @@
 #include <math.h>
 #include <string.h>
 
+#include "../op_check.h"
 #include "pool2d.h"
 
-/* Largest size accepted for any one dimension. */
-#define POOL_DIM_MAX ((int64_t)1 << 30)
 /* Planes are grouped into tasks of at least this many elements (input plus
  * output) so small planes do not cost one task each. */
 #define POOL_TASK_ELEMS 16384
-
-/* PyTorch's pooling_output_shape (dilation 1). */
-static int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p,
-                             int ceil_mode) {
-  int64_t num = in + 2 * p - k + (ceil_mode ? s - 1 : 0);
-  int64_t out = num / s + 1;
-  /* the last window must start inside the input or the left padding */
-  if (ceil_mode && (out - 1) * s >= in + p)
-    out--;
-  return out;
-}
-
-static tc_status pool_check(void *ctx, const tc_pool2d_args *a, const char *fn,
-                            int fwd, int max) {
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_pool2d_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_pool2d_args));
-  if (a->n < 0 || a->c < 0 || a->h < 1 || a->w < 1 || a->n > POOL_DIM_MAX ||
-      a->c > POOL_DIM_MAX || a->h > POOL_DIM_MAX || a->w > POOL_DIM_MAX)
-    return tc__error(TC_EINVAL,
-                     "%s: bad input size (%lld,%lld,%lld,%lld): need n, c "
-                     ">= 0, h, w >= 1, each <= 2^30",
-                     fn, (long long)a->n, (long long)a->c, (long long)a->h,
-                     (long long)a->w);
-  if (a->kh < 1 || a->kw < 1 || a->stride_h < 1 || a->stride_w < 1 ||
-      a->kh > POOL_DIM_MAX || a->kw > POOL_DIM_MAX ||
-      a->stride_h > POOL_DIM_MAX || a->stride_w > POOL_DIM_MAX)
-    return tc__error(TC_EINVAL,
-                     "%s: bad kernel (%lld,%lld) or stride (%lld,%lld)", fn,
-                     (long long)a->kh, (long long)a->kw, (long long)a->stride_h,
-                     (long long)a->stride_w);
-  if (a->pad_h < 0 || a->pad_w < 0 || 2 * a->pad_h > a->kh ||
-      2 * a->pad_w > a->kw)
-    return tc__error(TC_EINVAL,
-                     "%s: padding (%lld,%lld) must be >= 0 and at most half "
-                     "the kernel (%lld,%lld)",
-                     fn, (long long)a->pad_h, (long long)a->pad_w,
-                     (long long)a->kh, (long long)a->kw);
-  if (a->kh > a->h + 2 * a->pad_h || a->kw > a->w + 2 * a->pad_w)
-    return tc__error(TC_EINVAL,
-                     "%s: kernel (%lld,%lld) exceeds the padded input "
-                     "(%lld,%lld)",
-                     fn, (long long)a->kh, (long long)a->kw,
-                     (long long)(a->h + 2 * a->pad_h),
-                     (long long)(a->w + 2 * a->pad_w));
-  int64_t fh = pool_out_size(a->h, a->kh, a->stride_h, a->pad_h, 0);
-  int64_t ch = pool_out_size(a->h, a->kh, a->stride_h, a->pad_h, 1);
-  int64_t fw = pool_out_size(a->w, a->kw, a->stride_w, a->pad_w, 0);
-  int64_t cw = pool_out_size(a->w, a->kw, a->stride_w, a->pad_w, 1);
-  if ((a->out_h != fh && a->out_h != ch) || (a->out_w != fw && a->out_w != cw))
-    return tc__error(TC_EINVAL,
-                     "%s: output (%lld,%lld), expected (%lld,%lld) or, in "
-                     "ceil mode, (%lld,%lld)",
-                     fn, (long long)a->out_h, (long long)a->out_w,
-                     (long long)fh, (long long)fw, (long long)ch,
-                     (long long)cw);
-  /* argmax is an int32 index in the plane; sizes must also not overflow */
-  int64_t hw = a->h * a->w, total;
-  if (hw > INT32_MAX || __builtin_mul_overflow(a->n * a->c, hw, &total) ||
-      total > INT64_MAX / 4)
-    return tc__error(TC_EINVAL, "%s: input (%lld,%lld,%lld,%lld) too large", fn,
-                     (long long)a->n, (long long)a->c, (long long)a->h,
-                     (long long)a->w);
-  if (a->n == 0 || a->c == 0)
-    return TC_OK; /* nothing is read or written */
-  if (fwd) {
-    if (!a->x || !a->y || (max && !a->argmax))
-      return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                       !a->x   ? "x"
-                       : !a->y ? "y"
-                               : "argmax");
-  } else {
-    if (!a->dy || !a->dx || (max && !a->argmax))
-      return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                       !a->dy   ? "dy"
-                       : !a->dx ? "dx"
-                                : "argmax");
-  }
-  return TC_OK;
-}
 
 static void pool_job_init(pool_job *j, const tc_pool2d_args *a) {
   j->a = a;
@@ -307,7 +222,8 @@ static void avgpool_bwd_task(void *arg, int64_t t) {
 }
 
 tc_status tc__cpu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
-  tc_status st = pool_check(ctx, a, "cpu_maxpool2d_fwd", 1, 1);
+  tc_status st =
+      tc__check_pool2d_args(ctx, a, "cpu_maxpool2d_fwd", TC__OP_MAXPOOL2D_FWD);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   pool_job j;
@@ -318,7 +234,8 @@ tc_status tc__cpu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
 }
 
 tc_status tc__cpu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
-  tc_status st = pool_check(ctx, a, "cpu_maxpool2d_bwd", 0, 1);
+  tc_status st =
+      tc__check_pool2d_args(ctx, a, "cpu_maxpool2d_bwd", TC__OP_MAXPOOL2D_BWD);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   pool_job j;
@@ -334,7 +251,8 @@ tc_status tc__cpu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
 }
 
 tc_status tc__cpu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
-  tc_status st = pool_check(ctx, a, "cpu_avgpool2d_fwd", 1, 0);
+  tc_status st =
+      tc__check_pool2d_args(ctx, a, "cpu_avgpool2d_fwd", TC__OP_AVGPOOL2D_FWD);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   pool_job j;
@@ -344,7 +262,8 @@ tc_status tc__cpu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
 }
 
 tc_status tc__cpu_avgpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
-  tc_status st = pool_check(ctx, a, "cpu_avgpool2d_bwd", 0, 0);
+  tc_status st =
+      tc__check_pool2d_args(ctx, a, "cpu_avgpool2d_bwd", TC__OP_AVGPOOL2D_BWD);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   pool_job j;
@@ -359,36 +278,6 @@ typedef struct gap_job {
   const tc_gap_args *a;
   int64_t planes, per_task;
 } gap_job;
-
-static tc_status gap_check(void *ctx, const tc_gap_args *a, const char *fn,
-                           int fwd) {
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_gap_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_gap_args));
-  int64_t total;
-  if (a->n < 0 || a->c < 0 || a->spatial < 1 || a->n > POOL_DIM_MAX ||
-      a->c > POOL_DIM_MAX ||
-      __builtin_mul_overflow(a->n * a->c, a->spatial, &total) ||
-      total > INT64_MAX / 4)
-    return tc__error(TC_EINVAL,
-                     "%s: bad size (n %lld, c %lld, spatial %lld): need n, c "
-                     ">= 0, spatial >= 1",
-                     fn, (long long)a->n, (long long)a->c,
-                     (long long)a->spatial);
-  if (a->n == 0 || a->c == 0)
-    return TC_OK;
-  if (fwd && (!a->x || !a->y))
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     !a->x ? "x" : "y");
-  if (!fwd && (!a->dy || !a->dx))
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     !a->dy ? "dy" : "dx");
-  return TC_OK;
-}
 
 static void gap_job_init(gap_job *j, const tc_gap_args *a) {
   j->a = a;
@@ -427,7 +316,8 @@ static void gap_bwd_task(void *arg, int64_t t) {
 }
 
 tc_status tc__cpu_global_avgpool_fwd(void *ctx, const tc_gap_args *a) {
-  tc_status st = gap_check(ctx, a, "cpu_global_avgpool_fwd", 1);
+  tc_status st = tc__check_gap_args(ctx, a, "cpu_global_avgpool_fwd",
+                                    TC__OP_GLOBAL_AVGPOOL_FWD);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   gap_job j;
@@ -438,7 +328,8 @@ tc_status tc__cpu_global_avgpool_fwd(void *ctx, const tc_gap_args *a) {
 }
 
 tc_status tc__cpu_global_avgpool_bwd(void *ctx, const tc_gap_args *a) {
-  tc_status st = gap_check(ctx, a, "cpu_global_avgpool_bwd", 0);
+  tc_status st = tc__check_gap_args(ctx, a, "cpu_global_avgpool_bwd",
+                                    TC__OP_GLOBAL_AVGPOOL_BWD);
   if (st != TC_OK || a->n == 0 || a->c == 0)
     return st;
   gap_job j;
