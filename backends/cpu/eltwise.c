@@ -19,6 +19,7 @@
 
 #include "../op_check.h"
 #include "cpu.h"
+#include "cpu_simd.h"
 
 /* Elements per task for the streaming ops (64 KiB of floats). */
 #define ELT_BLOCK ((int64_t)16384)

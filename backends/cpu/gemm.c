@@ -26,10 +26,7 @@
 
 #include "../op_check.h"
 #include "cpu.h"
-
-#if CPU_X86
-#include <immintrin.h>
-#endif
+#include "cpu_simd.h"
 
 /* ---- OpenBLAS path ---- */
 
@@ -86,18 +83,16 @@ static int64_t min64(int64_t a, int64_t b) {
 }
 
 #if CPU_X86
-#define GEMM_AVX2 __attribute__((target("avx2,fma")))
-
 /* Lanes [0, n) set, n in [0, 8]. */
-static inline GEMM_AVX2 __m256i gemm_mask8(int64_t n) {
+static inline CPU_AVX2 __m256i gemm_mask8(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 /* 8 rows of 8 floats (src, row stride ld) into 8 columns (dst, row stride
  * ldd): dst[p * ldd + j] = src[j * ld + p]. */
-static inline GEMM_AVX2 void gemm_transpose8(const float *src, int64_t ld,
-                                             float *dst, int64_t ldd) {
+static inline CPU_AVX2 void gemm_transpose8(const float *src, int64_t ld,
+                                            float *dst, int64_t ldd) {
   __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld);
   __m256 r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld);
   __m256 r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld);
@@ -126,37 +121,23 @@ static inline GEMM_AVX2 void gemm_transpose8(const float *src, int64_t ld,
 
 /* ---- AVX2 + FMA: 6 x 16 tile, 12 of the 16 ymm registers ---- */
 #define KF(name) gemm_avx2_##name
-#define TGT GEMM_AVX2
-#define vf __m256
-#define VL 8
+#define CPU_SIMD_VL 8
+#include "cpu_simd.h"
 #define GK_MR 6
 #define GK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
-#define V_LOAD(p) _mm256_loadu_ps(p)
-#define V_STORE(p, v) _mm256_storeu_ps(p, v)
 #define V_LOADN(p, n) _mm256_maskload_ps(p, gemm_mask8(n))
 #define V_STOREN(p, v, n) _mm256_maskstore_ps(p, gemm_mask8(n), v)
-#define V_MUL(a, b) _mm256_mul_ps(a, b)
-#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define V_BC(s) _mm256_set1_ps(s)
-#define V_ZERO() _mm256_setzero_ps()
 #include "gemm_kern.h"
 
 /* ---- AVX-512F: 12 x 32 tile, 24 of the 32 zmm registers ---- */
 #define KF(name) gemm_avx512_##name
-#define TGT __attribute__((target("avx512f,avx2,fma")))
-#define vf __m512
-#define VL 16
+#define CPU_SIMD_VL 16
+#include "cpu_simd.h"
 #define GK_MR 12
 #define GK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-#define V_LOAD(p) _mm512_loadu_ps(p)
-#define V_STORE(p, v) _mm512_storeu_ps(p, v)
 #define V_LOADN(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), p)
 #define V_STOREN(p, v, n)                                                      \
   _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
-#define V_MUL(a, b) _mm512_mul_ps(a, b)
-#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define V_BC(s) _mm512_set1_ps(s)
-#define V_ZERO() _mm512_setzero_ps()
 #include "gemm_kern.h"
 
 static const gemm_kernels gemm_avx2 = {6,
