@@ -442,7 +442,10 @@ struct tc_backend_iface {
   tc_status (*conv2d_bwd_bias)(void *ctx, const tc_conv2d_args *a);
 
   /* pooling */
-  /** Max pooling forward: y, and argmax for the backward. */
+  /** Max pooling forward: y, and argmax for the backward. Padding is never
+   *  chosen; the first maximum in raster order wins a tie; a NaN cell
+   *  replaces the running maximum, so a window holding NaN gives NaN and
+   *  argmax is its last NaN (PyTorch's `val > max || isnan(val)`). */
   tc_status (*maxpool2d_fwd)(void *ctx, const tc_pool2d_args *a);
   /** Max pooling backward: dy routed to dx through argmax. */
   tc_status (*maxpool2d_bwd)(void *ctx, const tc_pool2d_args *a);
@@ -465,9 +468,11 @@ struct tc_backend_iface {
   tc_status (*batchnorm_bwd)(void *ctx, const tc_batchnorm_args *a);
 
   /* elementwise (tc_eltwise_args) */
-  /** y = max(a, 0). */
+  /** y = a where a > 0 or a is NaN, else +0 (-0 gives +0). As torch.relu
+   *  but for -0, which PyTorch's clamp_min keeps as -0. */
   tc_status (*relu_fwd)(void *ctx, const tc_eltwise_args *a);
-  /** y = (a > 0) ? b : 0 (a: forward output, b: dy). */
+  /** y = (a > 0) ? b : 0 (a: forward output, b: dy); a NaN a gives 0, as
+   *  PyTorch's threshold_backward. */
   tc_status (*relu_bwd)(void *ctx, const tc_eltwise_args *a);
   /** y = alpha*a + beta*b. */
   tc_status (*add)(void *ctx, const tc_eltwise_args *a);
@@ -517,8 +522,8 @@ struct tc_backend_iface {
    * the core runs the separate slots when these are NULL. Results must be
    * those of the separate slots, bit for bit. */
   /** As batchnorm_fwd_train, then y = relu(y + residual) (residual NULL:
-   *  y = relu(y)), with relu_fwd's rule (y > 0 ? y : 0) and add's sum;
-   *  writes relu_mask when it is not NULL. */
+   *  y = relu(y)), with relu_fwd's rule (NaN kept, +0 for y <= 0) and
+   *  add's sum; writes relu_mask (y > 0: 0 for NaN) when it is not NULL. */
   tc_status (*batchnorm_relu_fwd_train)(void *ctx, const tc_batchnorm_args *a);
   /** As batchnorm_fwd_infer, then y = relu(y + residual), by the same
    *  rules. */

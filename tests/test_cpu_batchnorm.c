@@ -67,9 +67,12 @@ static void check_close_d(const float *got, const double *want, size_t n,
                           double tol, double scale, const char *what,
                           const char *desc) {
   for (size_t i = 0; i < n; i++)
-    scale = fmax(scale, fabs(want[i]));
+    if (isfinite(want[i]))
+      scale = fmax(scale, fabs(want[i]));
   double floor_ = fmax(scale * 1e-2, 1e-6), e = 0;
   for (size_t i = 0; i < n; i++) {
+    if ((double)got[i] == want[i] || (isnan(got[i]) && isnan(want[i])))
+      continue; /* exact, +-inf, or NaN where expected (relu keeps NaN) */
     double d = fabs((double)got[i] - want[i]) / fmax(fabs(want[i]), floor_);
     if (!(d <= e))
       e = d; /* NaN counts as worst */
@@ -526,8 +529,14 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
   tu_fill_uniform(b, nc, seed + 3, -0.5f, 0.5f);
   tu_fill_uniform(rm1, nc, seed + 4, -0.5f, 0.5f);
   tu_fill_uniform(rv1, nc, seed + 5, 0.5f, 2.f);
+  /* relu's rules for NaN (kept; no gradient), +-inf must hold in both;
+   * in eval a NaN x stays in its element */
   if (nx > 3)
-    z[nx / 3] = NAN; /* relu's rule for NaN (0) must hold in both */
+    z[nx / 3] = NAN;
+  if (nx > 8)
+    z[nx / 4] = INFINITY, z[nx / 5] = -INFINITY;
+  if (nx > 8 && !train)
+    x[nx / 2] = NAN;
   memcpy(rm2, rm1, nc * sizeof *rm1);
   memcpy(rv2, rv1, nc * sizeof *rv1);
   float *wrm = hcopy(rm1, nc), *wrv = hcopy(rv1, nc);
@@ -573,6 +582,10 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
                 "sp %lld train %d res %d)",
                 (long long)n, (long long)c, (long long)sp, train, with_res);
   ck_assert(same_bits(rm1, rm2, nc) && same_bits(rv1, rv2, nc));
+  if (nx > 3 && with_res)
+    ck_assert_msg(isnan(y2[nx / 3]), "relu dropped a NaN");
+  if (nx > 8 && !train)
+    ck_assert_msg(isnan(y2[nx / 2]), "relu dropped a NaN");
   if (train)
     ck_assert(same_bits(sm1, sm2, nc) && same_bits(si1, si2, nc));
   int zeros = 0;

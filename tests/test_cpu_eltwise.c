@@ -99,6 +99,58 @@ START_TEST(test_relu) {
 }
 END_TEST
 
+/* Special values, hand-checked against PyTorch's rules: relu keeps NaN
+ * (torch.relu(nan) is nan, its bits unchanged here), +inf, and maps -inf,
+ * -0 and negatives to +0 (PyTorch gives -0 for -0: see tinycnn_backend.h);
+ * relu_bwd passes dy where the output is > 0 only (threshold_backward: a
+ * NaN output gets 0), and a NaN dy through where it is. Lengths cover the
+ * vector blocks and the scalar tail, in place and not. */
+START_TEST(test_relu_special) {
+  uint32_t nan_payload = 0x7fc12345u, nneg = 0xffc00000u;
+  float vals[12] = {NAN, 0,    INFINITY, -INFINITY, -0.f,    0.f,
+                    1.f, -1.f, 1e-40f,   -1e-40f,   3.4e38f, 0};
+  memcpy(&vals[1], &nneg, sizeof nneg);
+  memcpy(&vals[11], &nan_payload, sizeof nan_payload);
+  static const int64_t lens[] = {12, 45, 100};
+  for (size_t s = 0; s < sizeof lens / sizeof lens[0]; s++) {
+    int64_t n = lens[s];
+    float *x = dalloc((size_t)n), *y = dalloc((size_t)n);
+    float *dy = dalloc((size_t)n), *dx = dalloc((size_t)n);
+    float *want = halloc((size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+      x[i] = vals[(i * 7 + (int64_t)s) % 12];
+      dy[i] = i % 3 == 0 ? NAN : 0.5f + (float)i;
+      int keep = isnan(x[i]) || x[i] > 0.f;
+      want[i] = keep ? x[i] : 0.f;
+    }
+    for (int inplace = 0; inplace < 2; inplace++) {
+      float *out = inplace ? x : y;
+      tc_eltwise_args a = {.struct_size = sizeof a, .n = n, .a = x, .y = out};
+      ck_assert_int_eq(it->relu_fwd(ctx, &a), TC_OK);
+      assert_bits_eq(out, want, n,
+                     inplace ? "relu_fwd special in place"
+                             : "relu_fwd special");
+      for (int64_t i = 0; i < n; i++)
+        ck_assert(!signbit(out[i]) || isnan(out[i])); /* +0, never -0 */
+    }
+    /* backward from that output (x now holds it) */
+    tc_eltwise_args b = {
+        .struct_size = sizeof b, .n = n, .a = x, .b = dy, .y = dx};
+    ck_assert_int_eq(it->relu_bwd(ctx, &b), TC_OK);
+    for (int64_t i = 0; i < n; i++) {
+      float wv = x[i] > 0.f ? dy[i] : 0.f; /* NaN output: false */
+      if (memcmp(&dx[i], &wv, sizeof wv) != 0)
+        ck_abort_msg("relu_bwd special: element %lld: x %g dy %g: got %g",
+                     (long long)i, (double)x[i], (double)dy[i], (double)dx[i]);
+      if (isnan(x[i]))
+        ck_assert(dx[i] == 0.f && !signbit(dx[i]));
+    }
+    it->free(ctx, x), it->free(ctx, y), it->free(ctx, dy), it->free(ctx, dx);
+    free(want);
+  }
+}
+END_TEST
+
 START_TEST(test_add_scale_axpy) {
   static const float ab[][2] = {
       {1.f, 1.f}, {0.5f, -2.f}, {0.f, 3.f}, {-1.25f, 0.f}};
@@ -495,6 +547,7 @@ int main(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_relu);
+  tcase_add_test(tc, test_relu_special);
   tcase_add_test(tc, test_add_scale_axpy);
   tcase_add_test(tc, test_fill_bits);
   tcase_add_test(tc, test_bias_add);

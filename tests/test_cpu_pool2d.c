@@ -339,6 +339,61 @@ START_TEST(test_maxpool_hand) {
 }
 END_TEST
 
+/* NaN through the 2x2 stride-2 fast paths, hand-computed (PyTorch's
+ * `val > max || isnan(val)`): a window holding NaN gives NaN and the index
+ * of its last NaN in raster order, and the backward routes dy there. Widths
+ * 8, 28 (the grouped AVX-512 path) and 40, 18 (row paths, masked ends). */
+START_TEST(test_maxpool_2x2_nan) {
+  /* corners in raster order (top-left, top-right, bottom-left, bottom-right)
+   * and the corner that must win */
+  static const float pat[][4] = {{1.f, NAN, 3.f, NAN},
+                                 {NAN, 5.f, -1.f, 2.f},
+                                 {-INFINITY, -INFINITY, -INFINITY, -INFINITY},
+                                 {-0.f, 0.f, -1.f, -2.f},
+                                 {2.f, INFINITY, NAN, 7.f},
+                                 {-3.f, -1.f, -2.f, -1.f}};
+  static const int win[] = {3, 0, 0, 0, 2, 1};
+  static const int64_t widths[] = {8, 28, 40, 18};
+  for (size_t s = 0; s < sizeof widths / sizeof widths[0]; s++) {
+    pcase pc = {1, 3, 6, widths[s], 2, 2, 2, 2, 0, 0, 0, 0, 0};
+    tc_pool2d_args a = make_args(&pc);
+    int64_t w = a.w, hw = a.h * a.w, ohw = a.out_h * a.out_w;
+    size_t nx = (size_t)(a.c * hw), ny = (size_t)(a.c * ohw);
+    float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny), *dx = falloc(nx);
+    int32_t *am = ialloc(ny);
+    for (int64_t o = 0; o < (int64_t)ny; o++) {
+      int64_t p = o / ohw, oh = o % ohw / a.out_w, ow = o % a.out_w;
+      int k = (int)((o * 5 + p) % 6);
+      for (int q = 0; q < 4; q++)
+        x[p * hw + (2 * oh + q / 2) * w + 2 * ow + q % 2] = pat[k][q];
+      dy[o] = 1.f + (float)o;
+    }
+    a.x = x, a.y = y, a.argmax = am, a.dy = dy, a.dx = dx;
+    ck_assert_int_eq(it->maxpool2d_fwd(ctx, &a), TC_OK);
+    for (int64_t o = 0; o < (int64_t)ny; o++) {
+      int64_t p = o / ohw, oh = o % ohw / a.out_w, ow = o % a.out_w;
+      int k = (int)((o * 5 + p) % 6), q = win[k];
+      int32_t want = (int32_t)((2 * oh + q / 2) * w + 2 * ow + q % 2);
+      ck_assert_msg(am[o] == want, "w %lld out %lld: argmax %d want %d",
+                    (long long)w, (long long)o, am[o], want);
+      ck_assert_msg(memcmp(&y[o], &pat[k][q], sizeof(float)) == 0 ||
+                        (isnan(y[o]) && isnan(pat[k][q])),
+                    "w %lld out %lld: y %g want %g", (long long)w, (long long)o,
+                    (double)y[o], (double)pat[k][q]);
+    }
+    ck_assert_int_eq(it->maxpool2d_bwd(ctx, &a), TC_OK);
+    for (int64_t i = 0; i < (int64_t)nx; i++) {
+      int64_t p = i / hw, r = i % hw / w, col = i % w;
+      int64_t o = p * ohw + r / 2 * a.out_w + col / 2;
+      float want = am[o] == (int32_t)(i % hw) ? dy[o] : 0.f;
+      ck_assert_msg(dx[i] == want, "w %lld dx[%lld] %g want %g", (long long)w,
+                    (long long)i, (double)dx[i], (double)want);
+    }
+    free_all();
+  }
+}
+END_TEST
+
 /* PyTorch's divisors in ceil mode: a last window past the padded edge
  * divides by its part inside [-pad, h+pad) (count_include_pad) or by its
  * real cells. */
@@ -573,6 +628,7 @@ int main(void) {
   tcase_add_test(tc, test_avgpool_random);
   tcase_add_test(tc, test_pool_common_shapes);
   tcase_add_test(tc, test_maxpool_hand);
+  tcase_add_test(tc, test_maxpool_2x2_nan);
   tcase_add_test(tc, test_avgpool_hand);
   tcase_add_test(tc, test_global_avgpool);
   tcase_add_test(tc, test_pool_thread_independent);

@@ -1047,7 +1047,8 @@ START_TEST(test_nan_rules) {
   ck_assert_int_eq(correct[1], R);
   drop(&S), drop(&L), drop(&P);
 
-  /* max pooling: `v > max || isnan(v)` (the last NaN wins); relu: NaN -> 0 */
+  /* max pooling: `v > max || isnan(v)` (the last NaN wins); relu keeps
+   * NaN (torch.relu), maps -inf and -0 to +0 */
   float x[2 * 6 * 6];
   tu_fill_uniform(x, 72, 78, -1, 1);
   x[0] = NAN, x[7] = NAN, x[40] = NAN, x[41] = -INFINITY;
@@ -1083,8 +1084,65 @@ START_TEST(test_nan_rules) {
   cmpref_exact(&RY, wr, sizeof wr, "relu with NaN");
   float r[72];
   down(&RY, 1, r);
-  ck_assert(r[0] == 0.f && r[7] == 0.f && r[41] == 0.f);
-  drop(&X), drop(&Y), drop(&A), drop(&RY);
+  ck_assert(isnan(r[0]) && isnan(r[7]) && r[41] == 0.f && !signbit(r[41]));
+  /* relu_bwd from that output: a NaN output passes no gradient */
+  dbuf DY = upr(72, 79, -1, 1), DX = up(NULL, sizeof x);
+  for (int k = 0; k < 2; k++) {
+    tc_eltwise_args e = {.struct_size = sizeof e, .n = 72};
+    e.a = F(RY, k), e.b = F(DY, k), e.y = F(DX, k);
+    CALL(k, relu_bwd, e);
+  }
+  cmp_exact(&DX, "relu_bwd with NaN");
+  float dx[72];
+  down(&DX, 1, dx);
+  ck_assert(dx[0] == 0.f && dx[7] == 0.f && dx[41] == 0.f);
+  drop(&X), drop(&Y), drop(&A), drop(&RY), drop(&DY), drop(&DX);
+
+  /* 2x2 stride 2 (the CPU's fast paths): NaN, -inf, -0 windows */
+  float x2[2 * 4 * 28];
+  tu_fill_uniform(x2, 224, 80, -1, 1);
+  x2[1] = NAN, x2[29] = NAN, x2[2] = -0.f, x2[3] = 0.f, x2[30] = x2[31] = -1.f;
+  x2[60] = x2[61] = x2[88] = x2[89] = -INFINITY, x2[170] = NAN;
+  dbuf X2 = up(x2, sizeof x2), Y2 = up(NULL, 4 * 56), A2 = up(NULL, 4 * 56);
+  dbuf DY2 = upr(56, 81, -1, 1), DX2 = up(NULL, sizeof x2);
+  for (int k = 0; k < 2; k++) {
+    tc_pool2d_args p = {.struct_size = sizeof p};
+    p.n = 1, p.c = 2, p.h = 4, p.w = 28, p.kh = p.kw = 2, p.stride_h = 2;
+    p.stride_w = 2, p.out_h = 2, p.out_w = 14;
+    p.x = F(X2, k), p.y = F(Y2, k), p.argmax = A2.d[k];
+    p.dy = F(DY2, k), p.dx = F(DX2, k);
+    CALL(k, maxpool2d_fwd, p);
+    CALL(k, maxpool2d_bwd, p);
+  }
+  cmp_exact(&Y2, "maxpool 2x2 y with NaN");
+  cmp_exact(&A2, "maxpool 2x2 argmax with NaN");
+  cmp_exact(&DX2, "maxpool 2x2 dx with NaN");
+  int32_t am2[56];
+  ck_assert_int_eq(it[1]->copy_d2h(cx[1], am2, A2.d[1], sizeof am2), TC_OK);
+  ck_assert_int_eq(am2[0], 29); /* the last NaN */
+  ck_assert_int_eq(am2[1], 2);  /* -0 before +0: the first */
+  drop(&X2), drop(&Y2), drop(&A2), drop(&DY2), drop(&DX2);
+
+  /* fused BN+ReLU (eval, with a residual): NaN kept, +-inf, the mask */
+  enum { BN = 2, BC = 3, BS = 37 };
+  float xb[BN * BC * BS], zb[BN * BC * BS];
+  tu_fill_uniform(xb, BN * BC * BS, 82, -2, 3);
+  tu_fill_uniform(zb, BN * BC * BS, 83, -1, 1);
+  xb[5] = NAN, zb[40] = NAN, zb[41] = INFINITY, zb[42] = -INFINITY;
+  dbuf XB = up(xb, sizeof xb), ZB = up(zb, sizeof zb), YB = up(NULL, sizeof xb);
+  dbuf RMB = upr(BC, 84, -0.5f, 0.5f), RVB = upr(BC, 85, 0.5f, 2);
+  for (int k = 0; k < 2; k++) {
+    tc_batchnorm_args b = {.struct_size = sizeof b};
+    b.n = BN, b.c = BC, b.spatial = BS, b.eps = 1e-5f;
+    b.x = F(XB, k), b.y = F(YB, k), b.residual = F(ZB, k);
+    b.running_mean = F(RMB, k), b.running_var = F(RVB, k);
+    CALL(k, batchnorm_relu_fwd_infer, b);
+  }
+  cmp_exact(&YB, "fused bn+relu with NaN");
+  float yb[BN * BC * BS];
+  down(&YB, 1, yb);
+  ck_assert(isnan(yb[5]) && isnan(yb[40]) && isinf(yb[41]) && yb[42] == 0.f);
+  drop(&XB), drop(&ZB), drop(&YB), drop(&RMB), drop(&RVB);
 }
 END_TEST
 

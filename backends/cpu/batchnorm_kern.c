@@ -39,8 +39,8 @@ static void mask_tail(uint8_t *mp, int64_t e0, int64_t n, const float *y) {
 }
 
 /* ---- the fused epilogue kernels' scalar rule, over [e0, n): the portable
- * path and the vector variants' tails (relu_fwd's max(v, 0): 0 for NaN,
- * +0 for -0; relu_bwd's mask y > 0, false for NaN). ---- */
+ * path and the vector variants' tails (relu_fwd's cpu_relu1: NaN stays
+ * NaN, -0 gives +0; relu_bwd's mask y > 0, false for NaN). ---- */
 
 /* y = relu((x - mu)*al + sh [+ z]), and mask bits when mk; e0 a multiple
  * of 8 */
@@ -51,7 +51,7 @@ static inline void apply_relu_scalar(const float *x, const float *z, float *y,
     float v = (x[e] - mu) * al + sh;
     if (z)
       v = v + z[e];
-    y[e] = v > 0.f ? v : 0.f;
+    y[e] = cpu_relu1(v);
   }
   if (mk)
     mask_tail(mk, e0, n, y);
@@ -351,7 +351,7 @@ void tc__cpu_bn_apply_task(void *arg, int64_t t) {
       float v = (a->x[off] - j->mu[q]) * j->alpha[q] + j->shift[q];
       if (j->res)
         v = v + j->res[off];
-      a->y[off] = !j->relu || v > 0.f ? v : 0.f;
+      a->y[off] = j->relu ? cpu_relu1(v) : v;
       if (j->mask)
         j->mask[off * j->mps] = v > 0.f; /* off: the plane here */
       if (++q == j->cb)

@@ -100,21 +100,21 @@ TGT static void BNK(dx)(const float *x, const float *dy, float *dx, int64_t n,
 }
 
 /* ---- fused epilogue kernels: the same operations as apply / grad_seg /
- * dx above plus relu_fwd's max(v, 0) (0 for NaN, +0 for -0), add's sum,
- * and relu_bwd's mask (y > 0, false for NaN). */
+ * dx above plus relu_fwd's V_RELU (NaN kept, +0 for -0), add's sum, and
+ * relu_bwd's mask (y > 0, false for NaN). */
 
 /* y = relu((x - mu)*al + sh [+ z]); mask bits (y > 0) into mk if set */
 TGT static void BNK(apply_relu)(const float *x, const float *z, float *y,
                                 uint8_t *mk, int64_t n, float mu, float al,
                                 float sh) {
-  vf vm_ = V_BC(mu), va = V_BC(al), vs = V_BC(sh), v0 = V_ZERO();
+  vf vm_ = V_BC(mu), va = V_BC(al), vs = V_BC(sh);
   int64_t e = 0;
   for (; e + VL <= n; e += VL) {
     vf v = V_SUB(V_LOAD(x + e), vm_);
     v = V_ADD(V_MUL(v, va), vs);
     if (z)
       v = V_ADD(v, V_LOAD(z + e));
-    V_STORE(y + e, V_MAX(v, v0));
+    V_STORE(y + e, V_RELU(v));
     if (mk)
       VM_STORE_BITS(mk + (e >> 3), VM_GT0(v));
   }

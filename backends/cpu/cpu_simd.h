@@ -17,6 +17,7 @@
  *   V_LOAD(p), V_STORE(p, v), V_ADD, V_SUB, V_MUL, V_MAX(a, b),
  *   V_FMA(a, b, c) = a*b + c (fused; only where a kernel says so),
  *   V_BC(s) broadcast, V_ZERO()
+ *   V_RELU(v)       cpu_relu1 per lane: v where v > 0 or NaN, else +0
  *   vh, vd, VDL     VDL = VL/2 floats, and as many doubles;
  *   VH_LOAD(p), VH_STORE(p, h), VD_CVT(h) (widen to double),
  *   VD_LOAD, VD_STORE, VD_ADD, VD_SUB, VD_MUL, VD_BC
@@ -37,6 +38,16 @@
 #include <string.h>
 
 #include "cpu.h"
+
+/* ReLU's rule, as torch.relu: x where x > 0 or NaN (a diverging model
+ * shows NaN), else +0. For -0 we give +0 as before; PyTorch's clamp_min
+ * (std::max(x, 0.f) returns x on a tie) gives -0. !(x <= 0) is true for
+ * NaN. The vector form (V_RELU, eltwise.c) is the same unordered compare
+ * and a mask, not max_ps, whose result for NaN or zero operands depends
+ * on their order. */
+static inline float cpu_relu1(float x) {
+  return !(x <= 0.f) ? x : 0.f;
+}
 
 #if CPU_X86
 #include <immintrin.h>
@@ -86,6 +97,7 @@ CPU_AVX512 static inline void cpu_m16_store_bits(uint8_t *mp, __mmask16 m) {
 #undef V_FMA
 #undef V_BC
 #undef V_ZERO
+#undef V_RELU
 #undef vh
 #undef vd
 #undef VDL
@@ -121,6 +133,8 @@ CPU_AVX512 static inline void cpu_m16_store_bits(uint8_t *mp, __mmask16 m) {
 #define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define V_BC(s) _mm256_set1_ps(s)
 #define V_ZERO() _mm256_setzero_ps()
+#define V_RELU(v)                                                              \
+  _mm256_and_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLE_UQ), v)
 #define vh __m128
 #define vd __m256d
 #define VDL 4
@@ -155,6 +169,9 @@ CPU_AVX512 static inline void cpu_m16_store_bits(uint8_t *mp, __mmask16 m) {
 #define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define V_BC(s) _mm512_set1_ps(s)
 #define V_ZERO() _mm512_setzero_ps()
+#define V_RELU(v)                                                              \
+  _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), \
+                      v)
 #define vh __m256
 #define vd __m512d
 #define VDL 8

@@ -49,16 +49,17 @@ typedef uint32_t __attribute__((may_alias)) elt_u32;
 static void relu_fwd_range(const float *a, float *y, int64_t n) {
   if (a == y) {
     for (int64_t i = 0; i < n; i++)
-      y[i] = y[i] > 0.f ? y[i] : 0.f;
+      y[i] = cpu_relu1(y[i]);
     return;
   }
   const float *restrict pa = a;
   float *restrict py = y;
   for (int64_t i = 0; i < n; i++)
-    py[i] = pa[i] > 0.f ? pa[i] : 0.f;
+    py[i] = cpu_relu1(pa[i]);
 }
 
-/* a: forward output, b: dy; y may be either of them */
+/* a: forward output, b: dy; y may be either of them. a > 0 is false for
+ * NaN: a NaN output passes no gradient, as PyTorch's threshold_backward. */
 static void relu_bwd_range(const float *a, const float *b, float *y,
                            int64_t n) {
   for (int64_t i = 0; i < n; i++) {
@@ -113,24 +114,28 @@ static void axpy_range(const float *a, float *y, int64_t n, float alpha) {
 #if CPU_X86
 #include <immintrin.h>
 
+/* cpu_relu1 on 8 lanes: the lanes not <= 0 (NLE_UQ: true for NaN) are
+ * kept, the others become +0; max_ps would return 0 for NaN. */
+static CPU_AVX2 inline __m256 relu8(__m256 x) {
+  return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NLE_UQ), x);
+}
+
 static CPU_AVX2 void relu_fwd_avx2(const float *a, float *y, int64_t n) {
-  /* max_ps(x, 0) returns 0 for a NaN x and +0 for -0, as x > 0 ? x : 0 */
-  __m256 z = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    __m256 v0 = _mm256_max_ps(_mm256_loadu_ps(a + i), z);
-    __m256 v1 = _mm256_max_ps(_mm256_loadu_ps(a + i + 8), z);
-    __m256 v2 = _mm256_max_ps(_mm256_loadu_ps(a + i + 16), z);
-    __m256 v3 = _mm256_max_ps(_mm256_loadu_ps(a + i + 24), z);
+    __m256 v0 = relu8(_mm256_loadu_ps(a + i));
+    __m256 v1 = relu8(_mm256_loadu_ps(a + i + 8));
+    __m256 v2 = relu8(_mm256_loadu_ps(a + i + 16));
+    __m256 v3 = relu8(_mm256_loadu_ps(a + i + 24));
     _mm256_storeu_ps(y + i, v0);
     _mm256_storeu_ps(y + i + 8, v1);
     _mm256_storeu_ps(y + i + 16, v2);
     _mm256_storeu_ps(y + i + 24, v3);
   }
   for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_max_ps(_mm256_loadu_ps(a + i), z));
+    _mm256_storeu_ps(y + i, relu8(_mm256_loadu_ps(a + i)));
   for (; i < n; i++)
-    y[i] = a[i] > 0.f ? a[i] : 0.f;
+    y[i] = cpu_relu1(a[i]);
 }
 
 static CPU_AVX2 void relu_bwd_avx2(const float *a, const float *b, float *y,

@@ -134,7 +134,7 @@ static tc_status bn_batch_forward(cu_ctx *c, const tc_batchnorm_args *a,
 __device__ inline float bn_relu1(float v, const float *res, int64_t i) {
   if (res)
     v = 1.f * v + 1.f * res[i];
-  return v > 0.f ? v : 0.f;
+  return cu_relu1(v);
 }
 
 __global__ void k_bn_relu(float *y, const float *res, int64_t total) {

@@ -114,6 +114,12 @@ static inline unsigned cu_blocks(int64_t n) {
        i += (int64_t)gridDim.x * blockDim.x)
 
 #ifdef __CUDACC__
+/* ReLU's rule (the CPU's cpu_relu1, as torch.relu): v where v > 0 or NaN,
+ * else +0 (-0 included). */
+__device__ inline float cu_relu1(float v) {
+  return !(v <= 0.f) ? v : 0.f;
+}
+
 /* Fixed-pattern warp and block reductions: the combining order depends only
  * on blockDim, so results are the same bits on every run. The block result
  * is valid in thread 0; blockDim.x must be a multiple of 32 (<= 1024). */

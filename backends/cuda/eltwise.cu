@@ -6,17 +6,18 @@
  * Meanings are in tinycnn_backend.h beside each slot. `fill` writes the
  * bit pattern of alpha (the core also fills int32 buffers through it).
  * A NULL `b` in add counts as zeros. Bias grad sums through
- * cu_channel_reduce (fixed order). relu maps NaN to 0 (NaN > 0 is false),
- * as the CPU backend. The module is built with --fmad=false, so
- * alpha*a + beta*b rounds twice, as the CPU's C (ISO mode: no
- * contraction), and the results have the CPU's bits.
+ * cu_channel_reduce (fixed order). relu keeps NaN (cu_relu1, as torch.relu
+ * and the CPU backend); relu_bwd passes no gradient where y is NaN. The
+ * module is built with --fmad=false, so alpha*a + beta*b rounds twice, as
+ * the CPU's C (ISO mode: no contraction), and the results have the CPU's
+ * bits.
  */
 #include <string.h>
 
 #include "cuda_be.h"
 
 __global__ void k_relu_fwd(const float *a, float *y, int64_t n) {
-  CU_FOR(i, n) y[i] = a[i] > 0.f ? a[i] : 0.f;
+  CU_FOR(i, n) y[i] = cu_relu1(a[i]);
 }
 
 __global__ void k_relu_bwd(const float *a, const float *b, float *y,

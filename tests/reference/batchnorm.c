@@ -155,7 +155,7 @@ static void relu_epilogue(const tc_batchnorm_args *a) {
   int64_t nx = a->n * a->c * a->spatial, mps = (a->spatial + 7) / 8;
   for (int64_t i = 0; i < nx; i++) {
     float v = a->residual ? a->y[i] + a->residual[i] : a->y[i];
-    a->y[i] = v > 0.f ? v : 0.f;
+    a->y[i] = v > 0.f || isnan(v) ? v : 0.f;
   }
   if (!a->relu_mask)
     return;

@@ -43,8 +43,8 @@ void ref_batchnorm_bwd(const tc_batchnorm_args *a);
 
 /* The fused slots, composed from the separate ones as the contract says:
  * y = relu(bn(x) + residual) (residual NULL: relu(bn(x))) with relu_fwd's
- * rule (y > 0 ? y : 0) and add's float sum; relu_mask written when not
- * NULL. */
+ * rule (y where y > 0 or NaN, else +0) and add's float sum; relu_mask
+ * (bits y > 0: 0 for NaN) written when not NULL. */
 void ref_batchnorm_relu_fwd_train(const tc_batchnorm_args *a);
 void ref_batchnorm_relu_fwd_infer(const tc_batchnorm_args *a);
 /* g = (y > 0) ? dy : 0 (y > 0 read from relu_mask when not NULL, else from

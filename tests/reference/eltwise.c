@@ -3,11 +3,12 @@
  */
 #include "eltwise.h"
 
+#include <math.h>
 #include <string.h>
 
 void ref_relu_fwd(const tc_eltwise_args *e) {
   for (int64_t i = 0; i < e->n; i++)
-    e->y[i] = e->a[i] > 0.f ? e->a[i] : 0.f;
+    e->y[i] = e->a[i] > 0.f || isnan(e->a[i]) ? e->a[i] : 0.f;
 }
 
 void ref_relu_bwd(const tc_eltwise_args *e) {

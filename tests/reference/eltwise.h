@@ -13,10 +13,11 @@
 
 #include <tinycnn_backend.h>
 
-/* y = a > 0 ? a : 0. The contract's rule: a NaN gives 0 (torch.relu
- * would propagate it). */
+/* y = a where a > 0 or a is NaN (as torch.relu), else +0 (-0 gives +0,
+ * the contract's rule; PyTorch's clamp_min keeps -0). */
 void ref_relu_fwd(const tc_eltwise_args *e);
-/* y = a > 0 ? b : 0 (a: the forward's output, b: dy). */
+/* y = a > 0 ? b : 0 (a: the forward's output, b: dy); a NaN a gives 0, as
+ * PyTorch's threshold_backward. */
 void ref_relu_bwd(const tc_eltwise_args *e);
 /* y = alpha*a + beta*b; b NULL counts as zeros. */
 void ref_add(const tc_eltwise_args *e);
