@@ -1,6 +1,7 @@
-/*
- * libtinycnn.h - the public API of tinycnn, a C11 library to build, train
- * and run convolutional networks. The only header a program needs.
+/**
+ * @file
+ * @brief libtinycnn.h - the public API of tinycnn, a C11 library to build,
+ * train and run convolutional networks. The only header a program needs.
  *
  * Link with `pkg-config --cflags --libs tinycnn`. Everything is reached
  * through opaque handles (tc_tensor, tc_backend, ...); option structs begin

@@ -1,5 +1,7 @@
-/*
- * tinycnn_mpi.h - the MPI communicator, in its own library libtinycnn-mpi
+/**
+ * @file
+ * @brief tinycnn_mpi.h - the MPI communicator, in its own library
+ * libtinycnn-mpi
  * (`pkg-config --cflags --libs tinycnn-mpi`), so that libtinycnn never
  * includes mpi.h and a program that does not use MPI does not link it.
  *
@@ -23,6 +25,9 @@ extern "C" {
 #endif
 
 /* ---- export macro ------------------------------------------------------ */
+/** @def TC_MPI_API
+ *  Marks a public function of libtinycnn-mpi: default visibility while
+ *  that library is built (TINYCNN_MPI_BUILDING), empty for programs. */
 #if defined(_WIN32)
 #define TC_MPI_API
 #elif defined(TINYCNN_MPI_BUILDING) && defined(__GNUC__)
@@ -33,17 +38,18 @@ extern "C" {
 
 /** Options of tc_comm_create_mpi(). */
 typedef struct tc_mpi_options {
-  size_t struct_size;
-  void *mpi_comm;   /**< a pointer to the MPI_Comm to duplicate (borrowed,
-                         read during the call only); NULL: MPI_COMM_WORLD */
-  int32_t init_mpi; /**< default 1: start MPI (MPI_Init_thread with
-                         MPI_THREAD_FUNNELED) if it is not running yet, and
-                         end it (MPI_Finalize) when the last communicator
-                         made by this library is destroyed, unless the
-                         caller started it. 0: MPI must already be running
-                         and is never ended here */
-  int32_t reserved0;
+  size_t struct_size; /**< sizeof(tc_mpi_options) as compiled */
+  void *mpi_comm;     /**< a pointer to the MPI_Comm to duplicate (borrowed,
+                           read during the call only); NULL: MPI_COMM_WORLD */
+  int32_t init_mpi;   /**< default 1: start MPI (MPI_Init_thread with
+                           MPI_THREAD_FUNNELED) if it is not running yet, and
+                           end it (MPI_Finalize) when the last communicator
+                           made by this library is destroyed, unless the
+                           caller started it. 0: MPI must already be running
+                           and is never ended here */
+  int32_t reserved0;  /**< reserved for a later field; set to 0 */
 } tc_mpi_options;
+/** A tc_mpi_options with its struct_size set and the defaults. */
 #define TC_MPI_OPTIONS_INIT                                                    \
   { sizeof(tc_mpi_options), NULL, 1, 0 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "options.h"
 
 static void *default_alloc(void *user, size_t size, size_t alignment) {
   (void)user;
@@ -38,7 +39,7 @@ TC_API tc_status tc_set_allocator(const tc_allocator *a) {
                      "tc_set_allocator: struct_size %zu is larger than this "
                      "library's %zu (header newer than library)",
                      a->struct_size, sizeof(tc_allocator));
-  if (a->struct_size < sizeof(tc_allocator) || !a->alloc || !a->free)
+  if (a->struct_size < TC__SIZE0_ALLOCATOR || !a->alloc || !a->free)
     return tc__error(TC_EINVAL,
                      "tc_set_allocator: struct_size too small or alloc/free "
                      "missing");

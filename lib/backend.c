@@ -12,6 +12,7 @@
 #include <pthread.h>
 
 #include "internal.h"
+#include "options.h"
 
 #ifndef TINYCNN_MODULE_DIR
 #define TINYCNN_MODULE_DIR ""
@@ -138,21 +139,9 @@ static tc_status open_backend(tc_backend **out, const tc_backend_iface *it,
 
 TC_API tc_status tc_backend_options_init(tc_backend_options *o,
                                          size_t struct_size) {
-  TC__CHECK_NULL(o, "tc_backend_options_init");
-  if (struct_size > sizeof *o)
-    return tc__error(TC_EVERSION,
-                     "tc_backend_options_init: struct_size %zu "
-                     "is larger than this library's %zu",
-                     struct_size, sizeof *o);
-  if (struct_size < sizeof(size_t))
-    return tc__error(TC_EINVAL,
-                     "tc_backend_options_init: struct_size %zu "
-                     "too small",
-                     struct_size);
-  tc_backend_options d = TC_BACKEND_OPTIONS_INIT;
-  memcpy(o, &d, struct_size);
-  o->struct_size = struct_size;
-  return TC_OK;
+  static const tc_backend_options d = TC_BACKEND_OPTIONS_INIT;
+  return tc__options_init(o, struct_size, &d, sizeof d,
+                          TC__SIZE0_BACKEND_OPTIONS, "tc_backend_options_init");
 }
 
 TC_API tc_status tc_backend_create(tc_backend **out, const char *name) {
@@ -164,21 +153,13 @@ TC_API tc_status tc_backend_create_ex(tc_backend **out, const char *name,
   TC__CHECK_NULL(out, "tc_backend_create");
   TC__CHECK_NULL(name, "tc_backend_create");
   /* accept any older, smaller options struct; fill the rest by default */
-  tc_backend_options o = TC_BACKEND_OPTIONS_INIT;
-  if (opts) {
-    if (opts->struct_size > sizeof o)
-      return tc__error(TC_EVERSION,
-                       "tc_backend_create_ex: options "
-                       "struct_size %zu is larger than this library's %zu",
-                       opts->struct_size, sizeof o);
-    if (opts->struct_size < sizeof(size_t))
-      return tc__error(TC_EINVAL,
-                       "tc_backend_create_ex: options "
-                       "struct_size %zu too small",
-                       opts->struct_size);
-    memcpy(&o, opts, opts->struct_size);
-    o.struct_size = sizeof o;
-  }
+  static const tc_backend_options d = TC_BACKEND_OPTIONS_INIT;
+  tc_backend_options o;
+  tc_status st =
+      tc__options_accept(&o, sizeof o, opts, &d, TC__SIZE0_BACKEND_OPTIONS,
+                         "tc_backend_create_ex");
+  if (st != TC_OK)
+    return st;
   if (o.num_threads < 0 || o.num_threads > 1024)
     return tc__error(TC_EINVAL,
                      "tc_backend_create_ex: num_threads = %d, "
@@ -211,11 +192,11 @@ TC_API tc_status tc_backend_create_ex(tc_backend **out, const char *name,
   tc_backend_entry_fn entry;
   *(void **)&entry = dlsym(h, TC_BACKEND_MODULE_ENTRY);
   const tc_backend_iface *it = entry ? entry() : NULL;
-  tc_status st = it ? check_iface(it, "tc_backend_create")
-                    : tc__error(TC_EFORMAT,
-                                "tc_backend_create: module for "
-                                "'cuda' has no %s",
-                                TC_BACKEND_MODULE_ENTRY);
+  st = it ? check_iface(it, "tc_backend_create")
+          : tc__error(TC_EFORMAT,
+                      "tc_backend_create: module for "
+                      "'cuda' has no %s",
+                      TC_BACKEND_MODULE_ENTRY);
   if (st == TC_OK)
     st = open_backend(out, it, h, &o);
   if (st != TC_OK)

@@ -20,12 +20,12 @@
 #include <libtinycnn.h>
 #include <tinycnn_backend.h>
 
-/* ---- errors (lib/error.c) ---- */
-tc_status tc__error(tc_status status, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* tc__error, tc__oom, tc__malloc/calloc/free, tc__mul_size/add_size,
+ * tc__num_threads, tc__cpu_backend_iface: what the backends see too */
+#include "backend_host.h"
+
+/* ---- errors (lib/error.c; tc__error in backend_host.h) ---- */
 tc_status tc__verror(tc_status status, const char *fmt, va_list ap);
-/* The out-of-memory report: a static message, allocates nothing. */
-tc_status tc__oom(const char *where);
 /* Logs through the user's callback, if any. */
 void tc__log(tc_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -37,19 +37,8 @@ void tc__log(tc_log_level level, const char *fmt, ...)
       return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", (fn), #ptr);    \
   } while (0)
 
-/* ---- memory (lib/alloc.c) ---- */
-#define TC__ALIGN 64
-void *tc__malloc(size_t size); /* 64-byte aligned; NULL on failure */
-void *tc__calloc(size_t count, size_t size); /* zeroed, overflow-checked */
-void tc__free(void *ptr);
+/* ---- memory (lib/alloc.c; the allocator in backend_host.h) ---- */
 char *tc__strdup(const char *s);
-/* a*b and a+b with overflow detection: false on overflow */
-static inline bool tc__mul_size(size_t a, size_t b, size_t *out) {
-  return !__builtin_mul_overflow(a, b, out);
-}
-static inline bool tc__add_size(size_t a, size_t b, size_t *out) {
-  return !__builtin_add_overflow(a, b, out);
-}
 
 /* ---- files read by the library (lib/file.c) ---- */
 /* Opens `path` for reading if it is a regular file, without blocking on a
@@ -100,9 +89,6 @@ void tc__sys_reset(void);
  * counting one more never overflows. */
 #define TC__MAX_COUNT ((int64_t)1 << 53)
 
-/* ---- global settings (lib/context.c) ---- */
-int tc__num_threads(void); /* resolved: >= 1 */
-
 /* ---- backends (lib/backend.c) ---- */
 struct tc_backend {
   const tc_backend_iface *iface;
@@ -111,8 +97,6 @@ struct tc_backend {
   void *module; /* dlopen handle or NULL */
 };
 void tc__backend_retain(tc_backend *be);
-/* The built-in CPU backend's table (backends/cpu/backend.c). */
-const tc_backend_iface *tc__cpu_backend_iface(void);
 /* True when `slot` lies inside the table's struct_size and is not NULL. */
 #define TC__HAS_SLOT(iface, slot)                                              \
   ((iface)->struct_size >=                                                     \

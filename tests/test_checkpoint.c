@@ -22,28 +22,16 @@
 
 #include "testutil.h"
 
-static char tmpdir[256];
 static tc_backend *be;
 
 static void setup(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/tc_ck_XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  tu_tmpdir_create("tc_ck");
   ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
 }
 
 static void teardown(void) {
   tc_backend_destroy(be);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  ck_assert_int_eq(system(cmd), 0);
-}
-
-static char *tpath(const char *name) {
-  static char buf[4][512];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-  return buf[k];
+  tu_tmpdir_remove();
 }
 
 /* conv1(1->2, 3x3) - bn1 - relu - flatten - fc(32->fc_out), input 1x6x6 */
@@ -107,9 +95,9 @@ START_TEST(test_model_roundtrip) {
   ck_assert_uint_eq(na, nb);
   ck_assert(memcmp(sa, sb, na) != 0); /* different seeds */
   const char *meta[] = {"arch", "small", "epoch", "3", NULL};
-  ck_assert_int_eq(tc_model_save(a, tpath("m.st"), meta), TC_OK);
+  ck_assert_int_eq(tc_model_save(a, tu_tmppath("m.st"), meta), TC_OK);
   tc_safetensors *st;
-  ck_assert_int_eq(tc_safetensors_create(&st, tpath("m.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, tu_tmppath("m.st")), TC_OK);
   /* PyTorch's state_dict names, dtypes and shapes */
   ck_assert_int_eq(tc_safetensors_count(st), 9);
   tc_st_dtype d;
@@ -128,14 +116,14 @@ START_TEST(test_model_roundtrip) {
   ck_assert(nd == 2 && shape[0] == 3 && shape[1] == 32);
   ck_assert_str_eq(tc_safetensors_metadata(st, "epoch"), "3");
   tc_safetensors_destroy(st);
-  ck_assert_int_eq(tc_model_load(b, tpath("m.st")), TC_OK);
+  ck_assert_int_eq(tc_model_load(b, tu_tmppath("m.st")), TC_OK);
   free(sb);
   sb = state_bytes(b, &nb);
   ck_assert_mem_eq(sa, sb, na);
   free(sa);
   free(sb);
   const char *bad[] = {"k", NULL};
-  ck_assert_int_eq(tc_model_save(a, tpath("x.st"), bad), TC_EINVAL);
+  ck_assert_int_eq(tc_model_save(a, tu_tmppath("x.st"), bad), TC_EINVAL);
   tc_model_destroy(a);
   tc_model_destroy(b);
 }
@@ -143,12 +131,12 @@ END_TEST
 
 START_TEST(test_model_strict_mismatches) {
   tc_model *a = small_model(1, 3, 1);
-  ck_assert_int_eq(tc_model_save(a, tpath("a.st"), NULL), TC_OK);
+  ck_assert_int_eq(tc_model_save(a, tu_tmppath("a.st"), NULL), TC_OK);
   /* other fc size, no bn: shape mismatches, missing and unexpected names */
   tc_model *b = small_model(2, 4, 0);
   size_t n0, n1;
   unsigned char *s0 = state_bytes(b, &n0);
-  ck_assert_int_eq(tc_model_load(b, tpath("a.st")), TC_ESHAPE);
+  ck_assert_int_eq(tc_model_load(b, tu_tmppath("a.st")), TC_ESHAPE);
   const char *msg = tc_last_error();
   ck_assert_ptr_nonnull(strstr(msg, "7 mismatches"));
   ck_assert_ptr_nonnull(strstr(msg, "'fc.weight': file has F32[3,32], model "
@@ -162,8 +150,8 @@ START_TEST(test_model_strict_mismatches) {
   free(s1);
   /* a model with bn loading a file without: every bn entry missing */
   tc_model *c = small_model(3, 3, 0);
-  ck_assert_int_eq(tc_model_save(c, tpath("c.st"), NULL), TC_OK);
-  ck_assert_int_eq(tc_model_load(a, tpath("c.st")), TC_ESHAPE);
+  ck_assert_int_eq(tc_model_save(c, tu_tmppath("c.st"), NULL), TC_OK);
+  ck_assert_int_eq(tc_model_load(a, tu_tmppath("c.st")), TC_ESHAPE);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "5 mismatches"));
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "missing 'bn1.weight'"));
   /* a dtype mismatch: num_batches_tracked written as F32 */
@@ -182,17 +170,17 @@ START_TEST(test_model_strict_mismatches) {
     ck_assert_int_eq(
         tc_safetensors_writer_add(w, bnames[i], TC_ST_F32, s2, 1, two, 8),
         TC_OK);
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("d.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("d.st")), TC_OK);
   tc_safetensors_writer_destroy(w);
   s0 = (free(s0), state_bytes(a, &n0));
-  ck_assert_int_eq(tc_model_load(a, tpath("d.st")), TC_ESHAPE);
+  ck_assert_int_eq(tc_model_load(a, tu_tmppath("d.st")), TC_ESHAPE);
   ck_assert_ptr_nonnull(
       strstr(tc_last_error(),
              "1 mismatch: "
              "'bn1.num_batches_tracked': file has F32[], model has I64[]"));
   /* a truncated file is refused before anything is copied */
-  ck_assert_int_eq(truncate(tpath("a.st"), 200), 0);
-  ck_assert_int_eq(tc_model_load(a, tpath("a.st")), TC_EFORMAT);
+  ck_assert_int_eq(truncate(tu_tmppath("a.st"), 200), 0);
+  ck_assert_int_eq(tc_model_load(a, tu_tmppath("a.st")), TC_EFORMAT);
   s1 = state_bytes(a, &n1);
   ck_assert_mem_eq(s0, s1, n0);
   free(s0);
@@ -224,11 +212,11 @@ START_TEST(test_training_checkpoint) {
                    TC_OK);
   ck_assert_int_eq(tc_safetensors_writer_add_metadata(w, "step", "1234"),
                    TC_OK);
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("t.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("t.st")), TC_OK);
   tc_safetensors_writer_destroy(w);
 
   tc_safetensors *st;
-  ck_assert_int_eq(tc_safetensors_create(&st, tpath("t.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, tu_tmppath("t.st")), TC_OK);
   /* strict without ignore: the optimizer entries are unexpected */
   ck_assert_int_eq(tc_safetensors_load_model(st, b, NULL, NULL), TC_ESHAPE);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "unexpected 'optimizer."));
@@ -264,9 +252,9 @@ START_TEST(test_training_checkpoint) {
   ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
   ck_assert_int_eq(tc_safetensors_writer_add_model(w, a, "ema."), TC_OK);
   ck_assert_int_eq(tc_safetensors_writer_add_model(w, a, NULL), TC_OK);
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("p.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("p.st")), TC_OK);
   tc_safetensors_writer_destroy(w);
-  ck_assert_int_eq(tc_safetensors_create(&st, tpath("p.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, tu_tmppath("p.st")), TC_OK);
   ck_assert_int_eq(tc_safetensors_load_model(st, b, "ema.", NULL), TC_OK);
   ck_assert_int_eq(tc_safetensors_load_model(st, b, NULL, NULL), TC_ESHAPE);
   const char *ign2[] = {"ema.", NULL};
@@ -327,7 +315,7 @@ static void expect_load(const char *path, tc_model *m, tc_optimizer *opt,
 START_TEST(test_checkpoint_as_state_dict) {
   tc_model *a = small_model(1, 3, 1), *b = small_model(2, 3, 1);
   tc_optimizer *oa = group_opt(a, 0.1f, 1e-4f, 1);
-  const char *path = tpath("as_sd.ckpt");
+  const char *path = tu_tmppath("as_sd.ckpt");
   ck_assert_int_eq(tc_checkpoint_save(a, path, oa, NULL, NULL, 1, 10, NULL),
                    TC_OK);
   ck_assert_int_eq(tc_model_load(b, path), TC_ESHAPE);
@@ -337,7 +325,7 @@ START_TEST(test_checkpoint_as_state_dict) {
                 "%s", tc_last_error());
   expect_load(path, b, NULL, NULL, TC_OK, NULL);
   /* a plain state dict with an unexpected name gets no such hint */
-  const char *p2 = tpath("as_sd.safetensors");
+  const char *p2 = tu_tmppath("as_sd.safetensors");
   ck_assert_int_eq(tc_model_save(a, p2, NULL), TC_OK);
   tc_model *c = small_model(3, 4, 1);
   ck_assert_int_eq(tc_model_load(c, p2), TC_ESHAPE);
@@ -355,7 +343,7 @@ END_TEST
 START_TEST(test_checkpoint_param_groups) {
   tc_model *a = small_model(1, 3, 1), *b = small_model(2, 3, 1);
   tc_optimizer *oa = group_opt(a, 0.1f, 1e-4f, 1);
-  const char *path = tpath("g.ckpt");
+  const char *path = tu_tmppath("g.ckpt");
   ck_assert_int_eq(tc_checkpoint_save(a, path, oa, NULL, NULL, 1, 10, NULL),
                    TC_OK);
   tc_optimizer *ob = group_opt(b, 0.05f, 1e-4f, 1);
@@ -404,10 +392,11 @@ START_TEST(test_checkpoint_param_groups) {
                        w, "format", tc_safetensors_metadata(st, "format")),
                    TC_OK);
   tc_safetensors_destroy(st);
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("old.ckpt")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("old.ckpt")),
+                   TC_OK);
   tc_safetensors_writer_destroy(w);
   ob = group_opt(b, 0.05f, 1e-4f, 0);
-  expect_load(tpath("old.ckpt"), b, ob, NULL, TC_OK, NULL);
+  expect_load(tu_tmppath("old.ckpt"), b, ob, NULL, TC_OK, NULL);
   tc_optimizer_destroy(ob);
 
   /* the loader's global batch size and length are recorded and checked */
@@ -441,7 +430,7 @@ END_TEST
 
 START_TEST(test_model_alloc_failures) {
   tc_model *a = small_model(1, 3, 1), *b = small_model(2, 3, 1);
-  ck_assert_int_eq(tc_model_save(a, tpath("a.st"), NULL), TC_OK);
+  ck_assert_int_eq(tc_model_save(a, tu_tmppath("a.st"), NULL), TC_OK);
   size_t n0, n1;
   for (int persistent = 0; persistent < 2; persistent++) {
     /* b's state before this round (the first round ends by loading a's) */
@@ -450,7 +439,7 @@ START_TEST(test_model_alloc_failures) {
     for (long k = 1;; k++) {
       long live = tu_alloc_live();
       tu_alloc_fail_at(k, persistent);
-      tc_status s = tc_model_load(b, tpath("a.st"));
+      tc_status s = tc_model_load(b, tu_tmppath("a.st"));
       if (!tu_alloc_failed()) {
         ck_assert_int_eq(s, TC_OK);
         break;
@@ -465,7 +454,7 @@ START_TEST(test_model_alloc_failures) {
     for (long k = 1;; k++) {
       long live = tu_alloc_live();
       tu_alloc_fail_at(k, persistent);
-      tc_status s = tc_model_save(b, tpath("s.st"), NULL);
+      tc_status s = tc_model_save(b, tu_tmppath("s.st"), NULL);
       if (!tu_alloc_failed()) {
         ck_assert_int_eq(s, TC_OK);
         break;
@@ -518,7 +507,7 @@ static unsigned check_whole(const char *path, unsigned char *buf) {
 }
 
 START_TEST(test_crash_during_save) {
-  const char *path = tpath("ckpt.st");
+  const char *path = tu_tmppath("ckpt.st");
   unsigned char *buf = malloc(BIG);
   save_version(path, 1, buf);
   static const int delays_us[] = {0,     200,   1000,  3000,   7000,
@@ -564,12 +553,12 @@ START_TEST(test_load_fifo) {
   tc_model *m = small_model(1, 3, 1);
   size_t n0, n1;
   unsigned char *before = state_bytes(m, &n0);
-  ck_assert_int_eq(mkfifo(tpath("fifo.st"), 0600), 0);
-  ck_assert_int_eq(tc_model_load(m, tpath("fifo.st")), TC_EIO);
+  ck_assert_int_eq(mkfifo(tu_tmppath("fifo.st"), 0600), 0);
+  ck_assert_int_eq(tc_model_load(m, tu_tmppath("fifo.st")), TC_EIO);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "not a regular file"));
-  ck_assert_int_eq(
-      tc_checkpoint_load(m, tpath("fifo.st"), NULL, NULL, NULL, NULL, NULL),
-      TC_EIO);
+  ck_assert_int_eq(tc_checkpoint_load(m, tu_tmppath("fifo.st"), NULL, NULL,
+                                      NULL, NULL, NULL),
+                   TC_EIO);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "not a regular file"));
   unsigned char *after = state_bytes(m, &n1);
   ck_assert_uint_eq(n0, n1);
@@ -594,9 +583,10 @@ START_TEST(test_rank64_message) {
   ck_assert_msg(tc_safetensors_writer_add(w, "conv1.weight", TC_ST_F32, shape,
                                           64, &one, sizeof one) == TC_OK,
                 "%s", tc_last_error());
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("r64.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("r64.st")),
+                   TC_OK);
   tc_safetensors_writer_destroy(w);
-  ck_assert_int_eq(tc_model_load(m, tpath("r64.st")), TC_ESHAPE);
+  ck_assert_int_eq(tc_model_load(m, tu_tmppath("r64.st")), TC_ESHAPE);
   ck_assert_msg(strstr(tc_last_error(), "rank 64") != NULL, "%s",
                 tc_last_error());
   tc_model_destroy(m);

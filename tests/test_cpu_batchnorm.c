@@ -1,13 +1,13 @@
 /*
  * test_cpu_batchnorm.c - the CPU backend's batch norm (train forward,
- * inference forward, backward) against naive double references written
- * here, plus finite-difference checks of the backward: random shapes
- * (batch 1, odd sizes, BatchNorm1d's spatial 1, many channels, long
- * channels split into chunks), affine off, running statistics tracked or
+ * inference forward, backward) against the naive double references of
+ * tests/reference/batchnorm.c, plus finite-difference checks of the backward:
+ * random shapes (batch 1, odd sizes, BatchNorm1d's spatial 1, many channels,
+ * long channels split into chunks), affine off, running statistics tracked or
  * not, accumulate on/off, a large mean, in-place use, thread-count
  * independence and argument errors; the fused slots (batch norm + add +
- * ReLU) give the separate slots' bits. Called through the public backend
- * table.
+ * ReLU) give the separate slots' bits and agree with the reference. Called
+ * through the public backend table.
  */
 #include <check.h>
 #include <math.h>
@@ -18,16 +18,13 @@
 #include <libtinycnn.h>
 #include <tinycnn_backend.h>
 
+#include "reference/batchnorm.h"
 #include "testutil.h"
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
 static void open_cpu(void) {
-  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
-  it = tc_backend_get_iface(be);
-  ctx = tc_backend_get_context(be);
+  op_open_cpu();
   ck_assert_ptr_nonnull(it->batchnorm_fwd_train);
   ck_assert_ptr_nonnull(it->batchnorm_fwd_infer);
   ck_assert_ptr_nonnull(it->batchnorm_bwd);
@@ -37,26 +34,16 @@ static void setup(void) {
   open_cpu();
 }
 static void teardown(void) {
-  tc_backend_destroy(be);
+  op_close();
 }
 
-#define MAX_T 32
-static tc_tensor *tensors[MAX_T];
-static int n_tensors;
-
+/* Device buffers: tensors (op_fixture.h's registry). */
 static float *falloc(size_t n) {
-  int64_t shape[1] = {(int64_t)(n ? n : 1)};
-  ck_assert_int_lt(n_tensors, MAX_T);
-  tc_tensor *t = NULL;
-  ck_assert_int_eq(tc_tensor_create(&t, be, shape, 1, TC_FLOAT32), TC_OK);
-  tensors[n_tensors++] = t;
-  return tc_tensor_data(t);
+  return op_tensor(n, TC_FLOAT32);
 }
 
 static void free_all(void) {
-  for (int i = 0; i < n_tensors; i++)
-    tc_tensor_destroy(tensors[i]);
-  n_tensors = 0;
+  op_free_all();
 }
 
 static float *hcopy(const float *src, size_t n) {
@@ -64,68 +51,6 @@ static float *hcopy(const float *src, size_t n) {
   if (n)
     memcpy(p, src, n * sizeof *p);
   return p;
-}
-
-/* ---- references (double) ---- */
-
-#define X(a, x, i, ci, s) (x)[((i) * (a)->c + (ci)) * (a)->spatial + (s)]
-
-/* Batch mean and biased variance of channel ci. */
-static void ref_stats(const tc_batchnorm_args *a, const double *x, int64_t ci,
-                      double *mean, double *var) {
-  double m = (double)(a->n * a->spatial), s = 0, q = 0;
-  for (int64_t i = 0; i < a->n; i++)
-    for (int64_t e = 0; e < a->spatial; e++)
-      s += X(a, x, i, ci, e);
-  s /= m;
-  for (int64_t i = 0; i < a->n; i++)
-    for (int64_t e = 0; e < a->spatial; e++) {
-      double d = X(a, x, i, ci, e) - s;
-      q += d * d;
-    }
-  *mean = s;
-  *var = q / m;
-}
-
-/* y = (x - mean)/sqrt(var + eps)*gamma + beta with batch statistics; with
- * `gamma`/`beta` in double so the finite differences can perturb them. */
-static void ref_train_y(const tc_batchnorm_args *a, const double *x,
-                        const double *gamma, const double *beta, double *y) {
-  for (int64_t ci = 0; ci < a->c; ci++) {
-    double mean, var;
-    ref_stats(a, x, ci, &mean, &var);
-    double is = 1.0 / sqrt(var + (double)a->eps);
-    double g = gamma ? gamma[ci] : 1.0, b = beta ? beta[ci] : 0.0;
-    for (int64_t i = 0; i < a->n; i++)
-      for (int64_t e = 0; e < a->spatial; e++)
-        X(a, y, i, ci, e) = (X(a, x, i, ci, e) - mean) * is * g + b;
-  }
-}
-
-/* The textbook backward, written out term by term. */
-static void ref_bwd(const tc_batchnorm_args *a, const double *x,
-                    const double *gamma, const double *dy, double *dx,
-                    double *dgamma, double *dbeta) {
-  double m = (double)(a->n * a->spatial);
-  for (int64_t ci = 0; ci < a->c; ci++) {
-    double mean, var;
-    ref_stats(a, x, ci, &mean, &var);
-    double is = 1.0 / sqrt(var + (double)a->eps);
-    double g = gamma ? gamma[ci] : 1.0, sdy = 0, sdyx = 0;
-    for (int64_t i = 0; i < a->n; i++)
-      for (int64_t e = 0; e < a->spatial; e++) {
-        sdy += X(a, dy, i, ci, e);
-        sdyx += X(a, dy, i, ci, e) * (X(a, x, i, ci, e) - mean) * is;
-      }
-    dgamma[ci] = sdyx;
-    dbeta[ci] = sdy;
-    for (int64_t i = 0; i < a->n; i++)
-      for (int64_t e = 0; e < a->spatial; e++) {
-        double xh = (X(a, x, i, ci, e) - mean) * is;
-        X(a, dx, i, ci, e) =
-            g * is / m * (m * X(a, dy, i, ci, e) - sdy - xh * sdyx);
-      }
-  }
 }
 
 static double *to_d(const float *f, size_t n) {
@@ -142,14 +67,26 @@ static void check_close_d(const float *got, const double *want, size_t n,
                           double tol, double scale, const char *what,
                           const char *desc) {
   for (size_t i = 0; i < n; i++)
-    scale = fmax(scale, fabs(want[i]));
+    if (isfinite(want[i]))
+      scale = fmax(scale, fabs(want[i]));
   double floor_ = fmax(scale * 1e-2, 1e-6), e = 0;
   for (size_t i = 0; i < n; i++) {
+    if ((double)got[i] == want[i] || (isnan(got[i]) && isnan(want[i])))
+      continue; /* exact, +-inf, or NaN where expected (relu keeps NaN) */
     double d = fabs((double)got[i] - want[i]) / fmax(fabs(want[i]), floor_);
     if (!(d <= e))
       e = d; /* NaN counts as worst */
   }
   ck_assert_msg(e <= tol, "%s: %s max rel err %.3g > %.3g", desc, what, e, tol);
+}
+
+/* The same against a float reference. */
+static void check_close(const float *got, const float *want, size_t n,
+                        double tol, double scale, const char *what,
+                        const char *desc) {
+  double *w = to_d(want, n);
+  check_close_d(got, w, n, tol, scale, what, desc);
+  free(w);
 }
 
 /* ---- one full case: train forward, backward, inference ---- */
@@ -188,30 +125,19 @@ static void run_case(const bcase *bc, uint64_t seed) {
   float *dx0 = hcopy(dx, nx), *dg0 = hcopy(dg, nc), *db0 = hcopy(db, nc);
   float *rm0 = hcopy(rm, nc), *rv0 = hcopy(rv, nc);
 
-  /* references */
-  double *xd = to_d(x, nx), *dyd = to_d(dy, nx);
-  double *gd = bc->affine ? to_d(gamma, nc) : NULL;
-  double *bd = bc->affine ? to_d(beta, nc) : NULL;
-  double *wy = malloc(nx * sizeof *wy), *wdx = malloc(nx * sizeof *wdx);
-  double *wdg = malloc(nc * sizeof *wdg), *wdb = malloc(nc * sizeof *wdb);
-  double *wm = malloc(nc * sizeof *wm), *wis = malloc(nc * sizeof *wis);
-  double *wrm = malloc(nc * sizeof *wrm), *wrv = malloc(nc * sizeof *wrv);
-  ref_train_y(&a, xd, gd, bd, wy);
-  ref_bwd(&a, xd, gd, dyd, wdx, wdg, wdb);
-  double m = (double)(a.n * a.spatial);
-  for (size_t ci = 0; ci < nc; ci++) {
-    double var;
-    ref_stats(&a, xd, (int64_t)ci, &wm[ci], &var);
-    wis[ci] = 1.0 / sqrt(var + 1e-5);
-    wrm[ci] = 0.9 * rm0[ci] + 0.1 * wm[ci];
-    wrv[ci] = 0.9 * rv0[ci] + 0.1 * var * m / (m - 1);
-  }
-  if (bc->acc) {
-    for (size_t i = 0; i < nx; i++)
-      wdx[i] += dx0[i];
-    for (size_t ci = 0; ci < nc; ci++)
-      wdg[ci] += dg0[ci], wdb[ci] += db0[ci];
-  }
+  /* the reference (tests/reference/batchnorm.c) on host buffers */
+  float *wy = malloc(nx * sizeof *wy), *wdx = hcopy(dx0, nx);
+  float *wdg = hcopy(dg0, nc), *wdb = hcopy(db0, nc);
+  float *wm = malloc(nc * sizeof *wm), *wis = malloc(nc * sizeof *wis);
+  float *wrm = hcopy(rm0, nc), *wrv = hcopy(rv0, nc);
+  tc_batchnorm_args r = a;
+  r.x = x, r.y = wy, r.save_mean = wm, r.save_invstd = wis;
+  r.gamma = bc->affine ? gamma : NULL, r.beta = bc->affine ? beta : NULL;
+  r.running_mean = wrm, r.running_var = wrv;
+  ref_batchnorm_fwd_train(&r);
+  r.dy = dy, r.dx = wdx, r.dgamma = wdg, r.dbeta = wdb;
+  r.accumulate = bc->acc;
+  ref_batchnorm_bwd(&r);
 
   a.x = x, a.y = y, a.save_mean = sm, a.save_invstd = si;
   a.gamma = bc->affine ? gamma : NULL;
@@ -221,12 +147,12 @@ static void run_case(const bcase *bc, uint64_t seed) {
   ck_assert_int_eq(it->batchnorm_fwd_train(ctx, &a), TC_OK);
   /* a large offset costs float resolution in x itself: scale the bound */
   double tol = 2e-5 * (1.0 + fabs((double)bc->offset));
-  check_close_d(y, wy, nx, tol, 0, "y", d);
-  check_close_d(sm, wm, nc, 1e-6, 0, "save_mean", d);
-  check_close_d(si, wis, nc, 1e-5, 0, "save_invstd", d);
+  check_close(y, wy, nx, tol, 0, "y", d);
+  check_close(sm, wm, nc, 1e-6, 0, "save_mean", d);
+  check_close(si, wis, nc, 1e-5, 0, "save_invstd", d);
   if (bc->track) {
-    check_close_d(rm, wrm, nc, 1e-6, 0, "running_mean", d);
-    check_close_d(rv, wrv, nc, 1e-5, 0, "running_var", d);
+    check_close(rm, wrm, nc, 1e-6, 0, "running_mean", d);
+    check_close(rv, wrv, nc, 1e-5, 0, "running_var", d);
   } else {
     ck_assert(memcmp(rm, rm0, nc * sizeof *rm) == 0);
     ck_assert(memcmp(rv, rv0, nc * sizeof *rv) == 0);
@@ -239,13 +165,14 @@ static void run_case(const bcase *bc, uint64_t seed) {
   double dscale = 0; /* largest term gamma*invstd*dy */
   for (size_t i = 0; i < nx; i++) {
     size_t ci = i / (size_t)a.spatial % nc;
-    dscale = fmax(dscale, fabs((gd ? gd[ci] : 1.0) * wis[ci] * dyd[i]));
+    double g = bc->affine ? (double)gamma[ci] : 1.0;
+    dscale = fmax(dscale, fabs(g * (double)wis[ci] * (double)dy[i]));
   }
-  check_close_d(dx, wdx, nx, 1e-4 * (1.0 + fabs((double)bc->offset) / 10),
-                dscale, "dx", d);
+  check_close(dx, wdx, nx, 1e-4 * (1.0 + fabs((double)bc->offset) / 10), dscale,
+              "dx", d);
   if (bc->affine) {
-    check_close_d(dg, wdg, nc, 1e-4, 0, "dgamma", d);
-    check_close_d(db, wdb, nc, 1e-5, 0, "dbeta", d);
+    check_close(dg, wdg, nc, 1e-4, 0, "dgamma", d);
+    check_close(db, wdb, nc, 1e-5, 0, "dbeta", d);
   } else {
     ck_assert(memcmp(dg, dg0, nc * sizeof *dg) == 0);
     ck_assert(memcmp(db, db0, nc * sizeof *db) == 0);
@@ -255,23 +182,17 @@ static void run_case(const bcase *bc, uint64_t seed) {
   memcpy(rm, rm0, nc * sizeof *rm);
   memcpy(rv, rv0, nc * sizeof *rv);
   a.running_mean = rm, a.running_var = rv;
-  for (size_t ci = 0; ci < nc; ci++) {
-    double is = 1.0 / sqrt((double)rv0[ci] + 1e-5);
-    double g = bc->affine ? gamma[ci] : 1.0, b = bc->affine ? beta[ci] : 0.0;
-    for (int64_t i = 0; i < a.n; i++)
-      for (int64_t e = 0; e < a.spatial; e++)
-        X(&a, wy, i, (int64_t)ci, e) =
-            (X(&a, xd, i, (int64_t)ci, e) - rm0[ci]) * is * g + b;
-  }
+  r.running_mean = rm0, r.running_var = rv0;
+  ref_batchnorm_fwd_infer(&r);
   ck_assert_int_eq(it->batchnorm_fwd_infer(ctx, &a), TC_OK);
-  check_close_d(y, wy, nx, 1e-5 * (1.0 + fabs((double)bc->offset)), 0,
-                "infer y", d);
+  check_close(y, wy, nx, 1e-5 * (1.0 + fabs((double)bc->offset)), 0, "infer y",
+              d);
   ck_assert(memcmp(rm, rm0, nc * sizeof *rm) == 0);
   ck_assert(memcmp(rv, rv0, nc * sizeof *rv) == 0);
 
   free(dx0), free(dg0), free(db0), free(rm0), free(rv0);
-  free(xd), free(dyd), free(gd), free(bd), free(wy), free(wdx), free(wdg);
-  free(wdb), free(wm), free(wis), free(wrm), free(wrv);
+  free(wy), free(wdx), free(wdg), free(wdb), free(wm), free(wis), free(wrm);
+  free(wrv);
   free_all();
 }
 
@@ -342,18 +263,18 @@ START_TEST(test_bn_gradcheck) {
     for (size_t i = 0; i < sizes[p]; i++) {
       double keep = params[p][i], lp = 0, lm = 0;
       params[p][i] = keep + h;
-      ref_train_y(&a, xd, gd, bd, yd);
+      ref_batchnorm_train_d(&a, xd, gd, bd, yd);
       for (size_t k = 0; k < nx; k++)
         lp += yd[k] * r[k];
       params[p][i] = keep - h;
-      ref_train_y(&a, xd, gd, bd, yd);
+      ref_batchnorm_train_d(&a, xd, gd, bd, yd);
       for (size_t k = 0; k < nx; k++)
         lm += yd[k] * r[k];
       params[p][i] = keep;
       nums[p][i] = (lp - lm) / (2 * h);
     }
   double rdx[30], rdg[2], rdb[2];
-  ref_bwd(&a, xd, gd, r, rdx, rdg, rdb);
+  ref_batchnorm_bwd_d(&a, xd, gd, r, rdx, rdg, rdb);
   for (size_t i = 0; i < nx; i++)
     ck_assert_msg(fabs(rdx[i] - num_dx[i]) < 1e-6, "ref dx[%zu] %g vs %g", i,
                   rdx[i], num_dx[i]);
@@ -449,12 +370,11 @@ static void bn_with_threads(int threads, int64_t n, int64_t c, int64_t sp,
   memcpy(out + 2 * nx + nc, rv, nc * sizeof *out);
   memcpy(out + 2 * nx + 2 * nc, dg, nc * sizeof *out);
   memcpy(out + 2 * nx + 3 * nc, db, nc * sizeof *out);
-  free_all();
-  tc_backend_destroy(be);
+  op_destroy();
 }
 
 START_TEST(test_bn_thread_independent) {
-  tc_backend_destroy(be);
+  op_destroy();
   /* chunks cutting planes; chunks x channel groups; BatchNorm1d groups
    * (all above BN_SERIAL_MAX values, so the pool runs them); one below */
   static const int64_t shapes[][3] = {
@@ -609,10 +529,17 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
   tu_fill_uniform(b, nc, seed + 3, -0.5f, 0.5f);
   tu_fill_uniform(rm1, nc, seed + 4, -0.5f, 0.5f);
   tu_fill_uniform(rv1, nc, seed + 5, 0.5f, 2.f);
+  /* relu's rules for NaN (kept; no gradient), +-inf must hold in both;
+   * in eval a NaN x stays in its element */
   if (nx > 3)
-    z[nx / 3] = NAN; /* relu's rule for NaN (0) must hold in both */
+    z[nx / 3] = NAN;
+  if (nx > 8)
+    z[nx / 4] = INFINITY, z[nx / 5] = -INFINITY;
+  if (nx > 8 && !train)
+    x[nx / 2] = NAN;
   memcpy(rm2, rm1, nc * sizeof *rm1);
   memcpy(rv2, rv1, nc * sizeof *rv1);
+  float *wrm = hcopy(rm1, nc), *wrv = hcopy(rv1, nc);
   a.gamma = affine ? g : NULL, a.beta = affine ? b : NULL;
   /* separate: batch norm, add, relu */
   a.x = x, a.y = y1, a.running_mean = rm1, a.running_var = rv1;
@@ -655,6 +582,10 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
                 "sp %lld train %d res %d)",
                 (long long)n, (long long)c, (long long)sp, train, with_res);
   ck_assert(same_bits(rm1, rm2, nc) && same_bits(rv1, rv2, nc));
+  if (nx > 3 && with_res)
+    ck_assert_msg(isnan(y2[nx / 3]), "relu dropped a NaN");
+  if (nx > 8 && !train)
+    ck_assert_msg(isnan(y2[nx / 2]), "relu dropped a NaN");
   if (train)
     ck_assert(same_bits(sm1, sm2, nc) && same_bits(si1, si2, nc));
   int zeros = 0;
@@ -662,8 +593,30 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
     zeros += y2[i] == 0.f;
   ck_assert_msg(nx < 8 || (zeros > 0 && zeros < (int)nx),
                 "the ReLU should cut some values, not all");
-  if (!train)
+  /* the fused reference (tests/reference/batchnorm.c) */
+  char d[160];
+  snprintf(d, sizeof d, "fused n %lld c %lld sp %lld train %d res %d",
+           (long long)n, (long long)c, (long long)sp, train, with_res);
+  float *wy = malloc(nx * sizeof *wy), *wsm = malloc(nc * sizeof *wsm);
+  float *wsi = malloc(nc * sizeof *wsi);
+  tc_batchnorm_args rf = a;
+  rf.y = wy, rf.running_mean = wrm, rf.running_var = wrv;
+  rf.save_mean = wsm, rf.save_invstd = wsi, rf.relu_mask = NULL;
+  if (train)
+    ref_batchnorm_relu_fwd_train(&rf);
+  else
+    ref_batchnorm_relu_fwd_infer(&rf);
+  check_close(y2, wy, nx, 2e-5, 0, "y vs reference", d);
+  check_close(rm2, wrm, nc, 1e-6, 0, "running_mean vs reference", d);
+  check_close(rv2, wrv, nc, 1e-5, 0, "running_var vs reference", d);
+  free(wy), free(wrm), free(wrv);
+  if (!train) {
+    free(wsm), free(wsi);
     return;
+  }
+  check_close(sm2, wsm, nc, 1e-6, 0, "save_mean vs reference", d);
+  check_close(si2, wsi, nc, 1e-5, 0, "save_invstd vs reference", d);
+  free(wsm), free(wsi);
   /* backward: separate relu_bwd then batch norm, against fused */
   float *dy = falloc(nx), *gsep = falloc(nx), *dx1 = falloc(nx);
   float *dx2 = falloc(nx), *dr1 = falloc(nx), *dr2 = falloc(nx);
@@ -678,6 +631,8 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
   memcpy(dr2, dr1, nx * sizeof *dr1);
   memcpy(dg2, dg1, nc * sizeof *dg1);
   memcpy(db2, db1, nc * sizeof *db1);
+  float *wdx = hcopy(dx1, nx), *wdr = hcopy(dr1, nx);
+  float *wdg = hcopy(dg1, nc), *wdb = hcopy(db1, nc);
   tc_eltwise_args e = {.struct_size = sizeof e};
   e.n = (int64_t)nx, e.a = y2, e.b = dy, e.y = gsep;
   ck_assert_int_eq(it->relu_bwd(ctx, &e), TC_OK);
@@ -703,6 +658,24 @@ static void fused_case(int64_t n, int64_t c, int64_t sp, int train, int affine,
                 (long long)n, (long long)c, (long long)sp, acc);
   ck_assert(same_bits(dr1, dr2, nx));
   ck_assert(same_bits(dg1, dg2, nc) && same_bits(db1, db2, nc));
+  /* against the reference, gated by the backend's own y (or mask) */
+  rf = a;
+  rf.y = y2, rf.dx = wdx, rf.dgamma = affine ? wdg : NULL;
+  rf.dbeta = affine ? wdb : NULL, rf.dresidual = with_dres ? wdr : NULL;
+  ref_batchnorm_relu_bwd(&rf);
+  double dscale = 0; /* largest term gamma*invstd*dy, as run_case */
+  for (size_t i = 0; i < nx; i++) {
+    size_t ci = i / (size_t)sp % nc;
+    double gm = affine ? (double)g[ci] : 1.0;
+    dscale = fmax(dscale, fabs(gm * (double)si2[ci] * (double)dy[i]));
+  }
+  check_close(dx2, wdx, nx, 1e-4, dscale, "dx vs reference", d);
+  check_close(dr2, wdr, nx, 1e-6, 0, "dresidual vs reference", d);
+  if (affine) {
+    check_close(dg2, wdg, nc, 1e-4, 0, "dgamma vs reference", d);
+    check_close(db2, wdb, nc, 1e-5, 0, "dbeta vs reference", d);
+  }
+  free(wdx), free(wdr), free(wdg), free(wdb);
 }
 
 START_TEST(test_bn_fused) {

@@ -23,22 +23,14 @@
  * few thousand terms; an indexing bug gives errors of order 1). */
 #define TOL 2e-4
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
 static tc_backend *open_cpu(int threads) {
-  tc_backend *b = NULL;
-  tc_backend_options o = TC_BACKEND_OPTIONS_INIT;
-  o.num_threads = threads;
-  ck_assert_int_eq(tc_backend_create_ex(&b, "cpu", &o), TC_OK);
-  return b;
+  return op_create_cpu(threads);
 }
 
 static void use(tc_backend *b) {
-  be = b;
-  it = tc_backend_get_iface(b);
-  ctx = tc_backend_get_context(b);
+  op_use(b);
   ck_assert(it->conv2d_workspace_size != NULL);
   ck_assert(it->conv2d_fwd != NULL);
   ck_assert(it->conv2d_bwd_data != NULL);
@@ -51,13 +43,11 @@ static void setup(void) {
   use(open_cpu(3));
 }
 static void teardown(void) {
-  tc_backend_destroy(be);
+  op_close();
 }
 
 static float *dalloc(size_t n) {
-  void *p = NULL;
-  ck_assert_int_eq(it->alloc(ctx, &p, (n ? n : 1) * sizeof(float)), TC_OK);
-  return p;
+  return op_falloc(n ? n : 1);
 }
 
 static void fill_nan(float *x, size_t n) {
@@ -103,7 +93,7 @@ static void bufs_init(cbufs *b, const tc_conv2d_args *a, uint64_t seed) {
   ck_assert_int_eq(it->conv2d_workspace_size(ctx, a, &b->ws_bytes), TC_OK);
   b->ws = NULL;
   if (b->ws_bytes)
-    ck_assert_int_eq(it->alloc(ctx, &b->ws, b->ws_bytes), TC_OK);
+    b->ws = op_alloc(b->ws_bytes);
 }
 
 static void bufs_free(cbufs *b) {
@@ -428,8 +418,7 @@ static void run_threads(const ccase *g, int threads, int accumulate, outs *o) {
   o->y = host_copy(b.y, b.ny), o->dx = host_copy(b.dx, b.nx);
   o->dw = host_copy(b.dw, b.nw), o->db = host_copy(b.db, (size_t)a.k);
   bufs_free(&b);
-  tc_backend_destroy(be);
-  be = NULL;
+  op_destroy();
 }
 
 static void outs_free(outs *o) {
@@ -448,8 +437,7 @@ START_TEST(test_conv_thread_independent) {
       {37, 6, 8, 8, 32, 3, 3, 1, 1, 1, 1, 1, 1},  /* wgrad, channels in lanes */
   };
   static const int threads[] = {2, 5};
-  tc_backend_destroy(be); /* the fixture's; reopened below */
-  be = NULL;
+  op_destroy(); /* the fixture's; reopened below */
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const ccase *g = &cases[i];
     tc_conv2d_args a = make_args(g);
@@ -531,7 +519,7 @@ static void expect_einval_ws(tc_status (*op)(void *, const tc_conv2d_args *),
 
 START_TEST(test_conv_workspace_too_small) {
   /* batch 1 with one thread: the query is exactly the im2col slice */
-  tc_backend_destroy(be);
+  op_destroy();
   use(open_cpu(1));
   ccase g = {1, 3, 8, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1};
   tc_conv2d_args a = make_args(&g);

@@ -1,7 +1,8 @@
 /*
- * test_cpu_dropout.c - the CPU backend's dropout forward and backward: the
- * mask is checked against numbers drawn here with the public Philox
- * function and with tc_rng_uniform (the documented stream rule), then for
+ * test_cpu_dropout.c - the CPU backend's dropout forward and backward
+ * against the naive reference of tests/reference/dropout.c: the mask is
+ * checked against the public Philox block function and tc_rng_uniform
+ * (the documented stream rule), then for
  * reproducibility, offset shifts, keep rates, whole-channel groups, scaling,
  * p = 0 and p = 1, backward with accumulate, thread-count independence and
  * argument errors.
@@ -14,6 +15,7 @@
 #include <libtinycnn.h>
 #include <tinycnn_backend.h>
 
+#include "reference/dropout.h"
 #include "testutil.h"
 
 #include "op_fixture.h"
@@ -29,20 +31,6 @@ static void teardown(void) {
 
 static void *dalloc(size_t bytes) {
   return op_alloc(bytes);
-}
-
-/* Unit i's decision from the rule in tinycnn_backend.h, with the raw
- * Philox block function. */
-static int ref_keep_philox(uint64_t seed, uint64_t stream, uint64_t offset,
-                           int64_t i, float p) {
-  uint64_t pos = offset + (uint64_t)i, block = pos >> 2;
-  uint32_t ctr[4] = {(uint32_t)block, (uint32_t)(block >> 32), (uint32_t)stream,
-                     (uint32_t)(stream >> 32)};
-  uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
-  uint32_t out[4];
-  tc_philox4x32_10(ctr, key, out);
-  float u = (float)(out[pos & 3] >> 8) * (1.0f / 16777216.0f);
-  return u >= p;
 }
 
 /* The same decision through the public stream type. */
@@ -74,22 +62,26 @@ static void check_fwd(const dcase *d, const float *x, float *y, uint8_t *mask) {
                        .y = y,
                        .mask = mask};
   ck_assert_int_eq(it->dropout_fwd(ctx, &a), TC_OK);
-  float scale = d->p < 1.f ? 1.f / (1.f - d->p) : 0.f;
-  for (int64_t u = 0; u < d->n / d->group; u++) {
-    int keep = ref_keep_philox(d->seed, d->stream, d->offset, u, d->p);
+  int64_t units = d->n / d->group;
+  float *wy = malloc((size_t)d->n * sizeof *wy);
+  uint8_t *wm = malloc((size_t)units);
+  tc_dropout_args r = a; /* the reference (Philox block function) */
+  r.y = wy, r.mask = wm;
+  ref_dropout_fwd(&r);
+  for (int64_t u = 0; u < units; u++) {
+    int keep = wm[u];
     /* per-element checks abort only on failure (cheap under ASan) */
     if (keep != ref_keep_rng(d->seed, d->stream, d->offset, u, d->p))
       ck_abort_msg("unit %lld: Philox and tc_rng_uniform disagree",
                    (long long)u);
     if (mask[u] != keep)
       ck_abort_msg("unit %lld: mask %d, want %d", (long long)u, mask[u], keep);
-    for (int64_t k = u * d->group; k < (u + 1) * d->group; k++) {
-      float want = keep ? x[k] * scale : 0.f;
-      if (memcmp(&y[k], &want, sizeof want) != 0)
+    for (int64_t k = u * d->group; k < (u + 1) * d->group; k++)
+      if (memcmp(&y[k], &wy[k], sizeof wy[k]) != 0)
         ck_abort_msg("element %lld: y %.9g, want %.9g", (long long)k,
-                     (double)y[k], (double)want);
-    }
+                     (double)y[k], (double)wy[k]);
   }
+  free(wy), free(wm);
 }
 
 START_TEST(test_known_answer) {
@@ -281,11 +273,11 @@ START_TEST(test_backward) {
     ck_assert_int_eq(it->dropout_fwd(ctx, &a), TC_OK);
     for (int acc = 0; acc < 2; acc++) {
       tu_fill_uniform(dx, (size_t)n, 620 + g, -1.f, 1.f);
-      for (int64_t i = 0; i < n; i++) {
-        float v = m[i / group] ? dy[i] * scale : 0.f;
-        want[i] = acc ? dx[i] + v : v;
-      }
+      memcpy(want, dx, (size_t)n * sizeof *want);
       a.accumulate = acc;
+      tc_dropout_args r = a; /* with the backend's mask, as given */
+      r.dx = want;
+      ref_dropout_bwd(&r);
       ck_assert_int_eq(it->dropout_bwd(ctx, &a), TC_OK);
       TU_ASSERT_CLOSE(dx, want, (size_t)n, 1e-6);
     }
@@ -308,10 +300,7 @@ START_TEST(test_thread_independent) {
   uint8_t *m[2];
   tu_fill_uniform(x, (size_t)n, 9, -1.f, 1.f);
   for (int k = 0; k < 2; k++) {
-    tc_backend_options o = TC_BACKEND_OPTIONS_INIT;
-    o.num_threads = k ? 4 : 1;
-    tc_backend *tb = NULL;
-    ck_assert_int_eq(tc_backend_create_ex(&tb, "cpu", &o), TC_OK);
+    tc_backend *tb = op_create_cpu(k ? 4 : 1);
     y[k] = malloc(n * sizeof *y[k]);
     m[k] = malloc(n);
     tc_dropout_args a = {.struct_size = sizeof a,

@@ -1,10 +1,11 @@
 /*
  * test_cpu_eltwise.c - the CPU backend's elementwise ops (relu forward and
  * backward, add, scale, axpy, fill), per-channel bias add and bias grad,
- * and the strided 4-D copy, against naive references written here: odd and
- * multi-block sizes, in-place use, accumulate, bit-exact int32 fill,
- * thread-count independence of bias grad, and argument errors. Called
- * through the public backend table on CPU memory.
+ * the strided 4-D copy and the int64 counters, against the naive
+ * references of tests/reference/eltwise.c: odd and multi-block sizes,
+ * in-place use, accumulate, bit-exact int32 fill, thread-count
+ * independence of bias grad, and argument errors. Called through the
+ * public backend table on CPU memory.
  */
 #include <check.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include <libtinycnn.h>
 #include <tinycnn_backend.h>
 
+#include "reference/eltwise.h"
 #include "testutil.h"
 
 #include "op_fixture.h"
@@ -67,16 +69,17 @@ START_TEST(test_relu) {
     y[n] = 123.f, dx[n] = 456.f; /* guards */
     tc_eltwise_args a = {.struct_size = sizeof a, .n = n, .a = x, .y = y};
     ck_assert_int_eq(it->relu_fwd(ctx, &a), TC_OK);
-    for (int64_t i = 0; i < n; i++)
-      want[i] = x[i] > 0.f ? x[i] : 0.f;
+    tc_eltwise_args r = a; /* the reference into `want` */
+    r.y = want;
+    ref_relu_fwd(&r);
     assert_bits_eq(y, want, n, "relu_fwd");
     ck_assert_float_eq(y[n], 123.f);
     /* backward takes the forward output: zeros pass no gradient */
     tc_eltwise_args b = {
         .struct_size = sizeof b, .n = n, .a = y, .b = dy, .y = dx};
     ck_assert_int_eq(it->relu_bwd(ctx, &b), TC_OK);
-    for (int64_t i = 0; i < n; i++)
-      want[i] = y[i] > 0.f ? dy[i] : 0.f;
+    r = b, r.y = want;
+    ref_relu_bwd(&r);
     assert_bits_eq(dx, want, n, "relu_bwd");
     ck_assert_float_eq(dx[n], 456.f);
     /* in place: the gradient buffer overwritten by its own result */
@@ -85,11 +88,63 @@ START_TEST(test_relu) {
     assert_bits_eq(dy, want, n, "relu_bwd in place");
     /* forward in place */
     fill_signed(x, n, 30 + s);
-    for (int64_t i = 0; i < n; i++)
-      want[i] = x[i] > 0.f ? x[i] : 0.f;
+    r = a, r.y = want;
+    ref_relu_fwd(&r);
     a.y = x;
     ck_assert_int_eq(it->relu_fwd(ctx, &a), TC_OK);
     assert_bits_eq(x, want, n, "relu_fwd in place");
+    it->free(ctx, x), it->free(ctx, y), it->free(ctx, dy), it->free(ctx, dx);
+    free(want);
+  }
+}
+END_TEST
+
+/* Special values, hand-checked against PyTorch's rules: relu keeps NaN
+ * (torch.relu(nan) is nan, its bits unchanged here), +inf, and maps -inf,
+ * -0 and negatives to +0 (PyTorch gives -0 for -0: see tinycnn_backend.h);
+ * relu_bwd passes dy where the output is > 0 only (threshold_backward: a
+ * NaN output gets 0), and a NaN dy through where it is. Lengths cover the
+ * vector blocks and the scalar tail, in place and not. */
+START_TEST(test_relu_special) {
+  uint32_t nan_payload = 0x7fc12345u, nneg = 0xffc00000u;
+  float vals[12] = {NAN, 0,    INFINITY, -INFINITY, -0.f,    0.f,
+                    1.f, -1.f, 1e-40f,   -1e-40f,   3.4e38f, 0};
+  memcpy(&vals[1], &nneg, sizeof nneg);
+  memcpy(&vals[11], &nan_payload, sizeof nan_payload);
+  static const int64_t lens[] = {12, 45, 100};
+  for (size_t s = 0; s < sizeof lens / sizeof lens[0]; s++) {
+    int64_t n = lens[s];
+    float *x = dalloc((size_t)n), *y = dalloc((size_t)n);
+    float *dy = dalloc((size_t)n), *dx = dalloc((size_t)n);
+    float *want = halloc((size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+      x[i] = vals[(i * 7 + (int64_t)s) % 12];
+      dy[i] = i % 3 == 0 ? NAN : 0.5f + (float)i;
+      int keep = isnan(x[i]) || x[i] > 0.f;
+      want[i] = keep ? x[i] : 0.f;
+    }
+    for (int inplace = 0; inplace < 2; inplace++) {
+      float *out = inplace ? x : y;
+      tc_eltwise_args a = {.struct_size = sizeof a, .n = n, .a = x, .y = out};
+      ck_assert_int_eq(it->relu_fwd(ctx, &a), TC_OK);
+      assert_bits_eq(out, want, n,
+                     inplace ? "relu_fwd special in place"
+                             : "relu_fwd special");
+      for (int64_t i = 0; i < n; i++)
+        ck_assert(!signbit(out[i]) || isnan(out[i])); /* +0, never -0 */
+    }
+    /* backward from that output (x now holds it) */
+    tc_eltwise_args b = {
+        .struct_size = sizeof b, .n = n, .a = x, .b = dy, .y = dx};
+    ck_assert_int_eq(it->relu_bwd(ctx, &b), TC_OK);
+    for (int64_t i = 0; i < n; i++) {
+      float wv = x[i] > 0.f ? dy[i] : 0.f; /* NaN output: false */
+      if (memcmp(&dx[i], &wv, sizeof wv) != 0)
+        ck_abort_msg("relu_bwd special: element %lld: x %g dy %g: got %g",
+                     (long long)i, (double)x[i], (double)dy[i], (double)dx[i]);
+      if (isnan(x[i]))
+        ck_assert(dx[i] == 0.f && !signbit(dx[i]));
+    }
     it->free(ctx, x), it->free(ctx, y), it->free(ctx, dy), it->free(ctx, dx);
     free(want);
   }
@@ -115,24 +170,26 @@ START_TEST(test_add_scale_axpy) {
                            .b = z,
                            .y = y};
       ck_assert_int_eq(it->add(ctx, &a), TC_OK);
-      for (int64_t i = 0; i < n; i++)
-        w[i] = al * x[i] + bt * z[i];
+      tc_eltwise_args r = a; /* the reference into w */
+      r.y = w;
+      ref_add(&r);
       TU_ASSERT_CLOSE(y, w, (size_t)n, 1e-6);
       /* b == NULL counts as zeros */
       a.b = NULL;
       ck_assert_int_eq(it->add(ctx, &a), TC_OK);
-      for (int64_t i = 0; i < n; i++)
-        w[i] = al * x[i];
+      r = a, r.y = w;
+      ref_add(&r);
       TU_ASSERT_CLOSE(y, w, (size_t)n, 1e-6);
       /* scale, out of place */
       memset(y, 0, (size_t)n * sizeof *y);
       ck_assert_int_eq(it->scale(ctx, &a), TC_OK);
+      ref_scale(&r);
       TU_ASSERT_CLOSE(y, w, (size_t)n, 1e-6);
       /* axpy adds to y */
       memcpy(y, z, (size_t)n * sizeof *y);
+      memcpy(w, z, (size_t)n * sizeof *w);
       ck_assert_int_eq(it->axpy(ctx, &a), TC_OK);
-      for (int64_t i = 0; i < n; i++)
-        w[i] = z[i] + al * x[i];
+      ref_axpy(&r);
       TU_ASSERT_CLOSE(y, w, (size_t)n, 1e-6);
     }
     /* add in place: y == a, then y == b */
@@ -145,8 +202,9 @@ START_TEST(test_add_scale_axpy) {
                          .b = z,
                          .y = y};
     ck_assert_int_eq(it->add(ctx, &a), TC_OK);
-    for (int64_t i = 0; i < n; i++)
-      w[i] = 2.f * x[i] - z[i];
+    tc_eltwise_args r = a;
+    r.a = x, r.y = w;
+    ref_add(&r);
     TU_ASSERT_CLOSE(y, w, (size_t)n, 1e-6);
     memcpy(y, z, (size_t)n * sizeof *y);
     a.a = x, a.b = y;
@@ -156,8 +214,8 @@ START_TEST(test_add_scale_axpy) {
     memcpy(y, x, (size_t)n * sizeof *y);
     a.a = y, a.alpha = -0.5f;
     ck_assert_int_eq(it->scale(ctx, &a), TC_OK);
-    for (int64_t i = 0; i < n; i++)
-      w[i] = -0.5f * x[i];
+    r = a, r.a = x, r.y = w;
+    ref_scale(&r);
     TU_ASSERT_CLOSE(y, w, (size_t)n, 1e-6);
     it->free(ctx, x), it->free(ctx, z), it->free(ctx, y);
     free(w);
@@ -173,17 +231,23 @@ START_TEST(test_fill_bits) {
   for (size_t s = 0; s < NSIZES; s++) {
     int64_t n = sizes[s];
     uint32_t *y = (uint32_t *)dalloc((size_t)n + 1);
+    uint32_t *w = (uint32_t *)halloc((size_t)n);
     y[n] = 77u;
     for (size_t k = 0; k < sizeof pats / sizeof pats[0]; k++) {
       tc_eltwise_args a = {.struct_size = sizeof a, .n = n, .y = (float *)y};
       memcpy(&a.alpha, &pats[k], sizeof a.alpha);
       ck_assert_int_eq(it->fill(ctx, &a), TC_OK);
+      tc_eltwise_args r = a;
+      r.y = (float *)w;
+      ref_fill(&r);
       for (int64_t i = 0; i < n; i++)
-        if (y[i] != pats[k])
-          ck_abort_msg("fill %#x: y[%lld] = %#x", pats[k], (long long)i, y[i]);
+        if (y[i] != pats[k] || w[i] != pats[k])
+          ck_abort_msg("fill %#x: y[%lld] = %#x, reference %#x", pats[k],
+                       (long long)i, y[i], w[i]);
       ck_assert_uint_eq(y[n], 77u);
     }
     it->free(ctx, y);
+    free(w);
   }
   /* through the core: an int32 tensor filled with a negative value */
   int64_t shape[1] = {37};
@@ -217,14 +281,16 @@ START_TEST(test_bias_add) {
     tu_fill_uniform(y, (size_t)total, 60 + s, -1.f, 1.f);
     tu_fill_uniform(bias, (size_t)b.c, 70 + s, -1.f, 1.f);
     y[total] = 9.f;
-    for (int64_t i = 0; i < total; i++)
-      w[i] = y[i] + bias[(i / b.sp) % b.c];
+    memcpy(w, y, (size_t)total * sizeof *w);
     tc_bias_args a = {.struct_size = sizeof a,
                       .n = b.n,
                       .c = b.c,
                       .spatial = b.sp,
                       .bias = bias,
                       .y = y};
+    tc_bias_args r = a;
+    r.y = w;
+    ref_bias_add(&r);
     ck_assert_int_eq(it->bias_add(ctx, &a), TC_OK);
     assert_bits_eq(y, w, total, "bias_add");
     ck_assert_float_eq(y[total], 9.f);
@@ -233,17 +299,6 @@ START_TEST(test_bias_add) {
   }
 }
 END_TEST
-
-static void ref_bias_grad(const bshape *b, const float *dy, float *db,
-                          int acc) {
-  for (int64_t c = 0; c < b->c; c++) {
-    double s = 0;
-    for (int64_t i = 0; i < b->n; i++)
-      for (int64_t k = 0; k < b->sp; k++)
-        s += dy[(i * b->c + c) * b->sp + k];
-    db[c] = acc ? (float)(db[c] + s) : (float)s;
-  }
-}
 
 START_TEST(test_bias_grad) {
   for (size_t s = 0; s < NBSHAPES; s++) {
@@ -256,7 +311,6 @@ START_TEST(test_bias_grad) {
       tu_fill_uniform(db, (size_t)b.c, 90 + s, -1.f, 1.f);
       db[b.c] = 5.f;
       memcpy(w, db, (size_t)b.c * sizeof *w);
-      ref_bias_grad(&b, dy, w, acc);
       tc_bias_args a = {.struct_size = sizeof a,
                         .n = b.n,
                         .c = b.c,
@@ -264,6 +318,9 @@ START_TEST(test_bias_grad) {
                         .dy = dy,
                         .db = db,
                         .accumulate = acc};
+      tc_bias_args r = a;
+      r.db = w;
+      ref_bias_grad(&r);
       ck_assert_int_eq(it->bias_grad(ctx, &a), TC_OK);
       TU_ASSERT_CLOSE(db, w, (size_t)b.c, 1e-6);
       ck_assert_float_eq(db[b.c], 5.f);
@@ -276,10 +333,7 @@ END_TEST
 
 /* bias grad gives the same bits with 1 and 4 threads. */
 static void bias_grad_threads(int threads, const bshape *b, float *out) {
-  tc_backend_options o = TC_BACKEND_OPTIONS_INIT;
-  o.num_threads = threads;
-  tc_backend *tb = NULL;
-  ck_assert_int_eq(tc_backend_create_ex(&tb, "cpu", &o), TC_OK);
+  tc_backend *tb = op_create_cpu(threads);
   const tc_backend_iface *ti = tc_backend_get_iface(tb);
   void *tctx = tc_backend_get_context(tb);
   int64_t total = b->n * b->c * b->sp;
@@ -309,18 +363,6 @@ START_TEST(test_bias_grad_thread_independent) {
 END_TEST
 
 /* ---- copy4d ---- */
-
-static void ref_copy4d(const tc_copy4d_args *a) {
-  const int64_t *sh = a->shape, *ss = a->src_stride, *ds = a->dst_stride;
-  for (int64_t i0 = 0; i0 < sh[0]; i0++)
-    for (int64_t i1 = 0; i1 < sh[1]; i1++)
-      for (int64_t i2 = 0; i2 < sh[2]; i2++)
-        for (int64_t i3 = 0; i3 < sh[3]; i3++) {
-          float v = a->src[i0 * ss[0] + i1 * ss[1] + i2 * ss[2] + i3 * ss[3]];
-          float *d = a->dst + i0 * ds[0] + i1 * ds[1] + i2 * ds[2] + i3 * ds[3];
-          *d = a->accumulate ? *d + v : v;
-        }
-}
 
 /* Runs copy4d and the reference on copies of a dst buffer of `nd` floats
  * (dst_off: where index 0 lands) and compares all of it. */
@@ -384,6 +426,37 @@ START_TEST(test_copy4d) {
   /* empty shape: no-op, NULL buffers allowed */
   tc_copy4d_args z = {.struct_size = sizeof z, .shape = {2, 0, 3, 3}};
   ck_assert_int_eq(it->copy4d(ctx, &z), TC_OK);
+}
+END_TEST
+
+/* ---- counter_add ---- */
+
+/* x[i] += delta over int64 counters, negative deltas and values past
+ * 2^32 included. */
+START_TEST(test_counter_add) {
+  static const int64_t deltas[] = {1, -3, (int64_t)1 << 40, 0};
+  static const int64_t ns[] = {1, 5, 1000};
+  ck_assert_ptr_nonnull(it->counter_add);
+  for (size_t s = 0; s < sizeof ns / sizeof ns[0]; s++)
+    for (size_t k = 0; k < sizeof deltas / sizeof deltas[0]; k++) {
+      int64_t n = ns[s];
+      int64_t *x = op_alloc((size_t)(n + 1) * sizeof *x);
+      int64_t *w = malloc((size_t)n * sizeof *w);
+      for (int64_t i = 0; i < n; i++)
+        x[i] = w[i] = (i * 7919) % 1000 - 500 + ((int64_t)i << 33);
+      x[n] = 42;
+      tc_counter_args a = {
+          .struct_size = sizeof a, .n = n, .delta = deltas[k], .x = x};
+      ck_assert_int_eq(it->counter_add(ctx, &a), TC_OK);
+      tc_counter_args r = a;
+      r.x = w;
+      ref_counter_add(&r);
+      for (int64_t i = 0; i < n; i++)
+        ck_assert_int_eq(x[i], w[i]);
+      ck_assert_int_eq(x[n], 42);
+      it->free(ctx, x);
+      free(w);
+    }
 }
 END_TEST
 
@@ -474,12 +547,14 @@ int main(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_relu);
+  tcase_add_test(tc, test_relu_special);
   tcase_add_test(tc, test_add_scale_axpy);
   tcase_add_test(tc, test_fill_bits);
   tcase_add_test(tc, test_bias_add);
   tcase_add_test(tc, test_bias_grad);
   tcase_add_test(tc, test_bias_grad_thread_independent);
   tcase_add_test(tc, test_copy4d);
+  tcase_add_test(tc, test_counter_add);
   tcase_add_test(tc, test_errors);
   suite_add_tcase(s, tc);
   return tu_run_suite(s);

@@ -16,17 +16,11 @@
 #include "reference/conv.h"
 #include "testutil.h"
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
 /* A backend with its own thread count (0: the library default). */
 static void open_cpu(int threads) {
-  tc_backend_options o = TC_BACKEND_OPTIONS_INIT;
-  o.num_threads = threads;
-  ck_assert_int_eq(tc_backend_create_ex(&be, "cpu", &o), TC_OK);
-  it = tc_backend_get_iface(be);
-  ctx = tc_backend_get_context(be);
+  op_open_cpu_threads(threads);
   ck_assert(it->gemm != NULL);
 }
 
@@ -35,13 +29,11 @@ static void setup(void) {
   open_cpu(3);
 }
 static void teardown(void) {
-  tc_backend_destroy(be);
+  op_close();
 }
 
 static float *dalloc(size_t n) {
-  void *p = NULL;
-  ck_assert_int_eq(it->alloc(ctx, &p, n * sizeof(float)), TC_OK);
-  return p;
+  return op_falloc(n);
 }
 
 typedef struct gcase {
@@ -278,13 +270,13 @@ static void gemm_with_threads(int threads, int64_t batch, int64_t m, float *out,
   it->free(ctx, A);
   it->free(ctx, B);
   it->free(ctx, C);
-  tc_backend_destroy(be);
+  op_destroy();
 }
 
 START_TEST(test_gemm_thread_independent) {
   /* batched; one task; several tasks (blocks of C) */
   static const int64_t cfg[][2] = {{1, 333}, {9, 40}, {1, 1000}};
-  tc_backend_destroy(be); /* the fixture's; reopened below */
+  op_destroy(); /* the fixture's; reopened below */
   for (int i = 0; i < 3; i++) {
     size_t nc = (size_t)(cfg[i][0] * cfg[i][1] * 90);
     float *c1 = malloc(nc * sizeof *c1), *c3 = malloc(nc * sizeof *c3);

@@ -1,11 +1,11 @@
 /*
  * test_cpu_loss.c - the CPU backend's loss slots (softmax cross-entropy with
- * label smoothing, NLL, MSE) and argmax against naive double references
- * written here: hand-computed cases, random shapes (batch 1, odd class
- * counts), mean vs sum, grad_scale, a finite-difference check of dlogits
- * against the backend's own loss, bad labels, NaN propagation, thread-count
- * independence and argument errors. Called through the public backend
- * table.
+ * label smoothing, NLL, MSE) and argmax against the naive double
+ * references of tests/reference/loss.c: hand-computed cases, random shapes
+ * (batch 1, odd class counts), mean vs sum, grad_scale, a finite-difference
+ * check of dlogits against the backend's own loss, bad labels (failing, or
+ * flagged through label_error), NaN propagation, thread-count independence and
+ * argument errors. Called through the public backend table.
  */
 #include <check.h>
 #include <math.h>
@@ -15,6 +15,7 @@
 #include <libtinycnn.h>
 #include <tinycnn_backend.h>
 
+#include "reference/loss.h"
 #include "testutil.h"
 
 enum { XENT = 0, NLL = 1, MSE = 2 };
@@ -54,40 +55,16 @@ static void fill_labels(int32_t *lab, int64_t n, int64_t C, uint64_t seed) {
     lab[i] = (int32_t)tc_rng_below(&r, (uint64_t)C);
 }
 
-/* The textbook definitions in double: log p = x - logsumexp(x),
- * loss = reduce(-sum_j q_j log p_j), grad = (softmax - q) for cross-entropy,
- * -q for NLL, 2(x-t) for MSE; mean divides by the rows (elements for MSE). */
-static double ref_loss(int kind, int64_t n, int64_t C, const float *x,
-                       const int32_t *lab, const float *t, double ls,
-                       int reduction, double grad_scale, double *grad) {
-  double total = 0;
-  double count = kind == MSE ? (double)n * (double)C : (double)n;
-  double scale = reduction == TC_REDUCTION_MEAN ? 1.0 / count : 1.0;
-  for (int64_t i = 0; i < n; i++) {
-    const float *xr = x + i * C;
-    if (kind == MSE) {
-      for (int64_t j = 0; j < C; j++) {
-        double d = (double)xr[j] - (double)t[i * C + j];
-        total += d * d;
-        grad[i * C + j] = 2 * d * scale * grad_scale;
-      }
-      continue;
-    }
-    double mx = -INFINITY;
-    for (int64_t j = 0; j < C; j++)
-      mx = fmax(mx, xr[j]);
-    double s = 0;
-    for (int64_t j = 0; j < C; j++)
-      s += exp(xr[j] - mx);
-    for (int64_t j = 0; j < C; j++) {
-      double q = (1 - ls) * (j == lab[i]) + ls / (double)C;
-      double lp = kind == XENT ? xr[j] - mx - log(s) : xr[j];
-      total -= q * lp;
-      double p = kind == XENT ? exp(xr[j] - mx) / s : 0.0;
-      grad[i * C + j] = (p - q) * scale * grad_scale;
-    }
+/* The reference slot (tests/reference/loss.c) of `kind`. */
+static tc_status ref_call(int kind, const tc_loss_args *a) {
+  switch (kind) {
+  case XENT:
+    return ref_softmax_xent(a);
+  case NLL:
+    return ref_nll(a);
+  default:
+    return ref_mse(a);
   }
-  return total * scale;
 }
 
 typedef struct lcase {
@@ -104,8 +81,7 @@ static void run_case(int kind, int64_t n, int64_t C, int reduction, float ls,
   float *x = dalloc(nl * sizeof *x), *t = dalloc(nl * sizeof *t);
   float *g = dalloc(nl * sizeof *g), *loss = dalloc(sizeof *loss);
   int32_t *lab = dalloc((size_t)n * sizeof *lab);
-  double *rg = malloc(nl * sizeof *rg);
-  float *want = malloc(nl * sizeof *want);
+  float *want = malloc(nl * sizeof *want), wl = -1.f;
   if (kind == NLL)
     tu_fill_uniform(x, nl, seed, -6.f, -0.01f);
   else
@@ -119,14 +95,14 @@ static void run_case(int kind, int64_t n, int64_t C, int reduction, float ls,
   a.logits = x, a.labels = lab, a.target = t, a.loss = loss;
   a.dlogits = with_grad ? g : NULL, a.grad_scale = grad_scale;
   ck_assert_int_eq(call(kind, &a), TC_OK);
-  double wl = ref_loss(kind, n, C, x, lab, t, ls, reduction, grad_scale, rg);
-  ck_assert_msg(fabs(loss[0] - wl) <= 2e-6 * fmax(fabs(wl), 1e-3),
+  tc_loss_args r = a; /* the reference, with its gradient always */
+  r.loss = &wl, r.dlogits = want;
+  ck_assert_int_eq(ref_call(kind, &r), TC_OK);
+  ck_assert_msg(fabs(loss[0] - wl) <= 2e-6 * fmax(fabs((double)wl), 1e-3),
                 "kind %d n %lld C %lld red %d ls %g: loss %.9g want %.9g", kind,
                 (long long)n, (long long)C, reduction, (double)ls,
-                (double)loss[0], wl);
+                (double)loss[0], (double)wl);
   if (with_grad) {
-    for (size_t i = 0; i < nl; i++)
-      want[i] = (float)rg[i];
     ck_assert_msg(tu_max_rel_err(g, want, nl) <= 1e-5,
                   "kind %d n %lld C %lld red %d ls %g: dlogits err %.3g", kind,
                   (long long)n, (long long)C, reduction, (double)ls,
@@ -135,7 +111,6 @@ static void run_case(int kind, int64_t n, int64_t C, int reduction, float ls,
     for (size_t i = 0; i < nl; i++)
       ck_assert_float_eq(g[i], 777.f);
   }
-  free(rg);
   free(want);
   it->free(ctx, x), it->free(ctx, t), it->free(ctx, g);
   it->free(ctx, loss), it->free(ctx, lab);
@@ -359,6 +334,52 @@ START_TEST(test_bad_labels) {
 }
 END_TEST
 
+/* With label_error set a bad label fails nothing: the flag is raised, the
+ * loss is NaN and so are the bad rows' gradients; with valid labels the
+ * flag reads 0 and the results are the reference's. */
+START_TEST(test_label_error_vs_reference) {
+  const int64_t n = 6, C = 4;
+  const size_t nl = (size_t)(n * C);
+  float *x = dalloc(nl * sizeof *x), *g = dalloc(nl * sizeof *g);
+  float *loss = dalloc(sizeof *loss), *want = malloc(nl * sizeof *want);
+  int32_t *lab = dalloc((size_t)n * sizeof *lab);
+  int32_t *err = dalloc(sizeof *err);
+  tu_fill_uniform(x, nl, 15, -2.f, -0.1f);
+  for (int kind = 0; kind < 2; kind++)
+    for (int bad = 0; bad < 2; bad++) {
+      fill_labels(lab, n, C, 16);
+      if (bad)
+        lab[1] = -1, lab[4] = (int32_t)C;
+      tc_loss_args a = {.struct_size = sizeof a};
+      a.n = n, a.classes = C, a.logits = x, a.labels = lab, a.loss = loss;
+      a.dlogits = g, a.grad_scale = 1.f, a.label_smoothing = 0.1f;
+      a.reduction = TC_REDUCTION_MEAN, a.label_error = err;
+      *err = -7;
+      ck_assert_int_eq(call(kind, &a), TC_OK);
+      float wl = 0.f;
+      int32_t werr = -7;
+      tc_loss_args r = a;
+      r.loss = &wl, r.dlogits = want, r.label_error = &werr;
+      ck_assert_int_eq(ref_call(kind, &r), TC_OK);
+      ck_assert_int_eq(*err, werr);
+      ck_assert_int_eq(werr, bad);
+      if (bad) {
+        ck_assert(isnan(loss[0]) && isnan(wl));
+        for (int64_t j = 0; j < C; j++)
+          ck_assert(isnan(g[1 * C + j]) && isnan(g[4 * C + j]));
+      } else {
+        ck_assert_msg(fabs(loss[0] - wl) <= 2e-6 * fabs((double)wl),
+                      "kind %d: loss %.9g want %.9g", kind, (double)loss[0],
+                      (double)wl);
+        TU_ASSERT_CLOSE(g, want, nl, 1e-5);
+      }
+    }
+  it->free(ctx, x), it->free(ctx, g), it->free(ctx, loss);
+  it->free(ctx, lab), it->free(ctx, err);
+  free(want);
+}
+END_TEST
+
 static void loss_with_threads(int threads, int kind, float *out_loss,
                               float *out_g, int64_t n, int64_t C) {
   ck_assert_int_eq(tc_set_num_threads(threads), TC_OK);
@@ -379,12 +400,12 @@ static void loss_with_threads(int threads, int kind, float *out_loss,
   memcpy(out_g, g, nl * sizeof *g);
   it->free(ctx, x), it->free(ctx, t), it->free(ctx, g);
   it->free(ctx, loss), it->free(ctx, lab);
-  tc_backend_destroy(be);
+  op_destroy();
 }
 
 /* Enough rows for several chunks; the bits do not depend on threads. */
 START_TEST(test_thread_independent) {
-  tc_backend_destroy(be);
+  op_destroy();
   const int64_t n = 5001, C = 10;
   size_t nl = (size_t)(n * C);
   float *g1 = malloc(nl * sizeof *g1), *g3 = malloc(nl * sizeof *g3);
@@ -490,22 +511,15 @@ START_TEST(test_argmax) {
     a.n = n, a.classes = C, a.scores = s, a.labels = lab, a.pred = pred;
     a.host_correct = &correct;
     ck_assert_int_eq(it->argmax(ctx, &a), TC_OK);
-    int64_t want = 0;
-    for (int64_t i = 0; i < n; i++) {
-      int64_t best = 0;
-      for (int64_t j = 0; j < C; j++) {
-        float v = s[i * C + j];
-        if (isnan(v)) {
-          best = j;
-          break;
-        }
-        if (v > s[i * C + best])
-          best = j;
-      }
-      ck_assert_int_eq(pred[i], best);
-      want += lab[i] == best;
-    }
-    if (n > 3 && C > 2) {
+    int64_t want = -1;
+    int32_t *wpred = malloc((size_t)n * sizeof *wpred);
+    tc_argmax_args r = a; /* the reference (tests/reference/loss.c) */
+    r.pred = wpred, r.host_correct = &want;
+    ref_argmax(&r);
+    for (int64_t i = 0; i < n; i++)
+      ck_assert_int_eq(pred[i], wpred[i]);
+    free(wpred);
+    if (n > 3 && C > 2) { /* the reference's rules, by hand */
       ck_assert_int_eq(pred[1], 0);
       ck_assert_int_eq(pred[2], 1);
       ck_assert_int_eq(pred[3], 2);
@@ -564,6 +578,7 @@ int main(void) {
   tcase_add_test(tc, test_bad_labels);
   tcase_add_test(tc, test_thread_independent);
   tcase_add_test(tc, test_loss_errors);
+  tcase_add_test(tc, test_label_error_vs_reference);
   tcase_add_test(tc, test_argmax);
   tcase_add_test(tc, test_argmax_errors);
   suite_add_tcase(s, tc);

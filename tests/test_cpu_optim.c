@@ -1,6 +1,7 @@
 /*
  * test_cpu_optim.c - the CPU backend's sgd_update and adam_update against
- * double references of torch.optim's formulas written here: three steps of
+ * the naive references of torch.optim's formulas in tests/reference/optim.c
+ * (double arithmetic per step, float state as the backend's): three steps of
  * SGD (momentum, dampening, Nesterov, weight decay) and Adam / AdamW /
  * AMSGrad with a new gradient each step, sizes around the chunk boundary,
  * hand-computed first steps, NaN propagation, state left alone when unused,
@@ -20,6 +21,7 @@
 #include <libtinycnn.h>
 #include <tinycnn_backend.h>
 
+#include "reference/optim.h"
 #include "testutil.h"
 
 #include "op_fixture.h"
@@ -39,21 +41,24 @@ static float *dalloc(size_t n) {
 
 static const size_t sizes[] = {1, 7, 16385, 50001};
 
-/* Compares a float buffer with a double reference. */
-static void check_close(const float *got, const double *want, size_t n,
+/* Compares a float buffer with the reference's. */
+static void check_close(const float *got, const float *want, size_t n,
                         double tol, const char *what, int cs) {
-  float *w = malloc(n * sizeof *w);
-  for (size_t i = 0; i < n; i++)
-    w[i] = (float)want[i];
-  double e = tu_max_rel_err(got, w, n);
+  double e = tu_max_rel_err(got, want, n);
   ck_assert_msg(e <= tol, "case %d n %zu %s: max rel err %.3g", cs, n, what, e);
-  free(w);
+}
+
+static float *hcopy(const float *src, size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof *p);
+  ck_assert_ptr_nonnull(p);
+  memcpy(p, src, n * sizeof *p);
+  return p;
 }
 
 /* ---- SGD ---- */
 
 /* Hyper-parameters as the Python doubles a torch user writes; the backend
- * gets them rounded to float. */
+ * and the reference get them rounded to float and recover the decimals. */
 typedef struct sgd_cfg {
   double lr, mu, damp, wd;
   int nesterov;
@@ -65,32 +70,16 @@ static const sgd_cfg sgd_cases[] = {
     {0.3, 0.5, 0.5, 0.0, 0},   {0.1, 0.0, 0.0, 5e-2, 0},
 };
 
-/* torch.optim.SGD, single-tensor path, in double. */
-static void ref_sgd(const sgd_cfg *c, size_t n, double *p, const float *g,
-                    double *buf, int first) {
-  for (size_t i = 0; i < n; i++) {
-    double d = g[i];
-    if (c->wd != 0)
-      d += c->wd * p[i];
-    if (c->mu != 0) {
-      buf[i] = first ? d : c->mu * buf[i] + (1.0 - c->damp) * d;
-      d = c->nesterov ? d + c->mu * buf[i] : buf[i];
-    }
-    p[i] -= c->lr * d;
-  }
-}
-
 START_TEST(test_sgd_vs_reference) {
   for (size_t cs = 0; cs < sizeof sgd_cases / sizeof sgd_cases[0]; cs++)
     for (size_t si = 0; si < 4; si++) {
       const sgd_cfg *c = &sgd_cases[cs];
       size_t n = sizes[si];
       float *p = dalloc(n), *g = dalloc(n), *buf = dalloc(n);
-      double *rp = malloc(n * sizeof *rp), *rb = malloc(n * sizeof *rb);
       tu_fill_uniform(p, n, 100 + cs, -1.f, 1.f);
       tu_fill_uniform(buf, n, 200, 5.f, 6.f); /* garbage before step 1 */
-      for (size_t i = 0; i < n; i++)
-        rp[i] = p[i], rb[i] = 0;
+      /* the reference's own state (tests/reference/optim.c) */
+      float *rp = hcopy(p, n), *rb = hcopy(buf, n);
       for (int step = 0; step < 3; step++) {
         tu_fill_uniform(g, n, 300 + 10 * cs + (size_t)step, -1.f, 1.f);
         tc_sgd_args a = {.struct_size = sizeof a};
@@ -99,7 +88,9 @@ START_TEST(test_sgd_vs_reference) {
         a.nesterov = c->nesterov, a.first_step = step == 0;
         a.param = p, a.grad = g, a.momentum_buf = c->mu != 0 ? buf : NULL;
         ck_assert_int_eq(it->sgd_update(ctx, &a), TC_OK);
-        ref_sgd(c, n, rp, g, rb, step == 0);
+        tc_sgd_args r = a;
+        r.param = rp, r.momentum_buf = c->mu != 0 ? rb : NULL;
+        ref_sgd_update(&r);
       }
       check_close(p, rp, n, 1e-5, "param", (int)cs);
       if (c->mu != 0)
@@ -150,26 +141,6 @@ static const adam_cfg adam_cases[] = {
     {1e-2, 0.3, 0.99, 1e-3, 0.0, 0, 0, 1.0},   /* small beta1 */
 };
 
-/* torch.optim.Adam / AdamW, single-tensor path, in double. */
-static void ref_adam(const adam_cfg *c, size_t n, int64_t step, double *p,
-                     const float *g, double *m, double *v, double *vmax) {
-  double bc1 = 1 - pow(c->b1, (double)step), bc2 = 1 - pow(c->b2, (double)step);
-  for (size_t i = 0; i < n; i++) {
-    double d = g[i];
-    if (c->decoupled)
-      p[i] *= 1 - c->lr * c->wd;
-    else
-      d += c->wd * p[i];
-    m[i] = c->b1 * m[i] + (1 - c->b1) * d;
-    v[i] = c->b2 * v[i] + (1 - c->b2) * d * d;
-    double vv = v[i];
-    if (c->amsgrad)
-      vv = vmax[i] = fmax(vmax[i], v[i]);
-    double denom = sqrt(vv) / sqrt(bc2) + c->eps;
-    p[i] -= c->lr / bc1 * m[i] / denom;
-  }
-}
-
 START_TEST(test_adam_vs_reference) {
   for (size_t cs = 0; cs < sizeof adam_cases / sizeof adam_cases[0]; cs++)
     for (size_t si = 0; si < 4; si++) {
@@ -177,11 +148,11 @@ START_TEST(test_adam_vs_reference) {
       size_t n = sizes[si];
       float *p = dalloc(n), *g = dalloc(n), *m = dalloc(n), *v = dalloc(n);
       float *vm = dalloc(n);
-      double *rp = malloc(n * sizeof *rp), *rm = calloc(n, sizeof *rm);
-      double *rv = calloc(n, sizeof *rv), *rvm = calloc(n, sizeof *rvm);
       tu_fill_uniform(p, n, 400 + cs, -1.f, 1.f);
       for (size_t i = 0; i < n; i++)
-        rp[i] = p[i], m[i] = v[i] = vm[i] = 0.f;
+        m[i] = v[i] = vm[i] = 0.f;
+      float *rp = hcopy(p, n), *rm = hcopy(m, n), *rv = hcopy(v, n);
+      float *rvm = hcopy(vm, n);
       float scale = 1.f;
       for (int64_t step = 1; step <= 3; step++) {
         tu_fill_uniform(g, n, 500 + 10 * cs + (size_t)step, -scale, scale);
@@ -194,7 +165,10 @@ START_TEST(test_adam_vs_reference) {
         a.param = p, a.grad = g, a.exp_avg = m, a.exp_avg_sq = v;
         a.max_exp_avg_sq = c->amsgrad ? vm : NULL;
         ck_assert_int_eq(it->adam_update(ctx, &a), TC_OK);
-        ref_adam(c, n, step, rp, g, rm, rv, rvm);
+        tc_adam_args r = a;
+        r.param = rp, r.exp_avg = rm, r.exp_avg_sq = rv;
+        r.max_exp_avg_sq = c->amsgrad ? rvm : NULL;
+        ref_adam_update(&r);
       }
       check_close(p, rp, n, 1e-5, "param", (int)cs);
       check_close(m, rm, n, 1e-5, "exp_avg", (int)cs);
@@ -276,11 +250,11 @@ static void run_with_threads(int threads, size_t n, float *out) {
   }
   memcpy(out, p, n * sizeof *p);
   it->free(ctx, p), it->free(ctx, g), it->free(ctx, m), it->free(ctx, v);
-  tc_backend_destroy(be);
+  op_destroy();
 }
 
 START_TEST(test_thread_independent) {
-  tc_backend_destroy(be);
+  op_destroy();
   size_t n = 100003;
   float *o1 = malloc(n * sizeof *o1), *o3 = malloc(n * sizeof *o3);
   run_with_threads(1, n, o1);

@@ -1,8 +1,8 @@
 /*
  * test_cpu_pool2d.c - the CPU backend's max, average and global average
- * pooling against naive references written here (double sums, windows
- * walked cell by cell): random shapes (batch 1, odd sizes, stride 2,
- * padding, ceil-mode sizes, overlapping windows), ties and NaN in max
+ * pooling against the naive references of tests/reference/pool.c (double
+ * sums, windows walked cell by cell): random shapes (batch 1, odd sizes, stride
+ * 2, padding, ceil-mode sizes, overlapping windows), ties and NaN in max
  * pooling, PyTorch's average divisors, accumulate on/off, thread-count
  * independence and argument errors. Called through the public backend table.
  */
@@ -14,16 +14,13 @@
 #include <libtinycnn.h>
 #include <tinycnn_backend.h>
 
+#include "reference/pool.h"
 #include "testutil.h"
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
 static void open_cpu(void) {
-  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
-  it = tc_backend_get_iface(be);
-  ctx = tc_backend_get_context(be);
+  op_open_cpu();
   ck_assert_ptr_nonnull(it->maxpool2d_fwd);
   ck_assert_ptr_nonnull(it->maxpool2d_bwd);
   ck_assert_ptr_nonnull(it->avgpool2d_fwd);
@@ -36,107 +33,20 @@ static void setup(void) {
   open_cpu();
 }
 static void teardown(void) {
-  tc_backend_destroy(be);
+  op_close();
 }
 
 /* Device buffers: tensors on the cpu backend, so the library's own memory
- * path is used. Freed through a small registry at the end of each test. */
-#define MAX_T 32
-static tc_tensor *tensors[MAX_T];
-static int n_tensors;
-
-static void *dalloc(size_t n, tc_dtype dt) {
-  int64_t shape[1] = {(int64_t)(n ? n : 1)};
-  ck_assert_int_lt(n_tensors, MAX_T);
-  tc_tensor *t = NULL;
-  ck_assert_int_eq(tc_tensor_create(&t, be, shape, 1, dt), TC_OK);
-  tensors[n_tensors++] = t;
-  return tc_tensor_data(t);
-}
+ * path is used (op_fixture.h's registry, emptied by free_all()). */
 static float *falloc(size_t n) {
-  return dalloc(n, TC_FLOAT32);
+  return op_tensor(n, TC_FLOAT32);
 }
 static int32_t *ialloc(size_t n) {
-  return dalloc(n, TC_INT32);
+  return op_tensor(n, TC_INT32);
 }
 
 static void free_all(void) {
-  for (int i = 0; i < n_tensors; i++)
-    tc_tensor_destroy(tensors[i]);
-  n_tensors = 0;
-}
-
-/* ---- references ---- */
-
-static int64_t ref_out(int64_t in, int64_t k, int64_t s, int64_t p, int ceil_) {
-  int64_t num = in + 2 * p - k;
-  int64_t out = (ceil_ ? (num + s - 1) / s : num / s) + 1;
-  if (ceil_ && (out - 1) * s >= in + p)
-    out--;
-  return out;
-}
-
-/* Max over the real cells of each window: first maximum in raster order,
- * a NaN replaces the running maximum. */
-static void ref_maxpool(const tc_pool2d_args *a, const float *x, float *y,
-                        int32_t *am) {
-  for (int64_t p = 0; p < a->n * a->c; p++)
-    for (int64_t oh = 0; oh < a->out_h; oh++)
-      for (int64_t ow = 0; ow < a->out_w; ow++) {
-        float m = -INFINITY;
-        int64_t best = -1;
-        for (int64_t i = 0; i < a->kh; i++)
-          for (int64_t j = 0; j < a->kw; j++) {
-            int64_t ih = oh * a->stride_h - a->pad_h + i;
-            int64_t iw = ow * a->stride_w - a->pad_w + j;
-            if (ih < 0 || ih >= a->h || iw < 0 || iw >= a->w)
-              continue; /* padding: never chosen */
-            float v = x[p * a->h * a->w + ih * a->w + iw];
-            if (best < 0 || v > m || isnan(v)) {
-              m = v;
-              best = ih * a->w + iw;
-            }
-          }
-        /* best < 0 would be an empty window: impossible by the rules */
-        ck_assert_int_ge(best, 0);
-        y[(p * a->out_h + oh) * a->out_w + ow] = m;
-        am[(p * a->out_h + oh) * a->out_w + ow] = (int32_t)best;
-      }
-}
-
-/* Divisor as PyTorch documents it: cells of the window inside the padded
- * input [-pad, size+pad) when count_include_pad, else real cells only. */
-static void ref_avgpool(const tc_pool2d_args *a, const float *x, float *y,
-                        const float *dy, double *dx) {
-  for (int64_t p = 0; p < a->n * a->c; p++)
-    for (int64_t oh = 0; oh < a->out_h; oh++)
-      for (int64_t ow = 0; ow < a->out_w; ow++) {
-        double s = 0;
-        int64_t real = 0, padded = 0;
-        for (int pass = 0; pass < 2; pass++)
-          for (int64_t i = 0; i < a->kh; i++)
-            for (int64_t j = 0; j < a->kw; j++) {
-              int64_t ih = oh * a->stride_h - a->pad_h + i;
-              int64_t iw = ow * a->stride_w - a->pad_w + j;
-              int in_pad = ih >= -a->pad_h && ih < a->h + a->pad_h &&
-                           iw >= -a->pad_w && iw < a->w + a->pad_w;
-              int real_ = ih >= 0 && ih < a->h && iw >= 0 && iw < a->w;
-              if (pass == 0) {
-                padded += in_pad;
-                real += real_;
-                if (real_ && x)
-                  s += x[p * a->h * a->w + ih * a->w + iw];
-              } else if (real_ && dx) {
-                int64_t div = a->count_include_pad ? padded : real;
-                dx[p * a->h * a->w + ih * a->w + iw] +=
-                    (double)dy[(p * a->out_h + oh) * a->out_w + ow] /
-                    (double)div;
-              }
-            }
-        int64_t div = a->count_include_pad ? padded : real;
-        if (y)
-          y[(p * a->out_h + oh) * a->out_w + ow] = (float)(s / (double)div);
-      }
+  op_free_all();
 }
 
 /* ---- random cases ---- */
@@ -175,8 +85,8 @@ static tc_pool2d_args make_args(const pcase *pc) {
   a.n = pc->n, a.c = pc->c, a.h = pc->h, a.w = pc->w;
   a.kh = pc->kh, a.kw = pc->kw, a.stride_h = pc->sh, a.stride_w = pc->sw;
   a.pad_h = pc->ph, a.pad_w = pc->pw;
-  a.out_h = ref_out(pc->h, pc->kh, pc->sh, pc->ph, pc->ceil_h);
-  a.out_w = ref_out(pc->w, pc->kw, pc->sw, pc->pw, pc->ceil_w);
+  a.out_h = ref_pool_out_size(pc->h, pc->kh, pc->sh, pc->ph, pc->ceil_h);
+  a.out_w = ref_pool_out_size(pc->w, pc->kw, pc->sw, pc->pw, pc->ceil_w);
   a.count_include_pad = pc->include_pad;
   return a;
 }
@@ -214,22 +124,19 @@ static void check_maxpool(const pcase *pc, uint64_t seed, int mode, int acc) {
   int32_t *am = ialloc(ny);
   float *wy = malloc(ny * sizeof *wy), *wdx = malloc(nx * sizeof *wdx);
   int32_t *wam = malloc(ny * sizeof *wam);
-  double *rdx = malloc(nx * sizeof *rdx);
   char d[256];
   describe(&a, d, sizeof d);
   fill_x(x, nx, seed, mode);
   tu_fill_uniform(dy, ny, seed + 1, -1.f, 1.f);
   tu_fill_uniform(dx, nx, seed + 2, -1.f, 1.f);
   a.x = x, a.y = y, a.argmax = am, a.dy = dy, a.dx = dx;
-  ref_maxpool(&a, x, wy, wam);
-  for (size_t i = 0; i < nx; i++)
-    rdx[i] = acc ? dx[i] : 0.0;
-  for (size_t o = 0; o < ny; o++) {
-    size_t plane = o / (size_t)(a.out_h * a.out_w);
-    rdx[plane * (size_t)(a.h * a.w) + (size_t)wam[o]] += dy[o];
-  }
-  for (size_t i = 0; i < nx; i++)
-    wdx[i] = (float)rdx[i];
+  memcpy(wdx, dx, nx * sizeof *wdx);
+  tc_pool2d_args r = a; /* the reference, on its own outputs */
+  r.y = wy, r.argmax = wam, r.dx = wdx;
+  ref_maxpool2d_fwd(&r);
+  for (size_t o = 0; o < ny; o++) /* no window of padding alone */
+    ck_assert_msg(wam[o] >= 0, "%s: empty window %zu", d, o);
+  ref_maxpool2d_bwd(&r);
 
   ck_assert_int_eq(it->maxpool2d_fwd(ctx, &a), TC_OK);
   for (size_t o = 0; o < ny; o++) {
@@ -243,7 +150,7 @@ static void check_maxpool(const pcase *pc, uint64_t seed, int mode, int acc) {
   ck_assert_int_eq(it->maxpool2d_bwd(ctx, &a), TC_OK);
   ck_assert_msg(tu_max_rel_err(dx, wdx, nx) <= 1e-5, "%s: dx err %.3g", d,
                 tu_max_rel_err(dx, wdx, nx));
-  free(wy), free(wdx), free(wam), free(rdx);
+  free(wy), free(wdx), free(wam);
   free_all();
 }
 
@@ -254,25 +161,24 @@ static void check_avgpool(const pcase *pc, uint64_t seed, int acc) {
   size_t ny = (size_t)(a.n * a.c * a.out_h * a.out_w);
   float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny), *dx = falloc(nx);
   float *wy = malloc(ny * sizeof *wy), *wdx = malloc(nx * sizeof *wdx);
-  double *rdx = malloc(nx * sizeof *rdx);
   char d[256];
   describe(&a, d, sizeof d);
   tu_fill_uniform(x, nx, seed, -1.f, 1.f);
   tu_fill_uniform(dy, ny, seed + 1, -1.f, 1.f);
   tu_fill_uniform(dx, nx, seed + 2, -1.f, 1.f);
   a.x = x, a.y = y, a.dy = dy, a.dx = dx;
-  for (size_t i = 0; i < nx; i++)
-    rdx[i] = acc ? dx[i] : 0.0;
-  ref_avgpool(&a, x, wy, dy, rdx);
-  for (size_t i = 0; i < nx; i++)
-    wdx[i] = (float)rdx[i];
+  memcpy(wdx, dx, nx * sizeof *wdx);
+  tc_pool2d_args r = a;
+  r.y = wy, r.dx = wdx;
+  ref_avgpool2d_fwd(&r);
+  ref_avgpool2d_bwd(&r);
   ck_assert_int_eq(it->avgpool2d_fwd(ctx, &a), TC_OK);
   ck_assert_msg(tu_max_rel_err(y, wy, ny) <= 1e-5, "%s: y err %.3g", d,
                 tu_max_rel_err(y, wy, ny));
   ck_assert_int_eq(it->avgpool2d_bwd(ctx, &a), TC_OK);
   ck_assert_msg(tu_max_rel_err(dx, wdx, nx) <= 1e-5, "%s: dx err %.3g", d,
                 tu_max_rel_err(dx, wdx, nx));
-  free(wy), free(wdx), free(rdx);
+  free(wy), free(wdx);
   free_all();
 }
 
@@ -319,7 +225,7 @@ START_TEST(test_maxpool_2x2_foreign_argmax) {
       a.accumulate = acc;
       size_t nx = (size_t)(a.n * a.c * a.h * a.w);
       size_t ny = (size_t)(a.n * a.c * a.out_h * a.out_w);
-      size_t ohw = (size_t)(a.out_h * a.out_w), ihw = (size_t)(a.h * a.w);
+      size_t ihw = (size_t)(a.h * a.w);
       float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny);
       float *dx = falloc(nx), *wdx = falloc(nx);
       int32_t *am = ialloc(ny);
@@ -332,14 +238,10 @@ START_TEST(test_maxpool_2x2_foreign_argmax) {
       am[ny - 1] = (int32_t)((am[ny - 1] + 3 * a.w + 5) % (int64_t)ihw);
       if (acc)
         am[0] = (int32_t)(ihw - 1);
-      double *r = malloc(nx * sizeof *r);
-      for (size_t i = 0; i < nx; i++)
-        r[i] = acc ? dx[i] : 0.0;
-      for (size_t o = 0; o < ny; o++)
-        r[o / ohw * ihw + (size_t)am[o]] += dy[o];
-      for (size_t i = 0; i < nx; i++)
-        wdx[i] = (float)r[i];
-      free(r);
+      memcpy(wdx, dx, nx * sizeof *wdx);
+      tc_pool2d_args r = a; /* scatters to the argmax as given */
+      r.dx = wdx;
+      ref_maxpool2d_bwd(&r);
       ck_assert_int_eq(it->maxpool2d_bwd(ctx, &a), TC_OK);
       TU_ASSERT_CLOSE(dx, wdx, nx, 1e-6);
       free_all();
@@ -437,6 +339,61 @@ START_TEST(test_maxpool_hand) {
 }
 END_TEST
 
+/* NaN through the 2x2 stride-2 fast paths, hand-computed (PyTorch's
+ * `val > max || isnan(val)`): a window holding NaN gives NaN and the index
+ * of its last NaN in raster order, and the backward routes dy there. Widths
+ * 8, 28 (the grouped AVX-512 path) and 40, 18 (row paths, masked ends). */
+START_TEST(test_maxpool_2x2_nan) {
+  /* corners in raster order (top-left, top-right, bottom-left, bottom-right)
+   * and the corner that must win */
+  static const float pat[][4] = {{1.f, NAN, 3.f, NAN},
+                                 {NAN, 5.f, -1.f, 2.f},
+                                 {-INFINITY, -INFINITY, -INFINITY, -INFINITY},
+                                 {-0.f, 0.f, -1.f, -2.f},
+                                 {2.f, INFINITY, NAN, 7.f},
+                                 {-3.f, -1.f, -2.f, -1.f}};
+  static const int win[] = {3, 0, 0, 0, 2, 1};
+  static const int64_t widths[] = {8, 28, 40, 18};
+  for (size_t s = 0; s < sizeof widths / sizeof widths[0]; s++) {
+    pcase pc = {1, 3, 6, widths[s], 2, 2, 2, 2, 0, 0, 0, 0, 0};
+    tc_pool2d_args a = make_args(&pc);
+    int64_t w = a.w, hw = a.h * a.w, ohw = a.out_h * a.out_w;
+    size_t nx = (size_t)(a.c * hw), ny = (size_t)(a.c * ohw);
+    float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny), *dx = falloc(nx);
+    int32_t *am = ialloc(ny);
+    for (int64_t o = 0; o < (int64_t)ny; o++) {
+      int64_t p = o / ohw, oh = o % ohw / a.out_w, ow = o % a.out_w;
+      int k = (int)((o * 5 + p) % 6);
+      for (int q = 0; q < 4; q++)
+        x[p * hw + (2 * oh + q / 2) * w + 2 * ow + q % 2] = pat[k][q];
+      dy[o] = 1.f + (float)o;
+    }
+    a.x = x, a.y = y, a.argmax = am, a.dy = dy, a.dx = dx;
+    ck_assert_int_eq(it->maxpool2d_fwd(ctx, &a), TC_OK);
+    for (int64_t o = 0; o < (int64_t)ny; o++) {
+      int64_t p = o / ohw, oh = o % ohw / a.out_w, ow = o % a.out_w;
+      int k = (int)((o * 5 + p) % 6), q = win[k];
+      int32_t want = (int32_t)((2 * oh + q / 2) * w + 2 * ow + q % 2);
+      ck_assert_msg(am[o] == want, "w %lld out %lld: argmax %d want %d",
+                    (long long)w, (long long)o, am[o], want);
+      ck_assert_msg(memcmp(&y[o], &pat[k][q], sizeof(float)) == 0 ||
+                        (isnan(y[o]) && isnan(pat[k][q])),
+                    "w %lld out %lld: y %g want %g", (long long)w, (long long)o,
+                    (double)y[o], (double)pat[k][q]);
+    }
+    ck_assert_int_eq(it->maxpool2d_bwd(ctx, &a), TC_OK);
+    for (int64_t i = 0; i < (int64_t)nx; i++) {
+      int64_t p = i / hw, r = i % hw / w, col = i % w;
+      int64_t o = p * ohw + r / 2 * a.out_w + col / 2;
+      float want = am[o] == (int32_t)(i % hw) ? dy[o] : 0.f;
+      ck_assert_msg(dx[i] == want, "w %lld dx[%lld] %g want %g", (long long)w,
+                    (long long)i, (double)dx[i], (double)want);
+    }
+    free_all();
+  }
+}
+END_TEST
+
 /* PyTorch's divisors in ceil mode: a last window past the padded edge
  * divides by its part inside [-pad, h+pad) (count_include_pad) or by its
  * real cells. */
@@ -493,19 +450,14 @@ START_TEST(test_global_avgpool) {
       tu_fill_uniform(x, nx, 40 + i, -1.f, 3.f);
       tu_fill_uniform(dy, ny, 50 + i, -1.f, 1.f);
       tu_fill_uniform(dx, nx, 60 + i, -1.f, 1.f);
-      for (size_t p = 0; p < ny; p++) {
-        double sum = 0;
-        for (int64_t e = 0; e < s; e++)
-          sum += x[p * (size_t)s + (size_t)e];
-        wy[p] = (float)(sum / (double)s);
-        for (int64_t e = 0; e < s; e++) {
-          size_t k = p * (size_t)s + (size_t)e;
-          wdx[k] = (float)((acc ? dx[k] : 0.0) + (double)dy[p] / (double)s);
-        }
-      }
+      memcpy(wdx, dx, nx * sizeof *wdx);
       tc_gap_args g = {.struct_size = sizeof g};
       g.n = n, g.c = c, g.spatial = s, g.x = x, g.y = y, g.dy = dy, g.dx = dx;
       g.accumulate = acc;
+      tc_gap_args r = g;
+      r.y = wy, r.dx = wdx;
+      ref_global_avgpool_fwd(&r);
+      ref_global_avgpool_bwd(&r);
       ck_assert_int_eq(it->global_avgpool_fwd(ctx, &g), TC_OK);
       TU_ASSERT_CLOSE(y, wy, ny, 1e-5);
       ck_assert_int_eq(it->global_avgpool_bwd(ctx, &g), TC_OK);
@@ -538,12 +490,11 @@ static void pool_with_threads(int threads, float *out, size_t nout) {
   ck_assert_int_eq(it->avgpool2d_bwd(ctx, &a), TC_OK);
   memcpy(out + ny + nx, y, ny * sizeof *out);
   memcpy(out + 2 * ny + nx, dx, nx * sizeof *out);
-  free_all();
-  tc_backend_destroy(be);
+  op_destroy();
 }
 
 START_TEST(test_pool_thread_independent) {
-  tc_backend_destroy(be);
+  op_destroy();
   pcase pc = {4, 24, 19, 21, 3, 3, 2, 2, 1, 1, 1, 0, 0};
   tc_pool2d_args a = make_args(&pc);
   size_t n = (size_t)(2 * a.n * a.c * (a.h * a.w + a.out_h * a.out_w));
@@ -677,6 +628,7 @@ int main(void) {
   tcase_add_test(tc, test_avgpool_random);
   tcase_add_test(tc, test_pool_common_shapes);
   tcase_add_test(tc, test_maxpool_hand);
+  tcase_add_test(tc, test_maxpool_2x2_nan);
   tcase_add_test(tc, test_avgpool_hand);
   tcase_add_test(tc, test_global_avgpool);
   tcase_add_test(tc, test_pool_thread_independent);

@@ -1,8 +1,9 @@
 /*
  * test_cpu_reduce.c - the CPU backend's full reductions (sum, sum of
- * squares, max |x|, non-finite count) against naive double references:
- * sizes from 1 to past the chunk cap, the same bits with 1, 2 and 4
- * threads, NaN and Inf propagation and counting, n = 0, argument errors.
+ * squares, max |x|, non-finite count) against the naive double
+ * references of tests/reference/reduce.c: sizes from 1 to past the chunk
+ * cap, the same bits with 1, 2 and 4 threads, NaN and Inf propagation and
+ * counting, n = 0, argument errors.
  */
 #include <check.h>
 #include <float.h>
@@ -13,28 +14,22 @@
 #include <libtinycnn.h>
 #include <tinycnn_backend.h>
 
+#include "reference/reduce.h"
 #include "testutil.h"
 
-static tc_backend *be;
-static const tc_backend_iface *it;
-static void *ctx;
+#include "op_fixture.h"
 
 static void setup(void) {
-  ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
-  it = tc_backend_get_iface(be);
-  ctx = tc_backend_get_context(be);
+  op_open_cpu();
   ck_assert_ptr_nonnull(it->reduce);
 }
 
 static void teardown(void) {
-  tc_backend_destroy(be);
-  tc_set_num_threads(0);
+  op_close();
 }
 
 static float *dalloc(size_t n) {
-  void *p = NULL;
-  ck_assert_int_eq(it->alloc(ctx, &p, (n ? n : 1) * sizeof(float)), TC_OK);
-  return p;
+  return op_falloc(n);
 }
 
 static double reduce(const tc_backend_iface *ti, void *tctx, const float *x,
@@ -46,29 +41,13 @@ static double reduce(const tc_backend_iface *ti, void *tctx, const float *x,
   return out;
 }
 
-static double ref_reduce(const float *x, int64_t n, int op) {
-  double r = 0;
-  for (int64_t i = 0; i < n; i++) {
-    double v = x[i];
-    switch (op) {
-    case TC_REDUCE_SUM:
-      r += v;
-      break;
-    case TC_REDUCE_SUMSQ:
-      r += v * v;
-      break;
-    case TC_REDUCE_MAXABS:
-      if (isnan(v) || isnan(r))
-        r = NAN;
-      else if (fabs(v) > r)
-        r = fabs(v);
-      break;
-    default:
-      r += isfinite(v) ? 0 : 1;
-      break;
-    }
-  }
-  return r;
+/* The reference (tests/reference/reduce.c) of op over x (n). */
+static double want_reduce(const float *x, int64_t n, int op) {
+  double out = -12345.0;
+  tc_reduce_args a = {
+      .struct_size = sizeof a, .n = n, .op = op, .x = x, .host_out = &out};
+  ref_reduce(&a);
+  return out;
 }
 
 static const int64_t sizes[] = {1,    2,    7,      8,      9,
@@ -83,7 +62,7 @@ START_TEST(test_against_reference) {
     for (int64_t i = 0; i < n; i++)
       mag += fabs((double)x[i]) * (1.0 + fabs((double)x[i]));
     for (int op = 0; op < 4; op++) {
-      double got = reduce(it, ctx, x, n, op), want = ref_reduce(x, n, op);
+      double got = reduce(it, ctx, x, n, op), want = want_reduce(x, n, op);
       if (op == TC_REDUCE_SUM || op == TC_REDUCE_SUMSQ)
         ck_assert_msg(fabs(got - want) <= 1e-11 * mag,
                       "n=%lld op %d: %.17g vs %.17g", (long long)n, op, got,
@@ -108,10 +87,7 @@ START_TEST(test_thread_independent) {
   static const int threads[] = {1, 2, 4};
   double res[3][4];
   for (int k = 0; k < 3; k++) {
-    tc_backend_options o = TC_BACKEND_OPTIONS_INIT;
-    o.num_threads = threads[k];
-    tc_backend *tb = NULL;
-    ck_assert_int_eq(tc_backend_create_ex(&tb, "cpu", &o), TC_OK);
+    tc_backend *tb = op_create_cpu(threads[k]);
     for (int op = 0; op < 4; op++)
       res[k][op] = reduce(tc_backend_get_iface(tb), tc_backend_get_context(tb),
                           x, n, op);
@@ -161,7 +137,7 @@ START_TEST(test_nan_inf) {
   x[1] = FLT_MAX, x[2] = -FLT_MIN / 8;
   ck_assert(reduce(it, ctx, x, n, TC_REDUCE_NONFINITE) == (double)count);
   ck_assert(reduce(it, ctx, x, n, TC_REDUCE_NONFINITE) ==
-            ref_reduce(x, n, TC_REDUCE_NONFINITE));
+            want_reduce(x, n, TC_REDUCE_NONFINITE));
   /* FLT_MAX squared does not overflow the double sums */
   for (int64_t i = 0; i < 4; i++)
     x[i] = -FLT_MAX;
@@ -180,6 +156,7 @@ START_TEST(test_empty) {
         .struct_size = sizeof a, .n = 0, .op = op, .host_out = &out};
     ck_assert_int_eq(it->reduce(ctx, &a), TC_OK);
     ck_assert(out == 0.0);
+    ck_assert(want_reduce(NULL, 0, op) == 0.0);
   }
 }
 END_TEST

@@ -1,20 +1,24 @@
 /*
- * test_cuda.c - the CUDA backend module against the CPU backend: every
- * primitive of the backend table on random cases, run on both with the same
- * host inputs and compared; dropout masks against the host Philox stream;
- * run-to-run bit-identity on the GPU; error reporting.
+ * test_cuda.c - the CUDA backend module against the CPU backend and the
+ * naive references of tests/reference/: every primitive of the backend
+ * table on random cases, run on both backends with the same host inputs,
+ * each result compared with the CPU's and with the reference's (run on the
+ * host from the inputs the CUDA slot got); dropout masks against the host
+ * Philox stream; run-to-run bit-identity on the GPU; error reporting.
  *
  * Without the module, a driver or a device, main() prints why and returns
  * 77 (meson's "skipped"). Check runs without fork here: CUDA does not
  * survive a fork() after it has been initialised.
- * Bounds (tu_max_rel_err, relative with a floor of 1% of the largest value):
+ * Bounds, the same against the CPU and against the references
+ * (tu_max_rel_err, relative with a floor of 1% of the largest value):
  * TOL for per-element ops, GEMM and convolution outputs; TOL_SUM for values
  * that are sums over a whole batch (dw, db, dgamma, dbeta, batch-norm dx,
  * losses), whose float summation order differs between the backends;
  * full reductions (double on both) within 1e-6 of sum |x|; whole-model
  * parameter gradients within GRAD_TOL (batch norm's backward subtracts
  * nearly equal sums: see test_parity.c).
- * Also: NaN rules (argmax, max pooling, relu) bit for bit, the same invalid
+ * Also: NaN rules (argmax, max pooling, relu) bit for bit on both backends
+ * and in the references, the same invalid
  * arguments rejected by both backends, LeNet-5 and ResNet-20 training steps
  * through the public API on both, and CUDA graph capture/replay.
  */
@@ -24,6 +28,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reference/batchnorm.h"
+#include "reference/conv.h"
+#include "reference/dropout.h"
+#include "reference/eltwise.h"
+#include "reference/loss.h"
+#include "reference/optim.h"
+#include "reference/pool.h"
+#include "reference/reduce.h"
 #include "testutil.h"
 #include "../examples/common/models.h"
 
@@ -91,6 +103,38 @@ static void cmpf(const dbuf *b, size_t n, double tol, const char *what) {
                 tol);
 }
 
+/* What backend k holds in b, in a malloc'ed host buffer (the inputs of a
+ * reference run: the same values both backends got). */
+static void *hostb(const dbuf *b, int k) {
+  void *h = malloc(b->bytes + 1);
+  ck_assert_ptr_nonnull(h);
+  down(b, k, h);
+  return h;
+}
+static float *hostf(const dbuf *b, int k) {
+  return hostb(b, k);
+}
+
+/* The CUDA result against the naive reference's (tests/reference/), n
+ * floats, within the same bounds as against the CPU. */
+static void cmpref(const dbuf *b, const float *want, size_t n, double tol,
+                   const char *what) {
+  float *h = hostf(b, 1);
+  double e = tu_max_rel_err(h, want, n);
+  free(h);
+  ck_assert_msg(e <= tol, "%s: cuda vs reference max rel err %.3g > %.3g", what,
+                e, tol);
+}
+
+/* The CUDA bytes equal to the reference's (masks, argmax, NaN rules). */
+static void cmpref_exact(const dbuf *b, const void *want, size_t bytes,
+                         const char *what) {
+  unsigned char *h = hostb(b, 1);
+  int same = memcmp(h, want, bytes) == 0;
+  free(h);
+  ck_assert_msg(same, "%s: cuda and the reference differ", what);
+}
+
 /* Bytes equal on both backends (masks, argmax, int fills). */
 static void cmp_exact(const dbuf *b, const char *what) {
   unsigned char *h0 = malloc(b->bytes + 1), *h1 = malloc(b->bytes + 1);
@@ -140,11 +184,16 @@ START_TEST(test_gemm) {
     size_t nc = (size_t)(g.stride_c * batch);
     dbuf A = upr(na, 100 + cs, -1, 1), B = upr(nb, 200 + cs, -1, 1),
          C = upr(nc, 300 + cs, -1, 1);
+    tc_gemm_args r = g;
+    r.a = hostf(&A, 1), r.b = hostf(&B, 1), r.c = hostf(&C, 1);
+    ref_gemm(&r);
     for (int k = 0; k < 2; k++) {
       g.a = F(A, k), g.b = F(B, k), g.c = F(C, k);
       CALL(k, gemm, g);
     }
     cmpf(&C, nc, TOL, "gemm C");
+    cmpref(&C, r.c, nc, TOL, "gemm C");
+    free((void *)r.a), free((void *)r.b), free(r.c);
     drop(&A), drop(&B), drop(&C);
   }
 }
@@ -185,8 +234,8 @@ START_TEST(test_conv2d) {
     a.n = g->n, a.c = g->c, a.h = g->h, a.w = g->w, a.k = g->k, a.r = g->r;
     a.s = g->s, a.stride_h = g->sh, a.stride_w = g->sw, a.pad_h = g->ph;
     a.pad_w = g->pw, a.dil_h = g->dh, a.dil_w = g->dw;
-    a.out_h = (g->h + 2 * g->ph - g->dh * (g->r - 1) - 1) / g->sh + 1;
-    a.out_w = (g->w + 2 * g->pw - g->dw * (g->s - 1) - 1) / g->sw + 1;
+    a.out_h = ref_conv_out_size(g->h, g->r, g->sh, g->ph, g->dh);
+    a.out_w = ref_conv_out_size(g->w, g->s, g->sw, g->pw, g->dw);
     size_t nx = (size_t)(g->n * g->c * g->h * g->w);
     size_t nw = (size_t)(g->k * g->c * g->r * g->s);
     size_t ny = (size_t)(g->n * g->k * a.out_h * a.out_w);
@@ -196,6 +245,15 @@ START_TEST(test_conv2d) {
     for (int acc = 0; acc < 2; acc++) {
       dbuf Y = upr(ny, sd + 4, -1, 1), DX = upr(nx, sd + 5, -1, 1),
            DW = upr(nw, sd + 6, -1, 1), DB = upr((size_t)g->k, sd + 7, -1, 1);
+      tc_conv2d_args r = a; /* the reference on host copies */
+      float *hbias = hostf(&Bi, 1);
+      r.x = hostf(&X, 1), r.wt = hostf(&W, 1), r.bias = acc ? NULL : hbias;
+      r.dy = hostf(&DY, 1), r.y = hostf(&Y, 1), r.dx = hostf(&DX, 1);
+      r.dw = hostf(&DW, 1), r.db = hostf(&DB, 1), r.accumulate = acc;
+      ref_conv2d_fwd(&r);
+      ref_conv2d_bwd_data(&r);
+      ref_conv2d_bwd_filter(&r);
+      ref_conv2d_bwd_bias(&r);
       for (int k = 0; k < 2; k++) {
         tc_conv2d_args b = a;
         /* odd configs: a one-image workspace makes CUDA work in chunks */
@@ -213,6 +271,12 @@ START_TEST(test_conv2d) {
       cmpf(&DX, nx, TOL, "conv2d dx");
       cmpf(&DW, nw, TOL_SUM, "conv2d dw");
       cmpf(&DB, (size_t)g->k, TOL_SUM, "conv2d db");
+      cmpref(&Y, r.y, ny, TOL, "conv2d y");
+      cmpref(&DX, r.dx, nx, TOL, "conv2d dx");
+      cmpref(&DW, r.dw, nw, TOL_SUM, "conv2d dw");
+      cmpref(&DB, r.db, (size_t)g->k, TOL_SUM, "conv2d db");
+      free((void *)r.x), free((void *)r.wt), free(hbias), free((void *)r.dy);
+      free(r.y), free(r.dx), free(r.dw), free(r.db);
       drop(&Y), drop(&DX), drop(&DW), drop(&DB);
     }
     drop(&X), drop(&W), drop(&Bi), drop(&DY);
@@ -221,16 +285,6 @@ START_TEST(test_conv2d) {
 END_TEST
 
 /* ---- pooling ---- */
-
-/* PyTorch's output size, ceil_mode included. */
-static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p,
-                        int ceil_mode) {
-  int64_t num = in + 2 * p - k;
-  int64_t o = (ceil_mode ? (num + s - 1) / s : num / s) + 1;
-  if (ceil_mode && (o - 1) * s >= in + p)
-    o--;
-  return o;
-}
 
 START_TEST(test_pool2d) {
   static const int64_t cfgs[][11] = {
@@ -244,14 +298,20 @@ START_TEST(test_pool2d) {
     tc_pool2d_args a = {.struct_size = sizeof a};
     a.n = g[0], a.c = g[1], a.h = g[2], a.w = g[3], a.kh = g[4], a.kw = g[5];
     a.stride_h = g[6], a.stride_w = g[7], a.pad_h = g[8], a.pad_w = g[9];
-    a.out_h = pool_out(a.h, a.kh, a.stride_h, a.pad_h, (int)g[10]);
-    a.out_w = pool_out(a.w, a.kw, a.stride_w, a.pad_w, (int)g[10]);
+    a.out_h = ref_pool_out_size(a.h, a.kh, a.stride_h, a.pad_h, (int)g[10]);
+    a.out_w = ref_pool_out_size(a.w, a.kw, a.stride_w, a.pad_w, (int)g[10]);
     size_t nx = (size_t)(a.n * a.c * a.h * a.w);
     size_t ny = (size_t)(a.n * a.c * a.out_h * a.out_w);
     dbuf X = upr(nx, 50 + i, -2, 2), DY = upr(ny, 60 + i, -1, 1);
     for (int acc = 0; acc < 2; acc++) {
       dbuf Y = up(NULL, ny * 4), AM = up(NULL, ny * 4),
            DX = upr(nx, 70 + i, -1, 1);
+      tc_pool2d_args r = a; /* the reference on host copies */
+      r.x = hostf(&X, 1), r.dy = hostf(&DY, 1), r.accumulate = acc;
+      r.y = malloc(ny * 4 + 1), r.argmax = malloc(ny * 4 + 1);
+      r.dx = hostf(&DX, 1);
+      ref_maxpool2d_fwd(&r);
+      ref_maxpool2d_bwd(&r);
       for (int k = 0; k < 2; k++) {
         tc_pool2d_args b = a;
         b.x = F(X, k), b.y = F(Y, k), b.argmax = AM.d[k], b.dy = F(DY, k);
@@ -262,7 +322,15 @@ START_TEST(test_pool2d) {
       cmp_exact(&Y, "maxpool y");
       cmp_exact(&AM, "maxpool argmax");
       cmpf(&DX, nx, TOL, "maxpool dx");
+      cmpref_exact(&Y, r.y, ny * 4, "maxpool y");
+      cmpref_exact(&AM, r.argmax, ny * 4, "maxpool argmax");
+      cmpref(&DX, r.dx, nx, TOL, "maxpool dx");
       for (int pad_in = 0; pad_in < 2; pad_in++) {
+        r.count_include_pad = pad_in;
+        free(r.dx);
+        r.dx = hostf(&DX, 1); /* the dx the CUDA run starts from */
+        ref_avgpool2d_fwd(&r);
+        ref_avgpool2d_bwd(&r);
         for (int k = 0; k < 2; k++) {
           tc_pool2d_args b = a;
           b.x = F(X, k), b.y = F(Y, k), b.dy = F(DY, k), b.dx = F(DX, k);
@@ -272,7 +340,11 @@ START_TEST(test_pool2d) {
         }
         cmpf(&Y, ny, TOL, "avgpool y");
         cmpf(&DX, nx, TOL, "avgpool dx");
+        cmpref(&Y, r.y, ny, TOL, "avgpool y");
+        cmpref(&DX, r.dx, nx, TOL, "avgpool dx");
       }
+      free((void *)r.x), free((void *)r.dy), free(r.y), free(r.argmax);
+      free(r.dx);
       drop(&Y), drop(&AM), drop(&DX);
     }
     drop(&X), drop(&DY);
@@ -289,6 +361,11 @@ START_TEST(test_global_avgpool) {
     dbuf X = upr(nx, 80 + i, -1, 1), DY = upr(ny, 90 + i, -1, 1);
     for (int acc = 0; acc < 2; acc++) {
       dbuf Y = up(NULL, ny * 4), DX = upr(nx, 95 + i, -1, 1);
+      tc_gap_args r = a;
+      r.x = hostf(&X, 1), r.dy = hostf(&DY, 1), r.y = malloc(ny * 4 + 1);
+      r.dx = hostf(&DX, 1), r.accumulate = acc;
+      ref_global_avgpool_fwd(&r);
+      ref_global_avgpool_bwd(&r);
       for (int k = 0; k < 2; k++) {
         tc_gap_args b = a;
         b.x = F(X, k), b.y = F(Y, k), b.dy = F(DY, k), b.dx = F(DX, k);
@@ -298,6 +375,9 @@ START_TEST(test_global_avgpool) {
       }
       cmpf(&Y, ny, TOL, "gap y");
       cmpf(&DX, nx, TOL, "gap dx");
+      cmpref(&Y, r.y, ny, TOL, "gap y");
+      cmpref(&DX, r.dx, nx, TOL, "gap dx");
+      free((void *)r.x), free((void *)r.dy), free(r.y), free(r.dx);
       drop(&Y), drop(&DX);
     }
     drop(&X), drop(&DY);
@@ -321,6 +401,20 @@ START_TEST(test_batchnorm) {
            RV = upr(nc, sd + 5, 0.5f, 2), SM = up(NULL, nc * 4),
            SI = up(NULL, nc * 4), DX = upr(nx, sd + 6, -1, 1),
            DG = upr(nc, sd + 7, -1, 1), DBe = upr(nc, sd + 8, -1, 1);
+      /* the reference on host copies, with what CUDA starts from */
+      tc_batchnorm_args r = {.struct_size = sizeof r};
+      r.n = n, r.c = c, r.spatial = sp, r.eps = 1e-5f, r.momentum = 0.1f;
+      float *hg = hostf(&G, 1), *hb = hostf(&Be, 1);
+      float *hrm = hostf(&RM, 1), *hrv = hostf(&RV, 1);
+      r.x = hostf(&X, 1), r.dy = hostf(&DY, 1), r.y = malloc(nx * 4 + 1);
+      r.dx = hostf(&DX, 1), r.save_mean = malloc(nc * 4 + 1);
+      r.save_invstd = malloc(nc * 4 + 1);
+      r.gamma = affine ? hg : NULL, r.beta = affine ? hb : NULL;
+      r.dgamma = affine ? hostf(&DG, 1) : NULL;
+      r.dbeta = affine ? hostf(&DBe, 1) : NULL;
+      r.running_mean = hrm, r.running_var = hrv, r.accumulate = affine;
+      ref_batchnorm_fwd_train(&r);
+      ref_batchnorm_bwd(&r);
       for (int k = 0; k < 2; k++) {
         tc_batchnorm_args b = {.struct_size = sizeof b};
         b.n = n, b.c = c, b.spatial = sp, b.eps = 1e-5f, b.momentum = 0.1f;
@@ -344,7 +438,22 @@ START_TEST(test_batchnorm) {
         cmpf(&DG, nc, TOL_SUM, "bn dgamma");
         cmpf(&DBe, nc, TOL_SUM, "bn dbeta");
       }
+      cmpref(&Y, r.y, nx, TOL, "bn train y");
+      cmpref(&SM, r.save_mean, nc, TOL, "bn save_mean");
+      cmpref(&SI, r.save_invstd, nc, TOL, "bn save_invstd");
+      cmpref(&RM, hrm, nc, TOL, "bn running_mean");
+      cmpref(&RV, hrv, nc, TOL, "bn running_var");
+      cmpref(&DX, r.dx, nx, TOL_SUM, "bn dx");
+      if (affine) {
+        cmpref(&DG, r.dgamma, nc, TOL_SUM, "bn dgamma");
+        cmpref(&DBe, r.dbeta, nc, TOL_SUM, "bn dbeta");
+      }
       for (int running = 0; running < 2; running++) {
+        free(hrm), free(hrv); /* the running statistics CUDA holds now */
+        hrm = hostf(&RM, 1), hrv = hostf(&RV, 1);
+        r.running_mean = running ? hrm : NULL;
+        r.running_var = running ? hrv : NULL;
+        ref_batchnorm_fwd_infer(&r);
         for (int k = 0; k < 2; k++) {
           tc_batchnorm_args b = {.struct_size = sizeof b};
           b.n = n, b.c = c, b.spatial = sp, b.eps = 1e-5f, b.momentum = 0.1f;
@@ -355,7 +464,11 @@ START_TEST(test_batchnorm) {
           CALL(k, batchnorm_fwd_infer, b);
         }
         cmpf(&Y, nx, TOL, "bn infer y");
+        cmpref(&Y, r.y, nx, TOL, "bn infer y");
       }
+      free((void *)r.x), free((void *)r.dy), free(r.y), free(r.dx);
+      free(r.save_mean), free(r.save_invstd), free(r.dgamma), free(r.dbeta);
+      free(hg), free(hb), free(hrm), free(hrv);
       drop(&Y), drop(&RM), drop(&RV), drop(&SM), drop(&SI), drop(&DX);
       drop(&DG), drop(&DBe);
     }
@@ -515,15 +628,26 @@ START_TEST(test_eltwise) {
   dbuf A = upr(n, 1, -1, 1), B = upr(n, 2, -1, 1), Y = upr(n, 3, -1, 1);
   tc_eltwise_args e = {.struct_size = sizeof e};
   e.n = (int64_t)n, e.alpha = 0.75f, e.beta = -1.25f;
+  float *ha = hostf(&A, 1), *hb = hostf(&B, 1);
+  /* each slot on both backends and the reference (from CUDA's y) */
 #define ELT(slot, exact)                                                       \
-  for (int k = 0; k < 2; k++) {                                                \
-    e.a = F(A, k), e.b = F(B, k), e.y = F(Y, k);                               \
-    CALL(k, slot, e);                                                          \
-  }                                                                            \
-  if (exact)                                                                   \
-    cmp_exact(&Y, #slot);                                                      \
-  else                                                                         \
-    cmpf(&Y, n, TOL, #slot);
+  {                                                                            \
+    tc_eltwise_args r = e;                                                     \
+    r.a = ha, r.b = hb, r.y = hostf(&Y, 1);                                    \
+    ref_##slot(&r);                                                            \
+    for (int k = 0; k < 2; k++) {                                              \
+      e.a = F(A, k), e.b = F(B, k), e.y = F(Y, k);                             \
+      CALL(k, slot, e);                                                        \
+    }                                                                          \
+    if (exact) {                                                               \
+      cmp_exact(&Y, #slot);                                                    \
+      cmpref_exact(&Y, r.y, n * sizeof(float), #slot);                         \
+    } else {                                                                   \
+      cmpf(&Y, n, TOL, #slot);                                                 \
+      cmpref(&Y, r.y, n, TOL, #slot);                                          \
+    }                                                                          \
+    free(r.y);                                                                 \
+  }
   ELT(relu_fwd, 1)
   ELT(relu_bwd, 1)
   ELT(add, 0)
@@ -537,6 +661,7 @@ START_TEST(test_eltwise) {
   uint32_t got = 0;
   it[1]->copy_d2h(cx[1], &got, F(Y, 1), sizeof got);
   ck_assert_uint_eq(got, (uint32_t)seven);
+  free(ha), free(hb);
   drop(&A), drop(&B), drop(&Y);
 
   /* bias add / grad over (n, c, sp) */
@@ -545,6 +670,12 @@ START_TEST(test_eltwise) {
   dbuf BY = upr(ny, 4, -1, 1), BB = upr((size_t)bc, 5, -1, 1),
        BD = upr((size_t)bc, 6, -1, 1);
   for (int acc = 0; acc < 2; acc++) {
+    tc_bias_args r = {.struct_size = sizeof r};
+    r.n = bn, r.c = bc, r.spatial = bs, r.bias = hostf(&BB, 1);
+    r.y = hostf(&BY, 1), r.db = hostf(&BD, 1), r.accumulate = acc;
+    r.dy = r.y; /* the gradient of the added output, as below */
+    ref_bias_add(&r);
+    ref_bias_grad(&r);
     for (int k = 0; k < 2; k++) {
       tc_bias_args b = {.struct_size = sizeof b};
       b.n = bn, b.c = bc, b.spatial = bs, b.bias = F(BB, k), b.y = F(BY, k);
@@ -554,22 +685,30 @@ START_TEST(test_eltwise) {
     }
     cmpf(&BY, ny, TOL, "bias_add y");
     cmpf(&BD, (size_t)bc, TOL_SUM, "bias_grad db");
+    cmpref(&BY, r.y, ny, TOL, "bias_add y");
+    cmpref(&BD, r.db, (size_t)bc, TOL_SUM, "bias_grad db");
+    free((void *)r.bias), free(r.y), free(r.db);
   }
   drop(&BY), drop(&BB), drop(&BD);
 
   /* copy4d: (2,3,4,5) contiguous into a transposed, padded layout */
   dbuf S = upr(120, 7, -1, 1), D = upr(400, 8, -1, 1);
   for (int acc = 0; acc < 2; acc++) {
+    tc_copy4d_args c4 = {.struct_size = sizeof c4,
+                         .shape = {2, 3, 4, 5},
+                         .src_stride = {60, 20, 5, 1},
+                         .dst_stride = {150, 1, 30, 4},
+                         .accumulate = acc};
+    tc_copy4d_args r = c4;
+    r.src = hostf(&S, 1), r.dst = hostf(&D, 1);
+    ref_copy4d(&r);
     for (int k = 0; k < 2; k++) {
-      tc_copy4d_args c4 = {.struct_size = sizeof c4,
-                           .shape = {2, 3, 4, 5},
-                           .src_stride = {60, 20, 5, 1},
-                           .dst_stride = {150, 1, 30, 4},
-                           .accumulate = acc};
       c4.src = F(S, k), c4.dst = F(D, k);
       CALL(k, copy4d, c4);
     }
     cmpf(&D, 400, TOL, "copy4d");
+    cmpref(&D, r.dst, 400, TOL, "copy4d");
+    free((void *)r.src), free(r.dst);
   }
   drop(&S), drop(&D);
 }
@@ -592,6 +731,14 @@ START_TEST(test_dropout) {
     dbuf X = upr((size_t)n, 30 + i, -1, 1), Y = up(NULL, (size_t)n * 4),
          M = up(NULL, (size_t)units), DX = upr((size_t)n, 40 + i, -1, 1);
     for (int acc = 0; acc < 2; acc++) {
+      tc_dropout_args r = {.struct_size = sizeof r};
+      r.n = n, r.group = cfgs[i].group, r.p = cfgs[i].p;
+      r.seed = 0x123456789abcdefull + i, r.stream = TC_RNG_STREAM_DROPOUT;
+      r.offset = cfgs[i].offset, r.x = hostf(&X, 1), r.dy = r.x;
+      r.y = malloc((size_t)n * 4), r.mask = malloc((size_t)units + 1);
+      r.dx = hostf(&DX, 1), r.accumulate = acc;
+      ref_dropout_fwd(&r);
+      ref_dropout_bwd(&r);
       for (int k = 0; k < 2; k++) {
         tc_dropout_args d = {.struct_size = sizeof d};
         d.n = n, d.group = cfgs[i].group, d.p = cfgs[i].p;
@@ -604,8 +751,14 @@ START_TEST(test_dropout) {
       cmp_exact(&M, "dropout mask");
       cmpf(&Y, (size_t)n, TOL, "dropout y");
       cmpf(&DX, (size_t)n, TOL, "dropout dx");
+      /* the mask is the reference's (Philox block function): unit u kept
+       * iff uniform(offset+u) >= p */
+      cmpref_exact(&M, r.mask, (size_t)units, "dropout mask");
+      cmpref(&Y, r.y, (size_t)n, TOL, "dropout y");
+      cmpref(&DX, r.dx, (size_t)n, TOL, "dropout dx");
+      free((void *)r.x), free(r.y), free(r.mask), free(r.dx);
     }
-    /* the mask is the host stream's: unit u kept iff uniform(offset+u) >= p */
+    /* ... which is the host stream's, through tc_rng_uniform */
     uint8_t *m = malloc((size_t)units);
     ck_assert_ptr_nonnull(m);
     down(&M, 1, m);
@@ -635,17 +788,29 @@ START_TEST(test_losses) {
   dbuf L = upr(nl, 21, -4, 4), LP = upr(nl, 22, -5, -0.01f),
        T = upr(nl, 23, -1, 1), LB = up(labels, sizeof labels),
        LOSS = up(NULL, 4), DL = up(NULL, nl * 4);
+  float *hl = hostf(&L, 1), *hlp = hostf(&LP, 1), *ht = hostf(&T, 1);
   for (int cs = 0; cs < 12; cs++) {
     int kind = cs % 3; /* 0 xent, 1 nll, 2 mse */
-    for (int k = 0; k < 2; k++) {
+    tc_loss_args r = {.struct_size = sizeof r};
+    float wl = 0.f;
+    for (int k = 0; k < 3; k++) { /* k == 2: the reference on the host */
+      int host = k == 2;
       tc_loss_args a = {.struct_size = sizeof a};
-      a.n = n, a.classes = C, a.labels = LB.d[k], a.target = F(T, k);
+      a.n = n, a.classes = C, a.labels = host ? labels : LB.d[k];
+      a.target = host ? ht : F(T, k);
       a.reduction = (cs / 3) & 1 ? TC_REDUCTION_SUM : TC_REDUCTION_MEAN;
       a.label_smoothing = kind == 0 && cs >= 6 ? 0.1f : 0.f;
-      a.logits = kind == 1 ? F(LP, k) : F(L, k);
-      a.loss = F(LOSS, k), a.dlogits = cs == 11 ? NULL : F(DL, k);
+      a.logits = kind == 1 ? (host ? hlp : F(LP, k)) : (host ? hl : F(L, k));
+      a.loss = host ? &wl : F(LOSS, k);
+      a.dlogits = cs == 11 ? NULL : host ? hostf(&DL, 1) : F(DL, k);
       a.grad_scale = cs & 1 ? 0.5f : 1.f;
-      if (kind == 0)
+      if (host) {
+        r = a;
+        ck_assert_int_eq(kind == 0   ? ref_softmax_xent(&r)
+                         : kind == 1 ? ref_nll(&r)
+                                     : ref_mse(&r),
+                         TC_OK);
+      } else if (kind == 0)
         CALL(k, softmax_xent, a);
       else if (kind == 1)
         CALL(k, nll, a);
@@ -654,7 +819,12 @@ START_TEST(test_losses) {
     }
     cmpf(&LOSS, 1, TOL_SUM, "loss");
     cmpf(&DL, nl, TOL, "dlogits");
+    cmpref(&LOSS, &wl, 1, TOL_SUM, "loss");
+    if (r.dlogits)
+      cmpref(&DL, r.dlogits, nl, TOL, "dlogits");
+    free(r.dlogits);
   }
+  free(hl), free(hlp), free(ht);
   /* argmax: one row of ties (first wins), correct-count exact */
   float *s = rnd(nl, 24, -1, 1);
   for (int j = 0; j < C; j++)
@@ -669,16 +839,12 @@ START_TEST(test_losses) {
   }
   cmp_exact(&P, "argmax pred");
   int32_t pred[37];
-  down(&P, 1, pred);
-  int64_t want = 0;
-  for (int i = 0; i < n; i++) {
-    int best = 0;
-    for (int j = 1; j < C; j++)
-      if (s[i * C + j] > s[i * C + best])
-        best = j;
-    ck_assert_int_eq(pred[i], best);
-    want += best == labels[i];
-  }
+  int64_t want = -1;
+  tc_argmax_args ra = {.struct_size = sizeof ra};
+  ra.n = n, ra.classes = C, ra.scores = s, ra.labels = labels, ra.pred = pred;
+  ra.host_correct = &want;
+  ref_argmax(&ra);
+  cmpref_exact(&P, pred, sizeof pred, "argmax pred");
   ck_assert_int_eq(correct[0], want);
   ck_assert_int_eq(correct[1], want);
   free(s);
@@ -697,38 +863,58 @@ START_TEST(test_optim) {
                                  {0.9f, 0.1f, 1e-4f, 1, 0.05f}};
   for (int cs = 0; cs < 3; cs++) {
     dbuf P = upr(n, 61, -1, 1), G = upr(n, 62, -1, 1), M = up(NULL, n * 4);
+    float *hp = hostf(&P, 1), *hg = hostf(&G, 1), *hm = hostf(&M, 1);
     for (int step = 0; step < 3; step++)
-      for (int k = 0; k < 2; k++) {
+      for (int k = 0; k < 3; k++) { /* k == 2: the reference on the host */
         tc_sgd_args a = {.struct_size = sizeof a};
         a.n = (int64_t)n, a.momentum = sgd[cs][0], a.dampening = sgd[cs][1];
         a.weight_decay = sgd[cs][2], a.nesterov = (int32_t)sgd[cs][3];
         a.lr = sgd[cs][4], a.first_step = step == 0;
-        a.param = F(P, k), a.grad = F(G, k);
-        a.momentum_buf = a.momentum != 0.f ? F(M, k) : NULL;
-        CALL(k, sgd_update, a);
+        a.param = k == 2 ? hp : F(P, k), a.grad = k == 2 ? hg : F(G, k);
+        a.momentum_buf = a.momentum == 0.f ? NULL : k == 2 ? hm : F(M, k);
+        if (k == 2)
+          ref_sgd_update(&a);
+        else
+          CALL(k, sgd_update, a);
       }
     cmpf(&P, n, TOL, "sgd param");
     cmpf(&M, n, TOL, "sgd momentum");
+    cmpref(&P, hp, n, TOL, "sgd param");
+    cmpref(&M, hm, n, TOL, "sgd momentum");
+    free(hp), free(hg), free(hm);
     drop(&P), drop(&G), drop(&M);
   }
   for (int cs = 0; cs < 3; cs++) {
     dbuf P = upr(n, 71, -1, 1), G = upr(n, 72, -1, 1), M = up(NULL, n * 4),
          V = up(NULL, n * 4), VM = up(NULL, n * 4);
+    float *hp = hostf(&P, 1), *hg = hostf(&G, 1), *hm = hostf(&M, 1);
+    float *hv = hostf(&V, 1), *hvm = hostf(&VM, 1);
     for (int step = 1; step <= 3; step++)
-      for (int k = 0; k < 2; k++) {
+      for (int k = 0; k < 3; k++) { /* k == 2: the reference on the host */
+        int host = k == 2;
         tc_adam_args a = {.struct_size = sizeof a};
         a.n = (int64_t)n, a.lr = 1e-2f, a.beta1 = 0.9f, a.beta2 = 0.999f;
         a.eps = 1e-8f, a.weight_decay = cs ? 0.01f : 0.f;
         a.decoupled = cs == 1, a.amsgrad = cs == 2, a.step = step;
-        a.param = F(P, k), a.grad = F(G, k), a.exp_avg = F(M, k);
-        a.exp_avg_sq = F(V, k), a.max_exp_avg_sq = F(VM, k);
-        CALL(k, adam_update, a);
+        a.param = host ? hp : F(P, k), a.grad = host ? hg : F(G, k);
+        a.exp_avg = host ? hm : F(M, k), a.exp_avg_sq = host ? hv : F(V, k);
+        a.max_exp_avg_sq = host ? hvm : F(VM, k);
+        if (host)
+          ref_adam_update(&a);
+        else
+          CALL(k, adam_update, a);
       }
     cmpf(&P, n, TOL, "adam param");
     cmpf(&M, n, TOL, "adam exp_avg");
     cmpf(&V, n, TOL, "adam exp_avg_sq");
     if (cs == 2)
       cmpf(&VM, n, TOL, "adam max_exp_avg_sq");
+    cmpref(&P, hp, n, TOL, "adam param");
+    cmpref(&M, hm, n, TOL, "adam exp_avg");
+    cmpref(&V, hv, n, TOL, "adam exp_avg_sq");
+    if (cs == 2)
+      cmpref(&VM, hvm, n, TOL, "adam max_exp_avg_sq");
+    free(hp), free(hg), free(hm), free(hv), free(hvm);
     drop(&P), drop(&G), drop(&M), drop(&V), drop(&VM);
   }
 }
@@ -760,6 +946,13 @@ START_TEST(test_reduce) {
       ck_assert_msg(fabs(out[1] - out[0]) <= 1e-6 * abs_sum + 1e-12,
                     "reduce op %d n %zu: cuda %.17g cpu %.17g", op, n, out[1],
                     out[0]);
+      double want = -1;
+      tc_reduce_args r = {.struct_size = sizeof r};
+      r.n = (int64_t)n, r.op = op, r.x = h, r.host_out = &want;
+      ref_reduce(&r);
+      ck_assert_msg(fabs(out[1] - want) <= 1e-6 * abs_sum + 1e-12,
+                    "reduce op %d n %zu: cuda %.17g reference %.17g", op, n,
+                    out[1], want);
       if (op == TC_REDUCE_NONFINITE)
         ck_assert(out[1] == (n > 1000 ? 4.0 : 0.0));
     }
@@ -838,24 +1031,46 @@ START_TEST(test_nan_rules) {
     CALL(k, argmax, a);
   }
   cmp_exact(&P, "argmax with NaN");
+  int32_t wp[R];
+  int64_t wc = -1;
+  tc_argmax_args ra = {.struct_size = sizeof ra,
+                       .n = R,
+                       .classes = C,
+                       .scores = s,
+                       .labels = lab,
+                       .pred = wp,
+                       .host_correct = &wc};
+  ref_argmax(&ra);
+  cmpref_exact(&P, wp, sizeof wp, "argmax with NaN");
+  ck_assert_int_eq(wc, R);
   ck_assert_int_eq(correct[0], R);
   ck_assert_int_eq(correct[1], R);
   drop(&S), drop(&L), drop(&P);
 
-  /* max pooling: `v > max || isnan(v)` (the last NaN wins); relu: NaN -> 0 */
+  /* max pooling: `v > max || isnan(v)` (the last NaN wins); relu keeps
+   * NaN (torch.relu), maps -inf and -0 to +0 */
   float x[2 * 6 * 6];
   tu_fill_uniform(x, 72, 78, -1, 1);
   x[0] = NAN, x[7] = NAN, x[40] = NAN, x[41] = -INFINITY;
   dbuf X = up(x, sizeof x), Y = up(NULL, 4 * 2 * 9), A = up(NULL, 4 * 2 * 9);
-  for (int k = 0; k < 2; k++) {
+  float wy[2 * 9];
+  int32_t wa[2 * 9];
+  for (int k = 0; k < 3; k++) { /* k == 2: the reference on the host */
     tc_pool2d_args p = {.struct_size = sizeof p};
     p.n = 1, p.c = 2, p.h = p.w = 6, p.kh = p.kw = 3, p.stride_h = 2;
     p.stride_w = 2, p.pad_h = p.pad_w = 1, p.out_h = p.out_w = 3;
+    if (k == 2) {
+      p.x = x, p.y = wy, p.argmax = wa;
+      ref_maxpool2d_fwd(&p);
+      continue;
+    }
     p.x = F(X, k), p.y = F(Y, k), p.argmax = A.d[k];
     CALL(k, maxpool2d_fwd, p);
   }
   cmp_exact(&Y, "maxpool y with NaN");
   cmp_exact(&A, "maxpool argmax with NaN");
+  cmpref_exact(&Y, wy, sizeof wy, "maxpool y with NaN");
+  cmpref_exact(&A, wa, sizeof wa, "maxpool argmax with NaN");
   dbuf RY = up(NULL, sizeof x);
   for (int k = 0; k < 2; k++) {
     tc_eltwise_args e = {.struct_size = sizeof e, .n = 72};
@@ -863,10 +1078,71 @@ START_TEST(test_nan_rules) {
     CALL(k, relu_fwd, e);
   }
   cmp_exact(&RY, "relu with NaN");
+  float wr[72];
+  tc_eltwise_args re = {.struct_size = sizeof re, .n = 72, .a = x, .y = wr};
+  ref_relu_fwd(&re);
+  cmpref_exact(&RY, wr, sizeof wr, "relu with NaN");
   float r[72];
   down(&RY, 1, r);
-  ck_assert(r[0] == 0.f && r[7] == 0.f && r[41] == 0.f);
-  drop(&X), drop(&Y), drop(&A), drop(&RY);
+  ck_assert(isnan(r[0]) && isnan(r[7]) && r[41] == 0.f && !signbit(r[41]));
+  /* relu_bwd from that output: a NaN output passes no gradient */
+  dbuf DY = upr(72, 79, -1, 1), DX = up(NULL, sizeof x);
+  for (int k = 0; k < 2; k++) {
+    tc_eltwise_args e = {.struct_size = sizeof e, .n = 72};
+    e.a = F(RY, k), e.b = F(DY, k), e.y = F(DX, k);
+    CALL(k, relu_bwd, e);
+  }
+  cmp_exact(&DX, "relu_bwd with NaN");
+  float dx[72];
+  down(&DX, 1, dx);
+  ck_assert(dx[0] == 0.f && dx[7] == 0.f && dx[41] == 0.f);
+  drop(&X), drop(&Y), drop(&A), drop(&RY), drop(&DY), drop(&DX);
+
+  /* 2x2 stride 2 (the CPU's fast paths): NaN, -inf, -0 windows */
+  float x2[2 * 4 * 28];
+  tu_fill_uniform(x2, 224, 80, -1, 1);
+  x2[1] = NAN, x2[29] = NAN, x2[2] = -0.f, x2[3] = 0.f, x2[30] = x2[31] = -1.f;
+  x2[60] = x2[61] = x2[88] = x2[89] = -INFINITY, x2[170] = NAN;
+  dbuf X2 = up(x2, sizeof x2), Y2 = up(NULL, 4 * 56), A2 = up(NULL, 4 * 56);
+  dbuf DY2 = upr(56, 81, -1, 1), DX2 = up(NULL, sizeof x2);
+  for (int k = 0; k < 2; k++) {
+    tc_pool2d_args p = {.struct_size = sizeof p};
+    p.n = 1, p.c = 2, p.h = 4, p.w = 28, p.kh = p.kw = 2, p.stride_h = 2;
+    p.stride_w = 2, p.out_h = 2, p.out_w = 14;
+    p.x = F(X2, k), p.y = F(Y2, k), p.argmax = A2.d[k];
+    p.dy = F(DY2, k), p.dx = F(DX2, k);
+    CALL(k, maxpool2d_fwd, p);
+    CALL(k, maxpool2d_bwd, p);
+  }
+  cmp_exact(&Y2, "maxpool 2x2 y with NaN");
+  cmp_exact(&A2, "maxpool 2x2 argmax with NaN");
+  cmp_exact(&DX2, "maxpool 2x2 dx with NaN");
+  int32_t am2[56];
+  ck_assert_int_eq(it[1]->copy_d2h(cx[1], am2, A2.d[1], sizeof am2), TC_OK);
+  ck_assert_int_eq(am2[0], 29); /* the last NaN */
+  ck_assert_int_eq(am2[1], 2);  /* -0 before +0: the first */
+  drop(&X2), drop(&Y2), drop(&A2), drop(&DY2), drop(&DX2);
+
+  /* fused BN+ReLU (eval, with a residual): NaN kept, +-inf, the mask */
+  enum { BN = 2, BC = 3, BS = 37 };
+  float xb[BN * BC * BS], zb[BN * BC * BS];
+  tu_fill_uniform(xb, BN * BC * BS, 82, -2, 3);
+  tu_fill_uniform(zb, BN * BC * BS, 83, -1, 1);
+  xb[5] = NAN, zb[40] = NAN, zb[41] = INFINITY, zb[42] = -INFINITY;
+  dbuf XB = up(xb, sizeof xb), ZB = up(zb, sizeof zb), YB = up(NULL, sizeof xb);
+  dbuf RMB = upr(BC, 84, -0.5f, 0.5f), RVB = upr(BC, 85, 0.5f, 2);
+  for (int k = 0; k < 2; k++) {
+    tc_batchnorm_args b = {.struct_size = sizeof b};
+    b.n = BN, b.c = BC, b.spatial = BS, b.eps = 1e-5f;
+    b.x = F(XB, k), b.y = F(YB, k), b.residual = F(ZB, k);
+    b.running_mean = F(RMB, k), b.running_var = F(RVB, k);
+    CALL(k, batchnorm_relu_fwd_infer, b);
+  }
+  cmp_exact(&YB, "fused bn+relu with NaN");
+  float yb[BN * BC * BS];
+  down(&YB, 1, yb);
+  ck_assert(isnan(yb[5]) && isnan(yb[40]) && isinf(yb[41]) && yb[42] == 0.f);
+  drop(&XB), drop(&ZB), drop(&YB), drop(&RMB), drop(&RVB);
 }
 END_TEST
 
@@ -1201,26 +1477,34 @@ END_TEST
 START_TEST(test_sync_free_ops) {
   dbuf S = upr(4 * 3 * 5 * 6, 110, -1, 1), D = upr(3 * 6, 111, -1, 1);
   for (int acc = 0; acc < 2; acc++) {
+    tc_copy4d_args c4 = {.struct_size = sizeof c4,
+                         .shape = {4, 3, 5, 6},
+                         .src_stride = {90, 30, 6, 1},
+                         .dst_stride = {0, 6, 0, 1},
+                         .accumulate = acc};
+    tc_copy4d_args r = c4;
+    r.src = hostf(&S, 1), r.dst = hostf(&D, 1);
+    ref_copy4d(&r);
     for (int k = 0; k < 2; k++) {
-      tc_copy4d_args c4 = {.struct_size = sizeof c4,
-                           .shape = {4, 3, 5, 6},
-                           .src_stride = {90, 30, 6, 1},
-                           .dst_stride = {0, 6, 0, 1},
-                           .accumulate = acc};
       c4.src = F(S, k), c4.dst = F(D, k);
       CALL(k, copy4d, c4);
     }
     cmp_exact(&D, "copy4d onto repeated destinations");
+    cmpref(&D, r.dst, 3 * 6, TOL, "copy4d onto repeated destinations");
+    free((void *)r.src), free(r.dst);
   }
   drop(&S), drop(&D);
 
-  int64_t cnt[2] = {41, -3};
+  int64_t cnt[2] = {41, -3}, wcnt[2] = {41, -3};
   dbuf CN = up(cnt, sizeof cnt);
   for (int k = 0; k < 2; k++) {
     tc_counter_args ca = {sizeof ca, 2, 5, (int64_t *)CN.d[k]};
     CALL(k, counter_add, ca);
   }
+  tc_counter_args rc = {sizeof rc, 2, 5, wcnt};
+  ref_counter_add(&rc);
   cmp_exact(&CN, "counter_add");
+  cmpref_exact(&CN, wcnt, sizeof wcnt, "counter_add");
   down(&CN, 1, cnt);
   ck_assert(cnt[0] == 46 && cnt[1] == 2);
   drop(&CN);

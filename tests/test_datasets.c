@@ -5,8 +5,6 @@
  * plus truncated, oversized and hostile variants that must fail cleanly.
  * Real MNIST from $TINYCNN_SHARED_DIR/data/mnist is checked when present.
  */
-#define _DEFAULT_SOURCE /* mkdtemp */
-#include <dirent.h>
 #include <errno.h>
 #include <matio.h>
 #include <stdio.h>
@@ -18,44 +16,14 @@
 
 #include "testutil.h"
 
-static char tmpdir[512];
+static const char *tmpdir;
 
 static void setup(void) {
-  const char *base = getenv("TMPDIR");
-  snprintf(tmpdir, sizeof tmpdir, "%s/tc_datasets_XXXXXX",
-           base && *base ? base : "/tmp");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  tmpdir = tu_tmpdir_create("tc_datasets");
 }
 
 static void teardown(void) {
-  DIR *d = opendir(tmpdir);
-  if (!d)
-    return;
-  struct dirent *e;
-  char p[1024];
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
-    snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-    unlink(p);
-  }
-  closedir(d);
-  rmdir(tmpdir);
-}
-
-static const char *path_of(const char *name) {
-  static char buf[4][1024];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-  return buf[k];
-}
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-  FILE *f = fopen(path, "wb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_uint_eq(fwrite(data, 1, n, f), n);
-  fclose(f);
+  tu_tmpdir_remove();
 }
 
 static void write_gz(const char *path, const void *data, size_t n) {
@@ -63,19 +31,6 @@ static void write_gz(const char *path, const void *data, size_t n) {
   ck_assert_ptr_nonnull(g);
   ck_assert_int_eq(gzwrite(g, data, (unsigned)n), (int)n);
   ck_assert_int_eq(gzclose(g), Z_OK);
-}
-
-static unsigned char *read_all(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  ck_assert_ptr_nonnull(f);
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc((size_t)sz + 1);
-  ck_assert_uint_eq(fread(b, 1, (size_t)sz, f), (size_t)sz);
-  fclose(f);
-  *n = (size_t)sz;
-  return b;
 }
 
 static void be32(unsigned char *p, uint32_t v) {
@@ -311,23 +266,23 @@ START_TEST(test_idx_raw_and_gz) {
   size_t li, ll;
   unsigned char *im = idx_images(7, 5, 3, &li);
   unsigned char *lb = idx_labels(7, 10, &ll);
-  write_bytes(path_of("im"), im, li);
-  write_bytes(path_of("lb"), lb, ll);
-  write_gz(path_of("im.gz"), im, li);
-  write_gz(path_of("lb.gz"), lb, ll);
+  tu_write_file(tu_tmppath("im"), im, li);
+  tu_write_file(tu_tmppath("lb"), lb, ll);
+  write_gz(tu_tmppath("im.gz"), im, li);
+  write_gz(tu_tmppath("lb.gz"), lb, ll);
   const char *pairs[4][2] = {
       {"im", "lb"}, {"im.gz", "lb.gz"}, {"im", "lb.gz"}, {"im.gz", "lb"}};
   for (int k = 0; k < 4; k++) {
     tc_dataset *ds = NULL;
-    ck_assert_int_eq(tc_dataset_load_idx(&ds, path_of(pairs[k][0]),
-                                         path_of(pairs[k][1]), 10),
+    ck_assert_int_eq(tc_dataset_load_idx(&ds, tu_tmppath(pairs[k][0]),
+                                         tu_tmppath(pairs[k][1]), 10),
                      TC_OK);
     check_idx_dataset(ds, 7, 5, 3, 10);
     tc_dataset_destroy(ds);
   }
   /* the MNIST directory layout: raw files, then .gz when raw is absent */
-  write_bytes(path_of("t10k-images-idx3-ubyte"), im, li);
-  write_gz(path_of("t10k-labels-idx1-ubyte.gz"), lb, ll);
+  tu_write_file(tu_tmppath("t10k-images-idx3-ubyte"), im, li);
+  write_gz(tu_tmppath("t10k-labels-idx1-ubyte.gz"), lb, ll);
   tc_dataset *ds = NULL;
   ck_assert_int_eq(tc_dataset_load_mnist(&ds, tmpdir, 0), TC_OK);
   check_idx_dataset(ds, 7, 5, 3, 10);
@@ -345,7 +300,7 @@ END_TEST
 static tc_status load_images(const char *name) {
   tc_dataset *ds = NULL;
   tc_status st =
-      tc_dataset_load_idx(&ds, path_of(name), path_of("good_lb"), 10);
+      tc_dataset_load_idx(&ds, tu_tmppath(name), tu_tmppath("good_lb"), 10);
   if (st == TC_OK)
     tc_dataset_destroy(ds);
   else
@@ -357,25 +312,25 @@ START_TEST(test_idx_hostile) {
   size_t li, ll;
   unsigned char *im = idx_images(6, 4, 4, &li);
   unsigned char *lb = idx_labels(6, 10, &ll);
-  write_bytes(path_of("good_lb"), lb, ll);
-  write_bytes(path_of("good_im"), im, li);
+  tu_write_file(tu_tmppath("good_lb"), lb, ll);
+  tu_write_file(tu_tmppath("good_im"), im, li);
   ck_assert_int_eq(load_images("good_im"), TC_OK);
 
   /* truncated by one byte, one trailing byte, header only, empty, short
    * header */
-  write_bytes(path_of("trunc"), im, li - 1);
+  tu_write_file(tu_tmppath("trunc"), im, li - 1);
   ck_assert_int_eq(load_images("trunc"), TC_EFORMAT);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "trunc"));
   unsigned char *longer = malloc(li + 1);
   memcpy(longer, im, li);
   longer[li] = 0;
-  write_bytes(path_of("trail"), longer, li + 1);
+  tu_write_file(tu_tmppath("trail"), longer, li + 1);
   ck_assert_int_eq(load_images("trail"), TC_EFORMAT);
-  write_bytes(path_of("hdr"), im, 16);
+  tu_write_file(tu_tmppath("hdr"), im, 16);
   ck_assert_int_eq(load_images("hdr"), TC_EFORMAT);
-  write_bytes(path_of("empty"), im, 0);
+  tu_write_file(tu_tmppath("empty"), im, 0);
   ck_assert_int_eq(load_images("empty"), TC_EFORMAT);
-  write_bytes(path_of("short"), im, 10);
+  tu_write_file(tu_tmppath("short"), im, 10);
   ck_assert_int_eq(load_images("short"), TC_EFORMAT);
   ck_assert_int_eq(load_images("missing"), TC_EIO);
 
@@ -383,28 +338,28 @@ START_TEST(test_idx_hostile) {
   unsigned char h[16];
   memcpy(h, im, 16);
   be32(h, 0x801);
-  write_bytes(path_of("magic1"), h, 16);
+  tu_write_file(tu_tmppath("magic1"), h, 16);
   ck_assert_int_eq(load_images("magic1"), TC_EFORMAT);
   be32(h, 0xD03);
-  write_bytes(path_of("magic2"), h, 16);
+  tu_write_file(tu_tmppath("magic2"), h, 16);
   ck_assert_int_eq(load_images("magic2"), TC_EFORMAT);
   be32(h, 0x804);
-  write_bytes(path_of("magic3"), h, 16);
+  tu_write_file(tu_tmppath("magic3"), h, 16);
   ck_assert_int_eq(load_images("magic3"), TC_EFORMAT);
   memcpy(h, im, 16);
   be32(h + 8, 0);
-  write_bytes(path_of("zero"), h, 16);
+  tu_write_file(tu_tmppath("zero"), h, 16);
   ck_assert_int_eq(load_images("zero"), TC_EFORMAT);
   /* 2^31-1 images of 65535x65535: must fail before allocating */
   be32(h + 4, 0x7fffffff);
   be32(h + 8, 65535);
   be32(h + 12, 65535);
-  write_bytes(path_of("huge"), h, 16);
+  tu_write_file(tu_tmppath("huge"), h, 16);
   ck_assert_int_eq(load_images("huge"), TC_EFORMAT);
-  write_gz(path_of("huge.gz"), h, 16);
+  write_gz(tu_tmppath("huge.gz"), h, 16);
   ck_assert_int_eq(load_images("huge.gz"), TC_EFORMAT);
   be32(h + 8, 0xffffffffu);
-  write_bytes(path_of("huge2"), h, 16);
+  tu_write_file(tu_tmppath("huge2"), h, 16);
   ck_assert_int_eq(load_images("huge2"), TC_EFORMAT);
   /* a plausible header (within 1032x of the file) that inflates to less:
    * caught by counting, before allocating */
@@ -414,23 +369,23 @@ START_TEST(test_idx_hostile) {
   be32(h + 12, 28);
   unsigned char *zeros = calloc(1, 16 + 1000 * 28 * 28);
   memcpy(zeros, h, 16);
-  write_gz(path_of("lie.gz"), zeros, 16 + 999 * 28 * 28);
+  write_gz(tu_tmppath("lie.gz"), zeros, 16 + 999 * 28 * 28);
   ck_assert_int_eq(load_images("lie.gz"), TC_EFORMAT);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "truncated"));
-  write_gz(path_of("lie2.gz"), zeros, 16 + 1000 * 28 * 28);
+  write_gz(tu_tmppath("lie2.gz"), zeros, 16 + 1000 * 28 * 28);
   tc_dataset *ds = NULL;
-  ck_assert_int_eq(
-      tc_dataset_load_idx(&ds, path_of("lie2.gz"), path_of("good_lb"), 10),
-      TC_EFORMAT); /* 1000 images, 6 labels */
+  ck_assert_int_eq(tc_dataset_load_idx(&ds, tu_tmppath("lie2.gz"),
+                                       tu_tmppath("good_lb"), 10),
+                   TC_EFORMAT); /* 1000 images, 6 labels */
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "labels"));
   free(zeros);
 
   /* gzip: cut short, and a corrupted byte in the deflate data */
-  write_gz(path_of("im.gz"), im, li);
+  write_gz(tu_tmppath("im.gz"), im, li);
   size_t gl;
-  unsigned char *gz = read_all(path_of("im.gz"), &gl);
+  unsigned char *gz = tu_slurp(tu_tmppath("im.gz"), &gl);
   for (size_t cut = 1; cut < gl; cut += (cut < 24 ? 1 : 7)) {
-    write_bytes(path_of("cut.gz"), gz, cut);
+    tu_write_file(tu_tmppath("cut.gz"), gz, cut);
     tc_status st = load_images("cut.gz");
     ck_assert_msg(st == TC_EFORMAT, "cut at %zu of %zu: %d", cut, gl, st);
   }
@@ -438,7 +393,7 @@ START_TEST(test_idx_hostile) {
     unsigned char *bad = malloc(gl);
     memcpy(bad, gz, gl);
     bad[pos] ^= 0x55;
-    write_bytes(path_of("bad.gz"), bad, gl);
+    tu_write_file(tu_tmppath("bad.gz"), bad, gl);
     tc_status st = load_images("bad.gz");
     /* a flip in the header's optional fields may be harmless; data, CRC
      * and length flips are not */
@@ -454,26 +409,26 @@ START_TEST(test_idx_hostile) {
     unsigned char *more = malloc(gl + k);
     memcpy(more, gz, gl);
     memcpy(more + gl, junk, k);
-    write_bytes(path_of("junk.gz"), more, gl + k);
+    tu_write_file(tu_tmppath("junk.gz"), more, gl + k);
     tc_status st = load_images("junk.gz");
     ck_assert_msg(st == TC_EFORMAT, "%zu junk bytes: %d", k, st);
     ck_assert_msg(strstr(tc_last_error(), "trailing"), "%s", tc_last_error());
     memset(more + gl, 0, k);
-    write_bytes(path_of("junk.gz"), more, gl + k);
+    tu_write_file(tu_tmppath("junk.gz"), more, gl + k);
     ck_assert_int_eq(load_images("junk.gz"), TC_EFORMAT);
     free(more);
   }
   {
     size_t half = li / 2;
-    write_gz(path_of("a.gz"), im, half);
-    write_gz(path_of("b.gz"), im + half, li - half);
+    write_gz(tu_tmppath("a.gz"), im, half);
+    write_gz(tu_tmppath("b.gz"), im + half, li - half);
     size_t la, lb2;
-    unsigned char *ga = read_all(path_of("a.gz"), &la);
-    unsigned char *gb = read_all(path_of("b.gz"), &lb2);
+    unsigned char *ga = tu_slurp(tu_tmppath("a.gz"), &la);
+    unsigned char *gb = tu_slurp(tu_tmppath("b.gz"), &lb2);
     unsigned char *two = malloc(la + lb2);
     memcpy(two, ga, la);
     memcpy(two + la, gb, lb2);
-    write_bytes(path_of("two.gz"), two, la + lb2);
+    tu_write_file(tu_tmppath("two.gz"), two, la + lb2);
     ck_assert_int_eq(load_images("two.gz"), TC_OK);
     free(ga);
     free(gb);
@@ -484,28 +439,28 @@ START_TEST(test_idx_hostile) {
   /* labels: count mismatch, out of range, num_classes */
   size_t l2;
   unsigned char *lb5 = idx_labels(5, 10, &l2);
-  write_bytes(path_of("lb5"), lb5, l2);
+  tu_write_file(tu_tmppath("lb5"), lb5, l2);
   ck_assert_int_eq(
-      tc_dataset_load_idx(&ds, path_of("good_im"), path_of("lb5"), 10),
+      tc_dataset_load_idx(&ds, tu_tmppath("good_im"), tu_tmppath("lb5"), 10),
       TC_EFORMAT);
   ck_assert_int_eq(
-      tc_dataset_load_idx(&ds, path_of("good_im"), path_of("good_lb"), 3),
+      tc_dataset_load_idx(&ds, tu_tmppath("good_im"), tu_tmppath("good_lb"), 3),
       TC_EFORMAT); /* labels up to 9 */
   ck_assert_int_eq(
-      tc_dataset_load_idx(&ds, path_of("good_im"), path_of("good_lb"), 0),
+      tc_dataset_load_idx(&ds, tu_tmppath("good_im"), tu_tmppath("good_lb"), 0),
       TC_EINVAL);
-  ck_assert_int_eq(
-      tc_dataset_load_idx(&ds, path_of("good_im"), path_of("good_lb"), 257),
-      TC_EINVAL);
-  ck_assert_int_eq(
-      tc_dataset_load_idx(&ds, path_of("good_lb"), path_of("good_im"), 10),
-      TC_EFORMAT); /* swapped */
-  ck_assert_int_eq(tc_dataset_load_idx(&ds, NULL, path_of("good_lb"), 10),
+  ck_assert_int_eq(tc_dataset_load_idx(&ds, tu_tmppath("good_im"),
+                                       tu_tmppath("good_lb"), 257),
                    TC_EINVAL);
-  ck_assert_int_eq(
-      tc_dataset_load_idx(NULL, path_of("good_im"), path_of("good_lb"), 10),
-      TC_EINVAL);
-  ck_assert_int_eq(tc_dataset_load_idx(&ds, tmpdir, path_of("good_lb"), 10),
+  ck_assert_int_eq(tc_dataset_load_idx(&ds, tu_tmppath("good_lb"),
+                                       tu_tmppath("good_im"), 10),
+                   TC_EFORMAT); /* swapped */
+  ck_assert_int_eq(tc_dataset_load_idx(&ds, NULL, tu_tmppath("good_lb"), 10),
+                   TC_EINVAL);
+  ck_assert_int_eq(tc_dataset_load_idx(NULL, tu_tmppath("good_im"),
+                                       tu_tmppath("good_lb"), 10),
+                   TC_EINVAL);
+  ck_assert_int_eq(tc_dataset_load_idx(&ds, tmpdir, tu_tmppath("good_lb"), 10),
                    TC_EIO); /* a directory */
   ck_assert_ptr_null(ds);
   free(lb5);
@@ -519,14 +474,14 @@ START_TEST(test_idx_alloc_failures) {
   size_t li, ll;
   unsigned char *im = idx_images(9, 3, 5, &li);
   unsigned char *lb = idx_labels(9, 10, &ll);
-  write_gz(path_of("im.gz"), im, li);
-  write_bytes(path_of("lb"), lb, ll);
+  write_gz(tu_tmppath("im.gz"), im, li);
+  tu_write_file(tu_tmppath("lb"), lb, ll);
   tu_alloc_install();
   for (long k = 1;; k++) {
     tu_alloc_fail_at(k, 0);
     tc_dataset *ds = NULL;
     tc_status st =
-        tc_dataset_load_idx(&ds, path_of("im.gz"), path_of("lb"), 10);
+        tc_dataset_load_idx(&ds, tu_tmppath("im.gz"), tu_tmppath("lb"), 10);
     if (!tu_alloc_failed()) {
       ck_assert_int_eq(st, TC_OK);
       check_idx_dataset(ds, 9, 3, 5, 10);
@@ -625,14 +580,14 @@ static void check_cifar(tc_dataset *ds, int64_t i, int global) {
 START_TEST(test_cifar10) {
   size_t len;
   unsigned char *b = cifar_records(3, 100, &len);
-  write_bytes(path_of("test_batch.bin"), b, len);
+  tu_write_file(tu_tmppath("test_batch.bin"), b, len);
   free(b);
   int counts[5] = {2, 1, 4, 3, 2}, first = 0;
   for (int k = 0; k < 5; k++) {
     char name[64];
     snprintf(name, sizeof name, "data_batch_%d.bin", k + 1);
     b = cifar_records(counts[k], first, &len);
-    write_bytes(path_of(name), b, len);
+    tu_write_file(tu_tmppath(name), b, len);
     free(b);
     first += counts[k];
   }
@@ -656,25 +611,26 @@ START_TEST(test_cifar10) {
 
   /* hostile: size not a multiple, empty, label 10, a file missing */
   b = cifar_records(2, 0, &len);
-  write_bytes(path_of("data_batch_3.bin"), b, len - 1);
+  tu_write_file(tu_tmppath("data_batch_3.bin"), b, len - 1);
   ck_assert_int_eq(tc_dataset_load_cifar10(&ds, tmpdir, 1), TC_EFORMAT);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "data_batch_3.bin"));
   unsigned char *plus = calloc(1, len + 1);
   memcpy(plus, b, len);
-  write_bytes(path_of("data_batch_3.bin"), plus, len + 1);
+  tu_write_file(tu_tmppath("data_batch_3.bin"), plus, len + 1);
   free(plus);
   ck_assert_int_eq(tc_dataset_load_cifar10(&ds, tmpdir, 1), TC_EFORMAT);
-  write_bytes(path_of("data_batch_3.bin"), b, 0);
+  tu_write_file(tu_tmppath("data_batch_3.bin"), b, 0);
   ck_assert_int_eq(tc_dataset_load_cifar10(&ds, tmpdir, 1), TC_EFORMAT);
   b[REC] = 10;
-  write_bytes(path_of("data_batch_3.bin"), b, len);
+  tu_write_file(tu_tmppath("data_batch_3.bin"), b, len);
   ck_assert_int_eq(tc_dataset_load_cifar10(&ds, tmpdir, 1), TC_EFORMAT);
   b[REC] = 255;
-  write_bytes(path_of("data_batch_3.bin"), b, len);
+  tu_write_file(tu_tmppath("data_batch_3.bin"), b, len);
   ck_assert_int_eq(tc_dataset_load_cifar10(&ds, tmpdir, 1), TC_EFORMAT);
-  unlink(path_of("data_batch_3.bin"));
+  unlink(tu_tmppath("data_batch_3.bin"));
   ck_assert_int_eq(tc_dataset_load_cifar10(&ds, tmpdir, 1), TC_EIO);
-  ck_assert_int_eq(tc_dataset_load_cifar10(&ds, path_of("nowhere"), 0), TC_EIO);
+  ck_assert_int_eq(tc_dataset_load_cifar10(&ds, tu_tmppath("nowhere"), 0),
+                   TC_EIO);
   ck_assert_int_eq(tc_dataset_load_cifar10(&ds, NULL, 0), TC_EINVAL);
   ck_assert_int_eq(tc_dataset_load_cifar10(NULL, tmpdir, 0), TC_EINVAL);
   ck_assert_ptr_null(ds);
@@ -749,28 +705,28 @@ static void check_svhn(tc_dataset *ds, int n, const double *y) {
 START_TEST(test_svhn) {
   const double y[5] = {10, 1, 9, 5, 10};
   size_t xd[4] = {32, 32, 3, 5};
-  ck_assert_int_eq(write_mat(path_of("a.mat"), MAT_FT_MAT5,
+  ck_assert_int_eq(write_mat(tu_tmppath("a.mat"), MAT_FT_MAT5,
                              MAT_COMPRESSION_NONE, "X", xd, 4, "y", y, 5),
                    0);
   tc_dataset *ds = NULL;
-  ck_assert_msg(tc_dataset_load_svhn(&ds, path_of("a.mat")) == TC_OK, "%s",
+  ck_assert_msg(tc_dataset_load_svhn(&ds, tu_tmppath("a.mat")) == TC_OK, "%s",
                 tc_last_error());
   check_svhn(ds, 5, y);
   tc_dataset_destroy(ds);
   ds = NULL;
-  ck_assert_int_eq(write_mat(path_of("z.mat"), MAT_FT_MAT5,
+  ck_assert_int_eq(write_mat(tu_tmppath("z.mat"), MAT_FT_MAT5,
                              MAT_COMPRESSION_ZLIB, "X", xd, 4, "y", y, 5),
                    0);
-  ck_assert_msg(tc_dataset_load_svhn(&ds, path_of("z.mat")) == TC_OK, "%s",
+  ck_assert_msg(tc_dataset_load_svhn(&ds, tu_tmppath("z.mat")) == TC_OK, "%s",
                 tc_last_error());
   check_svhn(ds, 5, y);
   tc_dataset_destroy(ds);
   ds = NULL;
   /* MAT 7.3 (HDF5), when this matio can write it: refused, as libhdf5 is
    * not safe on untrusted files (svhn.c) */
-  if (write_mat(path_of("h.mat"), MAT_FT_MAT73, MAT_COMPRESSION_NONE, "X", xd,
-                4, "y", y, 5) == 0) {
-    ck_assert_int_eq(tc_dataset_load_svhn(&ds, path_of("h.mat")),
+  if (write_mat(tu_tmppath("h.mat"), MAT_FT_MAT73, MAT_COMPRESSION_NONE, "X",
+                xd, 4, "y", y, 5) == 0) {
+    ck_assert_int_eq(tc_dataset_load_svhn(&ds, tu_tmppath("h.mat")),
                      TC_EUNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(tc_last_error(), "v7.3"));
     ck_assert_ptr_null(ds);
@@ -783,55 +739,61 @@ START_TEST(test_svhn_hostile) {
   size_t xd[4] = {32, 32, 3, 3};
   tc_dataset *ds = NULL;
   /* missing variables */
-  write_mat(path_of("nox.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, NULL, xd, 4,
-            "y", y, 3);
-  ck_assert_int_eq(tc_dataset_load_svhn(&ds, path_of("nox.mat")), TC_EFORMAT);
+  write_mat(tu_tmppath("nox.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, NULL, xd,
+            4, "y", y, 3);
+  ck_assert_int_eq(tc_dataset_load_svhn(&ds, tu_tmppath("nox.mat")),
+                   TC_EFORMAT);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "'X'"));
-  write_mat(path_of("noy.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", xd, 4,
-            NULL, y, 3);
-  ck_assert_int_eq(tc_dataset_load_svhn(&ds, path_of("noy.mat")), TC_EFORMAT);
+  write_mat(tu_tmppath("noy.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", xd,
+            4, NULL, y, 3);
+  ck_assert_int_eq(tc_dataset_load_svhn(&ds, tu_tmppath("noy.mat")),
+                   TC_EFORMAT);
   /* wrong X dims, y length mismatch */
   size_t xbad[4] = {32, 32, 1, 3};
-  write_mat(path_of("x1.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", xbad, 4,
-            "y", y, 3);
-  ck_assert_int_eq(tc_dataset_load_svhn(&ds, path_of("x1.mat")), TC_EFORMAT);
+  write_mat(tu_tmppath("x1.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", xbad,
+            4, "y", y, 3);
+  ck_assert_int_eq(tc_dataset_load_svhn(&ds, tu_tmppath("x1.mat")), TC_EFORMAT);
   size_t x3[3] = {32, 32, 3};
-  write_mat(path_of("x3.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", x3, 3,
+  write_mat(tu_tmppath("x3.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", x3, 3,
             "y", y, 1);
-  ck_assert_int_eq(tc_dataset_load_svhn(&ds, path_of("x3.mat")), TC_EFORMAT);
-  write_mat(path_of("ylen.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", xd, 4,
-            "y", y, 2);
-  ck_assert_int_eq(tc_dataset_load_svhn(&ds, path_of("ylen.mat")), TC_EFORMAT);
+  ck_assert_int_eq(tc_dataset_load_svhn(&ds, tu_tmppath("x3.mat")), TC_EFORMAT);
+  write_mat(tu_tmppath("ylen.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", xd,
+            4, "y", y, 2);
+  ck_assert_int_eq(tc_dataset_load_svhn(&ds, tu_tmppath("ylen.mat")),
+                   TC_EFORMAT);
   /* labels out of range or not integers */
   const double bad1[3] = {1, 11, 3}, bad2[3] = {1, 2.5, 3},
                bad3[3] = {-1, 2, 3};
   const double *bads[3] = {bad1, bad2, bad3};
   for (int k = 0; k < 3; k++) {
-    write_mat(path_of("lab.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", xd, 4,
-              "y", bads[k], 3);
-    ck_assert_int_eq(tc_dataset_load_svhn(&ds, path_of("lab.mat")), TC_EFORMAT);
+    write_mat(tu_tmppath("lab.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", xd,
+              4, "y", bads[k], 3);
+    ck_assert_int_eq(tc_dataset_load_svhn(&ds, tu_tmppath("lab.mat")),
+                     TC_EFORMAT);
   }
   /* not a MAT file, missing file, NULLs */
-  write_bytes(path_of("junk.mat"), "hello, world", 12);
-  ck_assert_int_eq(tc_dataset_load_svhn(&ds, path_of("junk.mat")), TC_EFORMAT);
-  ck_assert_int_eq(tc_dataset_load_svhn(&ds, path_of("none.mat")), TC_EIO);
+  tu_write_file(tu_tmppath("junk.mat"), "hello, world", 12);
+  ck_assert_int_eq(tc_dataset_load_svhn(&ds, tu_tmppath("junk.mat")),
+                   TC_EFORMAT);
+  ck_assert_int_eq(tc_dataset_load_svhn(&ds, tu_tmppath("none.mat")), TC_EIO);
   ck_assert_int_eq(tc_dataset_load_svhn(&ds, NULL), TC_EINVAL);
-  ck_assert_int_eq(tc_dataset_load_svhn(NULL, path_of("junk.mat")), TC_EINVAL);
+  ck_assert_int_eq(tc_dataset_load_svhn(NULL, tu_tmppath("junk.mat")),
+                   TC_EINVAL);
   /* truncated copies of good files, plain and compressed: an error, never
    * a crash (matio may accept a cut that only loses padding) */
-  write_mat(path_of("good.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", xd, 4,
-            "y", y, 3);
-  write_mat(path_of("goodz.mat"), MAT_FT_MAT5, MAT_COMPRESSION_ZLIB, "X", xd, 4,
-            "y", y, 3);
+  write_mat(tu_tmppath("good.mat"), MAT_FT_MAT5, MAT_COMPRESSION_NONE, "X", xd,
+            4, "y", y, 3);
+  write_mat(tu_tmppath("goodz.mat"), MAT_FT_MAT5, MAT_COMPRESSION_ZLIB, "X", xd,
+            4, "y", y, 3);
   const char *goods[2] = {"good.mat", "goodz.mat"};
   for (int g = 0; g < 2; g++) {
     size_t len;
-    unsigned char *b = read_all(path_of(goods[g]), &len);
+    unsigned char *b = tu_slurp(tu_tmppath(goods[g]), &len);
     size_t step = len / 40 ? len / 40 : 1;
     for (size_t cut = 0; cut + 8 < len; cut += step) {
-      write_bytes(path_of("cut.mat"), b, cut);
+      tu_write_file(tu_tmppath("cut.mat"), b, cut);
       tc_dataset *c = NULL;
-      tc_status st = tc_dataset_load_svhn(&c, path_of("cut.mat"));
+      tc_status st = tc_dataset_load_svhn(&c, tu_tmppath("cut.mat"));
       ck_assert_msg(st == TC_EFORMAT, "%s cut at %zu of %zu: %d", goods[g], cut,
                     len, st);
       ck_assert_ptr_null(c);
@@ -873,22 +835,22 @@ START_TEST(test_fifo_refused) {
   size_t li, ll;
   unsigned char *im = idx_images(3, 4, 4, &li);
   unsigned char *lb = idx_labels(3, 10, &ll);
-  write_bytes(path_of("lb"), lb, ll);
-  ck_assert_int_eq(mkfifo(path_of("fifo"), 0600), 0);
+  tu_write_file(tu_tmppath("lb"), lb, ll);
+  ck_assert_int_eq(mkfifo(tu_tmppath("fifo"), 0600), 0);
   tc_dataset *ds = NULL;
   expect_not_regular(
-      tc_dataset_load_idx(&ds, path_of("fifo"), path_of("lb"), 10), ds,
-      path_of("fifo"));
+      tc_dataset_load_idx(&ds, tu_tmppath("fifo"), tu_tmppath("lb"), 10), ds,
+      tu_tmppath("fifo"));
   /* the MNIST layout: the FIFO is found by name, then refused */
-  ck_assert_int_eq(mkfifo(path_of("t10k-images-idx3-ubyte"), 0600), 0);
-  write_bytes(path_of("t10k-labels-idx1-ubyte"), lb, ll);
+  ck_assert_int_eq(mkfifo(tu_tmppath("t10k-images-idx3-ubyte"), 0600), 0);
+  tu_write_file(tu_tmppath("t10k-labels-idx1-ubyte"), lb, ll);
   expect_not_regular(tc_dataset_load_mnist(&ds, tmpdir, 0), ds,
                      "t10k-images-idx3-ubyte");
-  ck_assert_int_eq(mkfifo(path_of("test_batch.bin"), 0600), 0);
+  ck_assert_int_eq(mkfifo(tu_tmppath("test_batch.bin"), 0600), 0);
   expect_not_regular(tc_dataset_load_cifar10(&ds, tmpdir, 0), ds,
                      "test_batch.bin");
-  expect_not_regular(tc_dataset_load_svhn(&ds, path_of("fifo")), ds,
-                     path_of("fifo"));
+  expect_not_regular(tc_dataset_load_svhn(&ds, tu_tmppath("fifo")), ds,
+                     tu_tmppath("fifo"));
   alarm(0);
   free(im);
   free(lb);
@@ -918,8 +880,8 @@ START_TEST(test_long_path_keeps_reason) {
                 tc_last_error());
   /* a reason that follows the path */
   static const unsigned char cut[6] = {0, 0, 8, 3, 0, 0};
-  write_bytes(im, cut, sizeof cut);
-  write_bytes(lb, cut, sizeof cut);
+  tu_write_file(im, cut, sizeof cut);
+  tu_write_file(lb, cut, sizeof cut);
   ck_assert_int_eq(tc_dataset_load_idx(&ds, im, lb, 10), TC_EFORMAT);
   ck_assert_msg(strstr(tc_last_error(), "truncated") != NULL, "%s",
                 tc_last_error());

@@ -12,6 +12,7 @@
 
 #include "../examples/common/models.h"
 #include "golden_util.h"
+#include "testutil.h"
 
 static void golden_path(char *buf, size_t cap, const char *name) {
   const char *root = getenv("TINYCNN_SOURCE_ROOT");
@@ -74,10 +75,8 @@ static void interop(const char *model, int resnet) {
   NU_OK(tc_model_forward(m, x, &y));
   golden_check(io, "y", y, "eval-mode logits");
 
-  char saved[] = "/tmp/tc_interop_XXXXXX";
-  int fd = mkstemp(saved);
-  ck_assert_int_ge(fd, 0);
-  close(fd);
+  char saved[512];
+  tu_tmpfile(saved, sizeof saved, "tc_interop");
   NU_OK(tc_model_save(m, saved, NULL));
   same_state_dict(torch_file, saved);
   same_state_dict(saved, torch_file);

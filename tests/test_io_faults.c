@@ -191,12 +191,11 @@ static void hook_install(void) {
 
 /* ---- fixtures ---- */
 
-static char tmpdir[256];
+static const char *tmpdir;
 static tc_backend *be;
 
 static void setup(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/tc_iof_XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  tmpdir = tu_tmpdir_create("tc_iof");
   ck_assert_int_eq(tc_backend_create(&be, "cpu"), TC_OK);
   hook_install();
 }
@@ -204,45 +203,12 @@ static void setup(void) {
 static void teardown(void) {
   tc__sys_reset();
   tc_backend_destroy(be);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  ck_assert_int_eq(system(cmd), 0);
-}
-
-static char *tpath(const char *name) {
-  static char buf[4][512];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-  return buf[k];
-}
-
-static unsigned char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    *n = (size_t)-1;
-    return NULL;
-  }
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc((size_t)len + 1);
-  ck_assert_uint_eq(fread(b, 1, (size_t)len, f), (size_t)len);
-  fclose(f);
-  *n = (size_t)len;
-  return b;
-}
-
-static void spit(const char *path, const void *b, size_t n) {
-  FILE *f = fopen(path, "wb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_uint_eq(fwrite(b, 1, n, f), n);
-  ck_assert_int_eq(fclose(f), 0);
+  tu_tmpdir_remove();
 }
 
 static int same_file(const char *path, const unsigned char *b, size_t n) {
   size_t m;
-  unsigned char *c = slurp(path, &m);
+  unsigned char *c = tu_read_file(path, &m);
   int same = c && m == n && memcmp(b, c, n) == 0;
   free(c);
   return same;
@@ -425,19 +391,19 @@ static void models_down(void) {
 }
 
 static void prepare_old(void) {
-  spit(tpath("d/f"), old_file, old_n);
+  tu_write_file(tu_tmppath("d/f"), old_file, old_n);
 }
 
 /* A failed save leaves the old file byte for byte, or the new one whole
  * when only the directory's fsync (after the rename) failed; never a
  * temporary file, unless its unlink was made to fail too. */
 static void check_replaced(tc_status st) {
-  int tmp, n = count_entries(tpath("d"), &tmp);
+  int tmp, n = count_entries(tu_tmppath("d"), &tmp);
   if (st == TC_OK) {
-    ck_assert(same_file(tpath("d/f"), new_file, new_n));
+    ck_assert(same_file(tu_tmppath("d/f"), new_file, new_n));
   } else {
-    ck_assert_msg(same_file(tpath("d/f"), old_file, old_n) ||
-                      (same_file(tpath("d/f"), new_file, new_n) &&
+    ck_assert_msg(same_file(tu_tmppath("d/f"), old_file, old_n) ||
+                      (same_file(tu_tmppath("d/f"), new_file, new_n) &&
                        strstr(tc_last_error(), "was written but")),
                   "%s: the old file is damaged", tc_last_error());
   }
@@ -452,18 +418,20 @@ static void remove_tmp(void) {
 }
 
 static tc_status run_ckpt_save(void) {
-  return tc_checkpoint_save(mb, tpath("d/f"), ob, NULL, NULL, 2, 20, NULL);
+  return tc_checkpoint_save(mb, tu_tmppath("d/f"), ob, NULL, NULL, 2, 20, NULL);
 }
 
 START_TEST(test_checkpoint_save) {
   models_up();
-  ck_assert_int_eq(mkdir(tpath("d"), 0777), 0);
+  ck_assert_int_eq(mkdir(tu_tmppath("d"), 0777), 0);
   ck_assert_int_eq(
-      tc_checkpoint_save(ma, tpath("old"), oa, NULL, NULL, 1, 10, NULL), TC_OK);
+      tc_checkpoint_save(ma, tu_tmppath("old"), oa, NULL, NULL, 1, 10, NULL),
+      TC_OK);
   ck_assert_int_eq(
-      tc_checkpoint_save(mb, tpath("new"), ob, NULL, NULL, 2, 20, NULL), TC_OK);
-  old_file = slurp(tpath("old"), &old_n);
-  new_file = slurp(tpath("new"), &new_n);
+      tc_checkpoint_save(mb, tu_tmppath("new"), ob, NULL, NULL, 2, 20, NULL),
+      TC_OK);
+  old_file = tu_read_file(tu_tmppath("old"), &old_n);
+  new_file = tu_read_file(tu_tmppath("new"), &new_n);
   sweep_op op = {"tc_checkpoint_save", prepare_old, run_ckpt_save,
                  check_replaced, remove_tmp};
   sweep_all(&op);
@@ -473,17 +441,17 @@ END_TEST
 
 static tc_status run_model_save(void) {
   const char *meta[] = {"epoch", "2", NULL};
-  return tc_model_save(mb, tpath("d/f"), meta);
+  return tc_model_save(mb, tu_tmppath("d/f"), meta);
 }
 
 START_TEST(test_model_save) {
   models_up();
-  ck_assert_int_eq(mkdir(tpath("d"), 0777), 0);
+  ck_assert_int_eq(mkdir(tu_tmppath("d"), 0777), 0);
   const char *meta[] = {"epoch", "2", NULL};
-  ck_assert_int_eq(tc_model_save(ma, tpath("old"), NULL), TC_OK);
-  ck_assert_int_eq(tc_model_save(mb, tpath("new"), meta), TC_OK);
-  old_file = slurp(tpath("old"), &old_n);
-  new_file = slurp(tpath("new"), &new_n);
+  ck_assert_int_eq(tc_model_save(ma, tu_tmppath("old"), NULL), TC_OK);
+  ck_assert_int_eq(tc_model_save(mb, tu_tmppath("new"), meta), TC_OK);
+  old_file = tu_read_file(tu_tmppath("old"), &old_n);
+  new_file = tu_read_file(tu_tmppath("new"), &new_n);
   sweep_op op = {"tc_model_save", prepare_old, run_model_save, check_replaced,
                  remove_tmp};
   sweep_all(&op);
@@ -507,18 +475,18 @@ static tc_status run_writer(void) {
       (st = tc_safetensors_writer_add(w, "c", TC_ST_I64, NULL, 0, &scalar,
                                       sizeof scalar)) == TC_OK &&
       (st = tc_safetensors_writer_add_metadata(w, "k", "v")) == TC_OK)
-    st = tc_safetensors_writer_commit(w, tpath("d/f"));
+    st = tc_safetensors_writer_commit(w, tu_tmppath("d/f"));
   tc_safetensors_writer_destroy(w);
   return st;
 }
 
 START_TEST(test_safetensors_writer) {
-  ck_assert_int_eq(mkdir(tpath("d"), 0777), 0);
+  ck_assert_int_eq(mkdir(tu_tmppath("d"), 0777), 0);
   old_file = (unsigned char *)strdup("not a safetensors file, the old one");
   old_n = strlen((char *)old_file);
   prepare_old();
   ck_assert_int_eq(run_writer(), TC_OK);
-  new_file = slurp(tpath("d/f"), &new_n);
+  new_file = tu_read_file(tu_tmppath("d/f"), &new_n);
   sweep_op op = {"tc_safetensors_writer", prepare_old, run_writer,
                  check_replaced, remove_tmp};
   sweep_all(&op);
@@ -540,7 +508,7 @@ static void check_state(tc_status st) {
   if (st == TC_OK) {
     ck_assert_mem_eq(now, want, n);
     /* back to mb's own values for the next run */
-    ck_assert_int_eq(tc_model_load(mb, tpath("b")), TC_OK);
+    ck_assert_int_eq(tc_model_load(mb, tu_tmppath("b")), TC_OK);
   } else {
     ck_assert_mem_eq(now, state0, state0_n);
   }
@@ -550,18 +518,19 @@ static void check_state(tc_status st) {
 
 static tc_status run_ckpt_load(void) {
   int64_t epoch = -1, step = -1;
-  return tc_checkpoint_load(mb, tpath("a"), ob, NULL, NULL, &epoch, &step);
+  return tc_checkpoint_load(mb, tu_tmppath("a"), ob, NULL, NULL, &epoch, &step);
 }
 
 static tc_status run_model_load(void) {
-  return tc_model_load(mb, tpath("a"));
+  return tc_model_load(mb, tu_tmppath("a"));
 }
 
 START_TEST(test_checkpoint_load) {
   models_up();
   ck_assert_int_eq(
-      tc_checkpoint_save(ma, tpath("a"), oa, NULL, NULL, 1, 10, NULL), TC_OK);
-  ck_assert_int_eq(tc_model_save(mb, tpath("b"), NULL), TC_OK);
+      tc_checkpoint_save(ma, tu_tmppath("a"), oa, NULL, NULL, 1, 10, NULL),
+      TC_OK);
+  ck_assert_int_eq(tc_model_save(mb, tu_tmppath("b"), NULL), TC_OK);
   sweep_op op = {"tc_checkpoint_load", prepare_state, run_ckpt_load,
                  check_state, NULL};
   sweep_all(&op);
@@ -571,8 +540,8 @@ END_TEST
 
 START_TEST(test_model_load) {
   models_up();
-  ck_assert_int_eq(tc_model_save(ma, tpath("a"), NULL), TC_OK);
-  ck_assert_int_eq(tc_model_save(mb, tpath("b"), NULL), TC_OK);
+  ck_assert_int_eq(tc_model_save(ma, tu_tmppath("a"), NULL), TC_OK);
+  ck_assert_int_eq(tc_model_save(mb, tu_tmppath("b"), NULL), TC_OK);
   sweep_op op = {"tc_model_load", prepare_state, run_model_load, check_state,
                  NULL};
   sweep_all(&op);
@@ -583,7 +552,7 @@ END_TEST
 /* the reader alone: open, every tensor, close */
 static tc_status run_reader(void) {
   tc_safetensors *f;
-  tc_status st = tc_safetensors_create(&f, tpath("a"));
+  tc_status st = tc_safetensors_create(&f, tu_tmppath("a"));
   if (st != TC_OK)
     return st;
   for (int64_t i = 0; st == TC_OK && i < tc_safetensors_count(f); i++) {
@@ -611,7 +580,8 @@ static void check_nothing(tc_status st) {
 START_TEST(test_safetensors_reader) {
   models_up();
   ck_assert_int_eq(
-      tc_checkpoint_save(ma, tpath("a"), oa, NULL, NULL, 1, 10, NULL), TC_OK);
+      tc_checkpoint_save(ma, tu_tmppath("a"), oa, NULL, NULL, 1, 10, NULL),
+      TC_OK);
   sweep_op op = {"tc_safetensors_create/read", NULL, run_reader, check_nothing,
                  NULL};
   sweep_all(&op);
@@ -633,27 +603,29 @@ static void csv_write_old(void) {
            csv_header);
   snprintf(csv_kept, sizeof csv_kept, "%s0,1,train,2,,,,\n0,2,train,1.5,,,,\n",
            csv_header);
-  spit(tpath("log/run.csv"), csv_old, strlen(csv_old));
+  tu_write_file(tu_tmppath("log/run.csv"), csv_old, strlen(csv_old));
 }
 
 /* resume at step 2: the file is rewritten atomically, or left alone */
 static tc_status run_csv_resume(void) {
   tc_csvlog *c = NULL;
-  tc_status st = tc_csvlog_create(&c, tpath("log/run.csv"), 2);
+  tc_status st = tc_csvlog_create(&c, tu_tmppath("log/run.csv"), 2);
   F.armed = 0; /* closing is void: a failure there is not reported */
   tc_csvlog_destroy(c);
   return st;
 }
 
 static void check_csv_resume(tc_status st) {
-  int tmp, n = count_entries(tpath("log"), &tmp);
+  int tmp, n = count_entries(tu_tmppath("log"), &tmp);
   size_t kept = strlen(csv_kept), old = strlen(csv_old);
   if (st == TC_OK)
-    ck_assert(same_file(tpath("log/run.csv"), (unsigned char *)csv_kept, kept));
+    ck_assert(
+        same_file(tu_tmppath("log/run.csv"), (unsigned char *)csv_kept, kept));
   else
     ck_assert_msg(
-        same_file(tpath("log/run.csv"), (unsigned char *)csv_old, old) ||
-            same_file(tpath("log/run.csv"), (unsigned char *)csv_kept, kept),
+        same_file(tu_tmppath("log/run.csv"), (unsigned char *)csv_old, old) ||
+            same_file(tu_tmppath("log/run.csv"), (unsigned char *)csv_kept,
+                      kept),
         "%s: the log is damaged", tc_last_error());
   if (!F.unlink_failed)
     ck_assert_msg(n == 1 && tmp == 0, "%d entries, %d temporary", n, tmp);
@@ -663,7 +635,7 @@ static void check_csv_resume(tc_status st) {
 }
 
 START_TEST(test_csvlog_resume) {
-  ck_assert_int_eq(mkdir(tpath("log"), 0777), 0);
+  ck_assert_int_eq(mkdir(tu_tmppath("log"), 0777), 0);
   sweep_op op = {"tc_csvlog_create (resume)", csv_write_old, run_csv_resume,
                  check_csv_resume, NULL};
   sweep_all(&op);
@@ -673,7 +645,7 @@ END_TEST
 /* a new log in a directory to create: the header whole or no file */
 static tc_status run_csv_new(void) {
   tc_csvlog *c = NULL;
-  tc_status st = tc_csvlog_create(&c, tpath("new/sub/run.csv"), -1);
+  tc_status st = tc_csvlog_create(&c, tu_tmppath("new/sub/run.csv"), -1);
   F.armed = 0;
   tc_csvlog_destroy(c);
   return st;
@@ -681,7 +653,7 @@ static tc_status run_csv_new(void) {
 
 static void check_csv_new(tc_status st) {
   size_t n;
-  unsigned char *b = slurp(tpath("new/sub/run.csv"), &n);
+  unsigned char *b = tu_read_file(tu_tmppath("new/sub/run.csv"), &n);
   if (st == TC_OK)
     ck_assert(b && n == strlen(csv_header) && !memcmp(b, csv_header, n));
   else
@@ -694,14 +666,13 @@ static void check_csv_new(tc_status st) {
   /* whatever a failure left, resuming works and yields just the header */
   tc_csvlog *c;
   if (b) {
-    ck_assert_int_eq(tc_csvlog_create(&c, tpath("new/sub/run.csv"), 5), TC_OK);
+    ck_assert_int_eq(tc_csvlog_create(&c, tu_tmppath("new/sub/run.csv"), 5),
+                     TC_OK);
     tc_csvlog_destroy(c);
-    ck_assert(same_file(tpath("new/sub/run.csv"),
+    ck_assert(same_file(tu_tmppath("new/sub/run.csv"),
                         (const unsigned char *)csv_header, strlen(csv_header)));
   }
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'/new", tmpdir);
-  ck_assert_int_eq(system(cmd), 0);
+  ck_assert_int_eq(tu_rm_rf(tu_tmppath("new")), 0);
 }
 
 START_TEST(test_csvlog_new) {
@@ -716,11 +687,11 @@ static unsigned char *log_before;
 static size_t log_before_n;
 
 static void prepare_row(void) {
-  ck_assert_int_eq(tc_csvlog_create(&csv, tpath("r.csv"), -1), TC_OK);
+  ck_assert_int_eq(tc_csvlog_create(&csv, tu_tmppath("r.csv"), -1), TC_OK);
   ck_assert_int_eq(tc_csvlog_row(csv, 0, 1, "train", 2, 0.5, 0.1, 1, 100),
                    TC_OK);
   free(log_before);
-  log_before = slurp(tpath("r.csv"), &log_before_n);
+  log_before = tu_read_file(tu_tmppath("r.csv"), &log_before_n);
 }
 
 static tc_status run_row(void) {
@@ -730,7 +701,7 @@ static tc_status run_row(void) {
 static void check_appended(tc_status st, const char *path, const void *rec,
                            size_t rec_n) {
   size_t n;
-  unsigned char *b = slurp(path, &n);
+  unsigned char *b = tu_read_file(path, &n);
   ck_assert_uint_ge(n, log_before_n);
   ck_assert_mem_eq(b, log_before, log_before_n);
   if (st == TC_OK) {
@@ -760,11 +731,11 @@ static void check_next(tc_status st, tc_status next) {
 
 static void check_row(tc_status st) {
   static const char row[] = "0,2,train,1.5,0.75,0.1,2,200\n";
-  check_appended(st, tpath("r.csv"), row, sizeof row - 1);
+  check_appended(st, tu_tmppath("r.csv"), row, sizeof row - 1);
   check_next(st, tc_csvlog_row(csv, 0, 3, "train", 1, 0.8, 0.1, 3, 300));
   if (st != TC_OK && !(F.per_op[OP_TRUNCATE] || F.per_op[OP_SEEK])) {
     static const char row3[] = "0,3,train,1,0.8,0.1,3,300\n";
-    check_appended(TC_OK, tpath("r.csv"), row3, sizeof row3 - 1);
+    check_appended(TC_OK, tu_tmppath("r.csv"), row3, sizeof row3 - 1);
   }
   tc_csvlog_destroy(csv);
   csv = NULL;
@@ -784,21 +755,19 @@ static tc_tblog *tb;
 
 static tc_status run_tb_create(void) {
   tc_tblog *w = NULL;
-  tc_status st = tc_tblog_create(&w, tpath("tb/run"));
+  tc_status st = tc_tblog_create(&w, tu_tmppath("tb/run"));
   F.armed = 0;
   tc_tblog_destroy(w);
   return st;
 }
 
 static void check_tb_create(tc_status st) {
-  int tmp, n = count_entries(tpath("tb/run"), &tmp);
+  int tmp, n = count_entries(tu_tmppath("tb/run"), &tmp);
   if (st == TC_OK)
     ck_assert_int_eq(n, 1);
   else if (!F.unlink_failed)
     ck_assert_msg(n == 0, "a failed create left %d files", n);
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'/tb", tmpdir);
-  ck_assert_int_eq(system(cmd), 0);
+  ck_assert_int_eq(tu_rm_rf(tu_tmppath("tb")), 0);
 }
 
 START_TEST(test_tblog_create) {
@@ -808,10 +777,10 @@ START_TEST(test_tblog_create) {
 END_TEST
 
 static void prepare_tb(void) {
-  ck_assert_int_eq(tc_tblog_create(&tb, tpath("tb")), TC_OK);
+  ck_assert_int_eq(tc_tblog_create(&tb, tu_tmppath("tb")), TC_OK);
   ck_assert_int_eq(tc_tblog_scalar_at(tb, "loss", 1, 2.0, 1.7e9), TC_OK);
   free(log_before);
-  log_before = slurp(tc_tblog_path(tb), &log_before_n);
+  log_before = tu_read_file(tc_tblog_path(tb), &log_before_n);
 }
 
 static tc_status run_tb_scalar(void) {

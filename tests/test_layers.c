@@ -579,13 +579,18 @@ START_TEST(test_options_versions) {
   ck_assert_int_eq(o.bias, 1);
   ck_assert_int_eq(o.stride_h, 1);
   ck_assert_int_eq(tc_conv2d_options_init(&o, sizeof o + 8), TC_EVERSION);
-  /* an older, shorter struct gets defaults for the missing fields */
+  /* shorter than any released struct (0.1.0 is the first): refused;
+   * tests/test_options.c covers older, shorter structs */
   struct {
     size_t struct_size;
     int64_t sh, sw;
   } old = {sizeof old, 2, 2};
   tc_layer *l;
-  NU_OK(tc_conv2d_create(&l, 1, 1, 3, (const tc_conv2d_options *)&old));
+  ck_assert_int_eq(
+      tc_conv2d_create(&l, 1, 1, 3, (const tc_conv2d_options *)&old),
+      TC_EINVAL);
+  o.stride_h = o.stride_w = 2;
+  NU_OK(tc_conv2d_create(&l, 1, 1, 3, &o));
   int64_t in[3] = {1, 8, 8}, os[TC_MAX_DIMS];
   tc_model *m = nu_model(be, l, in, 3, 0);
   tc_model_output_shape(m, os);

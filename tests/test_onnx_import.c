@@ -20,6 +20,7 @@
 
 #include "../examples/common/models.h"
 #include "nn_util.h"
+#include "testutil.h"
 
 #define BATCH 4
 #define NIN (BATCH * 3 * 32 * 32)
@@ -41,28 +42,10 @@ static const char *dir(void) {
   return buf;
 }
 
-/* The whole file into a malloc'ed buffer; *n its size. */
+/* The whole file `name` of dir() into a malloc'ed buffer; *n its size. */
 static unsigned char *slurp(const char *name, size_t *n) {
   char path[4200];
-  snprintf(path, sizeof path, "%s/%s", dir(), name);
-  FILE *f = fopen(path, "rb");
-  ck_assert_msg(f != NULL, "%s", path);
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  rewind(f);
-  unsigned char *b = malloc((size_t)len + 1);
-  ck_assert_ptr_nonnull(b);
-  ck_assert_uint_eq(fread(b, 1, (size_t)len, f), (size_t)len);
-  fclose(f);
-  *n = (size_t)len;
-  return b;
-}
-
-static void spit(const char *path, const unsigned char *b, size_t n) {
-  FILE *f = fopen(path, "wb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_uint_eq(fwrite(b, 1, n, f), n);
-  fclose(f);
+  return tu_slurp(tu_path_join(path, sizeof path, dir(), name), n);
 }
 
 /* max |a - b| / max(1, max |b|) over n floats */
@@ -140,10 +123,8 @@ START_TEST(test_round_trip) {
   float *x = (float *)slurp("input.bin", &n);
   float want[BATCH * 10], got[BATCH * 10];
   run(m, x, want);
-  char path[] = "/tmp/tc_onnx_import_XXXXXX";
-  int fd = mkstemp(path);
-  ck_assert_int_ge(fd, 0);
-  close(fd);
+  char path[512];
+  tu_tmpfile(path, sizeof path, "tc_onnx_import");
   NU_OK(tc_model_export_onnx(m, path, NULL));
   tc_model *back = NULL;
   NU_OK(tc_model_create_from_onnx(&back, be, path, NULL));
@@ -180,11 +161,9 @@ static void patch(unsigned char *b, size_t n, const char *from, const char *to,
 }
 
 static tc_status load_bytes(const unsigned char *b, size_t n) {
-  char path[] = "/tmp/tc_onnx_hostile_XXXXXX";
-  int fd = mkstemp(path);
-  ck_assert_int_ge(fd, 0);
-  close(fd);
-  spit(path, b, n);
+  char path[512];
+  tu_tmpfile(path, sizeof path, "tc_onnx_hostile");
+  tu_write_file(path, b, n);
   tc_model *m = (tc_model *)&m; /* must stay as it is on failure */
   tc_model *before = m;
   tc_status st = tc_model_create_from_onnx(&m, be, path, NULL);

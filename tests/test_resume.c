@@ -136,10 +136,8 @@ static float *rig_params(rig *r) {
 
 static void exact_resume(int adam, int first, int second) {
   make_data();
-  char path[] = "/tmp/tc_resume_XXXXXX";
-  int fd = mkstemp(path);
-  ck_assert_int_ge(fd, 0);
-  close(fd);
+  char path[512];
+  tu_tmpfile(path, sizeof path, "tc_resume");
 
   rig a;
   rig_build(&a, adam);
@@ -188,10 +186,8 @@ END_TEST
 
 START_TEST(test_mismatch_leaves_objects_unchanged) {
   make_data();
-  char path[] = "/tmp/tc_resume_XXXXXX";
-  int fd = mkstemp(path);
-  ck_assert_int_ge(fd, 0);
-  close(fd);
+  char path[512];
+  tu_tmpfile(path, sizeof path, "tc_resume");
   rig a;
   rig_build(&a, 0);
   rig_train(&a, 3);
@@ -265,10 +261,8 @@ static unsigned char *opt_bytes(tc_optimizer *opt, size_t *n) {
  * changes: parameters, optimizer state and step, scheduler and loader. */
 START_TEST(test_loader_mismatch_leaves_objects_unchanged) {
   make_data();
-  char path[] = "/tmp/tc_resume_XXXXXX";
-  int fd = mkstemp(path);
-  ck_assert_int_ge(fd, 0);
-  close(fd);
+  char path[512];
+  tu_tmpfile(path, sizeof path, "tc_resume");
   rig a;
   rig_build(&a, 0);
   rig_train(&a, 5);
@@ -314,23 +308,16 @@ END_TEST
 
 /* Replaces the 8 bytes `from` (little-endian) by `to` in the file. */
 static void patch_i64(const char *path, int64_t from, int64_t to) {
-  FILE *f = fopen(path, "r+b");
-  ck_assert_ptr_nonnull(f);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  unsigned char *b = malloc((size_t)n);
-  rewind(f);
-  ck_assert_int_eq(fread(b, 1, (size_t)n, f), n);
+  size_t n;
+  unsigned char *b = tu_slurp(path, &n);
   int hits = 0;
-  for (long i = 0; i + 8 <= n; i++)
+  for (size_t i = 0; i + 8 <= n; i++)
     if (!memcmp(b + i, &from, 8)) {
       memcpy(b + i, &to, 8);
       hits++;
     }
   ck_assert_int_eq(hits, 1);
-  rewind(f);
-  ck_assert_int_eq(fwrite(b, 1, (size_t)n, f), n);
-  fclose(f);
+  tu_write_file(path, b, n);
   free(b);
 }
 
@@ -342,10 +329,8 @@ START_TEST(test_counter_over_limit) {
   const int64_t mark = 0x0013572468ace0f1; /* < 2^53, unique in the file */
   const char *names[2] = {"optimizer.step", "scheduler.last_epoch"};
   for (int k = 0; k < 2; k++) {
-    char path[] = "/tmp/tc_resume_XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
+    char path[512];
+    tu_tmpfile(path, sizeof path, "tc_resume");
     rig a;
     rig_build(&a, 1);
     rig_train(&a, 2);
@@ -390,10 +375,8 @@ START_TEST(test_rng_words_i64) {
   make_data();
   static const char *const words[3] = {"rng.seed", "rng.model_seed",
                                        "rng.model_offset"};
-  char path[] = "/tmp/tc_resume_XXXXXX";
-  int fd = mkstemp(path);
-  ck_assert_int_ge(fd, 0);
-  close(fd);
+  char path[512];
+  tu_tmpfile(path, sizeof path, "tc_resume");
   rig a;
   rig_build(&a, 0);
   rig_train(&a, 2);

@@ -19,38 +19,14 @@
 
 #include "testutil.h"
 
-static char tmpdir[256];
+static const char *tmpdir;
 
 static void setup(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/tc_st_XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  tmpdir = tu_tmpdir_create("tc_st");
 }
 
 static void teardown(void) {
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  ck_assert_int_eq(system(cmd), 0);
-}
-
-static char *tpath(const char *name) {
-  static char buf[4][512];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-  return buf[k];
-}
-
-static unsigned char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  ck_assert_ptr_nonnull(f);
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc((size_t)sz + 1);
-  ck_assert_int_eq(fread(b, 1, (size_t)sz, f), (size_t)sz);
-  fclose(f);
-  *n = (size_t)sz;
-  return b;
+  tu_tmpdir_remove();
 }
 
 /* Number of "*.tmp-*" files left in tmpdir. */
@@ -114,17 +90,17 @@ START_TEST(test_roundtrip_all_dtypes) {
   int64_t s1[] = {1};
   ck_assert_int_eq(tc_safetensors_writer_add(w, "x", TC_ST_F4, s1, 1, f4, 1),
                    TC_ESHAPE); /* 4 bits are not a whole byte */
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("a.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("a.st")), TC_OK);
   /* the writer keeps its copies: change the source, commit elsewhere */
   float sevens[6] = {7, 7, 7, 7, 7, 7};
   ck_assert_int_eq(tc_tensor_copy_from_host(f, sevens, sizeof sevens), TC_OK);
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("b.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("b.st")), TC_OK);
   tc_safetensors_writer_destroy(w);
   ck_assert_int_eq(leftovers(), 0);
 
   size_t na, nb;
-  unsigned char *ba = slurp(tpath("a.st"), &na),
-                *bb = slurp(tpath("b.st"), &nb);
+  unsigned char *ba = tu_slurp(tu_tmppath("a.st"), &na),
+                *bb = tu_slurp(tu_tmppath("b.st"), &nb);
   ck_assert_mem_eq(ba, bb, na); /* deterministic output */
   uint64_t N = 0;
   for (int i = 7; i >= 0; i--)
@@ -135,7 +111,7 @@ START_TEST(test_roundtrip_all_dtypes) {
   free(bb);
 
   tc_safetensors *st;
-  ck_assert_int_eq(tc_safetensors_create(&st, tpath("a.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, tu_tmppath("a.st")), TC_OK);
   ck_assert_int_eq(tc_safetensors_count(st), 6);
   const char *names[] = {"f32", "f4", "half", "i32", "scalar", "zero"};
   for (int i = 0; i < 6; i++)
@@ -218,10 +194,10 @@ START_TEST(test_reference_vectors) {
   ck_assert_int_eq(
       tc_safetensors_writer_add(w, "attn.0", TC_ST_F32, s, 3, v, sizeof v),
       TC_OK);
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("v.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("v.st")), TC_OK);
   tc_safetensors_writer_destroy(w);
   size_t n;
-  unsigned char *b = slurp(tpath("v.st"), &n);
+  unsigned char *b = tu_slurp(tu_tmppath("v.st"), &n);
   ck_assert_uint_eq(n, sizeof want);
   ck_assert_mem_eq(b, want, n);
   free(b);
@@ -229,23 +205,23 @@ START_TEST(test_reference_vectors) {
   static const unsigned char empty[] = {8,   0,   0,   0,   0,   0,   0,   0,
                                         '{', '}', ' ', ' ', ' ', ' ', ' ', ' '};
   ck_assert_int_eq(tc_safetensors_writer_create(&w), TC_OK);
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("e.st")), TC_OK);
-  b = slurp(tpath("e.st"), &n);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("e.st")), TC_OK);
+  b = tu_slurp(tu_tmppath("e.st"), &n);
   ck_assert_uint_eq(n, sizeof empty);
   ck_assert_mem_eq(b, empty, n);
   free(b);
   ck_assert_int_eq(tc_safetensors_writer_add_metadata(w, "framework", "pt"),
                    TC_OK);
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("m.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("m.st")), TC_OK);
   tc_safetensors_writer_destroy(w);
-  b = slurp(tpath("m.st"), &n);
+  b = tu_slurp(tu_tmppath("m.st"), &n);
   const char *mh = "{\"__metadata__\":{\"framework\":\"pt\"}}     ";
   ck_assert_uint_eq(n, 48);
   ck_assert_int_eq(b[0], 40);
   ck_assert_mem_eq(b + 8, mh, 40);
   free(b);
   tc_safetensors *st;
-  ck_assert_int_eq(tc_safetensors_create(&st, tpath("m.st")), TC_OK);
+  ck_assert_int_eq(tc_safetensors_create(&st, tu_tmppath("m.st")), TC_OK);
   ck_assert_int_eq(tc_safetensors_count(st), 0);
   ck_assert_str_eq(tc_safetensors_metadata(st, "framework"), "pt");
   tc_safetensors_destroy(st);
@@ -315,15 +291,17 @@ START_TEST(test_reject_sizes) {
                    TC_EFORMAT);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "past the end"));
   /* the same through files */
-  FILE *f = fopen(tpath("short.st"), "wb");
+  FILE *f = fopen(tu_tmppath("short.st"), "wb");
   fwrite(small, 1, 5, f);
   fclose(f);
-  ck_assert_int_eq(tc_safetensors_create(&st, tpath("short.st")), TC_EFORMAT);
-  f = fopen(tpath("big.st"), "wb");
+  ck_assert_int_eq(tc_safetensors_create(&st, tu_tmppath("short.st")),
+                   TC_EFORMAT);
+  f = fopen(tu_tmppath("big.st"), "wb");
   fwrite(big, 1, 16, f);
   fclose(f);
-  ck_assert_int_eq(tc_safetensors_create(&st, tpath("big.st")), TC_EFORMAT);
-  ck_assert_int_eq(tc_safetensors_create(&st, tpath("absent.st")), TC_EIO);
+  ck_assert_int_eq(tc_safetensors_create(&st, tu_tmppath("big.st")),
+                   TC_EFORMAT);
+  ck_assert_int_eq(tc_safetensors_create(&st, tu_tmppath("absent.st")), TC_EIO);
   ck_assert_int_eq(tc_safetensors_create(&st, tmpdir), TC_EIO);
   ck_assert_ptr_null(st);
 }
@@ -552,15 +530,15 @@ static tc_safetensors_writer *big_writer(size_t bytes) {
 }
 
 START_TEST(test_atomic_write_failures) {
-  const char *path = tpath("ckpt.st");
+  const char *path = tu_tmppath("ckpt.st");
   write_old(path);
   tc_safetensors_writer *w = big_writer(1 << 20);
   /* the directory does not exist */
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("no/such/x.st")),
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("no/such/x.st")),
                    TC_EIO);
   /* the target is a directory: rename fails after the data is written */
-  mkdir(tpath("adir"), 0755);
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath("adir")), TC_EIO);
+  mkdir(tu_tmppath("adir"), 0755);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("adir")), TC_EIO);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "rename"));
   ck_assert_int_eq(leftovers(), 0);
   /* writes fail midway (file size limit): EFBIG instead of SIGXFSZ */
@@ -594,7 +572,7 @@ START_TEST(test_atomic_long_name) {
     memset(name, 'c', lens[k]);
     memcpy(name + lens[k] - 3, ".st", 3);
     name[lens[k]] = '\0';
-    const char *path = tpath(name);
+    const char *path = tu_tmppath(name);
     tc_safetensors_writer *w = big_writer(100);
     ck_assert_msg(tc_safetensors_writer_commit(w, path) == TC_OK, "%s",
                   tc_last_error());
@@ -610,7 +588,7 @@ START_TEST(test_atomic_long_name) {
   for (int i = 0; i < 84; i++)
     strcat(name, "\xc3\xa9\x61"); /* "éa" */
   tc_safetensors_writer *w = big_writer(100);
-  ck_assert_int_eq(tc_safetensors_writer_commit(w, tpath(name)), TC_OK);
+  ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath(name)), TC_OK);
   tc_safetensors_writer_destroy(w);
   ck_assert_int_eq(leftovers(), 0);
 }
@@ -619,14 +597,14 @@ END_TEST
 START_TEST(test_atomic_readonly_dir) {
   if (geteuid() == 0)
     return; /* root ignores directory permissions; nothing to prove */
-  const char *path = tpath("ro/ckpt.st");
-  mkdir(tpath("ro"), 0755);
+  const char *path = tu_tmppath("ro/ckpt.st");
+  mkdir(tu_tmppath("ro"), 0755);
   write_old(path);
-  chmod(tpath("ro"), 0555);
+  chmod(tu_tmppath("ro"), 0555);
   tc_safetensors_writer *w = big_writer(4096);
   ck_assert_int_eq(tc_safetensors_writer_commit(w, path), TC_EIO);
   tc_safetensors_writer_destroy(w);
-  chmod(tpath("ro"), 0755);
+  chmod(tu_tmppath("ro"), 0755);
   expect_old(path);
 }
 END_TEST
@@ -634,7 +612,7 @@ END_TEST
 /* ---- allocation failures: TC_ENOMEM, no leak, outputs untouched ---- */
 
 START_TEST(test_alloc_failures) {
-  const char *path = tpath("f.st");
+  const char *path = tu_tmppath("f.st");
   {
     tc_safetensors_writer *w = big_writer(64);
     int64_t s[] = {2};
@@ -675,7 +653,7 @@ START_TEST(test_alloc_failures) {
       if (s == TC_OK)
         s = tc_safetensors_writer_add_metadata(w, "k", "v");
       if (s == TC_OK)
-        s = tc_safetensors_writer_commit(w, tpath("g.st"));
+        s = tc_safetensors_writer_commit(w, tu_tmppath("g.st"));
       tc_safetensors_writer_destroy(w);
       if (!tu_alloc_failed()) {
         ck_assert_int_eq(s, TC_OK);
@@ -696,12 +674,12 @@ END_TEST
  * came); the alarm turns a hang into a failure. */
 START_TEST(test_reject_fifo) {
   alarm(20);
-  ck_assert_int_eq(mkfifo(tpath("fifo.st"), 0600), 0);
+  ck_assert_int_eq(mkfifo(tu_tmppath("fifo.st"), 0600), 0);
   tc_safetensors *st = NULL;
-  ck_assert_int_eq(tc_safetensors_create(&st, tpath("fifo.st")), TC_EIO);
+  ck_assert_int_eq(tc_safetensors_create(&st, tu_tmppath("fifo.st")), TC_EIO);
   ck_assert_ptr_null(st);
   ck_assert_msg(strstr(tc_last_error(), "not a regular file") &&
-                    strstr(tc_last_error(), tpath("fifo.st")),
+                    strstr(tc_last_error(), tu_tmppath("fifo.st")),
                 "message: %s", tc_last_error());
   alarm(0);
 }

@@ -26,15 +26,12 @@ static void setup(void) {
   be = nu_cpu();
   const char *root = getenv("TINYCNN_SOURCE_ROOT");
   char path[4096];
-  snprintf(path, sizeof path, "%s/tests/golden/model_counts.json",
-           root ? root : "..");
-  FILE *f = fopen(path, "rb");
-  ck_assert_msg(f != NULL, "%s", path);
-  static char buf[1 << 17];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  counts = cJSON_Parse(buf);
+  tu_path_join(path, sizeof path, root ? root : "..",
+               "tests/golden/model_counts.json");
+  size_t n;
+  unsigned char *buf = tu_slurp(path, &n); /* NUL-terminated */
+  counts = cJSON_Parse((const char *)buf);
+  free(buf);
   ck_assert_ptr_nonnull(counts);
 }
 
@@ -231,10 +228,8 @@ START_TEST(test_onnx_refusals) {
   tc_model *m;
   const int64_t in[3] = {3, 8, 8};
   ck_assert_int_eq(tc_model_create(&m, be, net, in, 3, NULL), TC_OK);
-  char path[] = "/tmp/tc_onnx_XXXXXX";
-  int fd = mkstemp(path);
-  ck_assert_int_ge(fd, 0);
-  close(fd);
+  char path[512];
+  tu_tmpfile(path, sizeof path, "tc_onnx");
   ck_assert_int_eq(tc_model_export_onnx(m, path, NULL), TC_EUNSUPPORTED);
   /* built with ONNX: the message names the layer; without: the build */
   ck_assert_msg(strstr(tc_last_error(), "'norm' (batchnorm2d)") ||

@@ -1,10 +1,16 @@
 /*
  * testutil.c - see testutil.h.
  */
+#define _XOPEN_SOURCE 700 /* mkdtemp, mkstemp, nftw */
 #include "testutil.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 void tu_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi) {
   tc_rng r;
@@ -86,6 +92,99 @@ long tu_alloc_count(void) {
 }
 int tu_alloc_failed(void) {
   return failed;
+}
+
+/* ---- files ---- */
+
+static char tmpdir_path[512];
+
+static const char *tmp_base(void) {
+  const char *b = getenv("TMPDIR");
+  return b && *b ? b : "/tmp";
+}
+
+const char *tu_tmpdir_create(const char *prefix) {
+  int n = snprintf(tmpdir_path, sizeof tmpdir_path, "%s/%s_XXXXXX", tmp_base(),
+                   prefix);
+  ck_assert(n > 0 && (size_t)n < sizeof tmpdir_path);
+  ck_assert_msg(mkdtemp(tmpdir_path) != NULL, "mkdtemp %s: %s", tmpdir_path,
+                strerror(errno));
+  return tmpdir_path;
+}
+
+void tu_tmpdir_remove(void) {
+  if (!tmpdir_path[0])
+    return;
+  ck_assert_msg(tu_rm_rf(tmpdir_path) == 0, "removing %s: %s", tmpdir_path,
+                strerror(errno));
+  tmpdir_path[0] = 0;
+}
+
+char *tu_tmppath(const char *name) {
+  static char buf[4][1024];
+  static int k;
+  ck_assert_msg(tmpdir_path[0], "tu_tmppath without tu_tmpdir_create");
+  k = (k + 1) % 4;
+  return tu_path_join(buf[k], sizeof buf[k], tmpdir_path, name);
+}
+
+char *tu_path_join(char *buf, size_t size, const char *dir, const char *name) {
+  int n = snprintf(buf, size, "%s/%s", dir, name);
+  ck_assert_msg(n > 0 && (size_t)n < size, "path too long: %s/%s", dir, name);
+  return buf;
+}
+
+char *tu_tmpfile(char *buf, size_t size, const char *prefix) {
+  int n = snprintf(buf, size, "%s/%s_XXXXXX", tmp_base(), prefix);
+  ck_assert(n > 0 && (size_t)n < size);
+  int fd = mkstemp(buf);
+  ck_assert_msg(fd >= 0, "mkstemp %s: %s", buf, strerror(errno));
+  close(fd);
+  return buf;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+                  struct FTW *ftw) {
+  (void)st, (void)ftw;
+  return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+int tu_rm_rf(const char *path) {
+  /* depth first (contents before their directory), links not followed */
+  int r = nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  return r != 0 && errno == ENOENT ? 0 : r;
+}
+
+unsigned char *tu_read_file(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    *n = (size_t)-1;
+    return NULL;
+  }
+  ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+  long len = ftell(f);
+  ck_assert_int_ge(len, 0);
+  ck_assert_int_eq(fseek(f, 0, SEEK_SET), 0);
+  unsigned char *b = malloc((size_t)len + 1);
+  ck_assert_ptr_nonnull(b);
+  ck_assert_uint_eq(fread(b, 1, (size_t)len, f), (size_t)len);
+  fclose(f);
+  b[len] = 0;
+  *n = (size_t)len;
+  return b;
+}
+
+unsigned char *tu_slurp(const char *path, size_t *n) {
+  unsigned char *b = tu_read_file(path, n);
+  ck_assert_msg(b != NULL, "cannot open %s", path);
+  return b;
+}
+
+void tu_write_file(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  ck_assert_msg(f != NULL, "cannot create %s: %s", path, strerror(errno));
+  ck_assert_uint_eq(fwrite(data, 1, n, f), n);
+  ck_assert_int_eq(fclose(f), 0);
 }
 
 int tu_run_suite(Suite *s) {

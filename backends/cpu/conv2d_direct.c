@@ -1,25 +1,18 @@
 /*
  * conv2d_direct.c - SIMD kernels for the CPU backend's direct
- * convolutions (see conv2d.c for how they are used): AVX-512F and
- * AVX2+FMA builds of the same bodies (conv2d_direct_kern.h), picked by
+ * convolutions (see conv2d.c and conv2d_driver.c for how they are used):
+ * AVX-512 and AVX2+FMA builds of the same bodies (conv2d_direct_kern.h, the
+ * width set of cpu_simd.h), picked by
  * tc__cpu_isa() (TINYCNN_CPU_ISA lowers it). Below AVX2+FMA conv2d.c uses
  * im2col + GEMM.
  */
-#include <immintrin.h>
-
 #include "conv2d_direct.h"
 #include "cpu.h"
+#include "cpu_simd.h"
 
 /* ---- AVX2 + FMA: 16 ymm registers ---- */
-#define TGT __attribute__((target("avx2,fma")))
-#define vf __m256
-#define VL 8
-#define V_LOAD(p) _mm256_loadu_ps(p)
-#define V_STORE(p, v) _mm256_storeu_ps(p, v)
-#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define V_ADD(a, b) _mm256_add_ps(a, b)
-#define V_BC(s) _mm256_set1_ps(s)
-#define V_ZERO() _mm256_setzero_ps()
+#define CPU_SIMD_VL 8
+#include "cpu_simd.h"
 #define V_HSUM(v) convd_hsum256(v)
 #define V_HSUMS(v, s) convd_hsums256(v, s)
 #define V_LANE(m) ((m) % 2 * 4 + (m) / 2)
@@ -225,15 +218,6 @@ static const convd_kernels convd_avx2 = {
     .transpose = tc__convd_transpose256,
     .fwdt = tc__convd_fwdt256};
 
-#undef TGT
-#undef vf
-#undef VL
-#undef V_LOAD
-#undef V_STORE
-#undef V_FMA
-#undef V_ADD
-#undef V_BC
-#undef V_ZERO
 #undef V_HSUM
 #undef V_HSUMS
 #undef V_LANE
@@ -249,15 +233,8 @@ static const convd_kernels convd_avx2 = {
 #undef VS_STORE
 
 /* ---- AVX-512F: 32 zmm registers ---- */
-#define TGT __attribute__((target("avx512f,avx2,fma")))
-#define vf __m512
-#define VL 16
-#define V_LOAD(p) _mm512_loadu_ps(p)
-#define V_STORE(p, v) _mm512_storeu_ps(p, v)
-#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define V_ADD(a, b) _mm512_add_ps(a, b)
-#define V_BC(s) _mm512_set1_ps(s)
-#define V_ZERO() _mm512_setzero_ps()
+#define CPU_SIMD_VL 16
+#include "cpu_simd.h"
 #define V_HSUM(v) convd_hsum512(v)
 #define V_HSUMS(v, s) convd_hsums512(v, s)
 #define V_LANE(m) ((m) % 4 * 4 + (m) / 4)

@@ -1,7 +1,7 @@
 /*
  * conv2d_direct.h - private to the CPU backend: SIMD kernels for stride-1
- * convolution on a "flattened padded grid" (conv2d.c explains the layout),
- * picked at run time by CPU features.
+ * convolution on a "flattened padded grid" (conv2d_driver.c explains the
+ * layout), picked at run time by CPU features.
  */
 #ifndef TINYCNN_CONV2D_DIRECT_H
 #define TINYCNN_CONV2D_DIRECT_H

@@ -1,8 +1,12 @@
 /*
  * conv2d_wgradt.c - the weight gradient of stride-1 convolutions with the
- * output channels in the vector lanes (conv2d.c, wg_lanes): AVX-512 for
- * 3x3 layers whose k is a multiple of 16, AVX2 for any r x s whose k is
- * a multiple of 16 (two ymm vectors per channel block).
+ * output channels in the vector lanes (conv2d_driver.c, wg_lanes): AVX-512
+ * for 3x3 layers whose k is a multiple of 16, AVX2 for any r x s whose k
+ * is a multiple of 16 (two ymm vectors per channel block). The two are
+ * written separately, not as one body per width: their tiles differ
+ * (AVX-512: all 9 taps of a 3x3 kernel at constant displacements for
+ * 16*kv channels; AVX2: up to 6 taps of any kernel from an offset table
+ * for 16 channels).
  *
  * The position-vector kernels (conv2d_direct_kern.h) put positions in the
  * lanes, so every (channel, tap) tile ends in a horizontal sum; on 8x8
@@ -12,25 +16,23 @@
  * x is broadcast: acc[tap][channels] += dy[p][channels] * x[p + off[tap]].
  * No horizontal sums, one stream of dy vectors and scalar x loads from L1:
  * 2 loads + 9 broadcasts per 18 FMAs, FMA-bound (ResNet 8x8 layers 1.25x
- * faster). x comes in the padded-row layout (conv2d.c's phase planes,
+ * faster). x comes in the padded-row layout (conv2d_driver.c's phase planes,
  * rows of ws >= ow + 1 floats with zeros between rows, above and below)
  * so a tap that leaves the image reads a zero; only real positions run.
  * Every lane sums its products in the order images, rows, columns: a
  * function of the shapes only.
  */
-#include <immintrin.h>
 #include <stdint.h>
 
 #include "conv2d_direct.h"
 #include "cpu.h"
+#include "cpu_simd.h"
 
 #if CPU_X86
 
-#define TGT512 __attribute__((target("avx512f")))
-
 /* One 16x16 block: d[j*ldd + i] = s[i*lds + j]. */
-TGT512 static inline void tr16(const float *s, int64_t lds, float *d,
-                               int64_t ldd) {
+CPU_AVX512 static inline void tr16(const float *s, int64_t lds, float *d,
+                                   int64_t ldd) {
   __m512 r[16], t[16];
   for (int i = 0; i < 16; i++)
     r[i] = _mm512_loadu_ps(s + i * lds);
@@ -61,8 +63,8 @@ TGT512 static inline void tr16(const float *s, int64_t lds, float *d,
     _mm512_storeu_ps(d + i * ldd, r[i]);
 }
 
-TGT512 void tc__convd_transpose512(const float *src, int64_t k, int64_t np,
-                                   float *dst) {
+CPU_AVX512 void tc__convd_transpose512(const float *src, int64_t k, int64_t np,
+                                       float *dst) {
   for (int64_t kk = 0; kk < k; kk += 16)
     for (int64_t p = 0; p < np; p += 16)
       tr16(src + kk * np + p, np, dst + p * k + kk, k);
@@ -72,7 +74,7 @@ TGT512 void tc__convd_transpose512(const float *src, int64_t k, int64_t np,
  * 16*kv - 1 (nc, kv constants after inlining: nc*9*kv <= 18 registers).
  * Tap t = 3*di + dj reads x at di*ws + dj from the position: three row
  * pointers and constant displacements, no offset table in the loop. */
-TGT512 static inline __attribute__((always_inline)) void
+CPU_AVX512 static inline __attribute__((always_inline)) void
 wgt_tile(const float *x, int64_t xs, int64_t ps, int64_t ws, const float *dyt,
          int64_t dts, int64_t nimg, int64_t c, int64_t k, int64_t oh,
          int64_t ow, float *part, int64_t ci, int64_t k0, const int nc,
@@ -112,10 +114,11 @@ wgt_tile(const float *x, int64_t xs, int64_t ps, int64_t ws, const float *dyt,
       }
 }
 
-TGT512 void tc__convd_wgradt512(const float *x, int64_t xs, int64_t ps,
-                                int64_t ws, const float *dyt, int64_t dts,
-                                int64_t nimg, int64_t c, int64_t k, int64_t oh,
-                                int64_t ow, int64_t r, int64_t s, float *part) {
+CPU_AVX512 void tc__convd_wgradt512(const float *x, int64_t xs, int64_t ps,
+                                    int64_t ws, const float *dyt, int64_t dts,
+                                    int64_t nimg, int64_t c, int64_t k,
+                                    int64_t oh, int64_t ow, int64_t r,
+                                    int64_t s, float *part) {
   (void)r, (void)s; /* 3x3 only */
   int64_t k2 = k - k % 32;
   for (int64_t ci = 0; ci < c; ci++)
@@ -137,11 +140,9 @@ TGT512 void tc__convd_wgradt512(const float *x, int64_t xs, int64_t ps,
  * 136 grid positions per image for 100 real ones and end every tile in
  * horizontal sums; here only real positions run and dy is read once per
  * position for the tile's taps (2 loads + nt broadcasts per 2*nt FMAs). */
-#define TGT256 __attribute__((target("avx2,fma")))
-
 /* One 8x8 block: d[j*ldd + i] = s[i*lds + j]. */
-TGT256 static inline void tr8(const float *s, int64_t lds, float *d,
-                              int64_t ldd) {
+CPU_AVX2 static inline void tr8(const float *s, int64_t lds, float *d,
+                                int64_t ldd) {
   __m256 r[8], t[8];
   for (int i = 0; i < 8; i++)
     r[i] = _mm256_loadu_ps(s + i * lds);
@@ -164,8 +165,8 @@ TGT256 static inline void tr8(const float *s, int64_t lds, float *d,
 }
 
 /* dst[p*k + kk] = src[kk*np + p]: any k, np */
-TGT256 void tc__convd_transpose256(const float *src, int64_t k, int64_t np,
-                                   float *dst) {
+CPU_AVX2 void tc__convd_transpose256(const float *src, int64_t k, int64_t np,
+                                     float *dst) {
   int64_t p8 = np - np % 8, k8 = k - k % 8;
   for (int64_t kk = 0; kk < k8; kk += 8) {
     for (int64_t p = 0; p < p8; p += 8)
@@ -181,7 +182,7 @@ TGT256 void tc__convd_transpose256(const float *src, int64_t k, int64_t np,
 
 /* Taps tp[0..nt) (x displacements dsp) of input channel ci, channels k0
  * .. k0 + 15 (nt constant after inlining: 2*nt <= 12 registers). */
-TGT256 static inline __attribute__((always_inline)) void
+CPU_AVX2 static inline __attribute__((always_inline)) void
 wgt256_tile(const float *x, int64_t xs, int64_t ps, int64_t ws,
             const float *dyt, int64_t dts, int64_t nimg, int64_t c, int64_t k,
             int64_t oh, int64_t ow, int64_t rs, float *part, int64_t ci,
@@ -226,10 +227,11 @@ wgt256_tile(const float *x, int64_t xs, int64_t ps, int64_t ws,
  * x[i*xs + ci*ps + (u + di)*ws + v + dj], k a multiple of 16. The taps
  * go in tiles of whole tap rows, up to 6 taps (s = 5: one row; s = 3:
  * two, then one). */
-TGT256 void tc__convd_wgradt256(const float *x, int64_t xs, int64_t ps,
-                                int64_t ws, const float *dyt, int64_t dts,
-                                int64_t nimg, int64_t c, int64_t k, int64_t oh,
-                                int64_t ow, int64_t r, int64_t s, float *part) {
+CPU_AVX2 void tc__convd_wgradt256(const float *x, int64_t xs, int64_t ps,
+                                  int64_t ws, const float *dyt, int64_t dts,
+                                  int64_t nimg, int64_t c, int64_t k,
+                                  int64_t oh, int64_t ow, int64_t r, int64_t s,
+                                  float *part) {
   int64_t rs = r * s, rows = s <= 6 ? 6 / s : 1;
   for (int64_t ci = 0; ci < c; ci++)
     for (int64_t k0 = 0; k0 < k; k0 += 16)
@@ -260,7 +262,7 @@ TGT256 void tc__convd_wgradt256(const float *x, int64_t xs, int64_t ps,
 /* One tile of the lanes forward: output row u, columns v0 .. v0+nt-1,
  * channels k0 .. k0+15 (nt constant after inlining: 2*nt <= 12
  * accumulators), into out (P, k) plus bias. */
-TGT256 static inline __attribute__((always_inline)) void
+CPU_AVX2 static inline __attribute__((always_inline)) void
 fwt256_tile(const float *x, int64_t ps, const int64_t *off, int64_t rs,
             const float *wl, int64_t c, int64_t k, const float *bias,
             float *out, int64_t k0, int64_t p0, const int nt) {
@@ -298,10 +300,10 @@ fwt256_tile(const float *x, int64_t ps, const int64_t *off, int64_t rs,
  * forward of a stride-1 layer with the output channels in the lanes, only
  * real positions (the position kernels also run ws - ow junk columns a
  * row: LeNet's conv2 136 for 100). Tiles of up to 6 columns of a row. */
-TGT256 void tc__convd_fwdt256(const float *x, int64_t ps, int64_t ws,
-                              const int64_t *off, int64_t rs, const float *wl,
-                              int64_t c, int64_t k, int64_t oh, int64_t ow,
-                              const float *bias, float *out) {
+CPU_AVX2 void tc__convd_fwdt256(const float *x, int64_t ps, int64_t ws,
+                                const int64_t *off, int64_t rs, const float *wl,
+                                int64_t c, int64_t k, int64_t oh, int64_t ow,
+                                const float *bias, float *out) {
   for (int64_t k0 = 0; k0 < k; k0 += 16)
     for (int64_t u = 0; u < oh; u++)
       for (int64_t v = 0; v < ow;) {

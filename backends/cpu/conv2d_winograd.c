@@ -52,27 +52,28 @@
 
 #if CPU_X86
 /* ---- AVX2 + FMA ---- */
-CPU_AVX2 static inline void wino_deint256(__m256 a, __m256 b, __m256 *e,
-                                          __m256 *o) {
+#define WINO_AVX2 __attribute__((target("avx2,fma")))
+WINO_AVX2 static inline void wino_deint256(__m256 a, __m256 b, __m256 *e,
+                                           __m256 *o) {
   __m256 t0 = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
   __m256 t1 = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
   *e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t0), 0xD8));
   *o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t1), 0xD8));
 }
 
-CPU_AVX2 static inline void wino_inter256(__m256 e, __m256 o, __m256 *lo,
-                                          __m256 *hi) {
+WINO_AVX2 static inline void wino_inter256(__m256 e, __m256 o, __m256 *lo,
+                                           __m256 *hi) {
   __m256 u0 = _mm256_unpacklo_ps(e, o), u1 = _mm256_unpackhi_ps(e, o);
   *lo = _mm256_permute2f128_ps(u0, u1, 0x20);
   *hi = _mm256_permute2f128_ps(u0, u1, 0x31);
 }
 
-CPU_AVX2 static inline __m256i wino_mask256(int64_t n) {
+WINO_AVX2 static inline __m256i wino_mask256(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-#define TGT CPU_AVX2
+#define TGT WINO_AVX2
 #define vf __m256
 #define VL 8
 #define V_LOAD(p) _mm256_loadu_ps(p)

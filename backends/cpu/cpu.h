@@ -10,7 +10,9 @@
 #ifndef TINYCNN_CPU_H
 #define TINYCNN_CPU_H
 
-#include "../../lib/internal.h"
+#include <stdatomic.h> /* the pool, and flags set by tasks */
+
+#include "../../lib/backend_host.h"
 
 typedef struct cpu_pool cpu_pool;
 
@@ -51,15 +53,14 @@ int tc__cpu_pool_size(const cpu_pool *pool);
 /* ---- instruction sets, chosen at run time ----
  * tc__cpu_isa() is the best level this CPU (and the OS) supports, lowered by
  * the environment variable TINYCNN_CPU_ISA=generic|avx2 (to test the
- * portable paths). Kernels with a CPU_AVX2 variant call it when
- * tc__cpu_isa() >= CPU_ISA_AVX2. Every variant computes the same operations in
- * the same order (no FMA contraction unless a kernel says so), so the
- * choice never changes a result's bits. */
+ * portable paths). Kernels with a CPU_AVX2 or CPU_AVX512 variant
+ * (cpu_simd.h) call it when tc__cpu_isa() >= CPU_ISA_AVX2 or AVX512. Every
+ * variant computes the same operations in the same order (no FMA contraction
+ * unless a kernel says so), so the choice never changes a result's bits. */
 enum { CPU_ISA_GENERIC = 0, CPU_ISA_AVX2 = 1, CPU_ISA_AVX512 = 2 };
 int tc__cpu_isa(void);
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_X86 1
-#define CPU_AVX2 __attribute__((target("avx2,fma")))
 #else
 #define CPU_X86 0
 #endif

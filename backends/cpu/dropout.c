@@ -15,6 +15,7 @@
  * NULL (not stored). Work is cut into fixed blocks of units, independent of
  * the thread count; each block draws its own Philox blocks.
  */
+#include "../op_check.h"
 #include "cpu.h"
 
 /* Elements per task (about); a task holds whole units. */
@@ -90,25 +91,6 @@ static void drop_bwd_task(void *arg, int64_t t) {
   }
 }
 
-static tc_status drop_check(void *ctx, const tc_dropout_args *a,
-                            const char *fn) {
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_dropout_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_dropout_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 0)
-    return tc__error(TC_EINVAL, "%s: n = %lld < 0", fn, (long long)a->n);
-  if (a->group < 1 || a->n % a->group != 0)
-    return tc__error(TC_EINVAL, "%s: group %lld does not divide n %lld", fn,
-                     (long long)a->group, (long long)a->n);
-  if (!(a->p >= 0.f && a->p <= 1.f)) /* NaN fails too */
-    return tc__error(TC_EINVAL, "%s: p = %g not in [0, 1]", fn, (double)a->p);
-  return TC_OK;
-}
-
 static drop_job drop_job_for(const tc_dropout_args *a) {
   drop_job j = {a, a->n / a->group, DROP_BLOCK / a->group, keep_scale(a->p)};
   if (j.per < 1)
@@ -117,28 +99,20 @@ static drop_job drop_job_for(const tc_dropout_args *a) {
 }
 
 tc_status tc__cpu_dropout_fwd(void *ctx, const tc_dropout_args *a) {
-  static const char fn[] = "cpu_dropout_fwd";
-  tc_status st = drop_check(ctx, a, fn);
+  tc_status st =
+      tc__check_dropout_args(ctx, a, "cpu_dropout_fwd", TC__OP_DROPOUT_FWD);
   if (st != TC_OK || a->n == 0)
     return st;
-  if (!a->x || !a->y)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     a->x ? "y" : "x");
   drop_job j = drop_job_for(a);
   tc__cpu_parallel_for(ctx, (j.units + j.per - 1) / j.per, drop_fwd_task, &j);
   return TC_OK;
 }
 
 tc_status tc__cpu_dropout_bwd(void *ctx, const tc_dropout_args *a) {
-  static const char fn[] = "cpu_dropout_bwd";
-  tc_status st = drop_check(ctx, a, fn);
+  tc_status st =
+      tc__check_dropout_args(ctx, a, "cpu_dropout_bwd", TC__OP_DROPOUT_BWD);
   if (st != TC_OK || a->n == 0)
     return st;
-  if (!a->dy || !a->dx || !a->mask)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     !a->dy   ? "dy"
-                     : !a->dx ? "dx"
-                              : "mask");
   drop_job j = drop_job_for(a);
   tc__cpu_parallel_for(ctx, (j.units + j.per - 1) / j.per, drop_bwd_task, &j);
   return TC_OK;

@@ -17,7 +17,9 @@
  */
 #include <string.h>
 
+#include "../op_check.h"
 #include "cpu.h"
+#include "cpu_simd.h"
 
 /* Elements per task for the streaming ops (64 KiB of floats). */
 #define ELT_BLOCK ((int64_t)16384)
@@ -47,16 +49,17 @@ typedef uint32_t __attribute__((may_alias)) elt_u32;
 static void relu_fwd_range(const float *a, float *y, int64_t n) {
   if (a == y) {
     for (int64_t i = 0; i < n; i++)
-      y[i] = y[i] > 0.f ? y[i] : 0.f;
+      y[i] = cpu_relu1(y[i]);
     return;
   }
   const float *restrict pa = a;
   float *restrict py = y;
   for (int64_t i = 0; i < n; i++)
-    py[i] = pa[i] > 0.f ? pa[i] : 0.f;
+    py[i] = cpu_relu1(pa[i]);
 }
 
-/* a: forward output, b: dy; y may be either of them */
+/* a: forward output, b: dy; y may be either of them. a > 0 is false for
+ * NaN: a NaN output passes no gradient, as PyTorch's threshold_backward. */
 static void relu_bwd_range(const float *a, const float *b, float *y,
                            int64_t n) {
   for (int64_t i = 0; i < n; i++) {
@@ -111,24 +114,28 @@ static void axpy_range(const float *a, float *y, int64_t n, float alpha) {
 #if CPU_X86
 #include <immintrin.h>
 
+/* cpu_relu1 on 8 lanes: the lanes not <= 0 (NLE_UQ: true for NaN) are
+ * kept, the others become +0; max_ps would return 0 for NaN. */
+static CPU_AVX2 inline __m256 relu8(__m256 x) {
+  return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NLE_UQ), x);
+}
+
 static CPU_AVX2 void relu_fwd_avx2(const float *a, float *y, int64_t n) {
-  /* max_ps(x, 0) returns 0 for a NaN x and +0 for -0, as x > 0 ? x : 0 */
-  __m256 z = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    __m256 v0 = _mm256_max_ps(_mm256_loadu_ps(a + i), z);
-    __m256 v1 = _mm256_max_ps(_mm256_loadu_ps(a + i + 8), z);
-    __m256 v2 = _mm256_max_ps(_mm256_loadu_ps(a + i + 16), z);
-    __m256 v3 = _mm256_max_ps(_mm256_loadu_ps(a + i + 24), z);
+    __m256 v0 = relu8(_mm256_loadu_ps(a + i));
+    __m256 v1 = relu8(_mm256_loadu_ps(a + i + 8));
+    __m256 v2 = relu8(_mm256_loadu_ps(a + i + 16));
+    __m256 v3 = relu8(_mm256_loadu_ps(a + i + 24));
     _mm256_storeu_ps(y + i, v0);
     _mm256_storeu_ps(y + i + 8, v1);
     _mm256_storeu_ps(y + i + 16, v2);
     _mm256_storeu_ps(y + i + 24, v3);
   }
   for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_max_ps(_mm256_loadu_ps(a + i), z));
+    _mm256_storeu_ps(y + i, relu8(_mm256_loadu_ps(a + i)));
   for (; i < n; i++)
-    y[i] = a[i] > 0.f ? a[i] : 0.f;
+    y[i] = cpu_relu1(a[i]);
 }
 
 static CPU_AVX2 void relu_bwd_avx2(const float *a, const float *b, float *y,
@@ -302,24 +309,10 @@ static void elt_task(void *arg, int64_t t) {
 
 /* Checks the args of an elementwise op and runs it. */
 static tc_status elt_run(void *ctx, const tc_eltwise_args *a, elt_op op,
-                         const char *fn, int need_a, int need_b) {
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_eltwise_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_eltwise_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 0)
-    return tc__error(TC_EINVAL, "%s: n = %lld < 0", fn, (long long)a->n);
-  if (a->n == 0)
-    return TC_OK;
-  if (!a->y)
-    return tc__error(TC_EINVAL, "%s: argument 'y' is NULL", fn);
-  if (need_a && !a->a)
-    return tc__error(TC_EINVAL, "%s: argument 'a' is NULL", fn);
-  if (need_b && !a->b)
-    return tc__error(TC_EINVAL, "%s: argument 'b' is NULL", fn);
+                         const char *fn, tc__op slot) {
+  tc_status st = tc__check_eltwise_args(ctx, a, fn, slot);
+  if (st != TC_OK || a->n == 0)
+    return st;
   elt_job j = {a, op, 0, tc__cpu_isa() >= CPU_ISA_AVX2};
   if (op == ELT_FILL)
     memcpy(&j.bits, &a->alpha, sizeof j.bits);
@@ -328,27 +321,27 @@ static tc_status elt_run(void *ctx, const tc_eltwise_args *a, elt_op op,
 }
 
 tc_status tc__cpu_relu_fwd(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_RELU_FWD, "cpu_relu_fwd", 1, 0);
+  return elt_run(ctx, a, ELT_RELU_FWD, "cpu_relu_fwd", TC__OP_RELU_FWD);
 }
 
 tc_status tc__cpu_relu_bwd(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_RELU_BWD, "cpu_relu_bwd", 1, 1);
+  return elt_run(ctx, a, ELT_RELU_BWD, "cpu_relu_bwd", TC__OP_RELU_BWD);
 }
 
 tc_status tc__cpu_add(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_ADD, "cpu_add", 1, 0);
+  return elt_run(ctx, a, ELT_ADD, "cpu_add", TC__OP_ADD);
 }
 
 tc_status tc__cpu_scale(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_SCALE, "cpu_scale", 1, 0);
+  return elt_run(ctx, a, ELT_SCALE, "cpu_scale", TC__OP_SCALE);
 }
 
 tc_status tc__cpu_axpy(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_AXPY, "cpu_axpy", 1, 0);
+  return elt_run(ctx, a, ELT_AXPY, "cpu_axpy", TC__OP_AXPY);
 }
 
 tc_status tc__cpu_fill(void *ctx, const tc_eltwise_args *a) {
-  return elt_run(ctx, a, ELT_FILL, "cpu_fill", 0, 0);
+  return elt_run(ctx, a, ELT_FILL, "cpu_fill", TC__OP_FILL);
 }
 
 /* ---- per-channel bias ---------------------------------------------------
@@ -360,29 +353,6 @@ typedef struct bias_job {
   int64_t per;  /* bias_add: rows per task; bias_grad: channels per task */
   int avx2;
 } bias_job;
-
-static tc_status bias_check(void *ctx, const tc_bias_args *a, const char *fn,
-                            int64_t *out_total) {
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_bias_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_bias_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 0 || a->c < 0 || a->spatial < 0)
-    return tc__error(TC_EINVAL,
-                     "%s: negative size (n %lld, c %lld, "
-                     "spatial %lld)",
-                     fn, (long long)a->n, (long long)a->c,
-                     (long long)a->spatial);
-  int64_t nc, total;
-  if (__builtin_mul_overflow(a->n, a->c, &nc) ||
-      __builtin_mul_overflow(nc, a->spatial, &total))
-    return tc__error(TC_EINVAL, "%s: n*c*spatial overflows", fn);
-  *out_total = total;
-  return TC_OK;
-}
 
 static void bias_add_task(void *arg, int64_t t) {
   const bias_job *j = arg;
@@ -406,13 +376,9 @@ static void bias_add_task(void *arg, int64_t t) {
 
 tc_status tc__cpu_bias_add(void *ctx, const tc_bias_args *a) {
   static const char fn[] = "cpu_bias_add";
-  int64_t total = 0;
-  tc_status st = bias_check(ctx, a, fn, &total);
-  if (st != TC_OK || total == 0)
+  tc_status st = tc__check_bias_args(ctx, a, fn, TC__OP_BIAS_ADD);
+  if (st != TC_OK || a->n * a->c * a->spatial == 0)
     return st;
-  if (!a->y || !a->bias)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     a->y ? "bias" : "y");
   bias_job j = {a, a->n * a->c, 1, tc__cpu_isa() >= CPU_ISA_AVX2};
   j.per = ELT_BLOCK / a->spatial;
   if (j.per < 1)
@@ -468,14 +434,9 @@ static void bias_grad_task(void *arg, int64_t t) {
 
 tc_status tc__cpu_bias_grad(void *ctx, const tc_bias_args *a) {
   static const char fn[] = "cpu_bias_grad";
-  int64_t total = 0;
-  tc_status st = bias_check(ctx, a, fn, &total);
+  tc_status st = tc__check_bias_args(ctx, a, fn, TC__OP_BIAS_GRAD);
   if (st != TC_OK || a->c == 0)
     return st;
-  if (!a->db)
-    return tc__error(TC_EINVAL, "%s: argument 'db' is NULL", fn);
-  if (total > 0 && !a->dy)
-    return tc__error(TC_EINVAL, "%s: argument 'dy' is NULL", fn);
   /* Channels per task: enough that a task reads BIAS_GRAD_MIN_WORK
    * elements, at most CPU_REDUCE_CHUNKS (the accumulator array). The split
    * follows from the sizes only and does not change any channel's order. */
@@ -572,28 +533,12 @@ static int dst_injective(const tc_copy4d_args *a) {
 }
 
 tc_status tc__cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
-  static const char fn[] = "cpu_copy4d";
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_copy4d_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_copy4d_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  int64_t total = 1;
-  for (int d = 0; d < 4; d++) {
-    if (a->shape[d] < 0)
-      return tc__error(TC_EINVAL, "%s: shape[%d] = %lld < 0", fn, d,
-                       (long long)a->shape[d]);
-    if (__builtin_mul_overflow(total, a->shape[d], &total))
-      return tc__error(TC_EINVAL, "%s: the shape's element count overflows",
-                       fn);
-  }
+  tc_status st = tc__check_copy4d_args(ctx, a, "cpu_copy4d");
+  if (st != TC_OK)
+    return st;
+  int64_t total = a->shape[0] * a->shape[1] * a->shape[2] * a->shape[3];
   if (total == 0)
     return TC_OK;
-  if (!a->src || !a->dst)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     a->src ? "dst" : "src");
   copy_job j = {a, total / a->shape[3], 1, tc__cpu_isa() >= CPU_ISA_AVX2};
   j.per = ELT_BLOCK / a->shape[3];
   if (j.per < 1)
@@ -610,18 +555,9 @@ tc_status tc__cpu_copy4d(void *ctx, const tc_copy4d_args *a) {
 /* ---- counters ---- */
 
 tc_status tc__cpu_counter_add(void *ctx, const tc_counter_args *a) {
-  static const char fn[] = "cpu_counter_add";
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_counter_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_counter_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 0)
-    return tc__error(TC_EINVAL, "%s: n = %lld < 0", fn, (long long)a->n);
-  if (a->n > 0 && !a->x)
-    return tc__error(TC_EINVAL, "%s: argument 'x' is NULL", fn);
+  tc_status st = tc__check_counter_args(ctx, a, "cpu_counter_add");
+  if (st != TC_OK)
+    return st;
   for (int64_t i = 0; i < a->n; i++)
     a->x[i] = (int64_t)((uint64_t)a->x[i] + (uint64_t)a->delta);
   return TC_OK;

@@ -24,11 +24,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "../op_check.h"
 #include "cpu.h"
-
-#if CPU_X86
-#include <immintrin.h>
-#endif
+#include "cpu_simd.h"
 
 /* ---- OpenBLAS path ---- */
 
@@ -85,18 +83,16 @@ static int64_t min64(int64_t a, int64_t b) {
 }
 
 #if CPU_X86
-#define GEMM_AVX2 __attribute__((target("avx2,fma")))
-
 /* Lanes [0, n) set, n in [0, 8]. */
-static inline GEMM_AVX2 __m256i gemm_mask8(int64_t n) {
+static inline CPU_AVX2 __m256i gemm_mask8(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 /* 8 rows of 8 floats (src, row stride ld) into 8 columns (dst, row stride
  * ldd): dst[p * ldd + j] = src[j * ld + p]. */
-static inline GEMM_AVX2 void gemm_transpose8(const float *src, int64_t ld,
-                                             float *dst, int64_t ldd) {
+static inline CPU_AVX2 void gemm_transpose8(const float *src, int64_t ld,
+                                            float *dst, int64_t ldd) {
   __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld);
   __m256 r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld);
   __m256 r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld);
@@ -125,37 +121,23 @@ static inline GEMM_AVX2 void gemm_transpose8(const float *src, int64_t ld,
 
 /* ---- AVX2 + FMA: 6 x 16 tile, 12 of the 16 ymm registers ---- */
 #define KF(name) gemm_avx2_##name
-#define TGT GEMM_AVX2
-#define vf __m256
-#define VL 8
+#define CPU_SIMD_VL 8
+#include "cpu_simd.h"
 #define GK_MR 6
 #define GK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
-#define V_LOAD(p) _mm256_loadu_ps(p)
-#define V_STORE(p, v) _mm256_storeu_ps(p, v)
 #define V_LOADN(p, n) _mm256_maskload_ps(p, gemm_mask8(n))
 #define V_STOREN(p, v, n) _mm256_maskstore_ps(p, gemm_mask8(n), v)
-#define V_MUL(a, b) _mm256_mul_ps(a, b)
-#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define V_BC(s) _mm256_set1_ps(s)
-#define V_ZERO() _mm256_setzero_ps()
 #include "gemm_kern.h"
 
 /* ---- AVX-512F: 12 x 32 tile, 24 of the 32 zmm registers ---- */
 #define KF(name) gemm_avx512_##name
-#define TGT __attribute__((target("avx512f,avx2,fma")))
-#define vf __m512
-#define VL 16
+#define CPU_SIMD_VL 16
+#include "cpu_simd.h"
 #define GK_MR 12
 #define GK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-#define V_LOAD(p) _mm512_loadu_ps(p)
-#define V_STORE(p, v) _mm512_storeu_ps(p, v)
 #define V_LOADN(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), p)
 #define V_STOREN(p, v, n)                                                      \
   _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
-#define V_MUL(a, b) _mm512_mul_ps(a, b)
-#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define V_BC(s) _mm512_set1_ps(s)
-#define V_ZERO() _mm512_setzero_ps()
 #include "gemm_kern.h"
 
 static const gemm_kernels gemm_avx2 = {6,
@@ -326,67 +308,10 @@ static int64_t gemm_own_split(const tc_gemm_args *a, gemm_job *job) {
   return tr * job->col_tasks;
 }
 
-static int64_t max1(int64_t v) {
-  return v > 1 ? v : 1;
-}
-
-static tc_status gemm_check(const tc_gemm_args *a) {
-  static const char fn[] = "cpu_gemm";
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_gemm_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_gemm_args));
-  if (a->m < 0 || a->n < 0 || a->k < 0 || a->batch < 0)
-    return tc__error(
-        TC_EINVAL, "%s: negative size (m %lld, n %lld, k %lld, batch %lld)", fn,
-        (long long)a->m, (long long)a->n, (long long)a->k, (long long)a->batch);
-  /* BLAS takes int sizes (blasint); refuse what would not fit */
-  int64_t lim = (int64_t)INT32_MAX;
-  if (a->m > lim || a->n > lim || a->k > lim || a->lda > lim || a->ldb > lim ||
-      a->ldc > lim)
-    return tc__error(TC_EINVAL, "%s: a size or ld exceeds %lld", fn,
-                     (long long)lim);
-  if (a->m == 0 || a->n == 0 || a->batch == 0)
-    return TC_OK; /* nothing is read or written */
-  if (!a->c)
-    return tc__error(TC_EINVAL, "%s: argument 'c' is NULL", fn);
-  int64_t a_cols = a->trans_a ? a->m : a->k; /* row-major storage of A */
-  int64_t b_cols = a->trans_b ? a->k : a->n;
-  if (a->lda < max1(a_cols))
-    return tc__error(TC_EINVAL, "%s: lda %lld < %lld (trans_a %d)", fn,
-                     (long long)a->lda, (long long)max1(a_cols),
-                     (int)a->trans_a);
-  if (a->ldb < max1(b_cols))
-    return tc__error(TC_EINVAL, "%s: ldb %lld < %lld (trans_b %d)", fn,
-                     (long long)a->ldb, (long long)max1(b_cols),
-                     (int)a->trans_b);
-  if (a->ldc < max1(a->n))
-    return tc__error(TC_EINVAL, "%s: ldc %lld < n %lld", fn, (long long)a->ldc,
-                     (long long)a->n);
-  if (a->k > 0 && (!a->a || !a->b))
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     a->a ? "b" : "a");
-  if (a->stride_a < 0 || a->stride_b < 0 || a->stride_c < 0)
-    return tc__error(TC_EINVAL, "%s: negative stride (%lld, %lld, %lld)", fn,
-                     (long long)a->stride_a, (long long)a->stride_b,
-                     (long long)a->stride_c);
-  /* batch entries of C run concurrently: they must not overlap (A and B
-   * may: a stride of 0 broadcasts one matrix) */
-  int64_t c_span = (a->m - 1) * a->ldc + a->n;
-  if (a->batch > 1 && a->stride_c < c_span)
-    return tc__error(TC_EINVAL,
-                     "%s: stride_c %lld < %lld: batch entries of C overlap", fn,
-                     (long long)a->stride_c, (long long)c_span);
-  return TC_OK;
-}
-
 tc_status tc__cpu_gemm(void *ctx, const tc_gemm_args *a) {
-  tc_status st = gemm_check(a);
+  tc_status st = tc__check_gemm_args(ctx, a, "cpu_gemm");
   if (st != TC_OK)
     return st;
-  if (!ctx)
-    return tc__error(TC_EINVAL, "cpu_gemm: ctx is NULL");
   if (a->m == 0 || a->n == 0 || a->batch == 0)
     return TC_OK;
   gemm_job job = {ctx, a, NULL, a->m, a->n, 1};

@@ -14,6 +14,7 @@
  */
 #include <math.h>
 
+#include "../op_check.h"
 #include "cpu.h"
 
 enum { LOSS_XENT = 0, LOSS_NLL = 1, LOSS_MSE = 2 };
@@ -135,41 +136,14 @@ static tc_status bad_label_flagged(const tc_loss_args *a, int32_t *flag) {
 
 static tc_status loss_run(void *ctx, const tc_loss_args *a, int mode,
                           const char *fn) {
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_loss_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_loss_args));
+  static const tc__op ops[] = {[LOSS_XENT] = TC__OP_SOFTMAX_XENT,
+                               [LOSS_NLL] = TC__OP_NLL,
+                               [LOSS_MSE] = TC__OP_MSE};
+  tc_status st = tc__check_loss_args(ctx, a, fn, ops[mode]);
+  if (st != TC_OK)
+    return st;
   int32_t *label_error = a->label_error;
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 1 || a->classes < 1)
-    return tc__error(TC_EINVAL,
-                     "%s: bad sizes n = %lld, classes = %lld "
-                     "(both must be >= 1)",
-                     fn, (long long)a->n, (long long)a->classes);
-  if (a->n > INT64_MAX / a->classes)
-    return tc__error(TC_EINVAL, "%s: n * classes overflows", fn);
-  if (a->reduction == TC_REDUCTION_NONE)
-    return tc__error(TC_EUNSUPPORTED,
-                     "%s: reduction NONE is not supported "
-                     "(mean or sum)",
-                     fn);
-  if (a->reduction != TC_REDUCTION_MEAN && a->reduction != TC_REDUCTION_SUM)
-    return tc__error(TC_EINVAL, "%s: unknown reduction %d", fn,
-                     (int)a->reduction);
-  if (!(a->label_smoothing >= 0.f && a->label_smoothing <= 1.f))
-    return tc__error(TC_EINVAL, "%s: label_smoothing %g not in [0, 1]", fn,
-                     (double)a->label_smoothing);
-  if (!a->logits)
-    return tc__error(TC_EINVAL, "%s: argument 'logits' is NULL", fn);
-  if (!a->loss)
-    return tc__error(TC_EINVAL, "%s: argument 'loss' is NULL", fn);
-  if (mode == LOSS_MSE && !a->target)
-    return tc__error(TC_EINVAL, "%s: argument 'target' is NULL", fn);
   if (mode != LOSS_MSE) {
-    if (!a->labels)
-      return tc__error(TC_EINVAL, "%s: argument 'labels' is NULL", fn);
     for (int64_t r = 0; r < a->n; r++)
       if (a->labels[r] < 0 || a->labels[r] >= a->classes) {
         if (label_error)
@@ -262,22 +236,9 @@ static void argmax_task(void *arg, int64_t task) {
 }
 
 tc_status tc__cpu_argmax(void *ctx, const tc_argmax_args *a) {
-  static const char fn[] = "cpu_argmax";
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_argmax_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_argmax_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 0 || a->classes < 1)
-    return tc__error(TC_EINVAL, "%s: bad sizes n = %lld, classes = %lld", fn,
-                     (long long)a->n, (long long)a->classes);
-  if (a->classes > INT32_MAX)
-    return tc__error(TC_EINVAL, "%s: classes %lld do not fit int32 pred", fn,
-                     (long long)a->classes);
-  if (a->n > 0 && !a->scores)
-    return tc__error(TC_EINVAL, "%s: argument 'scores' is NULL", fn);
+  tc_status st = tc__check_argmax_args(ctx, a, "cpu_argmax");
+  if (st != TC_OK)
+    return st;
   argmax_job j = {.a = a};
   int64_t chunks = 0;
   if (a->n > 0) {

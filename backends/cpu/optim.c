@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../op_check.h"
 #include "../optim_coef.h"
 #include "cpu.h"
 
@@ -126,25 +127,9 @@ static void sgd_task(void *arg, int64_t task) {
 }
 
 tc_status tc__cpu_sgd_update(void *ctx, const tc_sgd_args *a) {
-  static const char fn[] = "cpu_sgd_update";
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_sgd_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_sgd_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 0)
-    return tc__error(TC_EINVAL, "%s: n = %lld is negative", fn,
-                     (long long)a->n);
-  if (a->n == 0)
-    return TC_OK;
-  if (!a->param || !a->grad)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     a->param ? "grad" : "param");
-  if (a->momentum != 0.f && !a->momentum_buf)
-    return tc__error(TC_EINVAL, "%s: momentum %g needs a momentum_buf", fn,
-                     (double)a->momentum);
+  tc_status st = tc__check_sgd_args(ctx, a, "cpu_sgd_update");
+  if (st != TC_OK || a->n == 0)
+    return st;
   sgd_job j = {.a = a};
   j.wd = a->weight_decay;
   j.use_wd = a->weight_decay != 0.f;
@@ -211,30 +196,9 @@ static void adam_task(void *arg, int64_t task) {
 }
 
 tc_status tc__cpu_adam_update(void *ctx, const tc_adam_args *a) {
-  static const char fn[] = "cpu_adam_update";
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_adam_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_adam_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 0)
-    return tc__error(TC_EINVAL, "%s: n = %lld is negative", fn,
-                     (long long)a->n);
-  if (a->step < 1)
-    return tc__error(TC_EINVAL, "%s: step %lld < 1 (steps count from 1)", fn,
-                     (long long)a->step);
-  if (a->n == 0)
-    return TC_OK;
-  if (!a->param || !a->grad || !a->exp_avg || !a->exp_avg_sq)
-    return tc__error(TC_EINVAL, "%s: argument '%s' is NULL", fn,
-                     !a->param     ? "param"
-                     : !a->grad    ? "grad"
-                     : !a->exp_avg ? "exp_avg"
-                                   : "exp_avg_sq");
-  if (a->amsgrad && !a->max_exp_avg_sq)
-    return tc__error(TC_EINVAL, "%s: amsgrad needs max_exp_avg_sq", fn);
+  tc_status st = tc__check_adam_args(ctx, a, "cpu_adam_update");
+  if (st != TC_OK || a->n == 0)
+    return st;
   adam_job j = {.a = a, .k = tc_adam_coef_of(a)};
   tc__cpu_parallel_for(ctx, optim_chunks(a->n),
                        use_fma() ? adam_task_fma : adam_task, &j);

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../op_check.h"
 #include "cpu.h"
 
 /* Smallest chunk worth its own task. */
@@ -93,22 +94,9 @@ static void red_task(void *arg, int64_t t) {
 }
 
 tc_status tc__cpu_reduce(void *ctx, const tc_reduce_args *a) {
-  static const char fn[] = "cpu_reduce";
-  if (!a)
-    return tc__error(TC_EINVAL, "%s: args is NULL", fn);
-  if (a->struct_size < sizeof(tc_reduce_args))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu < %zu", fn, a->struct_size,
-                     sizeof(tc_reduce_args));
-  if (!ctx)
-    return tc__error(TC_EINVAL, "%s: ctx is NULL", fn);
-  if (a->n < 0)
-    return tc__error(TC_EINVAL, "%s: n = %lld < 0", fn, (long long)a->n);
-  if (a->op < TC_REDUCE_SUM || a->op > TC_REDUCE_NONFINITE)
-    return tc__error(TC_EINVAL, "%s: unknown op %d", fn, (int)a->op);
-  if (!a->host_out)
-    return tc__error(TC_EINVAL, "%s: argument 'host_out' is NULL", fn);
-  if (a->n > 0 && !a->x)
-    return tc__error(TC_EINVAL, "%s: argument 'x' is NULL", fn);
+  tc_status st = tc__check_reduce_args(ctx, a, "cpu_reduce");
+  if (st != TC_OK)
+    return st;
   if (a->n == 0) {
     *a->host_out = 0.0;
     return TC_OK;

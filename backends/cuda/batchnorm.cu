@@ -95,35 +95,6 @@ __global__ void k_bn_bwd_params(const float *sdy, const float *sdyx,
   }
 }
 
-#define BN_DIM_MAX ((int64_t)1 << 40)
-#define BN_TOTAL_MAX ((int64_t)1 << 50)
-
-/* The CPU backend's checks (backends/cpu/batchnorm.c), in its order. */
-static tc_status bn_check(void *ctx, const char *fn,
-                          const tc_batchnorm_args *a) {
-  const size_t need = sizeof(tc_batchnorm_args);
-  if (!a)
-    return tc_backend_error(TC_EINVAL, "cuda %s: args is NULL", fn);
-  if (a->struct_size < need)
-    return tc_backend_error(TC_EINVAL, "cuda %s: struct_size %zu < %zu", fn,
-                            a->struct_size, need);
-  if (!ctx)
-    return tc_backend_error(TC_EINVAL, "cuda %s: ctx is NULL", fn);
-  int64_t m, total;
-  if (a->n < 0 || a->c < 0 || a->spatial < 0 || a->n > BN_DIM_MAX ||
-      a->c > BN_DIM_MAX || a->spatial > BN_DIM_MAX ||
-      !cu_mul_ok(a->n, a->spatial, &m) || !cu_mul_ok(m, a->c, &total) ||
-      total > BN_TOTAL_MAX)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad size (n %lld, c %lld, "
-                            "spatial %lld): need each >= 0 and the total to "
-                            "fit", fn, (long long)a->n, (long long)a->c,
-                            (long long)a->spatial);
-  if (!(a->eps >= 0.f) || isinf(a->eps))
-    return tc_backend_error(TC_EINVAL, "cuda %s: eps %g must be finite and "
-                            ">= 0", fn, (double)a->eps);
-  return TC_OK;
-}
-
 /* Batch statistics, optional saves and running update, then y. */
 static tc_status bn_batch_forward(cu_ctx *c, const tc_batchnorm_args *a,
                                   int track) {
@@ -163,7 +134,7 @@ static tc_status bn_batch_forward(cu_ctx *c, const tc_batchnorm_args *a,
 __device__ inline float bn_relu1(float v, const float *res, int64_t i) {
   if (res)
     v = 1.f * v + 1.f * res[i];
-  return v > 0.f ? v : 0.f;
+  return cu_relu1(v);
 }
 
 __global__ void k_bn_relu(float *y, const float *res, int64_t total) {
@@ -225,24 +196,15 @@ __global__ void k_bn_relu_grad(const float *dy, const float *y,
 }
 
 static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
-                              const char *fn, int relu) {
+                              const char *fn, const char *who, int relu) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bn_check(ctx, fn, a);
+  tc_status st = tc__check_batchnorm_args(
+      ctx, a, who,
+      relu ? TC__OP_BATCHNORM_RELU_FWD_TRAIN : TC__OP_BATCHNORM_FWD_TRAIN);
   if (st != TC_OK)
     return st;
-  if (a->n * a->spatial == 1)
-    return tc_backend_error(TC_EINVAL, "cuda %s: batch statistics need more "
-                            "than 1 value per channel (n %lld, spatial "
-                            "%lld)", fn, (long long)a->n,
-                            (long long)a->spatial);
   if (a->c == 0 || a->n * a->spatial == 0)
     return TC_OK; /* nothing to normalise; running stats stay (PyTorch) */
-  if (!a->x || !a->y || !a->save_mean || !a->save_invstd)
-    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
-                            !a->x           ? "x"
-                            : !a->y         ? "y"
-                            : !a->save_mean ? "save_mean"
-                                            : "save_invstd");
   if ((st = cu_enter(c, fn)) != TC_OK)
     return st;
   st = bn_batch_forward(c, a, 1);
@@ -252,20 +214,15 @@ static tc_status bn_fwd_train(void *ctx, const tc_batchnorm_args *a,
 }
 
 static tc_status bn_fwd_infer(void *ctx, const tc_batchnorm_args *a,
-                              const char *fn, int relu) {
+                              const char *fn, const char *who, int relu) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bn_check(ctx, fn, a);
+  tc_status st = tc__check_batchnorm_args(
+      ctx, a, who,
+      relu ? TC__OP_BATCHNORM_RELU_FWD_INFER : TC__OP_BATCHNORM_FWD_INFER);
   if (st != TC_OK)
     return st;
   if (a->c == 0 || a->n * a->spatial == 0)
     return TC_OK;
-  if (!a->x || !a->y || !a->running_mean || !a->running_var)
-    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL "
-                            "(inference needs running statistics)", fn,
-                            !a->x              ? "x"
-                            : !a->y            ? "y"
-                            : !a->running_mean ? "running_mean"
-                                               : "running_var");
   if ((st = cu_enter(c, fn)) != TC_OK)
     return st;
   k_bn_apply<<<cu_blocks(a->n * a->c * a->spatial), CU_THREADS, 0,
@@ -278,9 +235,10 @@ static tc_status bn_fwd_infer(void *ctx, const tc_batchnorm_args *a,
   return st;
 }
 
-static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn) {
+static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn,
+                        const char *who) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bn_check(ctx, fn, a);
+  tc_status st = tc__check_batchnorm_args(ctx, a, who, TC__OP_BATCHNORM_BWD);
   if (st != TC_OK || a->c == 0)
     return st;
   if (a->n * a->spatial == 0) { /* empty sums: zero (or keep) dgamma/dbeta */
@@ -296,13 +254,6 @@ static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn) {
                                     sizeof(float), c->stream), fn);
     return st;
   }
-  if (!a->x || !a->dy || !a->dx || !a->save_mean || !a->save_invstd)
-    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
-                            !a->x           ? "x"
-                            : !a->dy        ? "dy"
-                            : !a->dx        ? "dx"
-                            : !a->save_mean ? "save_mean"
-                                            : "save_invstd");
   if ((st = cu_enter(c, fn)) != TC_OK)
     return st;
   float *sums = NULL; /* sum dy (c), sum dy*xhat (c) */
@@ -333,24 +284,15 @@ static tc_status bn_bwd(void *ctx, const tc_batchnorm_args *a, const char *fn) {
  * dy = g. g is written straight into dresidual when that is overwritten,
  * else into scratch. */
 static tc_status bn_relu_bwd(void *ctx, const tc_batchnorm_args *a,
-                             const char *fn) {
+                             const char *fn, const char *who) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bn_check(ctx, fn, a);
+  tc_status st =
+      tc__check_batchnorm_args(ctx, a, who, TC__OP_BATCHNORM_RELU_BWD);
   if (st != TC_OK || a->c == 0)
     return st;
   if (a->n * a->spatial == 0)
-    return bn_bwd(ctx, a, fn);
+    return bn_bwd(ctx, a, fn, who);
   uint8_t *mask = a->relu_mask;
-  if (!a->x || !a->dy || !a->dx || !a->save_mean || !a->save_invstd ||
-      (!a->y && !mask))
-    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
-                            !a->x             ? "x"
-                            : !a->dy          ? "dy"
-                            : !a->dx          ? "dx"
-                            : !a->save_mean   ? "save_mean"
-                            : !a->save_invstd ? "save_invstd"
-                                              : "y (the forward's output; "
-                                                "or relu_mask)");
   if ((st = cu_enter(c, fn)) != TC_OK)
     return st;
   int64_t total = a->n * a->c * a->spatial;
@@ -370,32 +312,35 @@ static tc_status bn_relu_bwd(void *ctx, const tc_batchnorm_args *a,
   if (st == TC_OK) {
     tc_batchnorm_args b = *a;
     b.dy = g;
-    st = bn_bwd(ctx, &b, fn);
+    st = bn_bwd(ctx, &b, fn, who);
   }
   cu_release_block(c, scratch);
   return st;
 }
 
+/* the slot's name for cu_enter and the like, and for the shared checks */
+#define BN_NAMES(slot) slot, CU_FN(slot)
+
 tc_status cu_batchnorm_fwd_train(void *ctx, const tc_batchnorm_args *a) {
-  return bn_fwd_train(ctx, a, "batchnorm_fwd_train", 0);
+  return bn_fwd_train(ctx, a, BN_NAMES("batchnorm_fwd_train"), 0);
 }
 
 tc_status cu_batchnorm_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
-  return bn_fwd_infer(ctx, a, "batchnorm_fwd_infer", 0);
+  return bn_fwd_infer(ctx, a, BN_NAMES("batchnorm_fwd_infer"), 0);
 }
 
 tc_status cu_batchnorm_bwd(void *ctx, const tc_batchnorm_args *a) {
-  return bn_bwd(ctx, a, "batchnorm_bwd");
+  return bn_bwd(ctx, a, BN_NAMES("batchnorm_bwd"));
 }
 
 tc_status cu_batchnorm_relu_fwd_train(void *ctx, const tc_batchnorm_args *a) {
-  return bn_fwd_train(ctx, a, "batchnorm_relu_fwd_train", 1);
+  return bn_fwd_train(ctx, a, BN_NAMES("batchnorm_relu_fwd_train"), 1);
 }
 
 tc_status cu_batchnorm_relu_fwd_infer(void *ctx, const tc_batchnorm_args *a) {
-  return bn_fwd_infer(ctx, a, "batchnorm_relu_fwd_infer", 1);
+  return bn_fwd_infer(ctx, a, BN_NAMES("batchnorm_relu_fwd_infer"), 1);
 }
 
 tc_status cu_batchnorm_relu_bwd(void *ctx, const tc_batchnorm_args *a) {
-  return bn_relu_bwd(ctx, a, "batchnorm_relu_bwd");
+  return bn_relu_bwd(ctx, a, BN_NAMES("batchnorm_relu_bwd"));
 }

@@ -26,79 +26,21 @@ typedef struct conv_geom {
   int64_t crs, P, per_image; /* per_image: workspace bytes per image */
 } conv_geom;
 
-#define CONV_DIM_MAX ((int64_t)1 << 30)
-
-/* The CPU backend's checks (backends/cpu/conv2d.c), in its order, so both
- * reject the same arguments with TC_EINVAL. */
-static tc_status conv_check(void *ctx, const char *fn,
+/* The shared checks (backends/op_check.c) for slot `op`, then this
+ * backend's geometry. */
+static tc_status conv_check(void *ctx, const char *fn, tc__op op,
                             const tc_conv2d_args *a, conv_geom *g) {
-  CU_ARGS(fn, a, ctx);
-  if (a->n < 0 || a->c < 1 || a->h < 1 || a->w < 1 || a->k < 1 ||
-      a->r < 1 || a->s < 1 || a->c > CONV_DIM_MAX || a->h > CONV_DIM_MAX ||
-      a->w > CONV_DIM_MAX || a->k > CONV_DIM_MAX || a->r > CONV_DIM_MAX ||
-      a->s > CONV_DIM_MAX)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes x (%lld,%lld,%lld,"
-                            "%lld) w (%lld,%lld,%lld,%lld): need n >= 0, "
-                            "others 1..2^30", fn, (long long)a->n,
-                            (long long)a->c, (long long)a->h,
-                            (long long)a->w, (long long)a->k,
-                            (long long)a->c, (long long)a->r,
-                            (long long)a->s);
-  if (a->stride_h < 1 || a->stride_w < 1 || a->dil_h < 1 || a->dil_w < 1 ||
-      a->pad_h < 0 || a->pad_w < 0 || a->stride_h > CONV_DIM_MAX ||
-      a->stride_w > CONV_DIM_MAX || a->dil_h > CONV_DIM_MAX ||
-      a->dil_w > CONV_DIM_MAX || a->pad_h > CONV_DIM_MAX ||
-      a->pad_w > CONV_DIM_MAX)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad stride (%lld,%lld), "
-                            "padding (%lld,%lld) or dilation (%lld,%lld)", fn,
-                            (long long)a->stride_h, (long long)a->stride_w,
-                            (long long)a->pad_h, (long long)a->pad_w,
-                            (long long)a->dil_h, (long long)a->dil_w);
-  int64_t oh = a->h + 2 * a->pad_h - a->dil_h * (a->r - 1) - 1;
-  int64_t ow = a->w + 2 * a->pad_w - a->dil_w * (a->s - 1) - 1;
-  if (oh < 0 || ow < 0)
-    return tc_backend_error(TC_EINVAL,
-                            "cuda %s: kernel (%lld,%lld) dilated "
-                            "by (%lld,%lld) exceeds the padded input "
-                            "(%lld,%lld)",
-                            fn, (long long)a->r, (long long)a->s,
-                            (long long)a->dil_h, (long long)a->dil_w,
-                            (long long)(a->h + 2 * a->pad_h),
-                            (long long)(a->w + 2 * a->pad_w));
-  oh = oh / a->stride_h + 1;
-  ow = ow / a->stride_w + 1;
-  if (oh != a->out_h || ow != a->out_w)
-    return tc_backend_error(TC_EINVAL, "cuda %s: output (%lld,%lld), "
-                            "expected (%lld,%lld)", fn, (long long)a->out_h,
-                            (long long)a->out_w, (long long)oh,
-                            (long long)ow);
-  /* the CPU backend's size limits (backends/cpu/conv2d.c conv_geometry):
-   * oh and ow are each < 2^32 here but their product may overflow, so it
-   * is checked before use */
-  int64_t crs, kcrs, P, hw = a->h * a->w, kp, per, per_img, total, col;
-  if (!cu_mul_ok(oh, ow, &P) || !cu_mul_ok(a->c * a->r, a->s, &crs) ||
-      !cu_mul_ok(a->k, crs, &kcrs) || hw > INT32_MAX || P > INT32_MAX ||
-      crs > INT32_MAX || kcrs > INT32_MAX)
-    return tc_backend_error(TC_EINVAL,
-                            "cuda %s: problem too large (CRS "
-                            "%lld, P %lld): GEMM extents must fit an int",
-                            fn, (long long)(a->c * a->r),
-                            (long long)(cu_mul_ok(oh, ow, &P) ? P : -1));
-  per_img = a->c * hw > a->k * P ? a->c * hw : a->k * P;
-  if (!cu_mul_ok(per_img, a->n, &total) || total > INT64_MAX / 4)
-    return tc_backend_error(TC_EINVAL, "cuda %s: batch %lld too large", fn,
-                            (long long)a->n);
-  if (!cu_mul_ok(crs, P, &col) || col > INT64_MAX / 8)
-    return tc_backend_error(TC_EINVAL,
-                            "cuda %s: im2col panel (CRS %lld, P "
-                            "%lld) too large",
-                            fn, (long long)crs, (long long)P);
+  tc_status st = tc__check_conv2d_args(ctx, a, fn, op);
+  if (st != TC_OK)
+    return st;
+  /* the checks bound these: P, crs, k*crs fit an int */
+  int64_t P = a->out_h * a->out_w, crs = a->c * a->r * a->s, kp, per;
   /* this backend's workspace per image: columns and dyT; fits after the
-   * checks above, kept as a guard */
+   * checks, kept as a guard */
   if (!cu_mul_ok(crs + a->k, P, &kp) ||
       !cu_mul_ok(kp, (int64_t)sizeof(float), &per))
     return tc_backend_error(TC_EINVAL,
-                            "cuda %s: problem too large (CRS "
+                            "%s: problem too large (CRS "
                             "%lld, P %lld)",
                             fn, (long long)crs, (long long)P);
   g->P = P;
@@ -199,7 +141,8 @@ tc_status cu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
                                    size_t *out_bytes) {
   (void)ctx;
   conv_geom g;
-  tc_status st = conv_check(ctx, "conv2d_workspace_size", a, &g);
+  tc_status st = conv_check(ctx, CU_FN("conv2d_workspace_size"),
+                            TC__OP_CONV2D_WORKSPACE_SIZE, a, &g);
   if (st != TC_OK)
     return st;
   if (!out_bytes)
@@ -221,11 +164,10 @@ tc_status cu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
 tc_status cu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   conv_geom g;
-  tc_status st = conv_check(ctx, "conv2d_fwd", a, &g);
+  tc_status st =
+      conv_check(ctx, CU_FN("conv2d_fwd"), TC__OP_CONV2D_FWD, a, &g);
   if (st != TC_OK || a->n == 0)
     return st;
-  if (!a->x || !a->wt || !a->y)
-    return cu_einval("conv2d_fwd", "x, wt or y is NULL");
   int64_t B = chunk_images(a, &g);
   if (B < 1)
     return ws_error("conv2d_fwd", &g, a);
@@ -255,11 +197,10 @@ tc_status cu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
 tc_status cu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   conv_geom g;
-  tc_status st = conv_check(ctx, "conv2d_bwd_data", a, &g);
+  tc_status st = conv_check(ctx, CU_FN("conv2d_bwd_data"),
+                            TC__OP_CONV2D_BWD_DATA, a, &g);
   if (st != TC_OK || a->n == 0)
     return st;
-  if (!a->dy || !a->wt || !a->dx)
-    return cu_einval("conv2d_bwd_data", "dy, wt or dx is NULL");
   int64_t B = chunk_images(a, &g);
   if (B < 1)
     return ws_error("conv2d_bwd_data", &g, a);
@@ -285,11 +226,10 @@ tc_status cu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
 tc_status cu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   conv_geom g;
-  tc_status st = conv_check(ctx, "conv2d_bwd_filter", a, &g);
+  tc_status st = conv_check(ctx, CU_FN("conv2d_bwd_filter"),
+                            TC__OP_CONV2D_BWD_FILTER, a, &g);
   if (st != TC_OK)
     return st;
-  if (!a->dw)
-    return cu_einval("conv2d_bwd_filter", "dw is NULL");
   if ((st = cu_enter(c, "conv2d_bwd_filter")) != TC_OK)
     return st;
   if (a->n == 0) {
@@ -299,8 +239,6 @@ tc_status cu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
                                     sizeof(float), c->stream),
                     "conv2d_bwd_filter");
   }
-  if (!a->x || !a->dy)
-    return cu_einval("conv2d_bwd_filter", "x or dy is NULL");
   int64_t B = chunk_images(a, &g);
   if (B < 1)
     return ws_error("conv2d_bwd_filter", &g, a);
@@ -329,11 +267,10 @@ tc_status cu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
 tc_status cu_conv2d_bwd_bias(void *ctx, const tc_conv2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   conv_geom g;
-  tc_status st = conv_check(ctx, "conv2d_bwd_bias", a, &g);
+  tc_status st = conv_check(ctx, CU_FN("conv2d_bwd_bias"),
+                            TC__OP_CONV2D_BWD_BIAS, a, &g);
   if (st != TC_OK)
     return st;
-  if (!a->db || (a->n && !a->dy))
-    return cu_einval("conv2d_bwd_bias", "dy or db is NULL");
   if ((st = cu_enter(c, "conv2d_bwd_bias")) != TC_OK)
     return st;
   /* db (k) (+)= sum over n and P of dy (n,k,P) */

@@ -26,6 +26,8 @@
 
 #include <tinycnn_backend.h>
 
+#include "../op_check.h"
+
 typedef struct cu_pool cu_pool;
 
 typedef struct cu_ctx {
@@ -63,18 +65,10 @@ tc_status cu_einval(const char *fn, const char *what);
  * for the device (host copies, host results), which capture cannot hold. */
 tc_status cu_no_capture(const cu_ctx *c, const char *fn);
 
-/* The checks every op begins with, as the CPU backend makes them: args not
- * NULL, struct_size at least the size this module was built with, ctx. */
-#define CU_ARGS(fn, a, ctx)                                                    \
-  do {                                                                         \
-    if (!(a))                                                                  \
-      return tc_backend_error(TC_EINVAL, "cuda %s: args is NULL", (fn));       \
-    if ((a)->struct_size < sizeof *(a))                                        \
-      return tc_backend_error(TC_EINVAL, "cuda %s: struct_size %zu < %zu",     \
-                              (fn), (a)->struct_size, sizeof *(a));            \
-    if (!(ctx))                                                                \
-      return tc_backend_error(TC_EINVAL, "cuda %s: ctx is NULL", (fn));        \
-  } while (0)
+/* The name an op gives the shared argument checks (backends/op_check.h),
+ * which every op begins with: "cuda <slot>", as in the module's other
+ * messages. */
+#define CU_FN(slot) "cuda " slot
 
 /* *out = x * y; 0 when that overflows int64 (x, y >= 0). */
 static inline int cu_mul_ok(int64_t x, int64_t y, int64_t *out) {
@@ -120,6 +114,12 @@ static inline unsigned cu_blocks(int64_t n) {
        i += (int64_t)gridDim.x * blockDim.x)
 
 #ifdef __CUDACC__
+/* ReLU's rule (the CPU's cpu_relu1, as torch.relu): v where v > 0 or NaN,
+ * else +0 (-0 included). */
+__device__ inline float cu_relu1(float v) {
+  return !(v <= 0.f) ? v : 0.f;
+}
+
 /* Fixed-pattern warp and block reductions: the combining order depends only
  * on blockDim, so results are the same bits on every run. The block result
  * is valid in thread 0; blockDim.x must be a multiple of 32 (<= 1024). */

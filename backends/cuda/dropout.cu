@@ -66,22 +66,6 @@ __global__ void k_dropout_apply(const float *x, float *y,
   }
 }
 
-static tc_status dropout_check(void *ctx, const char *fn,
-                               const tc_dropout_args *a) {
-  CU_ARGS(fn, a, ctx);
-  if (a->n < 0)
-    return tc_backend_error(TC_EINVAL, "cuda %s: n = %lld < 0", fn,
-                            (long long)a->n);
-  if (a->group < 1 || a->n % a->group)
-    return tc_backend_error(TC_EINVAL, "cuda %s: group %lld does not divide "
-                            "n %lld", fn, (long long)a->group,
-                            (long long)a->n);
-  if (!(a->p >= 0.f && a->p <= 1.f))
-    return tc_backend_error(TC_EINVAL, "cuda %s: p=%g not in [0, 1]", fn,
-                            (double)a->p);
-  return TC_OK;
-}
-
 /* p == 1 drops everything (no uniform reaches 1): the scale is unused.
  * Computed on the host exactly as backends/cpu/dropout.c (float 1/(1-p)),
  * and applied as x * scale: the same bits as the CPU. */
@@ -89,11 +73,10 @@ static float keep_scale(float p) { return p < 1.f ? 1.f / (1.f - p) : 0.f; }
 
 tc_status cu_dropout_fwd(void *ctx, const tc_dropout_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = dropout_check(ctx, "dropout_fwd", a);
+  tc_status st = tc__check_dropout_args(ctx, a, CU_FN("dropout_fwd"),
+                                        TC__OP_DROPOUT_FWD);
   if (st != TC_OK || a->n == 0)
     return st;
-  if (!a->x || !a->y)
-    return cu_einval("dropout_fwd", "x or y is NULL");
   if ((st = cu_enter(c, "dropout_fwd")) != TC_OK)
     return st;
   int64_t units = a->n / a->group;
@@ -117,11 +100,10 @@ tc_status cu_dropout_fwd(void *ctx, const tc_dropout_args *a) {
 
 tc_status cu_dropout_bwd(void *ctx, const tc_dropout_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = dropout_check(ctx, "dropout_bwd", a);
+  tc_status st = tc__check_dropout_args(ctx, a, CU_FN("dropout_bwd"),
+                                        TC__OP_DROPOUT_BWD);
   if (st != TC_OK || a->n == 0)
     return st;
-  if (!a->dy || !a->dx || !a->mask)
-    return cu_einval("dropout_bwd", "dy, dx or mask is NULL");
   if ((st = cu_enter(c, "dropout_bwd")) != TC_OK)
     return st;
   k_dropout_apply<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(

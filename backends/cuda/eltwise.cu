@@ -6,17 +6,18 @@
  * Meanings are in tinycnn_backend.h beside each slot. `fill` writes the
  * bit pattern of alpha (the core also fills int32 buffers through it).
  * A NULL `b` in add counts as zeros. Bias grad sums through
- * cu_channel_reduce (fixed order). relu maps NaN to 0 (NaN > 0 is false),
- * as the CPU backend. The module is built with --fmad=false, so
- * alpha*a + beta*b rounds twice, as the CPU's C (ISO mode: no
- * contraction), and the results have the CPU's bits.
+ * cu_channel_reduce (fixed order). relu keeps NaN (cu_relu1, as torch.relu
+ * and the CPU backend); relu_bwd passes no gradient where y is NaN. The
+ * module is built with --fmad=false, so alpha*a + beta*b rounds twice, as
+ * the CPU's C (ISO mode: no contraction), and the results have the CPU's
+ * bits.
  */
 #include <string.h>
 
 #include "cuda_be.h"
 
 __global__ void k_relu_fwd(const float *a, float *y, int64_t n) {
-  CU_FOR(i, n) y[i] = a[i] > 0.f ? a[i] : 0.f;
+  CU_FOR(i, n) y[i] = cu_relu1(a[i]);
 }
 
 __global__ void k_relu_bwd(const float *a, const float *b, float *y,
@@ -192,47 +193,37 @@ static int copy4d_reduce_split(const tc_copy4d_args *a, copy4d_split *g,
   return ni > 0 && dst_injective(&o);
 }
 
-/* Shared checks: n >= 0, and the buffers each op reads and writes. */
-static tc_status elt_enter(cu_ctx *c, const char *fn,
-                           const tc_eltwise_args *a, int need_a,
-                           int need_b) {
-  CU_ARGS(fn, a, c);
-  if (a->n < 0)
-    return tc_backend_error(TC_EINVAL, "cuda %s: n = %lld < 0", fn,
-                            (long long)a->n);
-  if (a->n == 0)
-    return TC_OK;
-  if (!a->y)
-    return cu_einval(fn, "argument 'y' is NULL");
-  if (need_a && !a->a)
-    return cu_einval(fn, "argument 'a' is NULL");
-  if (need_b && !a->b)
-    return cu_einval(fn, "argument 'b' is NULL");
+/* The shared checks (backends/op_check.c), then the device. */
+static tc_status elt_enter(cu_ctx *c, const char *fn, const char *who,
+                           tc__op op, const tc_eltwise_args *a) {
+  tc_status st = tc__check_eltwise_args(c, a, who, op);
+  if (st != TC_OK || a->n == 0)
+    return st;
   return cu_enter(c, fn);
 }
 
-#define ELT_PROLOGUE(fn, need_a, need_b)                                       \
+#define ELT_PROLOGUE(fn, op)                                                   \
   cu_ctx *c = (cu_ctx *)ctx;                                                   \
-  tc_status st = elt_enter(c, fn, a, need_a, need_b);                          \
+  tc_status st = elt_enter(c, fn, CU_FN(fn), op, a);                           \
   if (st != TC_OK || a->n == 0)                                                \
     return st;
 
 tc_status cu_relu_fwd(void *ctx, const tc_eltwise_args *a) {
-  ELT_PROLOGUE("relu_fwd", 1, 0)
+  ELT_PROLOGUE("relu_fwd", TC__OP_RELU_FWD)
   k_relu_fwd<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->a, a->y,
                                                             a->n);
   return cu_launched("relu_fwd");
 }
 
 tc_status cu_relu_bwd(void *ctx, const tc_eltwise_args *a) {
-  ELT_PROLOGUE("relu_bwd", 1, 1)
+  ELT_PROLOGUE("relu_bwd", TC__OP_RELU_BWD)
   k_relu_bwd<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->a, a->b,
                                                             a->y, a->n);
   return cu_launched("relu_bwd");
 }
 
 tc_status cu_add(void *ctx, const tc_eltwise_args *a) {
-  ELT_PROLOGUE("add", 1, 0)
+  ELT_PROLOGUE("add", TC__OP_ADD)
   k_add<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->a, a->b, a->y,
                                                        a->n, a->alpha,
                                                        a->beta);
@@ -240,21 +231,21 @@ tc_status cu_add(void *ctx, const tc_eltwise_args *a) {
 }
 
 tc_status cu_scale(void *ctx, const tc_eltwise_args *a) {
-  ELT_PROLOGUE("scale", 1, 0)
+  ELT_PROLOGUE("scale", TC__OP_SCALE)
   k_scale<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->a, a->y, a->n,
                                                          a->alpha);
   return cu_launched("scale");
 }
 
 tc_status cu_axpy(void *ctx, const tc_eltwise_args *a) {
-  ELT_PROLOGUE("axpy", 1, 0)
+  ELT_PROLOGUE("axpy", TC__OP_AXPY)
   k_axpy<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->a, a->y, a->n,
                                                         a->alpha);
   return cu_launched("axpy");
 }
 
 tc_status cu_fill(void *ctx, const tc_eltwise_args *a) {
-  ELT_PROLOGUE("fill", 0, 0)
+  ELT_PROLOGUE("fill", TC__OP_FILL)
   uint32_t bits;
   memcpy(&bits, &a->alpha, sizeof bits);
   k_fill<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>((uint32_t *)a->y,
@@ -262,26 +253,12 @@ tc_status cu_fill(void *ctx, const tc_eltwise_args *a) {
   return cu_launched("fill");
 }
 
-static tc_status bias_check(void *ctx, const char *fn,
-                            const tc_bias_args *a) {
-  CU_ARGS(fn, a, ctx);
-  int64_t nc, total;
-  if (a->n < 0 || a->c < 0 || a->spatial < 0)
-    return tc_backend_error(TC_EINVAL, "cuda %s: negative size (n %lld, c "
-                            "%lld, spatial %lld)", fn, (long long)a->n,
-                            (long long)a->c, (long long)a->spatial);
-  if (!cu_mul_ok(a->n, a->c, &nc) || !cu_mul_ok(nc, a->spatial, &total))
-    return tc_backend_error(TC_EINVAL, "cuda %s: n*c*spatial overflows", fn);
-  return TC_OK;
-}
-
 tc_status cu_bias_add(void *ctx, const tc_bias_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bias_check(ctx, "bias_add", a);
+  tc_status st =
+      tc__check_bias_args(ctx, a, CU_FN("bias_add"), TC__OP_BIAS_ADD);
   if (st != TC_OK || a->n * a->c * a->spatial == 0)
     return st;
-  if (!a->y || !a->bias)
-    return cu_einval("bias_add", "y or bias is NULL");
   if ((st = cu_enter(c, "bias_add")) != TC_OK)
     return st;
   k_bias_add<<<cu_blocks(a->n * a->c * a->spatial), CU_THREADS, 0,
@@ -291,11 +268,10 @@ tc_status cu_bias_add(void *ctx, const tc_bias_args *a) {
 
 tc_status cu_bias_grad(void *ctx, const tc_bias_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = bias_check(ctx, "bias_grad", a);
+  tc_status st =
+      tc__check_bias_args(ctx, a, CU_FN("bias_grad"), TC__OP_BIAS_GRAD);
   if (st != TC_OK || a->c == 0)
     return st;
-  if (!a->db || (a->n * a->spatial > 0 && !a->dy))
-    return cu_einval("bias_grad", "dy or db is NULL");
   if ((st = cu_enter(c, "bias_grad")) != TC_OK)
     return st;
   return cu_channel_reduce(c, CU_CH_SUM_X, a->n, a->c, a->spatial, a->dy,
@@ -305,25 +281,20 @@ tc_status cu_bias_grad(void *ctx, const tc_bias_args *a) {
 
 tc_status cu_copy4d(void *ctx, const tc_copy4d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  CU_ARGS("copy4d", a, ctx);
+  tc_status st = tc__check_copy4d_args(ctx, a, CU_FN("copy4d"));
+  if (st != TC_OK)
+    return st;
   copy4d_geom g;
   int64_t total = 1;
   for (int d = 0; d < 4; d++) {
-    if (a->shape[d] < 0)
-      return tc_backend_error(TC_EINVAL, "cuda copy4d: shape[%d] = %lld < 0",
-                              d, (long long)a->shape[d]);
-    if (!cu_mul_ok(total, a->shape[d], &total))
-      return tc_backend_error(TC_EINVAL, "cuda copy4d: the shape's element "
-                              "count overflows");
+    total *= a->shape[d]; /* checked: no overflow */
     g.shape[d] = a->shape[d];
     g.ss[d] = a->src_stride[d];
     g.ds[d] = a->dst_stride[d];
   }
   if (total == 0)
     return TC_OK;
-  if (!a->src || !a->dst)
-    return cu_einval("copy4d", "src or dst is NULL");
-  tc_status st = cu_enter(c, "copy4d");
+  st = cu_enter(c, "copy4d");
   if (st != TC_OK)
     return st;
   copy4d_split sg;
@@ -350,15 +321,10 @@ __global__ void k_counter_add(int64_t *x, int64_t n, int64_t delta) {
 
 tc_status cu_counter_add(void *ctx, const tc_counter_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  CU_ARGS("counter_add", a, ctx);
-  if (a->n < 0)
-    return tc_backend_error(TC_EINVAL, "cuda counter_add: n = %lld < 0",
-                            (long long)a->n);
-  if (a->n == 0)
-    return TC_OK;
-  if (!a->x)
-    return cu_einval("counter_add", "argument 'x' is NULL");
-  tc_status st = cu_enter(c, "counter_add");
+  tc_status st = tc__check_counter_args(ctx, a, CU_FN("counter_add"));
+  if (st != TC_OK || a->n == 0)
+    return st;
+  st = cu_enter(c, "counter_add");
   if (st != TC_OK)
     return st;
   k_counter_add<<<cu_blocks(a->n), CU_THREADS, 0, c->stream>>>(a->x, a->n,

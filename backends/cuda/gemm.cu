@@ -50,45 +50,10 @@ tc_status cu_gemm_rm(cu_ctx *c, int trans_a, int trans_b, int64_t m,
 
 tc_status cu_gemm(void *ctx, const tc_gemm_args *g) {
   cu_ctx *c = (cu_ctx *)ctx;
-  /* the CPU backend's checks (backends/cpu/gemm.c), in its order */
-  CU_ARGS("gemm", g, ctx);
-  if (g->m < 0 || g->n < 0 || g->k < 0 || g->batch < 0)
-    return tc_backend_error(TC_EINVAL, "cuda gemm: negative size (m %lld, n "
-                            "%lld, k %lld, batch %lld)", (long long)g->m,
-                            (long long)g->n, (long long)g->k,
-                            (long long)g->batch);
-  int64_t lim = (int64_t)INT32_MAX;
-  if (g->m > lim || g->n > lim || g->k > lim || g->lda > lim ||
-      g->ldb > lim || g->ldc > lim)
-    return tc_backend_error(TC_EINVAL, "cuda gemm: a size or ld exceeds %lld",
-                            (long long)lim);
-  if (g->m == 0 || g->n == 0 || g->batch == 0)
-    return TC_OK; /* nothing is read or written */
-  if (!g->c)
-    return cu_einval("gemm", "argument 'c' is NULL");
-  /* leading dimensions of the row-major operands as stored */
-  int64_t cols_a = g->trans_a ? g->m : g->k;
-  int64_t cols_b = g->trans_b ? g->k : g->n;
-  if (g->lda < (cols_a > 1 ? cols_a : 1) ||
-      g->ldb < (cols_b > 1 ? cols_b : 1) || g->ldc < (g->n > 1 ? g->n : 1))
-    return tc_backend_error(TC_EINVAL, "cuda gemm: leading dimension too "
-                            "small (lda=%lld ldb=%lld ldc=%lld)",
-                            (long long)g->lda, (long long)g->ldb,
-                            (long long)g->ldc);
-  if (g->k > 0 && (!g->a || !g->b))
-    return tc_backend_error(TC_EINVAL, "cuda gemm: argument '%s' is NULL",
-                            g->a ? "b" : "a");
-  if (g->stride_a < 0 || g->stride_b < 0 || g->stride_c < 0)
-    return tc_backend_error(TC_EINVAL, "cuda gemm: negative stride (%lld, "
-                            "%lld, %lld)", (long long)g->stride_a,
-                            (long long)g->stride_b, (long long)g->stride_c);
-  /* batch entries of C must not overlap (cuBLAS runs them concurrently) */
-  int64_t c_span = (g->m - 1) * g->ldc + g->n;
-  if (g->batch > 1 && g->stride_c < c_span)
-    return tc_backend_error(TC_EINVAL, "cuda gemm: stride_c %lld < %lld: "
-                            "batch entries of C overlap",
-                            (long long)g->stride_c, (long long)c_span);
-  tc_status st = cu_enter(c, "gemm");
+  tc_status st = tc__check_gemm_args(ctx, g, CU_FN("gemm"));
+  if (st != TC_OK || g->m == 0 || g->n == 0 || g->batch == 0)
+    return st; /* nothing is read or written */
+  st = cu_enter(c, "gemm");
   if (st != TC_OK)
     return st;
   return cu_gemm_rm(c, g->trans_a, g->trans_b, g->m, g->n, g->k, g->alpha,

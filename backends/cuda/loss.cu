@@ -115,40 +115,15 @@ __global__ void k_loss_final(const float *row_loss, int64_t n, double scale,
 }
 
 template <int MODE>
-static tc_status loss_run(void *ctx, const tc_loss_args *a, const char *fn) {
+static tc_status loss_run(void *ctx, const tc_loss_args *a, const char *fn,
+                          const char *who) {
   cu_ctx *c = (cu_ctx *)ctx;
-  /* the CPU backend's checks, in its order */
-  if (!a)
-    return tc_backend_error(TC_EINVAL, "cuda %s: args is NULL", fn);
-  if (a->struct_size < sizeof *a)
-    return tc_backend_error(TC_EINVAL, "cuda %s: struct_size %zu < %zu", fn,
-                            a->struct_size, sizeof *a);
-  if (!ctx)
-    return tc_backend_error(TC_EINVAL, "cuda %s: ctx is NULL", fn);
+  static const tc__op ops[] = {TC__OP_SOFTMAX_XENT, TC__OP_NLL, TC__OP_MSE};
+  tc_status st = tc__check_loss_args(ctx, a, who, ops[MODE]);
+  if (st != TC_OK)
+    return st;
   int32_t *uflag = MODE != LOSS_MSE ? a->label_error : NULL;
-  if (a->n < 1 || a->classes < 1)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad sizes n = %lld, "
-                            "classes = %lld (both must be >= 1)", fn,
-                            (long long)a->n, (long long)a->classes);
-  if (a->n > INT64_MAX / a->classes)
-    return tc_backend_error(TC_EINVAL, "cuda %s: n * classes overflows", fn);
-  if (a->reduction == TC_REDUCTION_NONE)
-    return tc_backend_error(TC_EUNSUPPORTED, "cuda %s: reduction NONE is not "
-                            "supported (mean or sum)", fn);
-  if (a->reduction != TC_REDUCTION_MEAN && a->reduction != TC_REDUCTION_SUM)
-    return tc_backend_error(TC_EINVAL, "cuda %s: unknown reduction %d", fn,
-                            (int)a->reduction);
-  if (!(a->label_smoothing >= 0.f && a->label_smoothing <= 1.f))
-    return tc_backend_error(TC_EINVAL, "cuda %s: label_smoothing %g not in "
-                            "[0, 1]", fn, (double)a->label_smoothing);
-  if (!a->logits || !a->loss)
-    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
-                            a->logits ? "loss" : "logits");
-  if (MODE == LOSS_MSE && !a->target)
-    return cu_einval(fn, "argument 'target' is NULL");
-  if (MODE != LOSS_MSE && !a->labels)
-    return cu_einval(fn, "argument 'labels' is NULL");
-  tc_status st = cu_enter(c, fn);
+  st = cu_enter(c, fn);
   if (st != TC_OK)
     return st;
   /* mean: over rows for xent/nll (PyTorch), over all elements for MSE */
@@ -189,15 +164,15 @@ static tc_status loss_run(void *ctx, const tc_loss_args *a, const char *fn) {
 }
 
 tc_status cu_softmax_xent(void *ctx, const tc_loss_args *a) {
-  return loss_run<LOSS_XENT>(ctx, a, "softmax_xent");
+  return loss_run<LOSS_XENT>(ctx, a, "softmax_xent", CU_FN("softmax_xent"));
 }
 
 tc_status cu_nll(void *ctx, const tc_loss_args *a) {
-  return loss_run<LOSS_NLL>(ctx, a, "nll");
+  return loss_run<LOSS_NLL>(ctx, a, "nll", CU_FN("nll"));
 }
 
 tc_status cu_mse(void *ctx, const tc_loss_args *a) {
-  return loss_run<LOSS_MSE>(ctx, a, "mse");
+  return loss_run<LOSS_MSE>(ctx, a, "mse", CU_FN("mse"));
 }
 
 /* One warp per row: the first maximum, a NaN counting as the largest value
@@ -251,17 +226,10 @@ __global__ void k_argmax(const float *scores, const int32_t *labels,
 
 tc_status cu_argmax(void *ctx, const tc_argmax_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  CU_ARGS("argmax", a, ctx);
-  if (a->n < 0 || a->classes < 1)
-    return tc_backend_error(TC_EINVAL, "cuda argmax: bad sizes n = %lld, "
-                            "classes = %lld", (long long)a->n,
-                            (long long)a->classes);
-  if (a->classes > INT32_MAX)
-    return tc_backend_error(TC_EINVAL, "cuda argmax: classes %lld do not fit "
-                            "int32 pred", (long long)a->classes);
+  tc_status st = tc__check_argmax_args(ctx, a, CU_FN("argmax"));
+  if (st != TC_OK)
+    return st;
   int count = a->labels && a->host_correct;
-  if (a->n > 0 && !a->scores)
-    return cu_einval("argmax", "argument 'scores' is NULL");
   if (count && c->capturing)
     return cu_no_capture(c, "argmax (with host_correct)");
   if (a->n == 0) {
@@ -269,7 +237,7 @@ tc_status cu_argmax(void *ctx, const tc_argmax_args *a) {
       *a->host_correct = 0;
     return TC_OK;
   }
-  tc_status st = cu_enter(c, "argmax");
+  st = cu_enter(c, "argmax");
   if (st != TC_OK)
     return st;
   unsigned long long *dcorrect = NULL, hcorrect = 0;

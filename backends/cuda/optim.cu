@@ -71,19 +71,10 @@ __global__ void k_adam(float *param, const float *grad, float *m, float *v,
 tc_status cu_sgd_update(void *ctx, const tc_sgd_args *a) {
   static const char fn[] = "sgd_update";
   cu_ctx *c = (cu_ctx *)ctx;
-  CU_ARGS(fn, a, ctx);
-  if (a->n < 0)
-    return tc_backend_error(TC_EINVAL, "cuda %s: n = %lld is negative", fn,
-                            (long long)a->n);
-  if (a->n == 0)
-    return TC_OK;
-  if (!a->param || !a->grad)
-    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
-                            a->param ? "grad" : "param");
-  if (a->momentum != 0.f && !a->momentum_buf)
-    return tc_backend_error(TC_EINVAL, "cuda %s: momentum %g needs a "
-                            "momentum_buf", fn, (double)a->momentum);
-  tc_status st = cu_enter(c, fn);
+  tc_status st = tc__check_sgd_args(ctx, a, CU_FN("sgd_update"));
+  if (st != TC_OK || a->n == 0)
+    return st;
+  st = cu_enter(c, fn);
   if (st != TC_OK)
     return st;
   sgd_k j;
@@ -103,25 +94,10 @@ tc_status cu_sgd_update(void *ctx, const tc_sgd_args *a) {
 tc_status cu_adam_update(void *ctx, const tc_adam_args *a) {
   static const char fn[] = "adam_update";
   cu_ctx *c = (cu_ctx *)ctx;
-  CU_ARGS(fn, a, ctx);
-  if (a->n < 0)
-    return tc_backend_error(TC_EINVAL, "cuda %s: n = %lld is negative", fn,
-                            (long long)a->n);
-  if (a->step < 1)
-    return tc_backend_error(TC_EINVAL, "cuda %s: step %lld < 1 (steps count "
-                            "from 1)", fn, (long long)a->step);
-  if (a->n == 0)
-    return TC_OK;
-  if (!a->param || !a->grad || !a->exp_avg || !a->exp_avg_sq)
-    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
-                            !a->param     ? "param"
-                            : !a->grad    ? "grad"
-                            : !a->exp_avg ? "exp_avg"
-                                          : "exp_avg_sq");
-  if (a->amsgrad && !a->max_exp_avg_sq)
-    return tc_backend_error(TC_EINVAL, "cuda %s: amsgrad needs "
-                            "max_exp_avg_sq", fn);
-  tc_status st = cu_enter(c, fn);
+  tc_status st = tc__check_adam_args(ctx, a, CU_FN("adam_update"));
+  if (st != TC_OK || a->n == 0)
+    return st;
+  st = cu_enter(c, fn);
   if (st != TC_OK)
     return st;
   adam_k j = tc_adam_coef_of(a);

@@ -22,73 +22,15 @@ typedef struct pool_geom {
   int64_t h, w, kh, kw, sh, sw, ph, pw, oh, ow;
 } pool_geom;
 
-#define POOL_DIM_MAX ((int64_t)1 << 30)
-
-/* PyTorch's pooling_output_shape (dilation 1), as backends/cpu/pool2d.c. */
-static int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p,
-                             int ceil_mode) {
-  int64_t num = in + 2 * p - k + (ceil_mode ? s - 1 : 0);
-  int64_t out = num / s + 1;
-  if (ceil_mode && (out - 1) * s >= in + p)
-    out--;
-  return out;
-}
-
-/* The CPU backend's checks, in its order, so both reject the same args. */
-static tc_status pool_check(void *ctx, const char *fn,
-                            const tc_pool2d_args *a, pool_geom *g, int fwd,
-                            int max) {
-  CU_ARGS(fn, a, ctx);
-  if (a->n < 0 || a->c < 0 || a->h < 1 || a->w < 1 || a->n > POOL_DIM_MAX ||
-      a->c > POOL_DIM_MAX || a->h > POOL_DIM_MAX || a->w > POOL_DIM_MAX)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad input size (%lld,%lld,"
-                            "%lld,%lld): need n, c >= 0, h, w >= 1, each <= "
-                            "2^30", fn, (long long)a->n, (long long)a->c,
-                            (long long)a->h, (long long)a->w);
-  if (a->kh < 1 || a->kw < 1 || a->stride_h < 1 || a->stride_w < 1 ||
-      a->kh > POOL_DIM_MAX || a->kw > POOL_DIM_MAX ||
-      a->stride_h > POOL_DIM_MAX || a->stride_w > POOL_DIM_MAX)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad kernel (%lld,%lld) or "
-                            "stride (%lld,%lld)", fn, (long long)a->kh,
-                            (long long)a->kw, (long long)a->stride_h,
-                            (long long)a->stride_w);
-  if (a->pad_h < 0 || a->pad_w < 0 || 2 * a->pad_h > a->kh ||
-      2 * a->pad_w > a->kw)
-    return tc_backend_error(TC_EINVAL, "cuda %s: padding (%lld,%lld) must be "
-                            ">= 0 and at most half the kernel (%lld,%lld)",
-                            fn, (long long)a->pad_h, (long long)a->pad_w,
-                            (long long)a->kh, (long long)a->kw);
-  if (a->kh > a->h + 2 * a->pad_h || a->kw > a->w + 2 * a->pad_w)
-    return tc_backend_error(TC_EINVAL, "cuda %s: kernel (%lld,%lld) exceeds "
-                            "the padded input", fn, (long long)a->kh,
-                            (long long)a->kw);
-  int64_t fh = pool_out_size(a->h, a->kh, a->stride_h, a->pad_h, 0);
-  int64_t ch = pool_out_size(a->h, a->kh, a->stride_h, a->pad_h, 1);
-  int64_t fw = pool_out_size(a->w, a->kw, a->stride_w, a->pad_w, 0);
-  int64_t cw = pool_out_size(a->w, a->kw, a->stride_w, a->pad_w, 1);
-  if ((a->out_h != fh && a->out_h != ch) || (a->out_w != fw && a->out_w != cw))
-    return tc_backend_error(TC_EINVAL, "cuda %s: output (%lld,%lld), "
-                            "expected (%lld,%lld) or, in ceil mode, "
-                            "(%lld,%lld)", fn, (long long)a->out_h,
-                            (long long)a->out_w, (long long)fh,
-                            (long long)fw, (long long)ch, (long long)cw);
-  int64_t hw = a->h * a->w, total;
-  if (hw > INT32_MAX || !cu_mul_ok(a->n * a->c, hw, &total) ||
-      total > INT64_MAX / 4)
-    return tc_backend_error(TC_EINVAL, "cuda %s: input (%lld,%lld,%lld,%lld) "
-                            "too large", fn, (long long)a->n, (long long)a->c,
-                            (long long)a->h, (long long)a->w);
-  pool_geom t = {a->h, a->w, a->kh, a->kw, a->stride_h, a->stride_w,
-                 a->pad_h, a->pad_w, a->out_h, a->out_w};
+/* The shared checks (backends/op_check.c) for slot `op`; fills g. */
+static tc_status pool_check(void *ctx, const char *fn, tc__op op,
+                            const tc_pool2d_args *a, pool_geom *g) {
+  tc_status st = tc__check_pool2d_args(ctx, a, fn, op);
+  if (st != TC_OK)
+    return st;
+  pool_geom t = {a->h,     a->w,     a->kh,    a->kw,    a->stride_h,
+                 a->stride_w, a->pad_h, a->pad_w, a->out_h, a->out_w};
   *g = t;
-  if (a->n == 0 || a->c == 0)
-    return TC_OK; /* nothing is read or written */
-  if (fwd && (!a->x || !a->y || (max && !a->argmax)))
-    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
-                            !a->x ? "x" : !a->y ? "y" : "argmax");
-  if (!fwd && (!a->dy || !a->dx || (max && !a->argmax)))
-    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
-                            !a->dy ? "dy" : !a->dx ? "dx" : "argmax");
   return TC_OK;
 }
 
@@ -226,7 +168,8 @@ __global__ void k_gap_bwd(const float *dy, float *dx, int64_t rows,
 tc_status cu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   pool_geom g;
-  tc_status st = pool_check(ctx, "maxpool2d_fwd", a, &g, 1, 1);
+  tc_status st = pool_check(ctx, CU_FN("maxpool2d_fwd"),
+                            TC__OP_MAXPOOL2D_FWD, a, &g);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
   if ((st = cu_enter(c, "maxpool2d_fwd")) != TC_OK)
@@ -239,7 +182,8 @@ tc_status cu_maxpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
 tc_status cu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   pool_geom g;
-  tc_status st = pool_check(ctx, "maxpool2d_bwd", a, &g, 0, 1);
+  tc_status st = pool_check(ctx, CU_FN("maxpool2d_bwd"),
+                            TC__OP_MAXPOOL2D_BWD, a, &g);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
   if ((st = cu_enter(c, "maxpool2d_bwd")) != TC_OK)
@@ -253,7 +197,8 @@ tc_status cu_maxpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
 tc_status cu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   pool_geom g;
-  tc_status st = pool_check(ctx, "avgpool2d_fwd", a, &g, 1, 0);
+  tc_status st = pool_check(ctx, CU_FN("avgpool2d_fwd"),
+                            TC__OP_AVGPOOL2D_FWD, a, &g);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
   if ((st = cu_enter(c, "avgpool2d_fwd")) != TC_OK)
@@ -267,7 +212,8 @@ tc_status cu_avgpool2d_fwd(void *ctx, const tc_pool2d_args *a) {
 tc_status cu_avgpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
   pool_geom g;
-  tc_status st = pool_check(ctx, "avgpool2d_bwd", a, &g, 0, 0);
+  tc_status st = pool_check(ctx, CU_FN("avgpool2d_bwd"),
+                            TC__OP_AVGPOOL2D_BWD, a, &g);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
   if ((st = cu_enter(c, "avgpool2d_bwd")) != TC_OK)
@@ -278,31 +224,10 @@ tc_status cu_avgpool2d_bwd(void *ctx, const tc_pool2d_args *a) {
   return cu_launched("avgpool2d_bwd");
 }
 
-static tc_status gap_check(void *ctx, const char *fn, const tc_gap_args *a,
-                           int fwd) {
-  CU_ARGS(fn, a, ctx);
-  int64_t total;
-  if (a->n < 0 || a->c < 0 || a->spatial < 1 || a->n > POOL_DIM_MAX ||
-      a->c > POOL_DIM_MAX || !cu_mul_ok(a->n * a->c, a->spatial, &total) ||
-      total > INT64_MAX / 4)
-    return tc_backend_error(TC_EINVAL, "cuda %s: bad size (n %lld, c %lld, "
-                            "spatial %lld): need n, c >= 0, spatial >= 1",
-                            fn, (long long)a->n, (long long)a->c,
-                            (long long)a->spatial);
-  if (a->n == 0 || a->c == 0)
-    return TC_OK;
-  if (fwd && (!a->x || !a->y))
-    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
-                            !a->x ? "x" : "y");
-  if (!fwd && (!a->dy || !a->dx))
-    return tc_backend_error(TC_EINVAL, "cuda %s: argument '%s' is NULL", fn,
-                            !a->dy ? "dy" : "dx");
-  return TC_OK;
-}
-
 tc_status cu_global_avgpool_fwd(void *ctx, const tc_gap_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = gap_check(ctx, "global_avgpool_fwd", a, 1);
+  tc_status st = tc__check_gap_args(ctx, a, CU_FN("global_avgpool_fwd"),
+                                    TC__OP_GLOBAL_AVGPOOL_FWD);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
   if ((st = cu_enter(c, "global_avgpool_fwd")) != TC_OK)
@@ -314,7 +239,8 @@ tc_status cu_global_avgpool_fwd(void *ctx, const tc_gap_args *a) {
 
 tc_status cu_global_avgpool_bwd(void *ctx, const tc_gap_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  tc_status st = gap_check(ctx, "global_avgpool_bwd", a, 0);
+  tc_status st = tc__check_gap_args(ctx, a, CU_FN("global_avgpool_bwd"),
+                                    TC__OP_GLOBAL_AVGPOOL_BWD);
   if (st != TC_OK || a->n * a->c == 0)
     return st;
   if ((st = cu_enter(c, "global_avgpool_bwd")) != TC_OK)

@@ -75,18 +75,10 @@ static void launch_reduce(cu_ctx *c, const float *x, int64_t n,
 
 tc_status cu_reduce(void *ctx, const tc_reduce_args *a) {
   cu_ctx *c = (cu_ctx *)ctx;
-  CU_ARGS("reduce", a, ctx);
-  if (a->n < 0)
-    return tc_backend_error(TC_EINVAL, "cuda reduce: n = %lld < 0",
-                            (long long)a->n);
-  if (a->op < TC_REDUCE_SUM || a->op > TC_REDUCE_NONFINITE)
-    return tc_backend_error(TC_EINVAL, "cuda reduce: unknown op %d",
-                            (int)a->op);
-  if (!a->host_out)
-    return cu_einval("reduce", "argument 'host_out' is NULL");
-  if (a->n > 0 && !a->x)
-    return cu_einval("reduce", "argument 'x' is NULL");
-  tc_status st = cu_no_capture(c, "reduce");
+  tc_status st = tc__check_reduce_args(ctx, a, CU_FN("reduce"));
+  if (st != TC_OK)
+    return st;
+  st = cu_no_capture(c, "reduce");
   if (st != TC_OK)
     return st;
   if (a->n == 0) {

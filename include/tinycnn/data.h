@@ -1,6 +1,7 @@
-/*
- * tinycnn/data.h - datasets (MNIST/Fashion-MNIST IDX, CIFAR-10 binary, SVHN
- * .mat), seeded per-sample transforms, random splits, and a batch loader
+/**
+ * @file
+ * @brief tinycnn/data.h - datasets (MNIST/Fashion-MNIST IDX, CIFAR-10 binary,
+ * SVHN .mat), seeded per-sample transforms, random splits, and a batch loader
  * with a background prefetch thread. Included by <libtinycnn.h>.
  *
  * A dataset holds N images of uint8 pixels (C,H,W) and int32 labels in host
@@ -29,13 +30,18 @@ extern "C" {
  *  samples (an index list) and keeps the parent's data alive. */
 typedef struct tc_dataset tc_dataset;
 
-/** Largest accepted image side, channel count and class count. */
-#define TC_DATASET_MAX_SIDE 65535
-#define TC_DATASET_MAX_CHANNELS 4096
-#define TC_DATASET_MAX_CLASSES 65536
+/* Largest accepted image side, channel count and class count. */
+#define TC_DATASET_MAX_SIDE 65535    /**< largest image height or width */
+#define TC_DATASET_MAX_CHANNELS 4096 /**< largest channel count */
+#define TC_DATASET_MAX_CLASSES 65536 /**< largest number of classes */
 
 /**
  * Creates a dataset from memory (copied).
+ * @param out     receives the dataset (tc_dataset_destroy()).
+ * @param n       number of samples, >= 1.
+ * @param channels, height, width  the image shape, each
+ *                1..TC_DATASET_MAX_CHANNELS or 1..TC_DATASET_MAX_SIDE.
+ * @param num_classes  1..TC_DATASET_MAX_CLASSES.
  * @param pixels  (n,channels,height,width) uint8, row-major.
  * @param labels  (n) int32, each in [0, num_classes).
  * @return TC_OK, TC_EINVAL (NULL, n < 1, a size out of range, a label out of
@@ -51,6 +57,9 @@ TC_API tc_status tc_dataset_create(tc_dataset **out, int64_t n, int channels,
  * (detected from the content): images with magic 0x00000803 and dims
  * (N,H,W), labels with magic 0x00000801 and dim (N). The dataset has one
  * channel.
+ * @param out          receives the dataset (tc_dataset_destroy()).
+ * @param images_path  the images file (idx3), raw or .gz.
+ * @param labels_path  the labels file (idx1), raw or .gz.
  * @param num_classes  labels must lie in [0, num_classes); 1..256.
  * @return TC_OK, TC_EINVAL, TC_EIO (cannot open or read), TC_EFORMAT (bad
  *         magic, dims, counts that disagree, wrong size, truncated or
@@ -101,16 +110,22 @@ TC_API void tc_dataset_destroy(tc_dataset *ds);
 
 /** Number of samples; -1 for NULL. */
 TC_API int64_t tc_dataset_size(const tc_dataset *ds);
-/** Image channels, height, width and number of classes; -1 for NULL. */
+/** Image channels (C); -1 for NULL. */
 TC_API int tc_dataset_channels(const tc_dataset *ds);
+/** Image height (H) in pixels; -1 for NULL. */
 TC_API int tc_dataset_height(const tc_dataset *ds);
+/** Image width (W) in pixels; -1 for NULL. */
 TC_API int tc_dataset_width(const tc_dataset *ds);
+/** Number of classes (labels lie in [0, num_classes)); -1 for NULL. */
 TC_API int tc_dataset_num_classes(const tc_dataset *ds);
 
 /**
  * Copies sample `index` out.
+ * @param ds      the dataset.
+ * @param index   0 .. size-1.
  * @param pixels  (C,H,W) uint8 of exactly `bytes` bytes, or NULL (then
  *                `bytes` is ignored).
+ * @param bytes   the size of `pixels`: C*H*W.
  * @param label   one int32, or NULL.
  * @return TC_OK, TC_EINVAL (NULL dataset, index out of range), TC_ESHAPE
  *         (`bytes` is not C*H*W).
@@ -133,7 +148,11 @@ TC_API tc_status tc_dataset_subset(tc_dataset **out, tc_dataset *ds,
  * from Philox stream TC_RNG_STREAM_SPLIT keyed by `seed`; the first view
  * takes its first `first_count` entries, the second the rest, in
  * permutation order. The same seed always gives the same split.
+ * @param out_first    receives the view of the first `first_count` samples.
+ * @param out_second   receives the view of the rest.
+ * @param ds           the dataset to split (kept alive by the views).
  * @param first_count  1 .. size-1.
+ * @param seed         the split's key: the same seed, the same split.
  * @return TC_OK, TC_EINVAL, TC_ENOMEM. Outputs are written only on success.
  */
 TC_API tc_status tc_dataset_split(tc_dataset **out_first,
@@ -167,7 +186,9 @@ TC_API tc_status tc_transform_create(tc_transform **out);
 /** NULL ok. */
 TC_API void tc_transform_destroy(tc_transform *tf);
 
-/* Each add returns TC_OK, TC_EINVAL (NULL, bad value, pipeline full). */
+/** @name Transform operations
+ * Each add returns TC_OK, TC_EINVAL (NULL, bad value, pipeline full).
+ * @{ */
 
 /** x / 255 (torchvision ToTensor's scaling, same float arithmetic). */
 TC_API tc_status tc_transform_add_to_float(tc_transform *tf);
@@ -195,6 +216,7 @@ TC_API tc_status tc_transform_add_random_crop(tc_transform *tf, int height,
                                               float fill);
 /** Mirrors left-right with probability p in [0,1] (RandomHorizontalFlip). */
 TC_API tc_status tc_transform_add_random_hflip(tc_transform *tf, float p);
+/** @} */
 
 /**
  * The output shape for input shape `in_chw` (C,H,W).
@@ -216,8 +238,12 @@ TC_API tc_status tc_transform_output_shape(const tc_transform *tf,
  * A pipeline without random operations (an evaluation or inference
  * pipeline: to_float, pad, gray_to_rgb, normalize) never reads seed, epoch
  * and index: pass 0, 0, 0, the documented defaults for that case.
+ * @param tf      the pipeline.
  * @param pixels  (C,H,W) uint8 with C,H,W = in_chw.
+ * @param in_chw  the input shape (C,H,W).
  * @param out     (C',H',W') float, `out_count` = C'*H'*W' elements.
+ * @param out_count  the room in `out`, in floats (see
+ *                tc_transform_output_shape()).
  * @param seed, epoch, index  the key of the random operations, as above.
  * @return TC_OK, TC_EINVAL, TC_ESHAPE, TC_ENOMEM (a scratch buffer).
  */
@@ -236,8 +262,10 @@ typedef struct tc_loader tc_loader;
 /** A loader seed that means "tc_get_seed() when the loader is created". */
 #define TC_LOADER_SEED_GLOBAL UINT64_MAX
 
+/** Options of tc_loader_create() (torch.utils.data.DataLoader's, with a
+ *  sampler's sharding). */
 typedef struct tc_loader_options {
-  size_t struct_size;
+  size_t struct_size;  /**< sizeof(tc_loader_options) as compiled */
   int64_t batch_size;  /**< >= 1; default 1 (as torch's DataLoader) */
   int32_t shuffle;     /**< reshuffle every epoch; default 0 */
   int32_t drop_last;   /**< drop a last partial batch; default 0 */
@@ -258,6 +286,7 @@ typedef struct tc_loader_options {
                             same permutation on every shard (seed) */
 } tc_loader_options;
 
+/** A tc_loader_options with its struct_size set and the defaults. */
 #define TC_LOADER_OPTIONS_INIT                                                 \
   {                                                                            \
     sizeof(tc_loader_options), 1, 0, 0, TC_LOADER_SEED_GLOBAL, 2, 0, NULL, 1,  \
@@ -310,7 +339,9 @@ TC_API tc_status tc_loader_get_state(const tc_loader *l, int64_t *out_epoch,
 /**
  * Moves to (epoch, batch), discarding prefetched batches; the following
  * batches are the ones an uninterrupted loader gives there.
- * @param epoch  0 .. 2^22-1. @param batch  0 .. num_batches.
+ * @param l      the loader.
+ * @param epoch  0 .. 2^22-1.
+ * @param batch  0 .. num_batches.
  * @return TC_OK, TC_EINVAL.
  */
 TC_API tc_status tc_loader_set_state(tc_loader *l, int64_t epoch,

@@ -1,5 +1,6 @@
-/*
- * tinycnn/dist.h - data-parallel training: the communicator table, the
+/**
+ * @file
+ * @brief tinycnn/dist.h - data-parallel training: the communicator table, the
  * built-in single-process communicators, and a data-parallel wrapper over
  * a model. Included by <libtinycnn.h>.
  *
@@ -45,14 +46,14 @@ extern "C" {
  * instance where the table's device_context slot says so.
  */
 typedef struct tc_comm_args {
-  size_t struct_size;
-  void *buf;    /**< allreduce (float, in place), broadcast (bytes),
-                     allgather: this rank's `bytes` to send */
-  void *recv;   /**< allgather: size * bytes; rank r's at r * bytes */
-  size_t count; /**< allreduce: number of floats */
-  size_t bytes; /**< broadcast, allgather: bytes per rank */
-  int32_t root; /**< broadcast: the sending rank */
-  int32_t reserved0;
+  size_t struct_size; /**< sizeof(tc_comm_args) the core was built with */
+  void *buf;          /**< allreduce (float, in place), broadcast (bytes),
+                           allgather: this rank's `bytes` to send */
+  void *recv;         /**< allgather: size * bytes; rank r's at r * bytes */
+  size_t count;       /**< allreduce: number of floats */
+  size_t bytes;       /**< broadcast, allgather: bytes per rank */
+  int32_t root;       /**< broadcast: the sending rank */
+  int32_t reserved0;  /**< reserved for a later field; 0 */
 } tc_comm_args;
 
 /**
@@ -65,10 +66,12 @@ typedef struct tc_comm_args {
  */
 typedef struct tc_comm_iface {
   uint32_t api_version; /**< TC_COMM_API_VERSION the table was built for */
-  uint32_t reserved0;
-  size_t struct_size; /**< sizeof(tc_comm_iface) of the builder */
-  const char *name;   /**< "local", "group", "mpi", ... */
+  uint32_t reserved0;   /**< reserved for a later field; set to 0 */
+  size_t struct_size;   /**< sizeof(tc_comm_iface) of the builder */
+  const char *name;     /**< "local", "group", "mpi", ... */
+  /** This rank, in [0, size). */
   int (*rank)(void *ctx);
+  /** The number of ranks, >= 1. */
   int (*size)(void *ctx);
   /** buf (count floats) <- the sum over ranks, the same on every rank. */
   tc_status (*allreduce_sum)(void *ctx, const tc_comm_args *a);
@@ -76,6 +79,7 @@ typedef struct tc_comm_iface {
   tc_status (*broadcast)(void *ctx, const tc_comm_args *a);
   /** recv (size * bytes) <- every rank's buf, in rank order. */
   tc_status (*allgather)(void *ctx, const tc_comm_args *a);
+  /** Returns once every rank has called it. */
   tc_status (*barrier)(void *ctx);
   /** Starts allreduce_sum of buf; *out_req identifies it until waited
    *  for. buf must not be touched until then. NULL: the core runs the
@@ -103,6 +107,7 @@ typedef struct tc_comm_iface {
   /* ---- end of API version 1 ---- */
 } tc_comm_iface;
 
+/** A communicator: this process's handle on a group of ranks (opaque). */
 typedef struct tc_comm tc_comm;
 /** A started all-reduce (tc_comm_allreduce_start). */
 typedef struct tc_comm_request tc_comm_request;
@@ -171,11 +176,13 @@ TC_API tc_status tc_comm_abort(tc_comm *c, int code);
 
 /* ==== data-parallel training ============================================ */
 
+/** A model wrapped for data-parallel training, as PyTorch's
+ *  DistributedDataParallel (opaque). */
 typedef struct tc_ddp tc_ddp;
 
 /** Options of tc_ddp_create(). */
 typedef struct tc_ddp_options {
-  size_t struct_size;
+  size_t struct_size;         /**< sizeof(tc_ddp_options) as compiled */
   int64_t bucket_bytes;       /**< gradient bucket size; default 25 MiB
                                    (PyTorch's bucket_cap_mb) */
   int64_t first_bucket_bytes; /**< the first bucket (the last layers),
@@ -195,6 +202,7 @@ typedef struct tc_ddp_options {
                                    gradients are summed in chunk order;
                                    default 8 */
 } tc_ddp_options;
+/** A tc_ddp_options with its struct_size set and the defaults. */
 #define TC_DDP_OPTIONS_INIT                                                    \
   { sizeof(tc_ddp_options), 25 << 20, 1 << 20, 1, 0, 0, 8 }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
@@ -253,8 +261,9 @@ TC_API tc_status tc_ddp_train_step(tc_ddp *d, tc_loss *loss, tc_tensor *x,
  *  before evaluating on shards. Collective. @return TC_OK, TC_EINVAL, the
  *  communicator's errors. */
 TC_API tc_status tc_ddp_sync_buffers(tc_ddp *d);
-/** The model and communicator (borrowed). */
+/** The wrapped model (borrowed); NULL for NULL. */
 TC_API tc_model *tc_ddp_model(const tc_ddp *d);
+/** The wrapper's communicator (borrowed); NULL for NULL. */
 TC_API tc_comm *tc_ddp_comm(const tc_ddp *d);
 /** The number of gradient buckets (fixed at creation); -1 on NULL. */
 TC_API int64_t tc_ddp_num_buckets(const tc_ddp *d);

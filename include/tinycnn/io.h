@@ -1,6 +1,7 @@
-/*
- * tinycnn/io.h - files around training: safetensors (a generic reader and
- * an atomic writer), model state dicts and training checkpoints in
+/**
+ * @file
+ * @brief tinycnn/io.h - files around training: safetensors (a generic reader
+ * and an atomic writer), model state dicts and training checkpoints in
  * safetensors, TensorBoard event files, a CSV log and a progress bar.
  * Included by <libtinycnn.h>.
  *
@@ -27,10 +28,10 @@
 extern "C" {
 #endif
 
-typedef struct tc_model tc_model;         /* declared by tinycnn/nn.h too */
-typedef struct tc_optimizer tc_optimizer; /* tinycnn/optim.h */
-typedef struct tc_scheduler tc_scheduler; /* tinycnn/optim.h */
-typedef struct tc_loader tc_loader;       /* tinycnn/data.h */
+typedef struct tc_model tc_model; /**< a model, declared by tinycnn/nn.h too */
+typedef struct tc_optimizer tc_optimizer; /**< see tinycnn/optim.h */
+typedef struct tc_scheduler tc_scheduler; /**< see tinycnn/optim.h */
+typedef struct tc_loader tc_loader;       /**< see tinycnn/data.h */
 
 /* ---- safetensors: dtypes ----------------------------------------------- */
 
@@ -75,6 +76,7 @@ typedef struct tc_safetensors tc_safetensors;
  * validates it. The header is read
  * (at most 100,000,000 bytes, bounded before allocating) and checked
  * entirely; the file stays open for tc_safetensors_read().
+ * @param path the file to read.
  * @param out  receives the reader; free it with tc_safetensors_destroy().
  * @return TC_OK, TC_EINVAL (NULL), TC_EIO (cannot open or read),
  *         TC_EFORMAT (any rule of the format broken; the message says which),
@@ -102,8 +104,11 @@ TC_API const char *tc_safetensors_name(const tc_safetensors *st, int64_t i);
 
 /**
  * Describes tensor `name`.
+ * @param st         the reader.
+ * @param name       the tensor's name.
  * @param out_dtype  receives its dtype (may be NULL).
  * @param shape      receives up to `max_dims` sizes (may be NULL if 0).
+ * @param max_dims   the room in `shape`, >= 0.
  * @param out_ndim   receives its rank (may be NULL); compare it with
  *                   max_dims to know whether `shape` holds all sizes.
  * @return TC_OK, TC_EINVAL, TC_ENOTFOUND.
@@ -136,8 +141,10 @@ TC_API tc_status tc_safetensors_read_raw(tc_safetensors *st, const char *name,
 TC_API const char *tc_safetensors_metadata(const tc_safetensors *st,
                                            const char *key);
 
-/** Number of `__metadata__` entries; their keys (sorted) by index. */
+/** Number of `__metadata__` entries (>= 0; -1 for NULL). */
 TC_API int64_t tc_safetensors_metadata_count(const tc_safetensors *st);
+/** Key of `__metadata__` entry `i` (0 <= i < count; keys are sorted by
+ *  strcmp), or NULL when out of range. Owned by the reader. */
 TC_API const char *tc_safetensors_metadata_key(const tc_safetensors *st,
                                                int64_t i);
 
@@ -228,6 +235,8 @@ TC_API tc_status tc_safetensors_load_model(tc_safetensors *st, tc_model *m,
 /**
  * Saves `m`'s state dict to `path` atomically, as PyTorch's
  * safetensors.torch.save_file(model.state_dict()) would.
+ * @param m         the model to save.
+ * @param path      the file to write (replaced atomically).
  * @param metadata  NULL or a NULL-terminated list of key, value strings for
  *                  `__metadata__`, e.g. {"epoch", "3", NULL}.
  * @return the codes of tc_safetensors_writer_commit().
@@ -291,7 +300,7 @@ TC_API tc_status tc_checkpoint_load(tc_model *m, const char *path,
 
 /** Options of tc_model_export_onnx(). */
 typedef struct tc_onnx_options {
-  size_t struct_size;
+  size_t struct_size;      /**< sizeof(tc_onnx_options) as compiled */
   int32_t opset;           /**< ONNX opset; 0 (default) or 13, the only one */
   int32_t dynamic_batch;   /**< default 1: batch dimension symbolic ("N");
                                 0: fixed to `batch` */
@@ -299,6 +308,7 @@ typedef struct tc_onnx_options {
   const char *input_name;  /**< default "input" */
   const char *output_name; /**< default "output" */
 } tc_onnx_options;
+/** A tc_onnx_options with its struct_size set and the defaults. */
 #define TC_ONNX_OPTIONS_INIT                                                   \
   { sizeof(tc_onnx_options), 13, 1, 1, "input", "output" }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
@@ -317,6 +327,8 @@ TC_API tc_status tc_onnx_options_init(tc_onnx_options *o, size_t struct_size);
  * ("conv1.weight", "layers_2n.0.bn1.running_var"); the graph's input is
  * (N, input_shape...) with a symbolic N. The model is not changed and
  * nothing runs on the backend beyond copying the parameters to the host.
+ * @param m    the model to export (not changed).
+ * @param path the .onnx file to write.
  * @param opts NULL for the defaults.
  * @return TC_OK; TC_EUNSUPPORTED when the library was built without ONNX
  *         support (meson -Donnx=disabled, or protobuf-c absent) or a layer
@@ -332,13 +344,14 @@ TC_API tc_status tc_model_export_onnx(tc_model *m, const char *path,
 
 /** Options of tc_model_create_from_onnx(). */
 typedef struct tc_onnx_load_options {
-  size_t struct_size;
+  size_t struct_size;     /**< sizeof(tc_onnx_load_options) as compiled */
   int64_t max_file_bytes; /**< default 2^30: larger files are refused
                                (TC_EFORMAT); at most 2^31, protobuf's
                                limit */
   int32_t reserved0;      /**< 0 */
   int32_t reserved1;      /**< 0 */
 } tc_onnx_load_options;
+/** A tc_onnx_load_options with its struct_size set and the defaults. */
 #define TC_ONNX_LOAD_OPTIONS_INIT                                              \
   { sizeof(tc_onnx_load_options), (int64_t)1 << 30, 0, 0 }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
@@ -363,6 +376,8 @@ TC_API tc_status tc_onnx_load_options_init(tc_onnx_load_options *o,
  * graph input's shape without its batch dimension, which may be symbolic
  * or fixed (a fixed batch is not enforced).
  * @param out  receives the model (tc_model_destroy); unchanged on error.
+ * @param be   the backend the model is placed on.
+ * @param path the .onnx file to read.
  * @param opts NULL for the defaults.
  * @return TC_OK; TC_EUNSUPPORTED when the library was built without ONNX
  *         support, or for an operator, attribute or topology it cannot
@@ -427,6 +442,8 @@ typedef struct tc_csvlog tc_csvlog;
  * Creates (or, resuming, reopens) the CSV log `path` with the header
  * `epoch,step,split,loss,accuracy,lr,seconds,images_per_sec`, creating its
  * directory (and parents) if needed, as tc_tblog_create() does.
+ * @param out  receives the log (tc_csvlog_destroy()).
+ * @param path the CSV file.
  * @param resume_step  < 0: start a new file (truncating an old one);
  *   >= 0: a run resumed from a checkpoint taken at step `resume_step`:
  *   keep the existing rows whose step is at most `resume_step` (those an
@@ -455,15 +472,16 @@ TC_API tc_status tc_csvlog_row(tc_csvlog *c, int64_t epoch, int64_t step,
 
 /** Options of tc_progress_create(). */
 typedef struct tc_progress_options {
-  size_t struct_size;
-  int32_t quiet;           /**< 1: print nothing */
-  int32_t tty;             /**< -1: ask isatty(); 0: plain lines; 1: redraw */
-  int32_t lines_per_epoch; /**< plain mode: lines per epoch (default 10) */
-  int32_t reserved0;
+  size_t struct_size;        /**< sizeof(tc_progress_options) as compiled */
+  int32_t quiet;             /**< 1: print nothing */
+  int32_t tty;               /**< -1: ask isatty(); 0: plain lines; 1: redraw */
+  int32_t lines_per_epoch;   /**< plain mode: lines per epoch (default 10) */
+  int32_t reserved0;         /**< reserved for a later field; set to 0 */
   double min_redraw_seconds; /**< TTY mode: redraw at most this often
                                   (default 0.1; the last batch always) */
 } tc_progress_options;
 
+/** A tc_progress_options with its struct_size set and the defaults. */
 #define TC_PROGRESS_OPTIONS_INIT                                               \
   { sizeof(tc_progress_options), 0, -1, 10, 0, 0.1 }
 
@@ -476,7 +494,7 @@ typedef struct tc_progress tc_progress;
 
 /**
  * Creates a progress display writing to `stream` (borrowed; e.g. stdout).
- * On a TTY it redraws one line with '\r'; otherwise it prints
+ * On a TTY it redraws one line with a carriage return; otherwise it prints
  * `lines_per_epoch` plain lines per epoch; with `quiet` nothing at all.
  * @return TC_OK, TC_EINVAL, TC_EVERSION, TC_ENOMEM.
  */

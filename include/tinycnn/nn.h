@@ -1,5 +1,6 @@
-/*
- * tinycnn/nn.h - layers, containers, models, losses and initialisation.
+/**
+ * @file
+ * @brief tinycnn/nn.h - layers, containers, models, losses and initialisation.
  * Included by <libtinycnn.h>; do not include it on its own.
  *
  * Layers are Caffe-style objects with an explicit forward and backward,
@@ -27,7 +28,11 @@
 extern "C" {
 #endif
 
+/** A layer or container (opaque): a configuration until it is placed in a
+ *  model, then a node of the model's tree. */
 typedef struct tc_layer tc_layer;
+/** A layer tree placed on a backend with its parameters, gradients and
+ *  buffers (opaque), the counterpart of a torch.nn.Module ready to train. */
 typedef struct tc_model tc_model;
 
 /* ==== layers ============================================================ */
@@ -41,14 +46,23 @@ TC_API const char *tc_layer_kind(const tc_layer *l);
 
 /** Options of tc_conv2d_create() (torch.nn.Conv2d's, groups = 1). */
 typedef struct tc_conv2d_options {
-  size_t struct_size;
-  int64_t stride_h, stride_w;     /**< default 1 */
-  int64_t pad_h, pad_w;           /**< zero padding, default 0 */
-  int64_t dilation_h, dilation_w; /**< default 1 */
-  int64_t kernel_w;               /**< 0 (default): kernel is square */
-  int32_t bias;                   /**< default 1: learn a bias */
-  int32_t reserved0;
+  size_t struct_size; /**< sizeof(tc_conv2d_options) as compiled */
+  /** Stride along height and width (PyTorch's stride); default 1. @{ */
+  int64_t stride_h, stride_w;
+  /** @} */
+  /** Zero padding added to top and bottom, left and right (padding);
+   *  default 0. @{ */
+  int64_t pad_h, pad_w;
+  /** @} */
+  /** Spacing between kernel taps along height and width (dilation);
+   *  default 1. @{ */
+  int64_t dilation_h, dilation_w;
+  /** @} */
+  int64_t kernel_w;  /**< 0 (default): kernel is square */
+  int32_t bias;      /**< default 1: learn a bias */
+  int32_t reserved0; /**< reserved for a later field; set to 0 */
 } tc_conv2d_options;
+/** A tc_conv2d_options with its struct_size set and the defaults. */
 #define TC_CONV2D_OPTIONS_INIT                                                 \
   { sizeof(tc_conv2d_options), 1, 1, 0, 0, 1, 1, 0, 1, 0 }
 /** Fills `o` (of `struct_size` bytes) with the defaults.
@@ -58,6 +72,10 @@ TC_API tc_status tc_conv2d_options_init(tc_conv2d_options *o,
 /**
  * A 2-D convolution: input (N, in_channels, H, W) -> (N, out_channels, OH,
  * OW). Parameters "weight" (out, in, kh, kw) and, with bias, "bias" (out).
+ * @param out receives the layer; release it with tc_layer_destroy() unless
+ *        it is given to a container or model.
+ * @param in_channels channels of the input (C_in), >= 1.
+ * @param out_channels channels of the output (C_out), >= 1.
  * @param kernel_size kernel height (and width unless opts->kernel_w).
  * @param opts NULL for the defaults.
  * @return TC_OK, TC_EINVAL (a size < 1, padding < 0), TC_EVERSION,
@@ -69,10 +87,11 @@ TC_API tc_status tc_conv2d_create(tc_layer **out, int64_t in_channels,
 
 /** Options of tc_linear_create(). */
 typedef struct tc_linear_options {
-  size_t struct_size;
-  int32_t bias; /**< default 1 */
-  int32_t reserved0;
+  size_t struct_size; /**< sizeof(tc_linear_options) as compiled */
+  int32_t bias;       /**< default 1: learn a bias */
+  int32_t reserved0;  /**< reserved for a later field; set to 0 */
 } tc_linear_options;
+/** A tc_linear_options with its struct_size set and the defaults. */
 #define TC_LINEAR_OPTIONS_INIT                                                 \
   { sizeof(tc_linear_options), 1, 0 }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
@@ -94,12 +113,13 @@ TC_API tc_status tc_linear_create(tc_layer **out, int64_t in_features,
 
 /** Options of the batch norm layers (torch.nn.BatchNorm1d/2d's). */
 typedef struct tc_batchnorm_options {
-  size_t struct_size;
+  size_t struct_size;          /**< sizeof(tc_batchnorm_options) as compiled */
   float eps;                   /**< default 1e-5 */
   float momentum;              /**< default 0.1; TC_BN_MOMENTUM_CUMULATIVE */
   int32_t affine;              /**< default 1: learn weight and bias */
   int32_t track_running_stats; /**< default 1 */
 } tc_batchnorm_options;
+/** A tc_batchnorm_options with its struct_size set and the defaults. */
 #define TC_BATCHNORM_OPTIONS_INIT                                              \
   { sizeof(tc_batchnorm_options), 1e-5f, 0.1f, 1, 1 }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
@@ -123,13 +143,22 @@ TC_API tc_status tc_batchnorm2d_create(tc_layer **out, int64_t num_features,
 
 /** Options of the pooling layers (torch.nn.MaxPool2d / AvgPool2d). */
 typedef struct tc_pool2d_options {
-  size_t struct_size;
-  int64_t stride_h, stride_w; /**< 0 (default): the kernel size */
-  int64_t pad_h, pad_w;       /**< default 0, at most half the kernel */
-  int64_t kernel_w;           /**< 0 (default): square kernel */
-  int32_t ceil_mode;          /**< default 0 */
-  int32_t count_include_pad;  /**< average pooling; default 1 */
+  size_t struct_size; /**< sizeof(tc_pool2d_options) as compiled */
+  /** Stride along height and width; 0 (default): the kernel size. @{ */
+  int64_t stride_h, stride_w;
+  /** @} */
+  /** Implicit padding of top and bottom, left and right (-inf for max
+   *  pooling, zeros for average pooling); default 0, at most half the
+   *  kernel. @{ */
+  int64_t pad_h, pad_w;
+  /** @} */
+  int64_t kernel_w;  /**< 0 (default): square kernel */
+  int32_t ceil_mode; /**< default 0; 1: round output sizes up, as PyTorch's
+                          ceil_mode=True */
+  int32_t count_include_pad; /**< average pooling: divide by the whole window,
+                                  padding included; default 1 */
 } tc_pool2d_options;
+/** A tc_pool2d_options with its struct_size set and the defaults. */
 #define TC_POOL2D_OPTIONS_INIT                                                 \
   { sizeof(tc_pool2d_options), 0, 0, 0, 0, 0, 0, 1 }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
@@ -172,7 +201,9 @@ TC_API tc_status tc_sequential_create(tc_layer **out);
 /**
  * Appends `layer` under `name` (its name in the state dict: "conv1",
  * "0", "layers_2n"). Takes ownership of `layer` even on failure.
+ * @param seq  a container made by tc_sequential_create().
  * @param name non-empty, without '.', unique in `seq`.
+ * @param layer the layer to append (owned by `seq` from now on).
  * @return TC_OK, TC_EINVAL (NULL, not a sequential, bad or duplicate name,
  *         layer already in a container), TC_ESTATE (seq is in a model),
  *         TC_ENOMEM.
@@ -187,7 +218,7 @@ typedef enum tc_shortcut {
   /** Option A as PyTorch CIFAR ResNets write it: zero-pad the new channels and
    *  max-pool with kernel = stride = the block's stride. */
   TC_SHORTCUT_A_MAXPOOL = 0,
-  /** Option A with the common x[:, :, ::stride, ::stride] subsampling
+  /** Option A with the common x[:, :, \::stride, \::stride] subsampling
    *  (new channels zero-padded at the end, as above). */
   TC_SHORTCUT_A_SUBSAMPLE = 1,
   /** Option B: 1x1 convolution (no bias) + BatchNorm2d, named
@@ -199,10 +230,11 @@ typedef enum tc_shortcut {
 
 /** Options of tc_residual_block_create(). */
 typedef struct tc_residual_options {
-  size_t struct_size;
-  int32_t shortcut; /**< tc_shortcut, default TC_SHORTCUT_A_MAXPOOL */
-  int32_t reserved0;
+  size_t struct_size; /**< sizeof(tc_residual_options) as compiled */
+  int32_t shortcut;   /**< tc_shortcut, default TC_SHORTCUT_A_MAXPOOL */
+  int32_t reserved0;  /**< reserved for a later field; set to 0 */
 } tc_residual_options;
+/** A tc_residual_options with its struct_size set and the defaults. */
 #define TC_RESIDUAL_OPTIONS_INIT                                               \
   { sizeof(tc_residual_options), TC_SHORTCUT_A_MAXPOOL, 0 }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
@@ -224,11 +256,12 @@ TC_API tc_status tc_residual_block_create(tc_layer **out, int64_t in_channels,
 
 /** Options of tc_model_create(). */
 typedef struct tc_model_options {
-  size_t struct_size;
+  size_t struct_size; /**< sizeof(tc_model_options) as compiled */
   int32_t input_grad; /**< default 0; 1: backward also computes the
                            gradient wrt the input (tc_model_input_grad) */
-  int32_t reserved0;
+  int32_t reserved0;  /**< reserved for a later field; set to 0 */
 } tc_model_options;
+/** A tc_model_options with its struct_size set and the defaults. */
 #define TC_MODEL_OPTIONS_INIT                                                  \
   { sizeof(tc_model_options), 0, 0 }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
@@ -268,6 +301,7 @@ TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x, tc_tensor **out);
  * Back-propagates `dy` (the gradient wrt the last forward's output, same
  * shape) through the model, adding parameter gradients into the gradient
  * arena (as PyTorch accumulates; see tc_model_zero_grad).
+ * @param m   the model of the last forward.
  * @param dy  NULL: the model's own tc_model_output_grad(), the usual case
  *            after tc_loss_compute(l, y, labels, &loss,
  *            tc_model_output_grad(m)).
@@ -285,6 +319,8 @@ TC_API tc_status tc_model_backward(tc_model *m, const tc_tensor *dy);
  * host), or reads the outputs back when the backend lacks it. Like a
  * forward, it replaces the last forward's output; it allocates only when
  * the batch is larger than every earlier one.
+ * @param m            the model.
+ * @param x            the input batch (N, input_shape...).
  * @param out_classes  N int32 in host memory, each in [0, classes).
  * @param n            the room in `out_classes`: must equal N.
  * @return TC_OK, TC_EINVAL (NULL), TC_ESHAPE (x's shape, n != N, an output
@@ -503,8 +539,10 @@ TC_API tc_status tc_model_summary(const tc_model *m, int64_t batch, char *buf,
 
 /* ==== losses ============================================================ */
 
+/** A loss function with its scratch buffers on one backend (opaque). */
 typedef struct tc_loss tc_loss;
 
+/** The loss a tc_loss computes. */
 typedef enum tc_loss_kind {
   /** nn.CrossEntropyLoss over logits (N, C) and int32 labels (N) */
   TC_LOSS_CROSS_ENTROPY = 0,
@@ -522,10 +560,11 @@ typedef enum tc_loss_reduction {
 
 /** Options of tc_loss_create(). */
 typedef struct tc_loss_options {
-  size_t struct_size;
+  size_t struct_size;    /**< sizeof(tc_loss_options) as compiled */
   int32_t reduction;     /**< tc_loss_reduction, default TC_LOSS_MEAN */
   float label_smoothing; /**< cross-entropy only, in [0, 1]; default 0 */
 } tc_loss_options;
+/** A tc_loss_options with its struct_size set and the defaults. */
 #define TC_LOSS_OPTIONS_INIT                                                   \
   { sizeof(tc_loss_options), TC_LOSS_MEAN, 0.f }
 /** Fills `o` with the defaults. @return TC_OK, TC_EINVAL, TC_EVERSION. */
@@ -591,8 +630,14 @@ TC_API tc_status tc_accuracy_count(const tc_tensor *scores,
 
 /* ==== initialisation (torch.nn.init) ==================================== */
 
-typedef enum tc_fan_mode { TC_FAN_IN = 0, TC_FAN_OUT = 1 } tc_fan_mode;
+/** Which fan the Kaiming initialisers scale by (torch.nn.init's mode). */
+typedef enum tc_fan_mode {
+  TC_FAN_IN = 0, /**< "fan_in": keeps the forward pass's variance */
+  TC_FAN_OUT = 1 /**< "fan_out": keeps the backward pass's variance */
+} tc_fan_mode;
 
+/** The nonlinearity whose gain the initialisers use
+ *  (torch.nn.init.calculate_gain). */
 typedef enum tc_nonlinearity {
   TC_NONLINEARITY_LINEAR = 0,     /**< gain 1 (also conv, sigmoid) */
   TC_NONLINEARITY_RELU = 1,       /**< gain sqrt(2) */

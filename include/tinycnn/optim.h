@@ -1,5 +1,6 @@
-/*
- * tinycnn/optim.h - optimizers (SGD, Adam, AdamW), parameter groups,
+/**
+ * @file
+ * @brief tinycnn/optim.h - optimizers (SGD, Adam, AdamW), parameter groups,
  * gradient-norm clipping and learning-rate schedulers, with the formulas and
  * defaults of torch.optim. Included by <libtinycnn.h>.
  *
@@ -23,15 +24,17 @@
 extern "C" {
 #endif
 
+/** An optimizer over a list of parameters and their state (opaque). */
 typedef struct tc_optimizer tc_optimizer;
+/** A learning-rate scheduler of one optimizer (opaque). */
 typedef struct tc_scheduler tc_scheduler;
-typedef struct tc_model tc_model; /* declared in tinycnn/nn.h */
+typedef struct tc_model tc_model; /**< a model, declared in tinycnn/nn.h */
 
 /** Which update rule an optimizer applies. */
 typedef enum tc_optimizer_type {
-  TC_OPTIMIZER_SGD = 0,
-  TC_OPTIMIZER_ADAM = 1,
-  TC_OPTIMIZER_ADAMW = 2
+  TC_OPTIMIZER_SGD = 0,  /**< torch.optim.SGD */
+  TC_OPTIMIZER_ADAM = 1, /**< torch.optim.Adam (L2 weight decay) */
+  TC_OPTIMIZER_ADAMW = 2 /**< torch.optim.AdamW (decoupled weight decay) */
 } tc_optimizer_type;
 
 /* ---- options ----------------------------------------------------------- */
@@ -54,6 +57,7 @@ typedef struct tc_sgd_options {
   int32_t reserved0;  /**< must be 0 */
 } tc_sgd_options;
 
+/** A tc_sgd_options with its struct_size set and the defaults. */
 #define TC_SGD_OPTIONS_INIT                                                    \
   { sizeof(tc_sgd_options), 0.01f, 0.f, 0.f, 0.f, 0, 0 }
 
@@ -72,8 +76,11 @@ typedef struct tc_adam_options {
   int32_t amsgrad;    /**< non-zero: keep the maximum of exp_avg_sq */
 } tc_adam_options;
 
+/** A tc_adam_options with its struct_size set and Adam's defaults. */
 #define TC_ADAM_OPTIONS_INIT                                                   \
   { sizeof(tc_adam_options), 1e-3f, 0.9f, 0.999f, 1e-8f, 0.f, 0 }
+/** A tc_adam_options with its struct_size set and AdamW's defaults
+ *  (weight_decay 1e-2). */
 #define TC_ADAMW_OPTIONS_INIT                                                  \
   { sizeof(tc_adam_options), 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-2f, 0 }
 
@@ -90,6 +97,7 @@ TC_API tc_status tc_adamw_options_init(tc_adam_options *o, size_t struct_size);
 
 /**
  * Creates an SGD optimizer over `n` parameters.
+ * @param out     receives the optimizer (tc_optimizer_destroy()).
  * @param params  n float32 tensors, all on one backend; borrowed: they and
  *                `grads` must outlive the optimizer.
  * @param grads   n float32 tensors, grads[i] with params[i]'s element count.
@@ -132,9 +140,13 @@ TC_API tc_status tc_optimizer_create_adamw(tc_optimizer **out,
 TC_API tc_status tc_optimizer_create_sgd_for_model(tc_optimizer **out,
                                                    tc_model *m,
                                                    const tc_sgd_options *o);
+/** tc_optimizer_create_adam() over a model's parameters; see
+ *  tc_optimizer_create_sgd_for_model(). */
 TC_API tc_status tc_optimizer_create_adam_for_model(tc_optimizer **out,
                                                     tc_model *m,
                                                     const tc_adam_options *o);
+/** tc_optimizer_create_adamw() over a model's parameters; see
+ *  tc_optimizer_create_sgd_for_model(). */
 TC_API tc_status tc_optimizer_create_adamw_for_model(tc_optimizer **out,
                                                      tc_model *m,
                                                      const tc_adam_options *o);
@@ -161,7 +173,10 @@ TC_API tc_status tc_optimizer_zero_grad(tc_optimizer *opt);
  * squares of every element of every gradient); when
  * max_norm / (total + 1e-6) < 1 every gradient is multiplied by that
  * factor. `*out_norm` receives the total norm before clipping.
+ * @param grads     n float32 gradient tensors.
+ * @param n         >= 1.
  * @param max_norm  >= 0; +INFINITY only measures.
+ * @param out_norm  receives the total norm (not NULL).
  * @return TC_OK, TC_EINVAL (NULL, n < 1, non-float32, NaN or negative
  *         max_norm), TC_ENUMERIC (the norm is NaN or Inf: nothing is
  *         changed and *out_norm is not written), TC_EUNSUPPORTED,
@@ -176,6 +191,7 @@ TC_API tc_status tc_optimizer_clip_grad_norm(tc_optimizer *opt, double max_norm,
 
 /* ---- queries ----------------------------------------------------------- */
 
+/** The optimizer's update rule; TC_OPTIMIZER_SGD for NULL. */
 TC_API tc_optimizer_type tc_optimizer_get_type(const tc_optimizer *opt);
 /** Number of parameters; -1 for NULL. */
 TC_API int64_t tc_optimizer_num_params(const tc_optimizer *opt);
@@ -195,6 +211,7 @@ TC_API const char *tc_optimizer_param_name(const tc_optimizer *opt, int64_t i);
 TC_API tc_status tc_optimizer_add_group_sgd(tc_optimizer *opt,
                                             const tc_sgd_options *o,
                                             int64_t *out_group);
+/** tc_optimizer_add_group_sgd() for an Adam or AdamW optimizer. */
 TC_API tc_status tc_optimizer_add_group_adam(tc_optimizer *opt,
                                              const tc_adam_options *o,
                                              int64_t *out_group);
@@ -202,6 +219,7 @@ TC_API tc_status tc_optimizer_add_group_adam(tc_optimizer *opt,
  *  @return as tc_optimizer_add_group_sgd, TC_EINVAL for a bad group. */
 TC_API tc_status tc_optimizer_set_group_sgd(tc_optimizer *opt, int64_t group,
                                             const tc_sgd_options *o);
+/** tc_optimizer_set_group_sgd() for an Adam or AdamW optimizer. */
 TC_API tc_status tc_optimizer_set_group_adam(tc_optimizer *opt, int64_t group,
                                              const tc_adam_options *o);
 /** Number of groups (>= 1); -1 for NULL. */
@@ -287,7 +305,8 @@ TC_API tc_status tc_optimizer_get_step(tc_optimizer *opt, int64_t *out_step);
 TC_API tc_status tc_optimizer_set_step(tc_optimizer *opt, int64_t step);
 
 /* ---- learning-rate schedulers ----------------------------------------- */
-/*
+/**
+ * @name Learning-rate schedulers
  * A scheduler sets the lr of every group of its optimizer from the group's
  * base lr and a counter `last_epoch` (0 after creation, +1 per
  * tc_scheduler_step), with torch.optim.lr_scheduler's closed forms. Call
@@ -295,16 +314,24 @@ TC_API tc_status tc_optimizer_set_step(tc_optimizer *opt, int64_t step);
  * whatever the program steps it by. Creation applies the lr of
  * last_epoch 0, as PyTorch's constructors do. A scheduler borrows its
  * optimizer, which must outlive it.
+ * @{
  */
 
 /** StepLR: lr = base * gamma^(last_epoch / step_size) (integer division).
- *  @param step_size >= 1  @param gamma finite, >= 0 (PyTorch: 0.1)
+ *  @param out  receives the scheduler (tc_scheduler_destroy()).
+ *  @param opt  the optimizer whose groups' lrs it sets (borrowed).
+ *  @param step_size >= 1
+ *  @param gamma finite, >= 0 (PyTorch: 0.1)
  *  @return TC_OK, TC_EINVAL, TC_ENOMEM. */
 TC_API tc_status tc_scheduler_create_step(tc_scheduler **out, tc_optimizer *opt,
                                           int64_t step_size, double gamma);
 /** MultiStepLR: lr = base * gamma^(number of milestones <= last_epoch).
+ *  @param out  receives the scheduler (tc_scheduler_destroy()).
+ *  @param opt  the optimizer whose groups' lrs it sets (borrowed).
  *  @param milestones n values >= 0 (copied; any order; a repeated value
- *  counts twice, as in PyTorch); n >= 0.
+ *  counts twice, as in PyTorch).
+ *  @param n the number of milestones, >= 0.
+ *  @param gamma finite, >= 0 (PyTorch: 0.1)
  *  @return TC_OK, TC_EINVAL, TC_ENOMEM. */
 TC_API tc_status tc_scheduler_create_multistep(tc_scheduler **out,
                                                tc_optimizer *opt,
@@ -312,15 +339,22 @@ TC_API tc_status tc_scheduler_create_multistep(tc_scheduler **out,
                                                int64_t n, double gamma);
 /** CosineAnnealingLR: lr = eta_min + (base - eta_min) *
  *  (1 + cos(pi * last_epoch / t_max)) / 2 (continuing the cosine past
- *  t_max, as PyTorch does). @param t_max >= 1  @param eta_min finite >= 0.
+ *  t_max, as PyTorch does).
+ *  @param out  receives the scheduler (tc_scheduler_destroy()).
+ *  @param opt  the optimizer whose groups' lrs it sets (borrowed).
+ *  @param t_max >= 1
+ *  @param eta_min finite >= 0.
  *  @return TC_OK, TC_EINVAL, TC_ENOMEM. */
 TC_API tc_status tc_scheduler_create_cosine(tc_scheduler **out,
                                             tc_optimizer *opt, int64_t t_max,
                                             double eta_min);
 /** LinearLR (linear warmup): lr = base * (start + (end - start) *
  *  min(last_epoch, total_iters) / total_iters).
- *  @param start_factor in (0, 1] (PyTorch: 1/3)  @param end_factor in
- *  [0, 1] (PyTorch: 1)  @param total_iters >= 1 (PyTorch: 5).
+ *  @param out  receives the scheduler (tc_scheduler_destroy()).
+ *  @param opt  the optimizer whose groups' lrs it sets (borrowed).
+ *  @param start_factor in (0, 1] (PyTorch: 1/3)
+ *  @param end_factor in [0, 1] (PyTorch: 1)
+ *  @param total_iters >= 1 (PyTorch: 5).
  *  @return TC_OK, TC_EINVAL, TC_ENOMEM. */
 TC_API tc_status tc_scheduler_create_linear(tc_scheduler **out,
                                             tc_optimizer *opt,
@@ -333,8 +367,11 @@ TC_API tc_status tc_scheduler_create_linear(tc_scheduler **out,
  * LinearLR warmup of 5 epochs then a cosine: children {linear, cosine},
  * milestones {5}. On success the new scheduler owns the children (do not
  * step or destroy them); on failure they stay the caller's.
+ * @param out         receives the scheduler (tc_scheduler_destroy()).
+ * @param opt         the optimizer of every child (borrowed).
  * @param children    n schedulers of the same optimizer `opt`, distinct,
  *                    not already owned by a sequential scheduler.
+ * @param n           the number of children, >= 1.
  * @param milestones  n - 1 strictly increasing values >= 1.
  * @return TC_OK, TC_EINVAL, TC_ENOMEM.
  */
@@ -360,6 +397,7 @@ TC_API int64_t tc_scheduler_get_last_epoch(const tc_scheduler *s);
  *  resumed run continues the same schedule. @return TC_OK, TC_EINVAL. */
 TC_API tc_status tc_scheduler_set_last_epoch(tc_scheduler *s,
                                              int64_t last_epoch);
+/** @} */
 
 #ifdef __cplusplus
 }

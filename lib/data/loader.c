@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "../options.h"
 #include "data_internal.h"
 
 #define EPOCH_LIMIT ((int64_t)1 << 22)
@@ -65,20 +66,9 @@ struct tc_loader {
 
 TC_API tc_status tc_loader_options_init(tc_loader_options *o,
                                         size_t struct_size) {
-  static const char fn[] = "tc_loader_options_init";
-  TC__CHECK_NULL(o, fn);
-  if (struct_size > sizeof *o)
-    return tc__error(TC_EVERSION,
-                     "%s: struct_size %zu is larger than this "
-                     "library's %zu",
-                     fn, struct_size, sizeof *o);
-  if (struct_size < sizeof(size_t))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu too small", fn,
-                     struct_size);
-  tc_loader_options d = TC_LOADER_OPTIONS_INIT;
-  memcpy(o, &d, struct_size);
-  o->struct_size = struct_size;
-  return TC_OK;
+  static const tc_loader_options d = TC_LOADER_OPTIONS_INIT;
+  return tc__options_init(o, struct_size, &d, sizeof d,
+                          TC__SIZE0_LOADER_OPTIONS, "tc_loader_options_init");
 }
 
 /* This shard's slice [*k0, *k1) of a batch of `count` samples. */
@@ -198,19 +188,12 @@ TC_API tc_status tc_loader_create(tc_loader **out, tc_dataset *ds,
   static const char fn[] = "tc_loader_create";
   TC__CHECK_NULL(out, fn);
   TC__CHECK_NULL(ds, fn);
-  tc_loader_options o = TC_LOADER_OPTIONS_INIT;
-  if (opts) {
-    if (opts->struct_size > sizeof o)
-      return tc__error(TC_EVERSION,
-                       "%s: options struct_size %zu is larger "
-                       "than this library's %zu",
-                       fn, opts->struct_size, sizeof o);
-    if (opts->struct_size < sizeof(size_t))
-      return tc__error(TC_EINVAL, "%s: options struct_size %zu too small", fn,
-                       opts->struct_size);
-    memcpy(&o, opts, opts->struct_size);
-    o.struct_size = sizeof o;
-  }
+  static const tc_loader_options d = TC_LOADER_OPTIONS_INIT;
+  tc_loader_options o;
+  tc_status st =
+      tc__options_accept(&o, sizeof o, opts, &d, TC__SIZE0_LOADER_OPTIONS, fn);
+  if (st != TC_OK)
+    return st;
   if (o.batch_size < 1)
     return tc__error(TC_EINVAL, "%s: batch_size %lld < 1", fn,
                      (long long)o.batch_size);
@@ -235,7 +218,7 @@ TC_API tc_status tc_loader_create(tc_loader **out, tc_dataset *ds,
   tc_loader *l = tc__calloc(1, sizeof *l);
   if (!l)
     return tc__oom(fn);
-  tc_status st = TC_OK;
+  st = TC_OK;
   l->perm_epoch = -1;
   l->batch_size = o.batch_size;
   l->n = n;

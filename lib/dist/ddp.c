@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../options.h"
 #include "../nn/nn_internal.h"
 #include "ddp_internal.h"
 
@@ -36,7 +37,8 @@ TC_API tc_status tc_ddp_options_init(tc_ddp_options *o, size_t struct_size) {
   static const char fn[] = "tc_ddp_options_init";
   TC__CHECK_NULL(o, fn);
   tc_ddp_options d = TC_DDP_OPTIONS_INIT;
-  return tc__nn_options_init(o, &d, sizeof d, struct_size, fn);
+  return tc__options_init(o, struct_size, &d, sizeof d, TC__SIZE0_DDP_OPTIONS,
+                          fn);
 }
 
 static tc_status be_copy_d2h(tc_backend *be, void *dst, const void *src,
@@ -168,7 +170,8 @@ TC_API tc_status tc_ddp_create(tc_ddp **out, tc_model *m, tc_comm *comm,
   TC__CHECK_NULL(comm, fn);
   tc_ddp_options o;
   tc_ddp_options dflt = TC_DDP_OPTIONS_INIT;
-  tc_status st = tc__nn_options(&o, &dflt, sizeof o, opts, fn);
+  tc_status st =
+      tc__options_accept(&o, sizeof o, opts, &dflt, TC__SIZE0_DDP_OPTIONS, fn);
   if (st != TC_OK)
     return st;
   int size = tc_comm_size(comm);

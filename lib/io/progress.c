@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../options.h"
 #include "io_internal.h"
 
 struct tc_progress {
@@ -28,18 +29,9 @@ struct tc_progress {
 static const tc_progress_options defaults = TC_PROGRESS_OPTIONS_INIT;
 
 TC_API tc_status tc_progress_options_init(tc_progress_options *o, size_t size) {
-  static const char fn[] = "tc_progress_options_init";
-  TC__CHECK_NULL(o, fn);
-  if (size > sizeof *o)
-    return tc__error(TC_EVERSION,
-                     "%s: struct_size %zu > %zu (newer header "
-                     "than library)",
-                     fn, size, sizeof *o);
-  if (size < sizeof(size_t))
-    return tc__error(TC_EINVAL, "%s: size %zu too small", fn, size);
-  memcpy(o, &defaults, size);
-  o->struct_size = size;
-  return TC_OK;
+  return tc__options_init(o, size, &defaults, sizeof defaults,
+                          TC__SIZE0_PROGRESS_OPTIONS,
+                          "tc_progress_options_init");
 }
 
 static double now(void) {
@@ -53,17 +45,11 @@ TC_API tc_status tc_progress_create(tc_progress **out, FILE *stream,
   static const char fn[] = "tc_progress_create";
   TC__CHECK_NULL(out, fn);
   TC__CHECK_NULL(stream, fn);
-  tc_progress_options o = defaults;
-  if (opts) {
-    if (opts->struct_size > sizeof o)
-      return tc__error(TC_EVERSION, "%s: options struct_size %zu > %zu", fn,
-                       opts->struct_size, sizeof o);
-    if (opts->struct_size < sizeof(size_t))
-      return tc__error(TC_EINVAL, "%s: options struct_size %zu", fn,
-                       opts->struct_size);
-    memcpy(&o, opts, opts->struct_size);
-    o.struct_size = sizeof o;
-  }
+  tc_progress_options o;
+  tc_status st = tc__options_accept(&o, sizeof o, opts, &defaults,
+                                    TC__SIZE0_PROGRESS_OPTIONS, fn);
+  if (st != TC_OK)
+    return st;
   if (o.lines_per_epoch < 1)
     o.lines_per_epoch = 1;
   tc_progress *p = tc__calloc(1, sizeof *p);

@@ -19,6 +19,7 @@
  */
 #include <math.h>
 
+#include "../options.h"
 #include "batchnorm_sync.h"
 
 typedef struct bn_layer {
@@ -462,8 +463,9 @@ static const tc_batchnorm_options bn_defaults = TC_BATCHNORM_OPTIONS_INIT;
 
 TC_API tc_status tc_batchnorm_options_init(tc_batchnorm_options *o,
                                            size_t struct_size) {
-  return tc__nn_options_init(o, &bn_defaults, sizeof *o, struct_size,
-                             "tc_batchnorm_options_init");
+  return tc__options_init(o, struct_size, &bn_defaults, sizeof *o,
+                          TC__SIZE0_BATCHNORM_OPTIONS,
+                          "tc_batchnorm_options_init");
 }
 
 static tc_status bn_create(tc_layer **out, int64_t c,
@@ -471,7 +473,8 @@ static tc_status bn_create(tc_layer **out, int64_t c,
                            const char *fn) {
   TC__CHECK_NULL(out, fn);
   tc_batchnorm_options o;
-  tc_status st = tc__nn_options(&o, &bn_defaults, sizeof o, opts, fn);
+  tc_status st = tc__options_accept(&o, sizeof o, opts, &bn_defaults,
+                                    TC__SIZE0_BATCHNORM_OPTIONS, fn);
   if (st != TC_OK)
     return st;
   if (c < 1 || !(o.eps > 0.f) || !isfinite(o.eps) ||

@@ -4,6 +4,7 @@
  * The workspace is the model's, shared by every convolution; its size is
  * asked for at planning time.
  */
+#include "../options.h"
 #include "nn_internal.h"
 
 typedef struct conv_layer {
@@ -149,8 +150,8 @@ static const tc_conv2d_options conv_defaults = TC_CONV2D_OPTIONS_INIT;
 
 TC_API tc_status tc_conv2d_options_init(tc_conv2d_options *o,
                                         size_t struct_size) {
-  return tc__nn_options_init(o, &conv_defaults, sizeof *o, struct_size,
-                             "tc_conv2d_options_init");
+  return tc__options_init(o, struct_size, &conv_defaults, sizeof *o,
+                          TC__SIZE0_CONV2D_OPTIONS, "tc_conv2d_options_init");
 }
 
 TC_API tc_status tc_conv2d_create(tc_layer **out, int64_t in_channels,
@@ -159,7 +160,8 @@ TC_API tc_status tc_conv2d_create(tc_layer **out, int64_t in_channels,
   static const char fn[] = "tc_conv2d_create";
   TC__CHECK_NULL(out, fn);
   tc_conv2d_options o;
-  tc_status st = tc__nn_options(&o, &conv_defaults, sizeof o, opts, fn);
+  tc_status st = tc__options_accept(&o, sizeof o, opts, &conv_defaults,
+                                    TC__SIZE0_CONV2D_OPTIONS, fn);
   if (st != TC_OK)
     return st;
   int64_t kw = o.kernel_w ? o.kernel_w : kernel_size;

@@ -1,8 +1,9 @@
 /*
  * layer.c - the generic layer object: allocation and destruction, children,
  * parameter/buffer declarations, option structs, names and shapes for
- * messages, and planned tensors (buffers that grow only, reshaped in place
- * so a steady-state step allocates nothing).
+ * messages, tensor views, and the per-layer dispatch containers use to
+ * drive a child (infer, plan, forward, backward, with profiling). Where a
+ * layer's output and temporaries live is plan.c's.
  */
 #include <stdio.h>
 #include <time.h>
@@ -171,92 +172,12 @@ const char *tc__nn_shape_str(const int64_t *shape, int ndim, char *buf,
   return buf;
 }
 
-tc_status tc__nn_options(void *dst, const void *defaults, size_t full,
-                         const void *user, const char *fn) {
-  memcpy(dst, defaults, full);
-  if (!user)
-    return TC_OK;
-  size_t size;
-  memcpy(&size, user, sizeof size);
-  if (size > full)
-    return tc__error(TC_EVERSION,
-                     "%s: options struct_size %zu is larger "
-                     "than this library's %zu (header newer than library)",
-                     fn, size, full);
-  if (size < sizeof(size_t))
-    return tc__error(TC_EINVAL, "%s: options struct_size %zu is too small", fn,
-                     size);
-  memcpy(dst, user, size);
-  memcpy(dst, &full, sizeof full);
-  return TC_OK;
-}
-
-tc_status tc__nn_options_init(void *o, const void *defaults, size_t full,
-                              size_t struct_size, const char *fn) {
-  if (!o)
-    return tc__error(TC_EINVAL, "%s: argument 'o' is NULL", fn);
-  if (struct_size > full)
-    return tc__error(TC_EVERSION,
-                     "%s: struct_size %zu is larger than this "
-                     "library's %zu",
-                     fn, struct_size, full);
-  if (struct_size < sizeof(size_t))
-    return tc__error(TC_EINVAL, "%s: struct_size %zu is too small", fn,
-                     struct_size);
-  memcpy(o, defaults, struct_size);
-  memcpy(o, &struct_size, sizeof struct_size);
-  return TC_OK;
-}
-
 tc_backend *tc__nn_be(const tc_layer *l) {
   return tc__nn_model_backend(l->model);
 }
 
 tc_status tc__nn_unsupported(const char *op) {
   return tc__error(TC_EUNSUPPORTED, "backend lacks the '%s' operation", op);
-}
-
-tc_status tc__nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
-                        int ndim, tc_dtype dtype) {
-  int64_t numel;
-  tc_status st = tc__shape_numel(shape, ndim, &numel, "nn plan");
-  if (st != TC_OK)
-    return st;
-  size_t bytes = (size_t)numel * tc__dtype_size(dtype);
-  tc_tensor *cur = *t;
-  if (cur && cur->offset_bytes == 0 && cur->storage->bytes >= bytes) {
-    cur->ndim = ndim;
-    cur->dtype = dtype;
-    cur->numel = numel;
-    memset(cur->shape, 0, sizeof cur->shape);
-    memcpy(cur->shape, shape, (size_t)ndim * sizeof *shape);
-    return TC_OK;
-  }
-  tc_tensor *nt;
-  if ((st = tc_tensor_create(&nt, be, shape, ndim, dtype)) != TC_OK)
-    return st;
-  tc_tensor_destroy(cur);
-  *t = nt;
-  return TC_OK;
-}
-
-tc_status tc__nn_plan_output(tc_layer *l, int64_t n) {
-  int64_t shape[TC_MAX_DIMS];
-  shape[0] = n;
-  memcpy(shape + 1, l->out_shape, (size_t)l->out_ndim * sizeof *shape);
-  tc_status st = tc__nn_ensure(&l->y_own, tc__nn_be(l), shape, l->out_ndim + 1,
-                               TC_FLOAT32);
-  if (st == TC_OK)
-    l->y = l->y_own;
-  return st;
-}
-
-tc_status tc__nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out) {
-  tc_status st = tc__nn_ensure(&l->scratch, tc__nn_be(l), like->shape,
-                               like->ndim, TC_FLOAT32);
-  if (st == TC_OK)
-    *out = l->scratch;
-  return st;
 }
 
 tc_status tc__nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
@@ -423,21 +344,9 @@ static tc_status prof_call(tc_layer *l, int dir, tc_tensor *x,
 
 tc_status tc__nn_forward(tc_layer *l, tc_tensor *x) {
   l->x = x;
-  if (l->kind->produces) {
-    if (tc__nn_model_arena(l->model)) {
-      tc_tensor *slot;
-      tc_status st = tc__nn_arena_acquire(l->model, &slot);
-      if (st != TC_OK)
-        return st;
-      int64_t shape[TC_MAX_DIMS];
-      int nd =
-          tc__nn_batch_shape(shape, x->shape[0], l->out_shape, l->out_ndim);
-      tc__nn_view_set(&l->y_arena, slot, shape, nd, TC_FLOAT32);
-      l->y = &l->y_arena;
-    } else {
-      l->y = l->y_own; /* an arena forward may have moved it */
-    }
-  }
+  tc_status st = tc__nn_place_output(l, x->shape[0]);
+  if (st != TC_OK)
+    return st;
   if (l->prof_on)
     return prof_call(l, 0, x, NULL, NULL, 0);
   return l->kind->forward(l, x);

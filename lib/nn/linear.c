@@ -3,6 +3,7 @@
  * last dimension, as GEMMs on the backend. Rows = every leading dimension.
  *   x: (rows, in)  W: (out, in)  b: (out)  y: (rows, out)
  */
+#include "../options.h"
 #include "nn_internal.h"
 
 typedef struct linear_layer {
@@ -125,8 +126,8 @@ static const tc_linear_options linear_defaults = TC_LINEAR_OPTIONS_INIT;
 
 TC_API tc_status tc_linear_options_init(tc_linear_options *o,
                                         size_t struct_size) {
-  return tc__nn_options_init(o, &linear_defaults, sizeof *o, struct_size,
-                             "tc_linear_options_init");
+  return tc__options_init(o, struct_size, &linear_defaults, sizeof *o,
+                          TC__SIZE0_LINEAR_OPTIONS, "tc_linear_options_init");
 }
 
 TC_API tc_status tc_linear_create(tc_layer **out, int64_t in_features,
@@ -135,7 +136,8 @@ TC_API tc_status tc_linear_create(tc_layer **out, int64_t in_features,
   static const char fn[] = "tc_linear_create";
   TC__CHECK_NULL(out, fn);
   tc_linear_options o;
-  tc_status st = tc__nn_options(&o, &linear_defaults, sizeof o, opts, fn);
+  tc_status st = tc__options_accept(&o, sizeof o, opts, &linear_defaults,
+                                    TC__SIZE0_LINEAR_OPTIONS, fn);
   if (st != TC_OK)
     return st;
   if (in_features < 1 || out_features < 1)

@@ -12,6 +12,7 @@
  */
 #include <math.h>
 
+#include "../options.h"
 #include "nn_internal.h"
 
 struct tc_loss {
@@ -32,8 +33,8 @@ static int32_t *loss_flag(const tc_loss *l) {
 static const tc_loss_options loss_defaults = TC_LOSS_OPTIONS_INIT;
 
 TC_API tc_status tc_loss_options_init(tc_loss_options *o, size_t struct_size) {
-  return tc__nn_options_init(o, &loss_defaults, sizeof *o, struct_size,
-                             "tc_loss_options_init");
+  return tc__options_init(o, struct_size, &loss_defaults, sizeof *o,
+                          TC__SIZE0_LOSS_OPTIONS, "tc_loss_options_init");
 }
 
 TC_API tc_status tc_loss_create(tc_loss **out, tc_backend *be,
@@ -43,7 +44,8 @@ TC_API tc_status tc_loss_create(tc_loss **out, tc_backend *be,
   TC__CHECK_NULL(out, fn);
   TC__CHECK_NULL(be, fn);
   tc_loss_options o;
-  tc_status st = tc__nn_options(&o, &loss_defaults, sizeof o, opts, fn);
+  tc_status st = tc__options_accept(&o, sizeof o, opts, &loss_defaults,
+                                    TC__SIZE0_LOSS_OPTIONS, fn);
   if (st != TC_OK)
     return st;
   if ((int)kind < TC_LOSS_CROSS_ENTROPY || kind > TC_LOSS_MSE)

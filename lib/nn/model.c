@@ -4,50 +4,22 @@
  * tree, places parameters in one flat arena and gradients in another (each
  * tensor a view at its offset, in named_parameters() order, unpadded, so
  * the arena equals torch.cat([p.flatten() for p in model.parameters()])),
- * creates buffers, and draws the default initialisation. Forward plans the
- * activations for a new batch size (buffers only grow, so alternating batch
- * sizes settle with no allocation); backward runs the tree in reverse.
- *
- * Memory: two plans.
- *  - The full plan (training, and evaluation at a batch it has held): each
- *    layer keeps what its backward reads (per-layer buffers); gradient
- *    temporaries are the model's gradient slots, NN_GRAD_SLOTS per nesting
- *    depth, each sized to its largest user, so a deep network holds a few
- *    activation-sized gradient buffers instead of several per layer; one
- *    convolution workspace serves every layer.
- *  - The inference arena (an evaluation forward at a batch larger than any
- *    full plan, e.g. an eval-only program): outputs go to interchangeable
- *    slots of the largest activation's size, released by the containers as
- *    soon as the consumer has run (a residual block keeps its input until
- *    the sum), so the peak is a handful of activations, not their sum. It
- *    is made lazily at the first such forward and grows only. A trainer's
- *    evaluation at a batch up to the training batch reuses the full plan;
- *    a larger one adds the (small) arena.
- * Backward after an arena forward first re-runs the forward on the same
- * input (tc_model_forward's contract keeps it alive and unchanged) in the
- * full plan: evaluation forwards change no state, so the bits are those of
- * a full-plan forward.
+ * creates buffers, and draws the default initialisation. Forward runs the
+ * tree, backward runs it in reverse; where activations, gradient
+ * temporaries and the workspace live, and which plan a forward runs in, is
+ * plan.c's: the model holds its nn_plan and delegates to it.
  */
 #include <stddef.h>
 #include <stdio.h>
 
-#include "nn_internal.h"
+#include "../options.h"
+#include "plan.h"
 
 typedef struct nn_entry {
   char *name;
   tc_tensor *t;
   tc_tensor *g;
 } nn_entry;
-
-typedef struct nn_gslot {
-  tc_tensor *t;
-  int64_t need; /* floats asked for by this plan */
-} nn_gslot;
-
-typedef struct nn_aslot {
-  tc_tensor *t;
-  int used;
-} nn_aslot;
 
 struct tc_model {
   tc_backend *be;
@@ -58,19 +30,9 @@ struct tc_model {
   tc_tensor *params, *grads; /* 1-D arenas */
   nn_entry *p, *b, *s;       /* parameters, buffers, state (borrowed) */
   int64_t np, nb, ns;
-  tc_tensor *ws;            /* shared convolution workspace */
-  size_t ws_bytes;          /* the running forward's need */
-  size_t ws_full, ws_arena; /* each plan's need */
+  nn_plan plan; /* activations, gradient slots, workspace (plan.c) */
   tc_tensor *out_grad, *in_grad;
-  int64_t batch;      /* the last forward's batch size, 0: none */
-  int64_t full_batch; /* batch the layers are planned for, 0: none */
-  int64_t full_cap;   /* largest full plan so far (buffers fit it) */
-  nn_gslot *gslot;    /* gradient slots, [depth * NN_GRAD_SLOTS + i] */
-  int64_t ngslot;
-  nn_aslot *aslot; /* inference arena */
-  int64_t naslot, arena_floats, arena_batch;
-  int arena_on;   /* an arena forward is running */
-  int last_arena; /* the last forward ran in the arena */
+  int64_t batch; /* the last forward's batch size, 0: none */
   int training, forwarded;
   uint64_t seed, rng_offset;
   /* profiling: the profiled layers (not Sequential) in pre-order */
@@ -97,9 +59,9 @@ int tc__nn_model_training(const tc_model *m) {
   return m->training;
 }
 
-void *tc__nn_model_workspace(const tc_model *m, size_t *out_bytes) {
-  *out_bytes = m->ws ? m->ws_bytes : 0;
-  return m->ws ? tc_tensor_data(m->ws) : NULL;
+nn_plan *tc__nn_model_plan(const tc_model *m) {
+  /* layers reach the plan through their model (never a const object) */
+  return (nn_plan *)&m->plan;
 }
 
 void tc__nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
@@ -130,8 +92,7 @@ void tc__nn_model_set_sync_bn(tc_model *m, tc_comm *comm) {
   m->sync_bn = comm;
   /* plans depend on it (a synchronised batch norm does not fuse the ReLU
    * after it, which then needs its own output): plan again */
-  m->full_batch = 0;
-  m->arena_batch = 0;
+  tc__nn_plan_invalidate(&m->plan);
   m->forwarded = 0;
 }
 
@@ -153,78 +114,6 @@ int64_t tc__nn_model_layers(const tc_model *m, tc_layer *const **out_layers,
 int tc__nn_model_input_shape(const tc_model *m, int64_t *shape) {
   memcpy(shape, m->in_shape, (size_t)m->in_ndim * sizeof *shape);
   return m->in_ndim;
-}
-
-static int64_t depth_of(const tc_layer *l) {
-  int64_t d = 0;
-  for (const tc_layer *p = l->parent; p; p = p->parent)
-    d++;
-  return d;
-}
-
-tc_status tc__nn_grad_request(tc_layer *l, int slot, int64_t numel) {
-  tc_model *m = l->model;
-  int64_t key = depth_of(l) * NN_GRAD_SLOTS + slot;
-  if (key >= m->ngslot) {
-    int64_t n = key + NN_GRAD_SLOTS;
-    nn_gslot *g = tc__calloc((size_t)n, sizeof *g);
-    if (!g)
-      return tc__oom("tc_model_forward");
-    if (m->ngslot)
-      memcpy(g, m->gslot, (size_t)m->ngslot * sizeof *g);
-    tc__free(m->gslot);
-    m->gslot = g;
-    m->ngslot = n;
-  }
-  if (numel > m->gslot[key].need)
-    m->gslot[key].need = numel;
-  return TC_OK;
-}
-
-tc_tensor *tc__nn_grad_view(tc_layer *l, int slot, tc_tensor *view,
-                            const int64_t *shape, int ndim, tc_dtype dtype) {
-  const tc_model *m = l->model;
-  int64_t key = depth_of(l) * NN_GRAD_SLOTS + slot;
-  /* the plan asked for this slot at this size */
-  tc__nn_view_set(view, m->gslot[key].t, shape, ndim, dtype);
-  return view;
-}
-
-int tc__nn_model_arena(const tc_model *m) {
-  return m->arena_on;
-}
-
-tc_status tc__nn_arena_acquire(tc_model *m, tc_tensor **out) {
-  for (int64_t i = 0; i < m->naslot; i++)
-    if (!m->aslot[i].used) {
-      m->aslot[i].used = 1;
-      *out = m->aslot[i].t;
-      return TC_OK;
-    }
-  /* one more live at once than ever before: grow (a steady state with the
-   * same forward never gets here) */
-  nn_aslot *a = tc__calloc((size_t)m->naslot + 1, sizeof *a);
-  if (!a)
-    return tc__oom("tc_model_forward");
-  if (m->naslot)
-    memcpy(a, m->aslot, (size_t)m->naslot * sizeof *a);
-  tc_status st =
-      tc_tensor_create(&a[m->naslot].t, m->be, &m->arena_floats, 1, TC_FLOAT32);
-  if (st != TC_OK) {
-    tc__free(a);
-    return st;
-  }
-  tc__free(m->aslot);
-  m->aslot = a;
-  m->aslot[m->naslot].used = 1;
-  *out = m->aslot[m->naslot++].t;
-  return TC_OK;
-}
-
-void tc__nn_arena_release(tc_model *m, const tc_tensor *t) {
-  for (int64_t i = 0; i < m->naslot; i++)
-    if (m->aslot[i].t->storage == t->storage)
-      m->aslot[i].used = 0;
 }
 
 /* ---- tree walks ---- */
@@ -375,8 +264,8 @@ static const tc_model_options model_defaults = TC_MODEL_OPTIONS_INIT;
 
 TC_API tc_status tc_model_options_init(tc_model_options *o,
                                        size_t struct_size) {
-  return tc__nn_options_init(o, &model_defaults, sizeof *o, struct_size,
-                             "tc_model_options_init");
+  return tc__options_init(o, struct_size, &model_defaults, sizeof *o,
+                          TC__SIZE0_MODEL_OPTIONS, "tc_model_options_init");
 }
 
 TC_API void tc_model_destroy(tc_model *m) {
@@ -396,16 +285,10 @@ TC_API void tc_model_destroy(tc_model *m) {
   tc__free(m->prof);
   tc_tensor_destroy(m->params);
   tc_tensor_destroy(m->grads);
-  tc_tensor_destroy(m->ws);
   tc_tensor_destroy(m->out_grad);
   tc_tensor_destroy(m->in_grad);
   tc_tensor_destroy(m->pred);
-  for (int64_t i = 0; i < m->ngslot; i++)
-    tc_tensor_destroy(m->gslot[i].t);
-  tc__free(m->gslot);
-  for (int64_t i = 0; i < m->naslot; i++)
-    tc_tensor_destroy(m->aslot[i].t);
-  tc__free(m->aslot);
+  tc__nn_plan_free(&m->plan);
   tc_backend_destroy(m->be);
   tc__free(m);
 }
@@ -441,8 +324,8 @@ TC_API tc_status tc_model_create(tc_model **out, tc_backend *be, tc_layer *root,
     st = tc__oom(fn);
     goto fail;
   }
-  if ((st = tc__nn_options(&m->o, &model_defaults, sizeof m->o, opts, fn)) !=
-      TC_OK)
+  if ((st = tc__options_accept(&m->o, sizeof m->o, opts, &model_defaults,
+                               TC__SIZE0_MODEL_OPTIONS, fn)) != TC_OK)
     goto fail;
   tc__backend_retain(be);
   m->be = be;
@@ -486,81 +369,6 @@ fail:
 
 /* ---- planning, forward, backward ---- */
 
-typedef struct ws_arg {
-  int64_t n;
-  size_t max;
-} ws_arg;
-
-static tc_status ws_one(tc_layer *l, void *arg) {
-  if (!l->kind->workspace)
-    return TC_OK;
-  ws_arg *w = arg;
-  size_t bytes = 0;
-  tc_status st = l->kind->workspace(l, w->n, &bytes);
-  if (st == TC_OK && bytes > w->max)
-    w->max = bytes;
-  return st;
-}
-
-/* The shared workspace for batch n (grows only); its need in *need. */
-static tc_status plan_ws(tc_model *m, int64_t n, size_t *need) {
-  ws_arg w = {n, 0};
-  tc_status st = walk(m->root, ws_one, &w);
-  if (st == TC_OK && w.max > 0) {
-    int64_t floats = (int64_t)((w.max + 3) / 4);
-    st = tc__nn_ensure(&m->ws, m->be, &floats, 1, TC_FLOAT32);
-  }
-  if (st == TC_OK)
-    *need = w.max;
-  return st;
-}
-
-/* The full plan (see the top): per-layer buffers, then gradient slots. */
-static tc_status plan_full(tc_model *m, int64_t n) {
-  m->full_batch = 0;
-  for (int64_t i = 0; i < m->ngslot; i++)
-    m->gslot[i].need = 0;
-  tc_status st = tc__nn_plan(m->root, n);
-  for (int64_t i = 0; i < m->ngslot && st == TC_OK; i++)
-    if (m->gslot[i].need > 0)
-      st = tc__nn_ensure(&m->gslot[i].t, m->be, &m->gslot[i].need, 1,
-                         TC_FLOAT32);
-  if (st == TC_OK)
-    st = plan_ws(m, n, &m->ws_full);
-  if (st != TC_OK)
-    return st;
-  m->full_batch = n;
-  if (n > m->full_cap)
-    m->full_cap = n;
-  return TC_OK;
-}
-
-static tc_status max_out(tc_layer *l, void *arg) {
-  int64_t numel = 1, *max = arg;
-  for (int d = 0; d < l->out_ndim; d++)
-    numel *= l->out_shape[d];
-  if (numel > *max)
-    *max = numel;
-  return TC_OK;
-}
-
-/* The inference arena for batch n: slots of the largest activation (every
- * layer's output, hence also a pooled shortcut or a max-pool argmax). */
-static tc_status plan_arena(tc_model *m, int64_t n) {
-  m->arena_batch = 0;
-  int64_t per = 1;
-  walk(m->root, max_out, &per);
-  m->arena_floats = per * n;
-  tc_status st = TC_OK;
-  for (int64_t i = 0; i < m->naslot && st == TC_OK; i++)
-    st = tc__nn_ensure(&m->aslot[i].t, m->be, &m->arena_floats, 1, TC_FLOAT32);
-  if (st == TC_OK)
-    st = plan_ws(m, n, &m->ws_arena);
-  if (st == TC_OK)
-    m->arena_batch = n;
-  return st;
-}
-
 /* The model-owned output (and input) gradient for batch n. */
 static tc_status plan_io(tc_model *m, int64_t n) {
   int64_t shape[TC_MAX_DIMS];
@@ -572,15 +380,6 @@ static tc_status plan_io(tc_model *m, int64_t n) {
   }
   m->batch = st == TC_OK ? n : 0;
   return st;
-}
-
-/* Runs the root in the full plan at batch n. */
-static tc_status forward_full(tc_model *m, tc_tensor *x, int64_t n) {
-  tc_status st = TC_OK;
-  if (n != m->full_batch && (st = plan_full(m, n)) != TC_OK)
-    return st;
-  m->ws_bytes = m->ws_full;
-  return tc__nn_forward(m->root, x);
 }
 
 static tc_status check_batch(const tc_model *m, const tc_tensor *t,
@@ -618,24 +417,9 @@ TC_API tc_status tc_model_forward(tc_model *m, tc_tensor *x, tc_tensor **out) {
   m->forwarded = 0;
   if (n != m->batch && (st = plan_io(m, n)) != TC_OK)
     return st;
-  int arena = !m->training && n > m->full_cap;
-  if (arena) {
-    if (n != m->arena_batch && (st = plan_arena(m, n)) != TC_OK)
-      return st;
-    /* the last forward's output is no longer valid: every slot is free */
-    for (int64_t i = 0; i < m->naslot; i++)
-      m->aslot[i].used = 0;
-    m->ws_bytes = m->ws_arena;
-    m->arena_on = 1;
-    st = tc__nn_forward(m->root, x);
-    m->arena_on = 0;
-  } else {
-    st = forward_full(m, x, n);
-  }
-  if (st != TC_OK)
+  if ((st = tc__nn_plan_forward(&m->plan, m->root, x, m->training)) != TC_OK)
     return st;
   m->forwarded = 1;
-  m->last_arena = arena;
   *out = m->root->y;
   return TC_OK;
 }
@@ -660,16 +444,10 @@ TC_API tc_status tc_model_backward(tc_model *m, const tc_tensor *dy) {
                      "%s: output gradient has batch %lld, the "
                      "forward had %lld",
                      fn, (long long)dy->shape[0], (long long)m->batch);
-  if (m->last_arena) {
-    /* the arena kept nothing for backward: the same forward again in the
-     * full plan (see the top) */
+  if ((st = tc__nn_plan_backward_ready(&m->plan, m->root, m->batch)) != TC_OK) {
     m->forwarded = 0;
-    if ((st = forward_full(m, m->root->x, m->batch)) != TC_OK)
-      return st;
-    m->forwarded = 1;
-    m->last_arena = 0;
+    return st;
   }
-  m->ws_bytes = m->ws_full;
   return tc__nn_backward(m->root, dy, m->o.input_grad ? m->in_grad : NULL, 0);
 }
 

@@ -11,13 +11,14 @@
  * or adding to it when `acc`; dx NULL means "not needed". Parameter
  * gradients are always added to (PyTorch accumulates).
  *
- * Memory (docs/models.md, "Memory"): a training forward keeps what
- * backward needs in per-layer buffers; gradient temporaries live in the
- * model's gradient slots, shared by every layer at the same nesting depth
- * (a layer at depth d only uses depth-d slots and is only handed dy/dx
- * from shallower depths, so they never collide); an evaluation forward
- * beyond the trained batch puts outputs in the model's inference arena of
- * interchangeable slots, released as soon as their consumer has run.
+ * Memory (docs/models.md, "Memory"; all of it planned by plan.c): a
+ * training forward keeps what backward needs in per-layer buffers;
+ * gradient temporaries live in the model's gradient slots, shared by every
+ * layer at the same nesting depth (a layer at depth d only uses depth-d
+ * slots and is only handed dy/dx from shallower depths, so they never
+ * collide); an evaluation forward beyond the trained batch puts outputs in
+ * the model's inference arena of interchangeable slots, released as soon
+ * as their consumer has run.
  */
 #ifndef TINYCNN_NN_INTERNAL_H
 #define TINYCNN_NN_INTERNAL_H
@@ -127,21 +128,7 @@ const char *tc__nn_path(const tc_layer *l, char *buf, size_t size);
 /* Formats the layer's per-sample input shape as "(3, 32, 32)". */
 const char *tc__nn_shape_str(const int64_t *shape, int ndim, char *buf,
                              size_t size);
-/* Copies options of `user`'s struct_size over `defaults` into `dst`. */
-tc_status tc__nn_options(void *dst, const void *defaults, size_t full,
-                         const void *user, const char *fn);
-/* Body of the public tc_x_options_init(o, struct_size). */
-tc_status tc__nn_options_init(void *o, const void *defaults, size_t full,
-                              size_t struct_size, const char *fn);
 
-/* Planned tensors: (re)allocates *t only when its storage is too small,
- * else reshapes it in place (no allocation). */
-tc_status tc__nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
-                        int ndim, tc_dtype dtype);
-/* The output buffer: (n, out_shape...). */
-tc_status tc__nn_plan_output(tc_layer *l, int64_t n);
-/* l->scratch sized like `like` (allocates only when it grows). */
-tc_status tc__nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out);
 /* A new handle viewing `base`'s storage at byte offset `offset`. */
 tc_status tc__nn_view_at(tc_tensor **out, tc_tensor *base, size_t offset,
                          const int64_t *shape, int ndim, tc_dtype dtype);
@@ -171,7 +158,18 @@ void tc__nn_view_set(tc_tensor *view, const tc_tensor *base,
 /* (n, shape...) into out; returns ndim + 1. */
 int tc__nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim);
 
-/* ---- model.c (for layers) ---- */
+/* ---- plan.c: where activations and temporaries live ----
+ * Layers and containers say what they need and use what they are given;
+ * which plan a forward runs in, and every arena slot's lifetime, is
+ * plan.c's alone (a container never acquires or frees a slot). */
+/* Planned tensors: (re)allocates *t only when its storage is too small,
+ * else reshapes it in place (no allocation). */
+tc_status tc__nn_ensure(tc_tensor **t, tc_backend *be, const int64_t *shape,
+                        int ndim, tc_dtype dtype);
+/* The output buffer: (n, out_shape...). */
+tc_status tc__nn_plan_output(tc_layer *l, int64_t n);
+/* l->scratch sized like `like` (allocates only when it grows). */
+tc_status tc__nn_scratch(tc_layer *l, const tc_tensor *like, tc_tensor **out);
 /* Gradient slots: at plan time a layer asks for `numel` floats in slot
  * `slot` (< NN_GRAD_SLOTS) of its depth; in backward (or as a forward
  * temporary that backward does not need) it views the slot with a shape. */
@@ -179,13 +177,36 @@ int tc__nn_batch_shape(int64_t *out, int64_t n, const int64_t *shape, int ndim);
 tc_status tc__nn_grad_request(tc_layer *l, int slot, int64_t numel);
 tc_tensor *tc__nn_grad_view(tc_layer *l, int slot, tc_tensor *view,
                             const int64_t *shape, int ndim, tc_dtype dtype);
-/* Whether the forward running now is an inference-arena forward. */
-int tc__nn_model_arena(const tc_model *m);
-/* A free arena slot (float, at least the largest activation of the batch);
- * allocates only the first time this many slots are live at once. */
-tc_status tc__nn_arena_acquire(tc_model *m, tc_tensor **out);
-/* Frees the slot holding `t`'s storage (no-op if `t` is not in a slot). */
-void tc__nn_arena_release(tc_model *m, const tc_tensor *t);
+/* The shared convolution workspace (device) and its size. */
+void *tc__nn_model_workspace(const tc_model *m, size_t *out_bytes);
+/* Points l->y where the coming forward of batch n writes its output, for
+ * kinds that produce one: the planned buffer, or in an inference-arena
+ * forward a free arena slot (tc__nn_forward calls it). */
+tc_status tc__nn_place_output(tc_layer *l, int64_t n);
+/* Container l has run the consumer of `t` (an output of one of its
+ * children) and needs it no more: in an inference-arena forward its slot
+ * is freed, unless t is l's own input (its parent's) or shares storage
+ * with `live` (the consumer's output, when it aliases its input). */
+void tc__nn_consumed(tc_layer *l, const tc_tensor *t, const tc_tensor *live);
+/* A forward temporary that backward does not read, in *out: gradient slot
+ * `slot` of l's depth (asked for at plan time) viewed in `view`, or in an
+ * inference-arena forward a free arena slot; give it back with
+ * tc__nn_temp_done once used. */
+tc_status tc__nn_temp(tc_layer *l, int slot, tc_tensor *view,
+                      const int64_t *shape, int ndim, tc_dtype dtype,
+                      tc_tensor **out);
+/* Where a forward writes what its backward reads besides its output (a max
+ * pooling's argmax), in *out: `kept`, the layer's planned buffer, or in an
+ * inference-arena forward (which keeps nothing for backward) a free arena
+ * slot; give it back with tc__nn_temp_done once used. */
+tc_status tc__nn_saved(tc_layer *l, tc_tensor *kept, tc_tensor **out);
+/* The end of what tc__nn_temp or tc__nn_saved gave (NULL: nothing). */
+void tc__nn_temp_done(tc_layer *l, const tc_tensor *t);
+/* Whether child i of a chain is a ReLU that the BatchNorm2d before it
+ * computes (fused: the ReLU gets no buffer and runs no pass of its own). */
+int tc__nn_fused_relu(tc_layer *const *ch, int64_t i);
+
+/* ---- model.c (for layers) ---- */
 tc_backend *tc__nn_model_backend(const tc_model *m);
 int tc__nn_model_training(const tc_model *m);
 
@@ -209,8 +230,6 @@ void tc__nn_prof_count(tc_layer *l, int dir);
 int tc__nn_is_relu(const tc_layer *l);
 int tc__nn_bn_fuse_backward(tc_layer *bn, const tc_tensor *y, tc_tensor *dres,
                             int acc_res);
-/* The shared convolution workspace (device) and its size. */
-void *tc__nn_model_workspace(const tc_model *m, size_t *out_bytes);
 /* Reserves `units` numbers of the dropout stream; returns seed, offset. */
 void tc__nn_model_dropout_rng(tc_model *m, int64_t units, uint64_t *seed,
                               uint64_t *offset);

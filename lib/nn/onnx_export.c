@@ -22,14 +22,15 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "../options.h"
 #include "../io/io_internal.h"
 #include "nn_internal.h"
 
 static const tc_onnx_options onnx_defaults = TC_ONNX_OPTIONS_INIT;
 
 TC_API tc_status tc_onnx_options_init(tc_onnx_options *o, size_t struct_size) {
-  return tc__nn_options_init(o, &onnx_defaults, sizeof *o, struct_size,
-                             "tc_onnx_options_init");
+  return tc__options_init(o, struct_size, &onnx_defaults, sizeof *o,
+                          TC__SIZE0_ONNX_OPTIONS, "tc_onnx_options_init");
 }
 
 #ifndef TC_HAVE_ONNX
@@ -603,7 +604,8 @@ TC_API tc_status tc_model_export_onnx(tc_model *m, const char *path,
   TC__CHECK_NULL(m, fn);
   TC__CHECK_NULL(path, fn);
   tc_onnx_options opt;
-  tc_status st = tc__nn_options(&opt, &onnx_defaults, sizeof opt, opts, fn);
+  tc_status st = tc__options_accept(&opt, sizeof opt, opts, &onnx_defaults,
+                                    TC__SIZE0_ONNX_OPTIONS, fn);
   if (st != TC_OK)
     return st;
   if (opt.opset != 0 && opt.opset != OPSET)

@@ -23,14 +23,16 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "../options.h"
 #include "nn_internal.h"
 
 static const tc_onnx_load_options load_defaults = TC_ONNX_LOAD_OPTIONS_INIT;
 
 TC_API tc_status tc_onnx_load_options_init(tc_onnx_load_options *o,
                                            size_t struct_size) {
-  return tc__nn_options_init(o, &load_defaults, sizeof *o, struct_size,
-                             "tc_onnx_load_options_init");
+  return tc__options_init(o, struct_size, &load_defaults, sizeof *o,
+                          TC__SIZE0_ONNX_LOAD_OPTIONS,
+                          "tc_onnx_load_options_init");
 }
 
 #ifndef TC_HAVE_ONNX
@@ -688,7 +690,8 @@ TC_API tc_status tc_model_create_from_onnx(tc_model **out, tc_backend *be,
   TC__CHECK_NULL(be, fn);
   TC__CHECK_NULL(path, fn);
   tc_onnx_load_options opt;
-  tc_status st = tc__nn_options(&opt, &load_defaults, sizeof opt, opts, fn);
+  tc_status st = tc__options_accept(&opt, sizeof opt, opts, &load_defaults,
+                                    TC__SIZE0_ONNX_LOAD_OPTIONS, fn);
   if (st != TC_OK)
     return st;
   if (opt.max_file_bytes < 1 || opt.max_file_bytes > ((int64_t)1 << 31))

@@ -4,6 +4,7 @@
  * slots. x: (N,C,H,W) -> y: (N,C,OH,OW); max pooling keeps the argmax
  * (N,C,OH,OW) of each window for its backward.
  */
+#include "../options.h"
 #include "nn_internal.h"
 
 typedef struct pool_layer {
@@ -102,15 +103,13 @@ static tc_status pool_forward(tc_layer *l, tc_tensor *x) {
   a.y = nn_f(l->y);
   if (!pl->max)
     return be->iface->avgpool2d_fwd(be->ctx, &a);
-  if (!tc__nn_model_arena(l->model))
-    return be->iface->maxpool2d_fwd(be->ctx, &a);
-  /* an inference forward: the argmax is a temporary in an arena slot */
+  /* the argmax backward reads (a temporary in an inference forward) */
   tc_tensor *am;
-  if ((st = tc__nn_arena_acquire(l->model, &am)) != TC_OK)
+  if ((st = tc__nn_saved(l, pl->argmax, &am)) != TC_OK)
     return st;
-  a.argmax = (int32_t *)tc_tensor_data(am);
+  a.argmax = am ? (int32_t *)tc_tensor_data(am) : NULL;
   st = be->iface->maxpool2d_fwd(be->ctx, &a);
-  tc__nn_arena_release(l->model, am);
+  tc__nn_temp_done(l, am);
   return st;
 }
 
@@ -191,8 +190,8 @@ static const tc_pool2d_options pool_defaults = TC_POOL2D_OPTIONS_INIT;
 
 TC_API tc_status tc_pool2d_options_init(tc_pool2d_options *o,
                                         size_t struct_size) {
-  return tc__nn_options_init(o, &pool_defaults, sizeof *o, struct_size,
-                             "tc_pool2d_options_init");
+  return tc__options_init(o, struct_size, &pool_defaults, sizeof *o,
+                          TC__SIZE0_POOL2D_OPTIONS, "tc_pool2d_options_init");
 }
 
 static tc_status pool_create(tc_layer **out, int64_t k,
@@ -200,7 +199,8 @@ static tc_status pool_create(tc_layer **out, int64_t k,
                              const char *fn) {
   TC__CHECK_NULL(out, fn);
   tc_pool2d_options o;
-  tc_status st = tc__nn_options(&o, &pool_defaults, sizeof o, opts, fn);
+  tc_status st = tc__options_accept(&o, sizeof o, opts, &pool_defaults,
+                                    TC__SIZE0_POOL2D_OPTIONS, fn);
   if (st != TC_OK)
     return st;
   int64_t kw = o.kernel_w ? o.kernel_w : k;

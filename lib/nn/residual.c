@@ -23,9 +23,12 @@
  * gb (ping-ponged through the main path) and gs (wrt the sum) are views of
  * the model's gradient slots 0-2 at this depth. Option A max: the argmax
  * (N, in, OH, OW) is kept for backward; the pooled input (a forward
- * temporary) and its gradient use gradient slot 3 (in an inference
- * forward, arena slots).
+ * temporary) and its gradient use gradient slot 3. Where each of these
+ * lives in an inference-arena forward, and when a child's output is
+ * freed, is the plan's (plan.c): the block only says when it has
+ * consumed a value (tc__nn_consumed) or is done with a temporary.
  */
+#include "../options.h"
 #include "nn_internal.h"
 
 enum { C1 = 0, B1 = 1, C2 = 2, B2 = 3, SC = 4 };
@@ -42,6 +45,25 @@ typedef struct res_layer {
 
 static int uses_pool(const res_layer *r) {
   return r->shortcut == TC_SHORTCUT_A_MAXPOOL && !r->identity && r->stride > 1;
+}
+
+/* What the shortcut is, from the options and the shapes. */
+enum {
+  SK_NONE,       /* the plain block */
+  SK_IDENTITY,   /* x itself (the shape is kept) */
+  SK_PROJECTION, /* option B: the "shortcut" child */
+  SK_PAD,        /* option A: x subsampled, channels padded */
+  SK_POOL_PAD    /* option A: x max-pooled, channels padded */
+};
+
+static int shortcut_kind(const res_layer *r) {
+  if (r->shortcut == TC_SHORTCUT_NONE)
+    return SK_NONE;
+  if (r->identity)
+    return SK_IDENTITY;
+  if (r->base.nchildren > SC)
+    return SK_PROJECTION;
+  return uses_pool(r) ? SK_POOL_PAD : SK_PAD;
 }
 
 static tc_status res_infer(tc_layer *l, const char *fn) {
@@ -143,122 +165,177 @@ static tc_status relu_inplace(tc_backend *be, tc_tensor *t) {
   return be->iface->relu_fwd(be->ctx, &a);
 }
 
-static tc_status res_forward(tc_layer *l, tc_tensor *x) {
-  res_layer *r = (res_layer *)l;
-  tc_backend *be = tc__nn_be(l);
+/* ---- forward ---- */
+
+/* The backend slots the forward needs, checked before any work. */
+static tc_status forward_slots(const res_layer *r, tc_backend *be) {
+  int sk = shortcut_kind(r);
   tc_status st = NN_SLOT(be, relu_fwd);
-  if (st == TC_OK && r->shortcut != TC_SHORTCUT_NONE)
+  if (st == TC_OK && sk != SK_NONE)
     st = NN_SLOT(be, add);
-  if (st == TC_OK && r->shortcut <= TC_SHORTCUT_A_SUBSAMPLE && !r->identity)
+  if (st == TC_OK && (sk == SK_PAD || sk == SK_POOL_PAD))
     st = NN_SLOT(be, copy4d);
-  if (st == TC_OK && uses_pool(r))
+  if (st == TC_OK && sk == SK_POOL_PAD)
     st = NN_SLOT(be, maxpool2d_fwd);
-  if (st != TC_OK)
-    return st;
-  int64_t n = x->shape[0];
+  return st;
+}
+
+/* conv1, bn1 and its ReLU (fused into bn1 where the backend can, else in
+ * place on bn1's output), conv2: the main path up to bn2. */
+static tc_status main_path(tc_layer *l, tc_tensor *x) {
   tc_layer **c = l->children;
-  /* in an inference forward each child's output (an arena slot) is
-   * released once its consumer has run; x is the parent's */
-  int arena = tc__nn_model_arena(l->model);
-  if ((st = tc__nn_forward(c[C1], x)) != TC_OK)
+  tc_status st = tc__nn_forward(c[C1], x);
+  if (st != TC_OK)
     return st;
   int fused = tc__nn_bn_fuse_forward(c[B1], NULL);
   if ((st = tc__nn_forward(c[B1], c[C1]->y)) != TC_OK)
     return st;
-  if (arena)
-    tc__nn_arena_release(l->model, c[C1]->y);
-  if ((!fused && (st = relu_inplace(be, c[B1]->y)) != TC_OK) ||
+  tc__nn_consumed(l, c[C1]->y, c[B1]->y);
+  if ((!fused && (st = relu_inplace(tc__nn_be(l), c[B1]->y)) != TC_OK) ||
       (st = tc__nn_forward(c[C2], c[B1]->y)) != TC_OK)
     return st;
-  if (arena)
-    tc__nn_arena_release(l->model, c[B1]->y);
-  /* bn2, the sum and the ReLU in one pass when the shortcut is x itself
-   * (or absent); the other shortcuts are computed after bn2 */
-  fused = 0;
-  if (r->shortcut == TC_SHORTCUT_NONE || r->identity)
-    fused = tc__nn_bn_fuse_forward(c[B2], r->identity ? x : NULL);
-  if ((st = tc__nn_forward(c[B2], c[C2]->y)) != TC_OK)
+  tc__nn_consumed(l, c[B1]->y, c[C2]->y);
+  return TC_OK;
+}
+
+/* y += other (the same shape). */
+static tc_status add_into_y(res_layer *r, const tc_tensor *other) {
+  tc_layer *l = &r->base;
+  tc_backend *be = tc__nn_be(l);
+  tc_eltwise_args a = {sizeof a,   l->y->numel, 1.f,       1.f,
+                       nn_f(l->y), nn_f(other), nn_f(l->y)};
+  return be->iface->add(be->ctx, &a);
+}
+
+/* Option B: y += shortcut(x), the conv1x1 + BN child. */
+static tc_status add_projection(res_layer *r, tc_tensor *x) {
+  tc_layer *l = &r->base, *sc = l->children[SC];
+  tc_status st = tc__nn_forward(sc, x);
+  if (st != TC_OK)
     return st;
-  if (arena)
-    tc__nn_arena_release(l->model, c[C2]->y);
-  l->y = c[B2]->y; /* the sum and the ReLU go in place */
-  if (fused)
-    return TC_OK;
-  const tc_tensor *other = NULL;
-  if (r->shortcut == TC_SHORTCUT_NONE) {
-    other = NULL;
-  } else if (r->identity) {
-    other = x;
-  } else if (l->nchildren > SC) {
-    if ((st = tc__nn_forward(c[SC], x)) != TC_OK)
-      return st;
-    other = c[SC]->y;
-  }
-  if (other) {
-    tc_eltwise_args a = {sizeof a,   l->y->numel, 1.f,       1.f,
-                         nn_f(l->y), nn_f(other), nn_f(l->y)};
-    st = be->iface->add(be->ctx, &a);
-    if (arena && other != x)
-      tc__nn_arena_release(l->model, other);
-  }
-  if (st == TC_OK && r->shortcut <= TC_SHORTCUT_A_SUBSAMPLE && !r->identity) {
-    int64_t h = l->in_shape[1], w = l->in_shape[2];
-    tc_copy4d_args a;
-    tc_tensor *pooled = NULL, *am = NULL;
-    if (uses_pool(r)) {
-      tc_pool2d_args pa = pool_args(r, n);
-      if (arena) {
-        if ((st = tc__nn_arena_acquire(l->model, &pooled)) != TC_OK ||
-            (st = tc__nn_arena_acquire(l->model, &am)) != TC_OK)
-          return st;
-        pa.argmax = (int32_t *)tc_tensor_data(am);
-      } else {
-        pooled = res_grad(r, 3, &r->pool_view, n, r->in_c);
-      }
-      pa.x = nn_f(x);
-      pa.y = nn_f(pooled);
-      st = be->iface->maxpool2d_fwd(be->ctx, &pa);
-      if (am)
-        tc__nn_arena_release(l->model, am);
-      if (st != TC_OK)
-        return st;
-      int64_t oh = l->out_shape[1], ow = l->out_shape[2];
-      int64_t ps[4] = {r->in_c * oh * ow, oh * ow, ow, 1};
-      a = pad_args(r, n, ps, 1);
-      a.src = nn_f(pooled);
-    } else {
-      int64_t xs[4] = {r->in_c * h * w, h * w, r->stride * w, r->stride};
-      a = pad_args(r, n, xs, 1);
-      a.src = nn_f(x);
-    }
-    a.dst = nn_f(l->y) + r->ch_off * l->out_shape[1] * l->out_shape[2];
-    a.accumulate = 1;
-    st = be->iface->copy4d(be->ctx, &a);
-    if (arena && pooled)
-      tc__nn_arena_release(l->model, pooled);
-  }
-  if (st == TC_OK)
-    st = relu_inplace(be, l->y);
+  st = add_into_y(r, sc->y);
+  tc__nn_consumed(l, sc->y, l->y);
   return st;
 }
+
+/* Option A: y[:, ch_off : ch_off + in] += src, an (N, in, OH, OW) block
+ * read with src_stride (the padded channels add nothing). */
+static tc_status add_padded(res_layer *r, int64_t n,
+                            const int64_t src_stride[4], const float *src) {
+  tc_layer *l = &r->base;
+  tc_backend *be = tc__nn_be(l);
+  tc_copy4d_args a = pad_args(r, n, src_stride, 1);
+  a.src = src;
+  a.dst = nn_f(l->y) + r->ch_off * l->out_shape[1] * l->out_shape[2];
+  a.accumulate = 1;
+  return be->iface->copy4d(be->ctx, &a);
+}
+
+/* Option A, subsample: the padded x[:, :, ::s, ::s]. */
+static tc_status add_subsampled(res_layer *r, const tc_tensor *x) {
+  const tc_layer *l = &r->base;
+  int64_t h = l->in_shape[1], w = l->in_shape[2];
+  int64_t xs[4] = {r->in_c * h * w, h * w, r->stride * w, r->stride};
+  return add_padded(r, x->shape[0], xs, nn_f(x));
+}
+
+/* Option A, max pooling: the padded MaxPool2d(s, s)(x). The pooled input
+ * is a forward temporary (gradient slot 3, which backward reuses for its
+ * gradient); the argmax is kept for backward. */
+static tc_status add_pooled(res_layer *r, const tc_tensor *x) {
+  tc_layer *l = &r->base;
+  tc_backend *be = tc__nn_be(l);
+  int64_t n = x->shape[0], oh = l->out_shape[1], ow = l->out_shape[2];
+  int64_t shape[4] = {n, r->in_c, oh, ow};
+  tc_tensor *pooled, *am;
+  tc_status st =
+      tc__nn_temp(l, 3, &r->pool_view, shape, 4, TC_FLOAT32, &pooled);
+  if (st != TC_OK || (st = tc__nn_saved(l, r->argmax, &am)) != TC_OK)
+    return st;
+  tc_pool2d_args pa = pool_args(r, n);
+  pa.argmax = am ? (int32_t *)tc_tensor_data(am) : NULL;
+  pa.x = nn_f(x);
+  pa.y = nn_f(pooled);
+  st = be->iface->maxpool2d_fwd(be->ctx, &pa);
+  tc__nn_temp_done(l, am);
+  if (st == TC_OK) {
+    int64_t ps[4] = {r->in_c * oh * ow, oh * ow, ow, 1};
+    st = add_padded(r, n, ps, nn_f(pooled));
+  }
+  tc__nn_temp_done(l, pooled);
+  return st;
+}
+
+/* y += shortcut(x), whichever kind it is. */
+static tc_status add_shortcut(res_layer *r, tc_tensor *x) {
+  switch (shortcut_kind(r)) {
+  case SK_IDENTITY:
+    return add_into_y(r, x);
+  case SK_PROJECTION:
+    return add_projection(r, x);
+  case SK_PAD:
+    return add_subsampled(r, x);
+  case SK_POOL_PAD:
+    return add_pooled(r, x);
+  default: /* SK_NONE */
+    return TC_OK;
+  }
+}
+
+/* Asks bn2 to add the shortcut and apply the last ReLU in its own pass,
+ * which it can when the shortcut is x itself or absent (the others are
+ * computed after bn2) and the backend has the fused slots; returns
+ * whether it will. */
+static int fuse_tail(res_layer *r, tc_tensor *x) {
+  int sk = shortcut_kind(r);
+  if (sk != SK_NONE && sk != SK_IDENTITY)
+    return 0;
+  return tc__nn_bn_fuse_forward(r->base.children[B2],
+                                sk == SK_IDENTITY ? x : NULL);
+}
+
+/* The unfused tail: y = relu(y + shortcut(x)) in place, as separate ops. */
+static tc_status sum_relu(res_layer *r, tc_tensor *x) {
+  tc_status st = add_shortcut(r, x);
+  return st == TC_OK ? relu_inplace(tc__nn_be(&r->base), r->base.y) : st;
+}
+
+/* The main path, then bn2 whose output becomes the block's y, then the sum
+ * and the last ReLU in place: in bn2's pass (fused) or after it. */
+static tc_status res_forward(tc_layer *l, tc_tensor *x) {
+  res_layer *r = (res_layer *)l;
+  tc_layer **c = l->children;
+  tc_status st = forward_slots(r, tc__nn_be(l));
+  if (st != TC_OK || (st = main_path(l, x)) != TC_OK)
+    return st;
+  int fused = fuse_tail(r, x);
+  if ((st = tc__nn_forward(c[B2], c[C2]->y)) != TC_OK)
+    return st;
+  tc__nn_consumed(l, c[C2]->y, c[B2]->y);
+  l->y = c[B2]->y;
+  return fused ? TC_OK : sum_relu(r, x);
+}
+
+/* ---- backward ---- */
 
 /* The shortcut's share of the input gradient, before the main path's. */
 static tc_status shortcut_backward(res_layer *r, const tc_tensor *gs,
                                    tc_tensor *dx, int acc) {
   tc_layer *l = &r->base;
   tc_backend *be = tc__nn_be(l);
-  if (l->nchildren > SC)
+  int sk = shortcut_kind(r);
+  if (sk == SK_PROJECTION)
     return tc__nn_backward(l->children[SC], gs, dx, acc);
-  if (!dx || r->shortcut == TC_SHORTCUT_NONE)
+  if (!dx || sk == SK_NONE)
     return TC_OK;
-  if (r->identity)
+  if (sk == SK_IDENTITY)
     return tc__nn_pass_grad(be, gs, dx, acc);
   int64_t n = dx->shape[0], h = l->in_shape[1], w = l->in_shape[2];
   int64_t off = r->ch_off * l->out_shape[1] * l->out_shape[2];
   tc_status st = NN_SLOT(be, copy4d);
   if (st != TC_OK)
     return st;
-  if (uses_pool(r)) {
+  if (sk == SK_POOL_PAD) {
     if ((st = NN_SLOT(be, maxpool2d_bwd)) != TC_OK)
       return st;
     int64_t oh = l->out_shape[1], ow = l->out_shape[2];
@@ -361,8 +438,9 @@ static const tc_residual_options res_defaults = TC_RESIDUAL_OPTIONS_INIT;
 
 TC_API tc_status tc_residual_options_init(tc_residual_options *o,
                                           size_t struct_size) {
-  return tc__nn_options_init(o, &res_defaults, sizeof *o, struct_size,
-                             "tc_residual_options_init");
+  return tc__options_init(o, struct_size, &res_defaults, sizeof *o,
+                          TC__SIZE0_RESIDUAL_OPTIONS,
+                          "tc_residual_options_init");
 }
 
 static tc_status conv3(tc_layer **out, int64_t in, int64_t outc, int64_t k,
@@ -380,7 +458,8 @@ TC_API tc_status tc_residual_block_create(tc_layer **out, int64_t in_channels,
   static const char fn[] = "tc_residual_block_create";
   TC__CHECK_NULL(out, fn);
   tc_residual_options o;
-  tc_status st = tc__nn_options(&o, &res_defaults, sizeof o, opts, fn);
+  tc_status st = tc__options_accept(&o, sizeof o, opts, &res_defaults,
+                                    TC__SIZE0_RESIDUAL_OPTIONS, fn);
   if (st != TC_OK)
     return st;
   if (in_channels < 1 || out_channels < 1 || stride < 1 || o.shortcut < 0 ||

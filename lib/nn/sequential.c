@@ -4,9 +4,9 @@
  * child's (no copy). The gradients between children live in the two
  * gradient slots of the container's depth: each child writes the slot
  * its input gradient does not occupy, so two slots serve any length.
- * In an inference-arena forward it releases each child's output once the
- * next child has consumed it (unless that output is its own input, which
- * its parent releases, or shares storage with the next output).
+ * It tells the plan when each child's output has been consumed by the
+ * next child (tc__nn_consumed), so that an inference-arena forward frees
+ * it at once.
  *
  * A BatchNorm2d followed by a ReLU runs as one fused pass when the backend
  * has the batchnorm_relu_* slots (the same bits as the two layers): the
@@ -54,10 +54,9 @@ static int64_t out_numel(const tc_layer *c, int64_t n) {
   return numel;
 }
 
-/* Child i is a ReLU whose work the batch norm before it does. */
+/* Child i is a ReLU whose work the batch norm before it does (plan.c). */
 static int fused_relu(const tc_layer *l, int64_t i) {
-  return i > 0 && tc__nn_is_relu(l->children[i]) &&
-         tc__nn_bn_fusable(l->children[i - 1]);
+  return tc__nn_fused_relu(l->children, i);
 }
 
 static tc_status seq_plan(tc_layer *l, int64_t n) {
@@ -78,7 +77,6 @@ static tc_status seq_plan(tc_layer *l, int64_t n) {
 }
 
 static tc_status seq_forward(tc_layer *l, tc_tensor *x) {
-  int arena = tc__nn_model_arena(l->model);
   tc_tensor *cur = x;
   for (int64_t i = 0; i < l->nchildren; i++) {
     tc_layer *c = l->children[i];
@@ -92,9 +90,8 @@ static tc_status seq_forward(tc_layer *l, tc_tensor *x) {
     tc_status st = tc__nn_forward(c, cur);
     if (st != TC_OK)
       return st;
-    tc_tensor *next = l->children[i]->y;
-    if (arena && cur->storage != x->storage && cur->storage != next->storage)
-      tc__nn_arena_release(l->model, cur);
+    tc_tensor *next = c->y;
+    tc__nn_consumed(l, cur, next);
     cur = next;
   }
   l->y = cur;

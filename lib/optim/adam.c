@@ -7,24 +7,13 @@
 #include <math.h>
 #include <string.h>
 
+#include "../options.h"
 #include "optim_internal.h"
-
-/* sizeof(tc_adam_options) in the first release */
-#define ADAM_OPTIONS_SIZE_0 sizeof(tc_adam_options)
 
 static tc_status options_init(tc_adam_options *o, size_t struct_size,
                               const tc_adam_options *d, const char *fn) {
-  TC__CHECK_NULL(o, fn);
-  if (struct_size > sizeof(tc_adam_options))
-    return tc__error(TC_EVERSION,
-                     "%s: struct_size %zu is larger than this library's %zu",
-                     fn, struct_size, sizeof(tc_adam_options));
-  if (struct_size < ADAM_OPTIONS_SIZE_0)
-    return tc__error(TC_EINVAL, "%s: struct_size %zu is too small", fn,
-                     struct_size);
-  memcpy(o, d, struct_size);
-  o->struct_size = struct_size;
-  return TC_OK;
+  return tc__options_init(o, struct_size, d, sizeof *d, TC__SIZE0_ADAM_OPTIONS,
+                          fn);
 }
 
 TC_API tc_status tc_adam_options_init(tc_adam_options *o, size_t struct_size) {
@@ -43,22 +32,13 @@ static int finite_nonneg(float x) {
 
 tc_status tc__adam_options_load(tc_adam_options *out, const tc_adam_options *in,
                                 int adamw, const char *fn) {
-  tc_adam_options a = TC_ADAM_OPTIONS_INIT, w = TC_ADAMW_OPTIONS_INIT;
-  tc_adam_options o = adamw ? w : a;
-  if (in) {
-    if (in->struct_size > sizeof o)
-      return tc__error(TC_EVERSION,
-                       "%s: options struct_size %zu is larger than this "
-                       "library's %zu (header newer than library)",
-                       fn, in->struct_size, sizeof o);
-    if (in->struct_size < ADAM_OPTIONS_SIZE_0)
-      return tc__error(
-          TC_EINVAL,
-          "%s: options struct_size %zu is too small (not initialised?)", fn,
-          in->struct_size);
-    memcpy(&o, in, in->struct_size);
-    o.struct_size = sizeof o;
-  }
+  static const tc_adam_options a = TC_ADAM_OPTIONS_INIT,
+                               w = TC_ADAMW_OPTIONS_INIT;
+  tc_adam_options o;
+  tc_status st = tc__options_accept(&o, sizeof o, in, adamw ? &w : &a,
+                                    TC__SIZE0_ADAM_OPTIONS, fn);
+  if (st != TC_OK)
+    return st;
   if (!finite_nonneg(o.lr))
     return tc__error(TC_EINVAL, "%s: lr = %g, expected a finite value >= 0", fn,
                      (double)o.lr);

@@ -8,48 +8,27 @@
 #include <math.h>
 #include <string.h>
 
+#include "../options.h"
 #include "optim_internal.h"
-
-/* sizeof(tc_sgd_options) in the first release: smaller structs are not ours */
-#define SGD_OPTIONS_SIZE_0 sizeof(tc_sgd_options)
 
 static int finite_nonneg(float x) {
   return x >= 0.f && isfinite(x);
 }
 
 TC_API tc_status tc_sgd_options_init(tc_sgd_options *o, size_t struct_size) {
-  static const char fn[] = "tc_sgd_options_init";
-  TC__CHECK_NULL(o, fn);
-  if (struct_size > sizeof(tc_sgd_options))
-    return tc__error(TC_EVERSION,
-                     "%s: struct_size %zu is larger than this library's %zu",
-                     fn, struct_size, sizeof(tc_sgd_options));
-  if (struct_size < SGD_OPTIONS_SIZE_0)
-    return tc__error(TC_EINVAL, "%s: struct_size %zu is too small", fn,
-                     struct_size);
-  tc_sgd_options d = TC_SGD_OPTIONS_INIT;
-  memcpy(o, &d, struct_size);
-  o->struct_size = struct_size;
-  return TC_OK;
+  static const tc_sgd_options d = TC_SGD_OPTIONS_INIT;
+  return tc__options_init(o, struct_size, &d, sizeof d, TC__SIZE0_SGD_OPTIONS,
+                          "tc_sgd_options_init");
 }
 
 tc_status tc__sgd_options_load(tc_sgd_options *out, const tc_sgd_options *in,
                                const char *fn) {
-  tc_sgd_options o = TC_SGD_OPTIONS_INIT;
-  if (in) {
-    if (in->struct_size > sizeof o)
-      return tc__error(TC_EVERSION,
-                       "%s: options struct_size %zu is larger than this "
-                       "library's %zu (header newer than library)",
-                       fn, in->struct_size, sizeof o);
-    if (in->struct_size < SGD_OPTIONS_SIZE_0)
-      return tc__error(
-          TC_EINVAL,
-          "%s: options struct_size %zu is too small (not initialised?)", fn,
-          in->struct_size);
-    memcpy(&o, in, in->struct_size);
-    o.struct_size = sizeof o;
-  }
+  static const tc_sgd_options d = TC_SGD_OPTIONS_INIT;
+  tc_sgd_options o;
+  tc_status st =
+      tc__options_accept(&o, sizeof o, in, &d, TC__SIZE0_SGD_OPTIONS, fn);
+  if (st != TC_OK)
+    return st;
   if (!finite_nonneg(o.lr))
     return tc__error(TC_EINVAL, "%s: lr = %g, expected a finite value >= 0", fn,
                      (double)o.lr);
