@@ -703,6 +703,98 @@ START_TEST(test_conv_invalid_args) {
 }
 END_TEST
 
+/* The Winograd path (3x3, stride 1, pad 1; channels multiples of 8),
+ * forced on through the backend's test hook: against the reference on
+ * edge tiles (odd sizes, 1x1 and 2x2 maps, one image, more tiles than a
+ * block), accumulate and bias on and off; the same bits for 1 and 2
+ * threads and with a workspace sized for fewer threads; and (when it
+ * runs: AVX2 or better) bits unlike the direct path's, so the test
+ * cannot pass on the direct path alone. */
+static void wino_mode(int mode) {
+  void (*set)(int) = (void (*)(int))it->get_proc(ctx, "tc_cpu_set_winograd");
+  ck_assert_ptr_nonnull(set);
+  set(mode);
+}
+
+static const ccase wino_cases[] = {
+    {2, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1}, /* ResNet 32x32 */
+    {2, 32, 16, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1}, /* ResNet 16x16 */
+    {3, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1},   /* ResNet 8x8, odd n */
+    {1, 16, 7, 9, 24, 3, 3, 1, 1, 1, 1, 1, 1},   /* odd h, w: edge tiles */
+    {2, 8, 1, 1, 8, 3, 3, 1, 1, 1, 1, 1, 1},     /* 1x1 map */
+    {1, 64, 2, 2, 16, 3, 3, 1, 1, 1, 1, 1, 1},   /* 2x2, c != k */
+    {2, 16, 17, 35, 32, 3, 3, 1, 1, 1, 1, 1, 1}, /* rows past 2 vectors */
+    {5, 24, 5, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1},    /* images per task */
+    {1, 8, 66, 10, 16, 3, 3, 1, 1, 1, 1, 1, 1},  /* several blocks */
+};
+
+START_TEST(test_conv_winograd) {
+  const ccase *g = &wino_cases[_i];
+  const char *(*isa)(void) =
+      (const char *(*)(void))it->get_proc(ctx, "tc_cpu_isa_name");
+  ck_assert_ptr_nonnull(isa);
+  wino_mode(2);
+  for (int acc = 0; acc < 2; acc++)
+    for (int bias = 0; bias < 2; bias++)
+      run_case(
+          g, 7000 + 16 * (uint64_t)_i + 4 * (uint64_t)acc + 2 * (uint64_t)bias,
+          acc, bias);
+  tc_conv2d_args a = make_args(g);
+  size_t ny = (size_t)(a.n * a.k * a.out_h * a.out_w);
+  size_t nx = (size_t)(a.n * a.c * a.h * a.w);
+  tc_backend_destroy(be); /* the fixture's; reopened below */
+  be = NULL;
+  for (int acc = 0; acc < 2; acc++) {
+    outs one, two, direct;
+    run_threads(g, 1, acc, &one);
+    run_threads(g, 2, acc, &two);
+    ck_assert_msg(!memcmp(one.y, two.y, ny * sizeof(float)),
+                  "case %d: y differs, 1 vs 2 threads", _i);
+    ck_assert_msg(!memcmp(one.dx, two.dx, nx * sizeof(float)),
+                  "case %d acc %d: dx differs, 1 vs 2 threads", _i, acc);
+    use(open_cpu(1));
+    int fast = strcmp(isa(), "generic") != 0;
+    tc_backend_destroy(be);
+    be = NULL;
+    wino_mode(0);
+    run_threads(g, 1, acc, &direct);
+    wino_mode(2);
+    if (fast && a.n * a.h * a.w >= 4) {
+      ck_assert_msg(memcmp(one.y, direct.y, ny * sizeof(float)),
+                    "case %d: y has the direct path's bits", _i);
+      ck_assert_msg(memcmp(one.dx, direct.dx, nx * sizeof(float)),
+                    "case %d: dx has the direct path's bits", _i);
+    }
+    outs_free(&one), outs_free(&two), outs_free(&direct);
+  }
+  /* a workspace from a 1-thread query on 3 threads (fewer buffers than
+   * threads): the same bits */
+  size_t ws1 = 0;
+  use(open_cpu(1));
+  ck_assert_int_eq(it->conv2d_workspace_size(ctx, &a, &ws1), TC_OK);
+  tc_backend_destroy(be);
+  use(open_cpu(3));
+  cbufs b;
+  bufs_init(&b, &a, 77);
+  bind(&a, &b);
+  ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_data(ctx, &a), TC_OK);
+  float *y = host_copy(b.y, ny), *dx = host_copy(b.dx, nx);
+  ck_assert_uint_le(ws1, b.ws_bytes);
+  a.workspace_size = ws1;
+  fill_nan(b.y, ny), fill_nan(b.dx, nx);
+  ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_data(ctx, &a), TC_OK);
+  ck_assert_msg(!memcmp(y, b.y, ny * sizeof(float)),
+                "case %d: y differs with a 1-thread workspace", _i);
+  ck_assert_msg(!memcmp(dx, b.dx, nx * sizeof(float)),
+                "case %d: dx differs with a 1-thread workspace", _i);
+  free(y), free(dx);
+  bufs_free(&b);
+  wino_mode(-1);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("cpu_conv2d");
   TCase *tc = tcase_create("conv2d");
@@ -717,6 +809,8 @@ int main(void) {
   tcase_add_test(tc, test_conv_workspace_sizes);
   tcase_add_test(tc, test_conv_workspace_too_small);
   tcase_add_test(tc, test_conv_invalid_args);
+  tcase_add_loop_test(tc, test_conv_winograd, 0,
+                      (int)(sizeof wino_cases / sizeof wino_cases[0]));
   suite_add_tcase(s, tc);
   return tu_run_suite(s);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv2d_winograd.h"
 #include "cpu.h"
 
 /* OpenBLAS's thread control; declared here as Debian's cblas.h has it only
@@ -39,7 +40,9 @@ int tc__cpu_isa(void) {
 
 /* get_proc extras: "tc_cpu_isa_name" gives const char *(*)(void), the
  * kernel level this process runs ("avx512", "avx2" or "generic", after
- * TINYCNN_CPU_ISA), so a benchmark can show what it measured. */
+ * TINYCNN_CPU_ISA), so a benchmark can show what it measured;
+ * "tc_cpu_set_winograd" gives void (*)(int), the Winograd switch of
+ * conv2d_winograd.h (tests force it on and off with it). */
 static const char *cpu_isa_name(void) {
   int v = tc__cpu_isa();
   return v >= CPU_ISA_AVX512 ? "avx512"
@@ -51,6 +54,8 @@ static void *cpu_get_proc(void *ctx, const char *name) {
   (void)ctx;
   if (name && strcmp(name, "tc_cpu_isa_name") == 0)
     return (void *)cpu_isa_name;
+  if (name && strcmp(name, "tc_cpu_set_winograd") == 0)
+    return (void *)tc__cpu_wino_set_mode;
   return NULL;
 }
 

@@ -32,6 +32,12 @@
  * data) or the partials (bwd filter) and slot one image's padded input and
  * outputs (bwd filter: G images); every op needs the one-slot query.
  *
+ * 3x3, stride 1, pad 1, dilation 1 with channel counts multiples of 8 (AVX2:
+ * 16+ each) run forward and backward data as Winograd F(2x2, 3x3) instead
+ * (conv2d_winograd.c, when the workspace holds its buffers; the query asks
+ * for them): other bits than the direct kernels', the same for any thread
+ * count; TINYCNN_CPU_WINOGRAD=0 turns it off.
+ *
  * Otherwise: per image, im2col + one OpenBLAS sgemm on the whole panel
  *   forward:   y_i (k,P)     = W (k,CRS) * col_i (CRS,P)   [+ bias]
  *   bwd data:  dcol_i (CRS,P) = W^T * dy_i (k,P); dx_i += col2im(dcol_i)
@@ -63,6 +69,7 @@
 
 #include "../op_check.h"
 #include "conv2d_geom.h"
+#include "conv2d_winograd.h"
 
 /* Whether the dense kernel of tile v suits n positions: AVX2 runs the
  * last n/VL % nv vectors one at a time (load-bound), so it wants at least
@@ -273,8 +280,8 @@ static tc_status conv_workspace(void *ctx, conv_geom *g, size_t reserve,
   return TC_OK;
 }
 
-tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
-                                        size_t *out_bytes) {
+static tc_status conv_workspace_query(void *ctx, const tc_conv2d_args *a,
+                                      size_t *out_bytes) {
   static const char fn[] = "cpu_conv2d_workspace_size";
   conv_geom g;
   tc_status st = conv_geometry(ctx, a, fn, TC__OP_CONV2D_WORKSPACE_SIZE, &g);
@@ -309,6 +316,17 @@ tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
   return TC_OK;
 }
 
+/* The direct or im2col query, raised to what Winograd wants (it runs
+ * only when the workspace holds that). */
+tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
+                                        size_t *out_bytes) {
+  tc_status st = conv_workspace_query(ctx, a, out_bytes);
+  size_t wb = st == TC_OK ? tc__cpu_wino_workspace(ctx, a) : 0;
+  if (wb > *out_bytes)
+    *out_bytes = wb;
+  return st;
+}
+
 /* Task t's units [*u0, *u1) and its col slice (NULL when there are none).
  * With a slice per pool thread a task is one unit and takes the running
  * thread's slice, so a thread that is ahead takes over the units a slower
@@ -341,6 +359,8 @@ tc_status tc__cpu_conv2d_fwd(void *ctx, const tc_conv2d_args *a) {
     return st;
   if (g.n == 0)
     return TC_OK;
+  if (tc__cpu_wino_fwd(ctx, a))
+    return TC_OK;
   if (g.kern) {
     g.col_bytes = g.fwd_slot;
     if ((st = conv_workspace(ctx, &g, g.fwd_shared, g.n, fn)) != TC_OK)
@@ -364,6 +384,8 @@ tc_status tc__cpu_conv2d_bwd_data(void *ctx, const tc_conv2d_args *a) {
   if (st != TC_OK)
     return st;
   if (g.n == 0)
+    return TC_OK;
+  if (tc__cpu_wino_bwd_data(ctx, a))
     return TC_OK;
   if (g.kern) {
     g.col_bytes = g.bwd_slot;
