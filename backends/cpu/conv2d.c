@@ -321,10 +321,12 @@ static tc_status conv_workspace_query(void *ctx, const tc_conv2d_args *a,
 tc_status tc__cpu_conv2d_workspace_size(void *ctx, const tc_conv2d_args *a,
                                         size_t *out_bytes) {
   tc_status st = conv_workspace_query(ctx, a, out_bytes);
-  size_t wb = st == TC_OK ? tc__cpu_wino_workspace(ctx, a) : 0;
+  if (st != TC_OK)
+    return st; /* out_bytes may be NULL: that is the error */
+  size_t wb = tc__cpu_wino_workspace(ctx, a);
   if (wb > *out_bytes)
     *out_bytes = wb;
-  return st;
+  return TC_OK;
 }
 
 /* Task t's units [*u0, *u1) and its col slice (NULL when there are none).
