@@ -438,6 +438,8 @@ tc_status tc__cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
       memset(a->dw, 0, (size_t)kcrs * sizeof *a->dw);
     return TC_OK;
   }
+  if (tc__cpu_wino_bwd_filter(ctx, a))
+    return TC_OK;
   if (g.kern) {
     g.col_bytes = g.wg_slot;
     g.part_bytes = g.wg_part;

@@ -20,6 +20,9 @@ size_t tc__cpu_wino_workspace(void *ctx, const tc_conv2d_args *a);
  * checked, n > 0 and the tensors are not NULL. */
 int tc__cpu_wino_fwd(void *ctx, const tc_conv2d_args *a);
 int tc__cpu_wino_bwd_data(void *ctx, const tc_conv2d_args *a);
+/* Weight gradient through Winograd (dU = sum over tiles of (A dY A^T) x
+ * (B^T x B), dW = G^T dU G), the same contract; a->n > 0. */
+int tc__cpu_wino_bwd_filter(void *ctx, const tc_conv2d_args *a);
 
 /* The switch, for tests (backend get_proc "tc_cpu_set_winograd"):
  * CPU_WINO_OFF, CPU_WINO_AUTO (the measured shapes), CPU_WINO_FORCE (every
