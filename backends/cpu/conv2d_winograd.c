@@ -583,36 +583,55 @@ static void wino_wtask(void *arg, int64_t t) {
     wino_wchunk(p, j, p->bufs + (size_t)t * p->buf_bytes, j == j0);
 }
 
-/* Output channel k: the partials summed in chunk order (float), then
- * dW = G^T dU G in double, rounded once and stored or added into dw. */
-static void wino_wcombine(void *arg, int64_t k) {
+/* Output channel k: the partials summed in chunk order (float, 8 input
+ * channels per vector), then dW = G^T dU G in double (G's entries are 0,
+ * +-1/2 and 1), rounded once and stored or added into dw. */
+#if CPU_X86
+WINO_AVX2 static void wino_wcombine(void *arg, int64_t k) {
   const wino_plan *p = arg;
-  static const double Gm[4][3] = {
-      {1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  const float *part = p->U;
-  for (int64_t c = 0; c < p->cin; c++) {
-    float s[16];
+  const __m256d h = _mm256_set1_pd(0.5);
+  for (int64_t c = 0; c < p->cin; c += 8) {
+    __m256 s[16];
     for (int al = 0; al < 16; al++) {
-      const float *e = part + (al * p->cout + k) * p->cp + c;
-      float v = e[0];
+      const float *e = p->U + (al * p->cout + k) * p->cp + c;
+      __m256 v = _mm256_loadu_ps(e);
       for (int64_t j = 1; j < p->chunks; j++)
-        v += e[j * p->du_floats];
+        v = _mm256_add_ps(v, _mm256_loadu_ps(e + j * p->du_floats));
       s[al] = v;
     }
-    double t[4][3];
-    for (int i = 0; i < 4; i++)
-      for (int j = 0; j < 3; j++)
-        t[i][j] = s[i * 4 + 0] * Gm[0][j] + s[i * 4 + 1] * Gm[1][j] +
-                  s[i * 4 + 2] * Gm[2][j] + s[i * 4 + 3] * Gm[3][j];
-    float *dw = p->dw + (k * p->cin + c) * 9;
-    for (int i = 0; i < 3; i++)
-      for (int j = 0; j < 3; j++) {
-        float v = (float)(Gm[0][i] * t[0][j] + Gm[1][i] * t[1][j] +
-                          Gm[2][i] * t[2][j] + Gm[3][i] * t[3][j]);
-        dw[i * 3 + j] = p->acc ? dw[i * 3 + j] + v : v;
+    float out[9][8];
+    for (int half = 0; half < 2; half++) {
+      __m256d d[16], t[4][3], o[3][3];
+      for (int al = 0; al < 16; al++)
+        d[al] = _mm256_cvtps_pd(half ? _mm256_extractf128_ps(s[al], 1)
+                                     : _mm256_castps256_ps128(s[al]));
+      for (int a = 0; a < 4; a++) {
+        __m256d q = _mm256_mul_pd(h, _mm256_add_pd(d[a * 4 + 1], d[a * 4 + 2]));
+        t[a][0] = _mm256_add_pd(d[a * 4], q);
+        t[a][1] = _mm256_mul_pd(h, _mm256_sub_pd(d[a * 4 + 1], d[a * 4 + 2]));
+        t[a][2] = _mm256_add_pd(q, d[a * 4 + 3]);
       }
+      for (int j = 0; j < 3; j++) {
+        __m256d q = _mm256_mul_pd(h, _mm256_add_pd(t[1][j], t[2][j]));
+        o[0][j] = _mm256_add_pd(t[0][j], q);
+        o[1][j] = _mm256_mul_pd(h, _mm256_sub_pd(t[1][j], t[2][j]));
+        o[2][j] = _mm256_add_pd(q, t[3][j]);
+      }
+      for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+          _mm_storeu_ps(out[i * 3 + j] + 4 * half, _mm256_cvtpd_ps(o[i][j]));
+    }
+    float *dw = p->dw + (k * p->cin + c) * 9;
+    for (int l = 0; l < 8; l++)
+      for (int e = 0; e < 9; e++)
+        dw[l * 9 + e] = p->acc ? dw[l * 9 + e] + out[e][l] : out[e][l];
   }
 }
+#else
+static void wino_wcombine(void *arg, int64_t k) {
+  (void)arg, (void)k; /* wino_pick never picks kernels here */
+}
+#endif
 
 int tc__cpu_wino_bwd_filter(void *ctx, const tc_conv2d_args *a) {
   const wino_kernels *kn = wino_wgrad_pick(a);
