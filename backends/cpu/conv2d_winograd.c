@@ -15,6 +15,17 @@
  * weights flipped in both taps and transposed in (k, c), so it runs here
  * too (adding into dx when accumulate).
  *
+ * Weight gradient (the transpose of the forward's chain):
+ *   V  = B^T x B  per input tile and channel, turned to (tile, channel)
+ *   M  = A dY A^T per 2x2 block of dy (zeros past the image) and channel
+ *   dU = M V^T    per alpha: cout x tiles by tiles x cin, one FMA chain
+ *                 per element over the tiles in image/tile order
+ *   dW = G^T dU G per channel pair (double, rounded once)
+ * Images are summed in the direct path's fixed chunks (CONVD_CHUNKS, cut
+ * by the batch size only), each into its own partial dU in the workspace;
+ * the partials are added in chunk order, then transformed. So neither the
+ * thread count nor the workspace size changes a bit.
+ *
  * Work: images in groups of G (a function of the shapes), one task per
  * group; a task pads its images into zero-bordered planes, then runs
  * blocks of tile rows (about WINO_BLOCK_FLOATS floats of V, so V and M stay
@@ -24,7 +35,8 @@
  * the direct kernels' (docs/backends.md). Error against a float64
  * reference: see tests/test_cpu_conv2d.c.
  *
- * Workspace: U (16*cin*cout floats), then one buffer per pool thread
+ * Workspace: U (16*cin*cout floats; weight gradient: the chunks' partial
+ * dU, 16*cout*cin floats each), then one buffer per pool thread
  * (planes of G images, V and M of one block), indexed by the running
  * thread (tc__cpu_task_thread); a workspace with room for fewer buffers
  * (sized for fewer threads) runs that many ranges of image groups, and
@@ -50,6 +62,10 @@
 /* Limits: channels (U is 16*cin*cout floats), image extent. */
 #define WINO_MAX_CH 2048
 #define WINO_MAX_HW 1024
+/* Weight gradient: at most this many channels either side, which bounds
+ * its partials (CONVD_CHUNKS x 16*cout*cin floats: 16/9 of the direct
+ * path's) to 256 MiB. */
+#define WINO_WG_MAX_CH 512
 
 #if CPU_X86
 /* ---- AVX2 + FMA ---- */
@@ -325,6 +341,8 @@ static size_t wino_need(const wino_plan *p, int64_t threads) {
  * CPU_WINO_AUTO mode only those measured faster than the direct path. */
 static const wino_kernels *wino_wgrad_pick(const tc_conv2d_args *a) {
   const wino_kernels *kn = wino_pick(a);
+  if (a->c > WINO_WG_MAX_CH || a->k > WINO_WG_MAX_CH)
+    return NULL;
   if (kn && wino_get_mode() == CPU_WINO_AUTO &&
       !wino_wgrad_auto(a->c, a->k, a->h, a->w))
     return NULL;
