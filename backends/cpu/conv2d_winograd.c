@@ -543,8 +543,13 @@ static void wino_wgroup(const wino_plan *p, int64_t i0, int64_t m, char *buf,
   float *Vt = (float *)((char *)V + r64((size_t)(16 * p->cin * p->ts) * 4));
   float *M = (float *)((char *)Vt + r64((size_t)(16 * p->ts * p->cp) * 4));
   int64_t as_v = p->cin * p->ts, as_m = p->cout * p->ts;
-  if (fresh)
+  /* Vt's columns cin .. cp (AVX-512 with cin % 16 != 0) are never
+   * written: zeros, not whatever (denormals) the workspace held */
+  if (fresh) {
     memset(planes, 0, (size_t)(p->G * (p->cin + p->cout) * p->pl) * 4);
+    if (p->cp > p->cin)
+      memset(Vt, 0, (size_t)(16 * p->ts * p->cp) * 4);
+  }
   wino_pad(p, i0, m, planes, 0);
   for (int64_t g = 0; g < m; g++)
     for (int64_t k = 0; k < p->cout; k++)
