@@ -706,10 +706,10 @@ END_TEST
 /* The Winograd path (3x3, stride 1, pad 1; channels multiples of 8),
  * forced on through the backend's test hook: against the reference on
  * edge tiles (odd sizes, 1x1 and 2x2 maps, one image, more tiles than a
- * block), accumulate and bias on and off; the same bits for 1 and 2
- * threads and with a workspace sized for fewer threads; and (when it
- * runs: AVX2 or better) bits unlike the direct path's, so the test
- * cannot pass on the direct path alone. */
+ * block), accumulate and bias on and off, forward, backward data and
+ * weight gradient; the same bits for 1, 2 and 3 threads and with a workspace
+ * sized for fewer threads; and (when it runs: AVX2 or better) bits unlike the
+ * direct path's, so the test cannot pass on the direct path alone. */
 static void wino_mode(int mode) {
   void (*set)(int) = (void (*)(int))it->get_proc(ctx, "tc_cpu_set_winograd");
   ck_assert_ptr_nonnull(set);
@@ -745,9 +745,15 @@ START_TEST(test_conv_winograd) {
   tc_backend_destroy(be); /* the fixture's; reopened below */
   be = NULL;
   for (int acc = 0; acc < 2; acc++) {
-    outs one, two, direct;
+    outs one, two, three, direct;
+    size_t nw = (size_t)(a.k * a.c * 9);
     run_threads(g, 1, acc, &one);
     run_threads(g, 2, acc, &two);
+    run_threads(g, 3, acc, &three);
+    ck_assert_msg(!memcmp(one.dw, two.dw, nw * sizeof(float)),
+                  "case %d acc %d: dw differs, 1 vs 2 threads", _i, acc);
+    ck_assert_msg(!memcmp(one.dw, three.dw, nw * sizeof(float)),
+                  "case %d acc %d: dw differs, 1 vs 3 threads", _i, acc);
     ck_assert_msg(!memcmp(one.y, two.y, ny * sizeof(float)),
                   "case %d: y differs, 1 vs 2 threads", _i);
     ck_assert_msg(!memcmp(one.dx, two.dx, nx * sizeof(float)),
@@ -764,8 +770,10 @@ START_TEST(test_conv_winograd) {
                     "case %d: y has the direct path's bits", _i);
       ck_assert_msg(memcmp(one.dx, direct.dx, nx * sizeof(float)),
                     "case %d: dx has the direct path's bits", _i);
+      ck_assert_msg(memcmp(one.dw, direct.dw, nw * sizeof(float)),
+                    "case %d: dw has the direct path's bits", _i);
     }
-    outs_free(&one), outs_free(&two), outs_free(&direct);
+    outs_free(&one), outs_free(&two), outs_free(&three), outs_free(&direct);
   }
   /* a workspace from a 1-thread query on 3 threads (fewer buffers than
    * threads): the same bits */
@@ -779,17 +787,23 @@ START_TEST(test_conv_winograd) {
   bind(&a, &b);
   ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
   ck_assert_int_eq(it->conv2d_bwd_data(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_filter(ctx, &a), TC_OK);
+  size_t nwt = (size_t)(a.k * a.c * 9);
   float *y = host_copy(b.y, ny), *dx = host_copy(b.dx, nx);
+  float *dw = host_copy(b.dw, nwt);
   ck_assert_uint_le(ws1, b.ws_bytes);
   a.workspace_size = ws1;
-  fill_nan(b.y, ny), fill_nan(b.dx, nx);
+  fill_nan(b.y, ny), fill_nan(b.dx, nx), fill_nan(b.dw, nwt);
   ck_assert_int_eq(it->conv2d_fwd(ctx, &a), TC_OK);
   ck_assert_int_eq(it->conv2d_bwd_data(ctx, &a), TC_OK);
+  ck_assert_int_eq(it->conv2d_bwd_filter(ctx, &a), TC_OK);
+  ck_assert_msg(!memcmp(dw, b.dw, nwt * sizeof(float)),
+                "case %d: dw differs with a 1-thread workspace", _i);
   ck_assert_msg(!memcmp(y, b.y, ny * sizeof(float)),
                 "case %d: y differs with a 1-thread workspace", _i);
   ck_assert_msg(!memcmp(dx, b.dx, nx * sizeof(float)),
                 "case %d: dx differs with a 1-thread workspace", _i);
-  free(y), free(dx);
+  free(y), free(dx), free(dw);
   bufs_free(&b);
   wino_mode(-1);
 }

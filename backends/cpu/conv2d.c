@@ -33,7 +33,8 @@
  * outputs (bwd filter: G images); every op needs the one-slot query.
  *
  * 3x3, stride 1, pad 1, dilation 1 with channel counts multiples of 8 (AVX2:
- * 16+ each) run forward and backward data as Winograd F(2x2, 3x3) instead
+ * 16+ each) run forward, backward data and the weight gradient (in the same
+ * fixed chunks as below) as Winograd F(2x2, 3x3) instead
  * (conv2d_winograd.c, when the workspace holds its buffers; the query asks
  * for them): other bits than the direct kernels', the same for any thread
  * count; TINYCNN_CPU_WINOGRAD=0 turns it off.
@@ -440,6 +441,8 @@ tc_status tc__cpu_conv2d_bwd_filter(void *ctx, const tc_conv2d_args *a) {
       memset(a->dw, 0, (size_t)kcrs * sizeof *a->dw);
     return TC_OK;
   }
+  if (tc__cpu_wino_bwd_filter(ctx, a))
+    return TC_OK;
   if (g.kern) {
     g.col_bytes = g.wg_slot;
     g.part_bytes = g.wg_part;

@@ -15,6 +15,17 @@
  * weights flipped in both taps and transposed in (k, c), so it runs here
  * too (adding into dx when accumulate).
  *
+ * Weight gradient (the transpose of the forward's chain):
+ *   V  = B^T x B  per input tile and channel, turned to (tile, channel)
+ *   M  = A dY A^T per 2x2 block of dy (zeros past the image) and channel
+ *   dU = M V^T    per alpha: cout x tiles by tiles x cin, one FMA chain
+ *                 per element over the tiles in image/tile order
+ *   dW = G^T dU G per channel pair (double, rounded once)
+ * Images are summed in the direct path's fixed chunks (CONVD_CHUNKS, cut
+ * by the batch size only), each into its own partial dU in the workspace;
+ * the partials are added in chunk order, then transformed. So neither the
+ * thread count nor the workspace size changes a bit.
+ *
  * Work: images in groups of G (a function of the shapes), one task per
  * group; a task pads its images into zero-bordered planes, then runs
  * blocks of tile rows (about WINO_BLOCK_FLOATS floats of V, so V and M stay
@@ -24,7 +35,8 @@
  * the direct kernels' (docs/backends.md). Error against a float64
  * reference: see tests/test_cpu_conv2d.c.
  *
- * Workspace: U (16*cin*cout floats), then one buffer per pool thread
+ * Workspace: U (16*cin*cout floats; weight gradient: the chunks' partial
+ * dU, 16*cout*cin floats each), then one buffer per pool thread
  * (planes of G images, V and M of one block), indexed by the running
  * thread (tc__cpu_task_thread); a workspace with room for fewer buffers
  * (sized for fewer threads) runs that many ranges of image groups, and
@@ -38,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv2d_geom.h"
 #include "conv2d_winograd.h"
 #if CPU_X86
 #include <immintrin.h>
@@ -49,6 +62,10 @@
 /* Limits: channels (U is 16*cin*cout floats), image extent. */
 #define WINO_MAX_CH 2048
 #define WINO_MAX_HW 1024
+/* Weight gradient: at most this many channels either side, which bounds
+ * its partials (CONVD_CHUNKS x 16*cout*cin floats: 16/9 of the direct
+ * path's) to 256 MiB. */
+#define WINO_WG_MAX_CH 512
 
 #if CPU_X86
 /* ---- AVX2 + FMA ---- */
@@ -144,17 +161,61 @@ typedef struct wino_kernels {
                int64_t cout, int64_t ts, int64_t nt);
   void (*out_row)(const float *m, int64_t as, int64_t tw, int64_t ow, float *y0,
                   float *y1, float bias, int acc);
+  void (*dy_row)(const float *row0, int64_t wp, int64_t tw, float *m,
+                 int64_t as);
+  void (*wgemm)(const float *M, const float *Vt, float *dU, int64_t cout,
+                int64_t cp, int64_t ts, int64_t nt);
 } wino_kernels;
 
 #if CPU_X86
-static const wino_kernels wino_avx2 = {
-    8, 4, wino_rows_avx2, wino_in_row_avx2, wino_gemm_avx2, wino_out_row_avx2};
+static const wino_kernels wino_avx2 = {8,
+                                       4,
+                                       wino_rows_avx2,
+                                       wino_in_row_avx2,
+                                       wino_gemm_avx2,
+                                       wino_out_row_avx2,
+                                       wino_dy_row_avx2,
+                                       wino_wgemm_avx2};
 static const wino_kernels wino_avx512 = {16,
                                          8,
                                          wino_rows_avx512,
                                          wino_in_row_avx512,
                                          wino_gemm_avx512,
-                                         wino_out_row_avx512};
+                                         wino_out_row_avx512,
+                                         wino_dy_row_avx512,
+                                         wino_wgemm_avx512};
+
+/* Vt[t*cp + c] = V[c*ts + t] for c < cin, t < nt (both multiples of 8):
+ * 8x8 blocks through registers (AVX2; the AVX-512 path uses it too). */
+WINO_AVX2 static void wino_transpose(const float *V, int64_t ts, int64_t cin,
+                                     int64_t nt, float *Vt, int64_t cp) {
+  for (int64_t c = 0; c < cin; c += 8)
+    for (int64_t t = 0; t < nt; t += 8) {
+      const float *s = V + c * ts + t;
+      __m256 r[8], u[8], q[8];
+      for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps(s + i * ts);
+      for (int i = 0; i < 8; i += 2) {
+        u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+      }
+      for (int i = 0; i < 8; i += 4) {
+        q[i] = _mm256_shuffle_ps(u[i], u[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        q[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        q[i + 2] =
+            _mm256_shuffle_ps(u[i + 1], u[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        q[i + 3] =
+            _mm256_shuffle_ps(u[i + 1], u[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+      }
+      float *d = Vt + t * cp + c;
+      for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(d + i * cp,
+                         _mm256_permute2f128_ps(q[i], q[i + 4], 0x20));
+        _mm256_storeu_ps(d + (i + 4) * cp,
+                         _mm256_permute2f128_ps(q[i], q[i + 4], 0x31));
+      }
+    }
+}
 #endif
 
 static atomic_int wino_mode = -1;
@@ -193,6 +254,10 @@ typedef struct wino_plan {
   int acc;
   int per_thread; /* a buffer per pool thread: a task per image group */
   int64_t ngroups, slots;
+  /* weight gradient */
+  const float *dy;
+  float *dw;
+  int64_t chunks, cp, du_floats;
 } wino_plan;
 
 static int64_t rup(int64_t v, int64_t m) {
@@ -201,6 +266,13 @@ static int64_t rup(int64_t v, int64_t m) {
 
 static size_t r64(size_t b) {
   return (b + 63) & ~(size_t)63;
+}
+
+/* Whether the measured shapes take the Winograd weight gradient
+ * (CPU_WINO_AUTO). */
+static int wino_wgrad_auto(int64_t c, int64_t k, int64_t h, int64_t w) {
+  (void)h, (void)w;
+  return c >= 16 && k >= 16;
 }
 
 /* Whether the measured shapes take Winograd (CPU_WINO_AUTO). */
@@ -231,7 +303,8 @@ static const wino_kernels *wino_pick(const tc_conv2d_args *a) {
 }
 
 static void wino_geometry(wino_plan *p, const wino_kernels *kn, int64_t n,
-                          int64_t cin, int64_t cout, int64_t h, int64_t w) {
+                          int64_t cin, int64_t cout, int64_t h, int64_t w,
+                          int64_t gcap) {
   memset(p, 0, sizeof *p);
   p->kn = kn;
   p->n = n, p->cin = cin, p->cout = cout, p->h = h, p->w = w;
@@ -245,8 +318,8 @@ static void wino_geometry(wino_plan *p, const wino_kernels *kn, int64_t n,
     tiles = p->tw;
   int64_t tpi = p->th * p->tw;
   p->G = tiles / tpi < 1 ? 1 : tiles / tpi;
-  if (p->G > n)
-    p->G = n < 1 ? 1 : n;
+  if (p->G > gcap)
+    p->G = gcap < 1 ? 1 : gcap;
   p->nr = tiles / p->tw;
   if (p->nr > p->G * p->th)
     p->nr = p->G * p->th;
@@ -262,16 +335,58 @@ static size_t wino_need(const wino_plan *p, int64_t threads) {
   return p->u_bytes + (size_t)threads * p->buf_bytes;
 }
 
+/* ---- weight gradient ---- */
+
+/* Whether the weight gradient runs here: wino_pick's shapes, and in
+ * CPU_WINO_AUTO mode only those measured faster than the direct path. */
+static const wino_kernels *wino_wgrad_pick(const tc_conv2d_args *a) {
+  const wino_kernels *kn = wino_pick(a);
+  if (a->c > WINO_WG_MAX_CH || a->k > WINO_WG_MAX_CH)
+    return NULL;
+  if (kn && wino_get_mode() == CPU_WINO_AUTO &&
+      !wino_wgrad_auto(a->c, a->k, a->h, a->w))
+    return NULL;
+  return kn;
+}
+
+/* The weight gradient's plan: wino_geometry with cin = c, cout = k and at
+ * most a chunk's images per group, plus its own buffer parts. */
+static void wino_wgrad_geometry(wino_plan *p, const tc_conv2d_args *a,
+                                const wino_kernels *kn) {
+  int64_t chunks = a->n < CONVD_CHUNKS ? a->n : CONVD_CHUNKS;
+  if (chunks < 1)
+    chunks = 1;
+  wino_geometry(p, kn, a->n, a->c, a->k, a->h, a->w,
+                (a->n + chunks - 1) / chunks);
+  p->chunks = chunks;
+  p->cp = rup(a->c, kn->vl);
+  p->du_floats = 16 * a->k * p->cp;
+  p->u_bytes = r64((size_t)(chunks * p->du_floats) * 4);
+  p->buf_bytes = r64((size_t)(p->G * (a->c + a->k) * p->pl) * 4) +
+                 r64((size_t)(16 * a->c * p->ts) * 4) +
+                 r64((size_t)(16 * p->ts * p->cp) * 4) +
+                 r64((size_t)(16 * a->k * p->ts) * 4);
+}
+
+static size_t wino_wgrad_need(const tc_conv2d_args *a, const wino_kernels *kn,
+                              int64_t threads) {
+  wino_plan p;
+  wino_wgrad_geometry(&p, a, kn);
+  return wino_need(&p, threads);
+}
+
 size_t tc__cpu_wino_workspace(void *ctx, const tc_conv2d_args *a) {
   const wino_kernels *kn = wino_pick(a);
   if (!kn || a->n == 0)
     return 0;
   int64_t threads = tc__cpu_pool_size(((cpu_ctx *)ctx)->pool);
   wino_plan f, b;
-  wino_geometry(&f, kn, a->n, a->c, a->k, a->h, a->w);
-  wino_geometry(&b, kn, a->n, a->k, a->c, a->h, a->w);
+  wino_geometry(&f, kn, a->n, a->c, a->k, a->h, a->w, a->n);
+  wino_geometry(&b, kn, a->n, a->k, a->c, a->h, a->w, a->n);
   size_t nf = wino_need(&f, threads), nb = wino_need(&b, threads);
-  return nf > nb ? nf : nb;
+  size_t nw = wino_wgrad_pick(a) ? wino_wgrad_need(a, kn, threads) : 0;
+  nf = nf > nb ? nf : nb;
+  return nf > nw ? nf : nw;
 }
 
 /* U = G g G^T of every channel pair, into the GEMM's layout
@@ -381,9 +496,9 @@ static int wino_run(void *ctx, const tc_conv2d_args *a, int bwd) {
   int64_t threads = tc__cpu_pool_size(((cpu_ctx *)ctx)->pool);
   wino_plan p;
   if (bwd)
-    wino_geometry(&p, kn, a->n, a->k, a->c, a->h, a->w);
+    wino_geometry(&p, kn, a->n, a->k, a->c, a->h, a->w, a->n);
   else
-    wino_geometry(&p, kn, a->n, a->c, a->k, a->h, a->w);
+    wino_geometry(&p, kn, a->n, a->c, a->k, a->h, a->w, a->n);
   /* one buffer is enough (the bits do not depend on how many fit) */
   if (!a->workspace || a->workspace_size < wino_need(&p, 1) ||
       (uintptr_t)a->workspace % sizeof(float) != 0)
@@ -412,4 +527,157 @@ int tc__cpu_wino_fwd(void *ctx, const tc_conv2d_args *a) {
 
 int tc__cpu_wino_bwd_data(void *ctx, const tc_conv2d_args *a) {
   return wino_run(ctx, a, 1);
+}
+
+/* Images [i0, i0 + m) of the chunk into its partial dU (whose FMA chains
+ * continue where the previous group's stopped), with buffer buf: x and dy
+ * into zero-bordered planes (x at row 1, col 1 as for the forward; dy at
+ * row 0, col 0, zeros past it), then blocks of tile rows: V = B^T x B,
+ * turned to (tile, channel), M = A dY A^T, dU += M V^T. */
+static void wino_wgroup(const wino_plan *p, int64_t i0, int64_t m, char *buf,
+                        int fresh, float *dU) {
+  const wino_kernels *kn = p->kn;
+  size_t xb = r64((size_t)(p->G * (p->cin + p->cout) * p->pl) * 4);
+  float *planes = (float *)buf, *dyp = planes + p->G * p->cin * p->pl;
+  float *V = (float *)(buf + xb);
+  float *Vt = (float *)((char *)V + r64((size_t)(16 * p->cin * p->ts) * 4));
+  float *M = (float *)((char *)Vt + r64((size_t)(16 * p->ts * p->cp) * 4));
+  int64_t as_v = p->cin * p->ts, as_m = p->cout * p->ts;
+  /* Vt's columns cin .. cp (AVX-512 with cin % 16 != 0) are never
+   * written: zeros, not whatever (denormals) the workspace held */
+  if (fresh) {
+    memset(planes, 0, (size_t)(p->G * (p->cin + p->cout) * p->pl) * 4);
+    if (p->cp > p->cin)
+      memset(Vt, 0, (size_t)(16 * p->ts * p->cp) * 4);
+  }
+  wino_pad(p, i0, m, planes, 0);
+  for (int64_t g = 0; g < m; g++)
+    for (int64_t k = 0; k < p->cout; k++)
+      kn->rows(p->dy + ((i0 + g) * p->cout + k) * p->h * p->w, p->h, p->w,
+               dyp + (g * p->cout + k) * p->pl, p->wp);
+  for (int64_t r0 = 0; r0 < m * p->th; r0 += p->nr) {
+    int64_t r1 = r0 + p->nr < m * p->th ? r0 + p->nr : m * p->th;
+    int64_t nt = (r1 - r0) * p->tw, nt8 = rup(nt, 8);
+    for (int64_t c = 0; c < p->cin; c++) {
+      for (int64_t r = r0; r < r1; r++) {
+        int64_t g = r / p->th, tr = r % p->th;
+        kn->in_row(planes + (g * p->cin + c) * p->pl + 2 * tr * p->wp, p->wp,
+                   p->tw, V + c * p->ts + (r - r0) * p->tw, as_v);
+      }
+      for (int64_t al = 0; al < 16; al++)
+        memset(V + al * as_v + c * p->ts + nt, 0,
+               (size_t)(nt8 - nt) * sizeof(float));
+    }
+#if CPU_X86
+    for (int64_t al = 0; al < 16; al++)
+      wino_transpose(V + al * as_v, p->ts, p->cin, nt8, Vt + al * p->ts * p->cp,
+                     p->cp);
+#endif
+    for (int64_t k = 0; k < p->cout; k++)
+      for (int64_t r = r0; r < r1; r++) {
+        int64_t g = r / p->th, tr = r % p->th;
+        kn->dy_row(dyp + (g * p->cout + k) * p->pl + 2 * tr * p->wp, p->wp,
+                   p->tw, M + k * p->ts + (r - r0) * p->tw, as_m);
+      }
+    kn->wgemm(M, Vt, dU, p->cout, p->cp, p->ts, nt);
+  }
+}
+
+/* Chunk j (images block_range(n, chunks, j), as the direct path's) into
+ * its own partial, images G at a time in order. */
+static void wino_wchunk(const wino_plan *p, int64_t j, char *buf, int fresh) {
+  float *dU = (float *)p->U + j * p->du_floats;
+  int64_t c0 = p->n * j / p->chunks, c1 = p->n * (j + 1) / p->chunks;
+  memset(dU, 0, (size_t)p->du_floats * sizeof(float));
+  for (int64_t i0 = c0; i0 < c1; i0 += p->G, fresh = 0)
+    wino_wgroup(p, i0, c1 - i0 < p->G ? c1 - i0 : p->G, buf, fresh, dU);
+}
+
+/* As wino_task, over chunks. */
+static void wino_wtask(void *arg, int64_t t) {
+  const wino_plan *p = arg;
+  if (p->per_thread) {
+    wino_wchunk(p, t, p->bufs + (size_t)tc__cpu_task_thread() * p->buf_bytes,
+                tc__cpu_task_first());
+    return;
+  }
+  int64_t j0 = p->chunks * t / p->slots, j1 = p->chunks * (t + 1) / p->slots;
+  for (int64_t j = j0; j < j1; j++)
+    wino_wchunk(p, j, p->bufs + (size_t)t * p->buf_bytes, j == j0);
+}
+
+/* Output channel k: the partials summed in chunk order (float, 8 input
+ * channels per vector), then dW = G^T dU G in double (G's entries are 0,
+ * +-1/2 and 1), rounded once and stored or added into dw. */
+#if CPU_X86
+WINO_AVX2 static void wino_wcombine(void *arg, int64_t k) {
+  const wino_plan *p = arg;
+  const __m256d h = _mm256_set1_pd(0.5);
+  for (int64_t c = 0; c < p->cin; c += 8) {
+    __m256 s[16];
+    for (int al = 0; al < 16; al++) {
+      const float *e = p->U + (al * p->cout + k) * p->cp + c;
+      __m256 v = _mm256_loadu_ps(e);
+      for (int64_t j = 1; j < p->chunks; j++)
+        v = _mm256_add_ps(v, _mm256_loadu_ps(e + j * p->du_floats));
+      s[al] = v;
+    }
+    float out[9][8];
+    for (int half = 0; half < 2; half++) {
+      __m256d d[16], t[4][3], o[3][3];
+      for (int al = 0; al < 16; al++)
+        d[al] = _mm256_cvtps_pd(half ? _mm256_extractf128_ps(s[al], 1)
+                                     : _mm256_castps256_ps128(s[al]));
+      for (int a = 0; a < 4; a++) {
+        __m256d q = _mm256_mul_pd(h, _mm256_add_pd(d[a * 4 + 1], d[a * 4 + 2]));
+        t[a][0] = _mm256_add_pd(d[a * 4], q);
+        t[a][1] = _mm256_mul_pd(h, _mm256_sub_pd(d[a * 4 + 1], d[a * 4 + 2]));
+        t[a][2] = _mm256_add_pd(q, d[a * 4 + 3]);
+      }
+      for (int j = 0; j < 3; j++) {
+        __m256d q = _mm256_mul_pd(h, _mm256_add_pd(t[1][j], t[2][j]));
+        o[0][j] = _mm256_add_pd(t[0][j], q);
+        o[1][j] = _mm256_mul_pd(h, _mm256_sub_pd(t[1][j], t[2][j]));
+        o[2][j] = _mm256_add_pd(q, t[3][j]);
+      }
+      for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+          _mm_storeu_ps(out[i * 3 + j] + 4 * half, _mm256_cvtpd_ps(o[i][j]));
+    }
+    float *dw = p->dw + (k * p->cin + c) * 9;
+    for (int l = 0; l < 8; l++)
+      for (int e = 0; e < 9; e++)
+        dw[l * 9 + e] = p->acc ? dw[l * 9 + e] + out[e][l] : out[e][l];
+  }
+}
+#else
+static void wino_wcombine(void *arg, int64_t k) {
+  (void)arg, (void)k; /* wino_pick never picks kernels here */
+}
+#endif
+
+int tc__cpu_wino_bwd_filter(void *ctx, const tc_conv2d_args *a) {
+  const wino_kernels *kn = wino_wgrad_pick(a);
+  if (!kn)
+    return 0;
+  int64_t threads = tc__cpu_pool_size(((cpu_ctx *)ctx)->pool);
+  wino_plan p;
+  wino_wgrad_geometry(&p, a, kn);
+  if (!a->workspace || a->workspace_size < wino_need(&p, 1) ||
+      (uintptr_t)a->workspace % sizeof(float) != 0)
+    return 0;
+  int64_t fit = (int64_t)((a->workspace_size - p.u_bytes) / p.buf_bytes);
+  p.per_thread = fit >= threads;
+  p.slots = fit < threads ? fit : threads;
+  if (p.slots > p.chunks)
+    p.slots = p.chunks;
+  p.U = (float *)a->workspace;
+  p.in = a->x;
+  p.dy = a->dy;
+  p.dw = a->dw;
+  p.acc = a->accumulate;
+  p.bufs = (char *)a->workspace + p.u_bytes;
+  tc__cpu_parallel_for(ctx, p.per_thread ? p.chunks : p.slots, wino_wtask, &p);
+  tc__cpu_parallel_for(ctx, p.cout, wino_wcombine, &p);
+  return 1;
 }

@@ -2,7 +2,8 @@
  * conv2d_winograd.h - private to the CPU backend: Winograd F(2x2, 3x3)
  * convolution (Lavin & Gray, "Fast Algorithms for Convolutional Neural
  * Networks", CVPR 2016) for 3x3, stride 1, pad 1, dilation 1 layers,
- * forward and backward data (conv2d_winograd.c explains the method).
+ * forward, backward data and weight gradient (conv2d_winograd.c explains
+ * the method).
  * conv2d.c calls these after it has checked the arguments.
  */
 #ifndef TINYCNN_CONV2D_WINOGRAD_H
@@ -10,8 +11,8 @@
 
 #include "cpu.h"
 
-/* Workspace bytes the Winograd path wants for a (the larger of forward and
- * backward data), or 0 where it does not run. */
+/* Workspace bytes the Winograd path wants for a (the largest of forward,
+ * backward data and weight gradient), or 0 where it does not run. */
 size_t tc__cpu_wino_workspace(void *ctx, const tc_conv2d_args *a);
 
 /* Forward / backward data through Winograd: 1 when done, 0 when it does
@@ -20,6 +21,9 @@ size_t tc__cpu_wino_workspace(void *ctx, const tc_conv2d_args *a);
  * checked, n > 0 and the tensors are not NULL. */
 int tc__cpu_wino_fwd(void *ctx, const tc_conv2d_args *a);
 int tc__cpu_wino_bwd_data(void *ctx, const tc_conv2d_args *a);
+/* Weight gradient through Winograd (dU = sum over tiles of (A dY A^T) x
+ * (B^T x B), dW = G^T dU G), the same contract; a->n > 0. */
+int tc__cpu_wino_bwd_filter(void *ctx, const tc_conv2d_args *a);
 
 /* The switch, for tests (backend get_proc "tc_cpu_set_winograd"):
  * CPU_WINO_OFF, CPU_WINO_AUTO (the measured shapes), CPU_WINO_FORCE (every

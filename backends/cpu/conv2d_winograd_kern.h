@@ -175,6 +175,91 @@ TGT static void WINO_NAME(wino_out_row)(const float *m, int64_t as, int64_t tw,
   }
 }
 
+/* Weight gradient: the transpose of the output transform, A dY A^T, of
+ * one tile row of one output channel of dy: row0 is dy row 2*tr in a
+ * zero-bordered plane (rows of wp floats, zeros past the image), m the
+ * row's first tile (alpha stride as). A = [1 0; 1 1; 1 -1; 0 -1]. */
+TGT static void WINO_NAME(wino_dy_row)(const float *row0, int64_t wp,
+                                       int64_t tw, float *m, int64_t as) {
+  for (int64_t tc = 0; tc < tw; tc += VL) {
+    vf hh[2][4];
+#pragma GCC unroll 2
+    for (int r = 0; r < 2; r++) {
+      const float *p = row0 + r * wp + 2 * tc;
+      vf e, o;
+      V_DEINT(V_LOAD(p), V_LOAD(p + VL), e, o);
+      hh[r][0] = e;
+      hh[r][1] = V_ADD(e, o);
+      hh[r][2] = V_SUB(e, o);
+      hh[r][3] = V_SUB(V_ZERO(), o);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      V_STORE(m + (0 * 4 + j) * as + tc, hh[0][j]);
+      V_STORE(m + (1 * 4 + j) * as + tc, V_ADD(hh[0][j], hh[1][j]));
+      V_STORE(m + (2 * 4 + j) * as + tc, V_SUB(hh[0][j], hh[1][j]));
+      V_STORE(m + (3 * 4 + j) * as + tc, V_SUB(V_ZERO(), hh[1][j]));
+    }
+  }
+}
+
+/* One register tile of dU += M V^T for one alpha: output channels
+ * k0 .. k0+WKR (rows of m, stride ts), input channels c0 .. c0 + nv*VL
+ * (columns of vt, rows of cp floats per tile), tiles 0 .. nt: one FMA
+ * chain per element continued from dU, in tile order, so blocks of tiles
+ * summed one after another give the bits of one pass. */
+TGT static inline __attribute__((always_inline)) void
+WINO_NAME(wino_wtile)(const float *m, int64_t ts, const float *vt, int64_t cp,
+                      int64_t nt, float *du, int nv) {
+  vf acc[WKR][3];
+#pragma GCC unroll 8
+  for (int j = 0; j < WKR; j++)
+#pragma GCC unroll 3
+    for (int q = 0; q < nv; q++)
+      acc[j][q] = V_LOAD(du + j * cp + q * VL);
+  for (int64_t t = 0; t < nt; t++, vt += cp) {
+    vf x[3];
+#pragma GCC unroll 3
+    for (int q = 0; q < nv; q++)
+      x[q] = V_LOAD(vt + q * VL);
+#pragma GCC unroll 8
+    for (int j = 0; j < WKR; j++) {
+      vf b = V_BC(m[j * ts + t]);
+#pragma GCC unroll 3
+      for (int q = 0; q < nv; q++)
+        acc[j][q] = V_FMA(b, x[q], acc[j][q]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < WKR; j++)
+#pragma GCC unroll 3
+    for (int q = 0; q < nv; q++)
+      V_STORE(du + j * cp + q * VL, acc[j][q]);
+}
+
+/* dU[alpha] (cout x cp) += M[alpha] (cout x nt, row stride ts) times
+ * Vt[alpha] (nt x cp) for every alpha; cp a multiple of VL. */
+TGT static void WINO_NAME(wino_wgemm)(const float *M, const float *Vt,
+                                      float *dU, int64_t cout, int64_t cp,
+                                      int64_t ts, int64_t nt) {
+  for (int64_t al = 0; al < 16; al++) {
+    const float *ma = M + al * cout * ts;
+    const float *va = Vt + al * ts * cp;
+    float *ua = dU + al * cout * cp;
+    int64_t c = 0;
+    for (; c + 3 * VL <= cp; c += 3 * VL)
+      for (int64_t k = 0; k < cout; k += WKR)
+        WINO_NAME(wino_wtile)
+    (ma + k * ts, ts, va + c, cp, nt, ua + k * cp + c, 3);
+    if (cp - c == 2 * VL)
+      for (int64_t k = 0; k < cout; k += WKR)
+        WINO_NAME(wino_wtile)
+    (ma + k * ts, ts, va + c, cp, nt, ua + k * cp + c, 2);
+    else if (cp - c == VL) for (int64_t k = 0; k < cout; k += WKR) WINO_NAME(
+        wino_wtile)(ma + k * ts, ts, va + c, cp, nt, ua + k * cp + c, 1);
+  }
+}
+
 #undef TGT
 #undef vf
 #undef VL
