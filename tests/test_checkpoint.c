@@ -58,28 +58,6 @@ static tc_model *small_model(uint64_t seed, int64_t fc_out, int with_bn) {
   return m;
 }
 
-/* All state of `m` as host bytes, concatenated (for equality checks). */
-static unsigned char *state_bytes(tc_model *m, size_t *n) {
-  size_t total = 0;
-  for (int64_t i = 0; i < tc_model_num_state(m); i++) {
-    tc_tensor *t;
-    tc_model_get_state(m, i, NULL, &t);
-    total +=
-        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
-  }
-  unsigned char *b = malloc(total + 1), *p = b;
-  for (int64_t i = 0; i < tc_model_num_state(m); i++) {
-    tc_tensor *t;
-    tc_model_get_state(m, i, NULL, &t);
-    size_t k =
-        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
-    ck_assert_int_eq(tc_tensor_copy_to_host(t, p, k), TC_OK);
-    p += k;
-  }
-  *n = total;
-  return b;
-}
-
 static void set_nbt(tc_model *m, int64_t v) {
   tc_tensor *t;
   ck_assert_int_eq(tc_model_find_state(m, "bn1.num_batches_tracked", &t),
@@ -91,7 +69,7 @@ START_TEST(test_model_roundtrip) {
   tc_model *a = small_model(1, 3, 1), *b = small_model(2, 3, 1);
   set_nbt(a, 17);
   size_t na, nb;
-  unsigned char *sa = state_bytes(a, &na), *sb = state_bytes(b, &nb);
+  unsigned char *sa = tu_state_bytes(a, &na), *sb = tu_state_bytes(b, &nb);
   ck_assert_uint_eq(na, nb);
   ck_assert(memcmp(sa, sb, na) != 0); /* different seeds */
   const char *meta[] = {"arch", "small", "epoch", "3", NULL};
@@ -118,7 +96,7 @@ START_TEST(test_model_roundtrip) {
   tc_safetensors_destroy(st);
   ck_assert_int_eq(tc_model_load(b, tu_tmppath("m.st")), TC_OK);
   free(sb);
-  sb = state_bytes(b, &nb);
+  sb = tu_state_bytes(b, &nb);
   ck_assert_mem_eq(sa, sb, na);
   free(sa);
   free(sb);
@@ -135,7 +113,7 @@ START_TEST(test_model_strict_mismatches) {
   /* other fc size, no bn: shape mismatches, missing and unexpected names */
   tc_model *b = small_model(2, 4, 0);
   size_t n0, n1;
-  unsigned char *s0 = state_bytes(b, &n0);
+  unsigned char *s0 = tu_state_bytes(b, &n0);
   ck_assert_int_eq(tc_model_load(b, tu_tmppath("a.st")), TC_ESHAPE);
   const char *msg = tc_last_error();
   ck_assert_ptr_nonnull(strstr(msg, "7 mismatches"));
@@ -145,7 +123,7 @@ START_TEST(test_model_strict_mismatches) {
                                     "F32[4]"));
   ck_assert_ptr_nonnull(strstr(msg, "unexpected 'bn1.running_var'"));
   ck_assert_ptr_nonnull(strstr(msg, "unexpected 'bn1.num_batches_tracked'"));
-  unsigned char *s1 = state_bytes(b, &n1);
+  unsigned char *s1 = tu_state_bytes(b, &n1);
   ck_assert_mem_eq(s0, s1, n0); /* untouched */
   free(s1);
   /* a model with bn loading a file without: every bn entry missing */
@@ -172,7 +150,7 @@ START_TEST(test_model_strict_mismatches) {
         TC_OK);
   ck_assert_int_eq(tc_safetensors_writer_commit(w, tu_tmppath("d.st")), TC_OK);
   tc_safetensors_writer_destroy(w);
-  s0 = (free(s0), state_bytes(a, &n0));
+  s0 = (free(s0), tu_state_bytes(a, &n0));
   ck_assert_int_eq(tc_model_load(a, tu_tmppath("d.st")), TC_ESHAPE);
   ck_assert_ptr_nonnull(
       strstr(tc_last_error(),
@@ -181,7 +159,7 @@ START_TEST(test_model_strict_mismatches) {
   /* a truncated file is refused before anything is copied */
   ck_assert_int_eq(truncate(tu_tmppath("a.st"), 200), 0);
   ck_assert_int_eq(tc_model_load(a, tu_tmppath("a.st")), TC_EFORMAT);
-  s1 = state_bytes(a, &n1);
+  s1 = tu_state_bytes(a, &n1);
   ck_assert_mem_eq(s0, s1, n0);
   free(s0);
   free(s1);
@@ -224,7 +202,7 @@ START_TEST(test_training_checkpoint) {
   ck_assert_msg(tc_safetensors_load_model(st, b, NULL, ign) == TC_OK, "%s",
                 tc_last_error());
   size_t na, nb;
-  unsigned char *sa = state_bytes(a, &na), *sb = state_bytes(b, &nb);
+  unsigned char *sa = tu_state_bytes(a, &na), *sb = tu_state_bytes(b, &nb);
   ck_assert_mem_eq(sa, sb, na);
   free(sa);
   free(sb);
@@ -296,14 +274,14 @@ static tc_optimizer *group_opt(tc_model *m, float lr, float wd, int no_decay) {
 static void expect_load(const char *path, tc_model *m, tc_optimizer *opt,
                         tc_loader *loader, tc_status st, const char *want) {
   size_t n0, n1;
-  unsigned char *s0 = state_bytes(m, &n0);
+  unsigned char *s0 = tu_state_bytes(m, &n0);
   tc_status got = tc_checkpoint_load(m, path, opt, NULL, loader, NULL, NULL);
   ck_assert_msg(got == st, "%d, not %d: %s", got, st, tc_last_error());
   if (want)
     ck_assert_msg(strstr(tc_last_error(), want), "'%s' lacks '%s'",
                   tc_last_error(), want);
   if (st != TC_OK) {
-    unsigned char *s1 = state_bytes(m, &n1);
+    unsigned char *s1 = tu_state_bytes(m, &n1);
     ck_assert_mem_eq(s0, s1, n0);
     free(s1);
   }
@@ -434,7 +412,7 @@ START_TEST(test_model_alloc_failures) {
   size_t n0, n1;
   for (int persistent = 0; persistent < 2; persistent++) {
     /* b's state before this round (the first round ends by loading a's) */
-    unsigned char *s0 = state_bytes(b, &n0);
+    unsigned char *s0 = tu_state_bytes(b, &n0);
     tu_alloc_install();
     for (long k = 1;; k++) {
       long live = tu_alloc_live();
@@ -447,7 +425,7 @@ START_TEST(test_model_alloc_failures) {
       ck_assert_int_eq(s, TC_ENOMEM);
       ck_assert_int_eq(tu_alloc_live(), live);
       tu_alloc_fail_at(0, 0);
-      unsigned char *s1 = state_bytes(b, &n1);
+      unsigned char *s1 = tu_state_bytes(b, &n1);
       ck_assert_mem_eq(s0, s1, n0);
       free(s1);
     }
@@ -552,7 +530,7 @@ START_TEST(test_load_fifo) {
   alarm(20);
   tc_model *m = small_model(1, 3, 1);
   size_t n0, n1;
-  unsigned char *before = state_bytes(m, &n0);
+  unsigned char *before = tu_state_bytes(m, &n0);
   ck_assert_int_eq(mkfifo(tu_tmppath("fifo.st"), 0600), 0);
   ck_assert_int_eq(tc_model_load(m, tu_tmppath("fifo.st")), TC_EIO);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "not a regular file"));
@@ -560,7 +538,7 @@ START_TEST(test_load_fifo) {
                                       NULL, NULL, NULL),
                    TC_EIO);
   ck_assert_ptr_nonnull(strstr(tc_last_error(), "not a regular file"));
-  unsigned char *after = state_bytes(m, &n1);
+  unsigned char *after = tu_state_bytes(m, &n1);
   ck_assert_uint_eq(n0, n1);
   ck_assert_mem_eq(before, after, n0);
   free(before);

@@ -261,27 +261,6 @@ static tc_model *small_model(uint64_t seed) {
   return m;
 }
 
-static unsigned char *state_bytes(tc_model *m, size_t *n) {
-  size_t total = 0;
-  for (int64_t i = 0; i < tc_model_num_state(m); i++) {
-    tc_tensor *t;
-    tc_model_get_state(m, i, NULL, &t);
-    total +=
-        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
-  }
-  unsigned char *b = malloc(total + 1), *p = b;
-  for (int64_t i = 0; i < tc_model_num_state(m); i++) {
-    tc_tensor *t;
-    tc_model_get_state(m, i, NULL, &t);
-    size_t k =
-        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
-    ck_assert_int_eq(tc_tensor_copy_to_host(t, p, k), TC_OK);
-    p += k;
-  }
-  *n = total;
-  return b;
-}
-
 static tc_optimizer *sgd(tc_model *m) {
   tc_sgd_options o;
   ck_assert_int_eq(tc_sgd_options_init(&o, sizeof o), TC_OK);
@@ -499,12 +478,12 @@ END_TEST
 /* a failed load leaves the model (and optimizer) unchanged */
 static void prepare_state(void) {
   free(state0);
-  state0 = state_bytes(mb, &state0_n);
+  state0 = tu_state_bytes(mb, &state0_n);
 }
 
 static void check_state(tc_status st) {
   size_t n;
-  unsigned char *now = state_bytes(mb, &n), *want = state_bytes(ma, &n);
+  unsigned char *now = tu_state_bytes(mb, &n), *want = tu_state_bytes(ma, &n);
   if (st == TC_OK) {
     ck_assert_mem_eq(now, want, n);
     /* back to mb's own values for the next run */

@@ -194,3 +194,25 @@ int tu_run_suite(Suite *s) {
   srunner_free(sr);
   return failed_n ? EXIT_FAILURE : EXIT_SUCCESS;
 }
+
+/* All state of `m` as host bytes, concatenated (for equality checks). */
+unsigned char *tu_state_bytes(tc_model *m, size_t *n) {
+  size_t total = 0;
+  for (int64_t i = 0; i < tc_model_num_state(m); i++) {
+    tc_tensor *t;
+    tc_model_get_state(m, i, NULL, &t);
+    total +=
+        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
+  }
+  unsigned char *b = malloc(total + 1), *p = b;
+  for (int64_t i = 0; i < tc_model_num_state(m); i++) {
+    tc_tensor *t;
+    tc_model_get_state(m, i, NULL, &t);
+    size_t k =
+        (size_t)tc_tensor_numel(t) * (tc_tensor_dtype(t) == TC_INT64 ? 8 : 4);
+    ck_assert_int_eq(tc_tensor_copy_to_host(t, p, k), TC_OK);
+    p += k;
+  }
+  *n = total;
+  return b;
+}

@@ -65,6 +65,10 @@ int tu_rm_rf(const char *path);
 unsigned char *tu_read_file(const char *path, size_t *n);
 /* The same, asserted to exist. */
 unsigned char *tu_slurp(const char *path, size_t *n);
+
+/* Every state tensor of `m` (parameters, buffers) as host bytes, concatenated
+ * in state order (malloc'd; *n its size): equal bytes, equal models. */
+unsigned char *tu_state_bytes(tc_model *m, size_t *n);
 /* Writes n bytes as the whole file (created or truncated), asserted. */
 void tu_write_file(const char *path, const void *data, size_t n);
 
