@@ -297,8 +297,9 @@ static void pad(const float *restrict src, float *restrict dst, int64_t c,
                 int64_t h, int64_t w, const tf_op *op) {
   int64_t ow = w + op->a + op->b, oh = h + op->c + op->d;
   size_t total = (size_t)(c * oh * ow);
+  const float v = op->value; /* read once: dst may alias op for the compiler */
   for (size_t i = 0; i < total; i++)
-    dst[i] = op->value;
+    dst[i] = v;
   for (int64_t ch = 0; ch < c; ch++)
     for (int64_t y = 0; y < h; y++)
       memcpy(dst + (ch * oh + y + op->c) * ow + op->a, src + (ch * h + y) * w,
@@ -328,6 +329,42 @@ static void crop(const float *restrict src, float *restrict dst, int64_t c,
     }
 }
 
+/* p[i] = (p[i] - sub) / div for i < n: ToTensor's division by 255 and
+ * Normalize's (x - mean) / std, as torchvision writes them (a division, not
+ * a multiplication by the reciprocal, so the bits are PyTorch's). Four
+ * lanes at a time through the compilers' generic vectors: the division is
+ * the loader's main cost, and the loader thread shares the cores with the
+ * training step. Every lane computes exactly the scalar expression. */
+typedef float tf_v4 __attribute__((vector_size(16)));
+
+static void sub_div(float *p, size_t n, float sub, float div) {
+  const tf_v4 vs = {sub, sub, sub, sub}, vd = {div, div, div, div};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    tf_v4 v;
+    memcpy(&v, p + i, sizeof v);
+    v = (v - vs) / vd;
+    memcpy(p + i, &v, sizeof v);
+  }
+  for (; i < n; i++)
+    p[i] = (p[i] - sub) / div;
+}
+
+/* dst[i] = (float)src[i], four at a time (exact conversions). */
+typedef uint8_t tf_u4 __attribute__((vector_size(4)));
+
+static void bytes_to_float(const uint8_t *src, float *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    tf_u4 b;
+    memcpy(&b, src + i, sizeof b);
+    tf_v4 v = __builtin_convertvector(b, tf_v4);
+    memcpy(dst + i, &v, sizeof v);
+  }
+  for (; i < n; i++)
+    dst[i] = (float)src[i];
+}
+
 void tc__transform_run(const tc_transform *tf, const uint8_t *pixels,
                        const int64_t in_chw[3], float *out, float *work,
                        uint64_t seed, uint64_t epoch, uint64_t index) {
@@ -344,8 +381,7 @@ void tc__transform_run(const tc_transform *tf, const uint8_t *pixels,
   }
   float *cur = work, *nxt = work + most;
   size_t count = (size_t)(s[0] * s[1] * s[2]);
-  for (size_t i = 0; i < count; i++)
-    cur[i] = (float)pixels[i];
+  bytes_to_float(pixels, cur, count);
   uint64_t base = ((epoch & EPOCH_MASK) << 42) | ((index & 0xffffffffu) << 10);
   for (int k = 0; k < tf->n; k++) {
     const tf_op *op = &tf->ops[k];
@@ -356,8 +392,7 @@ void tc__transform_run(const tc_transform *tf, const uint8_t *pixels,
     size_t plane = (size_t)(h * w);
     switch (op->kind) {
     case OP_TO_FLOAT:
-      for (size_t i = 0; i < count; i++)
-        cur[i] = cur[i] / 255.0f;
+      sub_div(cur, count, 0.0f, 255.0f); /* x - 0 == x: pixels are >= 0 */
       break;
     case OP_PAD: {
       pad(cur, nxt, c, h, w, op);
@@ -379,9 +414,7 @@ void tc__transform_run(const tc_transform *tf, const uint8_t *pixels,
       for (int64_t ch = 0; ch < c; ch++) {
         int m = op->channels == 1 ? 0 : (int)ch;
         float mean = op->mean_std[m], sd = op->mean_std[op->channels + m];
-        float *p = cur + (size_t)ch * plane;
-        for (size_t i = 0; i < plane; i++)
-          p[i] = (p[i] - mean) / sd;
+        sub_div(cur + (size_t)ch * plane, plane, mean, sd);
       }
       break;
     case OP_RANDOM_CROP: {
