@@ -434,6 +434,24 @@ static void wino_pad(const wino_plan *p, int64_t i0, int64_t m, float *planes,
                   planes + (g * p->cin + c) * p->pl + p->wp + 1, p->wp);
 }
 
+/* Input transform of tile rows [r0, r1) of the padded planes into V
+ * (16 matrices, as_v floats apart, rows of p->ts tiles per channel); each
+ * channel's tiles nt .. ntv are zeroed: the GEMMs read whole vectors. */
+static void wino_in_block(const wino_plan *p, const float *planes, float *V,
+                          int64_t as_v, int64_t r0, int64_t r1, int64_t ntv) {
+  int64_t nt = (r1 - r0) * p->tw;
+  for (int64_t c = 0; c < p->cin; c++) {
+    for (int64_t r = r0; r < r1; r++) {
+      int64_t g = r / p->th, tr = r % p->th;
+      p->kn->in_row(planes + (g * p->cin + c) * p->pl + 2 * tr * p->wp, p->wp,
+                    p->tw, V + c * p->ts + (r - r0) * p->tw, as_v);
+    }
+    for (int64_t al = 0; al < 16; al++)
+      memset(V + al * as_v + c * p->ts + nt, 0,
+             (size_t)(ntv - nt) * sizeof(float));
+  }
+}
+
 /* Image group t (images t*G ..) with buffer buf. */
 static void wino_group(const wino_plan *p, int64_t t, char *buf, int fresh) {
   const wino_kernels *kn = p->kn;
@@ -446,17 +464,7 @@ static void wino_group(const wino_plan *p, int64_t t, char *buf, int fresh) {
   for (int64_t r0 = 0; r0 < m * p->th; r0 += p->nr) {
     int64_t r1 = r0 + p->nr < m * p->th ? r0 + p->nr : m * p->th;
     int64_t nt = (r1 - r0) * p->tw, ntv = rup(nt, kn->vl);
-    for (int64_t c = 0; c < p->cin; c++) {
-      for (int64_t r = r0; r < r1; r++) {
-        int64_t g = r / p->th, tr = r % p->th;
-        kn->in_row(planes + (g * p->cin + c) * p->pl + 2 * tr * p->wp, p->wp,
-                   p->tw, V + c * p->ts + (r - r0) * p->tw, as_v);
-      }
-      /* the GEMM's padding tiles: zeros, not whatever was there */
-      for (int64_t al = 0; al < 16; al++)
-        memset(V + al * as_v + c * p->ts + nt, 0,
-               (size_t)(ntv - nt) * sizeof(float));
-    }
+    wino_in_block(p, planes, V, as_v, r0, r1, ntv);
     kn->gemm(p->U, V, M, p->cin, p->cout, p->ts, ntv);
     for (int64_t k = 0; k < p->cout; k++) {
       float b = p->bias ? p->bias[k] : 0.f;
@@ -558,16 +566,7 @@ static void wino_wgroup(const wino_plan *p, int64_t i0, int64_t m, char *buf,
   for (int64_t r0 = 0; r0 < m * p->th; r0 += p->nr) {
     int64_t r1 = r0 + p->nr < m * p->th ? r0 + p->nr : m * p->th;
     int64_t nt = (r1 - r0) * p->tw, nt8 = rup(nt, 8);
-    for (int64_t c = 0; c < p->cin; c++) {
-      for (int64_t r = r0; r < r1; r++) {
-        int64_t g = r / p->th, tr = r % p->th;
-        kn->in_row(planes + (g * p->cin + c) * p->pl + 2 * tr * p->wp, p->wp,
-                   p->tw, V + c * p->ts + (r - r0) * p->tw, as_v);
-      }
-      for (int64_t al = 0; al < 16; al++)
-        memset(V + al * as_v + c * p->ts + nt, 0,
-               (size_t)(nt8 - nt) * sizeof(float));
-    }
+    wino_in_block(p, planes, V, as_v, r0, r1, nt8);
 #if CPU_X86
     for (int64_t al = 0; al < 16; al++)
       wino_transpose(V + al * as_v, p->ts, p->cin, nt8, Vt + al * p->ts * p->cp,
